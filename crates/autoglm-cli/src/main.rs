@@ -1,0 +1,2 @@
+//! The `autoglm` binary.
+fn main() {}

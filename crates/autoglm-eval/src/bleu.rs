@@ -1,0 +1,494 @@
+//! BLEU exactly as sacrebleu 2.6.0 computes it.
+
+use std::str::FromStr;
+
+use rustc_hash::FxHashMap;
+
+use crate::error::{Error, Result};
+use crate::metric::{score_corpus, Metric};
+use crate::signature::{yes_no, NumRefs, Signature};
+use crate::text::{py_lower, py_rstrip, py_split};
+use crate::tokenize::Tokenizer;
+
+/// The largest n-gram order supported.
+pub const MAX_NGRAM_ORDER: usize = 4;
+
+/// How zero n-gram matches are smoothed (sacrebleu's `--smooth-method`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[non_exhaustive]
+pub enum Smooth {
+    /// No smoothing.
+    None,
+    /// Chen & Cherry method 1: a floor value (default 0.1) for zero matches.
+    Floor,
+    /// Chen & Cherry method 2: add k (default 1) to matches and totals for n > 1.
+    AddK,
+    /// NIST geometric smoothing (mteval-v13a), sacrebleu's default.
+    #[default]
+    Exp,
+}
+
+impl Smooth {
+    /// The name used on sacrebleu's command line and in signatures.
+    pub fn name(self) -> &'static str {
+        match self {
+            Smooth::None => "none",
+            Smooth::Floor => "floor",
+            Smooth::AddK => "add-k",
+            Smooth::Exp => "exp",
+        }
+    }
+
+    /// The default smoothing value, for methods that take one.
+    pub fn default_value(self) -> Option<f64> {
+        match self {
+            Smooth::Floor => Some(0.1),
+            Smooth::AddK => Some(1.0),
+            Smooth::None | Smooth::Exp => None,
+        }
+    }
+}
+
+impl FromStr for Smooth {
+    type Err = Error;
+    fn from_str(s: &str) -> Result<Self> {
+        [Smooth::None, Smooth::Floor, Smooth::AddK, Smooth::Exp]
+            .into_iter()
+            .find(|m| m.name() == s)
+            .ok_or_else(|| Error::UnknownOption {
+                option: "smooth-method",
+                value: s.to_owned(),
+                expected: "none, floor, add-k, exp",
+            })
+    }
+}
+
+/// BLEU options, as sacrebleu's `BLEU(...)` constructor takes them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct BleuConfig {
+    /// Tokenizer (default `13a`).
+    pub tokenize: Tokenizer,
+    /// Lowercase hypotheses and references before tokenizing.
+    pub lowercase: bool,
+    /// Smoothing method (default `exp`).
+    pub smooth_method: Smooth,
+    /// Smoothing value for `floor` and `add-k` (their defaults when `None`).
+    pub smooth_value: Option<f64>,
+    /// Maximum n-gram order, 1 to 4 (default 4).
+    pub max_ngram_order: usize,
+    /// Use the highest order with n-grams instead of always `max_ngram_order`
+    /// (sacrebleu turns this on for sentence BLEU).
+    pub effective_order: bool,
+}
+
+impl Default for BleuConfig {
+    fn default() -> Self {
+        BleuConfig {
+            tokenize: Tokenizer::V13a,
+            lowercase: false,
+            smooth_method: Smooth::Exp,
+            smooth_value: None,
+            max_ngram_order: MAX_NGRAM_ORDER,
+            effective_order: false,
+        }
+    }
+}
+
+impl BleuConfig {
+    /// The defaults of `sacrebleu.sentence_bleu`: as [`Default`], with effective order.
+    pub fn sentence() -> Self {
+        BleuConfig {
+            effective_order: true,
+            ..BleuConfig::default()
+        }
+    }
+
+    /// Sets the tokenizer.
+    pub fn with_tokenize(mut self, t: Tokenizer) -> Self {
+        self.tokenize = t;
+        self
+    }
+
+    /// Sets lowercasing.
+    pub fn with_lowercase(mut self, lc: bool) -> Self {
+        self.lowercase = lc;
+        self
+    }
+
+    /// Sets the smoothing method and value.
+    pub fn with_smooth(mut self, method: Smooth, value: Option<f64>) -> Self {
+        self.smooth_method = method;
+        self.smooth_value = value;
+        self
+    }
+
+    /// Sets effective order.
+    pub fn with_effective_order(mut self, eff: bool) -> Self {
+        self.effective_order = eff;
+        self
+    }
+}
+
+/// A BLEU score with its statistics, named as sacrebleu's `BLEUScore` fields.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct BleuScore {
+    /// BLEU on the 0–100 scale.
+    pub score: f64,
+    /// Matched n-grams per order (with `add-k` smoothing, sacrebleu reports them with k added).
+    pub counts: Vec<f64>,
+    /// Hypothesis n-grams per order (likewise).
+    pub totals: Vec<f64>,
+    /// Precisions per order, in percent.
+    pub precisions: Vec<f64>,
+    /// Brevity penalty.
+    pub bp: f64,
+    /// Hypothesis length in tokens.
+    pub sys_len: u64,
+    /// Effective reference length in tokens.
+    pub ref_len: u64,
+}
+
+/// Sufficient statistics of BLEU: sacrebleu's `[hyp_len, ref_len, correct1..4, total1..4]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct BleuStats {
+    /// Hypothesis length.
+    pub hyp_len: u64,
+    /// Closest reference length (ties go to the shorter one).
+    pub ref_len: u64,
+    /// Clipped n-gram matches per order.
+    pub correct: [u64; MAX_NGRAM_ORDER],
+    /// Hypothesis n-grams per order.
+    pub total: [u64; MAX_NGRAM_ORDER],
+}
+
+impl BleuStats {
+    /// The statistics as sacrebleu lays them out: `[hyp_len, ref_len, correct.., total..]`.
+    pub fn to_vec(&self, order: usize) -> Vec<u64> {
+        let mut v = vec![self.hyp_len, self.ref_len];
+        v.extend_from_slice(&self.correct[..order]);
+        v.extend_from_slice(&self.total[..order]);
+        v
+    }
+}
+
+type NgramKey = u128;
+
+/// References of one line, tokenized, with per-n-gram maximum counts over references.
+#[derive(Debug, Clone)]
+pub struct BleuRefs {
+    vocab: FxHashMap<String, u32>,
+    ngrams: FxHashMap<NgramKey, u32>,
+    lens: Vec<u64>,
+}
+
+/// The BLEU metric with a fixed configuration.
+///
+/// # Examples
+/// ```
+/// use autoglm_eval::{Bleu, BleuConfig, Metric};
+/// # fn main() -> autoglm_eval::Result<()> {
+/// let bleu = Bleu::new(BleuConfig::sentence())?;
+/// let s = bleu.line_stats("The cat sat on the mat.", &["The cat sat on the mat."])?;
+/// assert_eq!(bleu.sentence_score_from(&s).score, 100.00000000000004); // as sacrebleu
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Bleu {
+    config: BleuConfig,
+}
+
+impl Bleu {
+    /// Validates the configuration.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for an n-gram order outside 1..=4 or a negative smoothing value.
+    pub fn new(config: BleuConfig) -> Result<Self> {
+        if !(1..=MAX_NGRAM_ORDER).contains(&config.max_ngram_order) {
+            return Err(Error::InvalidOption {
+                option: "max-ngram-order",
+                reason: format!("{} is not in 1..=4", config.max_ngram_order),
+            });
+        }
+        if let Some(v) = config.smooth_value {
+            if !v.is_finite() || v < 0.0 {
+                return Err(Error::InvalidOption {
+                    option: "smooth-value",
+                    reason: format!("{v} is not a finite non-negative number"),
+                });
+            }
+        }
+        Ok(Bleu { config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &BleuConfig {
+        &self.config
+    }
+
+    fn preprocess(&self, s: &str) -> String {
+        let s = py_rstrip(s);
+        if self.config.lowercase {
+            self.config.tokenize.tokenize(&py_lower(s))
+        } else {
+            self.config.tokenize.tokenize(s)
+        }
+    }
+
+    /// sacrebleu's `BLEU.compute_bleu`: the score from summed statistics, keeping its
+    /// floating-point operation order.
+    pub fn compute(&self, stats: &BleuStats, effective_order: bool) -> BleuScore {
+        let order = self.config.max_ngram_order;
+        let method = self.config.smooth_method;
+        let smooth_value = self
+            .config
+            .smooth_value
+            .or(method.default_value())
+            .unwrap_or(0.0);
+        let (sys_len, ref_len) = (stats.hyp_len, stats.ref_len);
+        let mut bp = 1.0;
+        if sys_len < ref_len {
+            bp = if sys_len > 0 {
+                (1.0 - ref_len as f64 / sys_len as f64).exp()
+            } else {
+                0.0
+            };
+        }
+        let mut correct: Vec<f64> = stats.correct[..order].iter().map(|&c| c as f64).collect();
+        let mut total: Vec<f64> = stats.total[..order].iter().map(|&c| c as f64).collect();
+        let mut precisions = vec![0.0; order];
+        if correct.iter().all(|&c| c == 0.0) {
+            return BleuScore {
+                score: 0.0,
+                counts: correct,
+                totals: total,
+                precisions,
+                bp,
+                sys_len,
+                ref_len,
+            };
+        }
+        let mut smooth_mteval = 1.0f64;
+        let mut eff_order = order;
+        for n in 1..=order {
+            if method == Smooth::AddK && n > 1 {
+                correct[n - 1] += smooth_value;
+                total[n - 1] += smooth_value;
+            }
+            if total[n - 1] == 0.0 {
+                break;
+            }
+            if effective_order {
+                eff_order = n;
+            }
+            if correct[n - 1] == 0.0 {
+                match method {
+                    Smooth::Exp => {
+                        smooth_mteval *= 2.0;
+                        precisions[n - 1] = 100.0 / (smooth_mteval * total[n - 1]);
+                    }
+                    Smooth::Floor => {
+                        precisions[n - 1] = 100.0 * smooth_value / total[n - 1];
+                    }
+                    Smooth::None | Smooth::AddK => {}
+                }
+            } else {
+                precisions[n - 1] = 100.0 * correct[n - 1] / total[n - 1];
+            }
+        }
+        let log_sum = precisions[..eff_order]
+            .iter()
+            .fold(0.0f64, |acc, &p| acc + my_log(p));
+        let score = bp * (log_sum / eff_order as f64).exp();
+        BleuScore {
+            score,
+            counts: correct,
+            totals: total,
+            precisions,
+            bp,
+            sys_len,
+            ref_len,
+        }
+    }
+}
+
+/// sacrebleu's `my_log`: log, with log(0) floored to -9999999999.
+#[inline]
+fn my_log(x: f64) -> f64 {
+    if x == 0.0 {
+        -9_999_999_999.0
+    } else {
+        x.ln()
+    }
+}
+
+#[inline]
+fn key(ids: &[u32]) -> NgramKey {
+    ids.iter().fold(0u128, |k, &id| (k << 32) | id as u128)
+}
+
+fn closest_ref_len(hyp_len: u64, ref_lens: &[u64]) -> u64 {
+    let mut best: Option<(u64, u64)> = None;
+    for &r in ref_lens {
+        let diff = hyp_len.abs_diff(r);
+        best = match best {
+            None => Some((diff, r)),
+            Some((d, _)) if diff < d => Some((diff, r)),
+            Some((d, l)) if diff == d && r < l => Some((d, r)),
+            b => b,
+        };
+    }
+    best.map_or(0, |(_, l)| l)
+}
+
+impl Metric for Bleu {
+    type Refs = BleuRefs;
+    type Stats = BleuStats;
+    type Score = BleuScore;
+
+    fn prepare_refs(&self, refs: &[&str]) -> BleuRefs {
+        let order = self.config.max_ngram_order;
+        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+        let mut ngrams: FxHashMap<NgramKey, u32> = FxHashMap::default();
+        let mut lens = Vec::with_capacity(refs.len());
+        let mut this: FxHashMap<NgramKey, u32> = FxHashMap::default();
+        let mut ids: Vec<u32> = Vec::new();
+        for r in refs {
+            let tok = self.preprocess(r);
+            ids.clear();
+            for t in py_split(&tok) {
+                let next = vocab.len() as u32 + 1;
+                let id = *vocab.entry(t.to_owned()).or_insert(next);
+                ids.push(id);
+            }
+            lens.push(ids.len() as u64);
+            this.clear();
+            for n in 1..=order {
+                for w in ids.windows(n) {
+                    *this.entry(key(w)).or_insert(0) += 1;
+                }
+            }
+            for (&k, &c) in &this {
+                let e = ngrams.entry(k).or_insert(0);
+                *e = (*e).max(c);
+            }
+        }
+        BleuRefs {
+            vocab,
+            ngrams,
+            lens,
+        }
+    }
+
+    fn segment_stats(&self, hyp: &str, refs: &BleuRefs) -> BleuStats {
+        let order = self.config.max_ngram_order;
+        let tok = self.preprocess(hyp);
+        // Tokens unknown to the references get id 0: no n-gram containing one can match.
+        let ids: Vec<u32> = py_split(&tok)
+            .map(|t| refs.vocab.get(t).copied().unwrap_or(0))
+            .collect();
+        let hyp_len = ids.len() as u64;
+        let mut stats = BleuStats {
+            hyp_len,
+            ref_len: closest_ref_len(hyp_len, &refs.lens),
+            ..BleuStats::default()
+        };
+        let mut counts: FxHashMap<NgramKey, u32> = FxHashMap::default();
+        for n in 1..=order {
+            if ids.len() < n {
+                break;
+            }
+            stats.total[n - 1] = (ids.len() + 1 - n) as u64;
+            counts.clear();
+            for w in ids.windows(n) {
+                if w.contains(&0) {
+                    continue;
+                }
+                *counts.entry(key(w)).or_insert(0) += 1;
+            }
+            for (k, &c) in &counts {
+                if let Some(&r) = refs.ngrams.get(k) {
+                    stats.correct[n - 1] += c.min(r) as u64;
+                }
+            }
+        }
+        stats
+    }
+
+    fn zero_stats(&self) -> BleuStats {
+        BleuStats::default()
+    }
+
+    fn add_stats(&self, acc: &mut BleuStats, s: &BleuStats) {
+        acc.hyp_len += s.hyp_len;
+        acc.ref_len += s.ref_len;
+        for i in 0..MAX_NGRAM_ORDER {
+            acc.correct[i] += s.correct[i];
+            acc.total[i] += s.total[i];
+        }
+    }
+
+    fn corpus_score_from(&self, stats: &BleuStats) -> BleuScore {
+        self.compute(stats, self.config.effective_order)
+    }
+
+    fn sentence_score_from(&self, stats: &BleuStats) -> BleuScore {
+        self.compute(stats, self.config.effective_order)
+    }
+
+    fn value(score: &BleuScore) -> f64 {
+        score.score
+    }
+
+    fn signature(&self, nrefs: NumRefs) -> Signature {
+        let c = &self.config;
+        let mut sig = Signature::new(nrefs);
+        sig.set("case", if c.lowercase { "lc" } else { "mixed" });
+        sig.set("eff", yes_no(c.effective_order));
+        sig.set("tok", c.tokenize.name());
+        let mut smooth = c.smooth_method.name().to_owned();
+        if let Some(def) = c.smooth_method.default_value() {
+            smooth.push_str(&format!("[{:.2}]", c.smooth_value.unwrap_or(def)));
+        }
+        sig.set("smooth", smooth);
+        sig
+    }
+
+    fn name(&self) -> String {
+        "BLEU".to_owned()
+    }
+}
+
+/// Corpus BLEU (sacrebleu's `corpus_bleu`): `refs[i]` are the references of line `i`.
+///
+/// # Errors
+/// Invalid configuration, mismatched lengths, a line without references, or no lines.
+///
+/// # Examples
+/// ```
+/// # fn main() -> autoglm_eval::Result<()> {
+/// let hyps = ["The dog bit the man.", "It was not unexpected."];
+/// let refs = [vec!["The dog bit the man."], vec!["It was not surprising.", "No surprise."]];
+/// let s = autoglm_eval::corpus_bleu(&hyps, &refs, &Default::default())?;
+/// assert!((s.score - 74.19446627365011).abs() < 1e-9); // sacrebleu 2.6.0
+/// # Ok(()) }
+/// ```
+pub fn corpus_bleu<H: AsRef<str>, R: AsRef<str>>(
+    hyps: &[H],
+    refs: &[Vec<R>],
+    config: &BleuConfig,
+) -> Result<BleuScore> {
+    let bleu = Bleu::new(config.clone())?;
+    score_corpus(&bleu, hyps, refs)?.finish()
+}
+
+/// Sentence BLEU (sacrebleu's `sentence_bleu`; pass [`BleuConfig::sentence`] for its defaults).
+///
+/// # Errors
+/// Invalid configuration or no reference.
+pub fn sentence_bleu(hyp: &str, refs: &[&str], config: &BleuConfig) -> Result<BleuScore> {
+    let bleu = Bleu::new(config.clone())?;
+    let stats = bleu.line_stats(hyp, refs)?;
+    Ok(bleu.sentence_score_from(&stats))
+}

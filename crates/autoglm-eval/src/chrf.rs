@@ -1,0 +1,395 @@
+//! chrF and chrF++ exactly as sacrebleu 2.6.0 computes them.
+
+use rustc_hash::FxHashMap;
+
+use crate::error::{Error, Result};
+use crate::metric::{score_corpus, Metric};
+use crate::signature::{yes_no, NumRefs, Signature};
+use crate::text::{is_py_whitespace, py_lower, py_split};
+
+/// The largest character n-gram order supported (n-grams are packed into 128-bit keys).
+pub const MAX_CHAR_ORDER: usize = 6;
+/// The largest word n-gram order supported.
+pub const MAX_WORD_ORDER: usize = 4;
+
+/// chrF options, as sacrebleu's `CHRF(...)` constructor takes them.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+#[non_exhaustive]
+pub struct ChrfConfig {
+    /// Character n-gram order (default 6, at most [`MAX_CHAR_ORDER`]).
+    pub char_order: usize,
+    /// Word n-gram order: 0 for chrF (default), 2 for chrF++ (at most [`MAX_WORD_ORDER`]).
+    pub word_order: usize,
+    /// The β of F-β (default 2: recall weighs twice as much).
+    pub beta: u32,
+    /// Lowercase before extracting n-grams.
+    pub lowercase: bool,
+    /// Keep whitespace inside character n-grams.
+    pub whitespace: bool,
+    /// chrF++.py/NLTK/Moses-style smoothing: average per-order F with 1e-16 for
+    /// missing orders (sacrebleu's `eps_smoothing`; default off = effective order).
+    pub eps_smoothing: bool,
+}
+
+impl Default for ChrfConfig {
+    fn default() -> Self {
+        ChrfConfig {
+            char_order: 6,
+            word_order: 0,
+            beta: 2,
+            lowercase: false,
+            whitespace: false,
+            eps_smoothing: false,
+        }
+    }
+}
+
+impl ChrfConfig {
+    /// chrF++: the defaults with word order 2.
+    pub fn plus_plus() -> Self {
+        ChrfConfig {
+            word_order: 2,
+            ..ChrfConfig::default()
+        }
+    }
+
+    /// Sets the word order.
+    pub fn with_word_order(mut self, n: usize) -> Self {
+        self.word_order = n;
+        self
+    }
+
+    /// Sets the character order.
+    pub fn with_char_order(mut self, n: usize) -> Self {
+        self.char_order = n;
+        self
+    }
+
+    /// Sets β.
+    pub fn with_beta(mut self, beta: u32) -> Self {
+        self.beta = beta;
+        self
+    }
+
+    /// Sets lowercasing.
+    pub fn with_lowercase(mut self, lc: bool) -> Self {
+        self.lowercase = lc;
+        self
+    }
+
+    /// Sets whitespace handling.
+    pub fn with_whitespace(mut self, ws: bool) -> Self {
+        self.whitespace = ws;
+        self
+    }
+
+    /// Sets eps smoothing.
+    pub fn with_eps_smoothing(mut self, eps: bool) -> Self {
+        self.eps_smoothing = eps;
+        self
+    }
+}
+
+/// A chrF score.
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+pub struct ChrfScore {
+    /// chrF on the 0–100 scale.
+    pub score: f64,
+    /// `[hyp, ref, match]` counts per order (characters first, then words).
+    pub stats: Vec<u64>,
+}
+
+/// Sufficient statistics: `[hyp, ref, match]` per order, characters first, then words,
+/// taken from the best-scoring reference of each line.
+pub type ChrfStats = Vec<u64>;
+
+type Counts = FxHashMap<u128, u32>;
+
+/// References of one line: n-gram counts per order, per reference.
+#[derive(Debug, Clone)]
+pub struct ChrfRefs {
+    vocab: FxHashMap<String, u32>,
+    refs: Vec<Vec<(Counts, u64)>>,
+}
+
+/// The chrF metric with a fixed configuration.
+#[derive(Debug, Clone)]
+pub struct Chrf {
+    config: ChrfConfig,
+}
+
+impl Chrf {
+    /// Validates the configuration.
+    ///
+    /// # Errors
+    /// [`Error::InvalidOption`] for orders outside 1..=6 (characters) and 0..=4 (words),
+    /// or β = 0.
+    pub fn new(config: ChrfConfig) -> Result<Self> {
+        if !(1..=MAX_CHAR_ORDER).contains(&config.char_order) {
+            return Err(Error::InvalidOption {
+                option: "chrf-char-order",
+                reason: format!("{} is not in 1..=6", config.char_order),
+            });
+        }
+        if config.word_order > MAX_WORD_ORDER {
+            return Err(Error::InvalidOption {
+                option: "chrf-word-order",
+                reason: format!("{} is not in 0..=4", config.word_order),
+            });
+        }
+        if config.beta == 0 {
+            return Err(Error::InvalidOption {
+                option: "chrf-beta",
+                reason: "beta must be positive".to_owned(),
+            });
+        }
+        Ok(Chrf { config })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &ChrfConfig {
+        &self.config
+    }
+
+    fn order(&self) -> usize {
+        self.config.char_order + self.config.word_order
+    }
+
+    /// Character n-gram keys of the (preprocessed) line.
+    fn chars(&self, s: &str) -> Vec<u32> {
+        if self.config.whitespace {
+            s.chars().map(|c| c as u32).collect()
+        } else {
+            s.chars()
+                .filter(|&c| !is_py_whitespace(c))
+                .map(|c| c as u32)
+                .collect()
+        }
+    }
+
+    /// sacrebleu's `CHRF._compute_f_score`, with its operation order.
+    pub fn f_score(&self, stats: &[u64]) -> f64 {
+        let eps = 1e-16;
+        let mut score = 0.0f64;
+        let mut effective_order = 0u32;
+        let factor = (self.config.beta as f64) * (self.config.beta as f64);
+        let (mut avg_prec, mut avg_rec) = (0.0f64, 0.0f64);
+        for t in stats.chunks_exact(3) {
+            let (n_hyp, n_ref, n_match) = (t[0] as f64, t[1] as f64, t[2] as f64);
+            let prec = if t[0] > 0 { n_match / n_hyp } else { eps };
+            let rec = if t[1] > 0 { n_match / n_ref } else { eps };
+            let denom = factor * prec + rec;
+            score += if denom > 0.0 {
+                (1.0 + factor) * prec * rec / denom
+            } else {
+                eps
+            };
+            if t[0] > 0 && t[1] > 0 {
+                avg_prec += prec;
+                avg_rec += rec;
+                effective_order += 1;
+            }
+        }
+        if self.config.eps_smoothing {
+            return 100.0 * score / self.order() as f64;
+        }
+        if effective_order == 0 {
+            avg_prec = 0.0;
+            avg_rec = 0.0;
+        } else {
+            avg_prec /= effective_order as f64;
+            avg_rec /= effective_order as f64;
+        }
+        if avg_prec + avg_rec != 0.0 {
+            let mut score = (1.0 + factor) * avg_prec * avg_rec;
+            score /= (factor * avg_prec) + avg_rec;
+            100.0 * score
+        } else {
+            0.0
+        }
+    }
+
+    /// Counts of every order for one text; words are interned with `intern`.
+    fn ngram_counts(&self, s: &str, mut intern: impl FnMut(&str) -> u32) -> Vec<(Counts, u64)> {
+        let pre;
+        let s = if self.config.lowercase {
+            pre = py_lower(s);
+            pre.as_str()
+        } else {
+            s
+        };
+        let mut out = Vec::with_capacity(self.order());
+        let chars = self.chars(s);
+        for n in 1..=self.config.char_order {
+            let mut m = Counts::default();
+            for w in chars.windows(n) {
+                let k = w.iter().fold(0u128, |k, &c| (k << 21) | c as u128);
+                *m.entry(k).or_insert(0) += 1;
+            }
+            let total = chars.len().saturating_sub(n - 1) as u64;
+            out.push((m, total));
+        }
+        if self.config.word_order > 0 {
+            let words: Vec<u32> = remove_punctuation(s).into_iter().map(&mut intern).collect();
+            for n in 1..=self.config.word_order {
+                let mut m = Counts::default();
+                for w in words.windows(n) {
+                    let k = w.iter().fold(0u128, |k, &c| (k << 32) | c as u128);
+                    *m.entry(k).or_insert(0) += 1;
+                }
+                out.push((m, words.len().saturating_sub(n - 1) as u64));
+            }
+        }
+        out
+    }
+}
+
+/// sacrebleu's `CHRF._remove_punctuation`: split on whitespace, then split one ASCII
+/// punctuation character off the end of a word, or else off its start.
+fn remove_punctuation(s: &str) -> Vec<&str> {
+    let mut out = Vec::new();
+    for w in py_split(s) {
+        let mut it = w.chars();
+        let first = it.next().expect("split pieces are not empty");
+        if it.next().is_none() {
+            out.push(w);
+            continue;
+        }
+        let last = w.chars().next_back().expect("not empty");
+        if last.is_ascii_punctuation() {
+            out.push(&w[..w.len() - 1]);
+            out.push(&w[w.len() - 1..]);
+        } else if first.is_ascii_punctuation() {
+            out.push(&w[..1]);
+            out.push(&w[1..]);
+        } else {
+            out.push(w);
+        }
+    }
+    out
+}
+
+impl Metric for Chrf {
+    type Refs = ChrfRefs;
+    type Stats = ChrfStats;
+    type Score = ChrfScore;
+
+    fn prepare_refs(&self, refs: &[&str]) -> ChrfRefs {
+        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+        let refs = refs
+            .iter()
+            .map(|r| {
+                self.ngram_counts(r, |w| {
+                    if let Some(&id) = vocab.get(w) {
+                        id
+                    } else {
+                        let id = vocab.len() as u32 + 1;
+                        vocab.insert(w.to_owned(), id);
+                        id
+                    }
+                })
+            })
+            .collect();
+        ChrfRefs { vocab, refs }
+    }
+
+    fn segment_stats(&self, hyp: &str, refs: &ChrfRefs) -> ChrfStats {
+        let hyp_counts = self.ngram_counts(hyp, |w| refs.vocab.get(w).copied().unwrap_or(0));
+        let mut best_stats = Vec::new();
+        let mut best_f = -1.0f64;
+        let mut stats = Vec::with_capacity(3 * self.order());
+        for r in &refs.refs {
+            stats.clear();
+            for ((hm, htotal), (rm, rtotal)) in hyp_counts.iter().zip(r) {
+                let mut matched = 0u64;
+                for (k, &c) in hm {
+                    if let Some(&rc) = rm.get(k) {
+                        matched += c.min(rc) as u64;
+                    }
+                }
+                // Unknown words have id 0 in the hypothesis; they never match.
+                stats.extend_from_slice(&[if rm.is_empty() { 0 } else { *htotal }, *rtotal, matched]);
+            }
+            let f = self.f_score(&stats);
+            if f > best_f {
+                best_f = f;
+                best_stats.clone_from(&stats);
+            }
+        }
+        best_stats
+    }
+
+    fn zero_stats(&self) -> ChrfStats {
+        vec![0; 3 * self.order()]
+    }
+
+    fn add_stats(&self, acc: &mut ChrfStats, s: &ChrfStats) {
+        for (a, b) in acc.iter_mut().zip(s) {
+            *a += b;
+        }
+    }
+
+    fn corpus_score_from(&self, stats: &ChrfStats) -> ChrfScore {
+        ChrfScore {
+            score: self.f_score(stats),
+            stats: stats.clone(),
+        }
+    }
+
+    fn sentence_score_from(&self, stats: &ChrfStats) -> ChrfScore {
+        self.corpus_score_from(stats)
+    }
+
+    fn value(score: &ChrfScore) -> f64 {
+        score.score
+    }
+
+    fn signature(&self, nrefs: NumRefs) -> Signature {
+        let c = &self.config;
+        let mut sig = Signature::new(nrefs);
+        sig.set("case", if c.lowercase { "lc" } else { "mixed" });
+        sig.set("eff", yes_no(!c.eps_smoothing));
+        sig.set("nc", c.char_order.to_string());
+        sig.set("nw", c.word_order.to_string());
+        sig.set("space", yes_no(c.whitespace));
+        sig
+    }
+
+    fn name(&self) -> String {
+        format!("chrF{}{}", self.config.beta, "+".repeat(self.config.word_order))
+    }
+}
+
+/// Corpus chrF (sacrebleu's `corpus_chrf`); use [`ChrfConfig::plus_plus`] for chrF++.
+///
+/// # Errors
+/// Invalid configuration, mismatched lengths, a line without references, or no lines.
+pub fn corpus_chrf<H: AsRef<str>, R: AsRef<str>>(
+    hyps: &[H],
+    refs: &[Vec<R>],
+    config: &ChrfConfig,
+) -> Result<ChrfScore> {
+    let m = Chrf::new(config.clone())?;
+    score_corpus(&m, hyps, refs)?.finish()
+}
+
+/// Sentence chrF (sacrebleu's `sentence_chrf`).
+///
+/// # Errors
+/// Invalid configuration or no reference.
+pub fn sentence_chrf(hyp: &str, refs: &[&str], config: &ChrfConfig) -> Result<ChrfScore> {
+    let m = Chrf::new(config.clone())?;
+    let stats = m.line_stats(hyp, refs)?;
+    Ok(m.sentence_score_from(&stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn punctuation_is_split_off_one_side() {
+        assert_eq!(remove_punctuation("(hi) a . x,"), ["(hi", ")", "a", ".", "x", ","]);
+        assert_eq!(remove_punctuation("\"quoted"), ["\"", "quoted"]);
+    }
+}

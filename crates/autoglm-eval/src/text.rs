@@ -1,0 +1,83 @@
+//! Python string semantics that the reference tools rely on.
+//!
+//! sacrebleu and rouge-score are written in Python, so "whitespace" means what
+//! `str.split()` splits on and "lowercase" means `str.lower()`.
+//! These helpers reproduce exactly those definitions.
+
+/// Is `c` whitespace for Python's `str.split()` / `str.strip()`?
+///
+/// This is `char::is_whitespace` plus the information separators
+/// U+001C..=U+001F, which Python counts as whitespace and Rust does not.
+#[inline]
+pub fn is_py_whitespace(c: char) -> bool {
+    matches!(c, '\u{1c}'..='\u{1f}') || c.is_whitespace()
+}
+
+/// Python's `str.split()` with no argument: runs of whitespace separate, no empty pieces.
+pub fn py_split(s: &str) -> impl Iterator<Item = &str> {
+    s.split(is_py_whitespace).filter(|t| !t.is_empty())
+}
+
+/// Python's `str.rstrip()`.
+#[inline]
+pub fn py_rstrip(s: &str) -> &str {
+    s.trim_end_matches(is_py_whitespace)
+}
+
+/// Python's `str.strip()`.
+#[inline]
+pub fn py_strip(s: &str) -> &str {
+    s.trim_matches(is_py_whitespace)
+}
+
+/// Python's `' '.join(s.split())`, appended to `out`.
+pub fn collapse_whitespace_into(s: &str, out: &mut String) {
+    let mut first = true;
+    for tok in py_split(s) {
+        if !first {
+            out.push(' ');
+        }
+        out.push_str(tok);
+        first = false;
+    }
+}
+
+/// Python's `' '.join(s.split())`.
+pub fn collapse_whitespace(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    collapse_whitespace_into(s, &mut out);
+    out
+}
+
+/// Python's `str.lower()` (full Unicode mapping, final sigma in context).
+#[inline]
+pub fn py_lower(s: &str) -> String {
+    if s.is_ascii() {
+        s.to_ascii_lowercase()
+    } else {
+        s.to_lowercase()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn python_whitespace_includes_separators() {
+        assert!(is_py_whitespace('\u{1c}'));
+        assert!(is_py_whitespace('\u{a0}'));
+        assert!(is_py_whitespace('\u{3000}'));
+        assert!(!is_py_whitespace('\u{200b}'));
+        assert_eq!(
+            py_split("a\u{1f}b  c\u{85}").collect::<Vec<_>>(),
+            ["a", "b", "c"]
+        );
+    }
+
+    #[test]
+    fn lower_matches_python() {
+        assert_eq!(py_lower("ΣΑΣ"), "σας");
+        assert_eq!(py_lower("İ"), "i\u{307}");
+    }
+}
