@@ -38,18 +38,33 @@ fn metrics(c: &mut Criterion) {
     g.throughput(Throughput::Elements(n));
     let bleu = Bleu::new(BleuConfig::default()).expect("config");
     g.bench_function("bleu/13a", |b| {
-        b.iter(|| score_corpus(&bleu, black_box(&f.hyps), &f.refs).expect("ok").finish())
+        b.iter(|| {
+            score_corpus(&bleu, black_box(&f.hyps), &f.refs)
+                .expect("ok")
+                .finish()
+        })
     });
     let chrf = Chrf::new(ChrfConfig::plus_plus()).expect("config");
     g.bench_function("chrf++", |b| {
-        b.iter(|| score_corpus(&chrf, black_box(&f.hyps), &f.refs).expect("ok").finish())
+        b.iter(|| {
+            score_corpus(&chrf, black_box(&f.hyps), &f.refs)
+                .expect("ok")
+                .finish()
+        })
     });
     let ter = Ter::new(TerConfig::default());
     g.bench_function("ter", |b| {
-        b.iter(|| score_corpus(&ter, black_box(&f.hyps[..20]), &f.refs[..20]).expect("ok").finish())
+        b.iter(|| {
+            score_corpus(&ter, black_box(&f.hyps[..20]), &f.refs[..20])
+                .expect("ok")
+                .finish()
+        })
     });
-    let rouge = RougeScorer::new(&RougeType::STANDARD, RougeConfig::default().with_stemmer(true))
-        .expect("types");
+    let rouge = RougeScorer::new(
+        &RougeType::STANDARD,
+        RougeConfig::default().with_stemmer(true),
+    )
+    .expect("types");
     g.bench_function("rouge/stem/multi", |b| {
         b.iter(|| {
             for (h, r) in f.hyps.iter().zip(&f.refs) {

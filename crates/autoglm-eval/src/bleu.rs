@@ -14,7 +14,9 @@ use crate::tokenize::Tokenizer;
 pub const MAX_NGRAM_ORDER: usize = 4;
 
 /// How zero n-gram matches are smoothed (sacrebleu's `--smooth-method`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "kebab-case")]
 #[non_exhaustive]
 pub enum Smooth {

@@ -308,7 +308,11 @@ impl Metric for Chrf {
                     }
                 }
                 // Unknown words have id 0 in the hypothesis; they never match.
-                stats.extend_from_slice(&[if rm.is_empty() { 0 } else { *htotal }, *rtotal, matched]);
+                stats.extend_from_slice(&[
+                    if rm.is_empty() { 0 } else { *htotal },
+                    *rtotal,
+                    matched,
+                ]);
             }
             let f = self.f_score(&stats);
             if f > best_f {
@@ -356,7 +360,11 @@ impl Metric for Chrf {
     }
 
     fn name(&self) -> String {
-        format!("chrF{}{}", self.config.beta, "+".repeat(self.config.word_order))
+        format!(
+            "chrF{}{}",
+            self.config.beta,
+            "+".repeat(self.config.word_order)
+        )
     }
 }
 
@@ -389,7 +397,10 @@ mod tests {
 
     #[test]
     fn punctuation_is_split_off_one_side() {
-        assert_eq!(remove_punctuation("(hi) a . x,"), ["(hi", ")", "a", ".", "x", ","]);
+        assert_eq!(
+            remove_punctuation("(hi) a . x,"),
+            ["(hi", ")", "a", ".", "x", ","]
+        );
         assert_eq!(remove_punctuation("\"quoted"), ["\"", "quoted"]);
     }
 }

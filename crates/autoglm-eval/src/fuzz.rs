@@ -3,8 +3,8 @@
 #![doc(hidden)]
 
 use crate::{
-    Bleu, BleuConfig, Chrf, ChrfConfig, Metric, RougeConfig, RougeScorer, RougeTokenizer, RougeType,
-    Ter, TerConfig, Tokenizer,
+    Bleu, BleuConfig, Chrf, ChrfConfig, Metric, RougeConfig, RougeScorer, RougeTokenizer,
+    RougeType, Ter, TerConfig, Tokenizer,
 };
 
 /// Splits fuzz input into a hypothesis and references at NUL bytes.
@@ -33,7 +33,9 @@ pub fn check_tokenizers(data: &[u8]) {
     }
     for tok in [RougeTokenizer::Default, RougeTokenizer::Cjk] {
         for stem in [false, true] {
-            let cfg = RougeConfig::default().with_stemmer(stem).with_tokenizer(tok);
+            let cfg = RougeConfig::default()
+                .with_stemmer(stem)
+                .with_tokenizer(tok);
             for w in crate::rouge_tokenize(s, &cfg) {
                 assert!(!w.is_empty());
             }
@@ -56,12 +58,19 @@ pub fn check_metrics(data: &[u8]) {
     let s = chrf.sentence_score_from(&chrf.line_stats(&hyp, &refs).expect("refs"));
     assert!((0.0..=100.0 + 1e-9).contains(&s.score), "{s:?}");
     if hyp.len() + refs.iter().map(|r| r.len()).sum::<usize>() < 2000 {
-        let ter = Ter::new(TerConfig::default().with_normalized(true).with_asian_support(true));
+        let ter = Ter::new(
+            TerConfig::default()
+                .with_normalized(true)
+                .with_asian_support(true),
+        );
         let s = ter.sentence_score_from(&ter.line_stats(&hyp, &refs).expect("refs"));
         assert!(s.score >= 0.0);
     }
-    let rouge = RougeScorer::new(&RougeType::STANDARD, RougeConfig::default().with_stemmer(true))
-        .expect("types given");
+    let rouge = RougeScorer::new(
+        &RougeType::STANDARD,
+        RougeConfig::default().with_stemmer(true),
+    )
+    .expect("types given");
     for s in rouge.score_multi(&refs, &hyp).expect("refs") {
         assert!((0.0..=1.0).contains(&s.fmeasure), "{s:?}");
     }

@@ -15,7 +15,10 @@ mod ter;
 pub mod text;
 mod tokenize;
 
-pub use bleu::{corpus_bleu, sentence_bleu, Bleu, BleuConfig, BleuRefs, BleuScore, BleuStats, Smooth, MAX_NGRAM_ORDER};
+pub use bleu::{
+    corpus_bleu, sentence_bleu, Bleu, BleuConfig, BleuRefs, BleuScore, BleuStats, Smooth,
+    MAX_NGRAM_ORDER,
+};
 pub use chrf::{
     corpus_chrf, sentence_chrf, Chrf, ChrfConfig, ChrfRefs, ChrfScore, ChrfStats, MAX_CHAR_ORDER,
     MAX_WORD_ORDER,
@@ -29,7 +32,11 @@ pub use rouge::{
     bootstrap_aggregate, rouge_tokenize, AggregateScore, RougeConfig, RougeScore, RougeScorer,
     RougeTargets, RougeTokenizer, RougeType,
 };
-pub use signature::{NumRefs, Signature, AUTOGLM_EVAL_VERSION, ROUGE_SCORE_VERSION, SACREBLEU_VERSION};
-pub use significance::{paired_approximate_randomization, paired_bootstrap, PairedResult, Seed};
+pub use signature::{
+    NumRefs, Signature, AUTOGLM_EVAL_VERSION, ROUGE_SCORE_VERSION, SACREBLEU_VERSION,
+};
+pub use significance::{
+    paired_approximate_randomization, paired_bootstrap, PairedResult, PairedTest, Seed,
+};
 pub use ter::{corpus_ter, sentence_ter, Ter, TerConfig, TerRefs, TerScore, TerStats};
 pub use tokenize::Tokenizer;

@@ -210,7 +210,9 @@ fn step1b(w: &mut Vec<u8>) {
     if !ok {
         return;
     }
-    let last = *w.last().expect("a vowel was found, so the stem is not empty");
+    let last = *w
+        .last()
+        .expect("a vowel was found, so the stem is not empty");
     let double = [last];
     let not_lsz = move |_: &[u8]| !matches!(last, b'l' | b's' | b'z');
     let cvc = |stem: &[u8]| measure(stem) == 1 && ends_cvc(stem);

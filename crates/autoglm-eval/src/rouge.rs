@@ -325,7 +325,11 @@ impl RougeScorer {
 
     /// Scores against prepared targets: for each type, the best score and the index of
     /// the target it came from (as `score_multi`). With no target, every score is zero.
-    pub fn score_prepared(&self, targets: &RougeTargets, prediction: &str) -> Vec<(RougeScore, usize)> {
+    pub fn score_prepared(
+        &self,
+        targets: &RougeTargets,
+        prediction: &str,
+    ) -> Vec<(RougeScore, usize)> {
         let pred = self.tokens(prediction, |tok| {
             targets.vocab.get(tok).copied().unwrap_or(UNKNOWN)
         });
@@ -543,7 +547,11 @@ pub fn bootstrap_aggregate(
             return Err(Error::EmptyCorpus);
         }
         let rng_max = (n - 1) as u32;
-        let mask = if rng_max == 0 { 0 } else { u32::MAX >> rng_max.leading_zeros() };
+        let mask = if rng_max == 0 {
+            0
+        } else {
+            u32::MAX >> rng_max.leading_zeros()
+        };
         let mut means: [Vec<f64>; 3] = [Vec::new(), Vec::new(), Vec::new()];
         for _ in 0..n_samples {
             let mut sum = [0.0f64; 3];
@@ -620,7 +628,10 @@ mod tests {
     #[test]
     fn cjk_tokenizer_keeps_ideographs() {
         let c = RougeConfig::default().with_tokenizer(RougeTokenizer::Cjk);
-        assert_eq!(rouge_tokenize("我爱GLM-4模型", &c), ["我", "爱", "glm", "4", "模", "型"]);
+        assert_eq!(
+            rouge_tokenize("我爱GLM-4模型", &c),
+            ["我", "爱", "glm", "4", "模", "型"]
+        );
         assert!(rouge_tokenize("我爱", &RougeConfig::default()).is_empty());
     }
 

@@ -65,9 +65,26 @@ impl Signature {
         }
     }
 
+    /// The signature of a paired significance test, as sacrebleu prints it
+    /// (e.g. `nrefs:1|bs:1000|seed:12345|case:mixed|…`).
+    pub fn with_paired_test(
+        mut self,
+        test: crate::PairedTest,
+        n_samples: usize,
+        seed: crate::Seed,
+    ) -> Self {
+        self.set_global("seed", seed.0.to_string());
+        let key = match test {
+            crate::PairedTest::Bootstrap => "bs",
+            crate::PairedTest::ApproximateRandomization => "ar",
+        };
+        self.set_global(key, n_samples.to_string());
+        self
+    }
+
     /// Inserts an entry right after `nrefs`, in the place sacrebleu reserves for
     /// `bs`, `ar` and `seed` (significance tests).
-    pub(crate) fn set_global(&mut self, key: &'static str, value: impl Into<String>) {
+    fn set_global(&mut self, key: &'static str, value: impl Into<String>) {
         const ORDER: [&str; 4] = ["nrefs", "bs", "ar", "seed"];
         let value = value.into();
         if let Some(e) = self.entries.iter_mut().find(|(k, _)| *k == key) {

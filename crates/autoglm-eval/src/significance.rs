@@ -10,6 +10,15 @@
 use crate::error::{Error, Result};
 use crate::metric::Metric;
 
+/// Which paired test.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum PairedTest {
+    /// Paired bootstrap resampling (`--paired-bs`).
+    Bootstrap,
+    /// Approximate randomization (`--paired-ar`).
+    ApproximateRandomization,
+}
+
 /// A random seed (sacrebleu's default is 12345).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Seed(pub u32);
@@ -199,14 +208,29 @@ mod tests {
         for i in 0..60 {
             let r = format!("the cat {i} sat down on the mat");
             // Each system loses a word on alternate lines: no systematic difference.
-            let (good, bad) = (format!("the cat {i} sat down on the mat"), format!("the cat {i} sat on the mat"));
-            let (x, y) = if i % 2 == 0 { (&good, &bad) } else { (&bad, &good) };
+            let (good, bad) = (
+                format!("the cat {i} sat down on the mat"),
+                format!("the cat {i} sat on the mat"),
+            );
+            let (x, y) = if i % 2 == 0 {
+                (&good, &bad)
+            } else {
+                (&bad, &good)
+            };
             a.add(x, &[&r]).unwrap();
             b.add(y, &[&r]).unwrap();
         }
-        let r = paired_bootstrap(&bleu, a.line_stats(), b.line_stats(), 300, Seed::default()).unwrap();
+        let r =
+            paired_bootstrap(&bleu, a.line_stats(), b.line_stats(), 300, Seed::default()).unwrap();
         assert!(r.p_value > 0.05, "{r:?}");
-        let r = paired_approximate_randomization(&bleu, a.line_stats(), b.line_stats(), 300, Seed::default()).unwrap();
+        let r = paired_approximate_randomization(
+            &bleu,
+            a.line_stats(),
+            b.line_stats(),
+            300,
+            Seed::default(),
+        )
+        .unwrap();
         assert!(r.p_value > 0.05, "{r:?}");
     }
 
@@ -219,9 +243,17 @@ mod tests {
             a.add(&format!("dog {i} runs"), &[&r]).unwrap();
             b.add(&r, &[&r]).unwrap();
         }
-        let r = paired_bootstrap(&bleu, a.line_stats(), b.line_stats(), 300, Seed::default()).unwrap();
+        let r =
+            paired_bootstrap(&bleu, a.line_stats(), b.line_stats(), 300, Seed::default()).unwrap();
         assert!(r.p_value < 0.01, "{r:?}");
-        let r = paired_approximate_randomization(&bleu, a.line_stats(), b.line_stats(), 300, Seed::default()).unwrap();
+        let r = paired_approximate_randomization(
+            &bleu,
+            a.line_stats(),
+            b.line_stats(),
+            300,
+            Seed::default(),
+        )
+        .unwrap();
         assert!(r.p_value < 0.01, "{r:?}");
     }
 }

@@ -199,7 +199,9 @@ impl BeamEd<'_> {
     fn range(&self, i: usize, n_h: usize, ratio: f64, width: usize) -> (usize, usize) {
         let diag = (i as f64 * ratio).floor() as i64;
         let min_j = (diag - width as i64).max(0) as usize;
-        let mut max_j = ((self.refw.len() + 1) as i64).min(diag + width as i64).max(0) as usize;
+        let mut max_j = ((self.refw.len() + 1) as i64)
+            .min(diag + width as i64)
+            .max(0) as usize;
         if i == n_h {
             max_j = self.refw.len() + 1;
         }
@@ -208,7 +210,14 @@ impl BeamEd<'_> {
 
     /// One row of the DP: `cur` from `prev` for hypothesis word `w`.
     #[inline]
-    fn row(&self, w: u32, prev: &[i64], cur: &mut [i64], ops: Option<&mut [u8]>, (lo, hi): (usize, usize)) {
+    fn row(
+        &self,
+        w: u32,
+        prev: &[i64],
+        cur: &mut [i64],
+        ops: Option<&mut [u8]>,
+        (lo, hi): (usize, usize),
+    ) {
         cur.fill(INF);
         let mut ops = ops;
         if let Some(o) = ops.as_deref_mut() {
@@ -218,9 +227,17 @@ impl BeamEd<'_> {
             let (c, op) = if j == 0 {
                 (prev[0] + 1, b'd')
             } else {
-                let (sub, sop) = if w == self.refw[j - 1] { (0, b' ') } else { (1, b's') };
+                let (sub, sop) = if w == self.refw[j - 1] {
+                    (0, b' ')
+                } else {
+                    (1, b's')
+                };
                 let mut best = (INF, b'x');
-                for (cost, op) in [(prev[j - 1] + sub, sop), (prev[j] + 1, b'd'), (cur[j - 1] + 1, b'i')] {
+                for (cost, op) in [
+                    (prev[j - 1] + sub, sop),
+                    (prev[j] + 1, b'd'),
+                    (cur[j - 1] + 1, b'i'),
+                ] {
                     if best.0 > cost {
                         best = (cost, op);
                     }
@@ -253,7 +270,13 @@ impl BeamEd<'_> {
             let (before, after) = m.cost.split_at_mut(i * cols);
             let prev = &before[(i - 1) * cols..];
             let cur = &mut after[..cols];
-            self.row(h[i - 1], prev, cur, Some(&mut m.op[i * cols..(i + 1) * cols]), r);
+            self.row(
+                h[i - 1],
+                prev,
+                cur,
+                Some(&mut m.op[i * cols..(i + 1) * cols]),
+                r,
+            );
         }
         let mut trace = Vec::with_capacity(n_h + cols);
         let (mut i, mut j) = (n_h, self.refw.len());
@@ -275,10 +298,21 @@ impl BeamEd<'_> {
     }
 
     /// The distance only, reusing the rows of `base` for the common prefix.
-    fn distance_from(&self, h: &[u32], base: &[u32], m: &Matrix, scratch: &mut (Vec<i64>, Vec<i64>)) -> i64 {
+    fn distance_from(
+        &self,
+        h: &[u32],
+        base: &[u32],
+        m: &Matrix,
+        scratch: &mut (Vec<i64>, Vec<i64>),
+    ) -> i64 {
         let n_h = h.len();
         let cols = m.cols;
-        let p = h.iter().zip(base).take_while(|(a, b)| a == b).count().min(n_h);
+        let p = h
+            .iter()
+            .zip(base)
+            .take_while(|(a, b)| a == b)
+            .count()
+            .min(n_h);
         if p == n_h && base.len() == n_h {
             return m.cost[n_h * cols + cols - 1];
         }
@@ -320,7 +354,12 @@ fn perform_shift(words: &[u32], start: usize, length: usize, target: usize) -> V
 }
 
 /// One greedy shift step (sacrebleu's `_shift`).
-fn shift(h: &[u32], r: &[u32], ed: &BeamEd<'_>, mut checked: usize) -> (i64, Option<Vec<u32>>, usize) {
+fn shift(
+    h: &[u32],
+    r: &[u32],
+    ed: &BeamEd<'_>,
+    mut checked: usize,
+) -> (i64, Option<Vec<u32>>, usize) {
     let (pre_score, trace, m) = ed.full(h);
     // Flip insertions and deletions, then turn the trace into an alignment.
     let mut align = vec![0i64; r.len()];
@@ -375,7 +414,11 @@ fn shift(h: &[u32], r: &[u32], ed: &BeamEd<'_>, mut checked: usize) -> (i64, Opt
                     let mut prev_idx = -1i64;
                     for offset in -1i64..length as i64 {
                         let pos = start_r as i64 + offset;
-                        let idx = if pos == -1 { 0 } else { align[pos as usize] + 1 };
+                        let idx = if pos == -1 {
+                            0
+                        } else {
+                            align[pos as usize] + 1
+                        };
                         if idx == prev_idx {
                             continue;
                         }
@@ -580,7 +623,11 @@ mod tests {
     fn tokenizer_options() {
         let t = Ter::new(TerConfig::default().with_normalized(true));
         assert_eq!(t.tokenize("It's 3-4 (ok)."), "it 's 3 - 4 ( ok ) .");
-        let t = Ter::new(TerConfig::default().with_no_punct(true).with_case_sensitive(true));
+        let t = Ter::new(
+            TerConfig::default()
+                .with_no_punct(true)
+                .with_case_sensitive(true),
+        );
         assert_eq!(t.tokenize("Hi, (you)!"), "Hi you");
     }
 }

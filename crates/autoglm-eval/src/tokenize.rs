@@ -13,7 +13,9 @@ use crate::error::Error;
 use crate::text::{collapse_whitespace, py_strip};
 
 /// A BLEU tokenizer, named as in sacrebleu's `--tokenize` option.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize)]
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Default, serde::Serialize, serde::Deserialize,
+)]
 #[non_exhaustive]
 pub enum Tokenizer {
     /// No tokenization at all (`none`).
@@ -132,17 +134,23 @@ pub(crate) fn regexp_passes(line: &[u8], possessive: bool) -> Vec<u8> {
     let is_digit = |b: u8| b.is_ascii_digit();
     let is_dc = |b: u8| b == b'.' || b == b',';
     // 2: ([^0-9])([\.,]) -> "\1 \2 "
-    let b = pair_pass(&a, |x, y| !is_digit(x) && is_dc(y), |x, y, o| {
-        o.extend_from_slice(&[x, b' ', y, b' '])
-    });
+    let b = pair_pass(
+        &a,
+        |x, y| !is_digit(x) && is_dc(y),
+        |x, y, o| o.extend_from_slice(&[x, b' ', y, b' ']),
+    );
     // 3: ([\.,])([^0-9]) -> " \1 \2"
-    let c = pair_pass(&b, |x, y| is_dc(x) && !is_digit(y), |x, y, o| {
-        o.extend_from_slice(&[b' ', x, b' ', y])
-    });
+    let c = pair_pass(
+        &b,
+        |x, y| is_dc(x) && !is_digit(y),
+        |x, y, o| o.extend_from_slice(&[b' ', x, b' ', y]),
+    );
     // 4: ([0-9])(-) -> "\1 \2 "
-    pair_pass(&c, |x, y| is_digit(x) && y == b'-', |x, y, o| {
-        o.extend_from_slice(&[x, b' ', y, b' '])
-    })
+    pair_pass(
+        &c,
+        |x, y| is_digit(x) && y == b'-',
+        |x, y, o| o.extend_from_slice(&[x, b' ', y, b' ']),
+    )
 }
 
 /// A leftmost, non-overlapping substitution of a two-character pattern.
@@ -240,11 +248,7 @@ fn is_symbol(c: char) -> bool {
     )
 }
 
-fn char_pair_pass(
-    s: &[char],
-    matches: impl Fn(char, char) -> bool,
-    before: bool,
-) -> Vec<char> {
+fn char_pair_pass(s: &[char], matches: impl Fn(char, char) -> bool, before: bool) -> Vec<char> {
     let mut out = Vec::with_capacity(s.len() + s.len() / 2 + 4);
     let mut i = 0;
     while i < s.len() {

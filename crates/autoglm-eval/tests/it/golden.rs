@@ -42,7 +42,10 @@ fn load(shared: &Path, corpus: &str) -> Data {
     };
     let mut hyps = Vec::new();
     for (name, f) in meta["hyp_files"].as_object().expect("hyp_files") {
-        hyps.push((name.clone(), read_lines(&root.join(f.as_str().expect("path")))));
+        hyps.push((
+            name.clone(),
+            read_lines(&root.join(f.as_str().expect("path"))),
+        ));
     }
     Data { doc, hyps, refs }
 }
@@ -55,7 +58,11 @@ fn bleu_config(tok: &str) -> BleuConfig {
 }
 
 /// Scores every system with prepared references; returns per-system corpora.
-fn run<'m, M: Metric>(m: &'m M, d: &Data, only: impl Fn(&str) -> bool) -> Vec<(String, Corpus<'m, M>)> {
+fn run<'m, M: Metric>(
+    m: &'m M,
+    d: &Data,
+    only: impl Fn(&str) -> bool,
+) -> Vec<(String, Corpus<'m, M>)> {
     let prepared = prepare_all(m, &d.refs);
     d.hyps
         .iter()
@@ -88,18 +95,42 @@ fn check_sacrebleu(corpus: &str, d: &Data, ck: &mut Checker) {
             let got = c.finish().expect("lines");
             let w = || format!("{corpus}/{name}/bleu/{tok}");
             ck.val(|| format!("{}/score", w()), got.score, &want["score"], TOL);
-            ck.eq(|| format!("{}/counts", w()), got.counts.clone(), f64s(&want["counts"]));
-            ck.eq(|| format!("{}/totals", w()), got.totals.clone(), f64s(&want["totals"]));
+            ck.eq(
+                || format!("{}/counts", w()),
+                got.counts.clone(),
+                f64s(&want["counts"]),
+            );
+            ck.eq(
+                || format!("{}/totals", w()),
+                got.totals.clone(),
+                f64s(&want["totals"]),
+            );
             for (k, p) in got.precisions.iter().enumerate() {
-                ck.val(|| format!("{}/precisions[{k}]", w()), *p, &want["precisions"][k], TOL);
+                ck.val(
+                    || format!("{}/precisions[{k}]", w()),
+                    *p,
+                    &want["precisions"][k],
+                    TOL,
+                );
             }
             ck.val(|| format!("{}/bp", w()), got.bp, &want["bp"], TOL);
-            ck.eq(|| format!("{}/sys_len", w()), got.sys_len, want["sys_len"].as_u64().expect("int"));
-            ck.eq(|| format!("{}/ref_len", w()), got.ref_len, want["ref_len"].as_u64().expect("int"));
+            ck.eq(
+                || format!("{}/sys_len", w()),
+                got.sys_len,
+                want["sys_len"].as_u64().expect("int"),
+            );
+            ck.eq(
+                || format!("{}/ref_len", w()),
+                got.ref_len,
+                want["ref_len"].as_u64().expect("int"),
+            );
             ck.eq(
                 || format!("{}/signature", w()),
                 c.signature().expect("sig").to_string(),
-                sigs[format!("bleu:{tok}")].as_str().expect("sig").to_owned(),
+                sigs[format!("bleu:{tok}")]
+                    .as_str()
+                    .expect("sig")
+                    .to_owned(),
             );
             if tok == "13a" || tok == "zh" {
                 let lines = &systems[&name]["lines"];
@@ -112,23 +143,43 @@ fn check_sacrebleu(corpus: &str, d: &Data, ck: &mut Checker) {
                         .collect();
                     ck.eq(|| format!("{}/line{i}/stats", w()), s.to_vec(4), want_stats);
                     let score = sent.sentence_score_from(s).score;
-                    ck.val(|| format!("{}/line{i}/sentence_bleu", w()), score, &lines[format!("sentence_bleu_{tok}")][i], TOL);
+                    ck.val(
+                        || format!("{}/line{i}/sentence_bleu", w()),
+                        score,
+                        &lines[format!("sentence_bleu_{tok}")][i],
+                        TOL,
+                    );
                 }
                 ck.eq(
                     || format!("{}/sentence signature", w()),
                     sent.signature(c.num_refs().expect("nrefs")).to_string(),
-                    sigs[format!("sentence_bleu:{tok}")].as_str().expect("sig").to_owned(),
+                    sigs[format!("sentence_bleu:{tok}")]
+                        .as_str()
+                        .expect("sig")
+                        .to_owned(),
                 );
             }
         }
     }
-    for (key, cfg) in [("chrf", ChrfConfig::default()), ("chrf++", ChrfConfig::plus_plus())] {
+    for (key, cfg) in [
+        ("chrf", ChrfConfig::default()),
+        ("chrf++", ChrfConfig::plus_plus()),
+    ] {
         let m = Chrf::new(cfg).expect("config");
         for (name, c) in run(&m, d, |_| true) {
             let got = c.finish().expect("lines");
             let w = || format!("{corpus}/{name}/{key}");
-            ck.val(|| format!("{}/score", w()), got.score, &systems[&name]["sacrebleu"][key]["score"], TOL);
-            ck.eq(|| format!("{}/signature", w()), c.signature().expect("sig").to_string(), sigs[key].as_str().expect("sig").to_owned());
+            ck.val(
+                || format!("{}/score", w()),
+                got.score,
+                &systems[&name]["sacrebleu"][key]["score"],
+                TOL,
+            );
+            ck.eq(
+                || format!("{}/signature", w()),
+                c.signature().expect("sig").to_string(),
+                sigs[key].as_str().expect("sig").to_owned(),
+            );
             let lines = &systems[&name]["lines"];
             for (i, s) in c.line_stats().iter().enumerate() {
                 let want_stats: Vec<u64> = lines[format!("{key}_stats")][i]
@@ -138,7 +189,12 @@ fn check_sacrebleu(corpus: &str, d: &Data, ck: &mut Checker) {
                     .map(|x| x.as_u64().expect("int"))
                     .collect();
                 ck.eq(|| format!("{}/line{i}/stats", w()), s.clone(), want_stats);
-                ck.val(|| format!("{}/line{i}/score", w()), m.sentence_score_from(s).score, &lines[key][i], TOL);
+                ck.val(
+                    || format!("{}/line{i}/score", w()),
+                    m.sentence_score_from(s).score,
+                    &lines[key][i],
+                    TOL,
+                );
             }
         }
     }
@@ -149,14 +205,41 @@ fn check_sacrebleu(corpus: &str, d: &Data, ck: &mut Checker) {
         let want = &systems[&name]["sacrebleu"]["ter"];
         let w = || format!("{corpus}/{name}/ter");
         ck.val(|| format!("{}/score", w()), got.score, &want["score"], TOL);
-        ck.eq(|| format!("{}/num_edits", w()), got.num_edits, want["num_edits"].as_f64().expect("n") as u64);
-        ck.val(|| format!("{}/ref_length", w()), got.ref_length, &want["ref_length"], TOL);
-        ck.eq(|| format!("{}/signature", w()), c.signature().expect("sig").to_string(), sigs["ter"].as_str().expect("sig").to_owned());
+        ck.eq(
+            || format!("{}/num_edits", w()),
+            got.num_edits,
+            want["num_edits"].as_f64().expect("n") as u64,
+        );
+        ck.val(
+            || format!("{}/ref_length", w()),
+            got.ref_length,
+            &want["ref_length"],
+            TOL,
+        );
+        ck.eq(
+            || format!("{}/signature", w()),
+            c.signature().expect("sig").to_string(),
+            sigs["ter"].as_str().expect("sig").to_owned(),
+        );
         let lines = &systems[&name]["lines"];
         for (i, s) in c.line_stats().iter().enumerate() {
-            ck.eq(|| format!("{}/line{i}/edits", w()), s.edits, lines["ter_stats"][i][0].as_u64().expect("int"));
-            ck.val(|| format!("{}/line{i}/ref_len", w()), s.ref_len, &lines["ter_stats"][i][1], TOL);
-            ck.val(|| format!("{}/line{i}/score", w()), ter.sentence_score_from(s).score, &lines["ter"][i], TOL);
+            ck.eq(
+                || format!("{}/line{i}/edits", w()),
+                s.edits,
+                lines["ter_stats"][i][0].as_u64().expect("int"),
+            );
+            ck.val(
+                || format!("{}/line{i}/ref_len", w()),
+                s.ref_len,
+                &lines["ter_stats"][i][1],
+                TOL,
+            );
+            ck.val(
+                || format!("{}/line{i}/score", w()),
+                ter.sentence_score_from(s).score,
+                &lines["ter"][i],
+                TOL,
+            );
         }
     }
 }
@@ -169,15 +252,25 @@ fn check_rouge(corpus: &str, d: &Data, ck: &mut Checker) {
         let cfg = RougeConfig::default().with_stemmer(stem);
         let scorer = RougeScorer::new(&RougeType::STANDARD, cfg.clone()).expect("types");
         let lsum = RougeScorer::new(&[RougeType::LSum], cfg).expect("types");
-        let first: Vec<_> = d.refs.iter().map(|r| scorer.prepare_targets(&[r[0].as_str()])).collect();
+        let first: Vec<_> = d
+            .refs
+            .iter()
+            .map(|r| scorer.prepare_targets(&[r[0].as_str()]))
+            .collect();
         let multi: Vec<_> = d
             .refs
             .iter()
             .map(|r| scorer.prepare_targets(&r.iter().map(String::as_str).collect::<Vec<_>>()))
             .collect();
-        let split_refs: Vec<Vec<String>> = d.refs.iter().map(|r| r.iter().map(|x| split_sents(x)).collect()).collect();
+        let split_refs: Vec<Vec<String>> = d
+            .refs
+            .iter()
+            .map(|r| r.iter().map(|x| split_sents(x)).collect())
+            .collect();
         for (name, hyps) in &d.hyps {
-            let Some(want_sys) = systems[name].get("rouge") else { continue };
+            let Some(want_sys) = systems[name].get("rouge") else {
+                continue;
+            };
             for (mode, prepared) in [("first_ref", &first), ("multi_max", &multi)] {
                 let want = &want_sys[st][mode];
                 let w = |t: &str| format!("{corpus}/{name}/{st}/{mode}/{t}");
@@ -188,9 +281,19 @@ fn check_rouge(corpus: &str, d: &Data, ck: &mut Checker) {
                     for (k, t) in TYPES.iter().enumerate() {
                         let wl = &want["lines"][t];
                         let s = got[k].0;
-                        ck.val(|| format!("{}/line{i}/p", w(t)), s.precision, &wl["p"][i], TOL);
+                        ck.val(
+                            || format!("{}/line{i}/p", w(t)),
+                            s.precision,
+                            &wl["p"][i],
+                            TOL,
+                        );
                         ck.val(|| format!("{}/line{i}/r", w(t)), s.recall, &wl["r"][i], TOL);
-                        ck.val(|| format!("{}/line{i}/f", w(t)), s.fmeasure, &wl["f"][i], TOL);
+                        ck.val(
+                            || format!("{}/line{i}/f", w(t)),
+                            s.fmeasure,
+                            &wl["f"][i],
+                            TOL,
+                        );
                         cols[k].push(s);
                     }
                     let hs = split_sents(h);
@@ -201,9 +304,24 @@ fn check_rouge(corpus: &str, d: &Data, ck: &mut Checker) {
                     };
                     let s = lsum.score_multi(&rs, &hs).expect("refs")[0];
                     let wl = &want["lines"]["rougeLsum_split"];
-                    ck.val(|| format!("{}/line{i}/p", w("rougeLsum_split")), s.precision, &wl["p"][i], TOL);
-                    ck.val(|| format!("{}/line{i}/r", w("rougeLsum_split")), s.recall, &wl["r"][i], TOL);
-                    ck.val(|| format!("{}/line{i}/f", w("rougeLsum_split")), s.fmeasure, &wl["f"][i], TOL);
+                    ck.val(
+                        || format!("{}/line{i}/p", w("rougeLsum_split")),
+                        s.precision,
+                        &wl["p"][i],
+                        TOL,
+                    );
+                    ck.val(
+                        || format!("{}/line{i}/r", w("rougeLsum_split")),
+                        s.recall,
+                        &wl["r"][i],
+                        TOL,
+                    );
+                    ck.val(
+                        || format!("{}/line{i}/f", w("rougeLsum_split")),
+                        s.fmeasure,
+                        &wl["f"][i],
+                        TOL,
+                    );
                     split_col.push(s);
                 }
                 // Plain means (numpy uses pairwise summation: agreement to ~1e-15).
@@ -211,18 +329,52 @@ fn check_rouge(corpus: &str, d: &Data, ck: &mut Checker) {
                     let col = if k < 4 { &cols[k] } else { &split_col };
                     let n = col.len() as f64;
                     let mean = |f: fn(&RougeScore) -> f64| col.iter().map(f).sum::<f64>() / n;
-                    ck.val(|| format!("{}/mean/p", w(t)), mean(|s| s.precision), &want["mean"][t]["p"], TOL);
-                    ck.val(|| format!("{}/mean/r", w(t)), mean(|s| s.recall), &want["mean"][t]["r"], TOL);
-                    ck.val(|| format!("{}/mean/f", w(t)), mean(|s| s.fmeasure), &want["mean"][t]["f"], TOL);
+                    ck.val(
+                        || format!("{}/mean/p", w(t)),
+                        mean(|s| s.precision),
+                        &want["mean"][t]["p"],
+                        TOL,
+                    );
+                    ck.val(
+                        || format!("{}/mean/r", w(t)),
+                        mean(|s| s.recall),
+                        &want["mean"][t]["r"],
+                        TOL,
+                    );
+                    ck.val(
+                        || format!("{}/mean/f", w(t)),
+                        mean(|s| s.fmeasure),
+                        &want["mean"][t]["f"],
+                        TOL,
+                    );
                 }
                 let col_refs: Vec<&[RougeScore]> = cols.iter().map(Vec::as_slice).collect();
                 let agg = bootstrap_aggregate(&col_refs, 1000, 0.95, 42).expect("aggregate");
                 for (k, t) in TYPES.iter().enumerate() {
-                    for (b, got) in [("low", agg[k].low), ("mid", agg[k].mid), ("high", agg[k].high)] {
+                    for (b, got) in [
+                        ("low", agg[k].low),
+                        ("mid", agg[k].mid),
+                        ("high", agg[k].high),
+                    ] {
                         let wb = &want["bootstrap"][t][b];
-                        ck.val(|| format!("{}/bootstrap/{b}/p", w(t)), got.precision, &wb["precision"], BOOT_TOL);
-                        ck.val(|| format!("{}/bootstrap/{b}/r", w(t)), got.recall, &wb["recall"], BOOT_TOL);
-                        ck.val(|| format!("{}/bootstrap/{b}/f", w(t)), got.fmeasure, &wb["fmeasure"], BOOT_TOL);
+                        ck.val(
+                            || format!("{}/bootstrap/{b}/p", w(t)),
+                            got.precision,
+                            &wb["precision"],
+                            BOOT_TOL,
+                        );
+                        ck.val(
+                            || format!("{}/bootstrap/{b}/r", w(t)),
+                            got.recall,
+                            &wb["recall"],
+                            BOOT_TOL,
+                        );
+                        ck.val(
+                            || format!("{}/bootstrap/{b}/f", w(t)),
+                            got.fmeasure,
+                            &wb["fmeasure"],
+                            BOOT_TOL,
+                        );
                     }
                 }
             }
@@ -246,7 +398,11 @@ fn golden(corpus: &str) {
         let padded: Vec<Vec<String>> = d
             .refs
             .iter()
-            .map(|r| (0..k).map(|i| r.get(i).cloned().unwrap_or_default()).collect())
+            .map(|r| {
+                (0..k)
+                    .map(|i| r.get(i).cloned().unwrap_or_default())
+                    .collect()
+            })
             .collect();
         let tgen = &d.hyps.iter().find(|(n, _)| n == "tgen").expect("tgen").1;
         let bleu = autoglm_eval::corpus_bleu(tgen, &padded, &BleuConfig::default()).expect("ok");
@@ -256,7 +412,11 @@ fn golden(corpus: &str) {
         let ter = autoglm_eval::corpus_ter(tgen, &padded, &TerConfig::default()).expect("ok");
         ck.val(|| "pitfall/ter".into(), ter.score, &p["ter"], TOL);
     }
-    ck.eq(|| "nrefs".into(), NumRefs::Fixed(2).to_string(), "2".to_owned());
+    ck.eq(
+        || "nrefs".into(),
+        NumRefs::Fixed(2).to_string(),
+        "2".to_owned(),
+    );
     ck.finish(corpus);
 }
 

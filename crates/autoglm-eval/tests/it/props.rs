@@ -1,8 +1,8 @@
 //! Property tests: invariants that hold for any input.
 
 use autoglm_eval::{
-    sentence_bleu, sentence_chrf, sentence_ter, BleuConfig, ChrfConfig, RougeConfig, RougeScorer, RougeType,
-    TerConfig, Tokenizer,
+    sentence_bleu, sentence_chrf, sentence_ter, BleuConfig, ChrfConfig, RougeConfig, RougeScorer,
+    RougeType, TerConfig, Tokenizer,
 };
 use proptest::prelude::*;
 

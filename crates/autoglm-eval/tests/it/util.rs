@@ -51,24 +51,37 @@ impl Checker {
         self.checked += 1;
         let ok = (got - want).abs() <= tol || (got.is_nan() && want.is_nan());
         if !ok {
-            self.failures.push(format!("{}: got {got:?}, want {want:?}", what()));
+            self.failures
+                .push(format!("{}: got {got:?}, want {want:?}", what()));
         }
     }
 
     pub(crate) fn val(&mut self, what: impl FnOnce() -> String, got: f64, want: &Value, tol: f64) {
-        let w = want.as_f64().unwrap_or_else(|| panic!("not a number: {want}"));
+        let w = want
+            .as_f64()
+            .unwrap_or_else(|| panic!("not a number: {want}"));
         self.close(what, got, w, tol);
     }
 
-    pub(crate) fn eq<T: PartialEq + std::fmt::Debug>(&mut self, what: impl FnOnce() -> String, got: T, want: T) {
+    pub(crate) fn eq<T: PartialEq + std::fmt::Debug>(
+        &mut self,
+        what: impl FnOnce() -> String,
+        got: T,
+        want: T,
+    ) {
         self.checked += 1;
         if got != want {
-            self.failures.push(format!("{}: got {got:?}, want {want:?}", what()));
+            self.failures
+                .push(format!("{}: got {got:?}, want {want:?}", what()));
         }
     }
 
     pub(crate) fn finish(self, name: &str) {
-        eprintln!("{name}: {} values checked, {} mismatches", self.checked, self.failures.len());
+        eprintln!(
+            "{name}: {} values checked, {} mismatches",
+            self.checked,
+            self.failures.len()
+        );
         if !self.failures.is_empty() {
             let n = self.failures.len();
             let shown: Vec<_> = self.failures.into_iter().take(30).collect();
@@ -79,7 +92,11 @@ impl Checker {
 }
 
 pub(crate) fn f64s(v: &Value) -> Vec<f64> {
-    v.as_array().expect("array").iter().map(|x| x.as_f64().expect("number")).collect()
+    v.as_array()
+        .expect("array")
+        .iter()
+        .map(|x| x.as_f64().expect("number"))
+        .collect()
 }
 
 /// The `rougeLsum_split` convention of the reference files: whitespace after `.`, `!`

@@ -1,0 +1,45 @@
+//! The `autoglm` command line of Open-AutoGLM.
+//!
+//! Argument parsing (clap) and file input/output for every subcommand live here and
+//! call the library crates' public APIs; no library crate depends on clap.
+//! The binary is `autoglm`; [`run`] is its whole behaviour, so tests drive it in-process.
+//!
+//! ```text
+//! autoglm eval bleu  --hyp out.txt --ref ref.txt [--ref ref2.txt] [--json] [--sentence]
+//! autoglm eval chrf  --hyp out.txt --refs-jsonl refs.jsonl --chrf-word-order 2
+//! autoglm eval ter   --hyp out.txt --ref ref.txt --ter-normalized
+//! autoglm eval rouge --hyp out.txt --refs-jsonl refs.jsonl --types rouge1,rougeL --stem --json
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod eval;
+pub mod io;
+
+use clap::{Parser, Subcommand};
+
+/// Open-AutoGLM: automatic building of GLM-family language models.
+#[derive(Debug, Parser)]
+#[command(name = "autoglm", version, about, long_about = None)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Score system outputs with BLEU, chrF, TER or ROUGE (sacrebleu / rouge-score numbers).
+    Eval(eval::EvalArgs),
+}
+
+/// Runs the command line `cli`, writing results to `out`.
+///
+/// # Errors
+/// Input, option or metric errors, with the file and line where they apply.
+pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
+    match cli.command {
+        Command::Eval(args) => eval::run(args, out),
+    }
+}
