@@ -7,18 +7,13 @@ use crate::metric::{score_corpus, Metric};
 use crate::signature::{yes_no, NumRefs, Signature};
 use crate::text::{is_py_whitespace, py_lower, py_split};
 
-/// The largest character n-gram order supported (n-grams are packed into 128-bit keys).
-pub const MAX_CHAR_ORDER: usize = 6;
-/// The largest word n-gram order supported.
-pub const MAX_WORD_ORDER: usize = 4;
-
 /// chrF options, as sacrebleu's `CHRF(...)` constructor takes them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 #[non_exhaustive]
 pub struct ChrfConfig {
-    /// Character n-gram order (default 6, at most [`MAX_CHAR_ORDER`]).
+    /// Character n-gram order (default 6).
     pub char_order: usize,
-    /// Word n-gram order: 0 for chrF (default), 2 for chrF++ (at most [`MAX_WORD_ORDER`]).
+    /// Word n-gram order: 0 for chrF (default), 2 for chrF++.
     pub word_order: usize,
     /// The β of F-β (default 2: recall weighs twice as much).
     pub beta: u32,
@@ -103,13 +98,49 @@ pub struct ChrfScore {
 /// taken from the best-scoring reference of each line.
 pub type ChrfStats = Vec<u64>;
 
-type Counts = FxHashMap<u128, u32>;
+/// Marks an n-gram that no reference contains.
+const UNKNOWN: u32 = u32::MAX;
+
+/// Dense ids of the n-grams of orders `1..=max_n` over `base` symbols, built
+/// incrementally: the n-gram at position i is (the (n-1)-gram at i, symbol i+n-1),
+/// whose id `id_of(order index, key)` gives. An n-gram containing an [`UNKNOWN`] one is
+/// unknown without a lookup.
+fn ngram_ids(
+    base: &[u32],
+    max_n: usize,
+    mut id_of: impl FnMut(usize, u64) -> u32,
+    mut emit: impl FnMut(usize, u32),
+) {
+    let mut prev: Vec<u32> = Vec::new();
+    for o in 0..max_n {
+        let n = o + 1;
+        if base.len() < n {
+            break;
+        }
+        let mut cur = Vec::with_capacity(base.len() + 1 - n);
+        for i in 0..=base.len() - n {
+            let p = if n == 1 { 0 } else { prev[i] };
+            let id = if p == UNKNOWN || base[i + n - 1] == UNKNOWN {
+                UNKNOWN
+            } else {
+                id_of(o, ((p as u64) << 32) | base[i + n - 1] as u64)
+            };
+            emit(o, id);
+            cur.push(id);
+        }
+        prev = cur;
+    }
+}
 
 /// References of one line: n-gram counts per order, per reference.
 #[derive(Debug, Clone)]
 pub struct ChrfRefs {
     vocab: FxHashMap<String, u32>,
-    refs: Vec<Vec<(Counts, u64)>>,
+    /// Per order (characters, then words): n-grams of the line's references as
+    /// (id of the prefix (n-1)-gram, last symbol) to a dense id.
+    index: Vec<FxHashMap<u64, u32>>,
+    /// Per reference, per order: `(index, count)` of its n-grams, and their total.
+    refs: Vec<Vec<(Vec<(u32, u32)>, u64)>>,
 }
 
 /// The chrF metric with a fixed configuration.
@@ -122,19 +153,12 @@ impl Chrf {
     /// Validates the configuration.
     ///
     /// # Errors
-    /// [`Error::InvalidOption`] for orders outside 1..=6 (characters) and 0..=4 (words),
-    /// or β = 0.
+    /// [`Error::InvalidOption`] for a character order of 0 or β = 0.
     pub fn new(config: ChrfConfig) -> Result<Self> {
-        if !(1..=MAX_CHAR_ORDER).contains(&config.char_order) {
+        if config.char_order == 0 {
             return Err(Error::InvalidOption {
                 option: "chrf-char-order",
-                reason: format!("{} is not in 1..=6", config.char_order),
-            });
-        }
-        if config.word_order > MAX_WORD_ORDER {
-            return Err(Error::InvalidOption {
-                option: "chrf-word-order",
-                reason: format!("{} is not in 0..=4", config.word_order),
+                reason: "must be at least 1".to_owned(),
             });
         }
         if config.beta == 0 {
@@ -209,8 +233,8 @@ impl Chrf {
         }
     }
 
-    /// Counts of every order for one text; words are interned with `intern`.
-    fn ngram_counts(&self, s: &str, mut intern: impl FnMut(&str) -> u32) -> Vec<(Counts, u64)> {
+    /// Character and word symbols of one text; words are interned with `intern`.
+    fn symbols(&self, s: &str, intern: impl FnMut(&str) -> u32) -> (Vec<u32>, Vec<u32>) {
         let pre;
         let s = if self.config.lowercase {
             pre = py_lower(s);
@@ -218,29 +242,12 @@ impl Chrf {
         } else {
             s
         };
-        let mut out = Vec::with_capacity(self.order());
-        let chars = self.chars(s);
-        for n in 1..=self.config.char_order {
-            let mut m = Counts::default();
-            for w in chars.windows(n) {
-                let k = w.iter().fold(0u128, |k, &c| (k << 21) | c as u128);
-                *m.entry(k).or_insert(0) += 1;
-            }
-            let total = chars.len().saturating_sub(n - 1) as u64;
-            out.push((m, total));
-        }
-        if self.config.word_order > 0 {
-            let words: Vec<u32> = remove_punctuation(s).into_iter().map(&mut intern).collect();
-            for n in 1..=self.config.word_order {
-                let mut m = Counts::default();
-                for w in words.windows(n) {
-                    let k = w.iter().fold(0u128, |k, &c| (k << 32) | c as u128);
-                    *m.entry(k).or_insert(0) += 1;
-                }
-                out.push((m, words.len().saturating_sub(n - 1) as u64));
-            }
-        }
-        out
+        let words = if self.config.word_order > 0 {
+            remove_punctuation(s).into_iter().map(intern).collect()
+        } else {
+            Vec::new()
+        };
+        (self.chars(s), words)
     }
 }
 
@@ -269,47 +276,23 @@ fn remove_punctuation(s: &str) -> Vec<&str> {
     out
 }
 
-impl Metric for Chrf {
-    type Refs = ChrfRefs;
-    type Stats = ChrfStats;
-    type Score = ChrfScore;
+thread_local! {
+    /// Per-order hypothesis n-gram counts by dense id; all zero between calls.
+    static HYP_COUNTS: std::cell::RefCell<Vec<Vec<u32>>> = const { std::cell::RefCell::new(Vec::new()) };
+}
 
-    fn prepare_refs(&self, refs: &[&str]) -> ChrfRefs {
-        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
-        let refs = refs
-            .iter()
-            .map(|r| {
-                self.ngram_counts(r, |w| {
-                    if let Some(&id) = vocab.get(w) {
-                        id
-                    } else {
-                        let id = vocab.len() as u32 + 1;
-                        vocab.insert(w.to_owned(), id);
-                        id
-                    }
-                })
-            })
-            .collect();
-        ChrfRefs { vocab, refs }
-    }
-
-    fn segment_stats(&self, hyp: &str, refs: &ChrfRefs) -> ChrfStats {
-        let hyp_counts = self.ngram_counts(hyp, |w| refs.vocab.get(w).copied().unwrap_or(0));
+impl Chrf {
+    /// The statistics of the reference with the best F (the first on ties).
+    fn best_stats(&self, hyp_counts: &[Vec<u32>], totals: &[u64], refs: &ChrfRefs) -> ChrfStats {
         let mut best_stats = Vec::new();
         let mut best_f = -1.0f64;
         let mut stats = Vec::with_capacity(3 * self.order());
         for r in &refs.refs {
             stats.clear();
-            for ((hm, htotal), (rm, rtotal)) in hyp_counts.iter().zip(r) {
-                let mut matched = 0u64;
-                for (k, &c) in hm {
-                    if let Some(&rc) = rm.get(k) {
-                        matched += c.min(rc) as u64;
-                    }
-                }
-                // Unknown words have id 0 in the hypothesis; they never match.
+            for ((hc, &htotal), (rc, rtotal)) in hyp_counts.iter().zip(totals).zip(r) {
+                let matched: u64 = rc.iter().map(|&(i, c)| c.min(hc[i as usize]) as u64).sum();
                 stats.extend_from_slice(&[
-                    if rm.is_empty() { 0 } else { *htotal },
+                    if rc.is_empty() { 0 } else { htotal },
                     *rtotal,
                     matched,
                 ]);
@@ -321,6 +304,105 @@ impl Metric for Chrf {
             }
         }
         best_stats
+    }
+}
+
+impl Metric for Chrf {
+    type Refs = ChrfRefs;
+    type Stats = ChrfStats;
+    type Score = ChrfScore;
+
+    fn prepare_refs(&self, refs: &[&str]) -> ChrfRefs {
+        let (nc, nw) = (self.config.char_order, self.config.word_order);
+        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+        let mut index: Vec<FxHashMap<u64, u32>> = vec![FxHashMap::default(); nc + nw];
+        let refs = refs
+            .iter()
+            .map(|r| {
+                let (chars, words) = self.symbols(r, |w| {
+                    if let Some(&id) = vocab.get(w) {
+                        id
+                    } else {
+                        let id = vocab.len() as u32;
+                        vocab.insert(w.to_owned(), id);
+                        id
+                    }
+                });
+                let mut ids: Vec<Vec<u32>> = vec![Vec::new(); nc + nw];
+                let mut insert = |o: usize, key: u64| {
+                    let next = index[o].len() as u32;
+                    *index[o].entry(key).or_insert(next)
+                };
+                ngram_ids(&chars, nc, &mut insert, |o, id| ids[o].push(id));
+                ngram_ids(
+                    &words,
+                    nw,
+                    |o, key| insert(nc + o, key),
+                    |o, id| ids[nc + o].push(id),
+                );
+                ids.into_iter()
+                    .map(|mut ids| {
+                        let total = ids.len() as u64;
+                        ids.sort_unstable();
+                        let mut counts: Vec<(u32, u32)> = Vec::with_capacity(ids.len());
+                        for id in ids {
+                            match counts.last_mut() {
+                                Some((last, c)) if *last == id => *c += 1,
+                                _ => counts.push((id, 1)),
+                            }
+                        }
+                        (counts, total)
+                    })
+                    .collect()
+            })
+            .collect();
+        ChrfRefs { vocab, index, refs }
+    }
+
+    fn segment_stats(&self, hyp: &str, refs: &ChrfRefs) -> ChrfStats {
+        let nc = self.config.char_order;
+        // Unknown words and n-grams can never match; they only count in the totals.
+        let (chars, words) = self.symbols(hyp, |w| refs.vocab.get(w).copied().unwrap_or(UNKNOWN));
+        let mut totals = vec![0u64; self.order()];
+        let mut known: Vec<Vec<u32>> = vec![Vec::new(); self.order()];
+        let lookup = |o: usize, key: u64| refs.index[o].get(&key).copied().unwrap_or(UNKNOWN);
+        ngram_ids(&chars, nc, lookup, |o, id| {
+            totals[o] += 1;
+            if id != UNKNOWN {
+                known[o].push(id);
+            }
+        });
+        ngram_ids(
+            &words,
+            self.config.word_order,
+            |o, key| lookup(nc + o, key),
+            |o, id| {
+                totals[nc + o] += 1;
+                if id != UNKNOWN {
+                    known[nc + o].push(id);
+                }
+            },
+        );
+        HYP_COUNTS.with(|hc| {
+            let hc = &mut *hc.borrow_mut();
+            hc.resize_with(self.order(), Vec::new);
+            for ((c, ids), m) in hc.iter_mut().zip(&known).zip(&refs.index) {
+                if c.len() < m.len() {
+                    c.resize(m.len(), 0);
+                }
+                for &id in ids {
+                    c[id as usize] += 1;
+                }
+            }
+            let stats = self.best_stats(hc, &totals, refs);
+            // Leave the scratch counts all zero for the next call.
+            for (c, ids) in hc.iter_mut().zip(&known) {
+                for &id in ids {
+                    c[id as usize] = 0;
+                }
+            }
+            stats
+        })
     }
 
     fn zero_stats(&self) -> ChrfStats {

@@ -19,14 +19,11 @@ pub use bleu::{
     corpus_bleu, sentence_bleu, Bleu, BleuConfig, BleuRefs, BleuScore, BleuStats, Smooth,
     MAX_NGRAM_ORDER,
 };
-pub use chrf::{
-    corpus_chrf, sentence_chrf, Chrf, ChrfConfig, ChrfRefs, ChrfScore, ChrfStats, MAX_CHAR_ORDER,
-    MAX_WORD_ORDER,
-};
+pub use chrf::{corpus_chrf, sentence_chrf, Chrf, ChrfConfig, ChrfRefs, ChrfScore, ChrfStats};
 pub use error::{Error, Result};
 #[cfg(feature = "rayon")]
 pub use metric::score_corpus_par;
-pub use metric::{prepare_all, score_corpus, Corpus, Metric};
+pub use metric::{prepare_all, score_corpus, score_systems, Corpus, Metric};
 pub use porter::porter_stem;
 pub use rouge::{
     bootstrap_aggregate, rouge_tokenize, AggregateScore, RougeConfig, RougeScore, RougeScorer,

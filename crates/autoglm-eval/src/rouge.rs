@@ -200,9 +200,11 @@ struct Tokens {
     ids: Vec<u32>,
     /// Token ranges of the non-empty sentences (for ROUGE-Lsum).
     sents: Vec<(u32, u32)>,
+    /// Sorted `(n-gram, count)` lists, one per ROUGE-N type of the scorer.
+    ngrams: Vec<Vec<(u128, u32)>>,
 }
 
-/// A target (reference) text prepared for scoring many predictions against it.
+/// Targets (references) prepared for scoring many predictions against them.
 #[derive(Debug, Clone)]
 pub struct RougeTargets {
     vocab: FxHashMap<String, u32>,
@@ -211,6 +213,28 @@ pub struct RougeTargets {
 
 /// Id of prediction tokens that no target contains.
 const UNKNOWN: u32 = u32::MAX;
+
+thread_local! {
+    /// Porter stems already computed on this thread (stemming dominates tokenization).
+    static STEMS: std::cell::RefCell<FxHashMap<Box<str>, Box<str>>> =
+        std::cell::RefCell::new(FxHashMap::default());
+}
+
+fn stem_cached(word: &str, emit: &mut dyn FnMut(&str)) {
+    STEMS.with(|c| {
+        let mut c = c.borrow_mut();
+        if let Some(s) = c.get(word) {
+            emit(s);
+            return;
+        }
+        let s = porter_stem(word);
+        emit(&s);
+        if c.len() >= 1 << 16 {
+            c.clear();
+        }
+        c.insert(word.into(), s.into());
+    });
+}
 
 /// Scores predictions against targets with a fixed set of ROUGE types.
 ///
@@ -260,17 +284,33 @@ impl RougeScorer {
 
     fn tokens(&self, text: &str, mut id: impl FnMut(&str) -> u32) -> Tokens {
         let mut t = Tokens::default();
-        let need_sents = self.types.contains(&RougeType::LSum);
-        if need_sents {
-            for sent in text.split('\n').filter(|s| !s.is_empty()) {
-                let start = t.ids.len() as u32;
-                tokenize_into(sent, &self.config, &mut |tok| t.ids.push(id(tok)));
-                t.sents.push((start, t.ids.len() as u32));
+        let stem = self.config.use_stemmer;
+        let cfg = RougeConfig {
+            use_stemmer: false,
+            ..self.config.clone()
+        };
+        let mut push = |tok: &str, ids: &mut Vec<u32>| {
+            if stem && tok.len() > 3 {
+                stem_cached(tok, &mut |s| ids.push(id(s)));
+            } else {
+                ids.push(id(tok));
             }
+        };
+        if self.types.contains(&RougeType::LSum) {
             // The whole-text tokens (ROUGE-N, ROUGE-L) equal the concatenated sentence
             // tokens, since '\n' separates tokens either way.
+            for sent in text.split('\n').filter(|s| !s.is_empty()) {
+                let start = t.ids.len() as u32;
+                tokenize_into(sent, &cfg, &mut |tok| push(tok, &mut t.ids));
+                t.sents.push((start, t.ids.len() as u32));
+            }
         } else {
-            tokenize_into(text, &self.config, &mut |tok| t.ids.push(id(tok)));
+            tokenize_into(text, &cfg, &mut |tok| push(tok, &mut t.ids));
+        }
+        for ty in &self.types {
+            if let RougeType::N(n) = *ty {
+                t.ngrams.push(sorted_ngrams(&t.ids, n as usize));
+            }
         }
         t
     }
@@ -334,50 +374,105 @@ impl RougeScorer {
             targets.vocab.get(tok).copied().unwrap_or(UNKNOWN)
         });
         let mut best: Vec<(RougeScore, usize)> = vec![(RougeScore::default(), 0); self.types.len()];
-        let mut ws = Workspace::default();
-        for (ti, target) in targets.targets.iter().enumerate() {
-            for (k, &ty) in self.types.iter().enumerate() {
-                let s = match ty {
-                    RougeType::N(n) => score_ngrams(&target.ids, &pred.ids, n as usize, &mut ws),
-                    RougeType::L => score_lcs(&target.ids, &pred.ids, &mut ws),
-                    RougeType::LSum => summary_lcs(target, &pred, targets.vocab.len(), &mut ws),
-                };
-                if ti == 0 || s.fmeasure > best[k].0.fmeasure {
-                    best[k] = (s, ti);
+        WORKSPACE.with(|ws| {
+            let ws = &mut *ws.borrow_mut();
+            for (ti, target) in targets.targets.iter().enumerate() {
+                let mut lcs: Option<RougeScore> = None;
+                let mut nk = 0;
+                for (k, &ty) in self.types.iter().enumerate() {
+                    let s = match ty {
+                        RougeType::N(n) => {
+                            let s = score_ngrams(
+                                &target.ngrams[nk],
+                                &pred.ngrams[nk],
+                                &target.ids,
+                                &pred.ids,
+                                n as usize,
+                            );
+                            nk += 1;
+                            s
+                        }
+                        RougeType::L => {
+                            *lcs.get_or_insert_with(|| score_lcs(&target.ids, &pred.ids, ws))
+                        }
+                        RougeType::LSum => {
+                            if target.sents.len() == 1 && pred.sents.len() == 1 {
+                                // One sentence on each side: every LCS token is a hit, so
+                                // ROUGE-Lsum equals ROUGE-L.
+                                *lcs.get_or_insert_with(|| score_lcs(&target.ids, &pred.ids, ws))
+                            } else {
+                                summary_lcs(target, &pred, targets.vocab.len(), ws)
+                            }
+                        }
+                    };
+                    if ti == 0 || s.fmeasure > best[k].0.fmeasure {
+                        best[k] = (s, ti);
+                    }
                 }
             }
-        }
+        });
         best
     }
 }
 
+thread_local! {
+    static WORKSPACE: std::cell::RefCell<Workspace> = std::cell::RefCell::new(Workspace::default());
+}
+
+/// Scratch memory reused across comparisons.
 #[derive(Default)]
 struct Workspace {
-    counts: FxHashMap<u128, (u32, u32)>,
-    row_a: Vec<u32>,
-    row_b: Vec<u32>,
+    /// Match bit masks per token id (`words` u64 per id), all zero between uses.
+    masks: Vec<u64>,
+    v: Vec<u64>,
     table: Vec<u32>,
     union: Vec<bool>,
     cnt_r: Vec<i32>,
     cnt_c: Vec<i32>,
 }
 
-fn score_ngrams(target: &[u32], pred: &[u32], n: usize, ws: &mut Workspace) -> RougeScore {
-    let key = |w: &[u32]| w.iter().fold(0u128, |k, &c| (k << 32) | c as u128);
-    let t_total = target.len().saturating_sub(n - 1);
-    let p_total = pred.len().saturating_sub(n - 1);
-    let mut inter = 0u64;
-    if n <= 4 {
-        ws.counts.clear();
-        for w in target.windows(n) {
-            ws.counts.entry(key(w)).or_insert((0, 0)).0 += 1;
+/// Sorted `(n-gram key, count)` pairs for n <= 4 (ids packed into 128 bits); empty for
+/// longer n-grams, which are compared directly.
+fn sorted_ngrams(ids: &[u32], n: usize) -> Vec<(u128, u32)> {
+    if n == 0 || n > 4 || ids.len() < n {
+        return Vec::new();
+    }
+    let mut keys: Vec<u128> = ids
+        .windows(n)
+        .map(|w| w.iter().fold(0u128, |k, &c| (k << 32) | c as u128))
+        .collect();
+    keys.sort_unstable();
+    let mut out: Vec<(u128, u32)> = Vec::with_capacity(keys.len());
+    for k in keys {
+        match out.last_mut() {
+            Some((last, c)) if *last == k => *c += 1,
+            _ => out.push((k, 1)),
         }
-        for w in pred.windows(n) {
-            if let Some(e) = ws.counts.get_mut(&key(w)) {
-                e.1 += 1;
+    }
+    out
+}
+
+fn score_ngrams(
+    t: &[(u128, u32)],
+    p: &[(u128, u32)],
+    target: &[u32],
+    pred: &[u32],
+    n: usize,
+) -> RougeScore {
+    let inter = if n <= 4 {
+        let (mut i, mut j, mut inter) = (0, 0, 0u64);
+        while i < t.len() && j < p.len() {
+            match t[i].0.cmp(&p[j].0) {
+                std::cmp::Ordering::Less => i += 1,
+                std::cmp::Ordering::Greater => j += 1,
+                std::cmp::Ordering::Equal => {
+                    inter += t[i].1.min(p[j].1) as u64;
+                    i += 1;
+                    j += 1;
+                }
             }
         }
-        inter = ws.counts.values().map(|&(t, p)| t.min(p) as u64).sum();
+        inter
     } else {
         let mut m: FxHashMap<&[u32], (u32, u32)> = FxHashMap::default();
         for w in target.windows(n) {
@@ -388,30 +483,62 @@ fn score_ngrams(target: &[u32], pred: &[u32], n: usize, ws: &mut Workspace) -> R
                 e.1 += 1;
             }
         }
-        inter += m.values().map(|&(t, p)| t.min(p) as u64).sum::<u64>();
-    }
+        m.values().map(|&(a, b)| a.min(b) as u64).sum()
+    };
+    let t_total = target.len().saturating_sub(n - 1);
+    let p_total = pred.len().saturating_sub(n - 1);
     let precision = inter as f64 / p_total.max(1) as f64;
     let recall = inter as f64 / t_total.max(1) as f64;
     RougeScore::new(precision, recall)
 }
 
+/// LCS length by the bit-vector algorithm of Crochemore et al. (2001):
+/// O(|b| · ⌈|a|/64⌉) word operations.
 fn lcs_len(a: &[u32], b: &[u32], ws: &mut Workspace) -> u32 {
-    let (prev, cur) = (&mut ws.row_a, &mut ws.row_b);
-    prev.clear();
-    prev.resize(b.len() + 1, 0);
-    cur.clear();
-    cur.resize(b.len() + 1, 0);
-    for &x in a {
-        for (j, &y) in b.iter().enumerate() {
-            cur[j + 1] = if x == y {
-                prev[j] + 1
-            } else {
-                prev[j + 1].max(cur[j])
-            };
-        }
-        std::mem::swap(prev, cur);
+    let m = a.len();
+    let words = m.div_ceil(64);
+    // Match masks of a's tokens (ids of a are known tokens, dense from 0).
+    let need = a.iter().map(|&x| x as usize + 1).max().unwrap_or(0) * words;
+    if ws.masks.len() < need {
+        ws.masks.resize(need, 0);
     }
-    prev[b.len()]
+    for (i, &x) in a.iter().enumerate() {
+        ws.masks[x as usize * words + i / 64] |= 1u64 << (i % 64);
+    }
+    ws.v.clear();
+    ws.v.resize(words, u64::MAX);
+    let limit = need / words.max(1);
+    for &y in b {
+        let y = y as usize;
+        if y >= limit {
+            continue; // no match anywhere: V is unchanged
+        }
+        let mask = &ws.masks[y * words..(y + 1) * words];
+        let mut carry = 0u64;
+        for (v, &mk) in ws.v.iter_mut().zip(mask) {
+            let u = *v & mk;
+            let (s1, c1) = v.overflowing_add(u);
+            let (s2, c2) = s1.overflowing_add(carry);
+            carry = u64::from(c1 | c2);
+            *v = s2 | (*v & !mk);
+        }
+    }
+    let mut zeros = 0u32;
+    for (k, &v) in ws.v.iter().enumerate() {
+        let bits = (m - k * 64).min(64);
+        let valid = if bits == 64 {
+            u64::MAX
+        } else {
+            (1u64 << bits) - 1
+        };
+        zeros += (!v & valid).count_ones();
+    }
+    for &x in a {
+        for w in &mut ws.masks[x as usize * words..(x as usize + 1) * words] {
+            *w = 0;
+        }
+    }
+    zeros
 }
 
 fn score_lcs(target: &[u32], pred: &[u32], ws: &mut Workspace) -> RougeScore {

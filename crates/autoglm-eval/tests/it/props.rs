@@ -93,3 +93,36 @@ proptest! {
         autoglm_eval::fuzz::check_metrics(data.as_bytes());
     }
 }
+
+fn naive_lcs(a: &[String], b: &[String]) -> usize {
+    let mut t = vec![vec![0usize; b.len() + 1]; a.len() + 1];
+    for i in 1..=a.len() {
+        for j in 1..=b.len() {
+            t[i][j] = if a[i - 1] == b[j - 1] {
+                t[i - 1][j - 1] + 1
+            } else {
+                t[i - 1][j].max(t[i][j - 1])
+            };
+        }
+    }
+    t[a.len()][b.len()]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(300))]
+
+    #[test]
+    fn rouge_l_matches_the_textbook_lcs(a in prop::collection::vec("[a-e]", 0..200), b in prop::collection::vec("[a-f]", 0..200)) {
+        // The scorer uses a bit-parallel LCS (several 64-bit words past 64 tokens).
+        let r = RougeScorer::new(&[RougeType::L, RougeType::LSum], RougeConfig::default()).unwrap();
+        let s = r.score(&a.join(" "), &b.join(" "));
+        let l = naive_lcs(&a, &b);
+        if a.is_empty() || b.is_empty() {
+            prop_assert_eq!(s[0].recall, 0.0);
+        } else {
+            prop_assert_eq!(s[0].recall, l as f64 / a.len() as f64);
+            prop_assert_eq!(s[0].precision, l as f64 / b.len() as f64);
+        }
+        prop_assert_eq!(s[0], s[1]); // one sentence each: ROUGE-Lsum equals ROUGE-L
+    }
+}
