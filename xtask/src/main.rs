@@ -1,1 +1,165 @@
-fn main() {}
+//! Repository automation: `cargo xtask deps | fuzz-check | tidy`.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{bail, Context, Result};
+
+fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("xtask lives in the workspace root")
+        .to_owned()
+}
+
+fn cargo() -> Command {
+    let mut c = Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()));
+    c.current_dir(root());
+    c
+}
+
+/// The normal (non-dev) dependency names of a workspace package.
+fn normal_deps(package: &str) -> Result<Vec<String>> {
+    let out = cargo()
+        .args([
+            "tree", "-p", package, "-e", "normal", "--prefix", "none", "--format", "{p}",
+        ])
+        .output()
+        .context("running cargo tree")?;
+    if !out.status.success() {
+        bail!(
+            "cargo tree -p {package} failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8(out.stdout)?
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next().map(str::to_owned))
+        .collect())
+}
+
+fn workspace_crates() -> Result<Vec<String>> {
+    let mut v = Vec::new();
+    for e in std::fs::read_dir(root().join("crates"))? {
+        let e = e?;
+        if e.path().join("Cargo.toml").exists() {
+            v.push(e.file_name().to_string_lossy().into_owned());
+        }
+    }
+    v.sort();
+    Ok(v)
+}
+
+/// The dependency-direction guard (see ARCHITECTURE.md).
+fn deps() -> Result<()> {
+    let crates = workspace_crates()?;
+    let mut problems = Vec::new();
+    for leaf in ["autoglm-eval", "autoglm-tune", "autoglm-sched"] {
+        if !crates.iter().any(|c| c == leaf) {
+            continue;
+        }
+        for d in normal_deps(leaf)? {
+            if d.starts_with("autoglm") {
+                problems.push(format!("{leaf} is a leaf crate but depends on {d}"));
+            }
+        }
+    }
+    if crates.iter().any(|c| c == "autoglm-graph") {
+        for d in normal_deps("autoglm-graph")? {
+            if d == "ndarray" || d.starts_with("cubecl") {
+                problems.push(format!("autoglm-graph must not depend on {d}"));
+            }
+        }
+    }
+    for c in &crates {
+        if c == "autoglm-cli" {
+            continue;
+        }
+        for d in normal_deps(c)? {
+            if d == "clap" || d == "anyhow" {
+                problems.push(format!("library crate {c} depends on {d}"));
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("dependency direction violated:\n{}", problems.join("\n"));
+    }
+    println!("dependency direction ok ({} crates)", crates.len());
+    Ok(())
+}
+
+/// Builds the fuzz targets (they have their own workspace).
+fn fuzz_check() -> Result<()> {
+    let status = cargo()
+        .args(["check", "--manifest-path", "fuzz/Cargo.toml", "--bins"])
+        .status()?;
+    if !status.success() {
+        bail!("fuzz targets do not build");
+    }
+    Ok(())
+}
+
+/// Repository hygiene; also run as a test (`cargo test -p xtask`).
+fn tidy() -> Result<()> {
+    let mut problems = Vec::new();
+    for c in workspace_crates()? {
+        let dir = root().join("crates").join(&c);
+        if !dir.join("README.md").exists() {
+            problems.push(format!("crates/{c} has no README.md"));
+        }
+        let manifest = std::fs::read_to_string(dir.join("Cargo.toml"))?;
+        if !manifest.contains("[lints]\nworkspace = true") {
+            problems.push(format!(
+                "crates/{c}/Cargo.toml does not set lints.workspace = true"
+            ));
+        }
+        for f in rust_files(&dir.join("src"))? {
+            let text = std::fs::read_to_string(&f)?;
+            for (i, line) in text.lines().enumerate() {
+                for bad in ["dbg!(", "todo!(", "unimplemented!("] {
+                    if line.contains(bad) && !line.trim_start().starts_with("//") {
+                        problems.push(format!("{}:{}: {bad}", f.display(), i + 1));
+                    }
+                }
+            }
+        }
+    }
+    if !problems.is_empty() {
+        bail!("tidy:\n{}", problems.join("\n"));
+    }
+    Ok(())
+}
+
+fn rust_files(dir: &Path) -> Result<Vec<PathBuf>> {
+    let mut out = Vec::new();
+    if !dir.exists() {
+        return Ok(out);
+    }
+    for e in std::fs::read_dir(dir)? {
+        let p = e?.path();
+        if p.is_dir() {
+            out.extend(rust_files(&p)?);
+        } else if p.extension().is_some_and(|x| x == "rs") {
+            out.push(p);
+        }
+    }
+    Ok(out)
+}
+
+fn main() -> Result<()> {
+    match std::env::args().nth(1).as_deref() {
+        Some("deps") => deps(),
+        Some("fuzz-check") => fuzz_check(),
+        Some("tidy") => tidy(),
+        _ => bail!("usage: cargo xtask deps | fuzz-check | tidy"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn tidy() {
+        super::tidy().unwrap();
+    }
+}

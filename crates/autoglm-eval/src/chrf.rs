@@ -132,6 +132,9 @@ fn ngram_ids(
     }
 }
 
+/// `(dense n-gram id, count)` pairs of one order of one reference, and the total count.
+type OrderCounts = (Vec<(u32, u32)>, u64);
+
 /// References of one line: n-gram counts per order, per reference.
 #[derive(Debug, Clone)]
 pub struct ChrfRefs {
@@ -140,7 +143,7 @@ pub struct ChrfRefs {
     /// (id of the prefix (n-1)-gram, last symbol) to a dense id.
     index: Vec<FxHashMap<u64, u32>>,
     /// Per reference, per order: `(index, count)` of its n-grams, and their total.
-    refs: Vec<Vec<(Vec<(u32, u32)>, u64)>>,
+    refs: Vec<Vec<OrderCounts>>,
 }
 
 /// The chrF metric with a fixed configuration.

@@ -43,5 +43,5 @@ pub enum Error {
     EmptyCorpus,
 }
 
-/// `Result` with this crate's [`Error`].
+/// `Result` with this crate's [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -389,7 +389,9 @@ fn shift(
         }
     }
     let mut scratch = (Vec::new(), Vec::new());
-    let mut best: Option<((i64, i64, i64, i64), Vec<u32>)> = None;
+    // (gain, length, -start_h, -target): tercom's preference order, then the shifted words.
+    type Candidate = ((i64, i64, i64, i64), Vec<u32>);
+    let mut best: Option<Candidate> = None;
     let (n_h, n_r) = (h.len(), r.len());
     'outer: for start_h in 0..n_h {
         for start_r in 0..n_r {

@@ -1,0 +1,280 @@
+//! The `autoglm` command line, driven in-process through `autoglm_cli::run`.
+
+use std::path::{Path, PathBuf};
+
+use autoglm_cli::{run, Cli};
+use clap::Parser;
+use serde_json::Value;
+
+fn data(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../examples/data/e2e")
+        .join(name)
+}
+
+fn autoglm(args: &[&str]) -> anyhow::Result<String> {
+    let cli = Cli::try_parse_from(std::iter::once("autoglm").chain(args.iter().copied()))?;
+    let mut out = Vec::new();
+    run(cli, &mut out)?;
+    Ok(String::from_utf8(out)?)
+}
+
+fn json(args: &[&str]) -> Value {
+    serde_json::from_str(&autoglm(args).unwrap()).unwrap()
+}
+
+#[test]
+fn bleu_json_matches_the_library_and_sacrebleu_layout() {
+    let hyp = data("slug.txt");
+    let refs = data("refs.jsonl");
+    let v = json(&[
+        "eval",
+        "bleu",
+        "--hyp",
+        hyp.to_str().unwrap(),
+        "--refs-jsonl",
+        refs.to_str().unwrap(),
+        "--json",
+        "--sentence",
+    ]);
+    assert_eq!(
+        v["signature"],
+        "nrefs:var|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
+    );
+    assert_eq!(v["name"], "BLEU");
+    assert_eq!(v["lines"].as_array().unwrap().len(), 100);
+    for k in [
+        "counts",
+        "totals",
+        "precisions",
+        "bp",
+        "sys_len",
+        "ref_len",
+        "autoglm_eval_version",
+    ] {
+        assert!(v.get(k).is_some(), "{k}");
+    }
+    let hyps: Vec<String> = std::fs::read_to_string(&hyp)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    let r: Vec<Vec<String>> = std::fs::read_to_string(&refs)
+        .unwrap()
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let lib = autoglm_eval::corpus_bleu(&hyps, &r, &Default::default()).unwrap();
+    assert_eq!(v["score"].as_f64().unwrap(), lib.score);
+}
+
+#[test]
+fn text_output_is_sacrebleus() {
+    let out = autoglm(&[
+        "eval",
+        "chrf",
+        "--hyp",
+        data("tgen.txt").to_str().unwrap(),
+        "--refs-jsonl",
+        data("refs.jsonl").to_str().unwrap(),
+        "--chrf-word-order",
+        "2",
+    ])
+    .unwrap();
+    assert!(
+        out.starts_with("chrF2++|nrefs:var|case:mixed|eff:yes|nc:6|nw:2|space:no|version:2.6.0 = "),
+        "{out}"
+    );
+}
+
+#[test]
+fn reference_files_and_jsonl_agree() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, a, b, j) = (
+        dir.path().join("h"),
+        dir.path().join("a"),
+        dir.path().join("b"),
+        dir.path().join("r.jsonl"),
+    );
+    std::fs::write(&h, "the cat sat\n\na dog\n").unwrap();
+    std::fs::write(&a, "the cat sat down\nnothing\nthe dog\n").unwrap();
+    std::fs::write(&b, "a cat sat\n\na dog barked\n").unwrap();
+    std::fs::write(&j, "[\"the cat sat down\", \"a cat sat\"]\n[\"nothing\", \"\"]\n[\"the dog\", \"a dog barked\"]\n").unwrap();
+    for m in ["bleu", "chrf", "ter", "rouge"] {
+        let x = json(&[
+            "eval",
+            m,
+            "--hyp",
+            h.to_str().unwrap(),
+            "--ref",
+            a.to_str().unwrap(),
+            "--ref",
+            b.to_str().unwrap(),
+            "--json",
+        ]);
+        let y = json(&[
+            "eval",
+            m,
+            "--hyp",
+            h.to_str().unwrap(),
+            "--refs-jsonl",
+            j.to_str().unwrap(),
+            "--json",
+        ]);
+        assert_eq!(x, y, "{m}");
+    }
+}
+
+#[test]
+fn errors_name_the_file_and_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let (h, r, bad) = (
+        dir.path().join("h.txt"),
+        dir.path().join("r.txt"),
+        dir.path().join("bad.txt"),
+    );
+    std::fs::write(&h, "a\nb\n").unwrap();
+    std::fs::write(&r, "a\n").unwrap();
+    std::fs::write(&bad, b"ok\n\xc3\x28\n").unwrap();
+    let e = autoglm(&[
+        "eval",
+        "bleu",
+        "--hyp",
+        h.to_str().unwrap(),
+        "--ref",
+        r.to_str().unwrap(),
+    ])
+    .unwrap_err();
+    assert!(
+        e.to_string().contains("h.txt has 2 lines but") && e.to_string().contains("r.txt has 1"),
+        "{e}"
+    );
+    let e = autoglm(&[
+        "eval",
+        "ter",
+        "--hyp",
+        bad.to_str().unwrap(),
+        "--ref",
+        r.to_str().unwrap(),
+    ])
+    .unwrap_err();
+    assert!(e.to_string().contains("bad.txt:2: invalid UTF-8"), "{e}");
+    let e = autoglm(&["eval", "rouge", "--hyp", h.to_str().unwrap()]).unwrap_err();
+    assert!(e.to_string().contains("no references"), "{e}");
+    let e = autoglm(&[
+        "eval",
+        "bleu",
+        "--hyp",
+        dir.path().join("missing").to_str().unwrap(),
+        "--ref",
+        r.to_str().unwrap(),
+    ])
+    .unwrap_err();
+    assert!(e.to_string().contains("missing"), "{e}");
+    let e = autoglm(&[
+        "eval",
+        "bleu",
+        "--hyp",
+        h.to_str().unwrap(),
+        "--ref",
+        r.to_str().unwrap(),
+        "--tokenize",
+        "moses",
+    ])
+    .unwrap_err();
+    assert!(e.to_string().contains("unknown tokenize 'moses'"), "{e}");
+}
+
+#[test]
+fn rouge_json_has_one_object_per_type_and_bootstrap() {
+    let v = json(&[
+        "eval",
+        "rouge",
+        "--hyp",
+        data("slug.txt").to_str().unwrap(),
+        "--refs-jsonl",
+        data("refs.jsonl").to_str().unwrap(),
+        "--stem",
+        "--bootstrap",
+        "200",
+        "--json",
+        "--sentence",
+    ]);
+    for t in ["rouge1", "rouge2", "rougeL", "rougeLsum"] {
+        let f = v[t]["fmeasure"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&f));
+        let mid = v[t]["bootstrap"]["mid"]["fmeasure"].as_f64().unwrap();
+        assert!((mid - f).abs() < 0.02, "{t}: {mid} vs {f}");
+    }
+    assert_eq!(v["lines"].as_array().unwrap().len(), 100);
+}
+
+#[test]
+fn paired_test_against_a_baseline() {
+    let v = json(&[
+        "eval",
+        "bleu",
+        "--hyp",
+        data("slug.txt").to_str().unwrap(),
+        "--refs-jsonl",
+        data("refs.jsonl").to_str().unwrap(),
+        "--baseline",
+        data("tgen.txt").to_str().unwrap(),
+        "--paired-bs-n",
+        "300",
+        "--json",
+    ]);
+    assert_eq!(
+        v["signature"],
+        "nrefs:var|bs:300|seed:12345|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
+    );
+    let p = v["paired"]["p_value"].as_f64().unwrap();
+    assert!(p > 0.0 && p <= 1.0);
+    let v = json(&[
+        "eval",
+        "ter",
+        "--hyp",
+        data("slug.txt").to_str().unwrap(),
+        "--refs-jsonl",
+        data("refs.jsonl").to_str().unwrap(),
+        "--baseline",
+        data("tgen.txt").to_str().unwrap(),
+        "--paired-ar",
+        "--paired-ar-n",
+        "200",
+        "--json",
+    ]);
+    assert_eq!(
+        v["signature"],
+        "nrefs:var|ar:200|seed:12345|case:lc|tok:tercom|norm:no|punct:yes|asian:no|version:2.6.0"
+    );
+}
+
+#[test]
+fn parallel_jobs_give_identical_results() {
+    for m in ["bleu", "chrf", "ter", "rouge"] {
+        let a = json(&[
+            "eval",
+            m,
+            "--hyp",
+            data("tgen.txt").to_str().unwrap(),
+            "--refs-jsonl",
+            data("refs.jsonl").to_str().unwrap(),
+            "--json",
+            "--sentence",
+        ]);
+        let b = json(&[
+            "eval",
+            m,
+            "--hyp",
+            data("tgen.txt").to_str().unwrap(),
+            "--refs-jsonl",
+            data("refs.jsonl").to_str().unwrap(),
+            "--json",
+            "--sentence",
+            "--jobs",
+            "2",
+        ]);
+        assert_eq!(a, b, "{m}");
+    }
+}
