@@ -23,6 +23,22 @@ fn json(args: &[&str]) -> Value {
     serde_json::from_str(&autoglm(args).unwrap()).unwrap()
 }
 
+/// `autoglm eval METRIC --hyp examples/data/e2e/HYP --refs-jsonl …/refs.jsonl --json EXTRA…`
+fn e2e_json(metric: &str, hyp: &str, extra: &[&str]) -> Value {
+    let (h, r) = (data(hyp), data("refs.jsonl"));
+    let mut args = vec![
+        "eval",
+        metric,
+        "--hyp",
+        h.to_str().unwrap(),
+        "--refs-jsonl",
+        r.to_str().unwrap(),
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    json(&args)
+}
+
 #[test]
 fn bleu_json_matches_the_library_and_sacrebleu_layout() {
     let hyp = data("slug.txt");
@@ -187,19 +203,11 @@ fn errors_name_the_file_and_line() {
 
 #[test]
 fn rouge_json_has_one_object_per_type_and_bootstrap() {
-    let v = json(&[
-        "eval",
+    let v = e2e_json(
         "rouge",
-        "--hyp",
-        data("slug.txt").to_str().unwrap(),
-        "--refs-jsonl",
-        data("refs.jsonl").to_str().unwrap(),
-        "--stem",
-        "--bootstrap",
-        "200",
-        "--json",
-        "--sentence",
-    ]);
+        "slug.txt",
+        &["--stem", "--bootstrap", "200", "--sentence"],
+    );
     for t in ["rouge1", "rouge2", "rougeL", "rougeLsum"] {
         let f = v[t]["fmeasure"].as_f64().unwrap();
         assert!((0.0..=1.0).contains(&f));
@@ -211,39 +219,24 @@ fn rouge_json_has_one_object_per_type_and_bootstrap() {
 
 #[test]
 fn paired_test_against_a_baseline() {
-    let v = json(&[
-        "eval",
+    let tgen = data("tgen.txt");
+    let tgen = tgen.to_str().unwrap();
+    let v = e2e_json(
         "bleu",
-        "--hyp",
-        data("slug.txt").to_str().unwrap(),
-        "--refs-jsonl",
-        data("refs.jsonl").to_str().unwrap(),
-        "--baseline",
-        data("tgen.txt").to_str().unwrap(),
-        "--paired-bs-n",
-        "300",
-        "--json",
-    ]);
+        "slug.txt",
+        &["--baseline", tgen, "--paired-bs-n", "300"],
+    );
     assert_eq!(
         v["signature"],
         "nrefs:var|bs:300|seed:12345|case:mixed|eff:no|tok:13a|smooth:exp|version:2.6.0"
     );
     let p = v["paired"]["p_value"].as_f64().unwrap();
     assert!(p > 0.0 && p <= 1.0);
-    let v = json(&[
-        "eval",
+    let v = e2e_json(
         "ter",
-        "--hyp",
-        data("slug.txt").to_str().unwrap(),
-        "--refs-jsonl",
-        data("refs.jsonl").to_str().unwrap(),
-        "--baseline",
-        data("tgen.txt").to_str().unwrap(),
-        "--paired-ar",
-        "--paired-ar-n",
-        "200",
-        "--json",
-    ]);
+        "slug.txt",
+        &["--baseline", tgen, "--paired-ar", "--paired-ar-n", "200"],
+    );
     assert_eq!(
         v["signature"],
         "nrefs:var|ar:200|seed:12345|case:lc|tok:tercom|norm:no|punct:yes|asian:no|version:2.6.0"
@@ -253,28 +246,8 @@ fn paired_test_against_a_baseline() {
 #[test]
 fn parallel_jobs_give_identical_results() {
     for m in ["bleu", "chrf", "ter", "rouge"] {
-        let a = json(&[
-            "eval",
-            m,
-            "--hyp",
-            data("tgen.txt").to_str().unwrap(),
-            "--refs-jsonl",
-            data("refs.jsonl").to_str().unwrap(),
-            "--json",
-            "--sentence",
-        ]);
-        let b = json(&[
-            "eval",
-            m,
-            "--hyp",
-            data("tgen.txt").to_str().unwrap(),
-            "--refs-jsonl",
-            data("refs.jsonl").to_str().unwrap(),
-            "--json",
-            "--sentence",
-            "--jobs",
-            "2",
-        ]);
+        let a = e2e_json(m, "tgen.txt", &["--sentence"]);
+        let b = e2e_json(m, "tgen.txt", &["--sentence", "--jobs", "2"]);
         assert_eq!(a, b, "{m}");
     }
 }

@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use crate::error::{Error, Result};
 use crate::metric::{score_corpus, Metric};
 use crate::signature::{yes_no, NumRefs, Signature};
-use crate::text::{py_lower, py_rstrip, py_split};
+use crate::text::{py_lower, py_rstrip, py_split, Vocab};
 use crate::tokenize::Tokenizer;
 
 /// The largest n-gram order supported.
@@ -180,7 +180,7 @@ type NgramKey = u128;
 /// References of one line, tokenized, with per-n-gram maximum counts over references.
 #[derive(Debug, Clone)]
 pub struct BleuRefs {
-    vocab: FxHashMap<String, u32>,
+    vocab: Vocab,
     ngrams: FxHashMap<NgramKey, u32>,
     lens: Vec<u64>,
 }
@@ -351,7 +351,7 @@ impl Metric for Bleu {
 
     fn prepare_refs(&self, refs: &[&str]) -> BleuRefs {
         let order = self.config.max_ngram_order;
-        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+        let mut vocab = Vocab::default();
         let mut ngrams: FxHashMap<NgramKey, u32> = FxHashMap::default();
         let mut lens = Vec::with_capacity(refs.len());
         let mut this: FxHashMap<NgramKey, u32> = FxHashMap::default();
@@ -360,9 +360,8 @@ impl Metric for Bleu {
             let tok = self.preprocess(r);
             ids.clear();
             for t in py_split(&tok) {
-                let next = vocab.len() as u32 + 1;
-                let id = *vocab.entry(t.to_owned()).or_insert(next);
-                ids.push(id);
+                // Ids start at 1: 0 marks hypothesis tokens that no reference has.
+                ids.push(vocab.intern(t) + 1);
             }
             lens.push(ids.len() as u64);
             this.clear();
@@ -388,7 +387,7 @@ impl Metric for Bleu {
         let tok = self.preprocess(hyp);
         // Tokens unknown to the references get id 0: no n-gram containing one can match.
         let ids: Vec<u32> = py_split(&tok)
-            .map(|t| refs.vocab.get(t).copied().unwrap_or(0))
+            .map(|t| refs.vocab.get(t).map_or(0, |id| id + 1))
             .collect();
         let hyp_len = ids.len() as u64;
         let mut stats = BleuStats {

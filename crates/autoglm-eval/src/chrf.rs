@@ -5,7 +5,7 @@ use rustc_hash::FxHashMap;
 use crate::error::{Error, Result};
 use crate::metric::{score_corpus, Metric};
 use crate::signature::{yes_no, NumRefs, Signature};
-use crate::text::{is_py_whitespace, py_lower, py_split};
+use crate::text::{is_py_whitespace, py_lower, py_split, Vocab};
 
 /// chrF options, as sacrebleu's `CHRF(...)` constructor takes them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -138,7 +138,7 @@ type OrderCounts = (Vec<(u32, u32)>, u64);
 /// References of one line: n-gram counts per order, per reference.
 #[derive(Debug, Clone)]
 pub struct ChrfRefs {
-    vocab: FxHashMap<String, u32>,
+    vocab: Vocab,
     /// Per order (characters, then words): n-grams of the line's references as
     /// (id of the prefix (n-1)-gram, last symbol) to a dense id.
     index: Vec<FxHashMap<u64, u32>>,
@@ -317,20 +317,12 @@ impl Metric for Chrf {
 
     fn prepare_refs(&self, refs: &[&str]) -> ChrfRefs {
         let (nc, nw) = (self.config.char_order, self.config.word_order);
-        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+        let mut vocab = Vocab::default();
         let mut index: Vec<FxHashMap<u64, u32>> = vec![FxHashMap::default(); nc + nw];
         let refs = refs
             .iter()
             .map(|r| {
-                let (chars, words) = self.symbols(r, |w| {
-                    if let Some(&id) = vocab.get(w) {
-                        id
-                    } else {
-                        let id = vocab.len() as u32;
-                        vocab.insert(w.to_owned(), id);
-                        id
-                    }
-                });
+                let (chars, words) = self.symbols(r, |w| vocab.intern(w));
                 let mut ids: Vec<Vec<u32>> = vec![Vec::new(); nc + nw];
                 let mut insert = |o: usize, key: u64| {
                     let next = index[o].len() as u32;
@@ -365,7 +357,7 @@ impl Metric for Chrf {
     fn segment_stats(&self, hyp: &str, refs: &ChrfRefs) -> ChrfStats {
         let nc = self.config.char_order;
         // Unknown words and n-grams can never match; they only count in the totals.
-        let (chars, words) = self.symbols(hyp, |w| refs.vocab.get(w).copied().unwrap_or(UNKNOWN));
+        let (chars, words) = self.symbols(hyp, |w| refs.vocab.get(w).unwrap_or(UNKNOWN));
         let mut totals = vec![0u64; self.order()];
         let mut known: Vec<Vec<u32>> = vec![Vec::new(); self.order()];
         let lookup = |o: usize, key: u64| refs.index[o].get(&key).copied().unwrap_or(UNKNOWN);

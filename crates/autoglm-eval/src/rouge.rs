@@ -9,6 +9,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::porter::porter_stem;
+use crate::text::Vocab;
 
 /// A ROUGE variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -207,7 +208,7 @@ struct Tokens {
 /// Targets (references) prepared for scoring many predictions against them.
 #[derive(Debug, Clone)]
 pub struct RougeTargets {
-    vocab: FxHashMap<String, u32>,
+    vocab: Vocab,
     targets: Vec<Tokens>,
 }
 
@@ -318,20 +319,10 @@ impl RougeScorer {
     /// Tokenizes the targets of one prediction once, so several predictions (systems)
     /// can be scored against them.
     pub fn prepare_targets(&self, targets: &[&str]) -> RougeTargets {
-        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+        let mut vocab = Vocab::default();
         let targets = targets
             .iter()
-            .map(|t| {
-                self.tokens(t, |tok| {
-                    if let Some(&id) = vocab.get(tok) {
-                        id
-                    } else {
-                        let id = vocab.len() as u32;
-                        vocab.insert(tok.to_owned(), id);
-                        id
-                    }
-                })
-            })
+            .map(|t| self.tokens(t, |tok| vocab.intern(tok)))
             .collect();
         RougeTargets { vocab, targets }
     }
@@ -370,9 +361,7 @@ impl RougeScorer {
         targets: &RougeTargets,
         prediction: &str,
     ) -> Vec<(RougeScore, usize)> {
-        let pred = self.tokens(prediction, |tok| {
-            targets.vocab.get(tok).copied().unwrap_or(UNKNOWN)
-        });
+        let pred = self.tokens(prediction, |tok| targets.vocab.get(tok).unwrap_or(UNKNOWN));
         let mut best: Vec<(RougeScore, usize)> = vec![(RougeScore::default(), 0); self.types.len()];
         WORKSPACE.with(|ws| {
             let ws = &mut *ws.borrow_mut();

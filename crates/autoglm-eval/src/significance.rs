@@ -97,6 +97,19 @@ fn sum_of<M: Metric>(metric: &M, lines: &[M::Stats]) -> M::Stats {
     acc
 }
 
+/// Checks the inputs; returns both corpus scores and their absolute difference.
+fn prologue<M: Metric>(
+    metric: &M,
+    baseline: &[M::Stats],
+    system: &[M::Stats],
+    n_samples: usize,
+) -> Result<(f64, f64, f64)> {
+    check(baseline, system, n_samples)?;
+    let bl = M::value(&metric.corpus_score_from(&sum_of(metric, baseline)));
+    let sys = M::value(&metric.corpus_score_from(&sum_of(metric, system)));
+    Ok((bl, sys, (bl - sys).abs()))
+}
+
 /// Paired bootstrap resampling (sacrebleu `--paired-bs`, default 1000 samples).
 ///
 /// `baseline` and `system` are the per-line statistics of the two systems on the same
@@ -111,11 +124,8 @@ pub fn paired_bootstrap<M: Metric>(
     n_samples: usize,
     seed: Seed,
 ) -> Result<PairedResult> {
-    check(baseline, system, n_samples)?;
+    let (bl_score, sys_score, diff) = prologue(metric, baseline, system, n_samples)?;
     let n = baseline.len();
-    let bl_score = M::value(&metric.corpus_score_from(&sum_of(metric, baseline)));
-    let sys_score = M::value(&metric.corpus_score_from(&sum_of(metric, system)));
-    let diff = (bl_score - sys_score).abs();
     let mut rng = rand_mt::Mt::new(seed.0);
     let mut scores_bl = Vec::with_capacity(n_samples);
     let mut scores_sys = Vec::with_capacity(n_samples);
@@ -158,10 +168,7 @@ pub fn paired_approximate_randomization<M: Metric>(
     n_samples: usize,
     seed: Seed,
 ) -> Result<PairedResult> {
-    check(baseline, system, n_samples)?;
-    let bl_score = M::value(&metric.corpus_score_from(&sum_of(metric, baseline)));
-    let sys_score = M::value(&metric.corpus_score_from(&sum_of(metric, system)));
-    let diff = (bl_score - sys_score).abs();
+    let (bl_score, sys_score, diff) = prologue(metric, baseline, system, n_samples)?;
     let mut rng = rand_mt::Mt::new(seed.0);
     let mut c = 0usize;
     for _ in 0..n_samples {

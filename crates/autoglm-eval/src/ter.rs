@@ -7,7 +7,7 @@ use rustc_hash::FxHashMap;
 use crate::error::Result;
 use crate::metric::{score_corpus, Metric};
 use crate::signature::{yes_no, NumRefs, Signature};
-use crate::text::{collapse_whitespace, py_lower, py_rstrip};
+use crate::text::{collapse_whitespace, py_lower, py_rstrip, unescape_xml, Vocab};
 use crate::tokenize::{regexp_passes, replace_bytes};
 
 const MAX_SHIFT_SIZE: usize = 10;
@@ -77,7 +77,7 @@ pub struct TerStats {
 /// References of one line, tokenized.
 #[derive(Debug, Clone)]
 pub struct TerRefs {
-    vocab: FxHashMap<String, u32>,
+    vocab: Vocab,
     refs: Vec<Vec<u32>>,
 }
 
@@ -131,10 +131,7 @@ impl Ter {
         if c.normalized {
             let mut b = replace_bytes(s.as_bytes(), b"\n-", b"");
             b = replace_bytes(&b, b"\n", b" ");
-            b = replace_bytes(&b, b"&quot;", b"\"");
-            b = replace_bytes(&b, b"&amp;", b"&");
-            b = replace_bytes(&b, b"&lt;", b"<");
-            b = replace_bytes(&b, b"&gt;", b">");
+            b = unescape_xml(&b);
             let mut padded = Vec::with_capacity(b.len() + 2);
             padded.push(b' ');
             padded.extend_from_slice(&b);
@@ -478,7 +475,7 @@ impl Metric for Ter {
     type Score = TerScore;
 
     fn prepare_refs(&self, refs: &[&str]) -> TerRefs {
-        let mut vocab: FxHashMap<String, u32> = FxHashMap::default();
+        let mut vocab = Vocab::default();
         let refs = refs
             .iter()
             .map(|r| {
@@ -486,15 +483,7 @@ impl Metric for Ter {
                 let tok = self.preprocess(&self.preprocess(r));
                 tok.split(' ')
                     .filter(|t| !t.is_empty())
-                    .map(|t| {
-                        if let Some(&id) = vocab.get(t) {
-                            id
-                        } else {
-                            let id = vocab.len() as u32 + 1;
-                            vocab.insert(t.to_owned(), id);
-                            id
-                        }
-                    })
+                    .map(|t| vocab.intern(t))
                     .collect()
             })
             .collect();
@@ -505,12 +494,12 @@ impl Metric for Ter {
         let tok = self.preprocess(hyp);
         // Hypothesis words unknown to the references get distinct ids above the vocabulary.
         let mut extra: FxHashMap<&str, u32> = FxHashMap::default();
-        let base = refs.vocab.len() as u32 + 1;
+        let base = refs.vocab.len() as u32;
         let words: Vec<u32> = tok
             .split(' ')
             .filter(|t| !t.is_empty())
             .map(|t| match refs.vocab.get(t) {
-                Some(&id) => id,
+                Some(id) => id,
                 None => {
                     let n = extra.len() as u32;
                     *extra.entry(t).or_insert(base + n)

@@ -59,6 +59,46 @@ pub fn py_lower(s: &str) -> String {
     }
 }
 
+/// Interns strings to dense ids `0, 1, 2, …` in order of first appearance.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct Vocab {
+    ids: rustc_hash::FxHashMap<String, u32>,
+}
+
+impl Vocab {
+    /// The id of `s`, assigning the next one if it is new.
+    pub(crate) fn intern(&mut self, s: &str) -> u32 {
+        if let Some(&id) = self.ids.get(s) {
+            return id;
+        }
+        let id = self.ids.len() as u32;
+        self.ids.insert(s.to_owned(), id);
+        id
+    }
+
+    /// The id of `s`, if it was interned.
+    #[inline]
+    pub(crate) fn get(&self, s: &str) -> Option<u32> {
+        self.ids.get(s).copied()
+    }
+
+    /// How many strings were interned.
+    pub(crate) fn len(&self) -> usize {
+        self.ids.len()
+    }
+}
+
+/// Replaces the XML entities `&quot;`, `&amp;`, `&lt;`, `&gt;`, one after the other in
+/// that order, as sacrebleu's 13a and tercom tokenizers do.
+pub(crate) fn unescape_xml(s: &[u8]) -> Vec<u8> {
+    use crate::tokenize::replace_bytes;
+    let mut b = replace_bytes(s, b"&quot;", b"\"");
+    for (from, to) in [(&b"&amp;"[..], &b"&"[..]), (b"&lt;", b"<"), (b"&gt;", b">")] {
+        b = replace_bytes(&b, from, to);
+    }
+    b
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -10,7 +10,7 @@ use std::str::FromStr;
 use unicode_general_category::{get_general_category, GeneralCategory as Gc};
 
 use crate::error::Error;
-use crate::text::{collapse_whitespace, py_strip};
+use crate::text::{collapse_whitespace, py_strip, unescape_xml};
 
 /// A BLEU tokenizer, named as in sacrebleu's `--tokenize` option.
 #[derive(
@@ -206,10 +206,7 @@ fn tokenize_13a(line: &str) -> String {
         s = replace_bytes(&s, b"\n", b" ");
     }
     if s.contains(&b'&') {
-        s = replace_bytes(&s, b"&quot;", b"\"");
-        s = replace_bytes(&s, b"&amp;", b"&");
-        s = replace_bytes(&s, b"&lt;", b"<");
-        s = replace_bytes(&s, b"&gt;", b">");
+        s = unescape_xml(&s);
     }
     let mut padded = Vec::with_capacity(s.len() + 2);
     padded.push(b' ');
