@@ -53,6 +53,8 @@ fn metrics(c: &mut Criterion) {
         })
     });
     let ter = Ter::new(TerConfig::default());
+    // TER is slow by nature (shift search): the first 20 lines only.
+    g.throughput(Throughput::Elements(20));
     g.bench_function("ter", |b| {
         b.iter(|| {
             score_corpus(&ter, black_box(&f.hyps[..20]), &f.refs[..20])
