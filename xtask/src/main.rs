@@ -117,7 +117,12 @@ fn tidy() -> Result<()> {
         for f in rust_files(&dir.join("src"))? {
             let text = std::fs::read_to_string(&f)?;
             for (i, line) in text.lines().enumerate() {
-                for bad in ["dbg!(", "todo!(", "unimplemented!("] {
+                // Spelled in pieces so that this file does not match itself.
+                for bad in [
+                    concat!("dbg", "!("),
+                    concat!("todo", "!("),
+                    concat!("unimplemented", "!("),
+                ] {
                     if line.contains(bad) && !line.trim_start().starts_with("//") {
                         problems.push(format!("{}:{}: {bad}", f.display(), i + 1));
                     }

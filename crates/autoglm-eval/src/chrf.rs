@@ -5,7 +5,7 @@ use rustc_hash::FxHashMap;
 use crate::error::{Error, Result};
 use crate::metric::{score_corpus, Metric};
 use crate::signature::{yes_no, NumRefs, Signature};
-use crate::text::{is_py_whitespace, py_lower, py_split, Vocab};
+use crate::text::{count_sorted, is_py_whitespace, py_lower, py_split, Vocab};
 
 /// chrF options, as sacrebleu's `CHRF(...)` constructor takes them.
 #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
@@ -336,17 +336,9 @@ impl Metric for Chrf {
                     |o, id| ids[nc + o].push(id),
                 );
                 ids.into_iter()
-                    .map(|mut ids| {
+                    .map(|ids| {
                         let total = ids.len() as u64;
-                        ids.sort_unstable();
-                        let mut counts: Vec<(u32, u32)> = Vec::with_capacity(ids.len());
-                        for id in ids {
-                            match counts.last_mut() {
-                                Some((last, c)) if *last == id => *c += 1,
-                                _ => counts.push((id, 1)),
-                            }
-                        }
-                        (counts, total)
+                        (count_sorted(ids), total)
                     })
                     .collect()
             })

@@ -9,7 +9,7 @@ use rustc_hash::FxHashMap;
 
 use crate::error::{Error, Result};
 use crate::porter::porter_stem;
-use crate::text::Vocab;
+use crate::text::{count_sorted, Vocab};
 
 /// A ROUGE variant.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -426,19 +426,11 @@ fn sorted_ngrams(ids: &[u32], n: usize) -> Vec<(u128, u32)> {
     if n == 0 || n > 4 || ids.len() < n {
         return Vec::new();
     }
-    let mut keys: Vec<u128> = ids
-        .windows(n)
-        .map(|w| w.iter().fold(0u128, |k, &c| (k << 32) | c as u128))
-        .collect();
-    keys.sort_unstable();
-    let mut out: Vec<(u128, u32)> = Vec::with_capacity(keys.len());
-    for k in keys {
-        match out.last_mut() {
-            Some((last, c)) if *last == k => *c += 1,
-            _ => out.push((k, 1)),
-        }
-    }
-    out
+    count_sorted(
+        ids.windows(n)
+            .map(|w| w.iter().fold(0u128, |k, &c| (k << 32) | c as u128))
+            .collect(),
+    )
 }
 
 fn score_ngrams(

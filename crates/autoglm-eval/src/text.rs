@@ -88,6 +88,19 @@ impl Vocab {
     }
 }
 
+/// Sorts `items` and counts equal neighbours: `(value, count)` in ascending order.
+pub(crate) fn count_sorted<T: Ord + Copy>(mut items: Vec<T>) -> Vec<(T, u32)> {
+    items.sort_unstable();
+    let mut out: Vec<(T, u32)> = Vec::with_capacity(items.len());
+    for x in items {
+        match out.last_mut() {
+            Some((last, c)) if *last == x => *c += 1,
+            _ => out.push((x, 1)),
+        }
+    }
+    out
+}
+
 /// Replaces the XML entities `&quot;`, `&amp;`, `&lt;`, `&gt;`, one after the other in
 /// that order, as sacrebleu's 13a and tercom tokenizers do.
 pub(crate) fn unescape_xml(s: &[u8]) -> Vec<u8> {
