@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod error;
+mod pruner;
+pub mod sampler;
+mod space;
+mod storage;
+mod study;
+mod trial;
+
+pub use error::{Error, Result};
+pub use pruner::{MedianPruner, NopPruner, Pruner};
+pub use sampler::{QmcSampler, RandomSampler, Sampler, SamplerContext};
+pub use space::{Condition, Distribution, ParamSpec, ParamValue, Params, SearchSpace};
+pub use storage::{intersection_space, Storage};
+pub use study::{Direction, OptimizeReport, Outcome, StopReason, Study, TrialError};
+pub use trial::{FrozenTrial, Trial, TrialState};
+
+/// A random seed: every sampler's suggestions are a function of the seed and the
+/// study's history.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub struct Seed(pub u64);

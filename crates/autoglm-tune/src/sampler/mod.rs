@@ -1,0 +1,52 @@
+//! Samplers: how the next parameters are chosen.
+//!
+//! A sampler may propose values for several parameters jointly at the start of a trial
+//! ([`Sampler::sample_relative`], over the parameters every complete trial shares) and
+//! proposes any other parameter on its own when the objective asks for it
+//! ([`Sampler::sample_independent`]). Values are internal floats (see
+//! [`crate::Distribution::from_unit`]).
+
+mod qmc;
+mod random;
+
+use std::collections::BTreeMap;
+
+pub use qmc::QmcSampler;
+pub use random::RandomSampler;
+
+use crate::space::Distribution;
+use crate::study::Direction;
+use crate::trial::FrozenTrial;
+
+/// What a sampler sees of the study.
+#[derive(Debug, Clone, Copy)]
+pub struct SamplerContext<'a> {
+    /// Every trial so far (finished, running and the one being sampled).
+    pub trials: &'a [FrozenTrial],
+    /// Optimisation directions, one per objective.
+    pub directions: &'a [Direction],
+    /// The number of the trial being sampled.
+    pub number: u64,
+}
+
+/// A strategy for choosing parameters.
+pub trait Sampler: Send {
+    /// Joint proposal for `space` (parameter name → distribution) at the start of a
+    /// trial, as internal values; parameters left out are sampled independently.
+    fn sample_relative(
+        &mut self,
+        ctx: &SamplerContext<'_>,
+        space: &BTreeMap<String, Distribution>,
+    ) -> BTreeMap<String, f64> {
+        let _ = (ctx, space);
+        BTreeMap::new()
+    }
+
+    /// A value for one parameter, as an internal value of `distribution`.
+    fn sample_independent(
+        &mut self,
+        ctx: &SamplerContext<'_>,
+        name: &str,
+        distribution: &Distribution,
+    ) -> f64;
+}

@@ -1,0 +1,66 @@
+//! Quasi-random sampling with an Owen-scrambled Sobol sequence.
+
+use std::collections::BTreeMap;
+
+use super::{RandomSampler, Sampler, SamplerContext};
+use crate::space::Distribution;
+use crate::Seed;
+
+/// Low-discrepancy sampling: the parameters shared by all complete trials take the
+/// coordinates of consecutive points of an Owen-scrambled Sobol sequence (Burley 2020,
+/// `sobol_burley`); others, and the first trial, are sampled uniformly at random.
+#[derive(Debug, Clone)]
+pub struct QmcSampler {
+    seed: u32,
+    fallback: RandomSampler,
+    index: u32,
+}
+
+impl QmcSampler {
+    /// A sampler whose suggestions are a function of `seed`.
+    pub fn new(seed: Seed) -> Self {
+        QmcSampler {
+            seed: (seed.0 ^ (seed.0 >> 32)) as u32,
+            fallback: RandomSampler::new(Seed(seed.0.wrapping_add(0x9e37_79b9_7f4a_7c15))),
+            index: 0,
+        }
+    }
+}
+
+impl Sampler for QmcSampler {
+    fn sample_relative(
+        &mut self,
+        _ctx: &SamplerContext<'_>,
+        space: &BTreeMap<String, Distribution>,
+    ) -> BTreeMap<String, f64> {
+        if space.is_empty() {
+            return BTreeMap::new();
+        }
+        // Consecutive points from 0 fill the cube evenly (every aligned block of 2^k
+        // points is a (0, k, d)-net in two dimensions). The sequence has 256
+        // dimensions; further ones reuse it with another scramble seed.
+        let i = self.index;
+        self.index = self.index.wrapping_add(1);
+        space
+            .iter()
+            .enumerate()
+            .map(|(k, (name, d))| {
+                let dim = (k % sobol_burley::NUM_DIMENSIONS as usize) as u32;
+                let scramble = self
+                    .seed
+                    .wrapping_add((k / sobol_burley::NUM_DIMENSIONS as usize) as u32);
+                let u = sobol_burley::sample(i, dim, scramble) as f64;
+                (name.clone(), d.from_unit(u))
+            })
+            .collect()
+    }
+
+    fn sample_independent(
+        &mut self,
+        ctx: &SamplerContext<'_>,
+        name: &str,
+        d: &Distribution,
+    ) -> f64 {
+        self.fallback.sample_independent(ctx, name, d)
+    }
+}

@@ -1,0 +1,362 @@
+//! Integration tests of autoglm-tune through its public API.
+
+use std::path::Path;
+use std::process::Command;
+
+use autoglm_tune::{
+    Direction, Distribution, MedianPruner, Outcome, ParamValue, Params, QmcSampler, RandomSampler,
+    SearchSpace, Seed, Storage, Study, TrialError, TrialState,
+};
+use proptest::prelude::*;
+
+fn space() -> SearchSpace {
+    SearchSpace::default()
+        .with("lr", Distribution::float(1e-5, 1e-1).log())
+        .unwrap()
+        .with("layers", Distribution::int(1, 8))
+        .unwrap()
+        .with("width", Distribution::int(32, 512).log())
+        .unwrap()
+        .with("dropout", Distribution::float(0.0, 0.5).step(0.05))
+        .unwrap()
+        .with("opt", Distribution::categorical(["sgd", "adam", "adamw"]))
+        .unwrap()
+        .with_conditional("momentum", Distribution::float(0.0, 0.99), "opt", ["sgd"])
+        .unwrap()
+}
+
+fn objective(p: &Params) -> f64 {
+    let lr = p["lr"].as_f64().unwrap();
+    let layers = p["layers"].as_i64().unwrap() as f64;
+    (lr.log10() + 3.0).powi(2) + (layers - 4.0).powi(2) * 0.1 + p["dropout"].as_f64().unwrap()
+}
+
+fn run(study: &mut Study, n: usize) -> Vec<Params> {
+    let s = space();
+    (0..n)
+        .map(|_| {
+            let (num, params) = study.ask_space(&s).unwrap();
+            study.tell(num, objective(&params)).unwrap();
+            params
+        })
+        .collect()
+}
+
+#[test]
+fn same_seed_same_suggestions() {
+    for qmc in [false, true] {
+        let mk = |seed| {
+            let s = Study::minimize(Seed(seed));
+            if qmc {
+                s.with_sampler(QmcSampler::new(Seed(seed)))
+            } else {
+                s.with_sampler(RandomSampler::new(Seed(seed)))
+            }
+        };
+        let a = run(&mut mk(3), 40);
+        let b = run(&mut mk(3), 40);
+        let c = run(&mut mk(4), 40);
+        assert_eq!(a, b);
+        assert_ne!(a, c);
+    }
+}
+
+#[test]
+fn conditional_parameters_only_when_active() {
+    let mut study = Study::minimize(Seed(1));
+    for p in run(&mut study, 60) {
+        assert_eq!(
+            p.contains_key("momentum"),
+            p["opt"] == ParamValue::from("sgd"),
+            "{p:?}"
+        );
+    }
+}
+
+#[test]
+fn qmc_covers_the_unit_square_evenly() {
+    // 64 Sobol points put exactly one point in each 1/8 x 1/8 cell.
+    let mut study = Study::minimize(Seed(5)).with_sampler(QmcSampler::new(Seed(5)));
+    let mut cells = std::collections::BTreeSet::new();
+    for i in 0..65 {
+        let mut t = study.ask().unwrap();
+        let x = t.suggest_float("x", 0.0, 1.0, false).unwrap();
+        let y = t.suggest_float("y", 0.0, 1.0, false).unwrap();
+        let n = t.number();
+        study.tell(n, x + y).unwrap();
+        if i > 0 {
+            cells.insert(((x * 8.0) as u32, (y * 8.0) as u32));
+        }
+    }
+    assert_eq!(cells.len(), 64);
+}
+
+#[test]
+fn non_finite_objective_fails_the_trial_not_the_study() {
+    let mut study = Study::minimize(Seed(0));
+    let report = study
+        .optimize(6, |t| {
+            let x = t.suggest_float("x", 0.0, 1.0, false)?;
+            match t.number() {
+                1 => Ok(f64::NAN),
+                2 => Ok(f64::INFINITY),
+                3 => Err(TrialError::Failed("diverged".into())),
+                _ => Ok(x),
+            }
+        })
+        .unwrap();
+    assert_eq!((report.completed, report.failed), (3, 3));
+    let trials = study.trials().unwrap();
+    assert_eq!(trials[1].state, TrialState::Failed);
+    assert_eq!(trials[3].user_attrs["fail_reason"], "diverged");
+    assert!(study.best_trial().unwrap().is_some());
+}
+
+#[test]
+fn enqueued_parameters_come_first() {
+    let mut study = Study::minimize(Seed(0));
+    let mut fixed = Params::new();
+    fixed.insert("lr".into(), 1e-3.into());
+    fixed.insert("layers".into(), 4i64.into());
+    study.enqueue(fixed).unwrap();
+    let (n, p) = study.ask_space(&space()).unwrap();
+    assert_eq!(n, 0);
+    assert_eq!(p["lr"], ParamValue::Float(1e-3));
+    assert_eq!(p["layers"], ParamValue::Int(4));
+    assert!(p.contains_key("dropout")); // the rest is sampled
+}
+
+#[test]
+fn wrong_use_is_an_error() {
+    let mut study = Study::new(&[Direction::Minimize, Direction::Maximize], Seed(0));
+    let n = study.ask().unwrap().number();
+    assert!(study
+        .tell(n, 1.0)
+        .unwrap_err()
+        .to_string()
+        .contains("expected 2 objective values"));
+    study.tell(n, Outcome::Values(vec![1.0, 2.0])).unwrap();
+    assert!(study
+        .tell(n, Outcome::Failed)
+        .unwrap_err()
+        .to_string()
+        .contains("already finished"));
+    let mut t = study.ask().unwrap();
+    t.suggest_float("x", 0.0, 1.0, false).unwrap();
+    let e = t.suggest_float("x", 0.0, 2.0, false).unwrap_err();
+    assert!(e.to_string().contains("another distribution"));
+}
+
+#[test]
+fn median_pruner_stops_bad_trials() {
+    let mut study = Study::minimize(Seed(2)).with_pruner(MedianPruner::default());
+    let report = study
+        .optimize(40, |t| {
+            let x = t.suggest_float("x", 0.0, 1.0, false)?;
+            for step in 0..10 {
+                t.report(step, x * (10 - step) as f64)?;
+                if t.should_prune()? {
+                    return Err(TrialError::Pruned);
+                }
+            }
+            Ok(x)
+        })
+        .unwrap();
+    assert!(report.pruned > 5, "{report:?}");
+    for t in study
+        .trials()
+        .unwrap()
+        .iter()
+        .filter(|t| t.state == TrialState::Pruned)
+    {
+        assert!(t.value().is_some()); // the last intermediate value
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+
+    #[test]
+    fn suggestions_stay_in_their_distributions(
+        seed in 0u64..1000,
+        low in -100.0f64..100.0,
+        width in 0.0f64..50.0,
+        step in 0.01f64..5.0,
+        ilow in -50i64..50,
+        iwidth in 0i64..100,
+        istep in 1i64..7,
+        qmc in any::<bool>(),
+    ) {
+        let dists = [
+            Distribution::float(low, low + width),
+            Distribution::float(low, low + width).step(step),
+            Distribution::float(low.abs() + 1e-3, low.abs() + 1e-3 + width).log(),
+            Distribution::int(ilow, ilow + iwidth).int_step(istep),
+            Distribution::int(ilow.abs() + 1, ilow.abs() + 1 + iwidth).log(),
+            Distribution::categorical(["a", "b", "c"]),
+        ];
+        let mut study = Study::minimize(Seed(seed));
+        if qmc {
+            study = study.with_sampler(QmcSampler::new(Seed(seed)));
+        }
+        for _ in 0..12 {
+            let mut t = study.ask().unwrap();
+            for (k, d) in dists.iter().enumerate() {
+                let v = t.suggest(&format!("p{k}"), d.clone()).unwrap();
+                let d = d.clone().validated("p").unwrap();
+                prop_assert!(d.to_internal(&v).is_some(), "{v:?} not in {d:?}");
+            }
+            let n = t.number();
+            study.tell(n, 0.0).unwrap();
+        }
+    }
+}
+
+// ---------------------------------------------------------------- journal
+
+fn journal_study(path: &Path, seed: u64) -> Study {
+    Study::minimize(Seed(seed)).with_storage(Storage::journal(path).unwrap())
+}
+
+#[test]
+fn journal_resumes_a_study() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("study.jsonl");
+    let first = run(&mut journal_study(&path, 1), 10);
+    let mut resumed = journal_study(&path, 1);
+    let trials = resumed.trials().unwrap();
+    assert_eq!(trials.len(), 10);
+    for (t, p) in trials.iter().zip(&first) {
+        assert_eq!(&t.params, p);
+        assert_eq!(t.state, TrialState::Complete);
+    }
+    run(&mut resumed, 5);
+    assert_eq!(resumed.trials().unwrap().len(), 15);
+}
+
+#[test]
+fn torn_last_line_is_skipped_then_truncated() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("study.jsonl");
+    run(&mut journal_study(&path, 1), 3);
+    let mut f = std::fs::OpenOptions::new()
+        .append(true)
+        .open(&path)
+        .unwrap();
+    std::io::Write::write_all(&mut f, b"{\"op\":\"create\",\"num").unwrap();
+    drop(f);
+    let mut s = journal_study(&path, 1);
+    assert_eq!(s.trials().unwrap().len(), 3);
+    assert!(
+        s.storage().warnings()[0].contains("torn last line"),
+        "{:?}",
+        s.storage().warnings()
+    );
+    run(&mut s, 2);
+    let mut again = journal_study(&path, 1);
+    assert_eq!(again.trials().unwrap().len(), 5);
+    assert!(again.storage().warnings().is_empty());
+}
+
+#[test]
+fn corrupt_journal_line_names_the_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("study.jsonl");
+    run(&mut journal_study(&path, 1), 2);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut lines: Vec<&str> = text.lines().collect();
+    lines[1] = "{\"op\":\"param\",\"number\":\"x\"}";
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    let e = Storage::journal(&path).unwrap_err().to_string();
+    assert!(e.contains("study.jsonl:2: invalid journal record"), "{e}");
+}
+
+/// Entry point for the child processes of the tests below (it does nothing unless
+/// `AUTOGLM_TUNE_CHILD` is set, which only those tests do).
+#[test]
+fn child_process_entry_point() {
+    let Ok(path) = std::env::var("AUTOGLM_TUNE_CHILD") else {
+        return;
+    };
+    let trials: usize = std::env::var("AUTOGLM_TUNE_TRIALS")
+        .unwrap()
+        .parse()
+        .unwrap();
+    let seed: u64 = std::env::var("AUTOGLM_TUNE_SEED").unwrap().parse().unwrap();
+    let mut study = journal_study(Path::new(&path), seed);
+    for _ in 0..trials {
+        let (n, p) = study.ask_space(&space()).unwrap();
+        study.tell(n, objective(&p)).unwrap();
+    }
+}
+
+fn child(path: &Path, trials: usize, seed: u64) -> Command {
+    let mut c = Command::new(std::env::current_exe().unwrap());
+    c.args([
+        "--exact",
+        "child_process_entry_point",
+        "--test-threads",
+        "1",
+    ])
+    .env("AUTOGLM_TUNE_CHILD", path)
+    .env("AUTOGLM_TUNE_TRIALS", trials.to_string())
+    .env("AUTOGLM_TUNE_SEED", seed.to_string())
+    .stdout(std::process::Stdio::null());
+    c
+}
+
+#[test]
+fn sigkill_mid_study_loses_no_completed_trial() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("study.jsonl");
+    for round in 0..10u64 {
+        let before = std::fs::read_to_string(&path).map(|t| t.len()).unwrap_or(0);
+        let mut c = child(&path, 1_000_000, round).spawn().unwrap();
+        // Let it write for a while, then SIGKILL it wherever it is.
+        let t0 = std::time::Instant::now();
+        while std::fs::metadata(&path)
+            .map(|m| m.len() as usize)
+            .unwrap_or(0)
+            < before + 20_000 + round as usize * 7_919
+        {
+            assert!(t0.elapsed().as_secs() < 60, "child wrote too little");
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        c.kill().unwrap(); // SIGKILL on Unix
+        c.wait().unwrap();
+        let text = std::fs::read(&path).unwrap();
+        let finishes = text
+            .split(|&b| b == b'\n')
+            .filter(|l| l.starts_with(b"{\"op\":\"finish\""))
+            .count();
+        let mut s = journal_study(&path, 9);
+        let trials = s.trials().unwrap();
+        let complete = trials
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .count();
+        assert_eq!(complete, finishes, "round {round}");
+        for t in trials.iter().filter(|t| t.state == TrialState::Complete) {
+            assert_eq!(t.value().unwrap(), objective(&t.params));
+        }
+        // The study goes on in the same file.
+        run(&mut s, 3);
+    }
+}
+
+#[test]
+fn two_processes_share_one_journal() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("study.jsonl");
+    let mut a = child(&path, 60, 1).spawn().unwrap();
+    let mut b = child(&path, 60, 2).spawn().unwrap();
+    assert!(a.wait().unwrap().success());
+    assert!(b.wait().unwrap().success());
+    let trials = journal_study(&path, 0).trials().unwrap();
+    assert_eq!(trials.len(), 120);
+    for (i, t) in trials.iter().enumerate() {
+        assert_eq!(t.number, i as u64);
+        assert_eq!(t.state, TrialState::Complete);
+        assert_eq!(t.value().unwrap(), objective(&t.params));
+    }
+}
