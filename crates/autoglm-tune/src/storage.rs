@@ -161,7 +161,7 @@ impl Storage {
                     line: j.lines,
                     reason,
                 })?;
-            apply(&mut self.trials, &ev).map_err(|reason| Error::Journal {
+            apply(&mut self.trials, &ev, true).map_err(|reason| Error::Journal {
                 path: j.path.clone(),
                 line: j.lines,
                 reason,
@@ -212,8 +212,9 @@ impl Storage {
         let r = (|| {
             self.catch_up(true)?;
             let ev = make(&self.trials)?;
-            let mut check = self.trials.clone();
-            apply(&mut check, &ev).map_err(Error::Space)?;
+            // Check first, write the line, then change the state: a failed write
+            // leaves both as they were.
+            apply(&mut self.trials, &ev, false).map_err(Error::Space)?;
             if let Some(j) = self.journal.as_mut() {
                 let mut line = serde_json::to_vec(&ev).expect("events serialize");
                 line.push(b'\n');
@@ -222,7 +223,7 @@ impl Storage {
                 j.offset += line.len() as u64;
                 j.lines += 1;
             }
-            self.trials = check;
+            apply(&mut self.trials, &ev, true).map_err(Error::Space)?;
             Ok(ev)
         })();
         if let Some(j) = &self.journal {
@@ -281,8 +282,9 @@ impl Storage {
     }
 }
 
-/// Applies one event; an inconsistent event is an error message.
-fn apply(trials: &mut Vec<FrozenTrial>, ev: &Event) -> Result<(), String> {
+/// Applies one event (or only checks it, without `mutate`); an inconsistent event is
+/// an error message and changes nothing.
+fn apply(trials: &mut Vec<FrozenTrial>, ev: &Event, mutate: bool) -> Result<(), String> {
     let get = |trials: &mut Vec<FrozenTrial>, n: u64| -> Result<usize, String> {
         let i = n as usize;
         if i < trials.len() {
@@ -310,6 +312,9 @@ fn apply(trials: &mut Vec<FrozenTrial>, ev: &Event) -> Result<(), String> {
                     trials.len()
                 ));
             }
+            if !mutate {
+                return Ok(());
+            }
             let mut t = FrozenTrial::new(*number, *state);
             t.params = params.clone();
             trials.push(t);
@@ -318,6 +323,9 @@ fn apply(trials: &mut Vec<FrozenTrial>, ev: &Event) -> Result<(), String> {
             let i = get(trials, *number)?;
             if trials[i].state != TrialState::Waiting {
                 return Err(format!("trial {number} is not waiting"));
+            }
+            if !mutate {
+                return Ok(());
             }
             trials[i].state = TrialState::Running;
         }
@@ -329,6 +337,9 @@ fn apply(trials: &mut Vec<FrozenTrial>, ev: &Event) -> Result<(), String> {
         } => {
             let i = get(trials, *number)?;
             running(&trials[i])?;
+            if !mutate {
+                return Ok(());
+            }
             trials[i].params.insert(name.clone(), value.clone());
             trials[i]
                 .distributions
@@ -341,14 +352,23 @@ fn apply(trials: &mut Vec<FrozenTrial>, ev: &Event) -> Result<(), String> {
         } => {
             let i = get(trials, *number)?;
             running(&trials[i])?;
+            if !mutate {
+                return Ok(());
+            }
             trials[i].intermediate.insert(*step, *value);
         }
         Event::Attr { number, key, value } => {
             let i = get(trials, *number)?;
+            if !mutate {
+                return Ok(());
+            }
             trials[i].user_attrs.insert(key.clone(), value.clone());
         }
         Event::Constraints { number, values } => {
             let i = get(trials, *number)?;
+            if !mutate {
+                return Ok(());
+            }
             trials[i].constraints = Some(values.clone());
         }
         Event::Finish {
@@ -358,6 +378,9 @@ fn apply(trials: &mut Vec<FrozenTrial>, ev: &Event) -> Result<(), String> {
         } => {
             let i = get(trials, *number)?;
             running(&trials[i])?;
+            if !mutate {
+                return Ok(());
+            }
             trials[i].state = *state;
             trials[i].values.clone_from(values);
         }

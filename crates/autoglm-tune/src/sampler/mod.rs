@@ -8,11 +8,13 @@
 
 mod qmc;
 mod random;
+mod tpe;
 
 use std::collections::BTreeMap;
 
 pub use qmc::QmcSampler;
 pub use random::RandomSampler;
+pub use tpe::{TpeConfig, TpeSampler};
 
 use crate::space::Distribution;
 use crate::study::Direction;
