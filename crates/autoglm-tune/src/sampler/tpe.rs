@@ -1,8 +1,7 @@
-//! The tree-structured Parzen estimator (Bergstra et al. 2011), with Optuna's defaults:
-//! multivariate kernels over the parameters all complete trials share, Optuna's
-//! bandwidths (Scott's rule for the joint model, neighbour gaps for single parameters,
-//! "magic clip"), a prior kernel, age-ramped weights, 24 expected-improvement
-//! candidates and the constant liar for running trials.
+//! The tree-structured Parzen estimator (Bergstra et al. 2011), with Optuna 5's
+//! defaults: multivariate kernels over the parameters all complete trials share,
+//! neighbour-gap bandwidths with the "magic clip", a prior kernel, age-ramped weights,
+//! 24 expected-improvement candidates and the constant liar for running trials.
 
 use std::collections::BTreeMap;
 
@@ -221,13 +220,7 @@ enum Kernel {
 
 impl Parzen {
     /// `obs[i][k]`: model coordinate (or choice index) of observation i in dimension k.
-    fn new(
-        dims: Vec<Dim>,
-        obs: &[Vec<f64>],
-        obs_weights: &[f64],
-        prior_weight: f64,
-        multivariate: bool,
-    ) -> Parzen {
+    fn new(dims: Vec<Dim>, obs: &[Vec<f64>], obs_weights: &[f64], prior_weight: f64) -> Parzen {
         let n = obs.len();
         let mut weights: Vec<f64> = obs_weights.to_vec();
         weights.push(prior_weight);
@@ -243,28 +236,26 @@ impl Parzen {
                     let width = hi - lo;
                     let mus: Vec<f64> = obs.iter().map(|o| o[k]).collect();
                     let prior_mu = 0.5 * (lo + hi);
-                    let sigmas: Vec<f64> = if multivariate {
-                        let s =
-                            0.2 * (n_kernels as f64).powf(-1.0 / (dims.len() as f64 + 4.0)) * width;
-                        vec![s; n]
-                    } else {
-                        // Distance to the farther neighbour among sorted centres (prior included).
-                        let mut all: Vec<(f64, usize)> = mus.iter().copied().zip(0..n).collect();
-                        all.push((prior_mu, n));
-                        all.sort_by(|a, b| a.0.total_cmp(&b.0));
-                        let mut s = vec![0.0; n + 1];
-                        for (j, &(m, idx)) in all.iter().enumerate() {
-                            let left = if j == 0 { m - lo } else { m - all[j - 1].0 };
-                            let right = if j + 1 == all.len() {
-                                hi - m
-                            } else {
-                                all[j + 1].0 - m
-                            };
-                            s[idx] = left.max(right);
-                        }
-                        s.truncate(n);
-                        s
-                    };
+                    // Optuna 5's bandwidths, for the joint and the single-parameter model
+                    // alike: the larger gap to a neighbouring centre (bounds count as
+                    // neighbours, except that the outermost centres use their inner gap).
+                    let mut order: Vec<usize> = (0..n).collect();
+                    order.sort_by(|&a, &b| mus[a].total_cmp(&mus[b]));
+                    let mut ext = Vec::with_capacity(n + 2);
+                    ext.push(lo);
+                    ext.extend(order.iter().map(|&i| mus[i]));
+                    ext.push(hi);
+                    let mut sorted_sigmas: Vec<f64> = (1..=n)
+                        .map(|j| (ext[j] - ext[j - 1]).max(ext[j + 1] - ext[j]))
+                        .collect();
+                    if n >= 2 {
+                        sorted_sigmas[0] = ext[2] - ext[1];
+                        sorted_sigmas[n - 1] = ext[n] - ext[n - 1];
+                    }
+                    let mut sigmas = vec![0.0; n];
+                    for (rank, &i) in order.iter().enumerate() {
+                        sigmas[i] = sorted_sigmas[rank];
+                    }
                     // Optuna's magic clip.
                     let min_sigma = width / (100.0f64).min(1.0 + n_kernels as f64);
                     for (i, (&m, &s)) in mus.iter().zip(&sigmas).enumerate() {
@@ -274,7 +265,7 @@ impl Parzen {
                 }
                 Dim::Cat(c) => {
                     for (i, o) in obs.iter().enumerate() {
-                        let mut p = vec![prior_weight / c as f64; c];
+                        let mut p = vec![prior_weight / n_kernels as f64; c];
                         p[o[k] as usize] += 1.0;
                         let t: f64 = p.iter().sum();
                         kernels[i].push(Kernel::Probs(p.into_iter().map(|x| x / t).collect()));
@@ -395,6 +386,7 @@ fn split(
     };
     let mut complete: Vec<(f64, u64, Vec<f64>)> = Vec::new();
     let mut rest: Vec<(u64, Vec<f64>)> = Vec::new();
+    let mut n_pruned = 0;
     for t in trials {
         if t.number == current {
             continue;
@@ -410,13 +402,16 @@ fn split(
                 };
                 complete.push((key, t.number, c));
             }
-            TrialState::Pruned => rest.push((t.number, c)),
+            TrialState::Pruned => {
+                n_pruned += 1;
+                rest.push((t.number, c));
+            }
             TrialState::Running if constant_liar => rest.push((t.number, c)),
             _ => {}
         }
     }
     complete.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
-    let n_below = gamma(complete.len() + rest.len()).min(complete.len());
+    let n_below = gamma(complete.len() + n_pruned).min(complete.len());
     let mut below: Vec<(u64, Vec<f64>)> = complete[..n_below]
         .iter()
         .map(|(_, n, c)| (*n, c.clone()))
@@ -448,7 +443,6 @@ impl TpeSampler {
         ctx: &SamplerContext<'_>,
         names: &[&str],
         dists: &[&Distribution],
-        multivariate: bool,
     ) -> Option<Vec<f64>> {
         let (below, above) = split(
             ctx.trials,
@@ -467,14 +461,12 @@ impl TpeSampler {
             &below,
             &weights(below.len()),
             self.config.prior_weight,
-            multivariate,
         );
         let g = Parzen::new(
             dims,
             &above,
             &weights(above.len()),
             self.config.prior_weight,
-            multivariate,
         );
         let mut best: Option<(f64, Vec<f64>)> = None;
         for _ in 0..self.config.n_ei_candidates.max(1) {
@@ -513,7 +505,7 @@ impl Sampler for TpeSampler {
         }
         let names: Vec<&str> = space.keys().map(String::as_str).collect();
         let dists: Vec<&Distribution> = space.values().collect();
-        match self.propose(ctx, &names, &dists, true) {
+        match self.propose(ctx, &names, &dists) {
             Some(x) => names.iter().map(|n| (*n).to_owned()).zip(x).collect(),
             None => BTreeMap::new(),
         }
@@ -528,7 +520,7 @@ impl Sampler for TpeSampler {
         if Self::n_complete(ctx.trials) < self.config.n_startup_trials {
             return self.random.sample_independent(ctx, name, d);
         }
-        match self.propose(ctx, &[name], &[d], false) {
+        match self.propose(ctx, &[name], &[d]) {
             Some(x) => x[0],
             None => self.random.sample_independent(ctx, name, d),
         }
@@ -561,7 +553,6 @@ mod tests {
             &[vec![0.3]],
             &[1.0],
             1.0,
-            false,
         );
         let n = 20_000;
         let integral: f64 = (0..n)
@@ -577,7 +568,6 @@ mod tests {
             &[vec![2.0]],
             &[1.0],
             1.0,
-            false,
         );
         let total: f64 = (0..5).map(|k| p.log_pdf(&[k as f64]).exp()).sum();
         assert!((total - 1.0).abs() < 1e-9, "{total}");
