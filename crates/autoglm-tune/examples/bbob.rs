@@ -15,7 +15,8 @@ use std::time::Instant;
 
 use anyhow::{anyhow, bail, Context, Result};
 use autoglm_tune::{
-    Distribution, Params, QmcSampler, RandomSampler, SearchSpace, Seed, Study, TpeSampler,
+    AutoSampler, Distribution, GpSampler, Params, QmcSampler, RandomSampler, SearchSpace, Seed,
+    Study, TpeSampler,
 };
 use serde_json::{json, Value};
 
@@ -213,15 +214,16 @@ fn problem(p: &Value) -> Result<Problem> {
     })
 }
 
-fn study(kind: &str, seed: u64) -> Result<Study> {
+fn study(kind: &str, seed: u64, budget: usize) -> Result<Study> {
     let s = Seed(seed);
     Ok(match kind {
         "random" => Study::minimize(s).with_sampler(RandomSampler::new(s)),
         "qmc" => Study::minimize(s).with_sampler(QmcSampler::new(s)),
-        // `auto` is TPE until the GP sampler lands.
-        "tpe" | "auto" => Study::minimize(s).with_sampler(TpeSampler::new(s)),
+        "tpe" => Study::minimize(s).with_sampler(TpeSampler::new(s)),
+        "gp" => Study::minimize(s).with_sampler(GpSampler::new(s)),
+        "auto" => Study::minimize(s).with_sampler(AutoSampler::new(s, Some(budget))),
         other => bail!(
-            "unknown or not yet available sampler {other} (available: tpe, random, qmc, auto)"
+            "unknown or not yet available sampler {other} (available: gp, tpe, random, qmc, auto)"
         ),
     })
 }
@@ -237,7 +239,7 @@ fn median(v: &mut [f64]) -> f64 {
 }
 
 fn run_one(p: &Problem, kind: &str, seed: u64, budget: usize) -> Result<Value> {
-    let mut study = study(kind, seed)?;
+    let mut study = study(kind, seed, budget)?;
     let (mut values, mut ask_ms, mut tell_ms, mut cpu_ms) = (vec![], vec![], vec![], vec![]);
     for _ in 0..budget {
         let (c0, t0) = (cpu_time::ProcessTime::now(), Instant::now());

@@ -11,7 +11,10 @@ mod trial;
 
 pub use error::{Error, Result};
 pub use pruner::{MedianPruner, NopPruner, Pruner};
-pub use sampler::{QmcSampler, RandomSampler, Sampler, SamplerContext, TpeConfig, TpeSampler};
+pub use sampler::{
+    AutoSampler, GpConfig, GpSampler, QmcSampler, RandomSampler, Sampler, SamplerContext,
+    TpeConfig, TpeSampler,
+};
 pub use space::{Condition, Distribution, ParamSpec, ParamValue, Params, SearchSpace};
 pub use storage::{intersection_space, Storage};
 pub use study::{Direction, OptimizeReport, Outcome, StopReason, Study, TrialError};

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::process::Command;
 
 use autoglm_tune::{
-    Direction, Distribution, MedianPruner, Outcome, ParamValue, Params, QmcSampler, RandomSampler,
-    SearchSpace, Seed, Storage, Study, TrialError, TrialState,
+    AutoSampler, Direction, Distribution, GpSampler, MedianPruner, Outcome, ParamValue, Params,
+    QmcSampler, RandomSampler, SearchSpace, Seed, Storage, Study, TrialError, TrialState,
 };
 use proptest::prelude::*;
 
@@ -58,6 +58,41 @@ fn same_seed_same_suggestions() {
         let c = run(&mut mk(4), 40);
         assert_eq!(a, b);
         assert_ne!(a, c);
+    }
+}
+
+#[test]
+fn gp_and_auto_beat_random_on_a_mixed_quadratic() {
+    let run_with = |study: Study| -> f64 {
+        let mut study = study;
+        for _ in 0..30 {
+            let mut t = study.ask().unwrap();
+            let x = t.suggest_float("x", -5.0, 5.0, false).unwrap();
+            let y = t.suggest_float("lr", 1e-4, 1.0, true).unwrap();
+            let k = t.suggest_int("k", 0, 10, false).unwrap();
+            let c = t.suggest_categorical("c", ["a", "b"]).unwrap();
+            let v = (x - 1.3).powi(2)
+                + (y.log10() + 2.0).powi(2)
+                + ((k - 7) as f64).powi(2) * 0.1
+                + if c == ParamValue::from("b") { 0.0 } else { 1.0 };
+            let n = t.number();
+            study.tell(n, v).unwrap();
+        }
+        study.best_trial().unwrap().unwrap().value().unwrap()
+    };
+    for seed in 0..3 {
+        let random = run_with(Study::minimize(Seed(seed)));
+        let gp = run_with(Study::minimize(Seed(seed)).with_sampler(GpSampler::new(Seed(seed))));
+        let auto = run_with(
+            Study::minimize(Seed(seed)).with_sampler(AutoSampler::new(Seed(seed), Some(30))),
+        );
+        assert!(
+            gp < random && gp < 0.1,
+            "seed {seed}: gp {gp} vs random {random}"
+        );
+        assert!(auto < random, "seed {seed}: auto {auto} vs random {random}");
+        let again = run_with(Study::minimize(Seed(seed)).with_sampler(GpSampler::new(Seed(seed))));
+        assert_eq!(gp, again, "deterministic by seed");
     }
 }
 

@@ -6,12 +6,16 @@
 //! ([`Sampler::sample_independent`]). Values are internal floats (see
 //! [`crate::Distribution::from_unit`]).
 
+mod auto;
+mod gp;
 mod qmc;
 mod random;
 mod tpe;
 
 use std::collections::BTreeMap;
 
+pub use auto::AutoSampler;
+pub use gp::{GpConfig, GpSampler};
 pub use qmc::QmcSampler;
 pub use random::RandomSampler;
 pub use tpe::{TpeConfig, TpeSampler};

@@ -1,0 +1,63 @@
+//! `auto`: picks the sampler from the search space's structure and the budget.
+
+use std::collections::BTreeMap;
+
+use super::{GpSampler, Sampler, SamplerContext, TpeSampler};
+use crate::space::Distribution;
+use crate::trial::TrialState;
+use crate::Seed;
+
+/// Chooses per trial, from the space and the budget only:
+/// the GP sampler for flat spaces (every complete trial has the same parameters) of up
+/// to 32 parameters when the budget is at most 500 trials (its cost grows with the
+/// cube of the number of trials), TPE otherwise; parameters outside the shared space
+/// (conditional ones) always go to TPE.
+#[derive(Debug, Clone)]
+pub struct AutoSampler {
+    gp: GpSampler,
+    tpe: TpeSampler,
+    budget: Option<usize>,
+}
+
+impl AutoSampler {
+    /// An automatic sampler for a study of `budget` trials (if known).
+    pub fn new(seed: Seed, budget: Option<usize>) -> Self {
+        AutoSampler {
+            gp: GpSampler::new(seed),
+            tpe: TpeSampler::new(seed),
+            budget,
+        }
+    }
+
+    fn use_gp(&self, ctx: &SamplerContext<'_>, space: &BTreeMap<String, Distribution>) -> bool {
+        let flat = ctx
+            .trials
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .all(|t| t.distributions.len() == space.len());
+        flat && space.len() <= 32 && self.budget.is_none_or(|b| b <= 500)
+    }
+}
+
+impl Sampler for AutoSampler {
+    fn sample_relative(
+        &mut self,
+        ctx: &SamplerContext<'_>,
+        space: &BTreeMap<String, Distribution>,
+    ) -> BTreeMap<String, f64> {
+        if self.use_gp(ctx, space) {
+            self.gp.sample_relative(ctx, space)
+        } else {
+            self.tpe.sample_relative(ctx, space)
+        }
+    }
+
+    fn sample_independent(
+        &mut self,
+        ctx: &SamplerContext<'_>,
+        name: &str,
+        d: &Distribution,
+    ) -> f64 {
+        self.tpe.sample_independent(ctx, name, d)
+    }
+}
