@@ -349,3 +349,63 @@ fn main() -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const PROBLEMS: &str = include_str!("../tests/data/bbob-problems-shift1.json");
+
+    fn runs(doc: &Value) -> Vec<Value> {
+        let mut out = Vec::new();
+        for p in doc["problems"].as_array().unwrap() {
+            let p = problem(p).unwrap();
+            for kind in ["tpe", "qmc"] {
+                out.push(run_one(&p, kind, 3, 15).unwrap()["values"].clone());
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn results_do_not_depend_on_x_opt() {
+        let doc: Value = serde_json::from_str(PROBLEMS).unwrap();
+        let mut hidden = doc.clone();
+        for p in hidden["problems"].as_array_mut().unwrap() {
+            p.as_object_mut().unwrap().remove("x_opt");
+        }
+        assert_eq!(runs(&doc), runs(&hidden));
+    }
+
+    #[test]
+    fn problem_definitions_reach_their_optimum() {
+        // At the hidden optimum x_opt (used only by this check) every function is at f_opt.
+        let doc: Value = serde_json::from_str(PROBLEMS).unwrap();
+        for pj in doc["problems"].as_array().unwrap() {
+            let p = problem(pj).unwrap();
+            let mut params = Params::new();
+            match &pj["x_opt"] {
+                Value::Array(xs) => {
+                    for (i, x) in xs.iter().enumerate() {
+                        params.insert(format!("x{i}"), x.as_f64().unwrap().into());
+                    }
+                }
+                Value::Object(m) => {
+                    for (k, v) in m {
+                        let pv: autoglm_tune::ParamValue =
+                            serde_json::from_value(v.clone()).unwrap();
+                        params.insert(k.clone(), pv);
+                    }
+                }
+                _ => panic!("x_opt"),
+            }
+            let f = (p.eval)(&params);
+            assert!(
+                (f - p.f_opt).abs() < 1e-6 * (1.0 + p.f_opt.abs()),
+                "{}: {f} vs {}",
+                p.function,
+                p.f_opt
+            );
+        }
+    }
+}
