@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 mod error;
+pub mod fuzz;
 mod pruner;
 pub mod sampler;
 mod space;

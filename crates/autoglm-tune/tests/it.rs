@@ -395,3 +395,17 @@ fn two_processes_share_one_journal() {
         assert_eq!(t.value().unwrap(), objective(&t.params));
     }
 }
+
+#[test]
+fn fuzz_checks_accept_samples() {
+    autoglm_tune::fuzz::check_space_json(space_json().as_bytes());
+    autoglm_tune::fuzz::check_space_json(b"{\"params\": [{\"name\": 1}]}");
+    autoglm_tune::fuzz::check_journal(
+        b"{\"op\":\"create\",\"number\":0,\"state\":\"running\",\"params\":{}}\n{\"op\":",
+    );
+    autoglm_tune::fuzz::check_journal(b"\xff\xfe\n");
+}
+
+fn space_json() -> String {
+    serde_json::to_string(&space()).unwrap()
+}

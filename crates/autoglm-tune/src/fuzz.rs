@@ -1,0 +1,33 @@
+//! Entry points for the fuzz targets in `fuzz/` (hidden from the docs; they live here
+//! so that ordinary builds type-check them).
+#![doc(hidden)]
+
+use crate::{SearchSpace, Seed, Storage, Study};
+
+/// Parsing a search space from arbitrary bytes never panics; a parsed space
+/// round-trips through JSON and can be sampled.
+pub fn check_space_json(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(space) = SearchSpace::from_json(text) {
+        let again = serde_json::to_string(&space).expect("spaces serialize");
+        assert_eq!(SearchSpace::from_json(&again).expect("round trip"), space);
+        let mut study = Study::minimize(Seed(0));
+        for _ in 0..3 {
+            let (n, _) = study.ask_space(&space).expect("sampling a valid space");
+            study.tell(n, 0.0).expect("tell");
+        }
+    }
+}
+
+/// Opening arbitrary bytes as a journal never panics: it loads or reports an error.
+pub fn check_journal(data: &[u8]) {
+    let dir = std::env::temp_dir().join(format!("autoglm-tune-fuzz-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("journal.jsonl");
+    std::fs::write(&path, data).expect("write");
+    if let Ok(storage) = Storage::journal(&path) {
+        let _ = storage.trials().len();
+    }
+}
