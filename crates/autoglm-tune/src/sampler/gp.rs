@@ -569,11 +569,7 @@ impl Sampler for GpSampler {
                     .iter()
                     .enumerate()
                     .map(|(k, dim)| {
-                        let u = sobol_burley::sample(
-                            i,
-                            (k % 256) as u32,
-                            seed.wrapping_add((k / 256) as u32),
-                        ) as f64;
+                        let u = super::qmc::sobol_coordinate(i, k, seed);
                         match *dim {
                             Dim::Cat(c) => ((u * c as f64).floor()).min(c as f64 - 1.0),
                             Dim::Num { grid: Some(g) } => {

@@ -27,6 +27,17 @@ impl QmcSampler {
     }
 }
 
+/// Coordinate `k` of point `i` of the Owen-scrambled Sobol sequence scrambled by
+/// `seed`; past the sequence's 256 dimensions, dimensions repeat with another scramble.
+pub(crate) fn sobol_coordinate(i: u32, k: usize, seed: u32) -> f64 {
+    let n = sobol_burley::NUM_DIMENSIONS as usize;
+    f64::from(sobol_burley::sample(
+        i,
+        (k % n) as u32,
+        seed.wrapping_add((k / n) as u32),
+    ))
+}
+
 impl Sampler for QmcSampler {
     fn sample_relative(
         &mut self,
@@ -45,11 +56,7 @@ impl Sampler for QmcSampler {
             .iter()
             .enumerate()
             .map(|(k, (name, d))| {
-                let dim = (k % sobol_burley::NUM_DIMENSIONS as usize) as u32;
-                let scramble = self
-                    .seed
-                    .wrapping_add((k / sobol_burley::NUM_DIMENSIONS as usize) as u32);
-                let u = sobol_burley::sample(i, dim, scramble) as f64;
+                let u = sobol_coordinate(i, k, self.seed);
                 (name.clone(), d.from_unit(u))
             })
             .collect()
