@@ -128,6 +128,12 @@ fn one() -> i64 {
     1
 }
 
+/// Whole steps of size `s` from `low` to `high` (tolerating rounding just below a
+/// multiple), i.e. the index of the last grid point of a stepped float.
+fn grid_steps(low: f64, high: f64, s: f64) -> f64 {
+    ((high - low) / s + 1e-9).floor()
+}
+
 impl Distribution {
     /// A float in `[low, high]`.
     pub fn float(low: f64, high: f64) -> Self {
@@ -211,7 +217,7 @@ impl Distribution {
                         return Err(bad(format!("step must be positive, got {s}")))
                     }
                     Some(_) if log => return Err(bad("step and log cannot be combined".into())),
-                    Some(s) => low + ((high - low) / s + 1e-9).floor() * s,
+                    Some(s) => low + grid_steps(low, high, s) * s,
                     None => high,
                 };
                 Ok(Distribution::Float {
@@ -274,7 +280,7 @@ impl Distribution {
                 high,
                 step: Some(s),
                 ..
-            } => Some(((high - low) / s + 1e-9).floor() as u64 + 1),
+            } => Some(grid_steps(low, high, s) as u64 + 1),
             Distribution::Float { .. } => None,
             Distribution::Int {
                 low, high, step, ..
@@ -335,7 +341,7 @@ impl Distribution {
                         .exp()
                         .clamp(low, high)
                 } else if let Some(s) = step {
-                    let n = ((high - low) / s + 1e-9).floor();
+                    let n = grid_steps(low, high, s);
                     let k = (u * (n + 1.0)).floor().min(n);
                     (low + k * s).min(high)
                 } else {
@@ -380,7 +386,7 @@ impl Distribution {
                 if log {
                     (x.ln() - low.ln()) / (high.ln() - low.ln())
                 } else if let Some(s) = step {
-                    let n = ((high - low) / s + 1e-9).floor();
+                    let n = grid_steps(low, high, s);
                     (((x - low) / s).round() + 0.5) / (n + 1.0)
                 } else {
                     (x - low) / (high - low)

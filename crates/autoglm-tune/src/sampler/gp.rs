@@ -112,6 +112,54 @@ struct Gp {
     alpha: DVector<f64>,
 }
 
+/// Kernel hyperparameters decoded from the raw (log) parameters
+/// `[ln ils.., ln scale, ln(noise − 0.99·min)]` that the fit optimises.
+struct Hyper {
+    ils: Vec<f64>,
+    scale: f64,
+    noise: f64,
+}
+
+impl Hyper {
+    fn decode(raw: &[f64], d: usize, min_noise: f64) -> Hyper {
+        Hyper {
+            ils: raw[..d].iter().map(|v| v.exp()).collect(),
+            scale: raw[d].exp(),
+            noise: raw[d + 1].exp() + 0.99 * min_noise,
+        }
+    }
+}
+
+/// The unit-scale Matérn matrix over the training points, and its derivative with
+/// respect to the squared scaled distance.
+fn matern_matrices(dims: &[Dim], x: &[Vec<f64>], ils: &[f64]) -> (DMatrix<f64>, DMatrix<f64>) {
+    let n = x.len();
+    let mut m = DMatrix::<f64>::zeros(n, n);
+    let mut dm = DMatrix::<f64>::zeros(n, n);
+    for i in 0..n {
+        for j in 0..=i {
+            let r2: f64 = (0..dims.len())
+                .map(|k| ils[k] * sqd(dims, &x[i], &x[j], k))
+                .sum();
+            let (kv, dk) = matern52(r2);
+            m[(i, j)] = kv;
+            m[(j, i)] = kv;
+            dm[(i, j)] = dk;
+            dm[(j, i)] = dk;
+        }
+    }
+    (m, dm)
+}
+
+/// `scale·M + noise·I`.
+fn covariance(m: &DMatrix<f64>, scale: f64, noise: f64) -> DMatrix<f64> {
+    let mut k = m * scale;
+    for i in 0..k.nrows() {
+        k[(i, i)] += noise;
+    }
+    k
+}
+
 /// Negative log marginal likelihood plus log prior, and its gradient, at raw
 /// parameters `[ln ils.., ln scale, ln(noise − 0.99·min)]`.
 fn loss(
@@ -124,25 +172,9 @@ fn loss(
 ) -> f64 {
     let d = dims.len();
     let n = x.len();
-    let ils: Vec<f64> = raw[..d].iter().map(|v| v.exp()).collect();
-    let scale = raw[d].exp();
-    let noise = raw[d + 1].exp() + 0.99 * min_noise;
-    let mut m = DMatrix::<f64>::zeros(n, n);
-    let mut dm = DMatrix::<f64>::zeros(n, n);
-    for i in 0..n {
-        for j in 0..=i {
-            let r2: f64 = (0..d).map(|k| ils[k] * sqd(dims, &x[i], &x[j], k)).sum();
-            let (kv, dk) = matern52(r2);
-            m[(i, j)] = kv;
-            m[(j, i)] = kv;
-            dm[(i, j)] = dk;
-            dm[(j, i)] = dk;
-        }
-    }
-    let mut kmat = &m * scale;
-    for i in 0..n {
-        kmat[(i, i)] += noise;
-    }
+    let Hyper { ils, scale, noise } = Hyper::decode(raw, d, min_noise);
+    let (m, dm) = matern_matrices(dims, x, &ils);
+    let kmat = covariance(&m, scale, noise);
     let Some(chol) = kmat.cholesky() else {
         return f64::INFINITY;
     };
@@ -314,21 +346,8 @@ impl Gp {
         raw: &[f64],
         min_noise: f64,
     ) -> Option<Gp> {
-        let d = dims.len();
-        let n = x.len();
-        let ils: Vec<f64> = raw[..d].iter().map(|v| v.exp()).collect();
-        let scale = raw[d].exp();
-        let noise = raw[d + 1].exp() + 0.99 * min_noise;
-        let mut kmat = DMatrix::<f64>::zeros(n, n);
-        for i in 0..n {
-            for j in 0..=i {
-                let r2: f64 = (0..d).map(|k| ils[k] * sqd(&dims, &x[i], &x[j], k)).sum();
-                let v = scale * matern52(r2).0;
-                kmat[(i, j)] = v;
-                kmat[(j, i)] = v;
-            }
-            kmat[(i, i)] += noise;
-        }
+        let Hyper { ils, scale, noise } = Hyper::decode(raw, dims.len(), min_noise);
+        let kmat = covariance(&matern_matrices(&dims, &x, &ils).0, scale, noise);
         let chol = kmat.cholesky()?;
         let alpha = chol.solve(y);
         let lower = chol.l();
