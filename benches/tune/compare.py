@@ -1,32 +1,85 @@
 #!/usr/bin/env python3
-"""Side-by-side table: autoglm-tune (gp, tpe) against Optuna (tpe, random, and gp where
-figures exist) per problem variant, median log10 regret at 100 evaluations.
+"""Side-by-side tables: every counted autoglm-tune sampler against every Optuna sampler,
+median log10 regret after 100 evaluations, one table per problem variant.
 
-Inputs (see BENCHMARKS.md for the commands that make them), run from the repo root:
-  /tmp/rust_gp2.json, /tmp/rust_s0.json, /tmp/optuna0.json           standard problems
-  /tmp/ours_s{1..5}.json, /tmp/optuna_s{1..5}.json                     shift seeds 1..5
+Usage (from the repo root; see BENCHMARKS.md for the commands that make the inputs):
+
+    python3 benches/tune/compare.py DIR [--shifts 0,1,2,3,4,5]
+
+For shift seed S (0 = the standard problems) it reads
+  DIR/ours_sS.json            runs of `examples/bbob` (any of gp, tpe, random, qmc, auto)
+  DIR/optuna_sS.json          runs of bench_optuna.py (tpe, cmaes, random)
+  DIR/optuna_gp_sS.json       runs of bench_optuna.py --sampler gp; for S = 0 the shared
+                              ../shared/bench/tune/optuna_gp_results.json is used if absent.
+A missing file or sampler shows as "–" and is left out of the "best" columns.
 """
-import json, math, statistics, subprocess, sys
-FUNCS=["branin","hartmann6","rosenbrock","ackley","levy","styblinski","hpo_mixed"]
-def lr(x): return math.log10(max(x,1e-12))
-def med(runs, f, s):
-    v=[lr(r['regret_at']['100']) for r in runs if r['function']==f and r['sampler']==s]
-    return statistics.median(v) if v else None
-rows=[]
-gp0=json.load(open('../shared/bench/tune/optuna_gp_results.json'))['runs']
-for label, ours_f, opt_f, extra in [("standard", "/tmp/rust_gp2.json", "/tmp/optuna0.json", ["/tmp/rust_s0.json"])]+[(f"shift {s}", f"/tmp/ours_s{s}.json", f"/tmp/optuna_s{s}.json", []) for s in range(1,6)]:
-    ours=json.load(open(ours_f))['runs']
-    for e in extra: ours+= [r for r in json.load(open(e))['runs'] if r['sampler']=='tpe']
-    opt=json.load(open(opt_f))['runs'] + (gp0 if label=="standard" else [])
-    wins=0
-    print(f"\n{label}: median log10 regret @100 (ours: 10 seeds; Optuna tpe/random 10 seeds" + ("; Optuna gp 5 seeds from optuna_gp_results.json" if label=="standard" else "; no Optuna gp figures for shifted problems") + ")\n")
-    print("| function | autoglm gp | autoglm tpe | best autoglm | Optuna tpe | Optuna random | Optuna gp | best Optuna | autoglm ≤ Optuna |")
-    print("|---|---|---|---|---|---|---|---|---|")
-    for f in FUNCS:
-        g=med(ours,f,'gp'); t=med(ours,f,'tpe')
-        ot=med(opt,f,'tpe'); orr=med(opt,f,'random'); og=med(opt,f,'gp')
-        bo=min(x for x in [g,t] if x is not None); bp=min(x for x in [ot,orr,og] if x is not None)
-        ok=bo<=bp; wins+=ok
-        fmt=lambda x: "–" if x is None else f"{x:.2f}"
-        print(f"| {f} | {fmt(g)} | {fmt(t)} | {fmt(bo)} | {fmt(ot)} | {fmt(orr)} | {fmt(og)} | {fmt(bp)} | {'yes' if ok else 'no'} |")
-    print(f"\n{label}: autoglm-tune at least as good on {wins} of 7")
+import json
+import math
+import os
+import statistics
+import sys
+
+FUNCS = ["branin", "hartmann6", "rosenbrock", "ackley", "levy", "styblinski", "hpo_mixed"]
+OURS = ["gp", "tpe", "random", "qmc", "auto"]
+THEIRS = ["tpe", "cmaes", "random", "gp"]
+SHARED_GP = os.path.join(os.path.dirname(__file__), "../../../shared/bench/tune/optuna_gp_results.json")
+
+
+def log_regret(run):
+    return math.log10(max(run["regret_at"]["100"], 1e-12))
+
+
+def load(path):
+    return json.load(open(path))["runs"] if os.path.exists(path) else []
+
+
+def medians(runs):
+    by = {}
+    for r in runs:
+        by.setdefault((r["function"], r["sampler"]), []).append(log_regret(r))
+    return {k: (statistics.median(v), len(v)) for k, v in by.items()}
+
+
+def fmt(x):
+    return "–" if x is None else f"{x[0]:.2f}"
+
+
+def main():
+    args = sys.argv[1:]
+    if not args:
+        sys.exit(__doc__)
+    folder = args[0]
+    shifts = [0, 1, 2, 3, 4, 5]
+    if "--shifts" in args:
+        shifts = [int(s) for s in args[args.index("--shifts") + 1].split(",")]
+    summary = []
+    for s in shifts:
+        ours = medians(load(f"{folder}/ours_s{s}.json"))
+        gp_path = f"{folder}/optuna_gp_s{s}.json"
+        if s == 0 and not os.path.exists(gp_path):
+            gp_path = SHARED_GP
+        theirs = medians(load(f"{folder}/optuna_s{s}.json") + load(gp_path))
+        label = "standard problems" if s == 0 else f"shift seed {s}"
+        seeds = sorted({n for (_, n) in list(ours.values()) + list(theirs.values())})
+        print(f"\n{label}: median log10 regret after 100 evaluations (runs per cell: {seeds})\n")
+        head = [f"autoglm {o}" for o in OURS] + ["best autoglm"]
+        head += [f"Optuna {t}" for t in THEIRS] + ["best Optuna", "autoglm ≤ Optuna"]
+        print("| function | " + " | ".join(head) + " |")
+        print("|---" * (len(head) + 1) + "|")
+        wins = 0
+        for f in FUNCS:
+            mine = [ours.get((f, o)) for o in OURS]
+            other = [theirs.get((f, t)) for t in THEIRS]
+            bo = min((m for m in mine if m), default=None)
+            bp = min((m for m in other if m), default=None)
+            ok = bo is not None and bp is not None and bo[0] <= bp[0]
+            wins += ok
+            cells = [fmt(m) for m in mine] + [fmt(bo)] + [fmt(m) for m in other] + [fmt(bp)]
+            print(f"| {f} | " + " | ".join(cells) + f" | {'yes' if ok else 'no'} |")
+        print(f"\n{label}: autoglm-tune at least as good on {wins} of {len(FUNCS)}")
+        summary.append((label, wins))
+    print("\n" + ", ".join(f"{l}: {w}/7" for l, w in summary))
+
+
+if __name__ == "__main__":
+    main()

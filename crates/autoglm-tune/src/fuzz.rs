@@ -13,11 +13,29 @@ pub fn check_space_json(data: &[u8]) {
     if let Ok(space) = SearchSpace::from_json(text) {
         let again = serde_json::to_string(&space).expect("spaces serialize");
         assert_eq!(SearchSpace::from_json(&again).expect("round trip"), space);
-        let mut study = Study::minimize(Seed(0));
-        for _ in 0..3 {
-            let (n, _) = study.ask_space(&space).expect("sampling a valid space");
-            study.tell(n, 0.0).expect("tell");
-        }
+        sample_a_few(&space);
+    }
+}
+
+/// Parsing a search space from arbitrary YAML never panics; a parsed space can be
+/// sampled, and JSON (a subset of YAML) parses to the same space either way.
+#[cfg(feature = "yaml")]
+pub fn check_space_yaml(data: &[u8]) {
+    let Ok(text) = std::str::from_utf8(data) else {
+        return;
+    };
+    if let Ok(space) = SearchSpace::from_yaml(text) {
+        let json = serde_json::to_string(&space).expect("spaces serialize");
+        assert_eq!(SearchSpace::from_yaml(&json).expect("JSON is YAML"), space);
+        sample_a_few(&space);
+    }
+}
+
+fn sample_a_few(space: &SearchSpace) {
+    let mut study = Study::minimize(Seed(0));
+    for _ in 0..3 {
+        let (n, _) = study.ask_space(space).expect("sampling a valid space");
+        study.tell(n, 0.0).expect("tell");
     }
 }
 

@@ -533,11 +533,45 @@ impl SearchSpace {
     /// # Errors
     /// [`Error::Space`] naming the line, column and field, or what is invalid.
     pub fn from_json(text: &str) -> Result<Self> {
-        let raw: SearchSpace =
-            serde_json::from_str(text).map_err(|e| Error::Space(e.to_string()))?;
+        serde_json::from_str(text)
+            .map_err(|e| Error::Space(e.to_string()))
+            .and_then(SearchSpace::revalidated)
+    }
+
+    /// Validates a deserialised space by rebuilding it parameter by parameter.
+    fn revalidated(raw: SearchSpace) -> Result<Self> {
         raw.params
             .into_iter()
             .try_fold(SearchSpace::default(), |s, p| s.push(p))
+    }
+
+    /// Parses and validates a space from YAML, with the same schema as
+    /// [`SearchSpace::from_json`]:
+    ///
+    /// ```
+    /// # fn main() -> autoglm_tune::Result<()> {
+    /// let space = autoglm_tune::SearchSpace::from_yaml(
+    ///     "params:
+    ///   - name: lr
+    ///     distribution: {type: float, low: 1.0e-5, high: 0.1, log: true}
+    ///   - name: optimizer
+    ///     distribution: {type: categorical, choices: [sgd, adamw]}
+    ///   - name: momentum
+    ///     distribution: {type: float, low: 0.0, high: 0.99}
+    ///     condition: {parent: optimizer, values: [sgd]}
+    /// ",
+    /// )?;
+    /// assert_eq!(space.params().len(), 3);
+    /// # Ok(()) }
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Space`] naming the line, column and field, or what is invalid.
+    #[cfg(feature = "yaml")]
+    pub fn from_yaml(text: &str) -> Result<Self> {
+        serde_saphyr::from_str(text)
+            .map_err(|e| Error::Space(e.to_string()))
+            .and_then(SearchSpace::revalidated)
     }
 
     /// The parameters, in definition order.
@@ -608,6 +642,24 @@ mod tests {
         let e = SearchSpace::default()
             .with_conditional("m", Distribution::float(0.0, 1.0), "opt", ["sgd"])
             .unwrap_err();
+        assert!(e.to_string().contains("parent 'opt' is not defined"));
+    }
+
+    #[cfg(feature = "yaml")]
+    #[test]
+    fn malformed_yaml_names_the_line_and_field() {
+        let text = "params:\n  - name: x\n    distribution: {type: float, low: 0, hihg: 1}\n";
+        let e = SearchSpace::from_yaml(text).unwrap_err().to_string();
+        assert!(e.contains("hihg") && e.contains("line 3"), "{e}");
+        let text = "params:\n  - name: x\n    distribution:\n      type: int\n      low: a\n      high: 3\n";
+        let e = SearchSpace::from_yaml(text).unwrap_err().to_string();
+        // Tagged distributions are buffered, so the position is the distribution's.
+        assert!(e.contains("line 3") && e.contains(r#"string "a", expected i64"#), "{e}");
+        let text = "params:\n  - name: x\n    distribution: {type: float, low: 2, high: 1}\n";
+        let e = SearchSpace::from_yaml(text).unwrap_err().to_string();
+        assert_eq!(e, "parameter 'x': low 2 is above high 1");
+        let text = "params:\n  - name: m\n    distribution: {type: float, low: 0, high: 1}\n    condition: {parent: opt, values: [sgd]}\n";
+        let e = SearchSpace::from_yaml(text).unwrap_err().to_string();
         assert!(e.to_string().contains("parent 'opt' is not defined"));
     }
 }

@@ -26,8 +26,14 @@ pub struct GpConfig {
     pub n_preliminary: usize,
     /// Starting points of the local search.
     pub n_local_search: usize,
-    /// Smallest noise variance (on standardised values).
+    /// Smallest noise variance (on standardised values). The noise variance is fitted
+    /// with the other hyperparameters; this floor only binds when the observations look
+    /// noise-free, and it limits how precisely such an objective's optimum is located.
     pub minimum_noise: f64,
+    /// Warp the standardised objective values with a Yeo–Johnson power transform whose
+    /// exponent is fitted by maximum likelihood, so that a few very bad (or very good)
+    /// values do not dominate the length scales.
+    pub output_warping: bool,
 }
 
 impl Default for GpConfig {
@@ -36,7 +42,8 @@ impl Default for GpConfig {
             n_startup_trials: 10,
             n_preliminary: 2048,
             n_local_search: 10,
-            minimum_noise: 1e-6,
+            minimum_noise: 1e-10,
+            output_warping: true,
         }
     }
 }
@@ -419,6 +426,64 @@ impl Gp {
     }
 }
 
+/// Zero mean, unit (population) standard deviation.
+fn standardize(v: &[f64]) -> Vec<f64> {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    let std = if std > 1e-12 { std } else { 1.0 };
+    v.iter().map(|x| (x - mean) / std).collect()
+}
+
+/// The Yeo–Johnson transform of one value.
+fn yj(v: f64, lambda: f64) -> f64 {
+    if v >= 0.0 {
+        if lambda.abs() < 1e-9 {
+            v.ln_1p()
+        } else {
+            ((v + 1.0).powf(lambda) - 1.0) / lambda
+        }
+    } else if (lambda - 2.0).abs() < 1e-9 {
+        -(-v).ln_1p()
+    } else {
+        -((1.0 - v).powf(2.0 - lambda) - 1.0) / (2.0 - lambda)
+    }
+}
+
+/// Yeo–Johnson power transform with λ ∈ [−3, 3] chosen by maximum likelihood
+/// (golden-section search), which makes skewed objective values closer to Gaussian.
+fn yeo_johnson(v: &[f64]) -> Vec<f64> {
+    let n = v.len() as f64;
+    let jac: f64 = v.iter().map(|x| x.signum() * x.abs().ln_1p()).sum();
+    let nll = |lambda: f64| {
+        let t: Vec<f64> = v.iter().map(|&x| yj(x, lambda)).collect();
+        let m = t.iter().sum::<f64>() / n;
+        let var = t.iter().map(|x| (x - m).powi(2)).sum::<f64>() / n;
+        0.5 * n * var.max(1e-300).ln() - (lambda - 1.0) * jac
+    };
+    let (mut a, mut b) = (-3.0f64, 3.0f64);
+    let g = (5f64.sqrt() - 1.0) / 2.0;
+    let (mut c, mut d) = (b - g * (b - a), a + g * (b - a));
+    let (mut fc, mut fd) = (nll(c), nll(d));
+    for _ in 0..40 {
+        if fc < fd {
+            b = d;
+            d = c;
+            fd = fc;
+            c = b - g * (b - a);
+            fc = nll(c);
+        } else {
+            a = c;
+            c = d;
+            fc = fd;
+            d = a + g * (b - a);
+            fd = nll(d);
+        }
+    }
+    let lambda = 0.5 * (a + b);
+    v.iter().map(|&x| yj(x, lambda)).collect()
+}
+
 /// The values a discrete dimension can take, in normalised coordinates.
 fn grid_points(dim: &Dim) -> Option<Vec<f64>> {
     match *dim {
@@ -446,20 +511,24 @@ impl GpSampler {
                 // L-BFGS on the continuous coordinates, with the box enforced by
                 // evaluating at the clamped point (the gradient is zeroed where a bound
                 // is active and pushes outward).
+                // The search runs in length-scale units z = x / ℓ, where the acquisition
+                // is equally curved in every direction (ℓ = 1/√ils), so one step size
+                // suits all coordinates; the box becomes [0, 1/ℓ].
                 let base = x.clone();
-                let start: Vec<f64> = cont.iter().map(|&j| x[j]).collect();
+                let ell: Vec<f64> = cont.iter().map(|&j| 1.0 / gp.ils[j].sqrt()).collect();
+                let start: Vec<f64> = cont.iter().zip(&ell).map(|(&j, l)| x[j] / l).collect();
                 let mut full = vec![0.0; d];
                 let opt = lbfgs(
-                    |c, g| {
+                    |z, g| {
                         let mut p = base.clone();
                         for (i, &j) in cont.iter().enumerate() {
-                            p[j] = c[i].clamp(0.0, 1.0);
+                            p[j] = (z[i] * ell[i]).clamp(0.0, 1.0);
                         }
                         let f = gp.logei(&p, f0, Some(&mut full));
                         for (i, &j) in cont.iter().enumerate() {
-                            let outward =
-                                (c[i] <= 0.0 && full[j] < 0.0) || (c[i] >= 1.0 && full[j] > 0.0);
-                            g[i] = if outward { 0.0 } else { -full[j] };
+                            let outward = (p[j] <= 0.0 && full[j] < 0.0)
+                                || (p[j] >= 1.0 && full[j] > 0.0);
+                            g[i] = if outward { 0.0 } else { -full[j] * ell[i] };
                         }
                         -f
                     },
@@ -469,7 +538,7 @@ impl GpSampler {
                 );
                 let mut xn = x.clone();
                 for (i, &j) in cont.iter().enumerate() {
-                    xn[j] = opt[i].clamp(0.0, 1.0);
+                    xn[j] = (opt[i] * ell[i]).clamp(0.0, 1.0);
                 }
                 let fnew = gp.logei(&xn, f0, None);
                 if fnew > fx {
@@ -558,23 +627,36 @@ impl Sampler for GpSampler {
             .iter()
             .map(|t| sign * t.value().expect("complete"))
             .collect();
-        let n = raw_y.len() as f64;
-        let mean = raw_y.iter().sum::<f64>() / n;
-        let std = (raw_y.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n).sqrt();
-        let std = if std > 1e-12 { std } else { 1.0 };
-        let y = DVector::from_iterator(raw_y.len(), raw_y.iter().map(|v| (v - mean) / std));
+        let mut yv = standardize(&raw_y);
+        if self.config.output_warping {
+            yv = standardize(&yeo_johnson(&yv));
+        }
+        let y = DVector::from_vec(yv);
         let d = dims.len();
-        let init = match &self.warm {
-            Some(w) if w.len() == d + 2 => w.clone(),
-            _ => {
-                let mut v = vec![0.0; d + 2];
-                v[d + 1] = (0.01f64 - 0.99 * self.config.minimum_noise).ln();
-                v
-            }
-        };
         let min_noise = self.config.minimum_noise;
-        let raw = lbfgs(|p, g| loss(&dims, &x, &y, p, min_noise, g), init, 100, 1e-2);
-        let Some(gp) = Gp::fit(dims.clone(), x.clone(), &y, &raw, min_noise) else {
+        let mut default = vec![0.0; d + 2];
+        default[d + 1] = (1.0 - 0.99 * min_noise).ln();
+        let mut inits = vec![default];
+        if let Some(w) = self.warm.as_ref().filter(|w| w.len() == d + 2) {
+            inits.push(w.clone());
+        }
+        let mut scratch = vec![0.0; d + 2];
+        let raw = inits
+            .into_iter()
+            .map(|init| {
+                let r = lbfgs(|p, g| loss(&dims, &x, &y, p, min_noise, g), init, 100, 1e-2);
+                (loss(&dims, &x, &y, &r, min_noise, &mut scratch), r)
+            })
+            .min_by(|a, b| a.0.total_cmp(&b.0))
+            .map(|(_, r)| r)
+            .expect("at least one start");
+        // Near-duplicate points can make the kernel matrix numerically singular at the
+        // fitted noise; more jitter is added until it factorises.
+        let Some((gp, raw)) = [0.0, 1e-8, 1e-6, 1e-4].iter().find_map(|&jitter| {
+            let mut r = raw.clone();
+            r[d + 1] = (r[d + 1].exp() + jitter).ln();
+            Gp::fit(dims.clone(), x.clone(), &y, &r, min_noise).map(|gp| (gp, r))
+        }) else {
             return BTreeMap::new();
         };
         self.warm = Some(raw);
@@ -607,11 +689,30 @@ impl Sampler for GpSampler {
             .enumerate()
             .max_by(|a, b| a.1.total_cmp(b.1))
             .map(|(i, _)| x[i].clone());
-        let mut starts: Vec<Vec<f64>> = cands
-            .iter()
-            .take(self.config.n_local_search.saturating_sub(1).max(1))
-            .map(|c| c.1.clone())
-            .collect();
+        // Local searches start from the best candidate, from candidates drawn with
+        // probability ∝ EI (a roulette wheel, so starts spread over several modes), and
+        // from the best observed point.
+        let mut starts: Vec<Vec<f64>> = Vec::with_capacity(self.config.n_local_search);
+        if let Some(&(top, ref first)) = cands.first() {
+            starts.push(first.clone());
+            let mut weights: Vec<f64> = cands.iter().skip(1).map(|c| (c.0 - top).exp()).collect();
+            for _ in 0..self.config.n_local_search.saturating_sub(2) {
+                let total: f64 = weights.iter().sum();
+                if total.is_nan() || total <= 0.0 {
+                    break;
+                }
+                let mut u = self.rng.random::<f64>() * total;
+                let pick = weights
+                    .iter()
+                    .position(|w| {
+                        u -= w;
+                        u <= 0.0
+                    })
+                    .unwrap_or(weights.len() - 1);
+                weights[pick] = 0.0;
+                starts.push(cands[pick + 1].1.clone());
+            }
+        }
         if let Some(b) = best_obs {
             starts.push(b);
         }
@@ -625,8 +726,6 @@ impl Sampler for GpSampler {
         let Some((_, p)) = best else {
             return BTreeMap::new();
         };
-        // Tiny jitter draws keep the RNG stream in use for future extensions.
-        let _ = self.rng.random::<u32>();
         names
             .iter()
             .zip(&dists)

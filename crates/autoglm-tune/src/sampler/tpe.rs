@@ -355,7 +355,7 @@ impl Parzen {
     }
 }
 
-fn standard_normal(rng: &mut Pcg64Mcg) -> f64 {
+pub(crate) fn standard_normal(rng: &mut Pcg64Mcg) -> f64 {
     // Box–Muller.
     let u1: f64 = 1.0 - rng.random::<f64>();
     let u2: f64 = rng.random::<f64>();
