@@ -11,7 +11,7 @@ mod study;
 mod trial;
 
 pub use error::{Error, Result};
-pub use pruner::{MedianPruner, NopPruner, Pruner};
+pub use pruner::{HyperbandPruner, MedianPruner, NopPruner, Pruner, SuccessiveHalvingPruner};
 pub use sampler::{
     AutoSampler, GpConfig, GpSampler, QmcSampler, RandomSampler, Sampler, SamplerContext,
     TpeConfig, TpeSampler,
