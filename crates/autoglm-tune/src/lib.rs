@@ -3,6 +3,7 @@
 
 mod error;
 pub mod fuzz;
+mod pareto;
 mod pruner;
 pub mod sampler;
 mod space;
@@ -13,8 +14,8 @@ mod trial;
 pub use error::{Error, Result};
 pub use pruner::{HyperbandPruner, MedianPruner, NopPruner, Pruner, SuccessiveHalvingPruner};
 pub use sampler::{
-    AutoSampler, GpConfig, GpSampler, QmcSampler, RandomSampler, Sampler, SamplerContext,
-    TpeConfig, TpeSampler,
+    AutoSampler, GpConfig, GpSampler, Nsga2Config, Nsga2Sampler, QmcSampler, RandomSampler,
+    Sampler, SamplerContext, TpeConfig, TpeSampler,
 };
 pub use space::{Condition, Distribution, ParamSpec, ParamValue, Params, SearchSpace};
 pub use storage::{intersection_space, Storage};

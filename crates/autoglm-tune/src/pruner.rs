@@ -360,7 +360,11 @@ mod tests {
         let t = trial(9, TrialState::Running, &[(1, 0.5), (2, 0.5), (3, 9.0)]);
         assert!(!sha.prune(&t, &all, Direction::Minimize));
         // At step 4 (rung 2) a value of 1.2 is third of five: pruned.
-        let t = trial(9, TrialState::Running, &[(1, 0.5), (2, 0.5), (3, 9.0), (4, 1.2)]);
+        let t = trial(
+            9,
+            TrialState::Running,
+            &[(1, 0.5), (2, 0.5), (3, 9.0), (4, 1.2)],
+        );
         assert!(sha.prune(&t, &all, Direction::Minimize));
         // NaN at a rung prunes.
         let t = trial(9, TrialState::Running, &[(1, f64::NAN)]);
@@ -408,9 +412,16 @@ mod tests {
         }
         // Trials compete only inside their bracket: a bad value among good ones from
         // other brackets is judged by its own bracket alone.
-        let b0: Vec<u64> = (0..200).filter(|&n| hb.bracket(n, 81) == 0).take(6).collect();
+        let b0: Vec<u64> = (0..200)
+            .filter(|&n| hb.bracket(n, 81) == 0)
+            .take(6)
+            .collect();
         let other = (0..200).find(|&n| hb.bracket(n, 81) != 0).unwrap();
-        let mut all = vec![trial(other, TrialState::Complete, &[(1, -100.0), (81, -100.0)])];
+        let mut all = vec![trial(
+            other,
+            TrialState::Complete,
+            &[(1, -100.0), (81, -100.0)],
+        )];
         let t = trial(b0[0], TrialState::Running, &[(1, 5.0)]);
         all.push(t.clone());
         assert!(!hb.prune(&t, &all, Direction::Minimize));

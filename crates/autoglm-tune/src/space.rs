@@ -654,7 +654,10 @@ mod tests {
         let text = "params:\n  - name: x\n    distribution:\n      type: int\n      low: a\n      high: 3\n";
         let e = SearchSpace::from_yaml(text).unwrap_err().to_string();
         // Tagged distributions are buffered, so the position is the distribution's.
-        assert!(e.contains("line 3") && e.contains(r#"string "a", expected i64"#), "{e}");
+        assert!(
+            e.contains("line 3") && e.contains(r#"string "a", expected i64"#),
+            "{e}"
+        );
         let text = "params:\n  - name: x\n    distribution: {type: float, low: 2, high: 1}\n";
         let e = SearchSpace::from_yaml(text).unwrap_err().to_string();
         assert_eq!(e, "parameter 'x': low 2 is above high 1");

@@ -5,6 +5,7 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::pareto;
 use crate::pruner::{NopPruner, Pruner};
 use crate::sampler::{RandomSampler, Sampler, SamplerContext};
 use crate::space::{Distribution, ParamValue, Params, SearchSpace};
@@ -430,7 +431,8 @@ impl Study {
         Ok(self.storage.trials().to_vec())
     }
 
-    /// The best complete trial of a single-objective study (the first one on ties).
+    /// The best complete feasible trial of a single-objective study (the first one on
+    /// ties); for several objectives, see [`Study::best_trials`].
     ///
     /// # Errors
     /// Storage errors.
@@ -441,12 +443,38 @@ impl Study {
             .storage
             .trials()
             .iter()
-            .filter(|t| t.state == TrialState::Complete)
+            .filter(|t| t.state == TrialState::Complete && t.is_feasible())
             .fold(None::<&FrozenTrial>, |best, t| match (best, t.value()) {
                 (Some(b), Some(v)) if !dir.better(v, b.value().expect("complete")) => Some(b),
                 (_, Some(_)) => Some(t),
                 (b, None) => b,
             })
             .cloned())
+    }
+
+    /// The Pareto front: complete feasible trials that no other such trial dominates
+    /// (for one objective, every trial with the best value), in trial order.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn best_trials(&mut self) -> Result<Vec<FrozenTrial>> {
+        self.storage.refresh()?;
+        let ok: Vec<&FrozenTrial> = self
+            .storage
+            .trials()
+            .iter()
+            .filter(|t| t.state == TrialState::Complete && t.is_feasible())
+            .collect();
+        let losses: Vec<Vec<f64>> = ok
+            .iter()
+            .map(|t| pareto::losses(t.values.as_deref().unwrap_or(&[]), &self.directions))
+            .collect();
+        let front = pareto::fronts(&losses);
+        Ok(ok
+            .into_iter()
+            .zip(front)
+            .filter(|(_, f)| *f == 0)
+            .map(|(t, _)| t.clone())
+            .collect())
     }
 }

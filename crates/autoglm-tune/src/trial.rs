@@ -74,6 +74,12 @@ impl FrozenTrial {
         self.values.as_ref().and_then(|v| v.first().copied())
     }
 
+    /// Whether the trial satisfies its constraints (all values ≤ 0; true when it
+    /// reported none).
+    pub fn is_feasible(&self) -> bool {
+        crate::pareto::violation(self) == 0.0
+    }
+
     /// The internal (float) value of a parameter, if the trial has it.
     pub fn internal(&self, name: &str) -> Option<f64> {
         let d = self.distributions.get(name)?;

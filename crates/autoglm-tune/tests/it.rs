@@ -4,8 +4,9 @@ use std::path::Path;
 use std::process::Command;
 
 use autoglm_tune::{
-    AutoSampler, Direction, Distribution, GpSampler, MedianPruner, Outcome, ParamValue, Params,
-    QmcSampler, RandomSampler, SearchSpace, Seed, Storage, Study, TrialError, TrialState,
+    AutoSampler, Direction, Distribution, FrozenTrial, GpSampler, HyperbandPruner, MedianPruner,
+    Nsga2Sampler, Outcome, ParamValue, Params, Pruner, QmcSampler, RandomSampler, Sampler,
+    SearchSpace, Seed, Storage, Study, SuccessiveHalvingPruner, TpeSampler, TrialError, TrialState,
 };
 use proptest::prelude::*;
 
@@ -205,6 +206,164 @@ fn median_pruner_stops_bad_trials() {
         .filter(|t| t.state == TrialState::Pruned)
     {
         assert!(t.value().is_some()); // the last intermediate value
+    }
+}
+
+/// Curves that converge to `x` (the final value) from above, noisily, so the final
+/// ranking shows only late: a test bed for multi-fidelity pruners.
+fn curve_study(pruner: impl Pruner + 'static, seed: u64) -> (usize, u64, f64) {
+    let mut study = Study::minimize(Seed(seed)).with_pruner(pruner);
+    let mut steps = 0;
+    let report = study
+        .optimize(60, |t| {
+            let x = t.suggest_float("x", 0.0, 1.0, false)?;
+            let noise = t.suggest_float("noise", 0.0, 1.0, false)?;
+            for step in 1..=27u64 {
+                steps += 1;
+                t.report(step, x + (1.0 + noise) / step as f64)?;
+                if t.should_prune()? {
+                    return Err(TrialError::Pruned);
+                }
+            }
+            Ok(x)
+        })
+        .unwrap();
+    let best = study.best_trial().unwrap().unwrap().value().unwrap();
+    (report.pruned, steps, best)
+}
+
+#[test]
+fn successive_halving_and_hyperband_save_steps() {
+    let (_, full, best_full) = curve_study(autoglm_tune::NopPruner, 4);
+    assert_eq!(full, 60 * 27);
+    let sha = SuccessiveHalvingPruner {
+        min_resource: Some(1),
+        reduction_factor: 3,
+        ..Default::default()
+    };
+    let (pruned, steps, best) = curve_study(sha, 4);
+    assert!(pruned >= 30, "pruned {pruned}");
+    assert!(steps * 3 < full, "{steps} of {full} steps");
+    assert!(best < best_full + 0.1, "{best} vs {best_full}");
+    let hb = HyperbandPruner {
+        max_resource: Some(27),
+        ..Default::default()
+    };
+    let (pruned, steps, best) = curve_study(hb, 4);
+    assert!(pruned >= 20, "pruned {pruned}");
+    assert!(steps * 2 < full, "{steps} of {full} steps");
+    assert!(best < best_full + 0.1, "{best} vs {best_full}");
+}
+
+/// Minimise (x − 0.8)² + (y − 0.8)² subject to x + y ≤ 1: optimum 0.18 at (0.5, 0.5).
+/// Returns the best feasible value and the mean violation of the later half of trials
+/// (an optimiser ignoring the constraint ends near (0.8, 0.8), violation 0.6).
+fn constrained(sampler: impl Sampler + 'static, n: usize) -> (f64, f64) {
+    let mut study = Study::minimize(Seed(5)).with_sampler(sampler);
+    for _ in 0..n {
+        let mut t = study.ask().unwrap();
+        let x = t.suggest_float("x", 0.0, 1.0, false).unwrap();
+        let y = t.suggest_float("y", 0.0, 1.0, false).unwrap();
+        t.set_constraints(vec![x + y - 1.0]).unwrap();
+        let num = t.number();
+        study
+            .tell(num, (x - 0.8).powi(2) + (y - 0.8).powi(2))
+            .unwrap();
+    }
+    let trials = study.trials().unwrap();
+    let late = &trials[n / 2..];
+    let violation = late
+        .iter()
+        .map(|t| t.constraints.as_ref().unwrap()[0].max(0.0))
+        .sum::<f64>()
+        / late.len() as f64;
+    let best = study.best_trial().unwrap().unwrap();
+    assert!(best.is_feasible());
+    (best.value().unwrap(), violation)
+}
+
+#[test]
+fn constrained_gp_and_tpe_find_the_feasible_optimum() {
+    let (best, late) = constrained(GpSampler::new(Seed(5)), 40);
+    assert!(best < 0.18 + 2e-3, "gp best {best}");
+    assert!(late < 0.02, "gp: late mean violation {late}");
+    let (best, late) = constrained(TpeSampler::new(Seed(5)), 80);
+    assert!(best < 0.18 + 2e-2, "tpe best {best}");
+    assert!(late < 0.1, "tpe: late mean violation {late}");
+    let (best, _) = constrained(RandomSampler::new(Seed(5)), 80);
+    assert!(
+        best > 0.18 + 2e-3,
+        "random best {best}: the bounds above are not trivial"
+    );
+}
+
+/// ZDT1 in 4 dimensions: Pareto front f2 = 1 − √f1 at x1.. = 0.
+fn zdt1(study: &mut Study, n: usize) -> f64 {
+    for _ in 0..n {
+        let mut t = study.ask().unwrap();
+        let x: Vec<f64> = (0..4)
+            .map(|i| t.suggest_float(&format!("x{i}"), 0.0, 1.0, false).unwrap())
+            .collect();
+        let g = 1.0 + 9.0 * x[1..].iter().sum::<f64>() / 3.0;
+        let f2 = g * (1.0 - (x[0] / g).sqrt());
+        let num = t.number();
+        study.tell(num, Outcome::Values(vec![x[0], f2])).unwrap();
+    }
+    hypervolume(&study.best_trials().unwrap(), [1.1, 1.1])
+}
+
+/// Hypervolume dominated by a 2-objective minimisation front, up to `r`.
+fn hypervolume(front: &[FrozenTrial], r: [f64; 2]) -> f64 {
+    let mut pts: Vec<[f64; 2]> = front
+        .iter()
+        .map(|t| {
+            let v = t.values.as_ref().unwrap();
+            [v[0], v[1]]
+        })
+        .filter(|p| p[0] < r[0] && p[1] < r[1])
+        .collect();
+    pts.sort_by(|a, b| a[0].total_cmp(&b[0]));
+    let mut hv = 0.0;
+    let mut prev_f2 = r[1];
+    for p in pts {
+        if p[1] < prev_f2 {
+            hv += (r[0] - p[0]) * (prev_f2 - p[1]);
+            prev_f2 = p[1];
+        }
+    }
+    hv
+}
+
+#[test]
+fn multi_objective_samplers_beat_random_on_zdt1() {
+    let dirs = [Direction::Minimize, Direction::Minimize];
+    let random = zdt1(&mut Study::new(&dirs, Seed(1)), 200);
+    let nsga = zdt1(
+        &mut Study::new(&dirs, Seed(1)).with_sampler(Nsga2Sampler::new(Seed(1))),
+        200,
+    );
+    let tpe = zdt1(
+        &mut Study::new(&dirs, Seed(1)).with_sampler(TpeSampler::new(Seed(1))),
+        200,
+    );
+    let gp = zdt1(
+        &mut Study::new(&dirs, Seed(1)).with_sampler(GpSampler::new(Seed(1))),
+        60,
+    );
+    // The true front's hypervolume up to (1.1, 1.1) is 1.1² − 1/3 ≈ 0.877.
+    assert!(nsga > random + 0.02, "nsga {nsga} random {random}");
+    assert!(tpe > random + 0.05, "tpe {tpe} random {random}");
+    assert!(gp > random, "gp (60 trials) {gp} random (200) {random}");
+    assert!(nsga < 0.877 && tpe < 0.877 && gp < 0.877);
+    // Every front member is non-dominated.
+    let mut s = Study::new(&dirs, Seed(2));
+    zdt1(&mut s, 50);
+    let front = s.best_trials().unwrap();
+    for a in &front {
+        for b in &front {
+            let (va, vb) = (a.values.as_ref().unwrap(), b.values.as_ref().unwrap());
+            assert!(!(va[0] <= vb[0] && va[1] <= vb[1] && va != vb));
+        }
     }
 }
 

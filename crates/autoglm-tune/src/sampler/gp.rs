@@ -11,9 +11,10 @@ use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use super::{RandomSampler, Sampler, SamplerContext};
+use crate::pareto;
 use crate::space::Distribution;
 use crate::study::Direction;
-use crate::trial::TrialState;
+use crate::trial::{FrozenTrial, TrialState};
 use crate::Seed;
 
 /// GP sampler options.
@@ -337,12 +338,7 @@ fn standard_logei(z: f64) -> f64 {
 
 /// Φ(z)/h(z), the derivative of log h at z.
 fn dlogh(z: f64) -> f64 {
-    let logphi_cdf = if z > -30.0 {
-        (0.5 * libm::erfc(-SQRT_HALF * z)).ln()
-    } else {
-        -0.5 * z * z + INV_SQRT_2PI.ln() - (-z).ln()
-    };
-    (logphi_cdf - standard_logei(z)).exp()
+    (log_ndtr(z) - standard_logei(z)).exp()
 }
 
 impl Gp {
@@ -386,8 +382,9 @@ impl Gp {
         (k, dk)
     }
 
-    /// Log EI at `p` and, if asked, its gradient on numerical dimensions.
-    fn logei(&self, p: &[f64], f0: f64, grad: Option<&mut [f64]>) -> f64 {
+    /// Posterior mean and standard deviation at `p` and, if asked, their gradients on
+    /// numerical dimensions (zero on categorical ones).
+    fn posterior(&self, p: &[f64], grad: Option<(&mut [f64], &mut [f64])>) -> (f64, f64) {
         let (k, dk) = self.kvec(p);
         let mean = k.dot(&self.alpha);
         // var = s − k'K⁻¹k = s − |L⁻¹k|².
@@ -397,42 +394,165 @@ impl Gp {
             .expect("the Cholesky factor has a positive diagonal");
         let var = (self.scale - half.norm_squared()).max(1e-12);
         let sigma = var.sqrt();
-        let z = (mean - f0) / sigma;
-        let value = standard_logei(z) + sigma.ln();
-        if let Some(g) = grad {
+        if let Some((gm, gs)) = grad {
             let v_solved = self.chol.solve(&k);
-            let r = dlogh(z);
-            for (j, gj) in g.iter_mut().enumerate() {
+            for j in 0..p.len() {
+                gm[j] = 0.0;
+                gs[j] = 0.0;
                 if let Dim::Cat(_) = self.dims[j] {
-                    *gj = 0.0;
                     continue;
                 }
-                let mut dmean = 0.0;
                 let mut dvar = 0.0;
                 for i in 0..self.x.len() {
                     let dki = dk[i] * 2.0 * self.ils[j] * (p[j] - self.x[i][j]);
-                    dmean += self.alpha[i] * dki;
+                    gm[j] += self.alpha[i] * dki;
                     dvar -= 2.0 * v_solved[i] * dki;
                 }
-                let dsigma = if var > 1e-12 {
-                    dvar / (2.0 * sigma)
-                } else {
-                    0.0
-                };
-                *gj = dsigma / sigma + r * (dmean - z * dsigma) / sigma;
+                if var > 1e-12 {
+                    gs[j] = dvar / (2.0 * sigma);
+                }
             }
         }
-        value
+        (mean, sigma)
     }
+
+    /// `log h(z) + extra(z)` at `z = (mean − f0)/σ` and its gradient, where `value_of`
+    /// gives the value and derivative in `z` and `scale_term` adds `log σ`.
+    fn z_term(
+        &self,
+        p: &[f64],
+        f0: f64,
+        scale_term: bool,
+        value_of: impl Fn(f64) -> (f64, f64),
+        grad: Option<&mut [f64]>,
+    ) -> f64 {
+        let d = p.len();
+        match grad {
+            None => {
+                let (m, s) = self.posterior(p, None);
+                let (v, _) = value_of((m - f0) / s);
+                v + if scale_term { s.ln() } else { 0.0 }
+            }
+            Some(g) => {
+                let (mut gm, mut gs) = (vec![0.0; d], vec![0.0; d]);
+                let (m, s) = self.posterior(p, Some((&mut gm, &mut gs)));
+                let z = (m - f0) / s;
+                let (v, dv) = value_of(z);
+                for j in 0..d {
+                    let dz = (gm[j] - z * gs[j]) / s;
+                    g[j] = dv * dz + if scale_term { gs[j] / s } else { 0.0 };
+                }
+                v + if scale_term { s.ln() } else { 0.0 }
+            }
+        }
+    }
+
+    /// Log EI over `f0` at `p` and, if asked, its gradient on numerical dimensions.
+    fn logei(&self, p: &[f64], f0: f64, grad: Option<&mut [f64]>) -> f64 {
+        self.z_term(p, f0, true, |z| (standard_logei(z), dlogh(z)), grad)
+    }
+
+    /// Log probability that the modelled value exceeds `threshold`, and its gradient.
+    fn log_pf(&self, p: &[f64], threshold: f64, grad: Option<&mut [f64]>) -> f64 {
+        self.z_term(
+            p,
+            threshold,
+            false,
+            |z| {
+                let lc = log_ndtr(z);
+                (lc, (-0.5 * z * z + INV_SQRT_2PI.ln() - lc).exp())
+            },
+            grad,
+        )
+    }
+}
+
+/// What the acquisition search maximises: log EI of the objective model over the best
+/// feasible value (left out while no trial is feasible) plus, for each constraint
+/// model, the log probability that the constraint holds.
+struct Acquisition {
+    objective: Gp,
+    f0: Option<f64>,
+    constraints: Vec<(Gp, f64)>,
+}
+
+impl Acquisition {
+    fn value(&self, p: &[f64], grad: Option<&mut [f64]>) -> f64 {
+        let Some(g) = grad else {
+            let ei = self.f0.map_or(0.0, |f0| self.objective.logei(p, f0, None));
+            return ei
+                + self
+                    .constraints
+                    .iter()
+                    .map(|(c, t)| c.log_pf(p, *t, None))
+                    .sum::<f64>();
+        };
+        g.fill(0.0);
+        let mut part = vec![0.0; p.len()];
+        let mut total = 0.0;
+        if let Some(f0) = self.f0 {
+            total += self.objective.logei(p, f0, Some(&mut part));
+            g.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+        }
+        for (c, t) in &self.constraints {
+            total += c.log_pf(p, *t, Some(&mut part));
+            g.iter_mut().zip(&part).for_each(|(a, b)| *a += b);
+        }
+        total
+    }
+}
+
+/// log Φ(z), accurate far into the lower tail.
+fn log_ndtr(z: f64) -> f64 {
+    if z > -30.0 {
+        (0.5 * libm::erfc(-SQRT_HALF * z)).ln()
+    } else {
+        -0.5 * z * z + INV_SQRT_2PI.ln() - (-z).ln()
+    }
+}
+
+/// Mean and (population) standard deviation, the latter 1 for constant values.
+fn mean_std(v: &[f64]) -> (f64, f64) {
+    let n = v.len() as f64;
+    let mean = v.iter().sum::<f64>() / n;
+    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
+    (mean, if std > 1e-12 { std } else { 1.0 })
 }
 
 /// Zero mean, unit (population) standard deviation.
 fn standardize(v: &[f64]) -> Vec<f64> {
-    let n = v.len() as f64;
-    let mean = v.iter().sum::<f64>() / n;
-    let std = (v.iter().map(|x| (x - mean).powi(2)).sum::<f64>() / n).sqrt();
-    let std = if std > 1e-12 { std } else { 1.0 };
+    let (mean, std) = mean_std(v);
     v.iter().map(|x| (x - mean) / std).collect()
+}
+
+/// Fits the kernel hyperparameters by maximum a-posteriori from the defaults (unit
+/// length scales, scale and noise) and from `warm` (the previous fit) if given, keeps
+/// the better optimum and factorises the kernel matrix, adding jitter if near-duplicate
+/// points make it numerically singular. Returns the model and its raw parameters.
+fn fit(
+    dims: &[Dim],
+    x: &[Vec<f64>],
+    y: &DVector<f64>,
+    warm: Option<Vec<f64>>,
+    min_noise: f64,
+) -> Option<(Gp, Vec<f64>)> {
+    let d = dims.len();
+    let mut default = vec![0.0; d + 2];
+    default[d + 1] = (1.0 - 0.99 * min_noise).ln();
+    let mut scratch = vec![0.0; d + 2];
+    let raw = std::iter::once(default)
+        .chain(warm)
+        .map(|init| {
+            let r = lbfgs(|p, g| loss(dims, x, y, p, min_noise, g), init, 100, 1e-2);
+            (loss(dims, x, y, &r, min_noise, &mut scratch), r)
+        })
+        .min_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, r)| r)?;
+    [0.0, 1e-8, 1e-6, 1e-4].iter().find_map(|&jitter| {
+        let mut r = raw.clone();
+        r[d + 1] = (r[d + 1].exp() + jitter).ln();
+        Gp::fit(dims.to_vec(), x.to_vec(), y, &r, min_noise).map(|gp| (gp, r))
+    })
 }
 
 /// The Yeo–Johnson transform of one value.
@@ -496,9 +616,10 @@ fn grid_points(dim: &Dim) -> Option<Vec<f64>> {
 impl GpSampler {
     /// Local search from `x`: projected gradient ascent on continuous dimensions, then
     /// exhaustive moves on discrete ones, repeated while it improves.
-    fn local_search(&self, gp: &Gp, f0: f64, mut x: Vec<f64>) -> (Vec<f64>, f64) {
+    fn local_search(&self, acq: &Acquisition, mut x: Vec<f64>) -> (Vec<f64>, f64) {
+        let gp = &acq.objective;
         let d = x.len();
-        let mut fx = gp.logei(&x, f0, None);
+        let mut fx = acq.value(&x, None);
         let cont: Vec<usize> = (0..d)
             .filter(|&j| matches!(gp.dims[j], Dim::Num { grid: None }))
             .collect();
@@ -524,10 +645,10 @@ impl GpSampler {
                         for (i, &j) in cont.iter().enumerate() {
                             p[j] = (z[i] * ell[i]).clamp(0.0, 1.0);
                         }
-                        let f = gp.logei(&p, f0, Some(&mut full));
+                        let f = acq.value(&p, Some(&mut full));
                         for (i, &j) in cont.iter().enumerate() {
-                            let outward = (p[j] <= 0.0 && full[j] < 0.0)
-                                || (p[j] >= 1.0 && full[j] > 0.0);
+                            let outward =
+                                (p[j] <= 0.0 && full[j] < 0.0) || (p[j] >= 1.0 && full[j] > 0.0);
                             g[i] = if outward { 0.0 } else { -full[j] * ell[i] };
                         }
                         -f
@@ -540,7 +661,7 @@ impl GpSampler {
                 for (i, &j) in cont.iter().enumerate() {
                     xn[j] = (opt[i] * ell[i]).clamp(0.0, 1.0);
                 }
-                let fnew = gp.logei(&xn, f0, None);
+                let fnew = acq.value(&xn, None);
                 if fnew > fx {
                     x = xn;
                     fx = fnew;
@@ -554,7 +675,7 @@ impl GpSampler {
                         continue;
                     }
                     x[*j] = v;
-                    let f = gp.logei(&x, f0, None);
+                    let f = acq.value(&x, None);
                     if f > best.0 {
                         best = (f, v);
                     }
@@ -567,6 +688,56 @@ impl GpSampler {
             }
         }
         (x, fx)
+    }
+}
+
+impl GpSampler {
+    /// The quantity the GP maximises for each complete trial: the signed objective, or
+    /// for several objectives ParEGO's augmented Chebyshev scalarisation (Knowles 2006)
+    /// of the objectives normalised to [0, 1], with weights drawn uniformly from the
+    /// simplex for each trial, so successive trials aim at different parts of the
+    /// Pareto front.
+    fn scalarized(&mut self, complete: &[&FrozenTrial], directions: &[Direction]) -> Vec<f64> {
+        let losses: Vec<Vec<f64>> = complete
+            .iter()
+            .map(|t| pareto::losses(t.values.as_deref().expect("complete"), directions))
+            .collect();
+        if directions.len() == 1 {
+            return losses.iter().map(|l| -l[0]).collect();
+        }
+        let m = directions.len();
+        let (lo, hi): (Vec<f64>, Vec<f64>) = (0..m)
+            .map(|k| {
+                losses
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), l| {
+                        (a.min(l[k]), b.max(l[k]))
+                    })
+            })
+            .unzip();
+        // Uniform on the simplex: normalised exponential draws.
+        let mut w: Vec<f64> = (0..m)
+            .map(|_| -(1.0 - self.rng.random::<f64>()).ln())
+            .collect();
+        let total: f64 = w.iter().sum();
+        w.iter_mut().for_each(|x| *x /= total);
+        losses
+            .iter()
+            .map(|l| {
+                let z: Vec<f64> = (0..m)
+                    .map(|k| {
+                        let span = hi[k] - lo[k];
+                        w[k] * if span > 0.0 {
+                            (l[k] - lo[k]) / span
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect();
+                -(z.iter().copied().fold(f64::NEG_INFINITY, f64::max)
+                    + 0.05 * z.iter().sum::<f64>())
+            })
+            .collect()
     }
 }
 
@@ -618,15 +789,7 @@ impl Sampler for GpSampler {
                     .collect()
             })
             .collect();
-        let sign = if ctx.directions[0] == Direction::Minimize {
-            -1.0
-        } else {
-            1.0
-        };
-        let raw_y: Vec<f64> = complete
-            .iter()
-            .map(|t| sign * t.value().expect("complete"))
-            .collect();
+        let raw_y = self.scalarized(&complete, ctx.directions);
         let mut yv = standardize(&raw_y);
         if self.config.output_warping {
             yv = standardize(&yeo_johnson(&yv));
@@ -634,33 +797,43 @@ impl Sampler for GpSampler {
         let y = DVector::from_vec(yv);
         let d = dims.len();
         let min_noise = self.config.minimum_noise;
-        let mut default = vec![0.0; d + 2];
-        default[d + 1] = (1.0 - 0.99 * min_noise).ln();
-        let mut inits = vec![default];
-        if let Some(w) = self.warm.as_ref().filter(|w| w.len() == d + 2) {
-            inits.push(w.clone());
-        }
-        let mut scratch = vec![0.0; d + 2];
-        let raw = inits
-            .into_iter()
-            .map(|init| {
-                let r = lbfgs(|p, g| loss(&dims, &x, &y, p, min_noise, g), init, 100, 1e-2);
-                (loss(&dims, &x, &y, &r, min_noise, &mut scratch), r)
-            })
-            .min_by(|a, b| a.0.total_cmp(&b.0))
-            .map(|(_, r)| r)
-            .expect("at least one start");
-        // Near-duplicate points can make the kernel matrix numerically singular at the
-        // fitted noise; more jitter is added until it factorises.
-        let Some((gp, raw)) = [0.0, 1e-8, 1e-6, 1e-4].iter().find_map(|&jitter| {
-            let mut r = raw.clone();
-            r[d + 1] = (r[d + 1].exp() + jitter).ln();
-            Gp::fit(dims.clone(), x.clone(), &y, &r, min_noise).map(|gp| (gp, r))
-        }) else {
+        let warm = self.warm.take().filter(|w| w.len() == d + 2);
+        let Some((gp, raw)) = fit(&dims, &x, &y, warm, min_noise) else {
             return BTreeMap::new();
         };
         self.warm = Some(raw);
-        let f0 = y.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        // Constraint models, when every complete trial reported the same number of
+        // constraint values: each models −c (standardised), feasible above the
+        // standardised image of 0.
+        let n_cons = complete[0].constraints.as_ref().map_or(0, Vec::len);
+        let mut constraints = Vec::new();
+        if n_cons > 0
+            && complete
+                .iter()
+                .all(|t| t.constraints.as_ref().is_some_and(|c| c.len() == n_cons))
+        {
+            for k in 0..n_cons {
+                let neg: Vec<f64> = complete
+                    .iter()
+                    .map(|t| -t.constraints.as_ref().expect("checked")[k])
+                    .collect();
+                let (mean, std) = mean_std(&neg);
+                let yc = DVector::from_vec(standardize(&neg));
+                let Some((gpc, _)) = fit(&dims, &x, &yc, None, min_noise) else {
+                    return BTreeMap::new();
+                };
+                constraints.push((gpc, -mean / std));
+            }
+        }
+        let f0 = (0..complete.len())
+            .filter(|&i| constraints.is_empty() || complete[i].is_feasible())
+            .map(|i| y[i])
+            .reduce(f64::max);
+        let acq = Acquisition {
+            objective: gp,
+            f0,
+            constraints,
+        };
         // Quasi-random candidates, then the best of them and the best observed point
         // start local searches.
         let seed = self.qmc_seed.wrapping_add(ctx.number as u32);
@@ -680,7 +853,7 @@ impl Sampler for GpSampler {
                         }
                     })
                     .collect();
-                (gp.logei(&p, f0, None), p)
+                (acq.value(&p, None), p)
             })
             .collect();
         cands.sort_by(|a, b| b.0.total_cmp(&a.0));
@@ -718,7 +891,7 @@ impl Sampler for GpSampler {
         }
         let mut best: Option<(f64, Vec<f64>)> = None;
         for s in starts {
-            let (p, f) = self.local_search(&gp, f0, s);
+            let (p, f) = self.local_search(&acq, s);
             if best.as_ref().is_none_or(|(bf, _)| f > *bf) {
                 best = Some((f, p));
             }

@@ -8,6 +8,7 @@
 
 mod auto;
 mod gp;
+mod nsga2;
 mod qmc;
 mod random;
 mod tpe;
@@ -16,6 +17,7 @@ use std::collections::BTreeMap;
 
 pub use auto::AutoSampler;
 pub use gp::{GpConfig, GpSampler};
+pub use nsga2::{Nsga2Config, Nsga2Sampler};
 pub use qmc::QmcSampler;
 pub use random::RandomSampler;
 pub use tpe::{TpeConfig, TpeSampler};

@@ -9,6 +9,7 @@ use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
 use super::{RandomSampler, Sampler, SamplerContext};
+use crate::pareto;
 use crate::space::Distribution;
 use crate::study::Direction;
 use crate::trial::{FrozenTrial, TrialState};
@@ -366,7 +367,7 @@ pub(crate) fn standard_normal(rng: &mut Pcg64Mcg) -> f64 {
 /// model coordinates for `names`.
 fn split(
     trials: &[FrozenTrial],
-    direction: Direction,
+    directions: &[Direction],
     names: &[&str],
     dists: &[&Distribution],
     constant_liar: bool,
@@ -384,7 +385,7 @@ fn split(
             })
             .collect()
     };
-    let mut complete: Vec<(f64, u64, Vec<f64>)> = Vec::new();
+    let mut complete: Vec<(&FrozenTrial, Vec<f64>)> = Vec::new();
     let mut rest: Vec<(u64, Vec<f64>)> = Vec::new();
     let mut n_pruned = 0;
     for t in trials {
@@ -393,15 +394,7 @@ fn split(
         }
         let Some(c) = coords(t) else { continue };
         match t.state {
-            TrialState::Complete => {
-                let v = t.value().expect("complete trials have a value");
-                let key = if direction == Direction::Minimize {
-                    v
-                } else {
-                    -v
-                };
-                complete.push((key, t.number, c));
-            }
+            TrialState::Complete => complete.push((t, c)),
             TrialState::Pruned => {
                 n_pruned += 1;
                 rest.push((t.number, c));
@@ -410,15 +403,18 @@ fn split(
             _ => {}
         }
     }
-    complete.sort_by(|a, b| a.0.total_cmp(&b.0).then(a.1.cmp(&b.1)));
+    // Best first: feasible by value (or Pareto front and crowding), then infeasible by
+    // violation.
+    let refs: Vec<&FrozenTrial> = complete.iter().map(|(t, _)| *t).collect();
+    let order = pareto::rank(&refs, directions);
     let n_below = gamma(complete.len() + n_pruned).min(complete.len());
-    let mut below: Vec<(u64, Vec<f64>)> = complete[..n_below]
+    let mut below: Vec<(u64, Vec<f64>)> = order[..n_below]
         .iter()
-        .map(|(_, n, c)| (*n, c.clone()))
+        .map(|&i| (complete[i].0.number, complete[i].1.clone()))
         .collect();
-    let mut above: Vec<(u64, Vec<f64>)> = complete[n_below..]
+    let mut above: Vec<(u64, Vec<f64>)> = order[n_below..]
         .iter()
-        .map(|(_, n, c)| (*n, c.clone()))
+        .map(|&i| (complete[i].0.number, complete[i].1.clone()))
         .collect();
     above.extend(rest);
     below.sort_by_key(|x| x.0);
@@ -446,7 +442,7 @@ impl TpeSampler {
     ) -> Option<Vec<f64>> {
         let (below, above) = split(
             ctx.trials,
-            ctx.directions[0],
+            ctx.directions,
             names,
             dists,
             self.config.constant_liar,
