@@ -3,6 +3,7 @@
 
 mod error;
 pub mod fuzz;
+mod importance;
 mod pareto;
 mod pruner;
 pub mod sampler;
@@ -12,6 +13,7 @@ mod study;
 mod trial;
 
 pub use error::{Error, Result};
+pub use importance::param_importances;
 pub use pruner::{HyperbandPruner, MedianPruner, NopPruner, Pruner, SuccessiveHalvingPruner};
 pub use sampler::{
     AutoSampler, GpConfig, GpSampler, Nsga2Config, Nsga2Sampler, QmcSampler, RandomSampler,

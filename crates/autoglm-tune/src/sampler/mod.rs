@@ -16,6 +16,7 @@ mod tpe;
 use std::collections::BTreeMap;
 
 pub use auto::AutoSampler;
+pub(crate) use gp::main_effects;
 pub use gp::{GpConfig, GpSampler};
 pub use nsga2::{Nsga2Config, Nsga2Sampler};
 pub use qmc::QmcSampler;
