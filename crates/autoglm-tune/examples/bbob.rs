@@ -279,7 +279,7 @@ fn run_one(p: &Problem, kind: &str, seed: u64, budget: usize) -> Result<Value> {
         "overhead_ms_last10_mean": last10,
         "overhead_cpu_ms_per_trial_mean": mean(&cpu_ms),
         "overhead_cpu_ms_per_trial_median": median(&mut cpu_ms.clone()),
-        "ask_suggest_ms": ask_ms, "tell_ms": tell_ms,
+        "ask_suggest_ms": ask_ms, "tell_ms": tell_ms, "overhead_cpu_ms": cpu_ms,
         "values": values,
     }))
 }

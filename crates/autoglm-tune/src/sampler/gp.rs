@@ -114,9 +114,10 @@ struct Gp {
     x: Vec<Vec<f64>>,
     ils: Vec<f64>,
     scale: f64,
-    chol: nalgebra::Cholesky<f64, nalgebra::Dyn>,
     /// The lower Cholesky factor, for variances with a single triangular solve.
     lower: DMatrix<f64>,
+    /// K⁻¹, for the variances of many points at once by one matrix product.
+    kinv: DMatrix<f64>,
     alpha: DVector<f64>,
 }
 
@@ -168,21 +169,48 @@ fn covariance(m: &DMatrix<f64>, scale: f64, noise: f64) -> DMatrix<f64> {
     k
 }
 
+/// The per-dimension squared distances of every pair `i > j` of training points,
+/// pair-major (`sq[p·d + k]`): constant while the hyperparameters are fitted.
+struct Pairs {
+    n: usize,
+    d: usize,
+    index: Vec<(usize, usize)>,
+    sq: Vec<f64>,
+}
+
+impl Pairs {
+    fn new(dims: &[Dim], x: &[Vec<f64>]) -> Pairs {
+        let (n, d) = (x.len(), dims.len());
+        let n_pairs = n * n.saturating_sub(1) / 2;
+        let mut index = Vec::with_capacity(n_pairs);
+        let mut sq = Vec::with_capacity(n_pairs * d);
+        for i in 0..n {
+            for j in 0..i {
+                index.push((i, j));
+                sq.extend((0..d).map(|k| sqd(dims, &x[i], &x[j], k)));
+            }
+        }
+        Pairs { n, d, index, sq }
+    }
+}
+
 /// Negative log marginal likelihood plus log prior, and its gradient, at raw
 /// parameters `[ln ils.., ln scale, ln(noise − 0.99·min)]`.
-fn loss(
-    dims: &[Dim],
-    x: &[Vec<f64>],
-    y: &DVector<f64>,
-    raw: &[f64],
-    min_noise: f64,
-    grad: &mut [f64],
-) -> f64 {
-    let d = dims.len();
-    let n = x.len();
+fn loss(pairs: &Pairs, y: &DVector<f64>, raw: &[f64], min_noise: f64, grad: &mut [f64]) -> f64 {
+    let (n, d) = (pairs.n, pairs.d);
     let Hyper { ils, scale, noise } = Hyper::decode(raw, d, min_noise);
-    let (m, dm) = matern_matrices(dims, x, &ils);
-    let kmat = covariance(&m, scale, noise);
+    // Matérn values and derivatives (in r²) per pair.
+    let (m, dm): (Vec<f64>, Vec<f64>) = pairs
+        .sq
+        .chunks_exact(d.max(1))
+        .take(pairs.index.len())
+        .map(|s| matern52(s.iter().zip(&ils).map(|(a, b)| a * b).sum()))
+        .unzip();
+    let mut kmat = DMatrix::<f64>::from_diagonal_element(n, n, scale + noise);
+    for (p, &(i, j)) in pairs.index.iter().enumerate() {
+        kmat[(i, j)] = scale * m[p];
+        kmat[(j, i)] = scale * m[p];
+    }
     let Some(chol) = kmat.cholesky() else {
         return f64::INFINITY;
     };
@@ -193,25 +221,28 @@ fn loss(
     let prior: f64 = ils.iter().map(|l| -(0.1 / l + 0.1 * l)).sum::<f64>() + scale.ln() - scale
         + 0.1 * noise.ln()
         - 30.0 * noise;
-    // Gradient: 0.5 tr(W dK), W = αα' − K⁻¹.
+    // Gradient: 0.5 tr(W dK), W = αα' − K⁻¹; off-diagonal pairs count twice.
     let kinv = chol.inverse();
-    let w = &alpha * alpha.transpose() - kinv;
-    for (k, g) in grad.iter_mut().take(d).enumerate() {
-        let mut s = 0.0;
-        for i in 0..n {
-            for j in 0..n {
-                s += w[(i, j)] * dm[(i, j)] * sqd(dims, &x[i], &x[j], k);
-            }
+    let w = |i: usize, j: usize| alpha[i] * alpha[j] - kinv[(i, j)];
+    let trace_w: f64 = (0..n).map(|i| w(i, i)).sum();
+    let mut dils = vec![0.0; d];
+    let mut wm = trace_w;
+    for (p, &(i, j)) in pairs.index.iter().enumerate() {
+        let wij = w(i, j);
+        wm += 2.0 * wij * m[p];
+        let c = 2.0 * wij * dm[p];
+        for (g, s) in dils.iter_mut().zip(&pairs.sq[p * d..(p + 1) * d]) {
+            *g += c * s;
         }
-        let dmll = 0.5 * s * scale * ils[k];
-        let dprior = 0.1 / ils[k] - 0.1 * ils[k];
-        *g = -(dmll + dprior);
     }
-    let dmll_scale = 0.5 * w.component_mul(&m).sum() * scale;
-    grad[d] = -(dmll_scale + 1.0 - scale);
+    for k in 0..d {
+        let dmll = 0.5 * dils[k] * scale * ils[k];
+        let dprior = 0.1 / ils[k] - 0.1 * ils[k];
+        grad[k] = -(dmll + dprior);
+    }
+    grad[d] = -(0.5 * wm * scale + 1.0 - scale);
     let nz = noise - 0.99 * min_noise;
-    let dmll_noise = 0.5 * w.trace() * nz;
-    grad[d + 1] = -(dmll_noise + (0.1 / noise - 30.0) * nz);
+    grad[d + 1] = -(0.5 * trace_w * nz + (0.1 / noise - 30.0) * nz);
     -(mll + prior)
 }
 
@@ -354,15 +385,39 @@ impl Gp {
         let chol = kmat.cholesky()?;
         let alpha = chol.solve(y);
         let lower = chol.l();
+        let kinv = chol.inverse();
         Some(Gp {
             dims,
             x,
             ils,
             scale,
-            chol,
             lower,
+            kinv,
             alpha,
         })
+    }
+
+    /// Posterior means and standard deviations at many points (columns of the kernel
+    /// matrix between training points and `points`, then one matrix product with K⁻¹).
+    fn posterior_batch(&self, points: &[Vec<f64>]) -> (Vec<f64>, Vec<f64>) {
+        let n = self.x.len();
+        let mut kc = DMatrix::<f64>::zeros(n, points.len());
+        for (c, p) in points.iter().enumerate() {
+            for i in 0..n {
+                let r2: f64 = (0..self.dims.len())
+                    .map(|j| self.ils[j] * sqd(&self.dims, p, &self.x[i], j))
+                    .sum();
+                kc[(i, c)] = self.scale * matern52(r2).0;
+            }
+        }
+        let solved = &self.kinv * &kc;
+        (0..points.len())
+            .map(|c| {
+                let (k, v) = (kc.column(c), solved.column(c));
+                let var = (self.scale - k.dot(&v)).max(1e-12);
+                (k.dot(&self.alpha), var.sqrt())
+            })
+            .unzip()
     }
 
     /// Kernel vector and its per-dimension derivative factors for a point.
@@ -395,7 +450,10 @@ impl Gp {
         let var = (self.scale - half.norm_squared()).max(1e-12);
         let sigma = var.sqrt();
         if let Some((gm, gs)) = grad {
-            let v_solved = self.chol.solve(&k);
+            let v_solved = self
+                .lower
+                .tr_solve_lower_triangular(&half)
+                .expect("the Cholesky factor has a positive diagonal");
             for j in 0..p.len() {
                 gm[j] = 0.0;
                 gs[j] = 0.0;
@@ -502,6 +560,45 @@ impl Acquisition {
     }
 }
 
+impl Acquisition {
+    /// The acquisition at many points (no gradients).
+    fn values(&self, points: &[Vec<f64>]) -> Vec<f64> {
+        let mut out = vec![0.0; points.len()];
+        if let Some(f0) = self.f0 {
+            let (m, s) = self.objective.posterior_batch(points);
+            for (o, (m, s)) in out.iter_mut().zip(m.iter().zip(&s)) {
+                *o += standard_logei((m - f0) / s) + s.ln();
+            }
+        }
+        for (c, t) in &self.constraints {
+            let (m, s) = c.posterior_batch(points);
+            for (o, (m, s)) in out.iter_mut().zip(m.iter().zip(&s)) {
+                *o += log_ndtr((m - t) / s);
+            }
+        }
+        out
+    }
+}
+
+/// Point `i` of a scrambled Sobol sequence mapped onto the model's dimensions (grid
+/// centres for discrete numbers, indices for choices), using Sobol dimensions
+/// `offset..offset + dims.len()`.
+fn quasi_random_point(dims: &[Dim], i: u32, offset: usize, seed: u32) -> Vec<f64> {
+    dims.iter()
+        .enumerate()
+        .map(|(k, dim)| {
+            let u = super::qmc::sobol_coordinate(i, k + offset, seed);
+            match *dim {
+                Dim::Cat(c) => ((u * c as f64).floor()).min(c as f64 - 1.0),
+                Dim::Num { grid: Some(g) } => {
+                    (((u * g as f64).floor()).min(g as f64 - 1.0) + 0.5) / g as f64
+                }
+                Dim::Num { grid: None } => u,
+            }
+        })
+        .collect()
+}
+
 /// log Φ(z), accurate far into the lower tail.
 fn log_ndtr(z: f64) -> f64 {
     if z > -30.0 {
@@ -564,10 +661,10 @@ fn standardize(v: &[f64]) -> Vec<f64> {
     v.iter().map(|x| (x - mean) / std).collect()
 }
 
-/// Fits the kernel hyperparameters by maximum a-posteriori from the defaults (unit
-/// length scales, scale and noise) and from `warm` (the previous fit) if given, keeps
-/// the better optimum and factorises the kernel matrix, adding jitter if near-duplicate
-/// points make it numerically singular. Returns the model and its raw parameters.
+/// Fits the kernel hyperparameters by maximum a-posteriori from `warm` (the previous
+/// fit) if given, else from the defaults (unit length scales, scale and noise), and
+/// factorises the kernel matrix, adding jitter if near-duplicate points make it
+/// numerically singular. Returns the model and its raw parameters.
 fn fit(
     dims: &[Dim],
     x: &[Vec<f64>],
@@ -578,15 +675,13 @@ fn fit(
     let d = dims.len();
     let mut default = vec![0.0; d + 2];
     default[d + 1] = (1.0 - 0.99 * min_noise).ln();
-    let mut scratch = vec![0.0; d + 2];
-    let raw = std::iter::once(default)
-        .chain(warm)
-        .map(|init| {
-            let r = lbfgs(|p, g| loss(dims, x, y, p, min_noise, g), init, 100, 1e-2);
-            (loss(dims, x, y, &r, min_noise, &mut scratch), r)
-        })
-        .min_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, r)| r)?;
+    let pairs = Pairs::new(dims, x);
+    let raw = lbfgs(
+        |p, g| loss(&pairs, y, p, min_noise, g),
+        warm.unwrap_or(default),
+        100,
+        1e-2,
+    );
     [0.0, 1e-8, 1e-6, 1e-4].iter().find_map(|&jitter| {
         let mut r = raw.clone();
         r[d + 1] = (r[d + 1].exp() + jitter).ln();
@@ -745,21 +840,7 @@ pub(crate) fn main_effects(
     let y = DVector::from_vec(standardize(values));
     let (gp, _) = fit(&dims, &x, &y, None, 1e-6)?;
     let d = dims.len();
-    let point = |i: u32, offset: usize| -> Vec<f64> {
-        dims.iter()
-            .enumerate()
-            .map(|(k, dim)| {
-                let u = super::qmc::sobol_coordinate(i, k + offset, 0x1f2e_3d4c);
-                match *dim {
-                    Dim::Cat(c) => ((u * c as f64).floor()).min(c as f64 - 1.0),
-                    Dim::Num { grid: Some(g) } => {
-                        (((u * g as f64).floor()).min(g as f64 - 1.0) + 0.5) / g as f64
-                    }
-                    Dim::Num { grid: None } => u,
-                }
-            })
-            .collect()
-    };
+    let point = |i: u32, offset: usize| quasi_random_point(&dims, i, offset, 0x1f2e_3d4c);
     let mean = |p: &[f64]| gp.kvec(p).0.dot(&gp.alpha);
     let (mut sums, mut fa_all, mut fb_all) = (vec![0.0; d], Vec::new(), Vec::new());
     for i in 0..n {
@@ -898,25 +979,10 @@ impl Sampler for GpSampler {
         // Quasi-random candidates, then the best of them and the best observed point
         // start local searches.
         let seed = self.qmc_seed.wrapping_add(ctx.number as u32);
-        let mut cands: Vec<(f64, Vec<f64>)> = (0..self.config.n_preliminary as u32)
-            .map(|i| {
-                let p: Vec<f64> = dims
-                    .iter()
-                    .enumerate()
-                    .map(|(k, dim)| {
-                        let u = super::qmc::sobol_coordinate(i, k, seed);
-                        match *dim {
-                            Dim::Cat(c) => ((u * c as f64).floor()).min(c as f64 - 1.0),
-                            Dim::Num { grid: Some(g) } => {
-                                (((u * g as f64).floor()).min(g as f64 - 1.0) + 0.5) / g as f64
-                            }
-                            Dim::Num { grid: None } => u,
-                        }
-                    })
-                    .collect();
-                (acq.value(&p, None), p)
-            })
+        let points: Vec<Vec<f64>> = (0..self.config.n_preliminary as u32)
+            .map(|i| quasi_random_point(&dims, i, 0, seed))
             .collect();
+        let mut cands: Vec<(f64, Vec<f64>)> = acq.values(&points).into_iter().zip(points).collect();
         cands.sort_by(|a, b| b.0.total_cmp(&a.0));
         let best_obs = y
             .iter()
@@ -1008,12 +1074,13 @@ mod tests {
         );
         let raw = vec![0.3, -0.2, 0.1, 0.4, -3.0];
         let mut g = vec![0.0; 5];
-        let f = loss(&dims, &x, &y, &raw, 1e-6, &mut g);
+        let pairs = Pairs::new(&dims, &x);
+        let f = loss(&pairs, &y, &raw, 1e-6, &mut g);
         for k in 0..5 {
             let mut r = raw.clone();
             r[k] += 1e-6;
             let mut tmp = vec![0.0; 5];
-            let f2 = loss(&dims, &x, &y, &r, 1e-6, &mut tmp);
+            let f2 = loss(&pairs, &y, &r, 1e-6, &mut tmp);
             let fd = (f2 - f) / 1e-6;
             assert!(
                 (fd - g[k]).abs() < 1e-3 * (1.0 + fd.abs()),
