@@ -209,6 +209,57 @@ fn median_pruner_stops_bad_trials() {
     }
 }
 
+/// Asks `k` trials at once (as `k` workers would) after `n` sequential ones, and
+/// returns the smallest distance between two of the pending suggestions.
+fn closest_pending(sampler: impl Sampler + 'static, n: usize, k: usize) -> f64 {
+    let sp = SearchSpace::default()
+        .with("x", Distribution::float(-2.0, 2.0))
+        .unwrap()
+        .with("y", Distribution::float(-2.0, 2.0))
+        .unwrap();
+    let f = |p: &Params| {
+        let (x, y) = (p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap());
+        (x - 0.3).powi(2) + (y + 0.2).powi(2)
+    };
+    let mut study = Study::minimize(Seed(8)).with_sampler(sampler);
+    for _ in 0..n {
+        let (num, p) = study.ask_space(&sp).unwrap();
+        study.tell(num, f(&p)).unwrap();
+    }
+    let pending: Vec<(f64, f64)> = (0..k)
+        .map(|_| {
+            let (_, p) = study.ask_space(&sp).unwrap();
+            (p["x"].as_f64().unwrap(), p["y"].as_f64().unwrap())
+        })
+        .collect();
+    let mut closest = f64::INFINITY;
+    for (i, a) in pending.iter().enumerate() {
+        for b in &pending[..i] {
+            closest = closest.min(((a.0 - b.0).powi(2) + (a.1 - b.1).powi(2)).sqrt());
+        }
+    }
+    closest
+}
+
+#[test]
+fn parallel_workers_get_distinct_suggestions() {
+    // Without pending-trial handling the GP proposes the same point 4 times (distance 0
+    // or 1e-8 here). With the Kriging believer the spread shrinks as the model becomes
+    // sure of the optimum, but suggestions never coincide.
+    let early = closest_pending(GpSampler::new(Seed(8)), 12, 4);
+    assert!(
+        early > 0.01,
+        "gp after 12 trials: closest pending pair {early}"
+    );
+    let late = closest_pending(GpSampler::new(Seed(8)), 20, 4);
+    assert!(
+        late > 1e-6,
+        "gp after 20 trials: closest pending pair {late}"
+    );
+    let tpe = closest_pending(TpeSampler::new(Seed(8)), 20, 4);
+    assert!(tpe > 0.1, "tpe: closest pending pair {tpe}");
+}
+
 /// Curves that converge to `x` (the final value) from above, noisily, so the final
 /// ranking shows only late: a test bed for multi-fidelity pruners.
 fn curve_study(pruner: impl Pruner + 'static, seed: u64) -> (usize, u64, f64) {

@@ -608,7 +608,7 @@ fn log_ndtr(z: f64) -> f64 {
     }
 }
 
-/// The model's dimensions for a space, and the complete trials' coordinates: unit
+/// The model's dimensions for a space, and the trials' coordinates: unit
 /// coordinates for numbers (log-scaled where the distribution is), indices for choices.
 fn design(
     space: &BTreeMap<String, Distribution>,
@@ -682,6 +682,20 @@ fn fit(
         100,
         1e-2,
     );
+    factorize(dims, x, y, raw, min_noise)
+}
+
+/// The GP with hyperparameters `raw` conditioned on `(x, y)`, with more noise if
+/// near-duplicate points make the kernel matrix numerically singular; returns the raw
+/// parameters actually used.
+fn factorize(
+    dims: &[Dim],
+    x: &[Vec<f64>],
+    y: &DVector<f64>,
+    raw: Vec<f64>,
+    min_noise: f64,
+) -> Option<(Gp, Vec<f64>)> {
+    let d = dims.len();
     [0.0, 1e-8, 1e-6, 1e-4].iter().find_map(|&jitter| {
         let mut r = raw.clone();
         r[d + 1] = (r[d + 1].exp() + jitter).ln();
@@ -940,10 +954,31 @@ impl Sampler for GpSampler {
         let d = dims.len();
         let min_noise = self.config.minimum_noise;
         let warm = self.warm.take().filter(|w| w.len() == d + 2);
-        let Some((gp, raw)) = fit(&dims, &x, &y, warm, min_noise) else {
+        let Some((mut gp, raw)) = fit(&dims, &x, &y, warm, min_noise) else {
             return BTreeMap::new();
         };
-        self.warm = Some(raw);
+        self.warm = Some(raw.clone());
+        // Running trials (other workers): believe the model's mean there (the "Kriging
+        // believer"): it becomes an observation, which removes the variance there and
+        // may raise the incumbent, so parallel suggestions spread out instead of
+        // coinciding.
+        let running: Vec<&FrozenTrial> = ctx
+            .trials
+            .iter()
+            .filter(|t| t.state == TrialState::Running && t.number != ctx.number)
+            .filter(|t| space.iter().all(|(k, d)| t.distributions.get(k) == Some(d)))
+            .collect();
+        let mut believed_best = f64::NEG_INFINITY;
+        if !running.is_empty() {
+            let (_, pending) = design(space, &running);
+            let (believed, _) = gp.posterior_batch(&pending);
+            believed_best = believed.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+            let xa: Vec<Vec<f64>> = x.iter().cloned().chain(pending).collect();
+            let ya = DVector::from_iterator(xa.len(), y.iter().copied().chain(believed));
+            if let Some((g, _)) = factorize(&dims, &xa, &ya, raw, min_noise) {
+                gp = g;
+            }
+        }
         // Constraint models, when every complete trial reported the same number of
         // constraint values: each models −c (standardised), feasible above the
         // standardised image of 0.
@@ -970,7 +1005,14 @@ impl Sampler for GpSampler {
         let f0 = (0..complete.len())
             .filter(|&i| constraints.is_empty() || complete[i].is_feasible())
             .map(|i| y[i])
-            .reduce(f64::max);
+            .reduce(f64::max)
+            .map(|f| {
+                if constraints.is_empty() {
+                    f.max(believed_best)
+                } else {
+                    f
+                }
+            });
         let acq = Acquisition {
             objective: gp,
             f0,
