@@ -231,6 +231,27 @@ impl Study {
         })
     }
 
+    /// The handle of running trial `number` (e.g. one started by [`Study::ask_space`]),
+    /// to report intermediate values, ask the pruner, set constraints or suggest more
+    /// parameters.
+    ///
+    /// # Errors
+    /// [`Error::UnknownTrial`] or [`Error::TrialFinished`].
+    pub fn trial(&mut self, number: u64) -> Result<Trial<'_>> {
+        let t = self
+            .storage
+            .trials()
+            .get(number as usize)
+            .ok_or(Error::UnknownTrial(number))?;
+        if t.state != TrialState::Running {
+            return Err(Error::TrialFinished(number));
+        }
+        Ok(Trial {
+            study: self,
+            number,
+        })
+    }
+
     /// Starts a trial and suggests every active parameter of a predefined space, in
     /// order (conditional parameters only when their parent has a matching value).
     ///

@@ -177,6 +177,7 @@ fn wrong_use_is_an_error() {
         .unwrap_err()
         .to_string()
         .contains("already finished"));
+    assert!(study.trial(n).is_err() && study.trial(99).is_err());
     let mut t = study.ask().unwrap();
     t.suggest_float("x", 0.0, 1.0, false).unwrap();
     let e = t.suggest_float("x", 0.0, 2.0, false).unwrap_err();
