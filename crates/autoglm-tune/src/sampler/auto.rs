@@ -2,16 +2,17 @@
 
 use std::collections::BTreeMap;
 
-use super::{GpSampler, Sampler, SamplerContext, TpeSampler};
+use super::{GpConfig, GpSampler, Sampler, SamplerContext, TpeSampler};
 use crate::space::Distribution;
 use crate::trial::TrialState;
 use crate::Seed;
 
 /// Chooses per trial, from the space and the budget only:
-/// the GP sampler for flat spaces (every complete trial has the same parameters) of up
-/// to 32 parameters when the budget is at most 500 trials (its cost grows with the
-/// cube of the number of trials), TPE otherwise; parameters outside the shared space
-/// (conditional ones) always go to TPE.
+/// the GP sampler in its economical configuration ([`GpConfig::economical`]) for flat
+/// spaces (every complete trial
+/// has the same parameters) of up to 32 parameters when the budget is at most 500
+/// trials (its cost grows with the cube of the number of trials), TPE otherwise;
+/// parameters outside the shared space (conditional ones) always go to TPE.
 #[derive(Debug, Clone)]
 pub struct AutoSampler {
     gp: GpSampler,
@@ -23,7 +24,7 @@ impl AutoSampler {
     /// An automatic sampler for a study of `budget` trials (if known).
     pub fn new(seed: Seed, budget: Option<usize>) -> Self {
         AutoSampler {
-            gp: GpSampler::new(seed),
+            gp: GpSampler::with_config(seed, GpConfig::economical()),
             tpe: TpeSampler::new(seed),
             budget,
         }

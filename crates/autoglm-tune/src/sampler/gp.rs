@@ -35,6 +35,9 @@ pub struct GpConfig {
     /// exponent is fitted by maximum likelihood, so that a few very bad (or very good)
     /// values do not dominate the length scales.
     pub output_warping: bool,
+    /// Refit the kernel hyperparameters on every `refit_interval`-th suggestion only,
+    /// reusing the previous ones in between (1 = every suggestion).
+    pub refit_interval: usize,
 }
 
 impl Default for GpConfig {
@@ -45,6 +48,22 @@ impl Default for GpConfig {
             n_local_search: 10,
             minimum_noise: 1e-10,
             output_warping: true,
+            refit_interval: 1,
+        }
+    }
+}
+
+impl GpConfig {
+    /// A cheaper configuration (a sixth to a tenth of the default's cost per
+    /// suggestion): hyperparameters refitted on every 4th suggestion, 256 quasi-random
+    /// candidates and 3 local searches. On the shared benchmark its regret is close to
+    /// the default's (see `BENCHMARKS.md`); `AutoSampler` uses it.
+    pub fn economical() -> Self {
+        GpConfig {
+            n_preliminary: 256,
+            n_local_search: 3,
+            refit_interval: 4,
+            ..GpConfig::default()
         }
     }
 }
@@ -954,7 +973,12 @@ impl Sampler for GpSampler {
         let d = dims.len();
         let min_noise = self.config.minimum_noise;
         let warm = self.warm.take().filter(|w| w.len() == d + 2);
-        let Some((mut gp, raw)) = fit(&dims, &x, &y, warm, min_noise) else {
+        let refit = warm.is_none() || complete.len() % self.config.refit_interval.max(1) == 0;
+        let fitted = match warm {
+            Some(w) if !refit => factorize(&dims, &x, &y, w, min_noise),
+            w => fit(&dims, &x, &y, w, min_noise),
+        };
+        let Some((mut gp, raw)) = fitted else {
             return BTreeMap::new();
         };
         self.warm = Some(raw.clone());
