@@ -7,12 +7,14 @@ Usage (from the repo root; see BENCHMARKS.md for the commands that make the inpu
     python3 benches/tune/compare.py DIR [--shifts 0,1,2,3,4,5]
 
 For shift seed S (0 = the standard problems) it reads
-  DIR/ours_sS.json            runs of `examples/bbob` (any of gp, tpe, random, qmc, auto)
+  DIR/ours_sS*.json           runs of `examples/bbob` (any of gp, tpe, random, qmc, auto;
+                              several files are merged)
   DIR/optuna_sS.json          runs of bench_optuna.py (tpe, cmaes, random)
   DIR/optuna_gp_sS.json       runs of bench_optuna.py --sampler gp; for S = 0 the shared
                               ../shared/bench/tune/optuna_gp_results.json is used if absent.
 A missing file or sampler shows as "–" and is left out of the "best" columns.
 """
+import glob
 import json
 import math
 import os
@@ -54,7 +56,7 @@ def main():
         shifts = [int(s) for s in args[args.index("--shifts") + 1].split(",")]
     summary = []
     for s in shifts:
-        ours = medians(load(f"{folder}/ours_s{s}.json"))
+        ours = medians([r for f in sorted(glob.glob(f"{folder}/ours_s{s}*.json")) for r in load(f)])
         gp_path = f"{folder}/optuna_gp_s{s}.json"
         if s == 0 and not os.path.exists(gp_path):
             gp_path = SHARED_GP
@@ -79,6 +81,36 @@ def main():
         print(f"\n{label}: autoglm-tune at least as good on {wins} of {len(FUNCS)}")
         summary.append((label, wins))
     print("\n" + ", ".join(f"{l}: {w}/7" for l, w in summary))
+    overhead(folder, shifts[0])
+
+
+def overhead(folder, s):
+    """Sampler overhead on one variant: process CPU ms per trial (ask + suggest + tell),
+    median over all trials of a run, then median over seeds; and, for the GP samplers,
+    the mean CPU time of trials 91-100 on the 10-dimensional levy function."""
+    ours = [r for f in sorted(glob.glob(f"{folder}/ours_s{s}*.json")) for r in load(f)]
+    gp_path = f"{folder}/optuna_gp_s{s}.json"
+    if s == 0 and not os.path.exists(gp_path):
+        gp_path = SHARED_GP
+    theirs = load(f"{folder}/optuna_s{s}.json") + load(gp_path)
+
+    def cell(runs, f, smp):
+        v = [r["overhead_cpu_ms_per_trial_median"] for r in runs if r["function"] == f and r["sampler"] == smp]
+        return "–" if not v else f"{statistics.median(v):.2f}"
+
+    print(f"\nCPU ms per trial (median over trials, then seeds), shift seed {s}:\n")
+    head = [f"autoglm {o}" for o in OURS] + [f"Optuna {t}" for t in THEIRS]
+    print("| function | " + " | ".join(head) + " |")
+    print("|---" * (len(head) + 1) + "|")
+    for f in FUNCS:
+        cells = [cell(ours, f, o) for o in OURS] + [cell(theirs, f, t) for t in THEIRS]
+        print(f"| {f} | " + " | ".join(cells) + " |")
+    for smp in ["gp", "auto"]:
+        late = [statistics.mean(r["overhead_cpu_ms"][90:100]) for r in ours
+                if r["function"] == "levy" and r["sampler"] == smp and "overhead_cpu_ms" in r]
+        if late:
+            print(f"\nautoglm {smp}, levy (10 dimensions), mean CPU ms of trials 91-100 per seed: "
+                  f"median {statistics.median(late):.1f}, max {max(late):.1f} (n={len(late)})")
 
 
 if __name__ == "__main__":

@@ -51,6 +51,12 @@ impl From<f64> for Outcome {
     }
 }
 
+impl From<Vec<f64>> for Outcome {
+    fn from(v: Vec<f64>) -> Self {
+        Outcome::Values(v)
+    }
+}
+
 /// Why an objective did not return a value.
 #[derive(Debug, Clone, PartialEq)]
 pub enum TrialError {
@@ -406,15 +412,16 @@ impl Study {
         }
     }
 
-    /// Runs `n_trials` trials of a single-objective `objective`. An objective error or a
-    /// non-finite value fails that trial only; [`TrialError::Pruned`] prunes it.
+    /// Runs `n_trials` trials of `objective`, which returns an `f64` (one objective) or
+    /// a `Vec<f64>` (one value per direction). An objective error, a non-finite value or
+    /// a wrong number of values fails that trial only; [`TrialError::Pruned`] prunes it.
     ///
     /// # Errors
     /// Storage errors (objective failures are recorded, not returned).
-    pub fn optimize(
+    pub fn optimize<O: Into<Outcome>>(
         &mut self,
         n_trials: usize,
-        mut objective: impl FnMut(&mut Trial<'_>) -> std::result::Result<f64, TrialError>,
+        mut objective: impl FnMut(&mut Trial<'_>) -> std::result::Result<O, TrialError>,
     ) -> Result<OptimizeReport> {
         let mut report = OptimizeReport {
             stop_reason: StopReason::TrialBudget,
@@ -422,12 +429,18 @@ impl Study {
             pruned: 0,
             failed: 0,
         };
+        let n_obj = self.directions.len();
         for _ in 0..n_trials {
             let mut trial = self.ask()?;
             let number = trial.number();
             let result = objective(&mut trial);
-            let outcome = match result {
-                Ok(v) => Outcome::from(v),
+            let outcome = match result.map(Into::into) {
+                Ok(Outcome::Values(v)) if v.len() != n_obj => {
+                    let msg = format!("expected {n_obj} objective values, got {}", v.len());
+                    trial.set_user_attr("fail_reason", serde_json::Value::String(msg))?;
+                    Outcome::Failed
+                }
+                Ok(o) => o,
                 Err(TrialError::Pruned) => Outcome::Pruned,
                 Err(TrialError::Failed(msg)) => {
                     trial.set_user_attr("fail_reason", serde_json::Value::String(msg))?;

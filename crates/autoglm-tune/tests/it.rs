@@ -364,6 +364,28 @@ fn zdt1(study: &mut Study, n: usize) -> f64 {
     hypervolume(&study.best_trials().unwrap(), [1.1, 1.1])
 }
 
+#[test]
+fn optimize_runs_multi_objective_studies() {
+    let mut study = Study::new(&[Direction::Minimize, Direction::Maximize], Seed(3));
+    let report = study
+        .optimize(12, |t| {
+            let x = t.suggest_float("x", 0.0, 1.0, false)?;
+            if t.number() == 5 {
+                return Ok(vec![x]); // wrong number of values: this trial fails
+            }
+            Ok(vec![x, x * x])
+        })
+        .unwrap();
+    assert_eq!((report.completed, report.failed), (11, 1));
+    let trials = study.trials().unwrap();
+    assert!(trials[5].user_attrs["fail_reason"]
+        .as_str()
+        .unwrap()
+        .contains("expected 2 objective values"));
+    // Minimising x while maximising x² is a trade-off: every complete trial is optimal.
+    assert_eq!(study.best_trials().unwrap().len(), 11);
+}
+
 /// Hypervolume dominated by a 2-objective minimisation front, up to `r`.
 fn hypervolume(front: &[FrozenTrial], r: [f64; 2]) -> f64 {
     let mut pts: Vec<[f64; 2]> = front
