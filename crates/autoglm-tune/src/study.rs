@@ -244,6 +244,15 @@ impl Study {
     /// # Errors
     /// [`Error::UnknownTrial`] or [`Error::TrialFinished`].
     pub fn trial(&mut self, number: u64) -> Result<Trial<'_>> {
+        self.running(number)?;
+        Ok(Trial {
+            study: self,
+            number,
+        })
+    }
+
+    /// Trial `number`, which must be running.
+    fn running(&self, number: u64) -> Result<&FrozenTrial> {
         let t = self
             .storage
             .trials()
@@ -252,10 +261,7 @@ impl Study {
         if t.state != TrialState::Running {
             return Err(Error::TrialFinished(number));
         }
-        Ok(Trial {
-            study: self,
-            number,
-        })
+        Ok(t)
     }
 
     /// Starts a trial and suggests every active parameter of a predefined space, in
@@ -282,14 +288,7 @@ impl Study {
         distribution: Distribution,
     ) -> Result<ParamValue> {
         let d = distribution.validated(name)?;
-        let t = self
-            .storage
-            .trials()
-            .get(number as usize)
-            .ok_or(Error::UnknownTrial(number))?;
-        if t.state != TrialState::Running {
-            return Err(Error::TrialFinished(number));
-        }
+        let t = self.running(number)?;
         if let Some(old) = t.distributions.get(name) {
             if *old != d {
                 return Err(Error::IncompatibleDistribution {
