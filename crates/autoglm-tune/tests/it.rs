@@ -5,8 +5,9 @@ use std::process::Command;
 
 use autoglm_tune::{
     AutoSampler, Direction, Distribution, FrozenTrial, GpSampler, HyperbandPruner, MedianPruner,
-    Nsga2Sampler, Outcome, ParamValue, Params, Pruner, QmcSampler, RandomSampler, Sampler,
-    SearchSpace, Seed, Storage, Study, SuccessiveHalvingPruner, TpeSampler, TrialError, TrialState,
+    Nsga2Config, Nsga2Sampler, Outcome, ParamValue, Params, Pruner, QmcSampler, RandomSampler,
+    Sampler, SearchSpace, Seed, Storage, Study, SuccessiveHalvingPruner, TpeSampler, TrialError,
+    TrialState,
 };
 use proptest::prelude::*;
 
@@ -45,20 +46,31 @@ fn run(study: &mut Study, n: usize) -> Vec<Params> {
 
 #[test]
 fn same_seed_same_suggestions() {
-    for qmc in [false, true] {
-        let mk = |seed| {
-            let s = Study::minimize(Seed(seed));
-            if qmc {
-                s.with_sampler(QmcSampler::new(Seed(seed)))
-            } else {
-                s.with_sampler(RandomSampler::new(Seed(seed)))
-            }
-        };
-        let a = run(&mut mk(3), 40);
-        let b = run(&mut mk(3), 40);
-        let c = run(&mut mk(4), 40);
-        assert_eq!(a, b);
-        assert_ne!(a, c);
+    for kind in 0..6 {
+        let a = run(&mut study_with(kind, 3), 30);
+        let b = run(&mut study_with(kind, 3), 30);
+        let c = run(&mut study_with(kind, 4), 30);
+        assert_eq!(a, b, "sampler {kind}");
+        assert_ne!(a, c, "sampler {kind}");
+    }
+}
+
+/// A minimising study with sampler `kind`: random, QMC, TPE, GP, NSGA-II (population
+/// 8, so that breeding starts early) or auto.
+fn study_with(kind: usize, seed: u64) -> Study {
+    let s = Study::minimize(Seed(seed));
+    let seed = Seed(seed);
+    match kind {
+        0 => s.with_sampler(RandomSampler::new(seed)),
+        1 => s.with_sampler(QmcSampler::new(seed)),
+        2 => s.with_sampler(TpeSampler::new(seed)),
+        3 => s.with_sampler(GpSampler::new(seed)),
+        4 => {
+            let mut c = Nsga2Config::default();
+            c.population_size = 8;
+            s.with_sampler(Nsga2Sampler::with_config(seed, c))
+        }
+        _ => s.with_sampler(AutoSampler::new(seed, Some(30))),
     }
 }
 
@@ -453,7 +465,7 @@ proptest! {
         ilow in -50i64..50,
         iwidth in 0i64..100,
         istep in 1i64..7,
-        qmc in any::<bool>(),
+        kind in 0usize..6,
     ) {
         let dists = [
             Distribution::float(low, low + width),
@@ -463,11 +475,8 @@ proptest! {
             Distribution::int(ilow.abs() + 1, ilow.abs() + 1 + iwidth).log(),
             Distribution::categorical(["a", "b", "c"]),
         ];
-        let mut study = Study::minimize(Seed(seed));
-        if qmc {
-            study = study.with_sampler(QmcSampler::new(Seed(seed)));
-        }
-        for _ in 0..12 {
+        let mut study = study_with(kind, seed);
+        for i in 0..14 {
             let mut t = study.ask().unwrap();
             for (k, d) in dists.iter().enumerate() {
                 let v = t.suggest(&format!("p{k}"), d.clone()).unwrap();
@@ -475,7 +484,7 @@ proptest! {
                 prop_assert!(d.to_internal(&v).is_some(), "{v:?} not in {d:?}");
             }
             let n = t.number();
-            study.tell(n, 0.0).unwrap();
+            study.tell(n, f64::from(i % 5)).unwrap();
         }
     }
 }
