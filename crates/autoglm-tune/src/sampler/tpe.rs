@@ -617,8 +617,10 @@ mod tests {
             ["momentum"]
         );
         assert_eq!(names(group_of(&trials, "lr", &f("lr"))), ["lr"]);
-        let mut config = TpeConfig::default();
-        config.group = true;
+        let config = TpeConfig {
+            group: true,
+            ..TpeConfig::default()
+        };
         let mut tpe = TpeSampler::with_config(Seed(1), config);
         let mut all = trials.clone();
         all.push(FrozenTrial::new(30, TrialState::Running));
