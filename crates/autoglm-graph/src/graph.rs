@@ -1,0 +1,380 @@
+//! The graph: nodes computing one typed value each from earlier nodes' values.
+
+use std::collections::BTreeSet;
+use std::fmt;
+
+use petgraph::stable_graph::{NodeIndex, StableDiGraph};
+use petgraph::visit::{EdgeRef, IntoEdgeReferences, NodeIndexable};
+use petgraph::Direction;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::infer::infer;
+use crate::op::OpKind;
+use crate::types::{DType, TensorType};
+
+/// A node's identity; stable while other nodes are added or removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct NodeId(pub u32);
+
+impl fmt::Display for NodeId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "%{}", self.0)
+    }
+}
+
+impl NodeId {
+    fn index(self) -> NodeIndex<u32> {
+        NodeIndex::new(self.0 as usize)
+    }
+}
+
+/// A node: an op and the type of the value it computes.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Node {
+    /// What it computes.
+    pub op: OpKind,
+    /// The type of its value (inferred).
+    pub ty: TensorType,
+}
+
+/// A tensor graph. Edges run from an input to the node using it, weighted by the input
+/// slot; every node has one output value whose type is inferred when it is added.
+///
+/// # Examples
+/// ```
+/// use autoglm_graph::{BinaryOp, DType, Dim, Graph, OpKind, TensorType};
+/// # fn main() -> autoglm_graph::Result<()> {
+/// let mut g = Graph::new();
+/// let x = g.input("x", TensorType::new(DType::F32, [Dim::sym("batch"), Dim::Known(512)]))?;
+/// let w = g.parameter("w", TensorType::new(DType::F32, [512u64, 128]))?;
+/// let y = g.add(OpKind::MatMul, &[x, w])?;
+/// let s = g.add(OpKind::Unary { f: autoglm_graph::UnaryOp::Silu }, &[y])?;
+/// g.set_outputs(&[s])?;
+/// assert_eq!(g.node(s)?.ty.to_string(), "f32[batch,128]");
+/// g.verify()?;
+/// let again = autoglm_graph::Graph::from_json(&g.to_json())?;
+/// assert_eq!(again.to_json(), g.to_json());
+/// # let _ = BinaryOp::Add;
+/// # Ok(()) }
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct Graph {
+    g: StableDiGraph<Node, usize, u32>,
+    outputs: Vec<NodeId>,
+}
+
+/// The serialized form: nodes in topological order, inputs by position.
+#[derive(Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Repr {
+    nodes: Vec<NodeRepr>,
+    outputs: Vec<usize>,
+}
+
+/// One node: the op's fields (an unknown field is an error, reported by the op) and
+/// the positions of its inputs.
+#[derive(Serialize, Deserialize)]
+struct NodeRepr {
+    #[serde(flatten)]
+    op: OpKind,
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    inputs: Vec<usize>,
+}
+
+impl Graph {
+    /// An empty graph.
+    pub fn new() -> Self {
+        Graph::default()
+    }
+
+    /// Adds a node computing `op` from `inputs` (in slot order).
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`] for a missing input, [`Error::Type`] if the inputs do not
+    /// fit the op (the graph is unchanged).
+    pub fn add(&mut self, op: OpKind, inputs: &[NodeId]) -> Result<NodeId> {
+        let types = inputs
+            .iter()
+            .map(|&i| self.node(i).map(|n| &n.ty))
+            .collect::<Result<Vec<_>>>()?;
+        let ty = infer(&op, &types).map_err(|reason| Error::Type {
+            node: NodeId(self.g.node_bound() as u32),
+            op: op.name(),
+            reason,
+        })?;
+        let id = NodeId(self.g.add_node(Node { op, ty }).index() as u32);
+        for (slot, &i) in inputs.iter().enumerate() {
+            self.g.add_edge(i.index(), id.index(), slot);
+        }
+        Ok(id)
+    }
+
+    /// Adds a graph input.
+    ///
+    /// # Errors
+    /// As [`Graph::add`].
+    pub fn input(&mut self, name: &str, ty: TensorType) -> Result<NodeId> {
+        self.add(
+            OpKind::Input {
+                name: name.to_owned(),
+                ty,
+            },
+            &[],
+        )
+    }
+
+    /// Adds a parameter.
+    ///
+    /// # Errors
+    /// As [`Graph::add`].
+    pub fn parameter(&mut self, name: &str, ty: TensorType) -> Result<NodeId> {
+        self.add(
+            OpKind::Parameter {
+                name: name.to_owned(),
+                ty,
+            },
+            &[],
+        )
+    }
+
+    /// Adds a scalar constant.
+    ///
+    /// # Errors
+    /// As [`Graph::add`].
+    pub fn constant(&mut self, value: f64, dtype: DType) -> Result<NodeId> {
+        self.add(OpKind::Constant { value, dtype }, &[])
+    }
+
+    /// Sets the values the graph returns.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`].
+    pub fn set_outputs(&mut self, outputs: &[NodeId]) -> Result<()> {
+        for &o in outputs {
+            self.node(o)?;
+        }
+        self.outputs = outputs.to_vec();
+        Ok(())
+    }
+
+    /// The values the graph returns.
+    pub fn outputs(&self) -> &[NodeId] {
+        &self.outputs
+    }
+
+    /// A node.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`].
+    pub fn node(&self, id: NodeId) -> Result<&Node> {
+        self.g.node_weight(id.index()).ok_or(Error::UnknownNode(id))
+    }
+
+    /// The inputs of a node, in slot order.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`].
+    pub fn inputs(&self, id: NodeId) -> Result<Vec<NodeId>> {
+        self.node(id)?;
+        let mut e: Vec<(usize, NodeId)> = self
+            .g
+            .edges_directed(id.index(), Direction::Incoming)
+            .map(|e| (*e.weight(), NodeId(e.source().index() as u32)))
+            .collect();
+        e.sort_unstable();
+        Ok(e.into_iter().map(|(_, n)| n).collect())
+    }
+
+    /// The number of nodes.
+    pub fn node_count(&self) -> usize {
+        self.g.node_count()
+    }
+
+    /// Every node id, in increasing order.
+    pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
+        self.g.node_indices().map(|i| NodeId(i.index() as u32))
+    }
+
+    /// The nodes in an order where every node comes after its inputs (smallest id first
+    /// among the ready ones, so the order is deterministic).
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if the graph has a cycle.
+    pub fn topo_order(&self) -> Result<Vec<NodeId>> {
+        let mut indegree: std::collections::BTreeMap<NodeId, usize> = self
+            .node_ids()
+            .map(|n| {
+                (
+                    n,
+                    self.g
+                        .edges_directed(n.index(), Direction::Incoming)
+                        .count(),
+                )
+            })
+            .collect();
+        let mut ready: BTreeSet<NodeId> = indegree
+            .iter()
+            .filter(|(_, &d)| d == 0)
+            .map(|(&n, _)| n)
+            .collect();
+        let mut order = Vec::with_capacity(indegree.len());
+        while let Some(n) = ready.pop_first() {
+            order.push(n);
+            for e in self.g.edges_directed(n.index(), Direction::Outgoing) {
+                let m = NodeId(e.target().index() as u32);
+                let d = indegree.get_mut(&m).expect("targets are nodes");
+                *d -= 1;
+                if *d == 0 {
+                    ready.insert(m);
+                }
+            }
+        }
+        if order.len() != indegree.len() {
+            return Err(Error::Invalid(vec!["the graph has a cycle".into()]));
+        }
+        Ok(order)
+    }
+
+    /// Checks the whole graph and reports every problem: cycles, unknown outputs,
+    /// duplicate input or parameter names, and nodes whose recorded type is not what
+    /// their op infers from their inputs.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] listing the problems.
+    pub fn verify(&self) -> Result<()> {
+        let mut problems = Vec::new();
+        if let Err(Error::Invalid(p)) = self.topo_order() {
+            problems.extend(p);
+        }
+        for o in &self.outputs {
+            if self.node(*o).is_err() {
+                problems.push(format!("output {o} is not a node"));
+            }
+        }
+        let mut names = BTreeSet::new();
+        for id in self.node_ids() {
+            let node = self.node(id)?;
+            if let OpKind::Input { name, .. } | OpKind::Parameter { name, .. } = &node.op {
+                if !names.insert(name.clone()) {
+                    problems.push(format!("node {id}: the name '{name}' is used twice"));
+                }
+            }
+            let inputs = self.inputs(id)?;
+            let types: Vec<&TensorType> = inputs
+                .iter()
+                .map(|&i| &self.node(i).expect("edges join nodes").ty)
+                .collect();
+            match infer(&node.op, &types) {
+                Err(reason) => problems.push(format!("node {id} ({}): {reason}", node.op.name())),
+                Ok(ty) if ty != node.ty => problems.push(format!(
+                    "node {id} ({}): recorded type {} but its inputs give {ty}",
+                    node.op.name(),
+                    node.ty
+                )),
+                Ok(_) => {}
+            }
+        }
+        if problems.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::Invalid(problems))
+        }
+    }
+
+    /// The graph as JSON: nodes in topological order, each with its op's fields and the
+    /// positions of its inputs, then the output positions.
+    ///
+    /// # Panics
+    /// If the graph has a cycle (graphs built with [`Graph::add`] cannot).
+    pub fn to_json(&self) -> String {
+        let order = self.topo_order().expect("graphs built by add are acyclic");
+        let pos: std::collections::BTreeMap<NodeId, usize> =
+            order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        let repr = Repr {
+            nodes: order
+                .iter()
+                .map(|&n| NodeRepr {
+                    op: self.node(n).expect("listed").op.clone(),
+                    inputs: self
+                        .inputs(n)
+                        .expect("listed")
+                        .iter()
+                        .map(|i| pos[i])
+                        .collect(),
+                })
+                .collect(),
+            outputs: self.outputs.iter().map(|o| pos[o]).collect(),
+        };
+        serde_json::to_string_pretty(&repr).expect("graphs serialize")
+    }
+
+    /// Reads a graph written by [`Graph::to_json`], re-inferring every type.
+    ///
+    /// # Errors
+    /// [`Error::Json`] naming the line and column or the node position that is wrong,
+    /// [`Error::Type`] for inputs that do not fit an op.
+    pub fn from_json(text: &str) -> Result<Self> {
+        let repr: Repr = serde_json::from_str(text).map_err(|e| Error::Json(e.to_string()))?;
+        let mut g = Graph::new();
+        let mut ids = Vec::with_capacity(repr.nodes.len());
+        for (i, n) in repr.nodes.into_iter().enumerate() {
+            let inputs = n
+                .inputs
+                .iter()
+                .map(|&p| {
+                    ids.get(p).copied().ok_or_else(|| {
+                        Error::Json(format!("nodes[{i}]: input {p} is not an earlier node"))
+                    })
+                })
+                .collect::<Result<Vec<_>>>()?;
+            ids.push(g.add(n.op, &inputs)?);
+        }
+        let outputs = repr
+            .outputs
+            .iter()
+            .map(|&p| {
+                ids.get(p)
+                    .copied()
+                    .ok_or_else(|| Error::Json(format!("output {p} is not a node")))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        g.set_outputs(&outputs)?;
+        Ok(g)
+    }
+
+    /// The graph in Graphviz DOT: one box per node labelled with its op and type,
+    /// outputs doubly outlined.
+    pub fn to_dot(&self) -> String {
+        let mut s = String::from("digraph {\n  node [shape=box, fontname=monospace];\n");
+        for id in self.node_ids() {
+            let n = self.node(id).expect("listed");
+            let detail = match &n.op {
+                OpKind::Input { name, .. } | OpKind::Parameter { name, .. } => format!(" {name}"),
+                OpKind::Constant { value, .. } => format!(" {value}"),
+                _ => String::new(),
+            };
+            let periph = if self.outputs.contains(&id) {
+                ", peripheries=2"
+            } else {
+                ""
+            };
+            s += &format!(
+                "  n{} [label=\"{id} {}{}\\n{}\"{periph}];\n",
+                id.0,
+                n.op.name(),
+                detail.replace('"', "\\\""),
+                n.ty
+            );
+        }
+        for e in self.g.edge_references() {
+            s += &format!(
+                "  n{} -> n{} [label=\"{}\"];\n",
+                e.source().index(),
+                e.target().index(),
+                e.weight()
+            );
+        }
+        s + "}\n"
+    }
+}

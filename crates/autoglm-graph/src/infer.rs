@@ -1,0 +1,346 @@
+//! Type and shape inference for every built-in op.
+
+use crate::op::{OpKind, UnaryOp};
+use crate::types::{DType, Dim, Shape, TensorType};
+
+/// An axis (negative counts from the end) as an index into a rank-`rank` shape.
+fn axis(a: i64, rank: usize) -> Result<usize, String> {
+    let r = rank as i64;
+    let i = if a < 0 { a + r } else { a };
+    if (0..r).contains(&i) {
+        Ok(i as usize)
+    } else {
+        Err(format!("axis {a} is out of range for rank {rank}"))
+    }
+}
+
+/// NumPy broadcasting of two shapes (aligned on the right; a dimension of 1 stretches;
+/// symbolic dimensions must match by name).
+pub fn broadcast(a: &Shape, b: &Shape) -> Result<Shape, String> {
+    let n = a.len().max(b.len());
+    let one = Dim::Known(1);
+    let at = |s: &Shape, i: usize| -> Dim {
+        let pad = n - s.len();
+        if i < pad {
+            one.clone()
+        } else {
+            s[i - pad].clone()
+        }
+    };
+    (0..n)
+        .map(|i| {
+            let (x, y) = (at(a, i), at(b, i));
+            if x == y || y == one {
+                Ok(x)
+            } else if x == one {
+                Ok(y)
+            } else {
+                Err(format!(
+                    "shapes {a:?} and {b:?} do not broadcast (dimension {x} vs {y})"
+                ))
+            }
+        })
+        .collect()
+}
+
+fn same_dtype(types: &[&TensorType]) -> Result<DType, String> {
+    let d = types[0].dtype;
+    match types.iter().find(|t| t.dtype != d) {
+        Some(t) => Err(format!("element types differ: {d} and {}", t.dtype)),
+        None => Ok(d),
+    }
+}
+
+fn float(t: &TensorType, what: &str) -> Result<(), String> {
+    if t.dtype.is_float() {
+        Ok(())
+    } else {
+        Err(format!(
+            "{what} needs a floating-point input, got {}",
+            t.dtype
+        ))
+    }
+}
+
+/// Symbols and known-size product of a shape, for comparing element counts.
+fn volume(s: &Shape) -> (Vec<&str>, u64) {
+    let mut syms = Vec::new();
+    let mut known = 1u64;
+    for d in s {
+        match d {
+            Dim::Known(n) => known = known.saturating_mul(*n),
+            Dim::Sym(x) => syms.push(x.as_str()),
+        }
+    }
+    syms.sort_unstable();
+    (syms, known)
+}
+
+/// The output type of `op` applied to inputs of types `inputs`.
+///
+/// # Errors
+/// A message saying what does not fit (wrong input count, element types, ranks,
+/// dimensions or attributes).
+pub fn infer(op: &OpKind, inputs: &[&TensorType]) -> Result<TensorType, String> {
+    if let Some(n) = op.arity() {
+        if inputs.len() != n {
+            return Err(format!(
+                "{} takes {n} inputs, got {}",
+                op.name(),
+                inputs.len()
+            ));
+        }
+    } else if inputs.is_empty() {
+        return Err(format!("{} needs at least one input", op.name()));
+    }
+    match op {
+        OpKind::Input { ty, .. } | OpKind::Parameter { ty, .. } => Ok(ty.clone()),
+        OpKind::Constant { dtype, .. } => Ok(TensorType::new::<Dim>(*dtype, [])),
+        OpKind::Unary { f } => {
+            let x = inputs[0];
+            if *f != UnaryOp::Neg {
+                float(x, &op.name())?;
+            }
+            Ok(x.clone())
+        }
+        OpKind::Binary { .. } => Ok(TensorType {
+            dtype: same_dtype(inputs)?,
+            shape: broadcast(&inputs[0].shape, &inputs[1].shape)?,
+        }),
+        OpKind::MatMul => {
+            let (a, b) = (inputs[0], inputs[1]);
+            let dtype = same_dtype(inputs)?;
+            if a.rank() < 2 || b.rank() < 2 {
+                return Err(format!("matmul needs rank ≥ 2, got {a} and {b}"));
+            }
+            let (ra, rb) = (a.rank(), b.rank());
+            if a.shape[ra - 1] != b.shape[rb - 2] {
+                return Err(format!("matmul inner dimensions differ: {a} × {b}"));
+            }
+            let batch_a: Shape = a.shape[..ra - 2].iter().cloned().collect();
+            let batch_b: Shape = b.shape[..rb - 2].iter().cloned().collect();
+            let mut shape = broadcast(&batch_a, &batch_b)?;
+            shape.push(a.shape[ra - 2].clone());
+            shape.push(b.shape[rb - 1].clone());
+            Ok(TensorType { dtype, shape })
+        }
+        OpKind::Reduce {
+            axes, keep_dims, ..
+        } => {
+            let x = inputs[0];
+            let mut idx = axes
+                .iter()
+                .map(|&a| axis(a, x.rank()))
+                .collect::<Result<Vec<_>, _>>()?;
+            idx.sort_unstable();
+            if idx.windows(2).any(|w| w[0] == w[1]) {
+                return Err(format!("axes {axes:?} repeat an axis"));
+            }
+            let shape = x
+                .shape
+                .iter()
+                .enumerate()
+                .filter_map(|(i, d)| match (idx.contains(&i), keep_dims) {
+                    (false, _) => Some(d.clone()),
+                    (true, true) => Some(Dim::Known(1)),
+                    (true, false) => None,
+                })
+                .collect();
+            Ok(TensorType {
+                dtype: x.dtype,
+                shape,
+            })
+        }
+        OpKind::Softmax { axis: a } => {
+            float(inputs[0], "softmax")?;
+            axis(*a, inputs[0].rank())?;
+            Ok(inputs[0].clone())
+        }
+        OpKind::LayerNorm { .. } | OpKind::RmsNorm { .. } => {
+            let x = inputs[0];
+            float(x, &op.name())?;
+            same_dtype(inputs)?;
+            let Some(last) = x.shape.last() else {
+                return Err(format!("{} needs rank ≥ 1", op.name()));
+            };
+            for p in &inputs[1..] {
+                if p.shape.len() != 1 || &p.shape[0] != last {
+                    return Err(format!(
+                        "{}: scale/shift {p} must be [{last}] (the last dimension of {x})",
+                        op.name()
+                    ));
+                }
+            }
+            Ok(x.clone())
+        }
+        OpKind::Reshape { shape } => {
+            let x = inputs[0];
+            if volume(&x.shape) != volume(shape) {
+                return Err(format!(
+                    "reshape of {x} to {:?} changes the number of elements",
+                    shape.iter().map(ToString::to_string).collect::<Vec<_>>()
+                ));
+            }
+            Ok(TensorType {
+                dtype: x.dtype,
+                shape: shape.clone(),
+            })
+        }
+        OpKind::Permute { perm } => {
+            let x = inputs[0];
+            let mut seen = vec![false; x.rank()];
+            if perm.len() != x.rank()
+                || perm
+                    .iter()
+                    .any(|&p| p >= x.rank() || std::mem::replace(&mut seen[p], true))
+            {
+                return Err(format!(
+                    "{perm:?} is not a permutation of the {} axes of {x}",
+                    x.rank()
+                ));
+            }
+            Ok(TensorType {
+                dtype: x.dtype,
+                shape: perm.iter().map(|&p| x.shape[p].clone()).collect(),
+            })
+        }
+        OpKind::Concat { axis: a } => {
+            let dtype = same_dtype(inputs)?;
+            let first = inputs[0];
+            let ax = axis(*a, first.rank())?;
+            let mut total = 0u64;
+            for t in inputs {
+                if t.rank() != first.rank()
+                    || t.shape
+                        .iter()
+                        .zip(&first.shape)
+                        .enumerate()
+                        .any(|(i, (x, y))| i != ax && x != y)
+                {
+                    return Err(format!("concat inputs {first} and {t} differ off axis {a}"));
+                }
+                total += t.shape[ax].known().ok_or_else(|| {
+                    format!("concat axis {a} has the symbolic size {}", t.shape[ax])
+                })?;
+            }
+            let mut shape = first.shape.clone();
+            shape[ax] = Dim::Known(total);
+            Ok(TensorType { dtype, shape })
+        }
+        OpKind::Slice {
+            axis: a,
+            start,
+            end,
+        } => {
+            let x = inputs[0];
+            let ax = axis(*a, x.rank())?;
+            let size = x.shape[ax]
+                .known()
+                .ok_or_else(|| format!("slice axis {a} has the symbolic size {}", x.shape[ax]))?;
+            if start > end || *end > size {
+                return Err(format!("slice {start}..{end} is outside 0..{size} of {x}"));
+            }
+            let mut shape = x.shape.clone();
+            shape[ax] = Dim::Known(end - start);
+            Ok(TensorType {
+                dtype: x.dtype,
+                shape,
+            })
+        }
+        OpKind::Cast { to } => Ok(TensorType {
+            dtype: *to,
+            shape: inputs[0].shape.clone(),
+        }),
+        OpKind::Where => {
+            let (c, a, b) = (inputs[0], inputs[1], inputs[2]);
+            if c.dtype != DType::Bool {
+                return Err(format!("where needs a bool condition, got {c}"));
+            }
+            let dtype = same_dtype(&inputs[1..])?;
+            let shape = broadcast(&broadcast(&c.shape, &a.shape)?, &b.shape)?;
+            Ok(TensorType { dtype, shape })
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::op::{BinaryOp, ReduceOp};
+    use crate::types::shape;
+
+    fn t(dims: &[Dim]) -> TensorType {
+        TensorType {
+            dtype: DType::F32,
+            shape: dims.iter().cloned().collect(),
+        }
+    }
+
+    #[test]
+    fn broadcasting_with_symbols() {
+        let b = Dim::sym("batch");
+        let a = t(&[b.clone(), 1.into(), 8.into()]);
+        let c = t(&[4.into(), 1.into()]);
+        let add = OpKind::Binary { f: BinaryOp::Add };
+        assert_eq!(
+            infer(&add, &[&a, &c]).unwrap(),
+            t(&[b.clone(), 4.into(), 8.into()])
+        );
+        let bad = t(&[Dim::sym("seq"), 4.into(), 8.into()]);
+        let e = infer(&add, &[&a, &bad]).unwrap_err();
+        assert!(e.contains("do not broadcast"), "{e}");
+    }
+
+    #[test]
+    fn matmul_reduce_reshape_permute() {
+        let s = Dim::sym("s");
+        let x = t(&[2.into(), s.clone(), 64.into()]);
+        let w = t(&[64.into(), 128.into()]);
+        assert_eq!(
+            infer(&OpKind::MatMul, &[&x, &w]).unwrap(),
+            t(&[2.into(), s.clone(), 128.into()])
+        );
+        assert!(infer(&OpKind::MatMul, &[&w, &x])
+            .unwrap_err()
+            .contains("inner"));
+        let r = OpKind::Reduce {
+            f: ReduceOp::Mean,
+            axes: vec![-1],
+            keep_dims: true,
+        };
+        assert_eq!(
+            infer(&r, &[&x]).unwrap(),
+            t(&[2.into(), s.clone(), 1.into()])
+        );
+        let rs = OpKind::Reshape {
+            shape: shape([Dim::Known(2), s.clone(), 8.into(), 8.into()]),
+        };
+        assert_eq!(infer(&rs, &[&x]).unwrap().rank(), 4);
+        let bad = OpKind::Reshape {
+            shape: shape([Dim::Known(2), 64.into()]),
+        };
+        assert!(infer(&bad, &[&x])
+            .unwrap_err()
+            .contains("number of elements"));
+        let p = OpKind::Permute {
+            perm: vec![1, 0, 2],
+        };
+        assert_eq!(
+            infer(&p, &[&x]).unwrap(),
+            t(&[s.clone(), 2.into(), 64.into()])
+        );
+        assert!(infer(
+            &OpKind::Permute {
+                perm: vec![0, 0, 1]
+            },
+            &[&x]
+        )
+        .is_err());
+        let sl = OpKind::Slice {
+            axis: -1,
+            start: 0,
+            end: 32,
+        };
+        assert_eq!(infer(&sl, &[&x]).unwrap(), t(&[2.into(), s, 32.into()]));
+    }
+}

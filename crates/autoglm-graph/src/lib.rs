@@ -1,0 +1,15 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+mod error;
+pub mod fuzz;
+mod graph;
+mod infer;
+mod op;
+mod types;
+
+pub use error::{Error, Result};
+pub use graph::{Graph, Node, NodeId};
+pub use infer::{broadcast, infer};
+pub use op::{BinaryOp, OpKind, ReduceOp, UnaryOp};
+pub use types::{shape, DType, Dim, Shape, TensorType};

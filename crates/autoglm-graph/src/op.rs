@@ -1,0 +1,209 @@
+//! The built-in operations and their attributes.
+
+use std::fmt;
+
+use serde::{Deserialize, Serialize};
+
+use crate::types::{DType, Shape, TensorType};
+
+/// Elementwise functions of one input.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum UnaryOp {
+    /// −x.
+    Neg,
+    /// eˣ.
+    Exp,
+    /// ln x.
+    Log,
+    /// tanh x.
+    Tanh,
+    /// The error function.
+    Erf,
+    /// √x.
+    Sqrt,
+    /// 1/√x.
+    Rsqrt,
+    /// 1/x.
+    Recip,
+    /// max(x, 0).
+    Relu,
+    /// x·σ(x).
+    Silu,
+    /// x·Φ(x) (the erf form).
+    Gelu,
+    /// The tanh approximation of GELU.
+    GeluTanh,
+}
+
+/// Elementwise functions of two inputs, with broadcasting.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BinaryOp {
+    /// a + b.
+    Add,
+    /// a − b.
+    Sub,
+    /// a · b.
+    Mul,
+    /// a / b.
+    Div,
+    /// aᵇ.
+    Pow,
+    /// max(a, b).
+    Max,
+    /// min(a, b).
+    Min,
+}
+
+/// Reductions over axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ReduceOp {
+    /// Sum.
+    Sum,
+    /// Arithmetic mean.
+    Mean,
+    /// Maximum.
+    Max,
+    /// Minimum.
+    Min,
+}
+
+/// An operation: what a node computes from its inputs. Axes may be negative (counted
+/// from the last dimension).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+#[non_exhaustive]
+pub enum OpKind {
+    /// A graph input fed at run time.
+    Input {
+        /// Its name (unique among inputs).
+        name: String,
+        /// Its type.
+        ty: TensorType,
+    },
+    /// A trained parameter (weights), bound by name.
+    Parameter {
+        /// Its name (unique among parameters).
+        name: String,
+        /// Its type.
+        ty: TensorType,
+    },
+    /// A scalar constant (shape `[]`), broadcast by the ops that use it.
+    Constant {
+        /// The value.
+        value: f64,
+        /// Its element type.
+        dtype: DType,
+    },
+    /// An elementwise function.
+    Unary {
+        /// Which.
+        f: UnaryOp,
+    },
+    /// An elementwise function of two broadcast inputs.
+    Binary {
+        /// Which.
+        f: BinaryOp,
+    },
+    /// Batched matrix product `[..., m, k] × [..., k, n]`, batch dimensions broadcast.
+    MatMul,
+    /// A reduction.
+    Reduce {
+        /// Which.
+        f: ReduceOp,
+        /// Reduced axes.
+        axes: Vec<i64>,
+        /// Keep reduced axes as size 1.
+        keep_dims: bool,
+    },
+    /// Softmax along an axis.
+    Softmax {
+        /// The axis.
+        axis: i64,
+    },
+    /// Layer normalisation over the last axis: inputs `x`, `gamma`, `beta`.
+    LayerNorm {
+        /// Added to the variance.
+        eps: f64,
+    },
+    /// RMS normalisation over the last axis: inputs `x`, `gamma`.
+    RmsNorm {
+        /// Added to the mean square.
+        eps: f64,
+    },
+    /// The same elements in a new shape.
+    Reshape {
+        /// The new shape.
+        shape: Shape,
+    },
+    /// Axes reordered: output axis `i` is input axis `perm[i]`.
+    Permute {
+        /// The permutation.
+        perm: Vec<usize>,
+    },
+    /// Inputs joined along an axis.
+    Concat {
+        /// The axis.
+        axis: i64,
+    },
+    /// `start..end` along an axis.
+    Slice {
+        /// The axis.
+        axis: i64,
+        /// First index.
+        start: u64,
+        /// One past the last index.
+        end: u64,
+    },
+    /// Elements converted to another type.
+    Cast {
+        /// The new element type.
+        to: DType,
+    },
+    /// `cond ? a : b`, all three broadcast.
+    Where,
+}
+
+impl OpKind {
+    /// The number of inputs the op takes (`None`: one or more).
+    pub fn arity(&self) -> Option<usize> {
+        Some(match self {
+            OpKind::Input { .. } | OpKind::Parameter { .. } | OpKind::Constant { .. } => 0,
+            OpKind::Unary { .. }
+            | OpKind::Reduce { .. }
+            | OpKind::Softmax { .. }
+            | OpKind::Reshape { .. }
+            | OpKind::Permute { .. }
+            | OpKind::Slice { .. }
+            | OpKind::Cast { .. } => 1,
+            OpKind::Binary { .. } | OpKind::MatMul | OpKind::RmsNorm { .. } => 2,
+            OpKind::LayerNorm { .. } | OpKind::Where => 3,
+            OpKind::Concat { .. } => return None,
+        })
+    }
+
+    /// A short name for the op (`"add"`, `"matmul"`, …).
+    pub fn name(&self) -> String {
+        let lower = |v: &dyn fmt::Debug| format!("{v:?}").to_lowercase();
+        match self {
+            OpKind::Input { .. } => "input".into(),
+            OpKind::Parameter { .. } => "parameter".into(),
+            OpKind::Constant { .. } => "constant".into(),
+            OpKind::Unary { f } => lower(f),
+            OpKind::Binary { f } => lower(f),
+            OpKind::MatMul => "matmul".into(),
+            OpKind::Reduce { f, .. } => format!("reduce_{}", lower(f)),
+            OpKind::Softmax { .. } => "softmax".into(),
+            OpKind::LayerNorm { .. } => "layer_norm".into(),
+            OpKind::RmsNorm { .. } => "rms_norm".into(),
+            OpKind::Reshape { .. } => "reshape".into(),
+            OpKind::Permute { .. } => "permute".into(),
+            OpKind::Concat { .. } => "concat".into(),
+            OpKind::Slice { .. } => "slice".into(),
+            OpKind::Cast { .. } => "cast".into(),
+            OpKind::Where => "where".into(),
+        }
+    }
+}

@@ -1,0 +1,185 @@
+//! Integration tests of autoglm-graph through its public API.
+
+use autoglm_graph::{
+    BinaryOp, DType, Dim, Error, Graph, NodeId, OpKind, ReduceOp, TensorType, UnaryOp,
+};
+use proptest::prelude::*;
+
+/// A GLM-style pre-norm MLP: RMSNorm, two projections, SiLU gate, residual.
+fn mlp() -> (Graph, NodeId) {
+    let f = |dims: &[Dim]| TensorType {
+        dtype: DType::F32,
+        shape: dims.iter().cloned().collect(),
+    };
+    let (b, s) = (Dim::sym("batch"), Dim::sym("seq"));
+    let mut g = Graph::new();
+    let x = g
+        .input("x", f(&[b.clone(), s.clone(), 512.into()]))
+        .unwrap();
+    let gamma = g.parameter("norm.weight", f(&[512.into()])).unwrap();
+    let n = g.add(OpKind::RmsNorm { eps: 1e-5 }, &[x, gamma]).unwrap();
+    let w1 = g.parameter("w1", f(&[512.into(), 1408.into()])).unwrap();
+    let w3 = g.parameter("w3", f(&[512.into(), 1408.into()])).unwrap();
+    let w2 = g.parameter("w2", f(&[1408.into(), 512.into()])).unwrap();
+    let a = g.add(OpKind::MatMul, &[n, w1]).unwrap();
+    let gate = g.add(OpKind::Unary { f: UnaryOp::Silu }, &[a]).unwrap();
+    let up = g.add(OpKind::MatMul, &[n, w3]).unwrap();
+    let h = g
+        .add(OpKind::Binary { f: BinaryOp::Mul }, &[gate, up])
+        .unwrap();
+    let down = g.add(OpKind::MatMul, &[h, w2]).unwrap();
+    let out = g
+        .add(OpKind::Binary { f: BinaryOp::Add }, &[x, down])
+        .unwrap();
+    g.set_outputs(&[out]).unwrap();
+    (g, out)
+}
+
+#[test]
+fn a_glm_mlp_infers_and_verifies() {
+    let (g, out) = mlp();
+    assert_eq!(g.node(out).unwrap().ty.to_string(), "f32[batch,seq,512]");
+    g.verify().unwrap();
+    assert_eq!(g.node_count(), 12);
+    let order = g.topo_order().unwrap();
+    for id in g.node_ids() {
+        let at = |n: NodeId| order.iter().position(|&o| o == n).unwrap();
+        for i in g.inputs(id).unwrap() {
+            assert!(at(i) < at(id));
+        }
+    }
+}
+
+#[test]
+fn json_round_trips_and_errors_name_the_node() {
+    let (g, _) = mlp();
+    let json = g.to_json();
+    let back = Graph::from_json(&json).unwrap();
+    assert_eq!(back.to_json(), json);
+    back.verify().unwrap();
+    // An input that is not an earlier node.
+    let bad = json.replacen(
+        "\"inputs\": [\n        0,\n        1\n      ]",
+        "\"inputs\": [\n        0,\n        7\n      ]",
+        1,
+    );
+    assert_ne!(bad, json, "the fixture edit applies");
+    let e = Graph::from_json(&bad).unwrap_err().to_string();
+    assert!(
+        e.contains("nodes[2]") && e.contains("not an earlier node"),
+        "{e}"
+    );
+    // An unknown op field names line and column.
+    let e =
+        Graph::from_json(r#"{"nodes": [{"op": "softmax", "axis": 0, "axes": 1}], "outputs": []}"#)
+            .unwrap_err()
+            .to_string();
+    assert!(e.contains("axes") && e.contains("line 1"), "{e}");
+    // Inputs that do not fit the op name the node.
+    let e = Graph::from_json(
+        r#"{"nodes": [
+            {"op": "input", "name": "a", "ty": {"dtype": "f32", "shape": [2, 3]}},
+            {"op": "input", "name": "b", "ty": {"dtype": "f32", "shape": [4, 5]}},
+            {"op": "mat_mul", "inputs": [0, 1]}], "outputs": [2]}"#,
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            e,
+            Error::Type {
+                node: NodeId(2),
+                ..
+            }
+        ),
+        "{e}"
+    );
+}
+
+#[test]
+fn add_rejects_ill_typed_nodes_and_leaves_the_graph_unchanged() {
+    let (mut g, out) = mlp();
+    let before = g.node_count();
+    let e = g
+        .add(OpKind::Softmax { axis: 3 }, &[out])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("axis 3 is out of range for rank 3"), "{e}");
+    let i = g
+        .input("mask", TensorType::new(DType::Bool, [Dim::sym("seq")]))
+        .unwrap();
+    let e = g
+        .add(OpKind::Unary { f: UnaryOp::Exp }, &[i])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("floating-point"), "{e}");
+    assert_eq!(g.node_count(), before + 1);
+    assert!(g.add(OpKind::MatMul, &[NodeId(999), out]).is_err());
+}
+
+#[test]
+fn verifier_lists_every_problem() {
+    let mut g = Graph::new();
+    let t = TensorType::new(DType::F32, [4u64]);
+    let a = g.input("x", t.clone()).unwrap();
+    let b = g.parameter("x", t.clone()).unwrap();
+    let c = g.add(OpKind::Binary { f: BinaryOp::Add }, &[a, b]).unwrap();
+    g.set_outputs(&[c]).unwrap();
+    let Err(Error::Invalid(problems)) = g.verify() else {
+        panic!("duplicate names must be reported")
+    };
+    assert_eq!(problems.len(), 1, "{problems:?}");
+    assert!(problems[0].contains("'x' is used twice"));
+}
+
+#[test]
+fn dot_export_lists_nodes_and_edges() {
+    let (g, _) = mlp();
+    let dot = g.to_dot();
+    assert!(dot.starts_with("digraph {"));
+    assert_eq!(dot.matches(" -> ").count(), 13);
+    assert!(
+        dot.contains("rms_norm")
+            && dot.contains("f32[batch,seq,1408]")
+            && dot.contains("peripheries=2")
+    );
+}
+
+fn dim() -> impl Strategy<Value = Dim> {
+    prop_oneof![
+        (1u64..6).prop_map(Dim::Known),
+        prop::sample::select(vec!["b", "s"]).prop_map(Dim::sym),
+    ]
+}
+
+proptest! {
+    #[test]
+    fn broadcasting_is_symmetric_and_idempotent(
+        a in prop::collection::vec(dim(), 0..4),
+        b in prop::collection::vec(dim(), 0..4),
+    ) {
+        let (sa, sb) = (a.into_iter().collect(), b.into_iter().collect());
+        let ab = autoglm_graph::broadcast(&sa, &sb);
+        let ba = autoglm_graph::broadcast(&sb, &sa);
+        prop_assert_eq!(ab.is_ok(), ba.is_ok());
+        if let (Ok(x), Ok(y)) = (ab, ba) {
+            prop_assert_eq!(&x, &y);
+            prop_assert_eq!(autoglm_graph::broadcast(&x, &sa).unwrap(), x.clone());
+            prop_assert_eq!(x.len(), sa.len().max(sb.len()));
+        }
+    }
+
+    #[test]
+    fn reductions_drop_or_keep_axes(
+        dims in prop::collection::vec(dim(), 1..5),
+        axis in 0usize..5,
+        keep in any::<bool>(),
+    ) {
+        let t = TensorType { dtype: DType::F32, shape: dims.iter().cloned().collect() };
+        let op = OpKind::Reduce { f: ReduceOp::Sum, axes: vec![axis as i64], keep_dims: keep };
+        let r = autoglm_graph::infer(&op, &[&t]);
+        prop_assert_eq!(r.is_ok(), axis < dims.len());
+        if let Ok(out) = r {
+            prop_assert_eq!(out.rank(), if keep { dims.len() } else { dims.len() - 1 });
+        }
+    }
+}
