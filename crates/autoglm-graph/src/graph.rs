@@ -186,6 +186,137 @@ impl Graph {
         Ok(e.into_iter().map(|(_, n)| n).collect())
     }
 
+    /// The nodes that use `id`'s value, with the input slot, in id order.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`].
+    pub fn users(&self, id: NodeId) -> Result<Vec<(NodeId, usize)>> {
+        self.node(id)?;
+        let mut u: Vec<(NodeId, usize)> = self
+            .g
+            .edges_directed(id.index(), Direction::Outgoing)
+            .map(|e| (NodeId(e.target().index() as u32), *e.weight()))
+            .collect();
+        u.sort_unstable();
+        Ok(u)
+    }
+
+    /// Makes every user of `old` (and the graph outputs) use `new` instead; `old` stays,
+    /// unused, until [`Graph::eliminate_dead_code`] removes it.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`], or [`Error::Type`] if the two values' types differ, or if
+    /// `old` is an input of `new` (redirecting would make a cycle).
+    pub fn replace_uses(&mut self, old: NodeId, new: NodeId) -> Result<()> {
+        let (to, from) = (self.node(new)?.ty.clone(), self.node(old)?);
+        let problem = if from.ty != to {
+            Some(format!(
+                "{old} has type {} but its replacement {new} has {to}",
+                from.ty
+            ))
+        } else if self.depends_on(new, old) {
+            Some(format!("{new} depends on {old}, so it cannot replace it"))
+        } else {
+            None
+        };
+        if let Some(reason) = problem {
+            return Err(Error::Type {
+                node: old,
+                op: from.op.name(),
+                reason,
+            });
+        }
+        for (user, slot) in self.users(old)? {
+            let e = self
+                .g
+                .find_edge(old.index(), user.index())
+                .expect("users are joined by an edge");
+            self.g.remove_edge(e);
+            self.g.add_edge(new.index(), user.index(), slot);
+        }
+        for o in &mut self.outputs {
+            if *o == old {
+                *o = new;
+            }
+        }
+        Ok(())
+    }
+
+    /// Whether `a`'s value is computed from `b`'s (or `a` is `b`).
+    fn depends_on(&self, a: NodeId, b: NodeId) -> bool {
+        let mut stack = vec![a];
+        let mut seen = BTreeSet::new();
+        while let Some(n) = stack.pop() {
+            if n == b {
+                return true;
+            }
+            if seen.insert(n) {
+                stack.extend(
+                    self.g
+                        .edges_directed(n.index(), Direction::Incoming)
+                        .map(|e| NodeId(e.source().index() as u32)),
+                );
+            }
+        }
+        false
+    }
+
+    /// Removes the nodes the outputs do not depend on (graph inputs are kept: they are
+    /// part of the signature). Returns how many were removed.
+    pub fn eliminate_dead_code(&mut self) -> usize {
+        let mut live = BTreeSet::new();
+        let mut stack = self.outputs.clone();
+        while let Some(n) = stack.pop() {
+            if live.insert(n) {
+                stack.extend(
+                    self.g
+                        .edges_directed(n.index(), Direction::Incoming)
+                        .map(|e| NodeId(e.source().index() as u32)),
+                );
+            }
+        }
+        let dead: Vec<NodeId> = self
+            .node_ids()
+            .filter(|n| !live.contains(n))
+            .filter(|&n| !matches!(self.g[n.index()].op, OpKind::Input { .. }))
+            .collect();
+        for n in &dead {
+            self.g.remove_node(n.index());
+        }
+        dead.len()
+    }
+
+    /// Common-subexpression elimination: nodes with the same op, attributes and inputs
+    /// as an earlier node are replaced by it (inputs and parameters, which are named,
+    /// are never merged). Returns how many were merged; they become dead code.
+    pub fn eliminate_common_subexpressions(&mut self) -> usize {
+        let order = self.topo_order().expect("graphs built by add are acyclic");
+        let mut seen: std::collections::HashMap<(String, Vec<NodeId>), NodeId> =
+            std::collections::HashMap::new();
+        let mut merged = 0;
+        for n in order {
+            let node = &self.g[n.index()];
+            if matches!(node.op, OpKind::Input { .. } | OpKind::Parameter { .. }) {
+                continue;
+            }
+            let key = (
+                serde_json::to_string(&node.op).expect("ops serialize"),
+                self.inputs(n).expect("listed"),
+            );
+            match seen.get(&key) {
+                Some(&first) => {
+                    self.replace_uses(n, first)
+                        .expect("equal ops on equal inputs have equal types");
+                    merged += 1;
+                }
+                None => {
+                    seen.insert(key, n);
+                }
+            }
+        }
+        merged
+    }
+
     /// The number of nodes.
     pub fn node_count(&self) -> usize {
         self.g.node_count()

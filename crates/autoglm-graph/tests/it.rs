@@ -183,3 +183,60 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn cse_and_dce_merge_duplicates_and_drop_unused_nodes() {
+    let (mut g, out) = mlp();
+    let x = g.node_ids().next().unwrap();
+    // A duplicate of the first matmul chain and an unused branch.
+    let gamma = g.inputs(g.node_ids().nth(2).unwrap()).unwrap()[1];
+    let n2 = g.add(OpKind::RmsNorm { eps: 1e-5 }, &[x, gamma]).unwrap();
+    let unused = g.add(OpKind::Unary { f: UnaryOp::Exp }, &[n2]).unwrap();
+    let c1 = g.constant(2.0, DType::F32).unwrap();
+    let c2 = g.constant(2.0, DType::F32).unwrap();
+    let scaled = g
+        .add(OpKind::Binary { f: BinaryOp::Mul }, &[out, c1])
+        .unwrap();
+    let scaled2 = g
+        .add(OpKind::Binary { f: BinaryOp::Mul }, &[out, c2])
+        .unwrap();
+    let sum = g
+        .add(OpKind::Binary { f: BinaryOp::Add }, &[scaled, scaled2])
+        .unwrap();
+    g.set_outputs(&[sum]).unwrap();
+    let before = g.node_count();
+    // n2 duplicates the first norm; c2 duplicates c1, and then scaled2 duplicates scaled.
+    assert_eq!(g.eliminate_common_subexpressions(), 3);
+    assert_eq!(g.inputs(sum).unwrap(), [scaled, scaled]);
+    assert_eq!(g.users(n2).unwrap(), []);
+    // unused, the now-unused n2, c2 and scaled2 go; the input x stays.
+    assert_eq!(g.eliminate_dead_code(), 4);
+    assert_eq!(g.node_count(), before - 4);
+    assert!(g.node(unused).is_err());
+    g.verify().unwrap();
+    let json = g.to_json();
+    assert_eq!(Graph::from_json(&json).unwrap().to_json(), json);
+}
+
+#[test]
+fn replace_uses_checks_types_and_cycles() {
+    let (mut g, out) = mlp();
+    let x = g.node_ids().next().unwrap();
+    let e = g.add(OpKind::Unary { f: UnaryOp::Exp }, &[out]).unwrap();
+    // e depends on out: redirecting out's users to e would make a cycle.
+    assert!(g
+        .replace_uses(out, e)
+        .unwrap_err()
+        .to_string()
+        .contains("depends on"));
+    let gamma = g.inputs(g.node_ids().nth(2).unwrap()).unwrap()[1];
+    assert!(g
+        .replace_uses(x, gamma)
+        .unwrap_err()
+        .to_string()
+        .contains("type"));
+    let neg = g.add(OpKind::Unary { f: UnaryOp::Neg }, &[x]).unwrap();
+    let users_of_x = g.users(x).unwrap().len();
+    g.replace_uses(x, neg).unwrap_err(); // neg uses x: refused
+    assert_eq!(g.users(x).unwrap().len(), users_of_x);
+}
