@@ -247,6 +247,42 @@ pub fn infer(op: &OpKind, inputs: &[&TensorType]) -> Result<TensorType, String> 
                 shape,
             })
         }
+        OpKind::Gather { axis: a } => {
+            let (data, idx) = (inputs[0], inputs[1]);
+            if !matches!(idx.dtype, DType::I64 | DType::I32) {
+                return Err(format!("gather needs integer indices, got {idx}"));
+            }
+            let ax = axis(*a, data.rank())?;
+            let shape = data.shape[..ax]
+                .iter()
+                .chain(&idx.shape)
+                .chain(&data.shape[ax + 1..])
+                .cloned()
+                .collect();
+            Ok(TensorType {
+                dtype: data.dtype,
+                shape,
+            })
+        }
+        OpKind::RepeatInterleave { axis: a, repeats } => {
+            let x = inputs[0];
+            let ax = axis(*a, x.rank())?;
+            let size = x.shape[ax].known().ok_or_else(|| {
+                format!(
+                    "repeat_interleave axis {a} has the symbolic size {}",
+                    x.shape[ax]
+                )
+            })?;
+            if *repeats == 0 {
+                return Err("repeat_interleave needs repeats ≥ 1".into());
+            }
+            let mut shape = x.shape.clone();
+            shape[ax] = Dim::Known(size * repeats);
+            Ok(TensorType {
+                dtype: x.dtype,
+                shape,
+            })
+        }
         OpKind::Cast { to } => Ok(TensorType {
             dtype: *to,
             shape: inputs[0].shape.clone(),

@@ -157,6 +157,20 @@ pub enum OpKind {
         /// One past the last index.
         end: u64,
     },
+    /// Rows of the first input selected along an axis by the (integer) second input:
+    /// `out[..a, idx.., a+1..]` — an embedding lookup with `axis = 0`.
+    Gather {
+        /// The axis of the first input that the indices select along.
+        axis: i64,
+    },
+    /// Each slice along an axis repeated `repeats` times in place (`[a, b] → [a, a, b,
+    /// b]`), as grouped-query attention shares key/value heads.
+    RepeatInterleave {
+        /// The axis.
+        axis: i64,
+        /// Copies of each slice.
+        repeats: u64,
+    },
     /// Elements converted to another type.
     Cast {
         /// The new element type.
@@ -177,8 +191,12 @@ impl OpKind {
             | OpKind::Reshape { .. }
             | OpKind::Permute { .. }
             | OpKind::Slice { .. }
+            | OpKind::RepeatInterleave { .. }
             | OpKind::Cast { .. } => 1,
-            OpKind::Binary { .. } | OpKind::MatMul | OpKind::RmsNorm { .. } => 2,
+            OpKind::Binary { .. }
+            | OpKind::MatMul
+            | OpKind::RmsNorm { .. }
+            | OpKind::Gather { .. } => 2,
             OpKind::LayerNorm { .. } | OpKind::Where => 3,
             OpKind::Concat { .. } => return None,
         })
@@ -202,6 +220,8 @@ impl OpKind {
             OpKind::Permute { .. } => "permute".into(),
             OpKind::Concat { .. } => "concat".into(),
             OpKind::Slice { .. } => "slice".into(),
+            OpKind::Gather { .. } => "gather".into(),
+            OpKind::RepeatInterleave { .. } => "repeat_interleave".into(),
             OpKind::Cast { .. } => "cast".into(),
             OpKind::Where => "where".into(),
         }
