@@ -317,6 +317,48 @@ impl Graph {
         merged
     }
 
+    /// Constant folding: a unary, binary or cast node whose inputs are all scalar
+    /// constants becomes a constant (computed in f64, then rounded to f32 for f32
+    /// values). Left alone: f16/bf16 values (their rounding belongs to the kernels),
+    /// erf and the GELUs, non-finite results, and integer results that are not whole
+    /// numbers (an integer division that would truncate).
+    /// Returns how many nodes were folded; their old inputs may become dead code.
+    pub fn fold_constants(&mut self) -> usize {
+        let order = self.topo_order().expect("graphs built by add are acyclic");
+        let mut folded = 0;
+        for n in order {
+            let ins = self.inputs(n).expect("listed");
+            let consts: Option<Vec<f64>> = ins
+                .iter()
+                .map(|&i| match self.g[i.index()].op {
+                    OpKind::Constant { value, .. } => Some(value),
+                    _ => None,
+                })
+                .collect();
+            let Some(c) = consts.filter(|c| !c.is_empty()) else {
+                continue;
+            };
+            let node = &self.g[n.index()];
+            let Some(value) = fold(&node.op, &c) else {
+                continue;
+            };
+            let dtype = node.ty.dtype;
+            let value = match dtype {
+                DType::F64 => value,
+                DType::F32 => f64::from(value as f32),
+                DType::I64 | DType::I32 if value.fract() == 0.0 => value,
+                _ => continue,
+            };
+            let k = self
+                .add(OpKind::Constant { value, dtype }, &[])
+                .expect("scalar constants always type-check");
+            self.replace_uses(n, k)
+                .expect("a scalar constant replaces a scalar");
+            folded += 1;
+        }
+        folded
+    }
+
     /// The number of nodes.
     pub fn node_count(&self) -> usize {
         self.g.node_count()
@@ -508,4 +550,39 @@ impl Graph {
         }
         s + "}\n"
     }
+}
+
+/// The value of a foldable op on scalar inputs.
+fn fold(op: &OpKind, c: &[f64]) -> Option<f64> {
+    use crate::op::{BinaryOp as B, UnaryOp as U};
+    Some(match (op, c) {
+        (OpKind::Unary { f }, &[x]) => match f {
+            U::Neg => -x,
+            U::Exp => x.exp(),
+            U::Log => x.ln(),
+            U::Tanh => x.tanh(),
+            U::Sqrt => x.sqrt(),
+            U::Rsqrt => 1.0 / x.sqrt(),
+            U::Recip => 1.0 / x,
+            U::Relu => x.max(0.0),
+            U::Silu => x / (1.0 + (-x).exp()),
+            U::Erf | U::Gelu | U::GeluTanh => return None,
+        },
+        (OpKind::Binary { f }, &[a, b]) => match f {
+            B::Add => a + b,
+            B::Sub => a - b,
+            B::Mul => a * b,
+            B::Div => a / b,
+            B::Pow => a.powf(b),
+            B::Max => a.max(b),
+            B::Min => a.min(b),
+        },
+        (OpKind::Cast { to }, &[x]) => match to {
+            DType::Bool => f64::from(u8::from(x != 0.0)),
+            DType::I64 | DType::I32 => x.trunc(),
+            _ => x,
+        },
+        _ => return None,
+    })
+    .filter(|v| v.is_finite())
 }
