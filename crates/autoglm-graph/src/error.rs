@@ -24,6 +24,9 @@ pub enum Error {
     /// The graph failed verification; every problem is listed.
     #[error("the graph is invalid:\n{}", .0.join("\n"))]
     Invalid(Vec<String>),
+    /// A rewrite rule could not be parsed.
+    #[error("rule {0}")]
+    Rule(String),
     /// Serialized graph text could not be parsed.
     #[error("graph JSON: {0}")]
     Json(String),

@@ -156,7 +156,7 @@ pub fn infer(op: &OpKind, inputs: &[&TensorType]) -> Result<TensorType, String> 
             axis(*a, inputs[0].rank())?;
             Ok(inputs[0].clone())
         }
-        OpKind::LayerNorm { .. } | OpKind::RmsNorm { .. } => {
+        OpKind::LayerNorm { .. } | OpKind::RmsNorm { .. } | OpKind::FusedLayerNormGelu { .. } => {
             let x = inputs[0];
             float(x, &op.name())?;
             same_dtype(inputs)?;

@@ -6,10 +6,12 @@ pub mod fuzz;
 mod graph;
 mod infer;
 mod op;
+mod rules;
 mod types;
 
 pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId};
 pub use infer::{broadcast, infer};
 pub use op::{BinaryOp, OpKind, ReduceOp, UnaryOp};
+pub use rules::{apply_rules, builtin_rules, AnyKernel, KernelSupport, Pattern, Report, Rule};
 pub use types::{shape, DType, Dim, Shape, TensorType};

@@ -128,6 +128,11 @@ pub enum OpKind {
         /// Added to the variance.
         eps: f64,
     },
+    /// `gelu(layer_norm(x, gamma, beta))` in one pass (the erf GELU).
+    FusedLayerNormGelu {
+        /// Added to the variance.
+        eps: f64,
+    },
     /// RMS normalisation over the last axis: inputs `x`, `gamma`.
     RmsNorm {
         /// Added to the mean square.
@@ -197,7 +202,7 @@ impl OpKind {
             | OpKind::MatMul
             | OpKind::RmsNorm { .. }
             | OpKind::Gather { .. } => 2,
-            OpKind::LayerNorm { .. } | OpKind::Where => 3,
+            OpKind::LayerNorm { .. } | OpKind::FusedLayerNormGelu { .. } | OpKind::Where => 3,
             OpKind::Concat { .. } => return None,
         })
     }
@@ -215,6 +220,7 @@ impl OpKind {
             OpKind::Reduce { f, .. } => format!("reduce_{}", lower(f)),
             OpKind::Softmax { .. } => "softmax".into(),
             OpKind::LayerNorm { .. } => "layer_norm".into(),
+            OpKind::FusedLayerNormGelu { .. } => "fused_layer_norm_gelu".into(),
             OpKind::RmsNorm { .. } => "rms_norm".into(),
             OpKind::Reshape { .. } => "reshape".into(),
             OpKind::Permute { .. } => "permute".into(),
@@ -225,5 +231,65 @@ impl OpKind {
             OpKind::Cast { .. } => "cast".into(),
             OpKind::Where => "where".into(),
         }
+    }
+}
+
+impl OpKind {
+    /// The op's scalar attributes, in the order rule patterns list them after the
+    /// inputs (`eps` of the norms, `axis` of softmax); `None` for ops whose attributes
+    /// are lists or types, which rules cannot mention.
+    pub fn scalar_attrs(&self) -> Option<Vec<f64>> {
+        Some(match self {
+            OpKind::Unary { .. } | OpKind::Binary { .. } | OpKind::MatMul | OpKind::Where => {
+                vec![]
+            }
+            OpKind::LayerNorm { eps }
+            | OpKind::RmsNorm { eps }
+            | OpKind::FusedLayerNormGelu { eps } => vec![*eps],
+            OpKind::Softmax { axis } => vec![*axis as f64],
+            _ => return None,
+        })
+    }
+
+    /// The op called `name` (as [`OpKind::name`] gives it) with scalar attributes
+    /// `attrs`, for ops rules can build.
+    pub fn from_name(name: &str, attrs: &[f64]) -> Option<OpKind> {
+        use BinaryOp as B;
+        use UnaryOp as U;
+        let unary = [
+            U::Neg,
+            U::Exp,
+            U::Log,
+            U::Tanh,
+            U::Erf,
+            U::Sqrt,
+            U::Rsqrt,
+            U::Recip,
+            U::Relu,
+            U::Silu,
+            U::Gelu,
+            U::GeluTanh,
+        ];
+        let binary = [B::Add, B::Sub, B::Mul, B::Div, B::Pow, B::Max, B::Min];
+        let op = match (name, attrs) {
+            ("matmul", []) => OpKind::MatMul,
+            ("where", []) => OpKind::Where,
+            ("layer_norm", &[eps]) => OpKind::LayerNorm { eps },
+            ("rms_norm", &[eps]) => OpKind::RmsNorm { eps },
+            ("fused_layer_norm_gelu", &[eps]) => OpKind::FusedLayerNormGelu { eps },
+            ("softmax", &[axis]) if axis.fract() == 0.0 => OpKind::Softmax { axis: axis as i64 },
+            (n, []) => {
+                if let Some(&f) = unary.iter().find(|f| OpKind::Unary { f: **f }.name() == n) {
+                    OpKind::Unary { f }
+                } else {
+                    let &f = binary
+                        .iter()
+                        .find(|f| OpKind::Binary { f: **f }.name() == n)?;
+                    OpKind::Binary { f }
+                }
+            }
+            _ => return None,
+        };
+        Some(op)
     }
 }

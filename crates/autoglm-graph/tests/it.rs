@@ -459,3 +459,116 @@ fn scalar_constants_fold() {
     h.set_outputs(&[q]).unwrap();
     assert_eq!(h.fold_constants(), 0);
 }
+
+mod rules {
+    use super::*;
+    use autoglm_graph::{apply_rules, builtin_rules, AnyKernel, KernelSupport, Rule};
+
+    fn ln_gelu() -> (Graph, NodeId) {
+        let mut g = Graph::new();
+        let t = |d: &[u64]| TensorType::new(DType::F32, d.iter().copied());
+        let x = g
+            .input(
+                "x",
+                TensorType::new(DType::F32, [Dim::sym("rows"), Dim::Known(64)]),
+            )
+            .unwrap();
+        let gm = g.parameter("g", t(&[64])).unwrap();
+        let bt = g.parameter("b", t(&[64])).unwrap();
+        let ln = g
+            .add(OpKind::LayerNorm { eps: 1e-5 }, &[x, gm, bt])
+            .unwrap();
+        let y = g.add(OpKind::Unary { f: UnaryOp::Gelu }, &[ln]).unwrap();
+        let z = g.add(OpKind::Unary { f: UnaryOp::Tanh }, &[y]).unwrap();
+        g.set_outputs(&[z]).unwrap();
+        (g, ln)
+    }
+
+    #[test]
+    fn layer_norm_gelu_fuses() {
+        let (mut g, _) = ln_gelu();
+        let report = apply_rules(&mut g, &builtin_rules(), &AnyKernel, 10).unwrap();
+        assert_eq!(report.fired["fuse_layer_norm_gelu"], 1);
+        assert_eq!(report.passes, 2);
+        assert!(!report.hit_limit);
+        g.verify().unwrap();
+        let names: Vec<String> = g.node_ids().map(|n| g.node(n).unwrap().op.name()).collect();
+        assert!(
+            names.contains(&"fused_layer_norm_gelu".to_owned()),
+            "{names:?}"
+        );
+        assert!(
+            !names.iter().any(|n| n == "layer_norm" || n == "gelu"),
+            "{names:?}"
+        );
+        let fused = g
+            .node_ids()
+            .find(|&n| g.node(n).unwrap().op.name() == "fused_layer_norm_gelu")
+            .unwrap();
+        assert_eq!(
+            g.node(fused).unwrap().op,
+            OpKind::FusedLayerNormGelu { eps: 1e-5 }
+        );
+        assert_eq!(g.node(fused).unwrap().ty.to_string(), "f32[rows,64]");
+    }
+
+    #[test]
+    fn rules_respect_kernel_support_and_shared_inner_nodes() {
+        struct NoFused;
+        impl KernelSupport for NoFused {
+            fn supports(&self, op: &OpKind, _: DType) -> bool {
+                !matches!(op, OpKind::FusedLayerNormGelu { .. })
+            }
+        }
+        let (mut g, _) = ln_gelu();
+        let r = apply_rules(&mut g, &builtin_rules(), &NoFused, 10).unwrap();
+        assert!(r.fired.is_empty());
+        // The LayerNorm result is also an output: fusing would compute it twice.
+        let (mut g, ln) = ln_gelu();
+        let mut outs = g.outputs().to_vec();
+        outs.push(ln);
+        g.set_outputs(&outs).unwrap();
+        let r = apply_rules(&mut g, &builtin_rules(), &AnyKernel, 10).unwrap();
+        assert!(r.fired.is_empty(), "{r:?}");
+    }
+
+    #[test]
+    fn user_rules_with_attributes_and_errors() {
+        // Attribute literals must match; variables bind them.
+        let r = Rule::parse(
+            "(gelu (layer_norm ?x ?g ?b 0.001)) => (fused_layer_norm_gelu ?x ?g ?b 0.001)",
+        )
+        .unwrap();
+        let (mut g, _) = ln_gelu();
+        assert!(apply_rules(&mut g, &[r], &AnyKernel, 10)
+            .unwrap()
+            .fired
+            .is_empty());
+        // exp(log x) => x.
+        let r = Rule::parse("exp_log: (exp (log ?x)) => ?x").unwrap();
+        let mut g = Graph::new();
+        let x = g.input("x", TensorType::new(DType::F32, [4u64])).unwrap();
+        let l = g.add(OpKind::Unary { f: UnaryOp::Log }, &[x]).unwrap();
+        let e = g.add(OpKind::Unary { f: UnaryOp::Exp }, &[l]).unwrap();
+        let s = g.add(OpKind::Binary { f: BinaryOp::Add }, &[e, x]).unwrap();
+        g.set_outputs(&[s]).unwrap();
+        let rep = apply_rules(&mut g, &[r], &AnyKernel, 10).unwrap();
+        assert_eq!(rep.fired["exp_log"], 1);
+        assert_eq!(g.inputs(s).unwrap(), [x, x]);
+        assert_eq!(g.node_count(), 2);
+        for (text, msg) in [
+            ("(gelu ?x) => (frob ?x)", "unknown op 'frob'"),
+            ("(gelu ?x ?y) => ?x", "takes 1 inputs and 0 attributes"),
+            ("(gelu ?x) => ?y", "?y is not bound"),
+            ("?x => (gelu ?x)", "left side must be an op"),
+            ("(gelu ?x)", "'lhs => rhs'"),
+            ("(gelu (exp ?x) => ?x", "not closed"),
+        ] {
+            let e = Rule::parse(text).unwrap_err().to_string();
+            assert!(e.contains(msg), "{text}: {e}");
+        }
+        let e =
+            Rule::parse_set("# ok\n(exp (log ?x)) => ?x\n\n(gelu ?x) => (frob ?x)\n").unwrap_err();
+        assert!(e.to_string().contains("line 4"), "{e}");
+    }
+}
