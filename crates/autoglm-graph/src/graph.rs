@@ -27,6 +27,10 @@ impl NodeId {
     fn index(self) -> NodeIndex<u32> {
         NodeIndex::new(self.0 as usize)
     }
+
+    fn of(i: NodeIndex<u32>) -> NodeId {
+        NodeId(i.index() as u32)
+    }
 }
 
 /// A node: an op and the type of the value it computes.
@@ -103,7 +107,7 @@ impl Graph {
             op: op.name(),
             reason,
         })?;
-        let id = NodeId(self.g.add_node(Node { op, ty }).index() as u32);
+        let id = NodeId::of(self.g.add_node(Node { op, ty }));
         for (slot, &i) in inputs.iter().enumerate() {
             self.g.add_edge(i.index(), id.index(), slot);
         }
@@ -180,7 +184,7 @@ impl Graph {
         let mut e: Vec<(usize, NodeId)> = self
             .g
             .edges_directed(id.index(), Direction::Incoming)
-            .map(|e| (*e.weight(), NodeId(e.source().index() as u32)))
+            .map(|e| (*e.weight(), NodeId::of(e.source())))
             .collect();
         e.sort_unstable();
         Ok(e.into_iter().map(|(_, n)| n).collect())
@@ -195,7 +199,7 @@ impl Graph {
         let mut u: Vec<(NodeId, usize)> = self
             .g
             .edges_directed(id.index(), Direction::Outgoing)
-            .map(|e| (NodeId(e.target().index() as u32), *e.weight()))
+            .map(|e| (NodeId::of(e.target()), *e.weight()))
             .collect();
         u.sort_unstable();
         Ok(u)
@@ -244,37 +248,28 @@ impl Graph {
 
     /// Whether `a`'s value is computed from `b`'s (or `a` is `b`).
     fn depends_on(&self, a: NodeId, b: NodeId) -> bool {
-        let mut stack = vec![a];
+        self.ancestors(vec![a]).contains(&b)
+    }
+
+    /// `roots` and every node their values are computed from.
+    fn ancestors(&self, mut stack: Vec<NodeId>) -> BTreeSet<NodeId> {
         let mut seen = BTreeSet::new();
         while let Some(n) = stack.pop() {
-            if n == b {
-                return true;
-            }
             if seen.insert(n) {
                 stack.extend(
                     self.g
                         .edges_directed(n.index(), Direction::Incoming)
-                        .map(|e| NodeId(e.source().index() as u32)),
+                        .map(|e| NodeId::of(e.source())),
                 );
             }
         }
-        false
+        seen
     }
 
     /// Removes the nodes the outputs do not depend on (graph inputs are kept: they are
     /// part of the signature). Returns how many were removed.
     pub fn eliminate_dead_code(&mut self) -> usize {
-        let mut live = BTreeSet::new();
-        let mut stack = self.outputs.clone();
-        while let Some(n) = stack.pop() {
-            if live.insert(n) {
-                stack.extend(
-                    self.g
-                        .edges_directed(n.index(), Direction::Incoming)
-                        .map(|e| NodeId(e.source().index() as u32)),
-                );
-            }
-        }
+        let live = self.ancestors(self.outputs.clone());
         let dead: Vec<NodeId> = self
             .node_ids()
             .filter(|n| !live.contains(n))
@@ -366,7 +361,7 @@ impl Graph {
 
     /// Every node id, in increasing order.
     pub fn node_ids(&self) -> impl Iterator<Item = NodeId> + '_ {
-        self.g.node_indices().map(|i| NodeId(i.index() as u32))
+        self.g.node_indices().map(NodeId::of)
     }
 
     /// The nodes in an order where every node comes after its inputs (smallest id first
@@ -395,7 +390,7 @@ impl Graph {
         while let Some(n) = ready.pop_first() {
             order.push(n);
             for e in self.g.edges_directed(n.index(), Direction::Outgoing) {
-                let m = NodeId(e.target().index() as u32);
+                let m = NodeId::of(e.target());
                 let d = indegree.get_mut(&m).expect("targets are nodes");
                 *d -= 1;
                 if *d == 0 {
