@@ -956,13 +956,11 @@ impl Sampler for GpSampler {
             .trials
             .iter()
             .filter(|t| t.state == TrialState::Complete)
-            .filter(|t| space.iter().all(|(k, d)| t.distributions.get(k) == Some(d)))
+            .filter(|t| super::covers(t, space))
             .collect();
         if space.is_empty() || complete.len() < self.config.n_startup_trials {
             return BTreeMap::new();
         }
-        let dists: Vec<&Distribution> = space.values().collect();
-        let names: Vec<&String> = space.keys().collect();
         let (dims, x) = design(space, &complete);
         let raw_y = self.scalarized(&complete, ctx.directions);
         let mut yv = standardize(&raw_y);
@@ -990,7 +988,7 @@ impl Sampler for GpSampler {
             .trials
             .iter()
             .filter(|t| t.state == TrialState::Running && t.number != ctx.number)
-            .filter(|t| space.iter().all(|(k, d)| t.distributions.get(k) == Some(d)))
+            .filter(|t| super::covers(t, space))
             .collect();
         let mut believed_best = f64::NEG_INFINITY;
         if !running.is_empty() {
@@ -1092,9 +1090,8 @@ impl Sampler for GpSampler {
         let Some((_, p)) = best else {
             return BTreeMap::new();
         };
-        names
+        space
             .iter()
-            .zip(&dists)
             .zip(&dims)
             .zip(&p)
             .map(|(((n, d), dim), &v)| {
@@ -1102,7 +1099,7 @@ impl Sampler for GpSampler {
                     Dim::Cat(_) => v,
                     _ => d.from_unit(v),
                 };
-                ((*n).clone(), internal)
+                (n.clone(), internal)
             })
             .collect()
     }

@@ -27,6 +27,13 @@ use crate::space::Distribution;
 use crate::study::Direction;
 use crate::trial::FrozenTrial;
 
+/// Whether `trial` has every parameter of `space`, drawn from the same distribution.
+fn covers(trial: &FrozenTrial, space: &BTreeMap<String, Distribution>) -> bool {
+    space
+        .iter()
+        .all(|(k, d)| trial.distributions.get(k) == Some(d))
+}
+
 /// What a sampler sees of the study.
 #[derive(Debug, Clone, Copy)]
 pub struct SamplerContext<'a> {

@@ -87,7 +87,7 @@ impl Sampler for Nsga2Sampler {
             .trials
             .iter()
             .filter(|t| t.state == TrialState::Complete && t.number < limit)
-            .filter(|t| space.iter().all(|(k, d)| t.distributions.get(k) == Some(d)))
+            .filter(|t| super::covers(t, space))
             .collect();
         if complete.len() < 2 {
             return BTreeMap::new();
