@@ -1,13 +1,15 @@
 //! The graph: nodes computing one typed value each from earlier nodes' values.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::fmt;
+use std::sync::Arc;
 
 use petgraph::stable_graph::{NodeIndex, StableDiGraph};
 use petgraph::visit::{EdgeRef, IntoEdgeReferences, NodeIndexable};
 use petgraph::Direction;
 use serde::{Deserialize, Serialize};
 
+use crate::custom::OpDef;
 use crate::error::{Error, Result};
 use crate::infer::infer;
 use crate::op::OpKind;
@@ -66,6 +68,7 @@ pub struct Node {
 pub struct Graph {
     g: StableDiGraph<Node, usize, u32>,
     outputs: Vec<NodeId>,
+    custom: BTreeMap<String, Arc<dyn OpDef>>,
 }
 
 /// The serialized form: nodes in topological order, inputs by position.
@@ -102,7 +105,7 @@ impl Graph {
             .iter()
             .map(|&i| self.node(i).map(|n| &n.ty))
             .collect::<Result<Vec<_>>>()?;
-        let ty = infer(&op, &types).map_err(|reason| Error::Type {
+        let ty = self.infer(&op, &types).map_err(|reason| Error::Type {
             node: NodeId(self.g.node_bound() as u32),
             op: op.name(),
             reason,
@@ -112,6 +115,67 @@ impl Graph {
             self.g.add_edge(i.index(), id.index(), slot);
         }
         Ok(id)
+    }
+
+    /// The output type of `op` on inputs of types `types`: [`infer`] for built-in ops,
+    /// the registered [`OpDef`] for custom ones.
+    ///
+    /// # Errors
+    /// What does not fit, or an unregistered custom op.
+    pub fn infer(
+        &self,
+        op: &OpKind,
+        types: &[&TensorType],
+    ) -> std::result::Result<TensorType, String> {
+        let OpKind::Custom { name, attrs } = op else {
+            return infer(op, types);
+        };
+        let def = self.custom.get(name).ok_or_else(|| {
+            format!("custom op '{name}' is not registered with the graph (Graph::register_op)")
+        })?;
+        match def.arity() {
+            Some(n) if types.len() != n => {
+                Err(format!("{name} takes {n} inputs, got {}", types.len()))
+            }
+            None if types.is_empty() => Err(format!("{name} needs at least one input")),
+            _ => def.infer(attrs, types),
+        }
+    }
+
+    /// Registers a user-defined op so nodes can use it as [`OpKind::Custom`]; a
+    /// definition with the same name is replaced.
+    pub fn register_op(&mut self, def: Arc<dyn OpDef>) {
+        self.custom.insert(def.name().to_owned(), def);
+    }
+
+    /// The registered definition of the custom op `name`.
+    pub fn custom_op(&self, name: &str) -> Option<&Arc<dyn OpDef>> {
+        self.custom.get(name)
+    }
+
+    /// Replaces every custom op that has a decomposition by its built-in form (for
+    /// targets without a kernel for it). Returns how many were replaced.
+    ///
+    /// # Errors
+    /// An error from a decomposition, or [`Error::Type`] if a decomposition's result
+    /// does not have the custom op's type.
+    pub fn decompose_custom_ops(&mut self) -> Result<usize> {
+        let mut done = 0;
+        for n in self.topo_order()? {
+            let OpKind::Custom { name, attrs } = self.node(n)?.op.clone() else {
+                continue;
+            };
+            let Some(def) = self.custom.get(&name).cloned() else {
+                continue;
+            };
+            let inputs = self.inputs(n)?;
+            if let Some(new) = def.decompose(self, &attrs, &inputs) {
+                self.replace_uses(n, new?)?;
+                done += 1;
+            }
+        }
+        self.eliminate_dead_code();
+        Ok(done)
     }
 
     /// Adds a graph input.
@@ -433,7 +497,7 @@ impl Graph {
                 .iter()
                 .map(|&i| &self.node(i).expect("edges join nodes").ty)
                 .collect();
-            match infer(&node.op, &types) {
+            match self.infer(&node.op, &types) {
                 Err(reason) => problems.push(format!("node {id} ({}): {reason}", node.op.name())),
                 Ok(ty) if ty != node.ty => problems.push(format!(
                     "node {id} ({}): recorded type {} but its inputs give {ty}",
@@ -483,8 +547,19 @@ impl Graph {
     /// [`Error::Json`] naming the line and column or the node position that is wrong,
     /// [`Error::Type`] for inputs that do not fit an op.
     pub fn from_json(text: &str) -> Result<Self> {
+        Graph::from_json_with_ops(text, &[])
+    }
+
+    /// [`Graph::from_json`] for graphs using custom ops: `ops` are registered first.
+    ///
+    /// # Errors
+    /// As [`Graph::from_json`]; a custom op not in `ops` is a type error naming it.
+    pub fn from_json_with_ops(text: &str, ops: &[Arc<dyn OpDef>]) -> Result<Self> {
         let repr: Repr = serde_json::from_str(text).map_err(|e| Error::Json(e.to_string()))?;
         let mut g = Graph::new();
+        for op in ops {
+            g.register_op(op.clone());
+        }
         let mut ids = Vec::with_capacity(repr.nodes.len());
         for (i, n) in repr.nodes.into_iter().enumerate() {
             let inputs = n
@@ -561,6 +636,7 @@ fn fold(op: &OpKind, c: &[f64]) -> Option<f64> {
             U::Recip => 1.0 / x,
             U::Relu => x.max(0.0),
             U::Silu => x / (1.0 + (-x).exp()),
+            U::Sigmoid => 1.0 / (1.0 + (-x).exp()),
             U::Erf | U::Gelu | U::GeluTanh => return None,
         },
         (OpKind::Binary { f }, &[a, b]) => match f {

@@ -1,7 +1,7 @@
 //! Type and shape inference for every built-in op.
 
 use crate::op::{OpKind, UnaryOp};
-use crate::types::{DType, Dim, Shape, TensorType};
+use crate::types::{shape, DType, Dim, Shape, TensorType};
 
 /// An axis (negative counts from the end) as an index into a rank-`rank` shape.
 fn axis(a: i64, rank: usize) -> Result<usize, String> {
@@ -296,6 +296,103 @@ pub fn infer(op: &OpKind, inputs: &[&TensorType]) -> Result<TensorType, String> 
             let shape = broadcast(&broadcast(&c.shape, &a.shape)?, &b.shape)?;
             Ok(TensorType { dtype, shape })
         }
+        OpKind::Linear => {
+            let (x, w, b) = (inputs[0], inputs[1], inputs[2]);
+            let dtype = same_dtype(inputs)?;
+            if x.rank() < 1 || w.rank() != 2 || b.rank() != 1 {
+                return Err(format!(
+                    "linear needs x [..., k], w [k, n], b [n]; got {x}, {w}, {b}"
+                ));
+            }
+            if x.shape[x.rank() - 1] != w.shape[0] || w.shape[1] != b.shape[0] {
+                return Err(format!("linear dimensions differ: {x} · {w} + {b}"));
+            }
+            let mut shape = x.shape.clone();
+            *shape.last_mut().expect("rank ≥ 1") = w.shape[1].clone();
+            Ok(TensorType { dtype, shape })
+        }
+        OpKind::SwiGlu => {
+            float(inputs[0], "swiglu")?;
+            same_dtype(inputs)?;
+            if inputs[0].shape != inputs[1].shape {
+                return Err(format!(
+                    "swiglu needs equal shapes, got {} and {}",
+                    inputs[0], inputs[1]
+                ));
+            }
+            Ok(inputs[0].clone())
+        }
+        OpKind::Attention { .. } => {
+            let (q, kt, v, m) = (inputs[0], inputs[1], inputs[2], inputs[3]);
+            float(q, "attention")?;
+            let dtype = same_dtype(inputs)?;
+            let r = q.rank();
+            if r < 2 || kt.rank() != r || v.rank() != r {
+                return Err(format!(
+                    "attention needs q, kt, v of one rank ≥ 2; got {q}, {kt}, {v}"
+                ));
+            }
+            if q.shape[..r - 2] != kt.shape[..r - 2] || q.shape[..r - 2] != v.shape[..r - 2] {
+                return Err(format!("attention batch dimensions differ: {q}, {kt}, {v}"));
+            }
+            if q.shape[r - 1] != kt.shape[r - 2] || kt.shape[r - 1] != v.shape[r - 2] {
+                return Err(format!(
+                    "attention needs q [..,t,d], kt [..,d,s], v [..,s,e]; got {q}, {kt}, {v}"
+                ));
+            }
+            let mut scores = q.shape.clone();
+            scores[r - 1] = kt.shape[r - 1].clone();
+            if broadcast(&scores, &m.shape)? != scores {
+                return Err(format!(
+                    "attention mask {m} does not broadcast to the scores {scores:?}"
+                ));
+            }
+            let mut shape = q.shape.clone();
+            shape[r - 1] = v.shape[r - 1].clone();
+            Ok(TensorType { dtype, shape })
+        }
+        OpKind::Rope { rot } => {
+            let (x, cos, sin) = (inputs[0], inputs[1], inputs[2]);
+            float(x, "rope")?;
+            same_dtype(inputs)?;
+            let r = x.rank();
+            if r < 2 || rot % 2 != 0 || *rot == 0 {
+                return Err(format!(
+                    "rope needs x [..., t, d] and an even rot > 0; got {x}, rot {rot}"
+                ));
+            }
+            let d = x.shape[r - 1]
+                .known()
+                .ok_or_else(|| format!("rope: head dim of {x} must be known"))?;
+            if *rot > d {
+                return Err(format!("rope: rot {rot} exceeds the head dim {d}"));
+            }
+            let table = shape([x.shape[r - 2].clone(), Dim::Known(*rot)]);
+            if cos.shape != table || sin.shape != table {
+                return Err(format!(
+                    "rope tables must be {table:?}, got {cos} and {sin}"
+                ));
+            }
+            Ok(x.clone())
+        }
+        OpKind::CausalMask { dtype } => {
+            if !dtype.is_float() {
+                return Err(format!(
+                    "causal_mask needs a float element type, got {dtype}"
+                ));
+            }
+            let t = inputs[0]
+                .shape
+                .last()
+                .ok_or("causal_mask needs an input of rank ≥ 1")?;
+            Ok(TensorType {
+                dtype: *dtype,
+                shape: shape([t.clone(), t.clone()]),
+            })
+        }
+        OpKind::Custom { name, .. } => Err(format!(
+            "custom op '{name}' is not registered with the graph (Graph::register_op)"
+        )),
     }
 }
 

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod custom;
 mod error;
 pub mod fuzz;
 mod graph;
@@ -9,9 +10,13 @@ mod op;
 mod rules;
 mod types;
 
+pub use custom::{Attrs, OpDef};
 pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId};
 pub use infer::{broadcast, infer};
 pub use op::{BinaryOp, OpKind, ReduceOp, UnaryOp};
-pub use rules::{apply_rules, builtin_rules, AnyKernel, KernelSupport, Pattern, Report, Rule};
+pub use rules::{
+    apply_rules, builtin_rules, AnyKernel, GuardFn, KernelSupport, Match, Pattern, Report, Rule,
+    BUILTIN_RULES,
+};
 pub use types::{shape, DType, Dim, Shape, TensorType};

@@ -1,7 +1,5 @@
 //! The built-in operations and their attributes.
 
-use std::fmt;
-
 use serde::{Deserialize, Serialize};
 
 use crate::types::{DType, Shape, TensorType};
@@ -34,6 +32,8 @@ pub enum UnaryOp {
     Gelu,
     /// The tanh approximation of GELU.
     GeluTanh,
+    /// The logistic function 1/(1+e⁻ˣ).
+    Sigmoid,
 }
 
 /// Elementwise functions of two inputs, with broadcasting.
@@ -183,6 +183,38 @@ pub enum OpKind {
     },
     /// `cond ? a : b`, all three broadcast.
     Where,
+    /// `x·w + b`: inputs `x [..., k]`, `w [k, n]`, `b [n]`.
+    Linear,
+    /// `silu(gate) · up`: inputs `gate`, `up` of one shape (the gated MLP of GLM/LLaMA).
+    SwiGlu,
+    /// Scaled masked softmax attention, `softmax(q·kt·scale + mask)·v`: inputs
+    /// `q [..., t, d]`, `kt [..., d, s]` (keys transposed), `v [..., s, e]` and `mask`
+    /// (broadcast to `[..., t, s]`, `-inf` where attention is not allowed).
+    Attention {
+        /// Multiplies the scores (usually 1/√d).
+        scale: f64,
+    },
+    /// Rotary position embedding on the first `rot` dims of the last axis (the two
+    /// halves rotated, GPT-NeoX style), the rest passed through: inputs `x [..., t, d]`,
+    /// `cos [t, rot]`, `sin [t, rot]`.
+    Rope {
+        /// How many leading dims of each head rotate (even).
+        rot: u64,
+    },
+    /// A causal attention mask `[t, t]` (0 on and below the diagonal, −∞ above) for the
+    /// last axis `t` of its input; the element type is `dtype`.
+    CausalMask {
+        /// The mask's element type.
+        dtype: DType,
+    },
+    /// A user-defined op, described by an [`crate::OpDef`] registered with the graph.
+    Custom {
+        /// Its name (the registered definition's).
+        name: String,
+        /// Its attributes.
+        #[serde(default)]
+        attrs: std::collections::BTreeMap<String, f64>,
+    },
 }
 
 impl OpKind {
@@ -197,19 +229,32 @@ impl OpKind {
             | OpKind::Permute { .. }
             | OpKind::Slice { .. }
             | OpKind::RepeatInterleave { .. }
+            | OpKind::CausalMask { .. }
             | OpKind::Cast { .. } => 1,
             OpKind::Binary { .. }
             | OpKind::MatMul
             | OpKind::RmsNorm { .. }
+            | OpKind::SwiGlu
             | OpKind::Gather { .. } => 2,
-            OpKind::LayerNorm { .. } | OpKind::FusedLayerNormGelu { .. } | OpKind::Where => 3,
-            OpKind::Concat { .. } => return None,
+            OpKind::LayerNorm { .. }
+            | OpKind::FusedLayerNormGelu { .. }
+            | OpKind::Where
+            | OpKind::Linear
+            | OpKind::Rope { .. } => 3,
+            OpKind::Attention { .. } => 4,
+            OpKind::Concat { .. } | OpKind::Custom { .. } => return None,
         })
     }
 
     /// A short name for the op (`"add"`, `"matmul"`, …).
     pub fn name(&self) -> String {
-        let lower = |v: &dyn fmt::Debug| format!("{v:?}").to_lowercase();
+        // The serde (snake_case) names of the function enums.
+        fn lower<T: Serialize>(v: &T) -> String {
+            serde_json::to_value(v)
+                .ok()
+                .and_then(|j| j.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        }
         match self {
             OpKind::Input { .. } => "input".into(),
             OpKind::Parameter { .. } => "parameter".into(),
@@ -230,7 +275,26 @@ impl OpKind {
             OpKind::RepeatInterleave { .. } => "repeat_interleave".into(),
             OpKind::Cast { .. } => "cast".into(),
             OpKind::Where => "where".into(),
+            OpKind::Linear => "linear".into(),
+            OpKind::SwiGlu => "swiglu".into(),
+            OpKind::Attention { .. } => "attention".into(),
+            OpKind::Rope { .. } => "rope".into(),
+            OpKind::CausalMask { .. } => "causal_mask".into(),
+            OpKind::Custom { name, .. } => name.clone(),
         }
+    }
+
+    /// Whether the op is a fused or composite op that the built-in rules produce (for
+    /// reports: how many nodes fusion left).
+    pub fn is_fused(&self) -> bool {
+        matches!(
+            self,
+            OpKind::FusedLayerNormGelu { .. }
+                | OpKind::Linear
+                | OpKind::SwiGlu
+                | OpKind::Attention { .. }
+                | OpKind::Rope { .. }
+        )
     }
 }
 
@@ -240,20 +304,30 @@ impl OpKind {
     /// are lists or types, which rules cannot mention.
     pub fn scalar_attrs(&self) -> Option<Vec<f64>> {
         Some(match self {
-            OpKind::Unary { .. } | OpKind::Binary { .. } | OpKind::MatMul | OpKind::Where => {
-                vec![]
-            }
+            OpKind::Unary { .. }
+            | OpKind::Binary { .. }
+            | OpKind::MatMul
+            | OpKind::Where
+            | OpKind::Linear
+            | OpKind::SwiGlu => vec![],
             OpKind::LayerNorm { eps }
             | OpKind::RmsNorm { eps }
             | OpKind::FusedLayerNormGelu { eps } => vec![*eps],
-            OpKind::Softmax { axis } => vec![*axis as f64],
+            OpKind::Softmax { axis } | OpKind::Concat { axis } => vec![*axis as f64],
+            OpKind::Attention { scale } => vec![*scale],
+            OpKind::Rope { rot } => vec![*rot as f64],
+            OpKind::Constant { value, .. } => vec![*value],
+            OpKind::Slice { axis, start, end } => vec![*axis as f64, *start as f64, *end as f64],
+            OpKind::Reduce {
+                axes, keep_dims, ..
+            } if axes.len() == 1 => vec![axes[0] as f64, f64::from(u8::from(*keep_dims))],
             _ => return None,
         })
     }
 
     /// The op called `name` (as [`OpKind::name`] gives it) with scalar attributes
-    /// `attrs`, for ops rules can build.
-    pub fn from_name(name: &str, attrs: &[f64]) -> Option<OpKind> {
+    /// `attrs`, for ops rules can build. A constant gets element type `dtype`.
+    pub fn from_name(name: &str, attrs: &[f64], dtype: DType) -> Option<OpKind> {
         use BinaryOp as B;
         use UnaryOp as U;
         let unary = [
@@ -269,6 +343,7 @@ impl OpKind {
             U::Silu,
             U::Gelu,
             U::GeluTanh,
+            U::Sigmoid,
         ];
         let binary = [B::Add, B::Sub, B::Mul, B::Div, B::Pow, B::Max, B::Min];
         let op = match (name, attrs) {
@@ -278,6 +353,29 @@ impl OpKind {
             ("rms_norm", &[eps]) => OpKind::RmsNorm { eps },
             ("fused_layer_norm_gelu", &[eps]) => OpKind::FusedLayerNormGelu { eps },
             ("softmax", &[axis]) if axis.fract() == 0.0 => OpKind::Softmax { axis: axis as i64 },
+            ("concat", &[axis]) if axis.fract() == 0.0 => OpKind::Concat { axis: axis as i64 },
+            ("linear", []) => OpKind::Linear,
+            ("swiglu", []) => OpKind::SwiGlu,
+            ("attention", &[scale]) => OpKind::Attention { scale },
+            ("rope", &[rot]) if whole(rot) => OpKind::Rope { rot: rot as u64 },
+            ("constant", &[value]) => OpKind::Constant { value, dtype },
+            ("slice", &[axis, start, end]) if axis.fract() == 0.0 && whole(start) && whole(end) => {
+                OpKind::Slice {
+                    axis: axis as i64,
+                    start: start as u64,
+                    end: end as u64,
+                }
+            }
+            (n, &[axis, keep]) if n.starts_with("reduce_") && axis.fract() == 0.0 => {
+                let f = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min]
+                    .into_iter()
+                    .find(|f| n == format!("reduce_{}", format!("{f:?}").to_lowercase()))?;
+                OpKind::Reduce {
+                    f,
+                    axes: vec![axis as i64],
+                    keep_dims: keep != 0.0,
+                }
+            }
             (n, []) => {
                 if let Some(&f) = unary.iter().find(|f| OpKind::Unary { f: **f }.name() == n) {
                     OpKind::Unary { f }
@@ -292,4 +390,9 @@ impl OpKind {
         };
         Some(op)
     }
+}
+
+/// A non-negative whole number.
+fn whole(x: f64) -> bool {
+    x >= 0.0 && x.fract() == 0.0
 }

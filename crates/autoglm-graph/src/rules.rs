@@ -1,18 +1,29 @@
-//! Rewrite rules as data: `name: (gelu (layer_norm ?x ?g ?b ?eps)) => (fused_layer_norm_gelu
-//! ?x ?g ?b ?eps)`, applied to a fixpoint.
+//! Rewrite rules as data: `name: (gelu (layer_norm ?x ?g ?b ?eps)) =>
+//! (fused_layer_norm_gelu ?x ?g ?b ?eps)`, applied to a fixpoint.
 //!
-//! A pattern is an op name followed by its inputs (patterns or `?variables` bound to
-//! values) and then its scalar attributes (numbers or `?variables` bound to numbers), in
-//! the order [`OpKind::scalar_attrs`] lists them. A rule fires at a node when the
-//! left side matches there, every inner node of the match is used only inside it (so
-//! fusing never duplicates work), and the [`KernelSupport`] says every op of the right
-//! side can run; the right side is then built and takes over the node's users.
+//! A pattern is an op name followed by its inputs (patterns, `?variables` bound to
+//! values, or numbers, which stand for scalar constants) and then its scalar attributes
+//! (numbers or `?variables` bound to numbers), in the order [`OpKind::scalar_attrs`]
+//! lists them; `(constant ?c)` binds a scalar constant's value. `add`, `mul`, `max` and
+//! `min` match their inputs in either order.
+//!
+//! An optional guard follows the right side: `if` and conditions that must all hold,
+//! written as expressions over bound numbers — `(== (* 2 ?h) ?r)`, `(< ?eps 0.1)` —
+//! with `(rank ?v)` and `(dim ?v axis)` reading a bound value's type (symbolic sizes
+//! fail the guard). Code can add guards of any kind with [`Rule::with_guard`].
+//!
+//! A rule fires at a node when the left side matches there, every inner node of the
+//! match is used only inside it (so fusing never duplicates work), its guards hold, and
+//! the [`KernelSupport`] says every op of the right side can run; the right side is
+//! then built and takes over the node's users.
 
 use std::collections::BTreeMap;
+use std::fmt;
+use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::graph::{Graph, NodeId};
-use crate::op::OpKind;
+use crate::op::{BinaryOp, OpKind};
 use crate::types::DType;
 
 /// Whether a target can run an op on a type; the rewriter asks before a rule fires.
@@ -32,12 +43,12 @@ impl KernelSupport for AnyKernel {
     }
 }
 
-/// One side of a rule.
+/// One side of a rule (or a guard expression).
 #[derive(Debug, Clone, PartialEq)]
 pub enum Pattern {
     /// `?name`: any value (or attribute), the same wherever the name recurs.
     Var(String),
-    /// A number (an attribute).
+    /// A number: an attribute, or as an input a scalar constant of that value.
     Num(f64),
     /// An op applied to inputs, then attributes.
     Op {
@@ -48,13 +59,84 @@ pub enum Pattern {
     },
 }
 
+impl Pattern {
+    /// `?name`.
+    pub fn var(name: &str) -> Pattern {
+        Pattern::Var(name.to_owned())
+    }
+
+    /// `(name args…)`.
+    pub fn op(name: &str, args: impl IntoIterator<Item = Pattern>) -> Pattern {
+        Pattern::Op {
+            name: name.to_owned(),
+            args: args.into_iter().collect(),
+        }
+    }
+}
+
+impl fmt::Display for Pattern {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Pattern::Var(v) => write!(f, "?{v}"),
+            Pattern::Num(x) => write!(f, "{x:?}"),
+            Pattern::Op { name, args } => {
+                write!(f, "({name}")?;
+                for a in args {
+                    write!(f, " {a}")?;
+                }
+                f.write_str(")")
+            }
+        }
+    }
+}
+
+/// What a left side bound: values by variable name and numbers by variable name.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Match {
+    /// Variables bound to values (nodes).
+    pub values: BTreeMap<String, NodeId>,
+    /// Variables bound to numbers (attributes, constants).
+    pub numbers: BTreeMap<String, f64>,
+    /// The nodes the left side's ops matched, root first.
+    pub nodes: Vec<NodeId>,
+}
+
+/// A guard written in code: whether the rule may fire on this match.
+pub type GuardFn = Arc<dyn Fn(&Graph, &Match) -> bool + Send + Sync>;
+
 /// A rewrite rule.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Clone)]
 pub struct Rule {
     /// Its name, used in reports.
     pub name: String,
     lhs: Pattern,
     rhs: Pattern,
+    guards: Vec<Pattern>,
+    code_guards: Vec<GuardFn>,
+}
+
+impl fmt::Debug for Rule {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Rule({self}")?;
+        if !self.code_guards.is_empty() {
+            write!(f, " + {} code guards", self.code_guards.len())?;
+        }
+        f.write_str(")")
+    }
+}
+
+impl fmt::Display for Rule {
+    /// The text form [`Rule::parse`] reads (code guards are not shown).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {} => {}", self.name, self.lhs, self.rhs)?;
+        if !self.guards.is_empty() {
+            f.write_str(" if")?;
+            for g in &self.guards {
+                write!(f, " {g}")?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// What [`apply_rules`] did.
@@ -68,10 +150,11 @@ pub struct Report {
     pub hit_limit: bool,
 }
 
-#[derive(Clone, Copy, PartialEq)]
-enum Bound {
-    Value(NodeId),
-    Num(f64),
+impl Report {
+    /// Rewrites in total.
+    pub fn total(&self) -> usize {
+        self.fired.values().sum()
+    }
 }
 
 fn tokens(text: &str) -> Vec<String> {
@@ -82,39 +165,27 @@ fn tokens(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn parse_pattern(toks: &[String], pos: &mut usize) -> std::result::Result<Pattern, String> {
+/// One s-expression, unchecked.
+fn parse_sexpr(toks: &[String], pos: &mut usize) -> std::result::Result<Pattern, String> {
     let t = toks.get(*pos).ok_or("unexpected end of the pattern")?;
     *pos += 1;
     if t == "(" {
         let name = toks.get(*pos).ok_or("an op name must follow '('")?.clone();
+        if name == "(" || name == ")" {
+            return Err(format!("an op name must follow '(', got '{name}'"));
+        }
         *pos += 1;
         let mut args = Vec::new();
         while toks.get(*pos).map(String::as_str) != Some(")") {
             if *pos >= toks.len() {
                 return Err(format!("'({name}' is not closed"));
             }
-            args.push(parse_pattern(toks, pos)?);
+            args.push(parse_sexpr(toks, pos)?);
         }
         *pos += 1;
-        // The op must exist and take this many inputs plus attributes.
-        let (n_in, n_attr) = signature(&name).ok_or_else(|| format!("unknown op '{name}'"))?;
-        if args.len() != n_in + n_attr {
-            return Err(format!(
-                "'{name}' takes {n_in} inputs and {n_attr} attributes, got {} arguments",
-                args.len()
-            ));
-        }
-        if args[..n_in].iter().any(|a| matches!(a, Pattern::Num(_))) {
-            return Err(format!(
-                "an input of '{name}' is a number; inputs are patterns or ?variables"
-            ));
-        }
-        if args[n_in..].iter().any(|a| matches!(a, Pattern::Op { .. })) {
-            return Err(format!(
-                "an attribute of '{name}' is an op; attributes are numbers or ?variables"
-            ));
-        }
         Ok(Pattern::Op { name, args })
+    } else if t == ")" {
+        Err("unexpected ')'".into())
     } else if let Some(v) = t.strip_prefix('?') {
         if v.is_empty() {
             return Err("'?' needs a variable name".into());
@@ -127,11 +198,78 @@ fn parse_pattern(toks: &[String], pos: &mut usize) -> std::result::Result<Patter
     }
 }
 
+/// Checks that every op of a side exists and gets the right arguments; right sides may
+/// compute attributes with guard expressions.
+fn check_pattern(p: &Pattern, rhs: bool) -> std::result::Result<(), String> {
+    let Pattern::Op { name, args } = p else {
+        return Ok(());
+    };
+    let (n_in, n_attr) = signature(name).ok_or_else(|| format!("unknown op '{name}'"))?;
+    if args.len() != n_in + n_attr {
+        return Err(format!(
+            "'{name}' takes {n_in} inputs and {n_attr} attributes, got {} arguments",
+            args.len()
+        ));
+    }
+    for a in &args[n_in..] {
+        match a {
+            Pattern::Op { .. } if rhs => check_guard(a)?,
+            Pattern::Op { .. } => {
+                return Err(format!(
+                    "an attribute of '{name}' is an op; attributes are numbers or ?variables"
+                ))
+            }
+            _ => {}
+        }
+    }
+    args[..n_in].iter().try_for_each(|a| check_pattern(a, rhs))
+}
+
+const GUARD_OPS: [(&str, usize); 14] = [
+    ("==", 2),
+    ("!=", 2),
+    ("<", 2),
+    ("<=", 2),
+    (">", 2),
+    (">=", 2),
+    ("+", 2),
+    ("-", 2),
+    ("*", 2),
+    ("/", 2),
+    ("not", 1),
+    ("abs", 1),
+    ("rank", 1),
+    ("dim", 2),
+];
+
+fn check_guard(p: &Pattern) -> std::result::Result<(), String> {
+    let Pattern::Op { name, args } = p else {
+        return Ok(());
+    };
+    let ok = match name.as_str() {
+        "and" | "or" => !args.is_empty(),
+        n => GUARD_OPS.iter().any(|(g, k)| *g == n && *k == args.len()),
+    };
+    if !ok {
+        return Err(format!(
+            "guard '({name} …)' with {} arguments is not one of and/or, {}",
+            args.len(),
+            GUARD_OPS
+                .iter()
+                .map(|(g, k)| format!("{g}/{k}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ));
+    }
+    args.iter().try_for_each(check_guard)
+}
+
 /// Inputs and scalar attributes of the op called `name`, if rules can use it.
 fn signature(name: &str) -> Option<(usize, usize)> {
-    (0..=1).find_map(|k| {
-        let op = OpKind::from_name(name, &vec![0.0; k])?;
-        Some((op.arity()?, k))
+    (0..=3).find_map(|k| {
+        let op = OpKind::from_name(name, &vec![0.0; k], DType::F32)?;
+        // Concat takes any number of inputs; in patterns it joins two.
+        Some((op.arity().unwrap_or(2), k))
     })
 }
 
@@ -144,46 +282,106 @@ fn vars(p: &Pattern, out: &mut Vec<String>) {
 }
 
 impl Rule {
-    /// Parses `name: lhs => rhs` (the name is optional).
+    /// A rule from patterns built in code, checked as [`Rule::parse`] checks text.
+    ///
+    /// # Errors
+    /// [`Error::Rule`] as for [`Rule::parse`].
+    pub fn new(name: &str, lhs: Pattern, rhs: Pattern) -> Result<Rule> {
+        Rule::checked(name.to_owned(), lhs, rhs, Vec::new())
+            .map_err(|m| Error::Rule(format!("'{name}': {m}")))
+    }
+
+    fn checked(
+        name: String,
+        lhs: Pattern,
+        rhs: Pattern,
+        guards: Vec<Pattern>,
+    ) -> std::result::Result<Rule, String> {
+        check_pattern(&lhs, false)?;
+        check_pattern(&rhs, true)?;
+        guards.iter().try_for_each(check_guard)?;
+        if !matches!(lhs, Pattern::Op { .. }) {
+            return Err("the left side must be an op".into());
+        }
+        let (mut lv, mut rv) = (Vec::new(), Vec::new());
+        vars(&lhs, &mut lv);
+        vars(&rhs, &mut rv);
+        guards.iter().for_each(|g| vars(g, &mut rv));
+        if let Some(v) = rv.iter().find(|v| !lv.contains(v)) {
+            return Err(format!("?{v} is not bound by the left side"));
+        }
+        Ok(Rule {
+            name,
+            lhs,
+            rhs,
+            guards,
+            code_guards: Vec::new(),
+        })
+    }
+
+    /// Adds a guard written in code; the rule fires only where it returns true.
+    #[must_use]
+    pub fn with_guard(mut self, guard: GuardFn) -> Rule {
+        self.code_guards.push(guard);
+        self
+    }
+
+    /// The left side.
+    pub fn lhs(&self) -> &Pattern {
+        &self.lhs
+    }
+
+    /// The right side.
+    pub fn rhs(&self) -> &Pattern {
+        &self.rhs
+    }
+
+    /// Parses `name: lhs => rhs [if guard…]` (the name is optional).
     ///
     /// # Errors
     /// [`Error::Rule`] saying what is wrong: syntax, an unknown op, a wrong argument
-    /// count, a left side that is not an op, or a right-side variable the left side
-    /// does not bind.
+    /// count, a left side that is not an op, or a right-side or guard variable the left
+    /// side does not bind.
     pub fn parse(text: &str) -> Result<Rule> {
         let err = |m: String| Error::Rule(format!("'{}': {m}", text.trim()));
         let (name, body) = match text.split_once(':') {
-            Some((n, b)) if !n.contains('(') => (n.trim().to_owned(), b),
+            Some((n, b)) if !n.contains('(') && !n.contains("=>") => (n.trim().to_owned(), b),
             _ => (String::new(), text),
         };
         let (l, r) = body
             .split_once("=>")
             .ok_or_else(|| err("a rule is 'lhs => rhs'".into()))?;
-        let side = |s: &str| -> Result<Pattern> {
-            let toks = tokens(s);
-            let mut pos = 0;
-            let p = parse_pattern(&toks, &mut pos).map_err(&err)?;
-            if pos != toks.len() {
-                return Err(err(format!("unexpected '{}' after the pattern", toks[pos])));
-            }
-            Ok(p)
-        };
-        let (lhs, rhs) = (side(l)?, side(r)?);
-        if !matches!(lhs, Pattern::Op { .. }) {
-            return Err(err("the left side must be an op".into()));
+        let lt = tokens(l);
+        let mut pos = 0;
+        let lhs = parse_sexpr(&lt, &mut pos).map_err(&err)?;
+        if pos != lt.len() {
+            return Err(err(format!("unexpected '{}' after the pattern", lt[pos])));
         }
-        let (mut lv, mut rv) = (Vec::new(), Vec::new());
-        vars(&lhs, &mut lv);
-        vars(&rhs, &mut rv);
-        if let Some(v) = rv.iter().find(|v| !lv.contains(v)) {
-            return Err(err(format!("?{v} is not bound by the left side")));
+        let rt = tokens(r);
+        let mut pos = 0;
+        let rhs = parse_sexpr(&rt, &mut pos).map_err(&err)?;
+        let mut guards = Vec::new();
+        if pos < rt.len() {
+            if rt[pos] != "if" {
+                return Err(err(format!(
+                    "unexpected '{}' after the pattern (a guard starts with 'if')",
+                    rt[pos]
+                )));
+            }
+            pos += 1;
+            if pos == rt.len() {
+                return Err(err("'if' needs at least one condition".into()));
+            }
+            while pos < rt.len() {
+                guards.push(parse_sexpr(&rt, &mut pos).map_err(&err)?);
+            }
         }
         let name = if name.is_empty() {
             text.trim().to_owned()
         } else {
             name
         };
-        Ok(Rule { name, lhs, rhs })
+        Rule::checked(name, lhs, rhs, guards).map_err(err)
     }
 
     /// Parses one rule per line; blank lines and lines starting with `#` are skipped.
@@ -203,101 +401,190 @@ impl Rule {
             .collect()
     }
 
-    fn matches(&self, g: &Graph, root: NodeId) -> Option<BTreeMap<String, Bound>> {
-        let mut b = BTreeMap::new();
-        matches_at(g, root, &self.lhs, true, &mut b).then_some(b)
-    }
-}
-
-fn bind(b: &mut BTreeMap<String, Bound>, v: &str, x: Bound) -> bool {
-    match b.get(v) {
-        Some(old) => *old == x,
-        None => {
-            b.insert(v.to_owned(), x);
-            true
+    /// The match of the left side at `root`, if it matches there, uses no inner node
+    /// from outside, and its guards hold.
+    pub fn matches(&self, g: &Graph, root: NodeId) -> Option<Match> {
+        let mut m = Match::default();
+        if !matches_at(g, root, &self.lhs, &mut m) {
+            return None;
         }
+        // Inner nodes must be used only inside the match (and not be graph outputs).
+        let inside = |n: &NodeId| m.nodes.contains(n);
+        for &n in &m.nodes[1..] {
+            if g.outputs().contains(&n) || !g.users(n).ok()?.iter().all(|(u, _)| inside(u)) {
+                return None;
+            }
+        }
+        let guards_hold = self.guards.iter().all(|e| eval(g, &m, e) == Some(1.0))
+            && self.code_guards.iter().all(|f| f(g, &m));
+        guards_hold.then_some(m)
     }
 }
 
-fn matches_at(
-    g: &Graph,
-    n: NodeId,
-    p: &Pattern,
-    root: bool,
-    b: &mut BTreeMap<String, Bound>,
-) -> bool {
+fn bind_value(m: &mut Match, v: &str, n: NodeId) -> bool {
+    if m.numbers.contains_key(v) {
+        return false;
+    }
+    *m.values.entry(v.to_owned()).or_insert(n) == n
+}
+
+fn bind_number(m: &mut Match, v: &str, x: f64) -> bool {
+    if m.values.contains_key(v) {
+        return false;
+    }
+    *m.numbers.entry(v.to_owned()).or_insert(x) == x
+}
+
+/// Constants in patterns match within a relative 1e-6 (decimal literals of 1/√2 and
+/// the like).
+fn close(a: f64, b: f64) -> bool {
+    a == b || (a - b).abs() <= 1e-6 * a.abs().max(b.abs()).max(1.0)
+}
+
+fn commutative(op: &OpKind) -> bool {
+    matches!(
+        op,
+        OpKind::Binary {
+            f: BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min
+        }
+    )
+}
+
+fn matches_at(g: &Graph, n: NodeId, p: &Pattern, m: &mut Match) -> bool {
+    let Ok(node) = g.node(n) else { return false };
     match p {
-        Pattern::Var(v) => bind(b, v, Bound::Value(n)),
-        Pattern::Num(_) => false,
+        Pattern::Var(v) => bind_value(m, v, n),
+        Pattern::Num(x) => matches!(node.op, OpKind::Constant { value, .. } if close(value, *x)),
         Pattern::Op { name, args } => {
-            let Ok(node) = g.node(n) else { return false };
             if node.op.name() != *name {
-                return false;
-            }
-            // Inner nodes must not be used outside the match (nor be graph outputs).
-            if !root && (g.users(n).map_or(true, |u| u.len() != 1) || g.outputs().contains(&n)) {
                 return false;
             }
             let (Ok(inputs), Some(attrs)) = (g.inputs(n), node.op.scalar_attrs()) else {
                 return false;
             };
             let (pin, pattr) = args.split_at(inputs.len().min(args.len()));
-            pin.len() == inputs.len()
-                && pattr.len() == attrs.len()
-                && pin
+            if pin.len() != inputs.len() || pattr.len() != attrs.len() {
+                return false;
+            }
+            let attrs_ok = pattr.iter().zip(&attrs).all(|(p, &a)| match p {
+                Pattern::Num(x) => *x == a,
+                Pattern::Var(v) => bind_number(m, v, a),
+                Pattern::Op { .. } => false,
+            });
+            if !attrs_ok {
+                return false;
+            }
+            m.nodes.push(n);
+            let orders: &[[usize; 2]] = if commutative(&node.op) {
+                &[[0, 1], [1, 0]]
+            } else {
+                &[[0, 1]]
+            };
+            if inputs.len() != 2 {
+                return pin
                     .iter()
                     .zip(&inputs)
-                    .all(|(p, &i)| matches_at(g, i, p, false, b))
-                && pattr.iter().zip(&attrs).all(|(p, &a)| match p {
-                    Pattern::Num(x) => *x == a,
-                    Pattern::Var(v) => bind(b, v, Bound::Num(a)),
-                    Pattern::Op { .. } => false,
-                })
+                    .all(|(p, &i)| matches_at(g, i, p, m));
+            }
+            for order in orders {
+                let mut trial = m.clone();
+                if order
+                    .iter()
+                    .zip(pin)
+                    .all(|(&k, p)| matches_at(g, inputs[k], p, &mut trial))
+                {
+                    *m = trial;
+                    return true;
+                }
+            }
+            false
+        }
+    }
+}
+
+/// A guard expression's value (booleans are 1 and 0); `None` if it cannot be computed
+/// (a symbolic size, an unbound name).
+fn eval(g: &Graph, m: &Match, e: &Pattern) -> Option<f64> {
+    let b = |x: bool| f64::from(u8::from(x));
+    match e {
+        Pattern::Num(x) => Some(*x),
+        Pattern::Var(v) => m.numbers.get(v).copied(),
+        Pattern::Op { name, args } => {
+            let ty = |a: &Pattern| match a {
+                Pattern::Var(v) => Some(&g.node(*m.values.get(v)?).ok()?.ty),
+                _ => None,
+            };
+            if name == "rank" {
+                return Some(ty(&args[0])?.rank() as f64);
+            }
+            if name == "dim" {
+                let t = ty(&args[0])?;
+                let a = eval(g, m, &args[1])? as i64;
+                let i = if a < 0 { a + t.rank() as i64 } else { a };
+                return t
+                    .shape
+                    .get(usize::try_from(i).ok()?)?
+                    .known()
+                    .map(|d| d as f64);
+            }
+            let vals = args
+                .iter()
+                .map(|a| eval(g, m, a))
+                .collect::<Option<Vec<f64>>>()?;
+            Some(match (name.as_str(), vals.as_slice()) {
+                ("and", v) => b(v.iter().all(|&x| x != 0.0)),
+                ("or", v) => b(v.iter().any(|&x| x != 0.0)),
+                ("not", &[x]) => b(x == 0.0),
+                ("abs", &[x]) => x.abs(),
+                ("==", &[x, y]) => b(x == y),
+                ("!=", &[x, y]) => b(x != y),
+                ("<", &[x, y]) => b(x < y),
+                ("<=", &[x, y]) => b(x <= y),
+                (">", &[x, y]) => b(x > y),
+                (">=", &[x, y]) => b(x >= y),
+                ("+", &[x, y]) => x + y,
+                ("-", &[x, y]) => x - y,
+                ("*", &[x, y]) => x * y,
+                ("/", &[x, y]) => x / y,
+                _ => return None,
+            })
         }
     }
 }
 
 /// The scalar attributes a pattern's attribute arguments resolve to.
-fn attrs_of(args: &[Pattern], b: &BTreeMap<String, Bound>) -> Option<Vec<f64>> {
-    args.iter()
-        .map(|a| match a {
-            Pattern::Num(x) => Some(*x),
-            Pattern::Var(v) => match b.get(v)? {
-                Bound::Num(x) => Some(*x),
-                Bound::Value(_) => None,
-            },
-            Pattern::Op { .. } => None,
-        })
-        .collect()
+fn attrs_of(g: &Graph, args: &[Pattern], m: &Match) -> Option<Vec<f64>> {
+    args.iter().map(|a| eval(g, m, a)).collect()
 }
 
 /// The ops of a right side with their attributes resolved, outermost first.
-fn rhs_ops(p: &Pattern, b: &BTreeMap<String, Bound>, out: &mut Vec<OpKind>) -> Option<()> {
+fn rhs_ops(g: &Graph, p: &Pattern, m: &Match, dtype: DType, out: &mut Vec<OpKind>) -> Option<()> {
     if let Pattern::Op { name, args } = p {
         let (n_in, _) = signature(name)?;
-        out.push(OpKind::from_name(name, &attrs_of(&args[n_in..], b)?)?);
+        out.push(OpKind::from_name(
+            name,
+            &attrs_of(g, &args[n_in..], m)?,
+            dtype,
+        )?);
         for a in &args[..n_in] {
-            rhs_ops(a, b, out)?;
+            rhs_ops(g, a, m, dtype, out)?;
         }
     }
     Some(())
 }
 
-fn build(g: &mut Graph, p: &Pattern, b: &BTreeMap<String, Bound>) -> Option<NodeId> {
+fn build(g: &mut Graph, p: &Pattern, m: &Match, dtype: DType) -> Option<NodeId> {
     match p {
-        Pattern::Var(v) => match b.get(v)? {
-            Bound::Value(n) => Some(*n),
-            Bound::Num(_) => None,
-        },
-        Pattern::Num(_) => None,
+        Pattern::Var(v) => m.values.get(v).copied(),
+        Pattern::Num(x) => g.constant(*x, dtype).ok(),
         Pattern::Op { name, args } => {
             let (n_in, _) = signature(name)?;
             let inputs = args[..n_in]
                 .iter()
-                .map(|a| build(g, a, b))
+                .map(|a| build(g, a, m, dtype))
                 .collect::<Option<Vec<_>>>()?;
-            let attrs = attrs_of(&args[n_in..], b)?;
-            g.add(OpKind::from_name(name, &attrs)?, &inputs).ok()
+            let attrs = attrs_of(g, &args[n_in..], m)?;
+            g.add(OpKind::from_name(name, &attrs, dtype)?, &inputs).ok()
         }
     }
 }
@@ -322,25 +609,11 @@ pub fn apply_rules(
                 if g.node(n).is_err() {
                     break;
                 }
-                let Some(b) = rule.matches(g, n) else {
-                    continue;
-                };
-                let dtype = g.node(n)?.ty.dtype;
-                let mut ops = Vec::new();
-                if rhs_ops(&rule.rhs, &b, &mut ops).is_none()
-                    || !ops.iter().all(|op| support.supports(op, dtype))
-                {
-                    continue;
+                if try_rule(g, rule, n, support)? {
+                    *report.fired.entry(rule.name.clone()).or_default() += 1;
+                    changed = true;
+                    break;
                 }
-                let Some(new) = build(g, &rule.rhs, &b) else {
-                    continue;
-                };
-                if new == n || g.replace_uses(n, new).is_err() {
-                    continue;
-                }
-                *report.fired.entry(rule.name.clone()).or_default() += 1;
-                changed = true;
-                break;
             }
         }
         g.eliminate_dead_code();
@@ -352,12 +625,53 @@ pub fn apply_rules(
     Ok(report)
 }
 
-/// The built-in fusion rules.
-pub fn builtin_rules() -> Vec<Rule> {
-    Rule::parse_set(BUILTIN).expect("built-in rules parse")
+/// Fires `rule` at `n` if it applies; whether it did.
+fn try_rule(g: &mut Graph, rule: &Rule, n: NodeId, support: &dyn KernelSupport) -> Result<bool> {
+    let Some(m) = rule.matches(g, n) else {
+        return Ok(false);
+    };
+    let dtype = g.node(n)?.ty.dtype;
+    let mut ops = Vec::new();
+    if rhs_ops(g, &rule.rhs, &m, dtype, &mut ops).is_none()
+        || !ops
+            .iter()
+            .filter(|op| !matches!(op, OpKind::Constant { .. }))
+            .all(|op| support.supports(op, dtype))
+    {
+        return Ok(false);
+    }
+    let Some(new) = build(g, &rule.rhs, &m, dtype) else {
+        return Ok(false);
+    };
+    Ok(new != n && g.replace_uses(n, new).is_ok())
 }
 
-const BUILTIN: &str = "\
-# LayerNorm followed by (erf) GELU becomes one pass over the row.
+/// The built-in rules: decomposed norms and activations recognised as single ops,
+/// then fusions.
+pub fn builtin_rules() -> Vec<Rule> {
+    Rule::parse_set(BUILTIN_RULES).expect("built-in rules parse")
+}
+
+/// The text of [`builtin_rules`] (one rule per line).
+pub const BUILTIN_RULES: &str = "\
+# Decomposed activations become single ops.
+gelu_erf: (mul (mul ?x 0.5) (add (erf (mul ?x 0.7071067811865476)) 1)) => (gelu ?x)
+gelu_erf_div: (mul (mul ?x 0.5) (add (erf (div ?x 1.4142135623730951)) 1)) => (gelu ?x)
+gelu_erf_outer: (mul ?x (mul 0.5 (add (erf (mul ?x 0.7071067811865476)) 1))) => (gelu ?x)
+gelu_tanh: (mul (mul ?x 0.5) (add (tanh (mul (add ?x (mul (pow ?x 3) 0.044715)) 0.7978845608028654)) 1)) => (gelu_tanh ?x)
+silu: (mul ?x (sigmoid ?x)) => (silu ?x)
+silu_exp: (div ?x (add (exp (neg ?x)) 1)) => (silu ?x)
+# Decomposed norms over the last axis become single ops.
+rms_norm: (mul (mul ?x (rsqrt (add (reduce_mean (pow ?x 2) -1 1) (constant ?eps)))) ?g) => (rms_norm ?x ?g ?eps) if (== (rank ?g) 1)
+rms_norm_sq: (mul (mul ?x (rsqrt (add (reduce_mean (mul ?x ?x) -1 1) (constant ?eps)))) ?g) => (rms_norm ?x ?g ?eps) if (== (rank ?g) 1)
+layer_norm: (add (mul (div (sub ?x (reduce_mean ?x -1 1)) (sqrt (add (reduce_mean (pow (sub ?x (reduce_mean ?x -1 1)) 2) -1 1) (constant ?eps)))) ?g) ?b) => (layer_norm ?x ?g ?b ?eps) if (== (rank ?g) 1) (== (rank ?b) 1)
+# Fusions.
 fuse_layer_norm_gelu: (gelu (layer_norm ?x ?g ?b ?eps)) => (fused_layer_norm_gelu ?x ?g ?b ?eps)
+swiglu: (mul (silu ?g) ?u) => (swiglu ?g ?u)
+linear: (add (matmul ?x ?w) ?b) => (linear ?x ?w ?b) if (== (rank ?w) 2) (== (rank ?b) 1)
+attention: (matmul (softmax (add (mul (matmul ?q ?kt) (constant ?s)) ?m) -1) ?v) => (attention ?q ?kt ?v ?m ?s)
+attention_div: (matmul (softmax (add (div (matmul ?q ?kt) (constant ?s)) ?m) -1) ?v) => (attention ?q ?kt ?v ?m (/ 1 ?s))
+# Rotary embedding (halves rotated): on the whole last axis, then on a leading part.
+rope: (add (mul ?x ?cos) (mul (concat (neg (slice ?x -1 ?h ?r)) (slice ?x -1 0 ?h) -1) ?sin)) => (rope ?x ?cos ?sin ?r) if (== (* 2 ?h) ?r) (== ?r (dim ?x -1))
+rope_partial: (concat (rope (slice ?x -1 0 ?r) ?cos ?sin ?r) (slice ?x -1 ?r ?d) -1) => (rope ?x ?cos ?sin ?r) if (== ?d (dim ?x -1))
 ";
