@@ -673,5 +673,5 @@ attention: (matmul (softmax (add (mul (matmul ?q ?kt) (constant ?s)) ?m) -1) ?v)
 attention_div: (matmul (softmax (add (div (matmul ?q ?kt) (constant ?s)) ?m) -1) ?v) => (attention ?q ?kt ?v ?m (/ 1 ?s))
 # Rotary embedding (halves rotated): on the whole last axis, then on a leading part.
 rope: (add (mul ?x ?cos) (mul (concat (neg (slice ?x -1 ?h ?r)) (slice ?x -1 0 ?h) -1) ?sin)) => (rope ?x ?cos ?sin ?r) if (== (* 2 ?h) ?r) (== ?r (dim ?x -1))
-rope_partial: (concat (rope (slice ?x -1 0 ?r) ?cos ?sin ?r) (slice ?x -1 ?r ?d) -1) => (rope ?x ?cos ?sin ?r) if (== ?d (dim ?x -1))
+rope_partial: (concat (rope (slice ?x -1 0 ?r) ?cos ?sin ?r) (slice ?x -1 ?r ?d) -1) => (rope ?x ?cos ?sin ?r) if (< ?r ?d) (== ?d (dim ?x -1))
 ";

@@ -1,0 +1,769 @@
+//! The built-in CPU kernels: f32 compute (vectorised loops, matrix products through
+//! ndarray's `matrixmultiply` GEMM), f16/bf16 computed in f32, data movement on every
+//! element type.
+
+mod math;
+
+use autoglm_graph::{BinaryOp, DType, OpKind, ReduceOp, UnaryOp};
+use ndarray::{
+    linalg::general_mat_mul, ArrayView2, ArrayViewD, ArrayViewMut2, ArrayViewMutD, Axis, IxDyn, Zip,
+};
+use rayon::prelude::*;
+
+use crate::registry::{Device, Kernel, KernelFn, Registry};
+use crate::tensor::{Data, Tensor};
+use math::Rhs;
+
+type KResult = Result<(), String>;
+
+/// Elements per task below which a kernel does not split its work across threads.
+const PAR_GRAIN: usize = 1 << 15;
+
+fn f32s(t: &Tensor) -> Result<&[f32], String> {
+    t.as_f32()
+        .ok_or_else(|| format!("expected an f32 tensor, got {}", t.dtype()))
+}
+
+fn f32s_mut(t: &mut Tensor) -> Result<&mut [f32], String> {
+    let d = t.dtype();
+    t.as_f32_mut()
+        .ok_or_else(|| format!("expected an f32 output, got {d}"))
+}
+
+fn axis_of(a: i64, rank: usize) -> usize {
+    if a < 0 {
+        (a + rank as i64) as usize
+    } else {
+        a as usize
+    }
+}
+
+/// Runs `f(first_row, rows)` over `out` split into blocks of whole rows of length
+/// `row`, in parallel when the pool has several threads and the work is large.
+fn par_rows(out: &mut [f32], row: usize, f: impl Fn(usize, &mut [f32]) + Sync + Send) {
+    let threads = rayon::current_num_threads();
+    let rows = out.len() / row.max(1);
+    if threads <= 1 || out.len() < 2 * PAR_GRAIN || rows < 2 {
+        f(0, out);
+        return;
+    }
+    let per = rows
+        .div_ceil(threads * 4)
+        .max(PAR_GRAIN.div_ceil(row).min(rows));
+    out.par_chunks_mut(per * row)
+        .enumerate()
+        .for_each(|(i, c)| f(i * per, c));
+}
+
+fn unary_loop(f: UnaryOp) -> fn(&mut [f32]) {
+    match f {
+        UnaryOp::Neg => math::neg_loop,
+        UnaryOp::Exp => math::exp_loop,
+        UnaryOp::Log => math::log_loop,
+        UnaryOp::Tanh => math::tanh_loop,
+        UnaryOp::Erf => math::erf_loop,
+        UnaryOp::Sqrt => math::sqrt_loop,
+        UnaryOp::Rsqrt => math::rsqrt_loop,
+        UnaryOp::Recip => math::recip_loop,
+        UnaryOp::Relu => math::relu_loop,
+        UnaryOp::Silu => math::silu_loop,
+        UnaryOp::Gelu => math::gelu_loop,
+        UnaryOp::GeluTanh => math::gelu_tanh_loop,
+        UnaryOp::Sigmoid => math::sigmoid_loop,
+    }
+}
+
+/// The f32 unary kernel: copy in cache-sized blocks, then apply in place.
+fn unary_kernel() -> Kernel {
+    fn f_of(op: &OpKind) -> Result<fn(&mut [f32]), String> {
+        match op {
+            OpKind::Unary { f } => Ok(unary_loop(*f)),
+            other => Err(format!("unary kernel given {}", other.name())),
+        }
+    }
+    Kernel::new(|op, ins, out| {
+        let f = f_of(op)?;
+        let x = f32s(ins[0])?;
+        par_rows(f32s_mut(out)?, 1, |first, o| {
+            for (ob, xb) in o.chunks_mut(4096).zip(x[first..].chunks(4096)) {
+                ob.copy_from_slice(xb);
+                f(ob);
+            }
+        });
+        Ok(())
+    })
+    .with_inplace(|op, io, _| {
+        let f = f_of(op)?;
+        par_rows(f32s_mut(io)?, 1, |_, o| f(o));
+        Ok(())
+    })
+}
+
+fn binary_loop(op: &OpKind) -> Result<fn(&mut [f32], Rhs<'_>, bool), String> {
+    Ok(match op {
+        OpKind::Binary { f } => match f {
+            BinaryOp::Add => math::add_loop,
+            BinaryOp::Sub => math::sub_loop,
+            BinaryOp::Mul => math::mul_loop,
+            BinaryOp::Div => math::div_loop,
+            BinaryOp::Pow => math::pow_loop,
+            BinaryOp::Max => math::max_loop,
+            BinaryOp::Min => math::min_loop,
+        },
+        OpKind::SwiGlu => math::swiglu_loop,
+        other => return Err(format!("binary kernel given {}", other.name())),
+    })
+}
+
+fn binary_scalar(op: &OpKind) -> fn(f32, f32) -> f32 {
+    match op {
+        OpKind::Binary { f } => match f {
+            BinaryOp::Add => |x, y| x + y,
+            BinaryOp::Sub => |x, y| x - y,
+            BinaryOp::Mul => |x, y| x * y,
+            BinaryOp::Div => |x, y| x / y,
+            BinaryOp::Pow => f32::powf,
+            BinaryOp::Max => f32::max,
+            BinaryOp::Min => f32::min,
+        },
+        _ => |g, u| math::silu(g) * u,
+    }
+}
+
+/// How `b` (of shape `sb`) lines up with an operand of the output's shape `so`.
+fn rhs_layout<'a>(b: &'a [f32], sb: &[usize], so: &[usize]) -> Option<Rhs<'a>> {
+    if b.len() == 1 {
+        return Some(Rhs::Scalar(b[0]));
+    }
+    if sb == so {
+        return Some(Rhs::Same(b));
+    }
+    let lead = sb.iter().take_while(|&&d| d == 1).count();
+    let tail = &sb[lead..];
+    (so.ends_with(tail) && !tail.is_empty()).then_some(Rhs::Rows(b))
+}
+
+/// Applies `f` to the first operand in place (it already holds the output's shape),
+/// the second broadcast against it.
+fn binary_into(op: &OpKind, io: &mut Tensor, b: &Tensor, swap: bool) -> KResult {
+    let f = binary_loop(op)?;
+    let so = io.shape().to_vec();
+    let bs = f32s(b)?;
+    match rhs_layout(bs, b.shape(), &so) {
+        Some(Rhs::Rows(r)) => {
+            let n = r.len();
+            par_rows(f32s_mut(io)?, n, |_, o| f(o, Rhs::Rows(r), swap));
+        }
+        Some(Rhs::Same(s)) => par_rows(f32s_mut(io)?, 1, |first, o| {
+            f(o, Rhs::Same(&s[first..first + o.len()]), swap)
+        }),
+        Some(rhs) => par_rows(f32s_mut(io)?, 1, |_, o| f(o, rhs, swap)),
+        None => {
+            let g = binary_scalar(op);
+            let bv = b.view_f32().ok_or("f32 view")?;
+            let mut v = io.view_f32_mut().ok_or("f32 view")?;
+            let bb = bv
+                .broadcast(v.raw_dim())
+                .ok_or_else(|| format!("{:?} does not broadcast to {so:?}", b.shape()))?;
+            Zip::from(&mut v).and(&bb).for_each(|x, &y| {
+                *x = if swap { g(y, *x) } else { g(*x, y) };
+            });
+        }
+    }
+    Ok(())
+}
+
+fn binary_kernel() -> Kernel {
+    Kernel::new(|op, ins, out| {
+        let (a, b) = (ins[0], ins[1]);
+        let so = out.shape().to_vec();
+        // Start from whichever operand has the output's shape, then combine the other.
+        let (first, second, swap) = if a.shape() == so.as_slice() {
+            (a, b, false)
+        } else if b.shape() == so.as_slice() {
+            (b, a, true)
+        } else {
+            // Both broadcast: materialise the first at the output's shape.
+            let av = a.view_f32().ok_or("f32 view")?;
+            let ab = av
+                .broadcast(IxDyn(&so))
+                .ok_or_else(|| format!("{:?} does not broadcast to {so:?}", a.shape()))?;
+            out.view_f32_mut().ok_or("f32 view")?.assign(&ab);
+            return binary_into(op, out, b, false);
+        };
+        f32s_mut(out)?.copy_from_slice(f32s(first)?);
+        binary_into(op, out, second, swap)
+    })
+    .with_inplace(|op, io, rest| binary_into(op, io, rest[0], false))
+}
+
+/// Rows of the last axis.
+fn norm_kernel() -> Kernel {
+    Kernel::new(|op, ins, out| {
+        let x = f32s(ins[0])?;
+        let g = f32s(ins[1])?;
+        let n = g.len();
+        let o = f32s_mut(out)?;
+        match op {
+            OpKind::LayerNorm { eps } | OpKind::FusedLayerNormGelu { eps } => {
+                let b = f32s(ins[2])?;
+                let fused = matches!(op, OpKind::FusedLayerNormGelu { .. });
+                let eps = *eps as f32;
+                par_rows(o, n, |r0, o| {
+                    let xs = &x[r0 * n..r0 * n + o.len()];
+                    if fused {
+                        math::layer_norm_gelu(xs, g, b, eps, o);
+                    } else {
+                        math::layer_norm(xs, g, b, eps, o);
+                    }
+                });
+            }
+            OpKind::RmsNorm { eps } => {
+                let eps = *eps as f32;
+                par_rows(o, n, |r0, o| {
+                    math::rms_norm(&x[r0 * n..r0 * n + o.len()], g, eps, o);
+                });
+            }
+            other => return Err(format!("norm kernel given {}", other.name())),
+        }
+        Ok(())
+    })
+}
+
+fn softmax_kernel() -> Kernel {
+    fn apply(op: &OpKind, io: &mut Tensor) -> KResult {
+        let OpKind::Softmax { axis } = op else {
+            return Err("softmax kernel given another op".into());
+        };
+        let ax = axis_of(*axis, io.shape().len());
+        let n = io.shape()[ax];
+        if ax + 1 == io.shape().len() {
+            par_rows(f32s_mut(io)?, n, |_, o| math::softmax_rows(o, n));
+        } else {
+            let mut v = io.view_f32_mut().ok_or("f32 view")?;
+            let mut tmp = vec![0.0f32; n];
+            for mut lane in v.lanes_mut(Axis(ax)) {
+                tmp.iter_mut().zip(lane.iter()).for_each(|(t, &x)| *t = x);
+                math::softmax_rows(&mut tmp, n);
+                lane.iter_mut().zip(&tmp).for_each(|(x, &t)| *x = t);
+            }
+        }
+        Ok(())
+    }
+    Kernel::new(|op, ins, out| {
+        f32s_mut(out)?.copy_from_slice(f32s(ins[0])?);
+        apply(op, out)
+    })
+    .with_inplace(|op, io, _| apply(op, io))
+}
+
+fn reduce_kernel() -> Kernel {
+    Kernel::new(|op, ins, out| {
+        let OpKind::Reduce { f, axes, .. } = op else {
+            return Err("reduce kernel given another op".into());
+        };
+        let x = ins[0];
+        let rank = x.shape().len();
+        let mut ax: Vec<usize> = axes.iter().map(|&a| axis_of(a, rank)).collect();
+        ax.sort_unstable();
+        let o = f32s_mut(out)?;
+        // The last axis alone: one pass per row.
+        if ax == [rank - 1] {
+            let n = x.shape()[rank - 1];
+            let xs = f32s(x)?;
+            for (o, row) in o.iter_mut().zip(xs.chunks_exact(n.max(1))) {
+                *o = reduce_slice(*f, row.iter().copied(), n);
+            }
+            return Ok(());
+        }
+        let mut v = x.view_f32().ok_or("f32 view")?.to_owned();
+        for &a in ax.iter().rev() {
+            let n = v.shape()[a];
+            v = v.map_axis(Axis(a), |lane| reduce_slice(*f, lane.iter().copied(), n));
+        }
+        o.iter_mut().zip(v.iter()).for_each(|(o, &r)| *o = r);
+        Ok(())
+    })
+}
+
+fn reduce_slice(f: ReduceOp, xs: impl Iterator<Item = f32>, n: usize) -> f32 {
+    match f {
+        ReduceOp::Sum => xs.sum(),
+        ReduceOp::Mean => xs.sum::<f32>() / n as f32,
+        ReduceOp::Max => xs.fold(f32::NEG_INFINITY, f32::max),
+        ReduceOp::Min => xs.fold(f32::INFINITY, f32::min),
+    }
+}
+
+/// `c = a · b` for row-major slices.
+fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) -> KResult {
+    let av = ArrayView2::from_shape((m, k), a).map_err(|e| e.to_string())?;
+    let bv = ArrayView2::from_shape((k, n), b).map_err(|e| e.to_string())?;
+    let mut cv = ArrayViewMut2::from_shape((m, n), c).map_err(|e| e.to_string())?;
+    general_mat_mul(1.0, &av, &bv, 0.0, &mut cv);
+    Ok(())
+}
+
+/// Offsets of each output batch element into an operand with batch dims `dims`
+/// (right-aligned, size-1 dims broadcast), elements per matrix `size`.
+fn batch_offsets(dims: &[usize], out_dims: &[usize], size: usize) -> Vec<usize> {
+    let pad = out_dims.len() - dims.len();
+    let total: usize = out_dims.iter().product();
+    let mut strides = vec![0usize; out_dims.len()];
+    let mut s = size;
+    for i in (0..dims.len()).rev() {
+        strides[pad + i] = if dims[i] == 1 { 0 } else { s };
+        s *= dims[i];
+    }
+    (0..total)
+        .map(|mut idx| {
+            let mut off = 0;
+            for i in (0..out_dims.len()).rev() {
+                off += (idx % out_dims[i]) * strides[i];
+                idx /= out_dims[i];
+            }
+            off
+        })
+        .collect()
+}
+
+/// Batched `[..., m, k] × [..., k, n]` with broadcast batch dims.
+fn matmul_into(a: &Tensor, b: &Tensor, out: &mut Tensor) -> KResult {
+    let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
+    let (ra, rb) = (sa.len(), sb.len());
+    let (m, k, n) = (sa[ra - 2], sa[ra - 1], sb[rb - 1]);
+    let so = out.shape().to_vec();
+    let (xa, xb) = (f32s(a)?, f32s(b)?);
+    let o = f32s_mut(out)?;
+    if rb == 2 {
+        // x [..., m, k] · w [k, n]: one product over all rows, split by rows.
+        let rows = xa.len() / k.max(1);
+        let threads = rayon::current_num_threads();
+        if threads <= 1 || rows < 64 {
+            return gemm(xa, xb, o, rows, k, n);
+        }
+        let per = rows.div_ceil(threads);
+        return o
+            .par_chunks_mut(per * n)
+            .enumerate()
+            .try_for_each(|(i, c)| {
+                let r = c.len() / n;
+                gemm(&xa[i * per * k..(i * per + r) * k], xb, c, r, k, n)
+            });
+    }
+    let out_batch = &so[..so.len() - 2];
+    let oa = batch_offsets(&sa[..ra - 2], out_batch, m * k);
+    let ob = batch_offsets(&sb[..rb - 2], out_batch, k * n);
+    let job = |(i, c): (usize, &mut [f32])| {
+        gemm(
+            &xa[oa[i]..oa[i] + m * k],
+            &xb[ob[i]..ob[i] + k * n],
+            c,
+            m,
+            k,
+            n,
+        )
+    };
+    if rayon::current_num_threads() > 1 {
+        o.par_chunks_mut((m * n).max(1))
+            .enumerate()
+            .try_for_each(job)
+    } else {
+        o.chunks_mut((m * n).max(1)).enumerate().try_for_each(job)
+    }
+}
+
+fn matmul_kernel() -> Kernel {
+    Kernel::new(|op, ins, out| match op {
+        OpKind::MatMul => matmul_into(ins[0], ins[1], out),
+        OpKind::Linear => {
+            matmul_into(ins[0], ins[1], out)?;
+            let bias = f32s(ins[2])?;
+            let n = bias.len();
+            par_rows(f32s_mut(out)?, n, |_, o| {
+                math::add_loop(o, Rhs::Rows(bias), false)
+            });
+            Ok(())
+        }
+        other => Err(format!("matmul kernel given {}", other.name())),
+    })
+}
+
+/// `softmax(q·kt·scale + mask)·v` per batch element, scores in a per-task buffer.
+fn attention_kernel() -> Kernel {
+    Kernel::new(|op, ins, out| {
+        let OpKind::Attention { scale } = op else {
+            return Err("attention kernel given another op".into());
+        };
+        let scale = *scale as f32;
+        let (q, kt, v, mask) = (ins[0], ins[1], ins[2], ins[3]);
+        let r = q.shape().len();
+        let (t, d) = (q.shape()[r - 2], q.shape()[r - 1]);
+        let s = kt.shape()[r - 1];
+        let e = v.shape()[r - 1];
+        let (xq, xk, xv) = (f32s(q)?, f32s(kt)?, f32s(v)?);
+        // The mask as one [t, s] matrix per batch element (offsets), broadcasting.
+        let batch: Vec<usize> = q.shape()[..r - 2].to_vec();
+        let ms = mask.shape();
+        let mut mshape = vec![1usize; (r).saturating_sub(ms.len())];
+        mshape.extend_from_slice(ms);
+        let full_rows = mshape[r - 2] == t && mshape[r - 1] == s;
+        let owned;
+        let (xm, moff): (&[f32], Vec<usize>) = if full_rows {
+            (f32s(mask)?, batch_offsets(&mshape[..r - 2], &batch, t * s))
+        } else {
+            // Broadcast the mask's last two dims to [t, s] once.
+            let mv = mask.view_f32().ok_or("f32 view")?;
+            let mut target = batch.clone();
+            target.extend([t, s]);
+            owned = mv
+                .broadcast(IxDyn(&target))
+                .ok_or_else(|| format!("mask {ms:?} does not broadcast to {target:?}"))?
+                .as_standard_layout()
+                .into_owned();
+            let n: usize = batch.iter().product();
+            (
+                owned.as_slice().ok_or("contiguous")?,
+                (0..n).map(|i| i * t * s).collect(),
+            )
+        };
+        let o = f32s_mut(out)?;
+        let job = |(i, c): (usize, &mut [f32])| -> KResult {
+            let mut scores = vec![0.0f32; t * s];
+            gemm(
+                &xq[i * t * d..(i + 1) * t * d],
+                &xk[i * d * s..(i + 1) * d * s],
+                &mut scores,
+                t,
+                d,
+                s,
+            )?;
+            for (row, mrow) in scores
+                .chunks_exact_mut(s)
+                .zip(xm[moff[i]..moff[i] + t * s].chunks_exact(s))
+            {
+                math::scale_mask_softmax(row, scale, mrow);
+            }
+            gemm(&scores, &xv[i * s * e..(i + 1) * s * e], c, t, s, e)
+        };
+        if rayon::current_num_threads() > 1 {
+            o.par_chunks_mut((t * e).max(1))
+                .enumerate()
+                .try_for_each(job)
+        } else {
+            o.chunks_mut((t * e).max(1)).enumerate().try_for_each(job)
+        }
+    })
+}
+
+fn rope_kernel() -> Kernel {
+    Kernel::new(|op, ins, out| {
+        let OpKind::Rope { rot } = op else {
+            return Err("rope kernel given another op".into());
+        };
+        let rot = *rot as usize;
+        let half = rot / 2;
+        let (x, cos, sin) = (f32s(ins[0])?, f32s(ins[1])?, f32s(ins[2])?);
+        let sh = ins[0].shape();
+        let (t, d) = (sh[sh.len() - 2], sh[sh.len() - 1]);
+        par_rows(f32s_mut(out)?, d, |r0, o| {
+            for (j, (orow, xrow)) in o
+                .chunks_exact_mut(d)
+                .zip(x[r0 * d..].chunks_exact(d))
+                .enumerate()
+            {
+                let ti = (r0 + j) % t;
+                let (c, s) = (
+                    &cos[ti * rot..(ti + 1) * rot],
+                    &sin[ti * rot..(ti + 1) * rot],
+                );
+                for i in 0..half {
+                    let (x1, x2) = (xrow[i], xrow[i + half]);
+                    orow[i] = x1 * c[i] - x2 * s[i];
+                    orow[i + half] = x2 * c[i + half] + x1 * s[i + half];
+                }
+                orow[rot..].copy_from_slice(&xrow[rot..]);
+            }
+        });
+        Ok(())
+    })
+}
+
+fn causal_mask_kernel() -> Kernel {
+    Kernel::new(|_, _, out| {
+        let t = out.shape()[0];
+        let o = f32s_mut(out)?;
+        for (i, row) in o.chunks_exact_mut(t.max(1)).enumerate() {
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = if j <= i { 0.0 } else { f32::NEG_INFINITY };
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Pairs the input and output element vectors of one type, or fails.
+macro_rules! same_type {
+    ($a:expr, $o:expr, ($x:ident, $y:ident) => $body:expr) => {
+        match ($a, $o) {
+            (Data::F32($x), Data::F32($y)) => $body,
+            (Data::F16($x), Data::F16($y)) => $body,
+            (Data::BF16($x), Data::BF16($y)) => $body,
+            (Data::F64($x), Data::F64($y)) => $body,
+            (Data::I64($x), Data::I64($y)) => $body,
+            (Data::I32($x), Data::I32($y)) => $body,
+            (Data::Bool($x), Data::Bool($y)) => $body,
+            (a, o) => Err(format!(
+                "element types differ: {} and {}",
+                a.dtype(),
+                o.dtype()
+            )),
+        }
+    };
+}
+
+/// Reshape, permute, slice, concat, gather, repeat_interleave: any element type.
+fn movement_kernel() -> Kernel {
+    Kernel::new(|op, ins, out| {
+        let so = out.shape().to_vec();
+        let x = ins[0];
+        let sx = x.shape().to_vec();
+        match op {
+            OpKind::Reshape { .. } => same_type!(x.data(), out.data_mut(), (a, o) => {
+                o.clone_from_slice(a);
+                Ok(())
+            }),
+            OpKind::Permute { perm } => same_type!(x.data(), out.data_mut(), (a, o) => {
+                let v = ArrayViewD::from_shape(IxDyn(&sx), &a[..]).map_err(|e| e.to_string())?;
+                let mut ov = ArrayViewMutD::from_shape(IxDyn(&so), &mut o[..]).map_err(|e| e.to_string())?;
+                ov.assign(&v.permuted_axes(IxDyn(perm)));
+                Ok(())
+            }),
+            OpKind::Slice { axis, start, end } => same_type!(x.data(), out.data_mut(), (a, o) => {
+                let ax = axis_of(*axis, sx.len());
+                let outer: usize = sx[..ax].iter().product();
+                let inner: usize = sx[ax + 1..].iter().product();
+                let (s, e) = (*start as usize * inner, *end as usize * inner);
+                let w = e - s;
+                for i in 0..outer {
+                    let base = i * sx[ax] * inner;
+                    o[i * w..(i + 1) * w].clone_from_slice(&a[base + s..base + e]);
+                }
+                Ok(())
+            }),
+            OpKind::Concat { axis } => {
+                let ax = axis_of(*axis, so.len());
+                let outer: usize = so[..ax].iter().product();
+                let inner: usize = so[ax + 1..].iter().product();
+                let row = so[ax] * inner;
+                let mut off = 0;
+                for t in ins {
+                    let w = t.shape()[ax] * inner;
+                    same_type!(t.data(), out.data_mut(), (a, o) => {
+                        for i in 0..outer {
+                            o[i * row + off..i * row + off + w].clone_from_slice(&a[i * w..(i + 1) * w]);
+                        }
+                        Ok(())
+                    })?;
+                    off += w;
+                }
+                Ok(())
+            }
+            OpKind::Gather { axis } => {
+                let ax = axis_of(*axis, sx.len());
+                let idx = ins[1];
+                let size = sx[ax];
+                let ids = (0..idx.len())
+                    .map(|i| {
+                        let v = idx.data().get_f64(i);
+                        if v < 0.0 || v >= size as f64 {
+                            Err(format!("gather index {v} is outside 0..{size}"))
+                        } else {
+                            Ok(v as usize)
+                        }
+                    })
+                    .collect::<Result<Vec<usize>, String>>()?;
+                let outer: usize = sx[..ax].iter().product();
+                let inner: usize = sx[ax + 1..].iter().product();
+                same_type!(x.data(), out.data_mut(), (a, o) => {
+                    let mut p = 0;
+                    for i in 0..outer {
+                        for &j in &ids {
+                            let src = (i * size + j) * inner;
+                            o[p..p + inner].clone_from_slice(&a[src..src + inner]);
+                            p += inner;
+                        }
+                    }
+                    Ok(())
+                })
+            }
+            OpKind::RepeatInterleave { axis, repeats } => {
+                let ax = axis_of(*axis, sx.len());
+                let outer: usize = sx[..ax].iter().product();
+                let inner: usize = sx[ax + 1..].iter().product();
+                same_type!(x.data(), out.data_mut(), (a, o) => {
+                    let mut p = 0;
+                    for i in 0..outer * sx[ax] {
+                        for _ in 0..*repeats {
+                            o[p..p + inner].clone_from_slice(&a[i * inner..(i + 1) * inner]);
+                            p += inner;
+                        }
+                    }
+                    Ok(())
+                })
+            }
+            other => Err(format!("movement kernel given {}", other.name())),
+        }
+    })
+}
+
+fn cast_kernel() -> Kernel {
+    Kernel::new(|op, ins, out| {
+        let OpKind::Cast { to } = op else {
+            return Err("cast kernel given another op".into());
+        };
+        let c = ins[0].cast(*to);
+        *out.data_mut() = c.into_parts().1;
+        Ok(())
+    })
+}
+
+fn where_kernel() -> Kernel {
+    Kernel::new(|_, ins, out| {
+        let so = IxDyn(out.shape());
+        let Data::Bool(c) = ins[0].data() else {
+            return Err("where needs a bool condition".into());
+        };
+        let cv =
+            ArrayViewD::from_shape(IxDyn(ins[0].shape()), &c[..]).map_err(|e| e.to_string())?;
+        let cb = cv
+            .broadcast(so.clone())
+            .ok_or("condition does not broadcast")?;
+        let (sa, sb) = (IxDyn(ins[1].shape()), IxDyn(ins[2].shape()));
+        let oshape = so.clone();
+        same_type!(ins[1].data(), out.data_mut(), (a, o) => {
+            let Some(b) = typed_like(ins[2].data(), a) else {
+                return Err("where: value types differ".into());
+            };
+            let av = ArrayViewD::from_shape(sa.clone(), &a[..]).map_err(|e| e.to_string())?;
+            let bv = ArrayViewD::from_shape(sb.clone(), b).map_err(|e| e.to_string())?;
+            let ab = av.broadcast(so.clone()).ok_or("value does not broadcast")?;
+            let bb = bv.broadcast(so.clone()).ok_or("value does not broadcast")?;
+            let mut ov = ArrayViewMutD::from_shape(oshape.clone(), &mut o[..]).map_err(|e| e.to_string())?;
+            Zip::from(&mut ov).and(&cb).and(&ab).and(&bb).for_each(|o, &c, x, y| {
+                *o = if c { x.clone() } else { y.clone() };
+            });
+            Ok(())
+        })
+    })
+}
+
+/// `d`'s elements if they have the type of `like`.
+fn typed_like<'a, T: 'static>(d: &'a Data, _like: &[T]) -> Option<&'a [T]> {
+    use std::any::Any;
+    let any: &dyn Any = match d {
+        Data::F32(v) => v,
+        Data::F16(v) => v,
+        Data::BF16(v) => v,
+        Data::F64(v) => v,
+        Data::I64(v) => v,
+        Data::I32(v) => v,
+        Data::Bool(v) => v,
+    };
+    any.downcast_ref::<Vec<T>>().map(Vec::as_slice)
+}
+
+/// An f32 kernel run on f16/bf16 tensors: float inputs converted to f32, the result
+/// rounded back (so accumulation is in f32).
+fn via_f32(k: &Kernel) -> Kernel {
+    let run: KernelFn = k.run.clone();
+    Kernel::new(move |op, ins, out| {
+        let conv: Vec<Tensor> = ins
+            .iter()
+            .map(|t| match t.dtype() {
+                DType::F16 | DType::BF16 => t.cast(DType::F32),
+                _ => (*t).clone(),
+            })
+            .collect();
+        let refs: Vec<&Tensor> = conv.iter().collect();
+        let mut tmp = Tensor::zeros(DType::F32, out.shape());
+        run(op, &refs, &mut tmp)?;
+        *out.data_mut() = tmp.cast(out.dtype()).into_parts().1;
+        Ok(())
+    })
+}
+
+const ALL_TYPES: [DType; 7] = [
+    DType::F32,
+    DType::F16,
+    DType::BF16,
+    DType::F64,
+    DType::I64,
+    DType::I32,
+    DType::Bool,
+];
+
+/// Registers every built-in CPU kernel.
+pub(crate) fn register(r: &mut Registry) {
+    use BinaryOp as B;
+    use UnaryOp as U;
+    let mut compute: Vec<(String, Kernel)> = Vec::new();
+    let unary = unary_kernel();
+    for f in [
+        U::Neg,
+        U::Exp,
+        U::Log,
+        U::Tanh,
+        U::Erf,
+        U::Sqrt,
+        U::Rsqrt,
+        U::Recip,
+        U::Relu,
+        U::Silu,
+        U::Gelu,
+        U::GeluTanh,
+        U::Sigmoid,
+    ] {
+        compute.push((OpKind::Unary { f }.name(), unary.clone()));
+    }
+    let binary = binary_kernel();
+    for f in [B::Add, B::Sub, B::Mul, B::Div, B::Pow, B::Max, B::Min] {
+        compute.push((OpKind::Binary { f }.name(), binary.clone()));
+    }
+    compute.push(("swiglu".into(), binary));
+    let norm = norm_kernel();
+    for n in ["layer_norm", "fused_layer_norm_gelu", "rms_norm"] {
+        compute.push((n.into(), norm.clone()));
+    }
+    let reduce = reduce_kernel();
+    for n in ["reduce_sum", "reduce_mean", "reduce_max", "reduce_min"] {
+        compute.push((n.into(), reduce.clone()));
+    }
+    let mm = matmul_kernel();
+    compute.push(("matmul".into(), mm.clone()));
+    compute.push(("linear".into(), mm));
+    compute.push(("softmax".into(), softmax_kernel()));
+    compute.push(("attention".into(), attention_kernel()));
+    compute.push(("rope".into(), rope_kernel()));
+    compute.push(("causal_mask".into(), causal_mask_kernel()));
+    for (name, k) in compute {
+        r.register(&name, Device::Cpu, DType::F32, k.clone());
+        let half = via_f32(&k);
+        r.register(&name, Device::Cpu, DType::F16, half.clone());
+        r.register(&name, Device::Cpu, DType::BF16, half);
+    }
+    let mv = movement_kernel().with_inplace(|op, _io, _| match op {
+        // A reshape of a dead input only relabels it (the executor sets the shape).
+        OpKind::Reshape { .. } => Ok(()),
+        other => Err(format!("{} has no in-place form", other.name())),
+    });
+    let plain_mv = movement_kernel();
+    for t in ALL_TYPES {
+        r.register("reshape", Device::Cpu, t, mv.clone());
+        for n in ["permute", "slice", "concat", "gather", "repeat_interleave"] {
+            r.register(n, Device::Cpu, t, plain_mv.clone());
+        }
+        r.register("cast", Device::Cpu, t, cast_kernel());
+        r.register("where", Device::Cpu, t, where_kernel());
+    }
+}

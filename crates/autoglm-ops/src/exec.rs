@@ -1,0 +1,485 @@
+//! The executor: a graph compiled against a registry and a device into a plan of
+//! kernel calls in topological order, with liveness-based buffer reuse and in-place
+//! kernels where the input dies at that step.
+
+use std::collections::HashMap;
+
+use autoglm_graph::{DType, Dim, Graph, NodeId, OpKind, TensorType};
+
+use crate::error::{Error, Result};
+use crate::registry::{Device, Kernel, Registry};
+use crate::tensor::{Data, Tensor};
+
+/// How to compile a graph.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Options {
+    /// The device whose kernels run it.
+    pub device: Device,
+    /// Worker threads for the kernels (1: everything on the calling thread's pool of
+    /// one).
+    pub threads: usize,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            device: Device::Cpu,
+            threads: 1,
+        }
+    }
+}
+
+/// What one run did with memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RunStats {
+    /// The most bytes the executor's intermediate buffers held at once (live values
+    /// and pooled free buffers), outputs included.
+    pub peak_bytes: usize,
+    /// The bytes of every intermediate value of the run added up (what a runtime
+    /// without reuse would hold at the end).
+    pub naive_bytes: usize,
+    /// Kernel calls.
+    pub steps: usize,
+    /// Of those, calls that wrote over their dead first input.
+    pub inplace_steps: usize,
+}
+
+struct Step {
+    node: NodeId,
+    op: OpKind,
+    ty: TensorType,
+    kernel: Kernel,
+    inputs: Vec<usize>,
+    out: usize,
+    inplace: bool,
+    /// Slots whose last use is this step.
+    free: Vec<usize>,
+}
+
+/// Where a value comes from.
+#[derive(Clone)]
+enum Source {
+    Input(String, TensorType),
+    Parameter(String, TensorType),
+    Constant(Tensor),
+    Step,
+}
+
+/// A compiled graph, ready to run.
+///
+/// # Examples
+/// ```
+/// use autoglm_graph::{DType, Dim, Graph, OpKind, TensorType, UnaryOp};
+/// use autoglm_ops::{Executor, Options, Registry, Tensor};
+///
+/// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let mut g = Graph::new();
+/// let x = g.input("x", TensorType::new(DType::F32, [Dim::sym("n"), Dim::Known(2)]))?;
+/// let y = g.add(OpKind::Unary { f: UnaryOp::Relu }, &[x])?;
+/// g.set_outputs(&[y])?;
+/// let mut exec = Executor::new(&g, &Registry::with_cpu_kernels(), Options::default())?;
+/// let x = Tensor::from_f32(&[2, 2], vec![-1.0, 2.0, 3.0, -4.0])?;
+/// let out = exec.run(&[("x", &x)])?;
+/// assert_eq!(out[0].as_f32().unwrap(), &[0.0, 2.0, 3.0, 0.0]);
+/// # Ok(()) }
+/// ```
+pub struct Executor {
+    sources: Vec<Source>,
+    params: Vec<Option<Tensor>>,
+    steps: Vec<Step>,
+    outputs: Vec<usize>,
+    pool: rayon::ThreadPool,
+    free: Vec<Data>,
+    stats: RunStats,
+}
+
+impl std::fmt::Debug for Executor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Executor")
+            .field("steps", &self.steps.len())
+            .field("outputs", &self.outputs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Executor {
+    /// Compiles `graph` for `options.device`: every node gets its kernel now, so a
+    /// missing kernel is an error here, naming the node.
+    ///
+    /// # Errors
+    /// [`Error::NoKernel`]; [`Error::Graph`] if the graph is invalid.
+    pub fn new(graph: &Graph, registry: &Registry, options: Options) -> Result<Executor> {
+        graph.verify()?;
+        let order = graph.topo_order()?;
+        let slot: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        let outputs: Vec<usize> = graph.outputs().iter().map(|o| slot[o]).collect();
+        let mut sources = Vec::with_capacity(order.len());
+        let mut steps = Vec::new();
+        for &n in &order {
+            let node = graph.node(n)?;
+            let src = match &node.op {
+                OpKind::Input { name, ty } => Source::Input(name.clone(), ty.clone()),
+                OpKind::Parameter { name, ty } => Source::Parameter(name.clone(), ty.clone()),
+                OpKind::Constant { value, dtype } => {
+                    Source::Constant(Tensor::scalar(*value, *dtype))
+                }
+                op => {
+                    let kernel = registry
+                        .kernel(op, options.device, node.ty.dtype)
+                        .map_err(|e| match e {
+                            Error::NoKernel {
+                                op, device, dtype, ..
+                            } => Error::NoKernel {
+                                op,
+                                device,
+                                dtype,
+                                node: Some(n),
+                            },
+                            e => e,
+                        })?
+                        .clone();
+                    steps.push(Step {
+                        node: n,
+                        op: op.clone(),
+                        ty: node.ty.clone(),
+                        kernel,
+                        inputs: graph.inputs(n)?.iter().map(|i| slot[i]).collect(),
+                        out: slot[&n],
+                        inplace: false,
+                        free: Vec::new(),
+                    });
+                    Source::Step
+                }
+            };
+            sources.push(src);
+        }
+        // Liveness: the last step reading each slot.
+        let mut last = vec![None; order.len()];
+        for (i, s) in steps.iter().enumerate() {
+            for &x in &s.inputs {
+                last[x] = Some(i);
+            }
+        }
+        let types: Vec<TensorType> = order
+            .iter()
+            .map(|&n| graph.node(n).map(|x| x.ty.clone()))
+            .collect::<autoglm_graph::Result<_>>()?;
+        for (i, s) in steps.iter_mut().enumerate() {
+            let mut dying: Vec<usize> = s
+                .inputs
+                .iter()
+                .copied()
+                .filter(|&x| {
+                    last[x] == Some(i)
+                        && matches!(sources[x], Source::Step)
+                        && !outputs.contains(&x)
+                })
+                .collect();
+            dying.sort_unstable();
+            dying.dedup();
+            let first = s.inputs.first().copied();
+            s.inplace = s.kernel.inplace.is_some()
+                && first.is_some_and(|x| {
+                    dying.contains(&x)
+                        && s.inputs.iter().filter(|&&y| y == x).count() == 1
+                        && (types[x] == s.ty
+                            || (matches!(s.op, OpKind::Reshape { .. })
+                                && types[x].dtype == s.ty.dtype))
+                });
+            if s.inplace {
+                dying.retain(|&x| Some(x) != first);
+            }
+            s.free = dying;
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(options.threads.max(1))
+            .build()
+            .map_err(|e| Error::Binding(format!("thread pool: {e}")))?;
+        let params = vec![None; order.len()];
+        Ok(Executor {
+            sources,
+            params,
+            steps,
+            outputs,
+            pool,
+            free: Vec::new(),
+            stats: RunStats::default(),
+        })
+    }
+
+    /// The names and types of the parameters the graph needs.
+    pub fn parameters(&self) -> Vec<(&str, &TensorType)> {
+        self.sources
+            .iter()
+            .filter_map(|s| match s {
+                Source::Parameter(n, t) => Some((n.as_str(), t)),
+                _ => None,
+            })
+            .collect()
+    }
+
+    /// Binds a parameter's value.
+    ///
+    /// # Errors
+    /// [`Error::Binding`] for an unknown name or a tensor of the wrong type.
+    pub fn set_parameter(&mut self, name: &str, value: Tensor) -> Result<()> {
+        let i = self
+            .sources
+            .iter()
+            .position(|s| matches!(s, Source::Parameter(n, _) if n == name))
+            .ok_or_else(|| Error::Binding(format!("the graph has no parameter '{name}'")))?;
+        let Source::Parameter(_, ty) = &self.sources[i] else {
+            unreachable!("found as a parameter")
+        };
+        check_type(name, ty, &value, &mut HashMap::new())?;
+        self.params[i] = Some(value);
+        Ok(())
+    }
+
+    /// Hands a tensor's buffer (typically an output of an earlier run that is no longer
+    /// needed) to the executor's pool, so later runs reuse it instead of allocating
+    /// and faulting in fresh memory.
+    pub fn recycle(&mut self, t: Tensor) {
+        self.free.push(t.into_parts().1);
+    }
+
+    /// Kernel calls per run.
+    pub fn num_steps(&self) -> usize {
+        self.steps.len()
+    }
+
+    /// The statistics of the last run.
+    pub fn stats(&self) -> RunStats {
+        self.stats
+    }
+
+    /// Runs the graph on named inputs, returning the outputs in order.
+    ///
+    /// # Errors
+    /// [`Error::Binding`] for a missing, unknown or ill-typed input or an unbound
+    /// parameter; [`Error::Kernel`] if a kernel fails.
+    pub fn run(&mut self, inputs: &[(&str, &Tensor)]) -> Result<Vec<Tensor>> {
+        let Executor {
+            sources,
+            params,
+            steps,
+            outputs,
+            pool,
+            free,
+            stats,
+        } = self;
+        // Bind symbols from the inputs.
+        let mut syms = HashMap::new();
+        let mut values: Vec<Value<'_>> = Vec::with_capacity(sources.len());
+        for (i, s) in sources.iter().enumerate() {
+            values.push(match s {
+                Source::Input(name, ty) => {
+                    let t = inputs
+                        .iter()
+                        .find(|(n, _)| n == name)
+                        .map(|(_, t)| *t)
+                        .ok_or_else(|| Error::Binding(format!("input '{name}' is missing")))?;
+                    check_type(name, ty, t, &mut syms)?;
+                    Value::Ref(t)
+                }
+                Source::Parameter(name, _) => Value::Ref(
+                    params[i]
+                        .as_ref()
+                        .ok_or_else(|| Error::Binding(format!("parameter '{name}' is not set")))?,
+                ),
+                Source::Constant(t) => Value::Ref(t),
+                Source::Step => Value::Empty,
+            });
+        }
+        if let Some((n, _)) = inputs.iter().find(|(n, _)| {
+            !sources
+                .iter()
+                .any(|s| matches!(s, Source::Input(m, _) if m == n))
+        }) {
+            return Err(Error::Binding(format!("the graph has no input '{n}'")));
+        }
+        let mut mem = Memory {
+            free,
+            live: 0,
+            pooled: 0,
+            peak: 0,
+        };
+        mem.pooled = mem.free.iter().map(Data::capacity_bytes).sum();
+        let mut run = RunStats::default();
+        pool.install(|| -> Result<()> {
+            for s in steps.iter() {
+                let shape = concrete(&s.ty, &syms).map_err(|reason| Error::Kernel {
+                    node: s.node,
+                    op: s.op.name(),
+                    reason,
+                })?;
+                let fail = |reason: String| Error::Kernel {
+                    node: s.node,
+                    op: s.op.name(),
+                    reason,
+                };
+                let n: usize = shape.iter().product();
+                run.naive_bytes += n * s.ty.dtype.size_bytes();
+                let result = if s.inplace {
+                    let Value::Own(mut io) =
+                        std::mem::replace(&mut values[s.inputs[0]], Value::Empty)
+                    else {
+                        return Err(fail("in-place input is not an owned buffer".into()));
+                    };
+                    let rest: Vec<&Tensor> =
+                        s.inputs[1..].iter().map(|&x| values[x].get()).collect();
+                    (s.kernel.inplace.as_ref().expect("checked at compile"))(&s.op, &mut io, &rest)
+                        .map_err(fail)?;
+                    io.reshape(&shape)?;
+                    run.inplace_steps += 1;
+                    io
+                } else {
+                    let mut out = Tensor::new(&shape, mem.take(s.ty.dtype, n))?;
+                    let ins: Vec<&Tensor> = s.inputs.iter().map(|&x| values[x].get()).collect();
+                    (s.kernel.run)(&s.op, &ins, &mut out).map_err(fail)?;
+                    out
+                };
+                values[s.out] = Value::Own(result);
+                for &x in &s.free {
+                    if let Value::Own(t) = std::mem::replace(&mut values[x], Value::Empty) {
+                        mem.give(t.into_parts().1);
+                    }
+                }
+                run.steps += 1;
+            }
+            Ok(())
+        })?;
+        let mut result = Vec::with_capacity(outputs.len());
+        for (k, &o) in outputs.iter().enumerate() {
+            let again = outputs[k + 1..].contains(&o);
+            result.push(match &mut values[o] {
+                Value::Own(_) if !again => match std::mem::replace(&mut values[o], Value::Empty) {
+                    Value::Own(t) => t,
+                    _ => unreachable!("matched as owned"),
+                },
+                v => v.get().clone(),
+            });
+        }
+        // Whatever is still owned (nothing, normally) goes back to the pool.
+        for v in values {
+            if let Value::Own(t) = v {
+                mem.give(t.into_parts().1);
+            }
+        }
+        run.peak_bytes = mem.peak;
+        *stats = run;
+        Ok(result)
+    }
+}
+
+enum Value<'a> {
+    Empty,
+    Ref(&'a Tensor),
+    Own(Tensor),
+}
+
+impl Value<'_> {
+    fn get(&self) -> &Tensor {
+        match self {
+            Value::Ref(t) => t,
+            Value::Own(t) => t,
+            Value::Empty => panic!("a value was read after its last use (planner bug)"),
+        }
+    }
+}
+
+/// The buffer pool: freed buffers are reused best-fit by element type.
+struct Memory<'a> {
+    free: &'a mut Vec<Data>,
+    live: usize,
+    pooled: usize,
+    peak: usize,
+}
+
+impl Memory<'_> {
+    fn take(&mut self, dtype: DType, n: usize) -> Data {
+        let fits = |d: &Data| d.dtype() == dtype;
+        let best = self
+            .free
+            .iter()
+            .enumerate()
+            .filter(|(_, d)| fits(d) && d.capacity_bytes() >= n * dtype.size_bytes())
+            .min_by_key(|(_, d)| d.capacity_bytes())
+            .map(|(i, _)| i)
+            .or_else(|| {
+                // Grow the largest free buffer of the type rather than add another.
+                self.free
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, d)| fits(d))
+                    .max_by_key(|(_, d)| d.capacity_bytes())
+                    .map(|(i, _)| i)
+            });
+        let mut d = match best {
+            Some(i) => {
+                let d = self.free.swap_remove(i);
+                self.pooled -= d.capacity_bytes();
+                d
+            }
+            None => Data::zeros(dtype, 0),
+        };
+        d.resize(n);
+        self.live += d.capacity_bytes();
+        self.peak = self.peak.max(self.live + self.pooled);
+        d
+    }
+
+    fn give(&mut self, d: Data) {
+        self.live = self.live.saturating_sub(d.capacity_bytes());
+        self.pooled += d.capacity_bytes();
+        self.free.push(d);
+    }
+}
+
+/// A type's shape with its symbols replaced by their bound sizes.
+fn concrete(
+    ty: &TensorType,
+    syms: &HashMap<String, usize>,
+) -> std::result::Result<Vec<usize>, String> {
+    ty.shape
+        .iter()
+        .map(|d| match d {
+            Dim::Known(n) => Ok(*n as usize),
+            Dim::Sym(s) => syms
+                .get(s)
+                .copied()
+                .ok_or_else(|| format!("the size '{s}' is not bound by any input")),
+        })
+        .collect()
+}
+
+/// Checks a tensor against a declared type, binding its symbols.
+fn check_type(
+    name: &str,
+    ty: &TensorType,
+    t: &Tensor,
+    syms: &mut HashMap<String, usize>,
+) -> Result<()> {
+    let bad = |why: String| Error::Binding(format!("'{name}' should be {ty}: {why}"));
+    if t.dtype() != ty.dtype {
+        return Err(bad(format!("got element type {}", t.dtype())));
+    }
+    if t.shape().len() != ty.rank() {
+        return Err(bad(format!("got shape {:?}", t.shape())));
+    }
+    for (d, &n) in ty.shape.iter().zip(t.shape()) {
+        match d {
+            Dim::Known(k) if *k as usize != n => {
+                return Err(bad(format!("got shape {:?}", t.shape())));
+            }
+            Dim::Sym(s) => {
+                let b = *syms.entry(s.clone()).or_insert(n);
+                if b != n {
+                    return Err(bad(format!("'{s}' is {b} elsewhere but {n} here")));
+                }
+            }
+            Dim::Known(_) => {}
+        }
+    }
+    Ok(())
+}
