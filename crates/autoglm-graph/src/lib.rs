@@ -9,6 +9,7 @@ mod infer;
 mod op;
 mod rules;
 mod types;
+pub mod zoo;
 
 pub use custom::{Attrs, OpDef};
 pub use error::{Error, Result};

@@ -284,12 +284,14 @@ impl OpKind {
         }
     }
 
-    /// Whether the op is a fused or composite op that the built-in rules produce (for
-    /// reports: how many nodes fusion left).
+    /// Whether the op stands for several elementary ones (norms, fused and composite
+    /// ops the built-in rules produce), for reports of what fusion left.
     pub fn is_fused(&self) -> bool {
         matches!(
             self,
             OpKind::FusedLayerNormGelu { .. }
+                | OpKind::LayerNorm { .. }
+                | OpKind::RmsNorm { .. }
                 | OpKind::Linear
                 | OpKind::SwiGlu
                 | OpKind::Attention { .. }

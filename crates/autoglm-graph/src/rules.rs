@@ -408,9 +408,13 @@ impl Rule {
         if !matches_at(g, root, &self.lhs, &mut m) {
             return None;
         }
-        // Inner nodes must be used only inside the match (and not be graph outputs).
+        // Inner nodes must be used only inside the match (and not be graph outputs);
+        // constants may be shared, as they cost nothing to keep.
         let inside = |n: &NodeId| m.nodes.contains(n);
         for &n in &m.nodes[1..] {
+            if matches!(g.node(n).ok()?.op, OpKind::Constant { .. }) {
+                continue;
+            }
             if g.outputs().contains(&n) || !g.users(n).ok()?.iter().all(|(u, _)| inside(u)) {
                 return None;
             }

@@ -241,145 +241,39 @@ fn replace_uses_checks_types_and_cycles() {
     assert_eq!(g.users(x).unwrap().len(), users_of_x);
 }
 
-/// The GLM-style decoder block of `shared/bench/graph/bench_torch.py` (hidden 512,
-/// 8 query / 2 key-value heads of 64, rotary on the first 32 dims of each head,
-/// SwiGLU width 1408), with symbolic batch `b` and sequence `t`.
-fn glm_block() -> (Graph, NodeId) {
-    const H: u64 = 512;
-    let f32t = |dims: Vec<Dim>| TensorType {
-        dtype: DType::F32,
-        shape: dims.into_iter().collect(),
-    };
-    let (b, t) = (Dim::sym("b"), Dim::sym("t"));
-    let k = |n: u64| Dim::Known(n);
-    let mut g = Graph::new();
-    let x = g
-        .input("x", f32t(vec![b.clone(), t.clone(), k(H)]))
-        .unwrap();
-    let cos = g.input("cos", f32t(vec![t.clone(), k(32)])).unwrap();
-    let sin = g.input("sin", f32t(vec![t.clone(), k(32)])).unwrap();
-    let mask = g.input("mask", f32t(vec![t.clone(), t.clone()])).unwrap();
-    let param = |g: &mut Graph, name: &str, dims: Vec<u64>| {
-        g.parameter(name, f32t(dims.into_iter().map(Dim::Known).collect()))
-            .unwrap()
-    };
-    let op = |g: &mut Graph, op: OpKind, ins: &[NodeId]| g.add(op, ins).unwrap();
-    let bin =
-        |g: &mut Graph, f: BinaryOp, a: NodeId, c: NodeId| op(g, OpKind::Binary { f }, &[a, c]);
-    let slice = |g: &mut Graph, x: NodeId, start: u64, end: u64| {
-        op(
-            g,
-            OpKind::Slice {
-                axis: -1,
-                start,
-                end,
-            },
-            &[x],
-        )
-    };
-    let ln1 = param(&mut g, "ln1", vec![H]);
-    let h = op(&mut g, OpKind::RmsNorm { eps: 1e-5 }, &[x, ln1]);
-    let heads = |g: &mut Graph, name: &str, n: u64| {
-        let w = param(g, name, vec![H, n * 64]);
-        let p = op(g, OpKind::MatMul, &[h, w]);
-        let shape = [b.clone(), t.clone(), k(n), k(64)].into_iter().collect();
-        let r = op(g, OpKind::Reshape { shape }, &[p]);
-        op(
-            g,
-            OpKind::Permute {
-                perm: vec![0, 2, 1, 3],
-            },
-            &[r],
-        )
-    };
-    let q = heads(&mut g, "wq", 8);
-    let kk = heads(&mut g, "wk", 2);
-    let v = heads(&mut g, "wv", 2);
-    let rope = |g: &mut Graph, x: NodeId| {
-        let xr = slice(g, x, 0, 32);
-        let xp = slice(g, x, 32, 64);
-        let x1 = slice(g, xr, 0, 16);
-        let x2 = slice(g, xr, 16, 32);
-        let n2 = op(g, OpKind::Unary { f: UnaryOp::Neg }, &[x2]);
-        let rot = op(g, OpKind::Concat { axis: -1 }, &[n2, x1]);
-        let a = bin(g, BinaryOp::Mul, xr, cos);
-        let c = bin(g, BinaryOp::Mul, rot, sin);
-        let s = bin(g, BinaryOp::Add, a, c);
-        op(g, OpKind::Concat { axis: -1 }, &[s, xp])
-    };
-    let q = rope(&mut g, q);
-    let kk = rope(&mut g, kk);
-    let kk = op(
-        &mut g,
-        OpKind::RepeatInterleave {
-            axis: 1,
-            repeats: 4,
-        },
-        &[kk],
-    );
-    let v = op(
-        &mut g,
-        OpKind::RepeatInterleave {
-            axis: 1,
-            repeats: 4,
-        },
-        &[v],
-    );
-    let kt = op(
-        &mut g,
-        OpKind::Permute {
-            perm: vec![0, 1, 3, 2],
-        },
-        &[kk],
-    );
-    let att = op(&mut g, OpKind::MatMul, &[q, kt]);
-    let scale = g.constant(0.125, DType::F32).unwrap();
-    let att = bin(&mut g, BinaryOp::Mul, att, scale);
-    let att = bin(&mut g, BinaryOp::Add, att, mask);
-    let att = op(&mut g, OpKind::Softmax { axis: -1 }, &[att]);
-    let y = op(&mut g, OpKind::MatMul, &[att, v]);
-    let y = op(
-        &mut g,
-        OpKind::Permute {
-            perm: vec![0, 2, 1, 3],
-        },
-        &[y],
-    );
-    let y = op(
-        &mut g,
-        OpKind::Reshape {
-            shape: [b.clone(), t.clone(), k(H)].into_iter().collect(),
-        },
-        &[y],
-    );
-    let wo = param(&mut g, "wo", vec![H, H]);
-    let o = op(&mut g, OpKind::MatMul, &[y, wo]);
-    let x2 = bin(&mut g, BinaryOp::Add, x, o);
-    let ln2 = param(&mut g, "ln2", vec![H]);
-    let h2 = op(&mut g, OpKind::RmsNorm { eps: 1e-5 }, &[x2, ln2]);
-    let wg = param(&mut g, "w_gate", vec![H, 1408]);
-    let wu = param(&mut g, "w_up", vec![H, 1408]);
-    let wd = param(&mut g, "w_down", vec![1408, H]);
-    let gate = op(&mut g, OpKind::MatMul, &[h2, wg]);
-    let gate = op(&mut g, OpKind::Unary { f: UnaryOp::Silu }, &[gate]);
-    let up = op(&mut g, OpKind::MatMul, &[h2, wu]);
-    let m = bin(&mut g, BinaryOp::Mul, gate, up);
-    let down = op(&mut g, OpKind::MatMul, &[m, wd]);
-    let out = bin(&mut g, BinaryOp::Add, x2, down);
-    g.set_outputs(&[out]).unwrap();
-    (g, out)
-}
-
 #[test]
-fn the_benchmark_glm_block_builds_and_verifies() {
-    let (mut g, out) = glm_block();
+fn the_benchmark_glm_block_builds_verifies_and_fuses() {
+    use autoglm_graph::zoo::{glm_block, BlockConfig};
+    use autoglm_graph::{apply_rules, builtin_rules, AnyKernel};
+    let mut g = glm_block(&BlockConfig::bench(), DType::F32).unwrap();
+    let out = g.outputs()[0];
     assert_eq!(g.node(out).unwrap().ty.to_string(), "f32[b,t,512]");
     g.verify().unwrap();
-    // Nothing in the block is computed twice, and every node feeds the output.
-    assert_eq!(g.eliminate_common_subexpressions(), 0);
-    assert_eq!(g.eliminate_dead_code(), 0);
     let json = g.to_json();
     assert_eq!(Graph::from_json(&json).unwrap().to_json(), json);
+    // The two norms share their constants 2 and eps.
+    assert_eq!(g.eliminate_common_subexpressions(), 2);
+    assert_eq!(g.eliminate_dead_code(), 2);
+    let before = g.node_count();
+    let r = apply_rules(&mut g, &builtin_rules(), &AnyKernel, 16).unwrap();
+    g.verify().unwrap();
+    let fired = |n: &str| r.fired.get(n).copied().unwrap_or(0);
+    assert_eq!(fired("rms_norm"), 2, "{r:?}");
+    assert_eq!(fired("rope"), 2, "{r:?}");
+    assert_eq!(fired("rope_partial"), 2, "{r:?}");
+    assert_eq!(fired("attention"), 1, "{r:?}");
+    assert_eq!(fired("swiglu"), 1, "{r:?}");
+    assert!(!r.hit_limit);
+    let ops: Vec<String> = g.node_ids().map(|n| g.node(n).unwrap().op.name()).collect();
+    for gone in ["softmax", "rsqrt", "silu", "neg", "concat", "reduce_mean"] {
+        assert!(!ops.iter().any(|o| o == gone), "{gone} left: {ops:?}");
+    }
+    assert!(
+        g.node_count() + 30 < before,
+        "{} → {}",
+        before,
+        g.node_count()
+    );
 }
 
 #[test]

@@ -91,6 +91,8 @@ pub struct Executor {
     pool: rayon::ThreadPool,
     free: Vec<Data>,
     stats: RunStats,
+    /// Per-step seconds of the runs since profiling was turned on.
+    profile: Option<Vec<f64>>,
 }
 
 impl std::fmt::Debug for Executor {
@@ -204,6 +206,7 @@ impl Executor {
             pool,
             free: Vec::new(),
             stats: RunStats::default(),
+            profile: None,
         })
     }
 
@@ -243,6 +246,27 @@ impl Executor {
         self.free.push(t.into_parts().1);
     }
 
+    /// Starts (or, with `false`, stops and clears) timing every kernel call.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.profile = on.then(|| vec![0.0; self.steps.len()]);
+    }
+
+    /// Seconds spent in each step's kernel since profiling started, with the step's
+    /// node and op name, slowest first.
+    pub fn profile(&self) -> Vec<(NodeId, String, f64)> {
+        let Some(p) = &self.profile else {
+            return Vec::new();
+        };
+        let mut v: Vec<(NodeId, String, f64)> = self
+            .steps
+            .iter()
+            .zip(p)
+            .map(|(s, &t)| (s.node, s.op.name(), t))
+            .collect();
+        v.sort_by(|a, b| b.2.total_cmp(&a.2));
+        v
+    }
+
     /// Kernel calls per run.
     pub fn num_steps(&self) -> usize {
         self.steps.len()
@@ -267,6 +291,7 @@ impl Executor {
             pool,
             free,
             stats,
+            profile,
         } = self;
         // Bind symbols from the inputs.
         let mut syms = HashMap::new();
@@ -307,7 +332,8 @@ impl Executor {
         mem.pooled = mem.free.iter().map(Data::capacity_bytes).sum();
         let mut run = RunStats::default();
         pool.install(|| -> Result<()> {
-            for s in steps.iter() {
+            for (si, s) in steps.iter().enumerate() {
+                let started = profile.as_ref().map(|_| std::time::Instant::now());
                 let shape = concrete(&s.ty, &syms).map_err(|reason| Error::Kernel {
                     node: s.node,
                     op: s.op.name(),
@@ -339,6 +365,9 @@ impl Executor {
                     (s.kernel.run)(&s.op, &ins, &mut out).map_err(fail)?;
                     out
                 };
+                if let (Some(p), Some(t0)) = (profile.as_mut(), started) {
+                    p[si] += t0.elapsed().as_secs_f64();
+                }
                 values[s.out] = Value::Own(result);
                 for &x in &s.free {
                     if let Value::Own(t) = std::mem::replace(&mut values[x], Value::Empty) {

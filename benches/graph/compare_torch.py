@@ -1,0 +1,144 @@
+"""Side by side: autoglm-ops against PyTorch on this machine, single thread, f32.
+
+  python benches/graph/compare_torch.py [--rounds 3] [--out FILE]
+
+Needs torch (CPU is enough) and safetensors in the Python environment, and the shared
+reference script ../shared/bench/graph/bench_torch.py (its Block, rope tables and timing
+loop are used as they are). Each round runs our example binaries and PyTorch's eager
+(and, with --compile, torch.compile) one after the other, so both see the same machine
+state; the figure per case is the median over rounds of each side's median, and the
+ratio is ours / theirs. Prints one JSON object per line.
+"""
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.abspath(os.path.join(HERE, "..", ".."))
+SHARED = os.path.abspath(os.path.join(ROOT, "..", "shared", "bench", "graph"))
+sys.path.insert(0, SHARED)
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+from safetensors.torch import load_file  # noqa: E402
+
+import bench_torch as bt  # noqa: E402
+
+
+def cargo_example(name, *args):
+    out = subprocess.run(
+        ["cargo", "run", "-q", "--release", "-p", "autoglm-ops", "--example", name, "--", *args, "--json"],
+        cwd=ROOT, check=True, capture_output=True, text=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def sgemm_peak():
+    """numpy (OpenBLAS) single-thread sgemm GFLOP/s, best size of 512/1024."""
+    best = 0.0
+    rng = np.random.default_rng(0)
+    for n in (512, 1024):
+        a = rng.standard_normal((n, n), dtype=np.float32)
+        b = rng.standard_normal((n, n), dtype=np.float32)
+        c = np.empty((n, n), dtype=np.float32)
+        med, _, _ = bt.bench(lambda: np.matmul(a, b, out=c), budget_s=2.0)
+        best = max(best, 2.0 * n ** 3 / med / 1e9)
+    return best
+
+
+def block_accuracy():
+    """Runs our block with --dump and PyTorch's Block on the same weights and inputs."""
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "block.safetensors")
+        cargo_example("glm_block", "--batch", "2", "--runs", "3", "--dump", path)
+        t = load_file(path)
+    blk = bt.Block().eval()
+    with torch.no_grad():
+        for name in ("q", "k", "v", "o", "gate", "up", "down"):
+            getattr(blk, name).weight.copy_(t[f"{name}.weight"].T)
+        blk.ln1.w.copy_(t["ln1.w"])
+        blk.ln2.w.copy_(t["ln2.w"])
+        ref = blk(t["x"], t["cos"], t["sin"], t["mask"])
+    err = (ref - t["out"]).abs().max().item() / ref.abs().max().item()
+    return {"case": "block_accuracy", "batch": 2, "max_abs_diff_over_max_abs_ref": err}
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compile", action="store_true", help="also torch.compile (Inductor)")
+    ap.add_argument("--out", default="")
+    a = ap.parse_args()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    rows = []
+
+    def emit(r):
+        rows.append(r)
+        print(json.dumps(r), flush=True)
+
+    emit({"torch": torch.__version__, "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+          "numpy_sgemm_gflops_1t": round(sgemm_peak(), 1)})
+    peak = rows[0]["numpy_sgemm_gflops_1t"]
+    emit(block_accuracy())
+    with torch.inference_mode():
+        for n, h in [(2048, 512), (8192, 1024)]:
+            x = torch.randn(n, h)
+            w, b = torch.randn(h), torch.randn(h)
+
+            def f(x, w, b):
+                return F.gelu(F.layer_norm(x, (h,), w, b))
+
+            cf = torch.compile(f, dynamic=False) if a.compile else None
+            if cf:
+                cf(x, w, b)
+            ours, ours_fresh, eager, inductor = [], [], [], []
+            for _ in range(a.rounds):
+                r = cargo_example("lngelu", "--rows", str(n), "--cols", str(h), "--threads", "1", "--recycle")
+                ours.append(r["fused_ms"])
+                err = r["max_abs_err"]
+                ours_fresh.append(cargo_example("lngelu", "--rows", str(n), "--cols", str(h), "--threads", "1")["fused_ms"])
+                eager.append(bt.bench(lambda: f(x, w, b))[0] * 1e3)
+                if cf:
+                    inductor.append(bt.bench(lambda: cf(x, w, b))[0] * 1e3)
+            r = {"case": "ln_gelu", "shape": [n, h], "threads": 1,
+                 "ours_fused_ms": statistics.median(ours),
+                 "ours_fused_fresh_output_ms": statistics.median(ours_fresh),
+                 "torch_eager_ms": statistics.median(eager), "max_abs_err": err}
+            r["ratio_vs_eager"] = r["ours_fused_ms"] / r["torch_eager_ms"]
+            r["ratio_fresh_vs_eager"] = r["ours_fused_fresh_output_ms"] / r["torch_eager_ms"]
+            if cf:
+                r["torch_compile_ms"] = statistics.median(inductor)
+                r["ratio_vs_compile"] = r["ours_fused_ms"] / r["torch_compile_ms"]
+            emit(r)
+        cos, sin = bt.rope_tables(torch.float32)
+        mask = torch.full((bt.SEQ, bt.SEQ), float("-inf")).triu(1)
+        blk = bt.Block().eval()
+        for bsz in (1, 8):
+            x = torch.randn(bsz, bt.SEQ, bt.HIDDEN)
+            ours, eager, info = [], [], None
+            for _ in range(a.rounds):
+                info = cargo_example("glm_block", "--batch", str(bsz), "--threads", "1")
+                ours.append(info["median_ms"])
+                eager.append(bt.bench(lambda: blk(x, cos, sin, mask))[0] * 1e3)
+            om, em = statistics.median(ours), statistics.median(eager)
+            gflop = bt.block_flops(bsz, bt.SEQ) / 1e9
+            emit({"case": "block", "batch": bsz, "threads": 1, "ours_ms": om, "torch_eager_ms": em,
+                  "ratio_vs_eager": om / em, "gflop": gflop,
+                  "ours_frac_of_sgemm_peak": gflop / om * 1e3 / peak,
+                  "torch_frac_of_sgemm_peak": gflop / em * 1e3 / peak,
+                  "fused_nodes": info["fused_nodes"], "peak_bytes": info["peak_bytes"],
+                  "naive_bytes": info["naive_bytes"]})
+    if a.out:
+        with open(a.out, "w") as fh:
+            for r in rows:
+                fh.write(json.dumps(r) + "\n")
+
+
+if __name__ == "__main__":
+    main()
