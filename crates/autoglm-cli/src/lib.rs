@@ -9,11 +9,13 @@
 //! autoglm eval chrf  --hyp out.txt --refs-jsonl refs.jsonl --chrf-word-order 2
 //! autoglm eval ter   --hyp out.txt --ref ref.txt --ter-normalized
 //! autoglm eval rouge --hyp out.txt --refs-jsonl refs.jsonl --types rouge1,rougeL --stem --json
+//! autoglm graph verify-rules my_rules.txt --dtype f32 --dtype bf16 [--builtin] [--json]
 //! ```
 
 #![forbid(unsafe_code)]
 
 pub mod eval;
+pub mod graph;
 pub mod io;
 
 use clap::{Parser, Subcommand};
@@ -32,6 +34,8 @@ pub struct Cli {
 pub enum Command {
     /// Score system outputs with BLEU, chrF, TER or ROUGE (sacrebleu / rouge-score numbers).
     Eval(eval::EvalArgs),
+    /// Tensor-graph tools: verify rewrite rules by execution.
+    Graph(graph::GraphArgs),
 }
 
 /// Runs the command line `cli`, writing results to `out`.
@@ -41,5 +45,6 @@ pub enum Command {
 pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(args, out),
+        Command::Graph(args) => graph::run(args, out),
     }
 }

@@ -251,3 +251,40 @@ fn parallel_jobs_give_identical_results() {
         assert_eq!(a, b, "{m}");
     }
 }
+
+#[test]
+fn graph_verify_rules_checks_builtin_and_user_rules() {
+    let rules = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/rules/user.rules");
+    let text = autoglm(&[
+        "graph",
+        "verify-rules",
+        rules.to_str().unwrap(),
+        "--builtin",
+    ])
+    .unwrap();
+    assert!(text.contains("ok   fuse_layer_norm_gelu"), "{text}");
+    assert!(text.contains("ok   double_neg"), "{text}");
+    assert!(!text.contains("FAIL"), "{text}");
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.rules");
+    // Wrong rules: plainly, and only off its domain (exp(log x) is NaN for x < 0).
+    std::fs::write(
+        &bad,
+        "# wrong on purpose\nwrong: (gelu ?x) => (relu ?x)\nexp_log: (exp (log ?x)) => ?x\n",
+    )
+    .unwrap();
+    let e = autoglm(&["graph", "verify-rules", bad.to_str().unwrap(), "--json"]).unwrap_err();
+    let msg = e.to_string();
+    assert!(
+        msg.contains("2 of 2 rules failed")
+            && msg.contains("wrong (f32)")
+            && msg.contains("exp_log (f32)"),
+        "{msg}"
+    );
+    std::fs::write(&bad, "ok: (exp (log ?x)) => ?x\n(gelu ?x) => (frob ?x)\n").unwrap();
+    let e = autoglm(&["graph", "verify-rules", bad.to_str().unwrap()]).unwrap_err();
+    assert!(
+        format!("{e:#}").contains("line 2") && format!("{e:#}").contains("unknown op 'frob'"),
+        "{e:#}"
+    );
+}

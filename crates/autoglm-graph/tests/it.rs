@@ -466,3 +466,15 @@ mod rules {
         assert!(e.to_string().contains("line 4"), "{e}");
     }
 }
+
+#[test]
+fn fuzz_entry_points_accept_their_seed_inputs() {
+    let graph = r#"{"nodes":[{"op":"input","name":"x","ty":{"dtype":"f32","shape":[4]}},{"op":"unary","f":"sigmoid","inputs":[0]},{"op":"binary","f":"mul","inputs":[0,1]}],"outputs":[2]}"#;
+    let seed = format!("{}\n---\n{graph}", autoglm_graph::BUILTIN_RULES);
+    autoglm_graph::fuzz::check_rules_and_graph(seed.as_bytes());
+    autoglm_graph::fuzz::check_rules_and_graph(b"(gelu ?x) => (frob ?x)\n---\n{}");
+    autoglm_graph::fuzz::check_rules_and_graph(b"a: (add ?x 1e400) => ?x if (== ?x");
+    let g = autoglm_graph::zoo::glm_block(&autoglm_graph::zoo::BlockConfig::bench(), DType::F32)
+        .unwrap();
+    autoglm_graph::fuzz::check_graph_json(g.to_json().as_bytes());
+}

@@ -1,0 +1,437 @@
+//! Every CPU kernel against a naive f64 reference on random shapes (odd sizes,
+//! broadcasting), in f32 and in the half types (computed in f32, so only rounding of
+//! the result separates them from the reference).
+
+use autoglm_graph::{BinaryOp, DType, Graph, OpKind, ReduceOp, TensorType, UnaryOp};
+use autoglm_ops::{Executor, Options, Registry, Tensor};
+use ndarray::{ArrayD, Axis, Dimension, IxDyn};
+use proptest::prelude::*;
+
+/// Runs one op on concrete inputs through the executor.
+fn run(op: OpKind, inputs: &[Tensor]) -> Result<Tensor, String> {
+    let mut g = Graph::new();
+    let ids = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let ty = TensorType::new(t.dtype(), t.shape().iter().map(|&d| d as u64));
+            g.input(&format!("i{i}"), ty).map_err(|e| e.to_string())
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let y = g.add(op, &ids).map_err(|e| e.to_string())?;
+    g.set_outputs(&[y]).map_err(|e| e.to_string())?;
+    let mut e = Executor::new(&g, &Registry::with_cpu_kernels(), Options::default())
+        .map_err(|e| e.to_string())?;
+    let names: Vec<String> = (0..inputs.len()).map(|i| format!("i{i}")).collect();
+    let feed: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(inputs).collect();
+    Ok(e.run(&feed).map_err(|e| e.to_string())?.remove(0))
+}
+
+fn arr(t: &Tensor) -> ArrayD<f64> {
+    ArrayD::from_shape_vec(IxDyn(t.shape()), t.to_f64_vec()).unwrap()
+}
+
+/// Random inputs in `dtype` (values in `lo..hi`).
+fn input(dtype: DType, shape: &[usize], lo: f64, hi: f64, seed: u64) -> Tensor {
+    Tensor::random(DType::F32, shape, lo, hi, seed).cast(dtype)
+}
+
+fn tol(dtype: DType) -> f64 {
+    match dtype {
+        DType::BF16 => 2e-2,
+        DType::F16 => 4e-3,
+        _ => 2e-5,
+    }
+}
+
+/// Checks `got` against `want` within the type's tolerance relative to max(1, max|want|).
+fn close(got: &Tensor, want: &ArrayD<f64>, dtype: DType, what: &str) -> Result<(), TestCaseError> {
+    prop_assert_eq!(got.shape(), want.shape(), "{}: shape", what);
+    prop_assert_eq!(got.dtype(), dtype, "{}: dtype", what);
+    let scale = want
+        .iter()
+        .filter(|x| x.is_finite())
+        .fold(1.0f64, |m, x| m.max(x.abs()));
+    for (i, (g, w)) in got.to_f64_vec().iter().zip(want.iter()).enumerate() {
+        let ok = (g.is_nan() && w.is_nan()) || g == w || (g - w).abs() <= tol(dtype) * scale;
+        prop_assert!(
+            ok,
+            "{}: element {} is {} but the reference says {}",
+            what,
+            i,
+            g,
+            w
+        );
+    }
+    Ok(())
+}
+
+fn erf64(x: f64) -> f64 {
+    let a = x.abs();
+    let r = if a < 2.5 {
+        let (mut sum, mut term) = (0.0, a);
+        for n in 0..120 {
+            let n = f64::from(n);
+            sum += term / (2.0 * n + 1.0);
+            term *= -a * a / (n + 1.0);
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    } else {
+        let mut f = a;
+        for k in (1..60).rev() {
+            f = a + f64::from(k) / 2.0 / f;
+        }
+        1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / f
+    };
+    r.copysign(x)
+}
+
+fn sigmoid(x: f64) -> f64 {
+    1.0 / (1.0 + (-x).exp())
+}
+
+fn unary_ref(f: UnaryOp, x: f64) -> f64 {
+    match f {
+        UnaryOp::Neg => -x,
+        UnaryOp::Exp => x.exp(),
+        UnaryOp::Log => x.ln(),
+        UnaryOp::Tanh => x.tanh(),
+        UnaryOp::Erf => erf64(x),
+        UnaryOp::Sqrt => x.sqrt(),
+        UnaryOp::Rsqrt => 1.0 / x.sqrt(),
+        UnaryOp::Recip => 1.0 / x,
+        UnaryOp::Relu => x.max(0.0),
+        UnaryOp::Silu => x * sigmoid(x),
+        UnaryOp::Gelu => 0.5 * x * (1.0 + erf64(x / std::f64::consts::SQRT_2)),
+        UnaryOp::GeluTanh => {
+            let c = (2.0 / std::f64::consts::PI).sqrt();
+            0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
+        }
+        UnaryOp::Sigmoid => sigmoid(x),
+    }
+}
+
+fn binary_ref(f: BinaryOp, a: f64, b: f64) -> f64 {
+    match f {
+        BinaryOp::Add => a + b,
+        BinaryOp::Sub => a - b,
+        BinaryOp::Mul => a * b,
+        BinaryOp::Div => a / b,
+        BinaryOp::Pow => a.powf(b),
+        BinaryOp::Max => a.max(b),
+        BinaryOp::Min => a.min(b),
+    }
+}
+
+const UNARY: [UnaryOp; 13] = [
+    UnaryOp::Neg,
+    UnaryOp::Exp,
+    UnaryOp::Log,
+    UnaryOp::Tanh,
+    UnaryOp::Erf,
+    UnaryOp::Sqrt,
+    UnaryOp::Rsqrt,
+    UnaryOp::Recip,
+    UnaryOp::Relu,
+    UnaryOp::Silu,
+    UnaryOp::Gelu,
+    UnaryOp::GeluTanh,
+    UnaryOp::Sigmoid,
+];
+
+const BINARY: [BinaryOp; 7] = [
+    BinaryOp::Add,
+    BinaryOp::Sub,
+    BinaryOp::Mul,
+    BinaryOp::Div,
+    BinaryOp::Pow,
+    BinaryOp::Max,
+    BinaryOp::Min,
+];
+
+const FLOATS: [DType; 3] = [DType::F32, DType::BF16, DType::F16];
+
+fn shape(max_rank: usize) -> impl Strategy<Value = Vec<usize>> {
+    prop::collection::vec(1usize..8, 1..=max_rank)
+}
+
+/// A shape and a second one that broadcasts against it (dims dropped on the left or
+/// set to 1).
+fn broadcast_pair() -> impl Strategy<Value = (Vec<usize>, Vec<usize>)> {
+    (shape(4), any::<u64>()).prop_map(|(a, bits)| {
+        let drop = (bits % (a.len() as u64 + 1)) as usize;
+        let b: Vec<usize> = a[drop..]
+            .iter()
+            .enumerate()
+            .map(|(i, &d)| if bits >> (8 + i) & 1 == 1 { 1 } else { d })
+            .collect();
+        if bits >> 40 & 1 == 1 {
+            (b, a)
+        } else {
+            (a, b)
+        }
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig { cases: 64, ..ProptestConfig::default() })]
+
+    #[test]
+    fn unary_ops(s in shape(4), seed in any::<u64>(), k in 0usize..13, d in 0usize..3) {
+        let (f, dtype) = (UNARY[k], FLOATS[d]);
+        // Positive inputs where the function needs them.
+        let (lo, hi) = match f {
+            UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Recip => (0.1, 4.0),
+            _ => (-6.0, 6.0),
+        };
+        let x = input(dtype, &s, lo, hi, seed);
+        let want = arr(&x).mapv(|v| unary_ref(f, v));
+        let got = run(OpKind::Unary { f }, &[x]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, &format!("{f:?}"))?;
+    }
+
+    #[test]
+    fn binary_ops_broadcast((sa, sb) in broadcast_pair(), seed in any::<u64>(), k in 0usize..7, d in 0usize..3) {
+        let (f, dtype) = (BINARY[k], FLOATS[d]);
+        let (lo, hi) = if matches!(f, BinaryOp::Pow | BinaryOp::Div) { (0.5, 2.0) } else { (-3.0, 3.0) };
+        let a = input(dtype, &sa, lo, hi, seed);
+        let b = input(dtype, &sb, lo, hi, seed ^ 1);
+        let (xa, xb) = (arr(&a), arr(&b));
+        let out_shape = autoglm_graph::broadcast(
+            &autoglm_graph::shape(sa.iter().map(|&d| d as u64)),
+            &autoglm_graph::shape(sb.iter().map(|&d| d as u64)),
+        ).unwrap();
+        let os: Vec<usize> = out_shape.iter().map(|d| d.known().unwrap() as usize).collect();
+        let (ba, bb) = (xa.broadcast(IxDyn(&os)).unwrap(), xb.broadcast(IxDyn(&os)).unwrap());
+        let mut want = ArrayD::zeros(IxDyn(&os));
+        ndarray::Zip::from(&mut want).and(&ba).and(&bb).for_each(|w, &x, &y| *w = binary_ref(f, x, y));
+        let got = run(OpKind::Binary { f }, &[a, b]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, &format!("{f:?} {sa:?} {sb:?}"))?;
+    }
+
+    #[test]
+    fn matmul_batched_broadcast(m in 1usize..9, k in 1usize..9, n in 1usize..9, batch in shape(2), bits in any::<u8>(), seed in any::<u64>(), d in 0usize..3) {
+        let dtype = FLOATS[d];
+        let mut ba = batch.clone();
+        let mut bb = batch.clone();
+        if bits & 1 == 1 { ba[0] = 1; }
+        if bits & 2 == 2 { bb.clear(); }
+        let sa: Vec<usize> = ba.iter().copied().chain([m, k]).collect();
+        let sb: Vec<usize> = bb.iter().copied().chain([k, n]).collect();
+        let a = input(dtype, &sa, -1.0, 1.0, seed);
+        let b = input(dtype, &sb, -1.0, 1.0, seed ^ 7);
+        let (xa, xb) = (arr(&a), arr(&b));
+        let ob: Vec<usize> = if bb.is_empty() { ba.clone() } else { batch.clone() };
+        let os: Vec<usize> = ob.iter().copied().chain([m, n]).collect();
+        let pa: Vec<usize> = ob.iter().copied().chain([m, k]).collect();
+        let pb: Vec<usize> = ob.iter().copied().chain([k, n]).collect();
+        let (xa, xb) = (xa.broadcast(IxDyn(&pa)).unwrap().to_owned(), xb.broadcast(IxDyn(&pb)).unwrap().to_owned());
+        let mut want = ArrayD::zeros(IxDyn(&os));
+        for (idx, w) in want.indexed_iter_mut() {
+            let s = idx.as_array_view().to_vec();
+            let r = s.len();
+            let mut acc = 0.0;
+            for kk in 0..k {
+                let mut ia = s.clone(); ia[r - 1] = kk;
+                let mut ib = s.clone(); ib[r - 2] = kk;
+                acc += xa[IxDyn(&ia)] * xb[IxDyn(&ib)];
+            }
+            *w = acc;
+        }
+        let got = run(OpKind::MatMul, &[a, b]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "matmul")?;
+    }
+
+    #[test]
+    fn reductions_and_softmax(s in shape(4), seed in any::<u64>(), axis_bits in any::<u8>(), keep in any::<bool>(), k in 0usize..4, d in 0usize..3) {
+        let dtype = FLOATS[d];
+        let f = [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min][k];
+        let rank = s.len();
+        let mut axes: Vec<i64> = (0..rank).filter(|i| axis_bits >> i & 1 == 1).map(|i| i as i64).collect();
+        if axes.is_empty() { axes.push(-1); }
+        let x = input(dtype, &s, -3.0, 3.0, seed);
+        let mut want = arr(&x);
+        let mut idx: Vec<usize> = axes.iter().map(|&a| if a < 0 { (a + rank as i64) as usize } else { a as usize }).collect();
+        idx.sort_unstable();
+        for &a in idx.iter().rev() {
+            let n = want.shape()[a] as f64;
+            want = want.map_axis(Axis(a), |l| match f {
+                ReduceOp::Sum => l.sum(),
+                ReduceOp::Mean => l.sum() / n,
+                ReduceOp::Max => l.fold(f64::NEG_INFINITY, |m, &v| m.max(v)),
+                ReduceOp::Min => l.fold(f64::INFINITY, |m, &v| m.min(v)),
+            });
+            if keep { want.insert_axis_inplace(Axis(a)); }
+        }
+        let got = run(OpKind::Reduce { f, axes: axes.clone(), keep_dims: keep }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, &format!("{f:?} {axes:?}"))?;
+        // Softmax along one of the axes.
+        let ax = idx[0];
+        let mut sm = arr(&x);
+        for mut lane in sm.lanes_mut(Axis(ax)) {
+            let m = lane.fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+            lane.mapv_inplace(|v| (v - m).exp());
+            let s: f64 = lane.sum();
+            lane.mapv_inplace(|v| v / s);
+        }
+        let got = run(OpKind::Softmax { axis: ax as i64 }, &[x]).map_err(TestCaseError::fail)?;
+        close(&got, &sm, dtype, "softmax")?;
+    }
+
+    #[test]
+    fn norms(rows in shape(3), n in 1usize..40, seed in any::<u64>(), d in 0usize..3) {
+        let dtype = FLOATS[d];
+        let s: Vec<usize> = rows.iter().copied().chain([n]).collect();
+        let x = input(dtype, &s, -3.0, 3.0, seed);
+        let g = input(dtype, &[n], 0.5, 1.5, seed ^ 3);
+        let b = input(dtype, &[n], -1.0, 1.0, seed ^ 5);
+        let (xs, gs, bs) = (x.to_f64_vec(), g.to_f64_vec(), b.to_f64_vec());
+        let eps = 1e-5;
+        let mut ln = Vec::new();
+        let mut rms = Vec::new();
+        for row in xs.chunks(n) {
+            let mean = row.iter().sum::<f64>() / n as f64;
+            let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / n as f64;
+            let ms = row.iter().map(|v| v * v).sum::<f64>() / n as f64;
+            for (j, v) in row.iter().enumerate() {
+                ln.push((v - mean) / (var + eps).sqrt() * gs[j] + bs[j]);
+                rms.push(v / (ms + eps).sqrt() * gs[j]);
+            }
+        }
+        let ln = ArrayD::from_shape_vec(IxDyn(&s), ln).unwrap();
+        let rms = ArrayD::from_shape_vec(IxDyn(&s), rms).unwrap();
+        let got = run(OpKind::LayerNorm { eps }, &[x.clone(), g.clone(), b.clone()]).map_err(TestCaseError::fail)?;
+        close(&got, &ln, dtype, "layer_norm")?;
+        let gelu = ln.mapv(|v| unary_ref(UnaryOp::Gelu, v));
+        let got = run(OpKind::FusedLayerNormGelu { eps }, &[x.clone(), g.clone(), b]).map_err(TestCaseError::fail)?;
+        close(&got, &gelu, dtype, "fused_layer_norm_gelu")?;
+        let got = run(OpKind::RmsNorm { eps }, &[x, g]).map_err(TestCaseError::fail)?;
+        close(&got, &rms, dtype, "rms_norm")?;
+    }
+
+    #[test]
+    fn linear_swiglu_attention_rope(t in 1usize..9, s in 1usize..9, dh in 1usize..5, e in 1usize..6, heads in 1usize..4, seed in any::<u64>(), d in 0usize..3) {
+        let dtype = FLOATS[d];
+        let dd = 2 * dh;
+        // linear
+        let x = input(dtype, &[heads, t, dd], -1.0, 1.0, seed);
+        let w = input(dtype, &[dd, e], -1.0, 1.0, seed ^ 1);
+        let b = input(dtype, &[e], -1.0, 1.0, seed ^ 2);
+        let (xa, wa, ba) = (arr(&x), arr(&w), arr(&b));
+        let mut want = ArrayD::zeros(IxDyn(&[heads, t, e]));
+        for ((h, i, j), v) in want.view_mut().into_dimensionality::<ndarray::Ix3>().unwrap().indexed_iter_mut() {
+            *v = (0..dd).map(|k| xa[[h, i, k]] * wa[[k, j]]).sum::<f64>() + ba[[j]];
+        }
+        let got = run(OpKind::Linear, &[x.clone(), w, b]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "linear")?;
+        // swiglu
+        let u = input(dtype, &[heads, t, dd], -3.0, 3.0, seed ^ 3);
+        let want = ndarray::Zip::from(&xa).and(&arr(&u)).map_collect(|&g, &u| unary_ref(UnaryOp::Silu, g) * u);
+        let got = run(OpKind::SwiGlu, &[x.clone(), u]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "swiglu")?;
+        // attention with a mask over the last two dims
+        let kt = input(dtype, &[heads, dd, s], -1.0, 1.0, seed ^ 4);
+        let v = input(dtype, &[heads, s, e], -1.0, 1.0, seed ^ 5);
+        let mut mv = vec![0.0f32; t * s];
+        for i in 0..t { for j in 0..s { if j > i + 1 { mv[i * s + j] = f32::NEG_INFINITY; } } }
+        let mask = Tensor::from_f32(&[t, s], mv).unwrap().cast(dtype);
+        let scale = 0.35;
+        let (ka, va, ma) = (arr(&kt), arr(&v), arr(&mask));
+        let mut want = ArrayD::zeros(IxDyn(&[heads, t, e]));
+        for h in 0..heads {
+            for i in 0..t {
+                let sc: Vec<f64> = (0..s).map(|j| (0..dd).map(|k| xa[[h, i, k]] * ka[[h, k, j]]).sum::<f64>() * scale + ma[[i, j]]).collect();
+                let m = sc.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+                let ex: Vec<f64> = sc.iter().map(|v| (v - m).exp()).collect();
+                let z: f64 = ex.iter().sum();
+                for c in 0..e {
+                    want[[h, i, c]] = (0..s).map(|j| ex[j] / z * va[[h, j, c]]).sum::<f64>();
+                }
+            }
+        }
+        let got = run(OpKind::Attention { scale }, &[x.clone(), kt, v, mask]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "attention")?;
+        // rope on the first 2·dh' dims
+        let rot = 2 * (1 + (seed as usize % dh));
+        let cos = input(dtype, &[t, rot], -1.0, 1.0, seed ^ 6);
+        let sin = input(dtype, &[t, rot], -1.0, 1.0, seed ^ 7);
+        let (ca, sa) = (arr(&cos), arr(&sin));
+        let half = rot / 2;
+        let mut want = xa.clone();
+        for h in 0..heads { for i in 0..t { for j in 0..half {
+            let (x1, x2) = (xa[[h, i, j]], xa[[h, i, j + half]]);
+            want[[h, i, j]] = x1 * ca[[i, j]] - x2 * sa[[i, j]];
+            want[[h, i, j + half]] = x2 * ca[[i, j + half]] + x1 * sa[[i, j + half]];
+        }}}
+        let got = run(OpKind::Rope { rot: rot as u64 }, &[x, cos, sin]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "rope")?;
+    }
+
+    #[test]
+    fn data_movement_every_type(s in shape(4), seed in any::<u64>(), perm_seed in any::<u64>(), d in 0usize..7) {
+        let dtype = [DType::F32, DType::BF16, DType::F16, DType::F64, DType::I64, DType::I32, DType::Bool][d];
+        let x = Tensor::random(dtype, &s, -5.0, 5.0, seed);
+        let xa = arr(&x);
+        let rank = s.len();
+        // permute
+        let mut perm: Vec<usize> = (0..rank).collect();
+        let mut r = perm_seed;
+        for i in (1..rank).rev() { perm.swap(i, (r % (i as u64 + 1)) as usize); r /= 7; }
+        let want = xa.clone().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
+        let got = run(OpKind::Permute { perm: perm.clone() }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "permute")?;
+        // reshape to flat
+        let n: usize = s.iter().product();
+        let got = run(OpKind::Reshape { shape: autoglm_graph::shape([n as u64]) }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        close(&got, &xa.clone().into_shape_with_order(IxDyn(&[n])).unwrap(), dtype, "reshape")?;
+        // slice, concat and repeat_interleave along a random axis
+        let ax = (perm_seed % rank as u64) as usize;
+        let (start, end) = (s[ax] / 3, s[ax] - s[ax] / 4);
+        let want = xa.slice_axis(Axis(ax), ndarray::Slice::from(start..end)).to_owned();
+        let got = run(OpKind::Slice { axis: ax as i64, start: start as u64, end: end as u64 }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "slice")?;
+        let want = ndarray::concatenate(Axis(ax), &[xa.view(), xa.view()]).unwrap();
+        let got = run(OpKind::Concat { axis: ax as i64 }, &[x.clone(), x.clone()]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "concat")?;
+        let parts: Vec<_> = xa.axis_iter(Axis(ax)).flat_map(|l| [l.clone(), l]).collect();
+        let views: Vec<_> = parts.iter().map(|p| p.view().insert_axis(Axis(ax))).collect();
+        let want = ndarray::concatenate(Axis(ax), &views).unwrap();
+        let got = run(OpKind::RepeatInterleave { axis: ax as i64, repeats: 2 }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "repeat_interleave")?;
+        // gather along the axis
+        let idx = Tensor::random(DType::I64, &[3], 0.0, s[ax] as f64, seed ^ 9);
+        let ids: Vec<usize> = idx.to_f64_vec().iter().map(|&v| v as usize).collect();
+        let want = xa.select(Axis(ax), &ids);
+        let got = run(OpKind::Gather { axis: ax as i64 }, &[x.clone(), idx]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "gather")?;
+        // cast to f32 and where
+        let got = run(OpKind::Cast { to: DType::F32 }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        close(&got, &xa, DType::F32, "cast")?;
+        let c = Tensor::random(DType::Bool, &s[rank - 1..], 0.0, 1.0, seed ^ 11);
+        let y = Tensor::random(dtype, &s, -5.0, 5.0, seed ^ 13);
+        let (ca, ya) = (arr(&c), arr(&y));
+        let cb = ca.broadcast(IxDyn(&s)).unwrap();
+        let want = ndarray::Zip::from(&cb).and(&xa).and(&ya).map_collect(|&c, &a, &b| if c != 0.0 { a } else { b });
+        let got = run(OpKind::Where, &[c, x, y]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "where")?;
+    }
+}
+
+#[test]
+fn causal_mask_and_errors() {
+    let x = Tensor::zeros(DType::I64, &[2, 3]);
+    let m = run(OpKind::CausalMask { dtype: DType::F32 }, &[x]).unwrap();
+    let v = m.to_f64_vec();
+    assert_eq!(m.shape(), &[3, 3]);
+    assert_eq!(&v[..3], &[0.0, f64::NEG_INFINITY, f64::NEG_INFINITY]);
+    assert_eq!(&v[6..], &[0.0, 0.0, 0.0]);
+    // Out-of-range gather indices are an error naming the node, not a panic.
+    let data = Tensor::zeros(DType::F32, &[4, 2]);
+    let idx = Tensor::new(&[1], autoglm_ops::Data::I64(vec![9])).unwrap();
+    let e = run(OpKind::Gather { axis: 0 }, &[data, idx]).unwrap_err();
+    assert!(e.contains("gather") && e.contains("outside 0..4"), "{e}");
+    // f64 compute has no kernel: an explicit error, no fallback.
+    let x = Tensor::zeros(DType::F64, &[2]);
+    let e = run(OpKind::Unary { f: UnaryOp::Exp }, &[x]).unwrap_err();
+    assert!(e.contains("no cpu kernel for exp on f64"), "{e}");
+}
