@@ -166,16 +166,28 @@ fn build(
 /// stops when `found` returns false or the attempt budget is spent.
 /// With `uniform`, every value variable gets the shape of the first one (many rules
 /// fire when all operands share a shape, and this finds them fast).
-fn search(
-    rule: &Rule,
-    registry: &Registry,
+struct Search<'a> {
+    rule: &'a Rule,
+    registry: &'a Registry,
     dtype: DType,
+    uniform: bool,
+    /// Where the candidate lists start (varies between searches).
+    rotate: usize,
+}
+
+fn search(
+    s: &Search<'_>,
     a: &mut Assign,
     budget: &mut usize,
-    uniform: bool,
     found: &mut dyn FnMut(&Assign, Graph, Graph) -> bool,
-    rotate: &std::cell::Cell<usize>,
 ) -> bool {
+    let Search {
+        rule,
+        registry,
+        dtype,
+        uniform,
+        rotate,
+    } = *s;
     if *budget == 0 {
         return false;
     }
@@ -202,11 +214,11 @@ fn search(
         Err(Stop::Need(v, number)) => {
             if number {
                 // Later instances start from other values, for variety.
-                let k = rotate.get();
+                let k = rotate;
                 for i in 0..CANDIDATE_NUMBERS.len() {
                     let x = CANDIDATE_NUMBERS[(i + k) % CANDIDATE_NUMBERS.len()];
                     a.numbers.insert(v.clone(), x);
-                    if !search(rule, registry, dtype, a, budget, uniform, found, rotate) {
+                    if !search(s, a, budget, found) {
                         return false;
                     }
                 }
@@ -216,14 +228,14 @@ fn search(
                     Some(first) if uniform => vec![first.clone()],
                     _ => {
                         let mut c = candidate_shapes();
-                        let k = (rotate.get() * 7) % c.len();
+                        let k = (rotate * 7) % c.len();
                         c.rotate_left(k);
                         c
                     }
                 };
-                for s in shapes {
-                    a.shapes.insert(v.clone(), s);
-                    if !search(rule, registry, dtype, a, budget, uniform, found, rotate) {
+                for shape in shapes {
+                    a.shapes.insert(v.clone(), shape);
+                    if !search(s, a, budget, found) {
                         return false;
                     }
                 }
@@ -268,7 +280,6 @@ pub fn verify_rule(
             passed: true,
         };
         let (atol, rtol) = tolerance(dtype);
-        let rotate = Cell::new(0);
         let count = Cell::new(0usize);
         let mut seed = opts.seed;
         let mut seen = std::collections::BTreeSet::new();
@@ -301,19 +312,16 @@ pub fn verify_rule(
             if count.get() >= opts.instances || failure.borrow().is_some() || budget == 0 {
                 break;
             }
-            rotate.set(round);
             for uniform in [true, false] {
                 let before = count.get();
-                search(
+                let s = Search {
                     rule,
                     registry,
                     dtype,
-                    &mut Assign::default(),
-                    &mut budget,
                     uniform,
-                    &mut on_found,
-                    &rotate,
-                );
+                    rotate: round,
+                };
+                search(&s, &mut Assign::default(), &mut budget, &mut on_found);
                 if count.get() > before || failure.borrow().is_some() {
                     continue 'outer;
                 }

@@ -297,3 +297,53 @@ fn rules_from_text_code_and_json_agree() {
     assert_eq!(g.to_json(), h.to_json());
     assert!(g.to_json().contains("\"silu\""));
 }
+
+/// PyTorch's output for a small version of the benchmark block (written by
+/// `benches/graph/make_golden.py` with `bench_torch.py`'s own `Block`), reproduced by
+/// the IR built op by op, optimised, and run.
+#[test]
+fn the_block_matches_pytorch() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/glm_block_small.safetensors");
+    let t = autoglm_ops::load_safetensors(&path).unwrap();
+    let cfg = BlockConfig {
+        hidden: 32,
+        heads: 4,
+        kv_heads: 2,
+        rot: 4,
+        inter: 64,
+        eps: 1e-5,
+    };
+    let reg = Registry::with_cpu_kernels();
+    for optimise in [false, true] {
+        let mut g = glm_block(&cfg, DType::F32).unwrap();
+        if optimise {
+            let r = optimize(&mut g, &reg, Device::Cpu, None).unwrap();
+            assert_eq!(r.rules.total(), 8, "{r:?}");
+        }
+        for threads in [1, 2] {
+            let mut e = Executor::new(
+                &g,
+                &reg,
+                Options {
+                    device: Device::Cpu,
+                    threads,
+                },
+            )
+            .unwrap();
+            for (name, _) in cfg.parameters() {
+                e.set_parameter(&name, t[&name].clone()).unwrap();
+            }
+            let feed: Vec<(&str, &Tensor)> = ["x", "cos", "sin", "mask"]
+                .iter()
+                .map(|&n| (n, &t[n]))
+                .collect();
+            let out = e.run(&feed).unwrap().remove(0);
+            let err = max_rel(&t["out"], &out);
+            assert!(
+                err <= 1e-5,
+                "optimised {optimise}, {threads} threads: max|Δ|/max|ref| = {err:e}"
+            );
+        }
+    }
+}

@@ -263,7 +263,7 @@ proptest! {
             });
             if keep { want.insert_axis_inplace(Axis(a)); }
         }
-        let got = run(OpKind::Reduce { f, axes: axes.clone(), keep_dims: keep }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        let got = run(OpKind::Reduce { f, axes: axes.clone(), keep_dims: keep }, std::slice::from_ref(&x)).map_err(TestCaseError::fail)?;
         close(&got, &want, dtype, &format!("{f:?} {axes:?}"))?;
         // Softmax along one of the axes.
         let ax = idx[0];
@@ -378,17 +378,17 @@ proptest! {
         let mut r = perm_seed;
         for i in (1..rank).rev() { perm.swap(i, (r % (i as u64 + 1)) as usize); r /= 7; }
         let want = xa.clone().permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned();
-        let got = run(OpKind::Permute { perm: perm.clone() }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        let got = run(OpKind::Permute { perm: perm.clone() }, std::slice::from_ref(&x)).map_err(TestCaseError::fail)?;
         close(&got, &want, dtype, "permute")?;
         // reshape to flat
         let n: usize = s.iter().product();
-        let got = run(OpKind::Reshape { shape: autoglm_graph::shape([n as u64]) }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        let got = run(OpKind::Reshape { shape: autoglm_graph::shape([n as u64]) }, std::slice::from_ref(&x)).map_err(TestCaseError::fail)?;
         close(&got, &xa.clone().into_shape_with_order(IxDyn(&[n])).unwrap(), dtype, "reshape")?;
         // slice, concat and repeat_interleave along a random axis
         let ax = (perm_seed % rank as u64) as usize;
         let (start, end) = (s[ax] / 3, s[ax] - s[ax] / 4);
         let want = xa.slice_axis(Axis(ax), ndarray::Slice::from(start..end)).to_owned();
-        let got = run(OpKind::Slice { axis: ax as i64, start: start as u64, end: end as u64 }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        let got = run(OpKind::Slice { axis: ax as i64, start: start as u64, end: end as u64 }, std::slice::from_ref(&x)).map_err(TestCaseError::fail)?;
         close(&got, &want, dtype, "slice")?;
         let want = ndarray::concatenate(Axis(ax), &[xa.view(), xa.view()]).unwrap();
         let got = run(OpKind::Concat { axis: ax as i64 }, &[x.clone(), x.clone()]).map_err(TestCaseError::fail)?;
@@ -396,7 +396,7 @@ proptest! {
         let parts: Vec<_> = xa.axis_iter(Axis(ax)).flat_map(|l| [l.clone(), l]).collect();
         let views: Vec<_> = parts.iter().map(|p| p.view().insert_axis(Axis(ax))).collect();
         let want = ndarray::concatenate(Axis(ax), &views).unwrap();
-        let got = run(OpKind::RepeatInterleave { axis: ax as i64, repeats: 2 }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        let got = run(OpKind::RepeatInterleave { axis: ax as i64, repeats: 2 }, std::slice::from_ref(&x)).map_err(TestCaseError::fail)?;
         close(&got, &want, dtype, "repeat_interleave")?;
         // gather along the axis
         let idx = Tensor::random(DType::I64, &[3], 0.0, s[ax] as f64, seed ^ 9);
@@ -405,7 +405,7 @@ proptest! {
         let got = run(OpKind::Gather { axis: ax as i64 }, &[x.clone(), idx]).map_err(TestCaseError::fail)?;
         close(&got, &want, dtype, "gather")?;
         // cast to f32 and where
-        let got = run(OpKind::Cast { to: DType::F32 }, &[x.clone()]).map_err(TestCaseError::fail)?;
+        let got = run(OpKind::Cast { to: DType::F32 }, std::slice::from_ref(&x)).map_err(TestCaseError::fail)?;
         close(&got, &xa, DType::F32, "cast")?;
         let c = Tensor::random(DType::Bool, &s[rank - 1..], 0.0, 1.0, seed ^ 11);
         let y = Tensor::random(dtype, &s, -5.0, 5.0, seed ^ 13);

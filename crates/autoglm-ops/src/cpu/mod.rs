@@ -99,7 +99,10 @@ fn unary_kernel() -> Kernel {
     })
 }
 
-fn binary_loop(op: &OpKind) -> Result<fn(&mut [f32], Rhs<'_>, bool), String> {
+/// An in-place binary loop: `io`, the other operand, and whether to swap them.
+type BinaryLoop = fn(&mut [f32], Rhs<'_>, bool);
+
+fn binary_loop(op: &OpKind) -> Result<BinaryLoop, String> {
     Ok(match op {
         OpKind::Binary { f } => match f {
             BinaryOp::Add => math::add_loop,
@@ -651,7 +654,7 @@ fn where_kernel() -> Kernel {
             let bb = bv.broadcast(so.clone()).ok_or("value does not broadcast")?;
             let mut ov = ArrayViewMutD::from_shape(oshape.clone(), &mut o[..]).map_err(|e| e.to_string())?;
             Zip::from(&mut ov).and(&cb).and(&ab).and(&bb).for_each(|o, &c, x, y| {
-                *o = if c { x.clone() } else { y.clone() };
+                *o = if c { *x } else { *y };
             });
             Ok(())
         })
