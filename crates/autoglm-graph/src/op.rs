@@ -36,6 +36,25 @@ pub enum UnaryOp {
     Sigmoid,
 }
 
+impl UnaryOp {
+    /// Every unary function.
+    pub const ALL: [UnaryOp; 13] = [
+        UnaryOp::Neg,
+        UnaryOp::Exp,
+        UnaryOp::Log,
+        UnaryOp::Tanh,
+        UnaryOp::Erf,
+        UnaryOp::Sqrt,
+        UnaryOp::Rsqrt,
+        UnaryOp::Recip,
+        UnaryOp::Relu,
+        UnaryOp::Silu,
+        UnaryOp::Gelu,
+        UnaryOp::GeluTanh,
+        UnaryOp::Sigmoid,
+    ];
+}
+
 /// Elementwise functions of two inputs, with broadcasting.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -54,6 +73,19 @@ pub enum BinaryOp {
     Max,
     /// min(a, b).
     Min,
+}
+
+impl BinaryOp {
+    /// Every binary function.
+    pub const ALL: [BinaryOp; 7] = [
+        BinaryOp::Add,
+        BinaryOp::Sub,
+        BinaryOp::Mul,
+        BinaryOp::Div,
+        BinaryOp::Pow,
+        BinaryOp::Max,
+        BinaryOp::Min,
+    ];
 }
 
 /// Reductions over axes.
@@ -330,24 +362,7 @@ impl OpKind {
     /// The op called `name` (as [`OpKind::name`] gives it) with scalar attributes
     /// `attrs`, for ops rules can build. A constant gets element type `dtype`.
     pub fn from_name(name: &str, attrs: &[f64], dtype: DType) -> Option<OpKind> {
-        use BinaryOp as B;
-        use UnaryOp as U;
-        let unary = [
-            U::Neg,
-            U::Exp,
-            U::Log,
-            U::Tanh,
-            U::Erf,
-            U::Sqrt,
-            U::Rsqrt,
-            U::Recip,
-            U::Relu,
-            U::Silu,
-            U::Gelu,
-            U::GeluTanh,
-            U::Sigmoid,
-        ];
-        let binary = [B::Add, B::Sub, B::Mul, B::Div, B::Pow, B::Max, B::Min];
+        let (unary, binary) = (UnaryOp::ALL, BinaryOp::ALL);
         let op = match (name, attrs) {
             ("matmul", []) => OpKind::MatMul,
             ("where", []) => OpKind::Where,

@@ -100,7 +100,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let var = row.iter().map(|v| (v - mean).powi(2)).sum::<f64>() / a.cols as f64;
         for (j, v) in row.iter().enumerate() {
             let z = (v - mean) / (var + 1e-5).sqrt() * g[j] + b[j];
-            let gelu = 0.5 * z * (1.0 + erf64(z / std::f64::consts::SQRT_2));
+            let gelu = 0.5 * z * (1.0 + libm::erf(z / std::f64::consts::SQRT_2));
             max_abs_err = max_abs_err.max((gelu - y[r * a.cols + j]).abs());
         }
     }
@@ -120,28 +120,4 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         );
     }
     Ok(())
-}
-
-/// erf in f64 for the reference (W. J. Cody's rational approximations are overkill
-/// here: a 1e-13 series/continued-fraction pair suffices).
-fn erf64(x: f64) -> f64 {
-    let a = x.abs();
-    let r = if a < 2.5 {
-        // Maclaurin series.
-        let (mut sum, mut term) = (0.0, a);
-        for n in 0..120 {
-            let n = f64::from(n);
-            sum += term / (2.0 * n + 1.0);
-            term *= -a * a / (n + 1.0);
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
-    } else {
-        // Continued fraction of erfc (Lentz), converged far beyond f32 needs.
-        let mut f = a;
-        for k in (1..60).rev() {
-            f = a + f64::from(k) / 2.0 / f;
-        }
-        1.0 - (-a * a).exp() / std::f64::consts::PI.sqrt() / f
-    };
-    r.copysign(x)
 }

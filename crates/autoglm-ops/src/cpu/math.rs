@@ -33,7 +33,7 @@ pub(crate) fn exp(x: f32) -> f32 {
     }
 }
 
-/// erf x (Abramowitz & Stegun 7.1.26 refined: absolute error below 2e-7).
+/// erf x (Abramowitz & Stegun 7.1.26; absolute error below 5e-7 with f32 rounding).
 #[inline(always)]
 pub(crate) fn erf(x: f32) -> f32 {
     let a = x.abs();
@@ -269,35 +269,17 @@ mod tests {
             let x = i as f32 * 0.001;
             let e = (f64::from(exp(x)) - f64::from(x).exp()).abs() / f64::from(x).exp();
             worst[0] = worst[0].max(e);
-            worst[1] = worst[1].max((f64::from(erf(x)) - libm_erf(f64::from(x))).abs());
+            worst[1] = worst[1].max((f64::from(erf(x)) - libm::erf(f64::from(x))).abs());
             worst[2] = worst[2].max((f64::from(tanh(x)) - f64::from(x).tanh()).abs());
             let s = 1.0 / (1.0 + (-f64::from(x)).exp());
             worst[3] = worst[3].max((f64::from(sigmoid(x)) - s).abs());
         }
         assert!(worst[0] < 3e-7, "exp relative error {}", worst[0]);
-        assert!(worst[1] < 3e-7, "erf error {}", worst[1]);
+        assert!(worst[1] < 5e-7, "erf error {}", worst[1]);
         assert!(worst[2] < 3e-7, "tanh error {}", worst[2]);
         assert!(worst[3] < 2e-7, "sigmoid error {}", worst[3]);
         assert_eq!(exp(-100.0), 0.0);
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert!(exp(88.0).is_finite());
-    }
-
-    /// erf in f64 (reference only): its Maclaurin series up to 3, the asymptotic
-    /// series of erfc beyond (erfc 3 = 2.2e-5, so both are far inside 1e-9 there).
-    fn libm_erf(x: f64) -> f64 {
-        let a = x.abs();
-        if a > 3.0 {
-            let erfc = (-a * a).exp() / (a * std::f64::consts::PI.sqrt())
-                * (1.0 - 1.0 / (2.0 * a * a) + 3.0 / (4.0 * a.powi(4)) - 15.0 / (8.0 * a.powi(6)));
-            return x.signum() * (1.0 - erfc);
-        }
-        let (mut sum, mut term) = (0.0, x);
-        for n in 0..200 {
-            let n = f64::from(n);
-            sum += term / (2.0 * n + 1.0);
-            term *= -x * x / (n + 1.0);
-        }
-        sum * 2.0 / std::f64::consts::PI.sqrt()
     }
 }

@@ -708,29 +708,13 @@ const ALL_TYPES: [DType; 7] = [
 
 /// Registers every built-in CPU kernel.
 pub(crate) fn register(r: &mut Registry) {
-    use BinaryOp as B;
-    use UnaryOp as U;
     let mut compute: Vec<(String, Kernel)> = Vec::new();
     let unary = unary_kernel();
-    for f in [
-        U::Neg,
-        U::Exp,
-        U::Log,
-        U::Tanh,
-        U::Erf,
-        U::Sqrt,
-        U::Rsqrt,
-        U::Recip,
-        U::Relu,
-        U::Silu,
-        U::Gelu,
-        U::GeluTanh,
-        U::Sigmoid,
-    ] {
+    for f in UnaryOp::ALL {
         compute.push((OpKind::Unary { f }.name(), unary.clone()));
     }
     let binary = binary_kernel();
-    for f in [B::Add, B::Sub, B::Mul, B::Div, B::Pow, B::Max, B::Min] {
+    for f in BinaryOp::ALL {
         compute.push((OpKind::Binary { f }.name(), binary.clone()));
     }
     compute.push(("swiglu".into(), binary));
