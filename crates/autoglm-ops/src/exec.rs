@@ -4,7 +4,7 @@
 
 use std::collections::HashMap;
 
-use autoglm_graph::{DType, Dim, Graph, NodeId, OpKind, TensorType};
+use autoglm_graph::{BinaryOp, DType, Dim, Graph, NodeId, OpKind, TensorType};
 
 use crate::error::{Error, Result};
 use crate::registry::{Device, Kernel, Registry};
@@ -179,15 +179,28 @@ impl Executor {
                 .collect();
             dying.sort_unstable();
             dying.dedup();
+            let can_overwrite = |x: usize, s: &Step| {
+                dying.contains(&x)
+                    && s.inputs.iter().filter(|&&y| y == x).count() == 1
+                    && (types[x] == s.ty
+                        || (matches!(s.op, OpKind::Reshape { .. }) && types[x].dtype == s.ty.dtype))
+            };
+            // A commutative op may overwrite its second input instead of its first.
+            let commutative = matches!(
+                s.op,
+                OpKind::Binary {
+                    f: BinaryOp::Add | BinaryOp::Mul | BinaryOp::Max | BinaryOp::Min
+                }
+            );
+            if commutative
+                && s.kernel.inplace.is_some()
+                && !can_overwrite(s.inputs[0], s)
+                && can_overwrite(s.inputs[1], s)
+            {
+                s.inputs.swap(0, 1);
+            }
             let first = s.inputs.first().copied();
-            s.inplace = s.kernel.inplace.is_some()
-                && first.is_some_and(|x| {
-                    dying.contains(&x)
-                        && s.inputs.iter().filter(|&&y| y == x).count() == 1
-                        && (types[x] == s.ty
-                            || (matches!(s.op, OpKind::Reshape { .. })
-                                && types[x].dtype == s.ty.dtype))
-                });
+            s.inplace = s.kernel.inplace.is_some() && first.is_some_and(|x| can_overwrite(x, s));
             if s.inplace {
                 dying.retain(|&x| Some(x) != first);
             }

@@ -234,12 +234,33 @@ pub(crate) fn softmax_rows(x: &mut [f32], n: usize) {
     }
 }
 
-/// Softmax of one row, in place (a row of all −∞ gives NaN, as PyTorch).
+/// Softmax of one row, in place (a row of all −∞ gives NaN, as PyTorch). The max and
+/// the sum run in 16 independent lanes, so they vectorise instead of waiting on one
+/// long dependency chain.
 #[inline(always)]
 pub(crate) fn softmax_row(row: &mut [f32]) {
-    let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-    let mut sum = 0.0f32;
-    for v in row.iter_mut() {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let mut acc = [0.0f32; 16];
+    let mut chunks = row.chunks_exact_mut(16);
+    for c in &mut chunks {
+        for (a, v) in acc.iter_mut().zip(c) {
+            *v = exp(*v - max);
+            *a += *v;
+        }
+    }
+    let mut sum: f32 = acc.iter().sum();
+    for v in chunks.into_remainder() {
         *v = exp(*v - max);
         sum += *v;
     }
