@@ -390,6 +390,31 @@ pub fn infer(op: &OpKind, inputs: &[&TensorType]) -> Result<TensorType, String> 
                 shape: shape([t.clone(), t.clone()]),
             })
         }
+        OpKind::PaddingMask { dtype } => {
+            let (len, like) = (inputs[0], inputs[1]);
+            if !dtype.is_float() {
+                return Err(format!(
+                    "padding_mask needs a float element type, got {dtype}"
+                ));
+            }
+            if !matches!(len.dtype, DType::I64 | DType::I32) || len.rank() != 1 {
+                return Err(format!("padding_mask needs integer lengths [b], got {len}"));
+            }
+            if like.rank() < 2 || like.shape[0] != len.shape[0] {
+                return Err(format!(
+                    "padding_mask needs like [b, t, …] with b from {len}, got {like}"
+                ));
+            }
+            Ok(TensorType {
+                dtype: *dtype,
+                shape: shape([
+                    like.shape[0].clone(),
+                    Dim::Known(1),
+                    Dim::Known(1),
+                    like.shape[1].clone(),
+                ]),
+            })
+        }
         OpKind::Custom { name, .. } => Err(format!(
             "custom op '{name}' is not registered with the graph (Graph::register_op)"
         )),

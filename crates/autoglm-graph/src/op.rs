@@ -239,6 +239,13 @@ pub enum OpKind {
         /// The mask's element type.
         dtype: DType,
     },
+    /// An additive padding mask `[b, 1, 1, t]` (0 at positions `< lengths[b]`, −∞ from
+    /// there on) that broadcasts against attention scores `[b, heads, q, t]`: inputs
+    /// `lengths [b]` (integers) and `like [b, t, …]`, whose first two dims give `b`, `t`.
+    PaddingMask {
+        /// The mask's element type.
+        dtype: DType,
+    },
     /// A user-defined op, described by an [`crate::OpDef`] registered with the graph.
     Custom {
         /// Its name (the registered definition's).
@@ -267,6 +274,7 @@ impl OpKind {
             | OpKind::MatMul
             | OpKind::RmsNorm { .. }
             | OpKind::SwiGlu
+            | OpKind::PaddingMask { .. }
             | OpKind::Gather { .. } => 2,
             OpKind::LayerNorm { .. }
             | OpKind::FusedLayerNormGelu { .. }
@@ -312,6 +320,7 @@ impl OpKind {
             OpKind::Attention { .. } => "attention".into(),
             OpKind::Rope { .. } => "rope".into(),
             OpKind::CausalMask { .. } => "causal_mask".into(),
+            OpKind::PaddingMask { .. } => "padding_mask".into(),
             OpKind::Custom { name, .. } => name.clone(),
         }
     }

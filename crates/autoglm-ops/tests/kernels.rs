@@ -382,6 +382,12 @@ fn causal_mask_and_errors() {
     assert_eq!(m.shape(), &[3, 3]);
     assert_eq!(&v[..3], &[0.0, f64::NEG_INFINITY, f64::NEG_INFINITY]);
     assert_eq!(&v[6..], &[0.0, 0.0, 0.0]);
+    let lens = Tensor::new(&[2], autoglm_ops::Data::I64(vec![1, 3])).unwrap();
+    let like = Tensor::zeros(DType::I64, &[2, 3]);
+    let m = run(OpKind::PaddingMask { dtype: DType::BF16 }, &[lens, like]).unwrap();
+    assert_eq!(m.shape(), &[2, 1, 1, 3]);
+    let inf = f64::NEG_INFINITY;
+    assert_eq!(m.to_f64_vec(), [0.0, inf, inf, 0.0, 0.0, 0.0]);
     // Out-of-range gather indices are an error naming the node, not a panic.
     let data = Tensor::zeros(DType::F32, &[4, 2]);
     let idx = Tensor::new(&[1], autoglm_ops::Data::I64(vec![9])).unwrap();

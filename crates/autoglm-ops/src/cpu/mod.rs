@@ -505,6 +505,28 @@ fn causal_mask_kernel() -> Kernel {
     })
 }
 
+fn padding_mask_kernel() -> Kernel {
+    Kernel::new(|_, ins, out| {
+        let t = out.shape()[3];
+        let lens = ins[0];
+        let o = f32s_mut(out)?;
+        for (b, row) in o.chunks_exact_mut(t.max(1)).enumerate() {
+            let n = lens.data().get_f64(b);
+            if n < 0.0 {
+                return Err(format!("padding_mask: length {n} of row {b} is negative"));
+            }
+            for (j, v) in row.iter_mut().enumerate() {
+                *v = if (j as f64) < n {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                };
+            }
+        }
+        Ok(())
+    })
+}
+
 /// Pairs the input and output element vectors of one type, or fails.
 macro_rules! same_type {
     ($a:expr, $o:expr, ($x:ident, $y:ident) => $body:expr) => {
@@ -733,6 +755,7 @@ pub(crate) fn register(r: &mut Registry) {
     compute.push(("attention".into(), attention_kernel()));
     compute.push(("rope".into(), rope_kernel()));
     compute.push(("causal_mask".into(), causal_mask_kernel()));
+    compute.push(("padding_mask".into(), padding_mask_kernel()));
     for (name, k) in compute {
         r.register(&name, Device::Cpu, DType::F32, k.clone());
         let half = via_f32(&k);
