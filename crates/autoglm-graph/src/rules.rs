@@ -126,9 +126,18 @@ impl fmt::Debug for Rule {
 }
 
 impl fmt::Display for Rule {
-    /// The text form [`Rule::parse`] reads (code guards are not shown).
+    /// The text form [`Rule::parse`] reads (code guards are not shown; a name that
+    /// the text form could not carry, such as an unnamed rule's text, is left out).
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}: {} => {}", self.name, self.lhs, self.rhs)?;
+        let n = &self.name;
+        let nameable = !n.is_empty()
+            && n.trim() == n
+            && !n.contains(['(', ')', ':', '\n', '#'])
+            && !n.contains("=>");
+        if nameable {
+            write!(f, "{n}: ")?;
+        }
+        write!(f, "{} => {}", self.lhs, self.rhs)?;
         if !self.guards.is_empty() {
             f.write_str(" if")?;
             for g in &self.guards {

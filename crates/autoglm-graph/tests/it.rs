@@ -478,3 +478,11 @@ fn fuzz_entry_points_accept_their_seed_inputs() {
         .unwrap();
     autoglm_graph::fuzz::check_graph_json(g.to_json().as_bytes());
 }
+
+#[test]
+fn unnamed_rules_print_back_to_text_that_parses() {
+    // Found by the graph_rules fuzz target: an unnamed rule printed its text as a name.
+    autoglm_graph::fuzz::check_rules_and_graph(
+        b"(div ?x (add (exp (neg ?x)) 2)) => (silu ?x)\n#c\n  a b: (exp ?x) => ?x",
+    );
+}
