@@ -431,23 +431,54 @@ fn attention_kernel() -> Kernel {
             )
         };
         let o = f32s_mut(out)?;
+        // Rows go in blocks; a block only computes the key columns before the last one
+        // its mask leaves open (a causal mask halves the work), which gives exactly the
+        // same result: the skipped columns would have had weight exp(−∞) = 0.
+        const ROWS: usize = 32;
         let job = |(i, c): (usize, &mut [f32])| -> KResult {
-            let mut scores = vec![0.0f32; t * s];
-            gemm(
-                &xq[i * t * d..(i + 1) * t * d],
-                &xk[i * d * s..(i + 1) * d * s],
-                &mut scores,
-                t,
-                d,
-                s,
-            )?;
-            for (row, mrow) in scores
-                .chunks_exact_mut(s)
-                .zip(xm[moff[i]..moff[i] + t * s].chunks_exact(s))
-            {
-                math::scale_mask_softmax(row, scale, mrow);
+            let mut scores = vec![0.0f32; ROWS * s];
+            let mask = &xm[moff[i]..moff[i] + t * s];
+            let kt_i = ArrayView2::from_shape((d, s), &xk[i * d * s..(i + 1) * d * s])
+                .map_err(|e| e.to_string())?;
+            let v_i = &xv[i * s * e..(i + 1) * s * e];
+            for (b, out_rows) in c.chunks_mut(ROWS * e).enumerate() {
+                let (r0, rows) = (b * ROWS, out_rows.len() / e.max(1));
+                let open = mask[r0 * s..(r0 + rows) * s]
+                    .chunks_exact(s)
+                    .map(|m| {
+                        m.iter()
+                            .rposition(|&v| v != f32::NEG_INFINITY)
+                            .map_or(0, |j| j + 1)
+                    })
+                    .collect::<Vec<_>>();
+                // A fully masked row keeps all columns (and so PyTorch's NaN).
+                let width = if open.contains(&0) {
+                    s
+                } else {
+                    open.into_iter().max().unwrap_or(s)
+                };
+                let sc = &mut scores[..rows * width];
+                let qv = ArrayView2::from_shape(
+                    (rows, d),
+                    &xq[(i * t + r0) * d..(i * t + r0 + rows) * d],
+                )
+                .map_err(|e| e.to_string())?;
+                let mut cv = ArrayViewMut2::from_shape((rows, width), &mut *sc)
+                    .map_err(|e| e.to_string())?;
+                general_mat_mul(
+                    1.0,
+                    &qv,
+                    &kt_i.slice(ndarray::s![.., ..width]),
+                    0.0,
+                    &mut cv,
+                );
+                for (r, row) in sc.chunks_exact_mut(width.max(1)).enumerate() {
+                    let m = &mask[(r0 + r) * s..(r0 + r) * s + width];
+                    math::scale_mask_softmax(row, scale, m);
+                }
+                gemm(sc, &v_i[..width * e], out_rows, rows, width, e)?;
             }
-            gemm(&scores, &xv[i * s * e..(i + 1) * s * e], c, t, s, e)
+            Ok(())
         };
         if rayon::current_num_threads() > 1 {
             o.par_chunks_mut((t * e).max(1))
