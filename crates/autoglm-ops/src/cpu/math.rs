@@ -10,14 +10,24 @@ use multiversion::multiversion;
 /// error below 2e-7; 0 below −87.3 and clamped above 88.7.
 #[inline(always)]
 pub(crate) fn exp(x: f32) -> f32 {
+    let y = exp_in_range(x.clamp(-87.3, 88.7));
+    if x < -87.3 {
+        0.0
+    } else {
+        y
+    }
+}
+
+/// eˣ for x in [−87.3, 88.7] (no range checks, for callers that guarantee it).
+#[inline(always)]
+fn exp_in_range(x: f32) -> f32 {
     // Adding 1.5·2²³ rounds to the nearest integer and leaves it in the low mantissa
     // bits, so 2ⁿ comes from integer ops on the bits (no float-to-int conversion, which
     // does not vectorise).
     const MAGIC: f32 = 12_582_912.0;
-    let xc = x.clamp(-87.3, 88.7);
-    let t = xc * std::f32::consts::LOG2_E + MAGIC;
+    let t = x * std::f32::consts::LOG2_E + MAGIC;
     let n = t - MAGIC;
-    let r = n.mul_add(2.121_944_4e-4, n.mul_add(-0.693_359_4, xc));
+    let r = n.mul_add(2.121_944_4e-4, n.mul_add(-0.693_359_4, x));
     let mut p = 1.987_569_1e-4_f32;
     p = p.mul_add(r, 1.398_199_9e-3);
     p = p.mul_add(r, 8.333_452e-3);
@@ -25,18 +35,16 @@ pub(crate) fn exp(x: f32) -> f32 {
     p = p.mul_add(r, 0.166_666_65);
     p = p.mul_add(r, 0.5);
     let y = (p * r).mul_add(r, r + 1.0);
-    let scale = f32::from_bits(t.to_bits().wrapping_sub(MAGIC.to_bits() - 127) << 23);
-    if x < -87.3 {
-        0.0
-    } else {
-        y * scale
-    }
+    y * f32::from_bits(t.to_bits().wrapping_sub(MAGIC.to_bits() - 127) << 23)
 }
 
 /// erf x (Abramowitz & Stegun 7.1.26; absolute error below 5e-7 with f32 rounding).
 #[inline(always)]
 pub(crate) fn erf(x: f32) -> f32 {
+    // erf 4 rounds to 1 in f32; clamping keeps exp's argument in [−16, 0].
+    // (Written as a select so that NaN stays NaN.)
     let a = x.abs();
+    let a = if a > 4.0 { 4.0 } else { a };
     let t = 1.0 / 0.327_591_1f32.mul_add(a, 1.0);
     let poly = 1.061_405_4f32
         .mul_add(t, -1.453_152_1)
@@ -44,7 +52,7 @@ pub(crate) fn erf(x: f32) -> f32 {
         .mul_add(t, -0.284_496_72)
         .mul_add(t, 0.254_829_6)
         * t;
-    let y = (-poly).mul_add(exp(-a * a), 1.0);
+    let y = (-poly).mul_add(exp_in_range(-a * a), 1.0);
     y.copysign(x)
 }
 
@@ -300,6 +308,9 @@ mod tests {
         assert!(worst[2] < 3e-7, "tanh error {}", worst[2]);
         assert!(worst[3] < 2e-7, "sigmoid error {}", worst[3]);
         assert_eq!(exp(-100.0), 0.0);
+        for f in [exp, erf, tanh, sigmoid, gelu, gelu_tanh, silu] {
+            assert!(f(f32::NAN).is_nan());
+        }
         assert_eq!(exp(f32::NEG_INFINITY), 0.0);
         assert!(exp(88.0).is_finite());
     }
