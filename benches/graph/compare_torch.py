@@ -5,9 +5,11 @@
 Needs torch (CPU is enough) and safetensors in the Python environment, and the shared
 reference script ../shared/bench/graph/bench_torch.py (its Block, rope tables and timing
 loop are used as they are). Each round runs our example binaries and PyTorch's eager
-(and, with --compile, torch.compile) one after the other, so both see the same machine
-state; the figure per case is the median over rounds of each side's median, and the
-ratio is ours / theirs. Prints one JSON object per line.
+(and, with --compile, torch.compile) one after the other, in alternating order, so both
+see the same machine state; each round gives a ratio ours / theirs of the two medians,
+and the reported ratio is the median of the rounds' ratios (the machines here drift
+between fast and slow phases, which pairing cancels), next to each side's median over
+rounds. Prints one JSON object per line.
 """
 import argparse
 import json
@@ -78,7 +80,7 @@ def block_accuracy():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--rounds", type=int, default=7)
     ap.add_argument("--compile", action="store_true", help="also torch.compile (Inductor)")
     ap.add_argument("--out", default="")
     a = ap.parse_args()
@@ -107,23 +109,32 @@ def main():
             if cf:
                 cf(x, w, b)
             ours, ours_fresh, eager, inductor = [], [], [], []
-            for _ in range(a.rounds):
-                r = cargo_example("lngelu", "--rows", str(n), "--cols", str(h), "--threads", "1", "--recycle")
-                ours.append(r["fused_ms"])
-                err = r["max_abs_err"]
-                ours_fresh.append(cargo_example("lngelu", "--rows", str(n), "--cols", str(h), "--threads", "1")["fused_ms"])
-                eager.append(bt.bench(lambda: f(x, w, b))[0] * 1e3)
-                if cf:
-                    inductor.append(bt.bench(lambda: cf(x, w, b))[0] * 1e3)
-            r = {"case": "ln_gelu", "shape": [n, h], "threads": 1,
-                 "ours_fused_ms": statistics.median(ours),
-                 "ours_fused_fresh_output_ms": statistics.median(ours_fresh),
-                 "torch_eager_ms": statistics.median(eager), "max_abs_err": err}
-            r["ratio_vs_eager"] = r["ours_fused_ms"] / r["torch_eager_ms"]
-            r["ratio_fresh_vs_eager"] = r["ours_fused_fresh_output_ms"] / r["torch_eager_ms"]
+            for k in range(a.rounds):
+                def mine():
+                    r = cargo_example("lngelu", "--rows", str(n), "--cols", str(h), "--threads", "1", "--recycle")
+                    ours.append(r["fused_ms"])
+                    ours_fresh.append(cargo_example("lngelu", "--rows", str(n), "--cols", str(h), "--threads", "1")["fused_ms"])
+                    return r["max_abs_err"]
+
+                def theirs():
+                    eager.append(bt.bench(lambda: f(x, w, b), budget_s=2.0)[0] * 1e3)
+                    if cf:
+                        inductor.append(bt.bench(lambda: cf(x, w, b), budget_s=2.0)[0] * 1e3)
+                if k % 2:
+                    theirs()
+                    err = mine()
+                else:
+                    err = mine()
+                    theirs()
+            med = statistics.median
+            r = {"case": "ln_gelu", "shape": [n, h], "threads": 1, "rounds": a.rounds,
+                 "ours_fused_ms": med(ours), "ours_fused_fresh_output_ms": med(ours_fresh),
+                 "torch_eager_ms": med(eager), "max_abs_err": err,
+                 "ratio_vs_eager": med([o / e for o, e in zip(ours, eager)]),
+                 "ratio_fresh_vs_eager": med([o / e for o, e in zip(ours_fresh, eager)])}
             if cf:
-                r["torch_compile_ms"] = statistics.median(inductor)
-                r["ratio_vs_compile"] = r["ours_fused_ms"] / r["torch_compile_ms"]
+                r["torch_compile_ms"] = med(inductor)
+                r["ratio_vs_compile"] = med([o / e for o, e in zip(ours, inductor)])
             emit(r)
         cos, sin = bt.rope_tables(torch.float32)
         mask = torch.full((bt.SEQ, bt.SEQ), float("-inf")).triu(1)
@@ -131,14 +142,26 @@ def main():
         for bsz in (1, 8):
             x = torch.randn(bsz, bt.SEQ, bt.HIDDEN)
             ours, eager, info = [], [], None
-            for _ in range(a.rounds):
-                info = cargo_example("glm_block", "--batch", str(bsz), "--threads", "1")
-                ours.append(info["median_ms"])
-                eager.append(bt.bench(lambda: blk(x, cos, sin, mask))[0] * 1e3)
+            for k in range(a.rounds):
+                def mine():
+                    r = cargo_example("glm_block", "--batch", str(bsz), "--threads", "1", "--runs", "30")
+                    ours.append(r["median_ms"])
+                    return r
+
+                def theirs():
+                    eager.append(bt.bench(lambda: blk(x, cos, sin, mask), min_runs=10, budget_s=2.0)[0] * 1e3)
+                if k % 2:
+                    theirs()
+                    info = mine()
+                else:
+                    info = mine()
+                    theirs()
             om, em = statistics.median(ours), statistics.median(eager)
             gflop = bt.block_flops(bsz, bt.SEQ) / 1e9
-            emit({"case": "block", "batch": bsz, "threads": 1, "ours_ms": om, "torch_eager_ms": em,
-                  "ratio_vs_eager": om / em, "gflop": gflop,
+            emit({"case": "block", "batch": bsz, "threads": 1, "rounds": a.rounds, "ours_ms": om,
+                  "torch_eager_ms": em, "ratio_vs_eager": statistics.median([o / e for o, e in zip(ours, eager)]),
+                  "ratio_range": [min(o / e for o, e in zip(ours, eager)), max(o / e for o, e in zip(ours, eager))],
+                  "gflop": gflop,
                   "ours_frac_of_sgemm_peak": gflop / om * 1e3 / peak,
                   "torch_frac_of_sgemm_peak": gflop / em * 1e3 / peak,
                   "fused_nodes": info["fused_nodes"], "peak_bytes": info["peak_bytes"],
