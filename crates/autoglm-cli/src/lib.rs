@@ -10,6 +10,7 @@
 //! autoglm eval ter   --hyp out.txt --ref ref.txt --ter-normalized
 //! autoglm eval rouge --hyp out.txt --refs-jsonl refs.jsonl --types rouge1,rougeL --stem --json
 //! autoglm graph verify-rules my_rules.txt --dtype f32 --dtype bf16 [--builtin] [--json]
+//! autoglm schedule --dag dag.json --platform platform.json --algo heft|cpop [--out schedule.json]
 //! ```
 
 #![forbid(unsafe_code)]
@@ -17,6 +18,7 @@
 pub mod eval;
 pub mod graph;
 pub mod io;
+pub mod schedule;
 
 use clap::{Parser, Subcommand};
 
@@ -36,6 +38,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Tensor-graph tools: verify rewrite rules by execution.
     Graph(graph::GraphArgs),
+    /// Schedule a task DAG onto heterogeneous workers (HEFT, CPOP).
+    Schedule(schedule::ScheduleArgs),
 }
 
 /// Runs the command line `cli`, writing results to `out`.
@@ -46,5 +50,6 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
     match cli.command {
         Command::Eval(args) => eval::run(args, out),
         Command::Graph(args) => graph::run(args, out),
+        Command::Schedule(args) => schedule::run(args, out),
     }
 }

@@ -1,0 +1,309 @@
+//! List scheduling with insertion: HEFT and CPOP (Topcuoglu, Hariri & Wu, IEEE TPDS
+//! 13(3), 2002) for related machines with latency + bandwidth communication.
+//!
+//! Tie-breaking follows the Python anchors of `shared/bench/sched/heuristics.py`
+//! exactly, so makespans agree to rounding: HEFT orders tasks by decreasing upward
+//! rank, then by position in [`Dag::topo`]; a task goes to the worker giving the
+//! earliest finish (the lowest worker id among equal finishes), in the first idle gap
+//! long enough after its data is ready. CPOP keeps the critical path (the entry task of
+//! highest priority, then successors whose priority equals the path's, highest first,
+//! lowest id on ties) on the fastest worker and schedules ready tasks by decreasing
+//! priority (upward + downward rank).
+
+use std::cmp::Ordering;
+use std::collections::BinaryHeap;
+
+use crate::model::{Assignment, Dag, Platform, Schedule};
+
+/// Busy intervals of each worker, sorted by time.
+struct Timeline {
+    start: Vec<Vec<f64>>,
+    finish: Vec<Vec<f64>>,
+}
+
+impl Timeline {
+    fn new(m: usize) -> Timeline {
+        Timeline {
+            start: vec![Vec::new(); m],
+            finish: vec![Vec::new(); m],
+        }
+    }
+
+    /// The earliest start ≥ `ready` of a `dur`-long interval on worker `w`, and the
+    /// position to insert it at.
+    fn earliest(&self, w: usize, ready: f64, dur: f64) -> (f64, usize) {
+        let (st, fi) = (&self.start[w], &self.finish[w]);
+        let mut i = fi.partition_point(|&f| f <= ready);
+        let mut t = ready;
+        while i < st.len() {
+            if st[i] - t >= dur {
+                return (t, i);
+            }
+            if fi[i] > t {
+                t = fi[i];
+            }
+            i += 1;
+        }
+        (t, i)
+    }
+
+    fn insert(&mut self, w: usize, i: usize, s: f64, f: f64) {
+        self.start[w].insert(i, s);
+        self.finish[w].insert(i, f);
+    }
+}
+
+/// Upward rank: mean execution time plus the longest mean-communication path to an exit.
+pub fn upward_rank(dag: &Dag, p: &Platform) -> Vec<f64> {
+    let mut r = vec![0.0f64; dag.len()];
+    for &u in dag.topo.iter().rev() {
+        let mut best = 0.0f64;
+        for &v in &dag.succ[u] {
+            let x = p.mean_comm(dag.data[&(u, v)]) + r[v];
+            if x > best {
+                best = x;
+            }
+        }
+        r[u] = dag.cost(u) * p.mean_inv_speed + best;
+    }
+    r
+}
+
+/// Downward rank: the longest mean path from an entry to the task (excluding it).
+pub fn downward_rank(dag: &Dag, p: &Platform) -> Vec<f64> {
+    let mut r = vec![0.0f64; dag.len()];
+    for &v in &dag.topo {
+        let mut best = 0.0f64;
+        for &u in &dag.pred[v] {
+            let x = r[u] + dag.cost(u) * p.mean_inv_speed + p.mean_comm(dag.data[&(u, v)]);
+            if x > best {
+                best = x;
+            }
+        }
+        r[v] = best;
+    }
+    r
+}
+
+struct State<'a> {
+    dag: &'a Dag,
+    p: &'a Platform,
+    timeline: Timeline,
+    finish: Vec<f64>,
+    worker: Vec<usize>,
+}
+
+impl<'a> State<'a> {
+    fn new(dag: &'a Dag, p: &'a Platform) -> State<'a> {
+        State {
+            dag,
+            p,
+            timeline: Timeline::new(p.workers()),
+            finish: vec![0.0; dag.len()],
+            worker: vec![usize::MAX; dag.len()],
+        }
+    }
+
+    fn ready_time(&self, v: usize, w: usize) -> f64 {
+        let mut t = 0.0f64;
+        for &u in &self.dag.pred[v] {
+            let x = self.finish[u] + self.p.comm(self.worker[u], w, self.dag.data[&(u, v)]);
+            if x > t {
+                t = x;
+            }
+        }
+        t
+    }
+
+    /// Places `v` on whichever of `workers` finishes it first.
+    fn place(&mut self, v: usize, workers: impl Iterator<Item = usize>) -> Assignment {
+        let mut best: Option<(f64, f64, usize, usize)> = None;
+        for w in workers {
+            let dur = self.dag.cost(v) / self.p.speed[w];
+            let (s, i) = self.timeline.earliest(w, self.ready_time(v, w), dur);
+            let f = s + dur;
+            if best.is_none_or(|b| f < b.0) {
+                best = Some((f, s, w, i));
+            }
+        }
+        let (f, s, w, i) = best.expect("a platform has workers");
+        self.timeline.insert(w, i, s, f);
+        self.finish[v] = f;
+        self.worker[v] = w;
+        Assignment {
+            task: v,
+            worker: w,
+            start: s,
+            finish: f,
+        }
+    }
+}
+
+/// Heterogeneous Earliest Finish Time.
+pub fn heft(dag: &Dag, p: &Platform) -> Schedule {
+    let rank = upward_rank(dag, p);
+    list_schedule(dag, p, &rank, "HEFT")
+}
+
+/// List scheduling by a priority (higher first, ties by position in the topological
+/// order), each task on the worker that finishes it first, with insertion. The order is
+/// made precedence-feasible by always taking the best *ready* task (for priorities
+/// that, like upward ranks, already decrease along edges this is the plain sorted order).
+pub fn list_schedule(dag: &Dag, p: &Platform, priority: &[f64], name: &str) -> Schedule {
+    let mut tpos = vec![0usize; dag.len()];
+    for (k, &u) in dag.topo.iter().enumerate() {
+        tpos[u] = k;
+    }
+    let mut order: Vec<usize> = (0..dag.len()).collect();
+    order.sort_by(|&a, &b| {
+        priority[b]
+            .partial_cmp(&priority[a])
+            .unwrap_or(Ordering::Equal)
+            .then(tpos[a].cmp(&tpos[b]))
+    });
+    let mut st = State::new(dag, p);
+    let mut s = Schedule::new(dag, p, name);
+    let m = p.workers();
+    if order_is_feasible(dag, &order) {
+        for v in order {
+            s.assignments.push(st.place(v, 0..m));
+        }
+        return s;
+    }
+    let mut heap = ReadyQueue::new(dag, priority, &tpos);
+    while let Some(v) = heap.pop() {
+        s.assignments.push(st.place(v, 0..m));
+        heap.done(v);
+    }
+    s
+}
+
+fn order_is_feasible(dag: &Dag, order: &[usize]) -> bool {
+    let mut pos = vec![0usize; dag.len()];
+    for (k, &u) in order.iter().enumerate() {
+        pos[u] = k;
+    }
+    dag.edges.iter().all(|&(u, v, _)| pos[u] < pos[v])
+}
+
+/// Ready tasks by priority (higher first, then topological position).
+struct ReadyQueue<'a> {
+    dag: &'a Dag,
+    heap: BinaryHeap<Entry>,
+    indeg: Vec<usize>,
+    priority: &'a [f64],
+    tpos: &'a [usize],
+}
+
+#[derive(PartialEq)]
+struct Entry(f64, usize, usize);
+
+impl Eq for Entry {}
+
+impl PartialOrd for Entry {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Entry {
+    fn cmp(&self, other: &Self) -> Ordering {
+        // Max-heap: higher priority first, then lower topological position.
+        self.0
+            .partial_cmp(&other.0)
+            .unwrap_or(Ordering::Equal)
+            .then(other.1.cmp(&self.1))
+    }
+}
+
+impl<'a> ReadyQueue<'a> {
+    fn new(dag: &'a Dag, priority: &'a [f64], tpos: &'a [usize]) -> ReadyQueue<'a> {
+        let indeg: Vec<usize> = dag.pred.iter().map(Vec::len).collect();
+        let heap = (0..dag.len())
+            .filter(|&u| indeg[u] == 0)
+            .map(|u| Entry(priority[u], tpos[u], u))
+            .collect();
+        ReadyQueue {
+            dag,
+            heap,
+            indeg,
+            priority,
+            tpos,
+        }
+    }
+
+    fn pop(&mut self) -> Option<usize> {
+        self.heap.pop().map(|e| e.2)
+    }
+
+    fn done(&mut self, v: usize) {
+        for &x in &self.dag.succ[v] {
+            self.indeg[x] -= 1;
+            if self.indeg[x] == 0 {
+                self.heap.push(Entry(self.priority[x], self.tpos[x], x));
+            }
+        }
+    }
+}
+
+/// Critical Path On a Processor.
+pub fn cpop(dag: &Dag, p: &Platform) -> Schedule {
+    let ru = upward_rank(dag, p);
+    let rd = downward_rank(dag, p);
+    let pr: Vec<f64> = ru.iter().zip(&rd).map(|(a, b)| a + b).collect();
+    let mut s = Schedule::new(dag, p, "CPOP");
+    if dag.is_empty() {
+        return s;
+    }
+    let cp_len = pr.iter().fold(f64::NEG_INFINITY, |m, &x| m.max(x));
+    let tol = 1e-9 * cp_len.abs().max(1.0);
+    // Highest priority, lowest id on ties.
+    let best = |cands: &mut dyn Iterator<Item = usize>| {
+        cands.fold(None, |b: Option<usize>, u| match b {
+            Some(x) if pr[x] > pr[u] || (pr[x] == pr[u] && x < u) => Some(x),
+            _ => Some(u),
+        })
+    };
+    let mut on_cp = vec![false; dag.len()];
+    let mut cur = best(&mut (0..dag.len()).filter(|&u| dag.pred[u].is_empty()))
+        .expect("a DAG has an entry task");
+    on_cp[cur] = true;
+    while let Some(next) = best(
+        &mut dag.succ[cur]
+            .iter()
+            .copied()
+            .filter(|&v| (pr[v] - cp_len).abs() <= tol),
+    ) {
+        cur = next;
+        on_cp[cur] = true;
+    }
+    // The worker minimising the path's total time (lowest id on ties): the fastest,
+    // or worker 0 when the path costs nothing.
+    let cp_cost = (0..dag.len())
+        .filter(|&u| on_cp[u])
+        .fold(0.0, |s, u| s + dag.cost(u));
+    let p_cp = (0..p.workers()).fold(0, |b, w| {
+        if cp_cost / p.speed[w] < cp_cost / p.speed[b] {
+            w
+        } else {
+            b
+        }
+    });
+    let mut tpos = vec![0usize; dag.len()];
+    for (k, &u) in dag.topo.iter().enumerate() {
+        tpos[u] = k;
+    }
+    let mut st = State::new(dag, p);
+    let mut q = ReadyQueue::new(dag, &pr, &tpos);
+    let m = p.workers();
+    while let Some(v) = q.pop() {
+        let a = if on_cp[v] {
+            st.place(v, p_cp..p_cp + 1)
+        } else {
+            st.place(v, 0..m)
+        };
+        s.assignments.push(a);
+        q.done(v);
+    }
+    s
+}

@@ -1,0 +1,148 @@
+//! HEFT and CPOP against the shared Python anchors: every shared DAG × platform, the
+//! makespan equal to `shared/bench/sched/results.json` within 1e-9 relative, and every
+//! schedule valid. Skips (visibly) without `../shared`, except under CI.
+
+use std::path::{Path, PathBuf};
+
+use autoglm_sched::{cpop, heft, validate, Dag, Platform};
+
+fn shared() -> Option<PathBuf> {
+    let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared");
+    if p.join("data/dags").is_dir() {
+        Some(p)
+    } else if std::env::var_os("CI").is_some() {
+        panic!("../shared is missing under CI");
+    } else {
+        eprintln!("SKIPPED: ../shared/data/dags not found");
+        None
+    }
+}
+
+#[test]
+fn heft_and_cpop_match_the_python_anchors() {
+    let Some(root) = shared() else { return };
+    let results: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(root.join("bench/sched/results.json")).unwrap(),
+    )
+    .unwrap();
+    let mut platforms = Vec::new();
+    for e in std::fs::read_dir(root.join("data/dags/platforms")).unwrap() {
+        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
+        platforms.push(Platform::from_json(&text).unwrap());
+    }
+    let mut checked = 0;
+    let mut worst = 0.0f64;
+    for set in ["wfcommons", "random"] {
+        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("data/dags").join(set))
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .filter(|p| p.extension().is_some_and(|x| x == "json"))
+            .collect();
+        files.sort();
+        for f in files {
+            let dag = Dag::from_json(&std::fs::read_to_string(&f).unwrap()).unwrap();
+            for p in &platforms {
+                for (name, s) in [("HEFT", heft(&dag, p)), ("CPOP", cpop(&dag, p))] {
+                    let (errs, m) = validate(&dag, p, &s);
+                    assert!(
+                        errs.is_empty(),
+                        "{} on {} by {name}: {:?}",
+                        dag.name,
+                        p.name,
+                        &errs[..errs.len().min(3)]
+                    );
+                    let row = results["rows"]
+                        .as_array()
+                        .unwrap()
+                        .iter()
+                        .find(|r| {
+                            r["dag"] == dag.name.as_str()
+                                && r["platform"] == p.name.as_str()
+                                && r["scheduler"] == name
+                        })
+                        .unwrap_or_else(|| {
+                            panic!("no baseline for {} {} {name}", dag.name, p.name)
+                        });
+                    let want = row["makespan"].as_f64().unwrap();
+                    let rel = (m.makespan - want).abs() / want.abs().max(1e-300);
+                    worst = worst.max(rel);
+                    assert!(
+                        rel <= 1e-9,
+                        "{} on {} by {name}: {} vs Python {want} (rel {rel:e})",
+                        dag.name,
+                        p.name,
+                        m.makespan
+                    );
+                    let lb = row["lb"].as_f64().unwrap();
+                    assert!(
+                        (m.lb - lb).abs() <= 1e-9 * lb.abs(),
+                        "{}: lb {} vs {lb}",
+                        dag.name,
+                        m.lb
+                    );
+                    checked += 1;
+                }
+            }
+        }
+    }
+    assert_eq!(checked, (31 + 24) * 3 * 2);
+    eprintln!("{checked} schedules match the Python anchors; worst relative difference {worst:e}");
+}
+
+#[test]
+fn malformed_inputs_are_named() {
+    let dag = |tasks: &str, edges: &str| {
+        Dag::from_json(&format!(
+            r#"{{"format":"autoglm-dag","version":1,"name":"t","tasks":{tasks},"edges":{edges}}}"#
+        ))
+        .unwrap_err()
+        .to_string()
+    };
+    let two = r#"[{"id":0,"cost":1},{"id":1,"cost":1}]"#;
+    for (e, want) in [
+        (
+            dag(r#"[{"id":0,"cost":1},{"id":2,"cost":1}]"#, "[]"),
+            "task id 2 is not in 0..2",
+        ),
+        (dag(r#"[{"id":0,"cost":-1}]"#, "[]"), "task 0: cost -1"),
+        (
+            dag(two, r#"[{"src":0,"dst":1},{"src":1,"dst":0}]"#),
+            "cycle",
+        ),
+        (dag(two, r#"[{"src":0,"dst":0}]"#), "edge 0->0: self loop"),
+        (
+            dag(two, r#"[{"src":0,"dst":1},{"src":0,"dst":1}]"#),
+            "edge 0->1: duplicate",
+        ),
+        (
+            dag(two, r#"[{"src":0,"dst":5}]"#),
+            "edge 0->5: unknown task",
+        ),
+        (
+            dag(two, r#"[{"src":0,"dst":1,"data":-3}]"#),
+            "edge 0->1: data -3",
+        ),
+    ] {
+        assert!(e.contains(want), "{e}");
+        assert!(e.starts_with("DAG 't'"), "{e}");
+    }
+    let e = Platform::from_json(r#"{"format":"autoglm-platform","version":1,"name":"p","workers":[{"id":0,"speed":0}],"bandwidth":1}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("worker 0: speed 0"), "{e}");
+    let e = Platform::from_json(r#"{"format":"autoglm-platform","version":1,"name":"p","workers":[{"id":0,"speed":1},{"id":1,"speed":1}],"bandwidth":[[1,1]]}"#)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("2×2 matrix"), "{e}");
+    assert!(Dag::from_json("{")
+        .unwrap_err()
+        .to_string()
+        .contains("line 1"));
+}
+
+#[test]
+fn the_fuzz_check_accepts_a_real_dag() {
+    let dag = r#"{"format":"autoglm-dag","version":1,"name":"d","tasks":[{"id":0,"cost":1},{"id":1,"cost":0},{"id":2,"cost":3}],"edges":[{"src":0,"dst":2,"data":5000},{"src":1,"dst":2}]}"#;
+    autoglm_sched::fuzz::check_readers(dag.as_bytes());
+    autoglm_sched::fuzz::check_readers(b"{\"format\":\"autoglm-dag\"");
+}
