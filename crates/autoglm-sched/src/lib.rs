@@ -21,9 +21,13 @@
 //! # Ok(()) }
 //! ```
 //!
-//! Status: the first part of its issue (formats, HEFT, CPOP, validator, the
-//! `autoglm schedule` command). The simulator with failures, duplication, the GCN
-//! priority model, replication and runtime prediction are next.
+//! A discrete-event simulator ([`simulate`]) runs a schedule with noisy durations and
+//! worker failures (lost work re-run on survivors), and estimates the expected makespan
+//! under `k` random failures.
+//!
+//! Status: the first part of its issue (formats, HEFT, CPOP, validator, simulator, the
+//! `autoglm schedule` command). Duplication, the GCN priority model, replication and
+//! runtime prediction are next.
 
 #![forbid(unsafe_code)]
 
@@ -31,9 +35,11 @@ mod error;
 pub mod fuzz;
 mod list;
 mod model;
+mod sim;
 mod validate;
 
 pub use error::{Error, Result};
 pub use list::{cpop, downward_rank, heft, list_schedule, upward_rank};
 pub use model::{lower_bounds, Assignment, Bounds, Dag, Platform, Schedule, Task};
+pub use sim::{expected_makespan_under_failures, simulate, SimConfig, SimResult};
 pub use validate::{validate, Metrics};

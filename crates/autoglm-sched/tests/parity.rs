@@ -146,3 +146,44 @@ fn the_fuzz_check_accepts_a_real_dag() {
     autoglm_sched::fuzz::check_readers(dag.as_bytes());
     autoglm_sched::fuzz::check_readers(b"{\"format\":\"autoglm-dag\"");
 }
+
+#[test]
+fn the_simulator_replays_heft_exactly_and_failures_cost_time() {
+    use autoglm_sched::{expected_makespan_under_failures, simulate, SimConfig};
+    let Some(root) = shared() else { return };
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let dag = Dag::from_json(&read("data/dags/random/rand-layered-n300-ccr1.json")).unwrap();
+    for plat in ["P1-homo4", "P2-het8", "P3-het16-slow"] {
+        let p = Platform::from_json(&read(&format!("data/dags/platforms/{plat}.json"))).unwrap();
+        let s = heft(&dag, &p);
+        // Without noise or failures the simulation is the plan.
+        let r = simulate(&dag, &p, &s, &SimConfig::default());
+        assert!(
+            (r.makespan - s.makespan()).abs() <= 1e-9 * s.makespan(),
+            "{plat}: {} vs {}",
+            r.makespan,
+            s.makespan()
+        );
+        assert_eq!((r.lost_copies, r.reruns), (0, 0));
+        // Noise with mean 1 moves the makespan but keeps every task done.
+        let r = simulate(
+            &dag,
+            &p,
+            &s,
+            &SimConfig {
+                noise_sigma: 0.3,
+                seed: 7,
+                ..SimConfig::default()
+            },
+        );
+        assert!(r.makespan.is_finite() && r.finish.iter().all(|f| f.is_finite()));
+        // Failures cost time (lost work is re-run on the survivors).
+        let f1 = expected_makespan_under_failures(&dag, &p, &s, 1, 20, 1);
+        let f2 = expected_makespan_under_failures(&dag, &p, &s, 2, 20, 1);
+        assert!(
+            f1 > s.makespan() && f2 > s.makespan(),
+            "{plat}: {} {f1} {f2}",
+            s.makespan()
+        );
+    }
+}
