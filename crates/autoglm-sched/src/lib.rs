@@ -25,9 +25,12 @@
 //! worker failures (lost work re-run on survivors), and estimates the expected makespan
 //! under `k` random failures.
 //!
-//! Status: the first part of its issue (formats, HEFT, CPOP, validator, simulator, the
-//! `autoglm schedule` command). Duplication, the GCN priority model, replication and
-//! runtime prediction are next.
+//! [`replicate`] adds copies of the tasks with the most descendants into idle gaps of
+//! other workers (the failure-free makespan does not change) under a work budget.
+//!
+//! Status: the first part of its issue (formats, HEFT, CPOP, validator, simulator,
+//! replication, the `autoglm schedule` command). Duplication for speed, the GCN
+//! priority model and runtime prediction are next.
 
 #![forbid(unsafe_code)]
 
@@ -35,11 +38,13 @@ mod error;
 pub mod fuzz;
 mod list;
 mod model;
+mod replicate;
 mod sim;
 mod validate;
 
 pub use error::{Error, Result};
 pub use list::{cpop, downward_rank, heft, list_schedule, upward_rank};
 pub use model::{lower_bounds, Assignment, Bounds, Dag, Platform, Schedule, Task};
+pub use replicate::{replicate, Replication};
 pub use sim::{expected_makespan_under_failures, simulate, SimConfig, SimResult};
 pub use validate::{validate, Metrics};

@@ -187,3 +187,29 @@ fn the_simulator_replays_heft_exactly_and_failures_cost_time() {
         );
     }
 }
+
+#[test]
+fn replicas_fit_in_gaps_within_the_budget() {
+    use autoglm_sched::replicate;
+    let Some(root) = shared() else { return };
+    let read = |p: &str| std::fs::read_to_string(root.join(p)).unwrap();
+    let p = Platform::from_json(&read("data/dags/platforms/P3-het16-slow.json")).unwrap();
+    for f in [
+        "random/rand-fanio-n300-ccr1.json",
+        "wfcommons/wfc-montage-chameleon-2mass-005d-001.json",
+    ] {
+        let dag = Dag::from_json(&read(&format!("data/dags/{f}"))).unwrap();
+        let s = heft(&dag, &p);
+        let r = replicate(&dag, &p, &s, 0.2);
+        assert!(
+            r.replicas > 0 && r.extra_work <= 0.2 + 1e-12,
+            "{f}: {} {}",
+            r.replicas,
+            r.extra_work
+        );
+        let (errs, m) = validate(&dag, &p, &r.schedule);
+        assert!(errs.is_empty(), "{f}: {:?}", &errs[..errs.len().min(3)]);
+        assert_eq!(m.makespan, s.makespan());
+        assert_eq!(m.duplicates, r.replicas);
+    }
+}
