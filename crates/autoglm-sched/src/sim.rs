@@ -5,10 +5,10 @@
 //! when its worker is free and, for every parent, some finished copy's data has arrived
 //! (finish + communication, as the validator's rule); it then runs for cost / speed ×
 //! a noise factor. A worker that fails at time `t` loses the copy it is running and
-//! every later one; a task left with no finished or surviving copy is re-run on the
-//! surviving worker that finishes it earliest, once its inputs are available there (a
-//! simple recovery policy, so that makespans under failures stay finite and comparable;
-//! replication shows up as fewer such re-runs).
+//! every later one; each lost task with no finished copy and no copy queued on a live
+//! worker is queued again at time `t` on the live worker that would finish it first
+//! (online recovery; replicas make it unnecessary). Anything still unfinished at the
+//! end is re-run on the survivors, so makespans under failures stay finite.
 
 use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
@@ -37,7 +37,8 @@ pub struct SimResult {
     pub finish: Vec<f64>,
     /// Task copies lost to failures.
     pub lost_copies: usize,
-    /// Tasks re-run because every copy was lost.
+    /// Tasks re-run because every copy was lost (re-queued on a live worker when the
+    /// failure happened, or re-run at the end if even that copy could not run).
     pub reruns: usize,
     /// Total busy time of all workers, lost work included.
     pub busy: f64,
@@ -91,6 +92,7 @@ pub fn simulate(dag: &Dag, p: &Platform, schedule: &Schedule, cfg: &SimConfig) -
     let mut next = vec![0usize; m];
     let mut free_at = vec![0.0f64; m];
     let mut lost = 0usize;
+    let mut requeued = 0usize;
     let mut busy = 0.0f64;
     // Arrival of v's inputs on worker w, if every parent has finished somewhere.
     let ready = |done: &Vec<Vec<(usize, f64)>>, v: usize, w: usize| -> Option<f64> {
@@ -131,10 +133,45 @@ pub fn simulate(dag: &Dag, p: &Platform, schedule: &Schedule, cfg: &SimConfig) -
         let f = s + dur;
         if f > fail_at[w] || s >= fail_at[w] {
             // The worker dies first: this copy and the rest of its queue are lost.
-            busy += (fail_at[w] - s).max(0.0);
-            lost += queues[w].len() - next[w] + 1;
+            let t_fail = fail_at[w];
+            busy += (t_fail - s).max(0.0);
+            let orphans: Vec<usize> = std::iter::once(c.task)
+                .chain(queues[w][next[w]..].iter().map(|x| x.task))
+                .collect();
+            lost += orphans.len();
             next[w] = queues[w].len();
             free_at[w] = f64::INFINITY;
+            // Online recovery: a lost task with no finished copy and no copy still
+            // queued on a live worker is queued again, at the failure time, on the live
+            // worker that would be free and finish it first.
+            for t in orphans {
+                let covered = !done[t].is_empty()
+                    || (0..m).any(|x| {
+                        fail_at[x].is_infinite() && queues[x][next[x]..].iter().any(|q| q.task == t)
+                    });
+                if covered {
+                    continue;
+                }
+                let target = (0..m)
+                    .filter(|&x| fail_at[x].is_infinite())
+                    .min_by(|&a, &b| {
+                        let eft = |x: usize| free_at[x].max(t_fail) + dag.cost(t) / p.speed[x];
+                        eft(a).total_cmp(&eft(b))
+                    });
+                if let Some(x) = target {
+                    let pos =
+                        next[x] + queues[x][next[x]..].partition_point(|q| q.planned <= t_fail);
+                    queues[x].insert(
+                        pos,
+                        Copy {
+                            task: t,
+                            worker: x,
+                            planned: t_fail,
+                        },
+                    );
+                    requeued += 1;
+                }
+            }
             continue;
         }
         busy += dur;
@@ -143,7 +180,7 @@ pub fn simulate(dag: &Dag, p: &Platform, schedule: &Schedule, cfg: &SimConfig) -
     }
     // Recovery: tasks with no finished copy, in topological order, on the surviving
     // worker that finishes them first (after its planned work).
-    let mut reruns = 0;
+    let mut reruns = requeued;
     for &v in &dag.topo {
         if !done[v].is_empty() {
             continue;
