@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use autoglm_sched::{cpop, heft, validate, Dag, Platform};
+use autoglm_sched::{cpop, heft, heft_dup, validate, Dag, Platform};
 use clap::{Args, ValueEnum};
 
 /// Scheduling algorithms.
@@ -14,6 +14,9 @@ pub enum Algo {
     Heft,
     /// Critical Path On a Processor.
     Cpop,
+    /// HEFT with duplication of a task's latest-arriving parent where that finishes it
+    /// earlier.
+    HeftDup,
 }
 
 /// `autoglm schedule`.
@@ -50,6 +53,7 @@ pub fn run(a: ScheduleArgs, out: &mut dyn Write) -> Result<()> {
     let s = match a.algo {
         Algo::Heft => heft(&dag, &platform),
         Algo::Cpop => cpop(&dag, &platform),
+        Algo::HeftDup => heft_dup(&dag, &platform),
     };
     let secs = t0.elapsed().as_secs_f64();
     let (errs, m) = validate(&dag, &platform, &s);

@@ -43,7 +43,7 @@ mod sim;
 mod validate;
 
 pub use error::{Error, Result};
-pub use list::{cpop, downward_rank, heft, list_schedule, upward_rank};
+pub use list::{cpop, downward_rank, heft, heft_dup, list_schedule, upward_rank};
 pub use model::{lower_bounds, Assignment, Bounds, Dag, Platform, Schedule, Task};
 pub use replicate::{replicate, Replication};
 pub use sim::{expected_makespan_under_failures, simulate, SimConfig, SimResult};

@@ -85,29 +85,53 @@ pub fn downward_rank(dag: &Dag, p: &Platform) -> Vec<f64> {
     r
 }
 
+/// Where a copy would go: finish, start, worker and position in the worker's timeline.
+#[derive(Clone, Copy)]
+struct Slot {
+    finish: f64,
+    start: f64,
+    worker: usize,
+    index: usize,
+}
+
 struct State<'a> {
     dag: &'a Dag,
     p: &'a Platform,
     timeline: Timeline,
     finish: Vec<f64>,
     worker: Vec<usize>,
+    /// Extra copies made by duplication: (worker, finish).
+    extra: Vec<Vec<(usize, f64)>>,
+    duplicate: bool,
 }
 
 impl<'a> State<'a> {
-    fn new(dag: &'a Dag, p: &'a Platform) -> State<'a> {
+    fn new(dag: &'a Dag, p: &'a Platform, duplicate: bool) -> State<'a> {
         State {
             dag,
             p,
             timeline: Timeline::new(p.workers()),
             finish: vec![0.0; dag.len()],
             worker: vec![usize::MAX; dag.len()],
+            extra: vec![Vec::new(); dag.len()],
+            duplicate,
         }
+    }
+
+    /// When `u`'s data for `v` can be on worker `w` (its earliest copy's).
+    fn arrival(&self, u: usize, v: usize, w: usize) -> f64 {
+        let b = self.dag.data[&(u, v)];
+        let mut t = self.finish[u] + self.p.comm(self.worker[u], w, b);
+        for &(x, f) in &self.extra[u] {
+            t = t.min(f + self.p.comm(x, w, b));
+        }
+        t
     }
 
     fn ready_time(&self, v: usize, w: usize) -> f64 {
         let mut t = 0.0f64;
         for &u in &self.dag.pred[v] {
-            let x = self.finish[u] + self.p.comm(self.worker[u], w, self.dag.data[&(u, v)]);
+            let x = self.arrival(u, v, w);
             if x > t {
                 t = x;
             }
@@ -115,27 +139,91 @@ impl<'a> State<'a> {
         t
     }
 
-    /// Places `v` on whichever of `workers` finishes it first.
-    fn place(&mut self, v: usize, workers: impl Iterator<Item = usize>) -> Assignment {
-        let mut best: Option<(f64, f64, usize, usize)> = None;
+    /// With duplication: `v` on `w` after a copy of its latest-arriving parent is made
+    /// on `w` itself, if that parent lives elsewhere: v's slot, the parent, its slot.
+    fn with_duplicate(&mut self, v: usize, w: usize) -> Option<(Slot, usize, Slot)> {
+        let (u, _) = self.dag.pred[v]
+            .iter()
+            .map(|&u| (u, self.arrival(u, v, w)))
+            .max_by(|a, b| a.1.total_cmp(&b.1))?;
+        if self.worker[u] == w || self.extra[u].iter().any(|c| c.0 == w) {
+            return None;
+        }
+        let du = self.dag.cost(u) / self.p.speed[w];
+        let (su, iu) = self.timeline.earliest(w, self.ready_time(u, w), du);
+        let fu = su + du;
+        let others = self.dag.pred[v]
+            .iter()
+            .filter(|&&x| x != u)
+            .map(|&x| self.arrival(x, v, w))
+            .fold(0.0f64, f64::max);
+        let ready = others.max(fu);
+        let dv = self.dag.cost(v) / self.p.speed[w];
+        // v's slot is found with the duplicate in the timeline, then it is taken out.
+        self.timeline.insert(w, iu, su, fu);
+        let (sv, iv) = self.timeline.earliest(w, ready, dv);
+        self.timeline.start[w].remove(iu);
+        self.timeline.finish[w].remove(iu);
+        let slot = |start: f64, finish: f64, index: usize| Slot {
+            finish,
+            start,
+            worker: w,
+            index,
+        };
+        Some((slot(sv, sv + dv, iv), u, slot(su, fu, iu)))
+    }
+
+    fn commit(&mut self, task: usize, at: Slot) -> Assignment {
+        self.timeline
+            .insert(at.worker, at.index, at.start, at.finish);
+        Assignment {
+            task,
+            worker: at.worker,
+            start: at.start,
+            finish: at.finish,
+        }
+    }
+
+    /// Places `v` on whichever of `workers` finishes it first (with duplication on,
+    /// also trying a copy of its critical parent on the same worker); returns the
+    /// assignments made, the duplicate first.
+    fn place(&mut self, v: usize, workers: impl Iterator<Item = usize>) -> Vec<Assignment> {
+        let mut best: Option<Slot> = None;
+        let mut best_dup: Option<(Slot, usize, Slot)> = None;
         for w in workers {
             let dur = self.dag.cost(v) / self.p.speed[w];
-            let (s, i) = self.timeline.earliest(w, self.ready_time(v, w), dur);
-            let f = s + dur;
-            if best.is_none_or(|b| f < b.0) {
-                best = Some((f, s, w, i));
+            let (start, index) = self.timeline.earliest(w, self.ready_time(v, w), dur);
+            let finish = start + dur;
+            if best.is_none_or(|b| finish < b.finish) {
+                best = Some(Slot {
+                    finish,
+                    start,
+                    worker: w,
+                    index,
+                });
+            }
+            if self.duplicate {
+                if let Some(d) = self.with_duplicate(v, w) {
+                    if best_dup.is_none_or(|b| d.0.finish < b.0.finish) {
+                        best_dup = Some(d);
+                    }
+                }
             }
         }
-        let (f, s, w, i) = best.expect("a platform has workers");
-        self.timeline.insert(w, i, s, f);
-        self.finish[v] = f;
-        self.worker[v] = w;
-        Assignment {
-            task: v,
-            worker: w,
-            start: s,
-            finish: f,
-        }
+        let best = best.expect("a platform has workers");
+        let mut out = Vec::with_capacity(2);
+        let at = match best_dup {
+            Some((at, u, parent)) if at.finish < best.finish => {
+                out.push(self.commit(u, parent));
+                self.extra[u].push((parent.worker, parent.finish));
+                at
+            }
+            _ => best,
+        };
+        out.push(self.commit(v, at));
+        self.finish[v] = at.finish;
+        self.worker[v] = at.worker;
+        out
     }
 }
 
@@ -145,11 +233,23 @@ pub fn heft(dag: &Dag, p: &Platform) -> Schedule {
     list_schedule(dag, p, &rank, "HEFT")
 }
 
+/// HEFT with duplication: when placing a task, a copy of its latest-arriving parent
+/// may be made on the candidate worker (in an idle gap, from the parent's own inputs)
+/// if the task then finishes earlier there. Extra copies feed later tasks too.
+pub fn heft_dup(dag: &Dag, p: &Platform) -> Schedule {
+    let rank = upward_rank(dag, p);
+    schedule_by(dag, p, &rank, "HEFT+dup", true)
+}
+
 /// List scheduling by a priority (higher first, ties by position in the topological
 /// order), each task on the worker that finishes it first, with insertion. The order is
 /// made precedence-feasible by always taking the best *ready* task (for priorities
 /// that, like upward ranks, already decrease along edges this is the plain sorted order).
 pub fn list_schedule(dag: &Dag, p: &Platform, priority: &[f64], name: &str) -> Schedule {
+    schedule_by(dag, p, priority, name, false)
+}
+
+fn schedule_by(dag: &Dag, p: &Platform, priority: &[f64], name: &str, duplicate: bool) -> Schedule {
     let mut tpos = vec![0usize; dag.len()];
     for (k, &u) in dag.topo.iter().enumerate() {
         tpos[u] = k;
@@ -161,18 +261,18 @@ pub fn list_schedule(dag: &Dag, p: &Platform, priority: &[f64], name: &str) -> S
             .unwrap_or(Ordering::Equal)
             .then(tpos[a].cmp(&tpos[b]))
     });
-    let mut st = State::new(dag, p);
+    let mut st = State::new(dag, p, duplicate);
     let mut s = Schedule::new(dag, p, name);
     let m = p.workers();
     if order_is_feasible(dag, &order) {
         for v in order {
-            s.assignments.push(st.place(v, 0..m));
+            s.assignments.extend(st.place(v, 0..m));
         }
         return s;
     }
     let mut heap = ReadyQueue::new(dag, priority, &tpos);
     while let Some(v) = heap.pop() {
-        s.assignments.push(st.place(v, 0..m));
+        s.assignments.extend(st.place(v, 0..m));
         heap.done(v);
     }
     s
@@ -293,7 +393,7 @@ pub fn cpop(dag: &Dag, p: &Platform) -> Schedule {
     for (k, &u) in dag.topo.iter().enumerate() {
         tpos[u] = k;
     }
-    let mut st = State::new(dag, p);
+    let mut st = State::new(dag, p, false);
     let mut q = ReadyQueue::new(dag, &pr, &tpos);
     let m = p.workers();
     while let Some(v) = q.pop() {
@@ -302,7 +402,7 @@ pub fn cpop(dag: &Dag, p: &Platform) -> Schedule {
         } else {
             st.place(v, 0..m)
         };
-        s.assignments.push(a);
+        s.assignments.extend(a);
         q.done(v);
     }
     s

@@ -213,3 +213,47 @@ fn replicas_fit_in_gaps_within_the_budget() {
         assert_eq!(m.duplicates, r.replicas);
     }
 }
+
+#[test]
+fn heft_with_duplication_is_valid_everywhere() {
+    use autoglm_sched::heft_dup;
+    let Some(root) = shared() else { return };
+    let mut platforms = Vec::new();
+    for e in std::fs::read_dir(root.join("data/dags/platforms")).unwrap() {
+        platforms.push(
+            Platform::from_json(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap(),
+        );
+    }
+    platforms.sort_by(|a, b| a.name.cmp(&b.name));
+    for p in &platforms {
+        let (mut logsum, mut n, mut better, mut worse) = (0.0f64, 0, 0, 0);
+        for set in ["random", "wfcommons"] {
+            for e in std::fs::read_dir(root.join("data/dags").join(set)).unwrap() {
+                let f = e.unwrap().path();
+                if f.extension().is_none_or(|x| x != "json") {
+                    continue;
+                }
+                let dag = Dag::from_json(&std::fs::read_to_string(&f).unwrap()).unwrap();
+                let (h, d) = (heft(&dag, p), heft_dup(&dag, p));
+                let (errs, m) = validate(&dag, p, &d);
+                assert!(
+                    errs.is_empty(),
+                    "{} on {}: {:?}",
+                    dag.name,
+                    p.name,
+                    &errs[..errs.len().min(3)]
+                );
+                let r = m.makespan / h.makespan();
+                logsum += r.ln();
+                n += 1;
+                better += usize::from(r < 0.999);
+                worse += usize::from(r > 1.001);
+            }
+        }
+        eprintln!(
+            "{}: HEFT+dup / HEFT geometric mean {:.4}, better on {better}, worse on {worse} of {n}",
+            p.name,
+            (logsum / n as f64).exp()
+        );
+    }
+}
