@@ -10,7 +10,7 @@
 //! autoglm eval ter   --hyp out.txt --ref ref.txt --ter-normalized
 //! autoglm eval rouge --hyp out.txt --refs-jsonl refs.jsonl --types rouge1,rougeL --stem --json
 //! autoglm graph verify-rules my_rules.txt --dtype f32 --dtype bf16 [--builtin] [--json]
-//! autoglm schedule --dag dag.json --platform platform.json --algo heft|cpop|heft-dup [--out schedule.json]
+//! autoglm schedule --dag dag.json --platform platform.json --algo heft|cpop|heft-dup [--history runs.jsonl] [--out schedule.json]
 //! ```
 
 #![forbid(unsafe_code)]

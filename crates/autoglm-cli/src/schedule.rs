@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use autoglm_sched::{cpop, heft, heft_dup, validate, Dag, Platform};
+use autoglm_sched::{cpop, heft, heft_dup, validate, Dag, Platform, RuntimeModel};
 use clap::{Args, ValueEnum};
 
 /// Scheduling algorithms.
@@ -31,6 +31,10 @@ pub struct ScheduleArgs {
     /// The algorithm.
     #[arg(long, value_enum, default_value_t = Algo::Heft)]
     pub algo: Algo,
+    /// Observed runs, one JSON object per line (`{"type": …, "worker": …, "duration":
+    /// …}`), to estimate the costs of tasks that have none.
+    #[arg(long)]
+    pub history: Option<PathBuf>,
     /// Write the schedule (`autoglm-schedule` v1 JSON) here instead of to standard
     /// output; a one-line summary goes to standard output.
     #[arg(long)]
@@ -46,9 +50,25 @@ pub fn run(a: ScheduleArgs, out: &mut dyn Write) -> Result<()> {
     let read = |p: &PathBuf| {
         std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
     };
-    let dag = Dag::from_json(&read(&a.dag)?).with_context(|| format!("{}", a.dag.display()))?;
+    let mut dag = Dag::from_json(&read(&a.dag)?).with_context(|| format!("{}", a.dag.display()))?;
     let platform = Platform::from_json(&read(&a.platform)?)
         .with_context(|| format!("{}", a.platform.display()))?;
+    if dag.missing_costs() > 0 {
+        let Some(h) = &a.history else {
+            bail!(
+                "{}: {} task(s) have no cost; give --history with observed runs to estimate them",
+                a.dag.display(),
+                dag.missing_costs()
+            );
+        };
+        let mut model = RuntimeModel::new(&platform);
+        model
+            .observe_jsonl(&read(h)?)
+            .with_context(|| format!("{}", h.display()))?;
+        model
+            .fill_costs(&mut dag)
+            .with_context(|| format!("{}", a.dag.display()))?;
+    }
     let t0 = std::time::Instant::now();
     let s = match a.algo {
         Algo::Heft => heft(&dag, &platform),

@@ -324,6 +324,35 @@ fn schedule_writes_valid_schedules_and_names_bad_input() {
     .unwrap();
     assert!(line.contains("makespan 3.000000 s"), "{line}");
     assert!(out.exists());
+    // Costs estimated from observed runs when the DAG has none.
+    std::fs::write(&dag, r#"{"format":"autoglm-dag","version":1,"name":"nocost","tasks":[{"id":0,"type":"a"},{"id":1,"type":"a"}],"edges":[{"src":0,"dst":1}]}"#).unwrap();
+    let e = autoglm(&[
+        "schedule",
+        "--dag",
+        dag.to_str().unwrap(),
+        "--platform",
+        plat.to_str().unwrap(),
+    ])
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("2 task(s) have no cost"), "{e:#}");
+    let hist = dir.path().join("runs.jsonl");
+    std::fs::write(&hist, "{\"type\":\"a\",\"worker\":1,\"duration\":0.5}\n").unwrap();
+    let text = autoglm(&[
+        "schedule",
+        "--dag",
+        dag.to_str().unwrap(),
+        "--platform",
+        plat.to_str().unwrap(),
+        "--history",
+        hist.to_str().unwrap(),
+    ])
+    .unwrap();
+    assert_eq!(
+        autoglm_sched::Schedule::from_json(text.trim())
+            .unwrap()
+            .makespan(),
+        1.0
+    );
     std::fs::write(&dag, r#"{"format":"autoglm-dag","version":1,"name":"bad","tasks":[{"id":0,"cost":1}],"edges":[{"src":0,"dst":3}]}"#).unwrap();
     let e = autoglm(&[
         "schedule",

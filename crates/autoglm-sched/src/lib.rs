@@ -28,9 +28,12 @@
 //! [`replicate`] adds copies of the tasks with the most descendants into idle gaps of
 //! other workers (the failure-free makespan does not change) under a work budget.
 //!
-//! Status: the first part of its issue (formats, HEFT, CPOP, validator, simulator,
-//! replication, the `autoglm schedule` command). Duplication for speed, the GCN
-//! priority model and runtime prediction are next.
+//! [`RuntimeModel`] estimates durations per task type and worker from observed runs
+//! and fills in the costs a DAG lacks.
+//!
+//! Status: the first part of its issue (formats, HEFT, HEFT with duplication, CPOP,
+//! validator, simulator, replication, runtime prediction, the `autoglm schedule`
+//! command). The GCN priority model is next.
 
 #![forbid(unsafe_code)]
 
@@ -38,6 +41,7 @@ mod error;
 pub mod fuzz;
 mod list;
 mod model;
+mod predict;
 mod replicate;
 mod sim;
 mod validate;
@@ -45,6 +49,7 @@ mod validate;
 pub use error::{Error, Result};
 pub use list::{cpop, downward_rank, heft, heft_dup, list_schedule, upward_rank};
 pub use model::{lower_bounds, Assignment, Bounds, Dag, Platform, Schedule, Task};
+pub use predict::{Observation, Running, RuntimeModel};
 pub use replicate::{replicate, Replication};
 pub use sim::{expected_makespan_under_failures, simulate, SimConfig, SimResult};
 pub use validate::{validate, Metrics};

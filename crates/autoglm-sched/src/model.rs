@@ -50,7 +50,8 @@ fn number(v: &Value, field: &str, at: &str, what: &str) -> Result<f64> {
 pub struct Task {
     /// Its id (0..n-1).
     pub id: usize,
-    /// Reference seconds (time on a worker of speed 1).
+    /// Reference seconds (time on a worker of speed 1); NaN while unknown (a task
+    /// without `cost` in the file), until [`crate::RuntimeModel::fill_costs`] sets it.
     pub cost: f64,
     /// Optional name.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -87,7 +88,8 @@ impl Dag {
     /// # Errors
     /// [`Error::Json`] for syntax, [`Error::Format`] naming the task or edge for ids that
     /// are not exactly 0..n-1, negative or non-finite costs or data, unknown endpoints,
-    /// self loops, duplicate edges and cycles.
+    /// self loops, duplicate edges and cycles. A task without `cost` gets NaN (see
+    /// [`Dag::missing_costs`]).
     pub fn from_json(text: &str) -> Result<Dag> {
         let v = parse_json(text, "DAG")?;
         let name = v
@@ -117,8 +119,12 @@ impl Dag {
             if tasks[id].is_some() {
                 return Err(err(&what, format!("{at}: task id {id} appears twice")));
             }
-            let cost = number(t, "cost", &format!("task {id}"), &what)?;
-            if !(cost >= 0.0 && cost.is_finite()) {
+            // A missing cost is NaN until a runtime model fills it in.
+            let cost = match t.get("cost") {
+                None | Some(Value::Null) => f64::NAN,
+                Some(_) => number(t, "cost", &format!("task {id}"), &what)?,
+            };
+            if !(cost.is_nan() || (cost >= 0.0 && cost.is_finite())) {
                 return Err(err(
                     &what,
                     format!("task {id}: cost {cost} must be finite and ≥ 0"),
@@ -194,6 +200,11 @@ impl Dag {
     /// The number of tasks.
     pub fn len(&self) -> usize {
         self.tasks.len()
+    }
+
+    /// Tasks whose cost is not known yet (schedulers need every cost).
+    pub fn missing_costs(&self) -> usize {
+        self.tasks.iter().filter(|t| t.cost.is_nan()).count()
     }
 
     /// Whether there are no tasks.

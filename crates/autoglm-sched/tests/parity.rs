@@ -257,3 +257,52 @@ fn heft_with_duplication_is_valid_everywhere() {
         );
     }
 }
+
+#[test]
+fn runtime_model_learns_costs_and_fills_missing_ones() {
+    use autoglm_sched::{Observation, RuntimeModel};
+    let p = Platform::from_json(r#"{"format":"autoglm-platform","version":1,"name":"p","workers":[{"id":0,"speed":1},{"id":1,"speed":4}],"bandwidth":1e9}"#).unwrap();
+    let mut m = RuntimeModel::new(&p);
+    // "fft" costs 8 reference seconds: 8 s on the slow worker, 2 s on the fast one.
+    for (w, d) in [(0, 7.5), (0, 8.5), (1, 2.0), (1, 2.0)] {
+        m.observe(&Observation {
+            kind: "fft".into(),
+            worker: w,
+            duration: d,
+        })
+        .unwrap();
+    }
+    assert_eq!(m.cost("fft"), Some(8.0));
+    assert_eq!(m.predict("fft", 1), Some(2.0)); // from the type's cost (2 local runs < 3)
+    m.observe(&Observation {
+        kind: "fft".into(),
+        worker: 1,
+        duration: 2.6,
+    })
+    .unwrap();
+    assert!((m.predict("fft", 1).unwrap() - 2.2).abs() < 1e-12); // now its own mean
+    assert!(m
+        .observe(&Observation {
+            kind: "x".into(),
+            worker: 5,
+            duration: 1.0
+        })
+        .is_err());
+    let n = m.observe_jsonl("{\"type\":\"io\",\"worker\":0,\"duration\":1.5}\n\n{\"type\":\"io\",\"worker\":1,\"duration\":0.5}\n").unwrap();
+    assert_eq!(n, 2);
+    assert_eq!(m.cost("io"), Some(1.75));
+    let e = m
+        .observe_jsonl("{\"type\":\"io\"}\n")
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("line 1"), "{e}");
+    let mut dag = Dag::from_json(r#"{"format":"autoglm-dag","version":1,"name":"d","tasks":[{"id":0,"type":"fft"},{"id":1,"cost":3,"type":"io"},{"id":2,"type":"io"}],"edges":[{"src":0,"dst":2}]}"#).unwrap();
+    assert_eq!(dag.missing_costs(), 2);
+    assert_eq!(m.fill_costs(&mut dag).unwrap(), 2);
+    assert_eq!(
+        (dag.cost(0), dag.cost(1), dag.cost(2)),
+        (m.cost("fft").unwrap(), 3.0, 1.75)
+    );
+    let (errs, _) = validate(&dag, &p, &heft(&dag, &p));
+    assert!(errs.is_empty());
+}
