@@ -50,6 +50,6 @@ pub use error::{Error, Result};
 pub use list::{cpop, downward_rank, heft, heft_dup, list_schedule, upward_rank};
 pub use model::{lower_bounds, Assignment, Bounds, Dag, Platform, Schedule, Task};
 pub use predict::{Observation, Running, RuntimeModel};
-pub use replicate::{replicate, Replication};
+pub use replicate::{replicate, replicate_simulated, Replication};
 pub use sim::{expected_makespan_under_failures, simulate, SimConfig, SimResult};
 pub use validate::{validate, Metrics};

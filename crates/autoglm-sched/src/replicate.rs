@@ -3,6 +3,7 @@
 //! schedule (and its makespan) is unchanged.
 
 use crate::model::{Assignment, Dag, Platform, Schedule};
+use crate::sim::{simulate, SimConfig};
 
 /// What [`replicate`] added.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +43,61 @@ fn descendants(dag: &Dag) -> Vec<usize> {
 /// there (from the planned copies) that ends by the makespan; a task with no such gap is
 /// skipped. The result passes the validator whenever the input does.
 pub fn replicate(dag: &Dag, p: &Platform, schedule: &Schedule, budget: f64) -> Replication {
+    replicate_if(dag, p, schedule, budget, &mut |_| true)
+}
+
+/// [`replicate`], keeping only the replicas that lower the mean simulated makespan
+/// over `draws` fixed random single-worker failures (common random numbers: every
+/// candidate is judged on the same failures). At most `candidates` tasks (those with
+/// the most descendants) are tried, at one simulation per draw each.
+pub fn replicate_simulated(
+    dag: &Dag,
+    p: &Platform,
+    schedule: &Schedule,
+    budget: f64,
+    draws: usize,
+    candidates: usize,
+    seed: u64,
+) -> Replication {
+    use rand::{RngExt, SeedableRng};
+    let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(seed);
+    let base = schedule.makespan();
+    let scenarios: Vec<SimConfig> = (0..draws)
+        .map(|_| SimConfig {
+            failures: vec![(rng.random_range(0..p.workers()), rng.random::<f64>() * base)],
+            ..SimConfig::default()
+        })
+        .collect();
+    let mean = |s: &Schedule| {
+        scenarios
+            .iter()
+            .map(|c| simulate(dag, p, s, c).makespan)
+            .sum::<f64>()
+            / scenarios.len().max(1) as f64
+    };
+    let mut current = mean(schedule);
+    let mut tried = 0;
+    replicate_if(dag, p, schedule, budget, &mut |s| {
+        tried += 1;
+        if tried > candidates {
+            return false;
+        }
+        let m = mean(s);
+        let better = m < current * (1.0 - 1e-4);
+        if better {
+            current = m;
+        }
+        better
+    })
+}
+
+fn replicate_if(
+    dag: &Dag,
+    p: &Platform,
+    schedule: &Schedule,
+    budget: f64,
+    accept: &mut dyn FnMut(&Schedule) -> bool,
+) -> Replication {
     let mut s = schedule.clone();
     let makespan = s.makespan();
     let base_busy: f64 = s.assignments.iter().map(|a| a.finish - a.start).sum();
@@ -109,10 +165,14 @@ pub fn replicate(dag: &Dag, p: &Platform, schedule: &Schedule, budget: f64) -> R
                 start: t,
                 finish: f,
             };
+            s.assignments.push(a);
+            if !accept(&s) {
+                s.assignments.pop();
+                continue;
+            }
             let pos = busy[w].partition_point(|x| x.0 < t);
             busy[w].insert(pos, (t, f));
             copies[v].push(a);
-            s.assignments.push(a);
             added += f - t;
             replicas += 1;
         }

@@ -211,6 +211,11 @@ fn replicas_fit_in_gaps_within_the_budget() {
         assert!(errs.is_empty(), "{f}: {:?}", &errs[..errs.len().min(3)]);
         assert_eq!(m.makespan, s.makespan());
         assert_eq!(m.duplicates, r.replicas);
+        // Chosen by simulation: only replicas that help on the sampled failures.
+        let r = autoglm_sched::replicate_simulated(&dag, &p, &s, 0.2, 8, 10, 3);
+        assert!(r.replicas <= 10);
+        let (errs, m) = validate(&dag, &p, &r.schedule);
+        assert!(errs.is_empty() && m.makespan == s.makespan());
     }
 }
 
