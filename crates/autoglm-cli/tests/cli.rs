@@ -296,57 +296,35 @@ fn schedule_writes_valid_schedules_and_names_bad_input() {
     let plat = dir.path().join("plat.json");
     std::fs::write(&dag, r#"{"format":"autoglm-dag","version":1,"name":"chain","tasks":[{"id":0,"cost":4},{"id":1,"cost":2}],"edges":[{"src":0,"dst":1,"data":1e6}]}"#).unwrap();
     std::fs::write(&plat, r#"{"format":"autoglm-platform","version":1,"name":"two","workers":[{"id":0,"speed":1},{"id":1,"speed":2}],"bandwidth":1e6,"latency":0.5}"#).unwrap();
-    for algo in ["heft", "cpop"] {
-        let text = autoglm(&[
+    // `autoglm schedule --dag … --platform … <extra>`.
+    let schedule = |extra: &[&str]| {
+        let mut args = vec![
             "schedule",
             "--dag",
             dag.to_str().unwrap(),
             "--platform",
             plat.to_str().unwrap(),
-            "--algo",
-            algo,
-        ])
-        .unwrap();
+        ];
+        args.extend_from_slice(extra);
+        autoglm(&args)
+    };
+    for algo in ["heft", "cpop"] {
+        let text = schedule(&["--algo", algo]).unwrap();
         let s = autoglm_sched::Schedule::from_json(text.trim()).unwrap();
         // Both on the fast worker: 2 + 1 seconds, no communication.
         assert_eq!(s.makespan(), 3.0, "{algo}: {text}");
     }
     let out = dir.path().join("s.json");
-    let line = autoglm(&[
-        "schedule",
-        "--dag",
-        dag.to_str().unwrap(),
-        "--platform",
-        plat.to_str().unwrap(),
-        "--out",
-        out.to_str().unwrap(),
-    ])
-    .unwrap();
+    let line = schedule(&["--out", out.to_str().unwrap()]).unwrap();
     assert!(line.contains("makespan 3.000000 s"), "{line}");
     assert!(out.exists());
     // Costs estimated from observed runs when the DAG has none.
     std::fs::write(&dag, r#"{"format":"autoglm-dag","version":1,"name":"nocost","tasks":[{"id":0,"type":"a"},{"id":1,"type":"a"}],"edges":[{"src":0,"dst":1}]}"#).unwrap();
-    let e = autoglm(&[
-        "schedule",
-        "--dag",
-        dag.to_str().unwrap(),
-        "--platform",
-        plat.to_str().unwrap(),
-    ])
-    .unwrap_err();
+    let e = schedule(&[]).unwrap_err();
     assert!(format!("{e:#}").contains("2 task(s) have no cost"), "{e:#}");
     let hist = dir.path().join("runs.jsonl");
     std::fs::write(&hist, "{\"type\":\"a\",\"worker\":1,\"duration\":0.5}\n").unwrap();
-    let text = autoglm(&[
-        "schedule",
-        "--dag",
-        dag.to_str().unwrap(),
-        "--platform",
-        plat.to_str().unwrap(),
-        "--history",
-        hist.to_str().unwrap(),
-    ])
-    .unwrap();
+    let text = schedule(&["--history", hist.to_str().unwrap()]).unwrap();
     assert_eq!(
         autoglm_sched::Schedule::from_json(text.trim())
             .unwrap()
@@ -354,14 +332,7 @@ fn schedule_writes_valid_schedules_and_names_bad_input() {
         1.0
     );
     std::fs::write(&dag, r#"{"format":"autoglm-dag","version":1,"name":"bad","tasks":[{"id":0,"cost":1}],"edges":[{"src":0,"dst":3}]}"#).unwrap();
-    let e = autoglm(&[
-        "schedule",
-        "--dag",
-        dag.to_str().unwrap(),
-        "--platform",
-        plat.to_str().unwrap(),
-    ])
-    .unwrap_err();
+    let e = schedule(&[]).unwrap_err();
     let msg = format!("{e:#}");
     assert!(
         msg.contains("dag.json") && msg.contains("edge 0->3: unknown task"),

@@ -374,6 +374,14 @@ fn compare(
             _ => None,
         })
         .collect();
+    // Inputs the rewrite dropped are not fed to the rewritten graph.
+    let names_after: Vec<String> = after
+        .node_ids()
+        .filter_map(|n| match &after.node(n).ok()?.op {
+            OpKind::Input { name, .. } => Some(name.clone()),
+            _ => None,
+        })
+        .collect();
     let (mut abs, mut rel) = (0.0f64, 0.0f64);
     for _ in 0..trials {
         let tensors: Vec<(String, Tensor)> = inputs
@@ -392,14 +400,6 @@ fn compare(
             })
             .collect();
         let feed: Vec<(&str, &Tensor)> = tensors.iter().map(|(n, t)| (n.as_str(), t)).collect();
-        // Inputs the rewrite dropped are not fed to the rewritten graph.
-        let names_after: Vec<String> = after
-            .node_ids()
-            .filter_map(|n| match &after.node(n).ok()?.op {
-                OpKind::Input { name, .. } => Some(name.clone()),
-                _ => None,
-            })
-            .collect();
         let feed_after: Vec<(&str, &Tensor)> = feed
             .iter()
             .copied()

@@ -18,6 +18,30 @@ fn shared() -> Option<PathBuf> {
     }
 }
 
+/// The shared platforms, by name.
+fn platforms(root: &Path) -> Vec<Platform> {
+    let mut v: Vec<Platform> = std::fs::read_dir(root.join("data/dags/platforms"))
+        .unwrap()
+        .map(|e| Platform::from_json(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap())
+        .collect();
+    v.sort_by(|a, b| a.name.cmp(&b.name));
+    v
+}
+
+/// The shared DAGs of one set, by file name.
+fn dags(root: &Path, set: &str) -> Vec<Dag> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("data/dags").join(set))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "json"))
+        .collect();
+    files.sort();
+    files
+        .iter()
+        .map(|f| Dag::from_json(&std::fs::read_to_string(f).unwrap()).unwrap())
+        .collect()
+}
+
 #[test]
 fn heft_and_cpop_match_the_python_anchors() {
     let Some(root) = shared() else { return };
@@ -25,22 +49,11 @@ fn heft_and_cpop_match_the_python_anchors() {
         &std::fs::read_to_string(root.join("bench/sched/results.json")).unwrap(),
     )
     .unwrap();
-    let mut platforms = Vec::new();
-    for e in std::fs::read_dir(root.join("data/dags/platforms")).unwrap() {
-        let text = std::fs::read_to_string(e.unwrap().path()).unwrap();
-        platforms.push(Platform::from_json(&text).unwrap());
-    }
+    let platforms = platforms(&root);
     let mut checked = 0;
     let mut worst = 0.0f64;
     for set in ["wfcommons", "random"] {
-        let mut files: Vec<PathBuf> = std::fs::read_dir(root.join("data/dags").join(set))
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .filter(|p| p.extension().is_some_and(|x| x == "json"))
-            .collect();
-        files.sort();
-        for f in files {
-            let dag = Dag::from_json(&std::fs::read_to_string(&f).unwrap()).unwrap();
+        for dag in dags(&root, set) {
             for p in &platforms {
                 for (name, s) in [("HEFT", heft(&dag, p)), ("CPOP", cpop(&dag, p))] {
                     let (errs, m) = validate(&dag, p, &s);
@@ -223,22 +236,10 @@ fn replicas_fit_in_gaps_within_the_budget() {
 fn heft_with_duplication_is_valid_everywhere() {
     use autoglm_sched::heft_dup;
     let Some(root) = shared() else { return };
-    let mut platforms = Vec::new();
-    for e in std::fs::read_dir(root.join("data/dags/platforms")).unwrap() {
-        platforms.push(
-            Platform::from_json(&std::fs::read_to_string(e.unwrap().path()).unwrap()).unwrap(),
-        );
-    }
-    platforms.sort_by(|a, b| a.name.cmp(&b.name));
-    for p in &platforms {
+    for p in &platforms(&root) {
         let (mut logsum, mut n, mut better, mut worse) = (0.0f64, 0, 0, 0);
         for set in ["random", "wfcommons"] {
-            for e in std::fs::read_dir(root.join("data/dags").join(set)).unwrap() {
-                let f = e.unwrap().path();
-                if f.extension().is_none_or(|x| x != "json") {
-                    continue;
-                }
-                let dag = Dag::from_json(&std::fs::read_to_string(&f).unwrap()).unwrap();
+            for dag in dags(&root, set) {
                 let (h, d) = (heft(&dag, p), heft_dup(&dag, p));
                 let (errs, m) = validate(&dag, p, &d);
                 assert!(
