@@ -33,6 +33,9 @@ struct Args {
     /// Run the graph as built, without the rewrite rules.
     #[arg(long)]
     unfused: bool,
+    /// Do not pack the weights once (every matrix product packs them itself).
+    #[arg(long)]
+    no_prepack: bool,
     /// Timed runs after warm-up (the median is reported).
     #[arg(long, default_value_t = 100)]
     runs: usize,
@@ -85,6 +88,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         Options {
             device: Device::Cpu,
             threads: a.threads,
+            prepack: !a.no_prepack,
         },
     )?;
     // Weights as nn.Linear initialises them (uniform ±1/√fan_in); norm weights near 1.

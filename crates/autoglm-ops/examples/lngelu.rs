@@ -76,6 +76,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let opts = Options {
         device: Device::Cpu,
         threads: a.threads,
+        ..Options::default()
     };
     let x = Tensor::random(DType::F32, &[a.rows, a.cols], -3.0, 3.0, 1);
     let gamma = Tensor::random(DType::F32, &[a.cols], -1.0, 1.0, 2);

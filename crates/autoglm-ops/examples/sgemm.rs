@@ -39,6 +39,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Options {
                 device: Device::Cpu,
                 threads: a.threads,
+                ..Options::default()
             },
         )?;
         let xa = Tensor::random(DType::F32, &[n, n], -1.0, 1.0, 1);

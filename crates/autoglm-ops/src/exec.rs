@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use autoglm_graph::{BinaryOp, DType, Dim, Graph, NodeId, OpKind, TensorType};
 
 use crate::error::{Error, Result};
-use crate::registry::{Device, Kernel, Registry};
+use crate::registry::{Device, Kernel, Prepacked, Registry};
 use crate::tensor::{Data, Tensor};
 
 /// How to compile a graph.
@@ -18,6 +18,10 @@ pub struct Options {
     /// Worker threads for the kernels (1: everything on the calling thread's pool of
     /// one).
     pub threads: usize,
+    /// Let kernels lay out bound parameters once for their inner loops (the CPU matrix
+    /// product packs its weights; on by default). Off, every call reads the tensors
+    /// as they are: for comparisons, and to save the memory of the packed copies.
+    pub prepack: bool,
 }
 
 impl Default for Options {
@@ -25,6 +29,7 @@ impl Default for Options {
         Options {
             device: Device::Cpu,
             threads: 1,
+            prepack: true,
         }
     }
 }
@@ -54,6 +59,8 @@ struct Step {
     inplace: bool,
     /// Slots whose last use is this step.
     free: Vec<usize>,
+    /// The kernel's prepacked form of each input, where it made one (bound parameters).
+    packed: Vec<Option<Prepacked>>,
 }
 
 /// Where a value comes from.
@@ -93,6 +100,8 @@ pub struct Executor {
     stats: RunStats,
     /// Per-step seconds of the runs since profiling was turned on.
     profile: Option<Vec<f64>>,
+    /// Whether kernels may prepack bound parameters.
+    prepack: bool,
 }
 
 impl std::fmt::Debug for Executor {
@@ -140,12 +149,14 @@ impl Executor {
                             e => e,
                         })?
                         .clone();
+                    let inputs: Vec<usize> = graph.inputs(n)?.iter().map(|i| slot[i]).collect();
                     steps.push(Step {
                         node: n,
                         op: op.clone(),
                         ty: node.ty.clone(),
                         kernel,
-                        inputs: graph.inputs(n)?.iter().map(|i| slot[i]).collect(),
+                        packed: vec![None; inputs.len()],
+                        inputs,
                         out: slot[&n],
                         inplace: false,
                         free: Vec::new(),
@@ -220,6 +231,7 @@ impl Executor {
             free: Vec::new(),
             stats: RunStats::default(),
             profile: None,
+            prepack: options.prepack,
         })
     }
 
@@ -248,6 +260,16 @@ impl Executor {
             unreachable!("found as a parameter")
         };
         check_type(name, ty, &value, &mut HashMap::new())?;
+        // Kernels that read this parameter may lay it out for themselves now, once.
+        for s in self.steps.iter_mut().filter(|_| self.prepack) {
+            if let Some((pack, _)) = &s.kernel.prepack {
+                for (j, &x) in s.inputs.iter().enumerate() {
+                    if x == i {
+                        s.packed[j] = pack(&s.op, j, &value);
+                    }
+                }
+            }
+        }
         self.params[i] = Some(value);
         Ok(())
     }
@@ -305,6 +327,7 @@ impl Executor {
             free,
             stats,
             profile,
+            prepack: _,
         } = self;
         // Bind symbols from the inputs.
         let mut syms = HashMap::new();
@@ -375,7 +398,14 @@ impl Executor {
                 } else {
                     let mut out = Tensor::new(&shape, mem.take(s.ty.dtype, n))?;
                     let ins: Vec<&Tensor> = s.inputs.iter().map(|&x| values[x].get()).collect();
-                    (s.kernel.run)(&s.op, &ins, &mut out).map_err(fail)?;
+                    match &s.kernel.prepack {
+                        Some((_, packed)) if s.packed.iter().any(Option::is_some) => {
+                            let p: Vec<Option<&Prepacked>> =
+                                s.packed.iter().map(Option::as_ref).collect();
+                            packed(&s.op, &ins, &p, &mut out).map_err(fail)?;
+                        }
+                        _ => (s.kernel.run)(&s.op, &ins, &mut out).map_err(fail)?,
+                    }
                     out
                 };
                 if let (Some(p), Some(t0)) = (profile.as_mut(), started) {

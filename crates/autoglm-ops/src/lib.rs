@@ -12,7 +12,10 @@ mod verify;
 pub use error::{Error, Result};
 pub use exec::{Executor, Options, RunStats};
 pub use io::{load_safetensors, save_safetensors};
-pub use registry::{Cost, Device, DeviceSupport, InplaceFn, Kernel, KernelFn, Operator, Registry};
+pub use registry::{
+    Cost, Device, DeviceSupport, InplaceFn, Kernel, KernelFn, Operator, PackedKernelFn, PrepackFn,
+    Prepacked, Registry,
+};
 pub use tensor::{Data, Tensor};
 pub use verify::{verify_rule, verify_rules, RuleCheck, VerifyOptions};
 

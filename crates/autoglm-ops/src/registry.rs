@@ -42,6 +42,23 @@ pub type KernelFn =
 pub type InplaceFn =
     Arc<dyn Fn(&OpKind, &mut Tensor, &[&Tensor]) -> Result<(), String> + Send + Sync>;
 
+/// What a kernel derived once from an input that does not change between runs (a
+/// bound parameter): a weight matrix in the layout the kernel's
+/// inner loop reads, for example. The kernel downcasts it back.
+pub type Prepacked = Arc<dyn std::any::Any + Send + Sync>;
+
+/// Derives a [`Prepacked`] form of input number `index` (the value given), or declines
+/// with `None` (this shape, type or machine gains nothing).
+pub type PrepackFn = Arc<dyn Fn(&OpKind, usize, &Tensor) -> Option<Prepacked> + Send + Sync>;
+
+/// A kernel given, besides its inputs, the prepacked form of each input that has one.
+/// The tensors are passed as well, unchanged.
+pub type PackedKernelFn = Arc<
+    dyn Fn(&OpKind, &[&Tensor], &[Option<&Prepacked>], &mut Tensor) -> Result<(), String>
+        + Send
+        + Sync,
+>;
+
 /// A kernel: how to compute an op on one device and element type.
 #[derive(Clone)]
 pub struct Kernel {
@@ -49,12 +66,16 @@ pub struct Kernel {
     pub run: KernelFn,
     /// Computes in place over the first input, if the kernel can.
     pub inplace: Option<InplaceFn>,
+    /// Prepacking of constant inputs and the kernel that uses it, if the kernel has
+    /// one. The executor packs when a parameter is bound, and calls the packed form whenever at least one input of the step is packed.
+    pub prepack: Option<(PrepackFn, PackedKernelFn)>,
 }
 
 impl fmt::Debug for Kernel {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Kernel")
             .field("inplace", &self.inplace.is_some())
+            .field("prepack", &self.prepack.is_some())
             .finish_non_exhaustive()
     }
 }
@@ -67,7 +88,23 @@ impl Kernel {
         Kernel {
             run: Arc::new(run),
             inplace: None,
+            prepack: None,
         }
+    }
+
+    /// Adds prepacking: `pack` derives a kernel-specific form of a constant input once
+    /// (returning `None` to decline), and `run` computes with it.
+    #[must_use]
+    pub fn with_prepack(
+        mut self,
+        pack: impl Fn(&OpKind, usize, &Tensor) -> Option<Prepacked> + Send + Sync + 'static,
+        run: impl Fn(&OpKind, &[&Tensor], &[Option<&Prepacked>], &mut Tensor) -> Result<(), String>
+            + Send
+            + Sync
+            + 'static,
+    ) -> Kernel {
+        self.prepack = Some((Arc::new(pack), Arc::new(run)));
+        self
     }
 
     /// Adds an in-place form.

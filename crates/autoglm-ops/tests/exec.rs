@@ -60,6 +60,7 @@ fn run_block(
         Options {
             device: Device::Cpu,
             threads,
+            ..Options::default()
         },
     )
     .unwrap();
@@ -328,6 +329,7 @@ fn the_block_matches_pytorch() {
                 Options {
                     device: Device::Cpu,
                     threads,
+                    ..Options::default()
                 },
             )
             .unwrap();

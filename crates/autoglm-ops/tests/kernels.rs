@@ -199,6 +199,45 @@ proptest! {
         close(&got, &want, dtype, "matmul")?;
     }
 
+    /// `x · w (+ b)` with `w` (and `b`) bound as parameters, so the executor packs
+    /// the weight once (where the machine runs the packed kernel), against the same
+    /// product with packing off and the f64 reference; sizes cross the kernel's tile
+    /// (12 × 32) and depth block (256) edges, on one and two threads.
+    #[test]
+    fn matmul_and_linear_with_packed_weights(rows in 1usize..80, k in 1usize..600, n in 1usize..80, lead in 1usize..3, bias in any::<bool>(), seed in any::<u64>(), threads in 1usize..3) {
+        let mut g = Graph::new();
+        let f32t = |s: &[usize]| TensorType::new(DType::F32, s.iter().map(|&d| d as u64));
+        let x = g.input("x", f32t(&[lead, rows, k])).unwrap();
+        let w = g.parameter("w", f32t(&[k, n])).unwrap();
+        let y = if bias {
+            let b = g.parameter("b", f32t(&[n])).unwrap();
+            g.add(OpKind::Linear, &[x, w, b]).unwrap()
+        } else {
+            g.add(OpKind::MatMul, &[x, w]).unwrap()
+        };
+        g.set_outputs(&[y]).unwrap();
+        let xt = input(DType::F32, &[lead, rows, k], -1.0, 1.0, seed);
+        let wt = input(DType::F32, &[k, n], -1.0, 1.0, seed ^ 3);
+        let bt = input(DType::F32, &[n], -1.0, 1.0, seed ^ 5);
+        let (xa, wa, ba) = (arr(&xt), arr(&wt), arr(&bt));
+        let mut want = ArrayD::zeros(IxDyn(&[lead, rows, n]));
+        for (idx, v) in want.indexed_iter_mut() {
+            let (l, i, j) = (idx[0], idx[1], idx[2]);
+            *v = (0..k).map(|p| xa[[l, i, p]] * wa[[p, j]]).sum::<f64>()
+                + if bias { ba[[j]] } else { 0.0 };
+        }
+        for prepack in [true, false] {
+            let opts = Options { threads, prepack, ..Options::default() };
+            let mut e = Executor::new(&g, &Registry::with_cpu_kernels(), opts).unwrap();
+            e.set_parameter("w", wt.clone()).unwrap();
+            if bias {
+                e.set_parameter("b", bt.clone()).unwrap();
+            }
+            let got = e.run(&[("x", &xt)]).unwrap().remove(0);
+            close(&got, &want, DType::F32, &format!("prepack {prepack} {lead}×{rows}×{k}×{n}"))?;
+        }
+    }
+
     #[test]
     fn reductions_and_softmax(s in shape(4), seed in any::<u64>(), axis_bits in any::<u8>(), keep in any::<bool>(), k in 0usize..4, d in 0usize..3) {
         let dtype = FLOATS[d];

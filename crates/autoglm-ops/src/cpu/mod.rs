@@ -2,6 +2,7 @@
 //! ndarray's `matrixmultiply` GEMM), f16/bf16 computed in f32, data movement on every
 //! element type.
 
+mod gemm;
 mod math;
 
 use autoglm_graph::{BinaryOp, DType, OpKind, ReduceOp, UnaryOp};
@@ -10,9 +11,10 @@ use ndarray::{
 };
 use rayon::prelude::*;
 
-use crate::registry::{Device, Kernel, KernelFn, Registry};
+use crate::registry::{Device, Kernel, KernelFn, Prepacked, Registry};
 use crate::tensor::{Data, Tensor};
 use math::Rhs;
+use std::sync::Arc;
 
 type KResult = Result<(), String>;
 
@@ -376,6 +378,34 @@ fn matmul_into(a: &Tensor, b: &Tensor, out: &mut Tensor) -> KResult {
     }
 }
 
+/// `x [..., m, k] · w (+ bias)` with `w` packed once ([`gemm::PackedB`]), split by
+/// rows over the pool's threads.
+fn packed_matmul_into(
+    x: &Tensor,
+    w: &gemm::PackedB,
+    bias: Option<&[f32]>,
+    out: &mut Tensor,
+) -> KResult {
+    let (k, n) = (w.k(), w.n());
+    let xa = f32s(x)?;
+    if x.shape().last() != Some(&k) || out.shape().last() != Some(&n) {
+        return Err(format!("packed matmul: {:?} · [{k}, {n}]", x.shape()));
+    }
+    let o = f32s_mut(out)?;
+    let rows = xa.len() / k;
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || rows < 2 * threads {
+        w.gemm(xa, bias, o);
+        return Ok(());
+    }
+    let per = rows.div_ceil(threads);
+    o.par_chunks_mut(per * n).enumerate().for_each(|(i, c)| {
+        let r = c.len() / n;
+        w.gemm(&xa[i * per * k..(i * per + r) * k], bias, c);
+    });
+    Ok(())
+}
+
 fn matmul_kernel() -> Kernel {
     Kernel::new(|op, ins, out| match op {
         OpKind::MatMul => matmul_into(ins[0], ins[1], out),
@@ -390,6 +420,30 @@ fn matmul_kernel() -> Kernel {
         }
         other => Err(format!("matmul kernel given {}", other.name())),
     })
+    .with_prepack(
+        // A rank-2 f32 right operand (a weight) is packed; nothing else is.
+        |op, index, t| {
+            let ok = matches!(op, OpKind::MatMul | OpKind::Linear) && index == 1;
+            let (shape, data) = (t.shape(), t.as_f32()?);
+            if !ok || shape.len() != 2 {
+                return None;
+            }
+            gemm::PackedB::new(data, shape[0], shape[1]).map(|p| Arc::new(p) as Prepacked)
+        },
+        |op, ins, packed, out| {
+            let w = packed
+                .get(1)
+                .copied()
+                .flatten()
+                .and_then(|p| p.downcast_ref::<gemm::PackedB>())
+                .ok_or("matmul: the weight is not packed")?;
+            let bias = match op {
+                OpKind::Linear => Some(f32s(ins[2])?),
+                _ => None,
+            };
+            packed_matmul_into(ins[0], w, bias, out)
+        },
+    )
 }
 
 /// `softmax(q·kt·scale + mask)·v` per batch element, scores in a per-task buffer.
