@@ -96,8 +96,54 @@ impl PackedB {
         let (k, n) = (self.k, self.n);
         let m = a.len() / k;
         assert!(a.len() == m * k && c.len() == m * n, "gemm operand sizes");
-        assert!(bias.is_none_or(|b| b.len() == n), "gemm bias size");
+        self.gemm_part(
+            Operand {
+                data: a,
+                rows: m,
+                ld: k,
+            },
+            k,
+            n,
+            bias,
+            c,
+            n,
+        );
+    }
+
+    /// `c[:, ..cols] = a[:, ..depth] · self[..depth, ..cols] (+ bias)`: the product
+    /// with the first `depth` rows and `cols` columns of the packed matrix (whole
+    /// panels are cheap to cut this way), `c` with row stride `ldc`.
+    pub(crate) fn gemm_part(
+        &self,
+        a: Operand<'_>,
+        depth: usize,
+        cols: usize,
+        bias: Option<&[f32]>,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        let (m, k, lda) = (a.rows, depth, a.ld);
+        assert!(k <= self.k && cols <= self.n && k <= lda && cols <= ldc);
+        assert!(
+            m == 0 || a.data.len() >= (m - 1) * lda + k,
+            "gemm left operand"
+        );
+        assert!(m == 0 || c.len() >= (m - 1) * ldc + cols, "gemm output");
+        assert!(bias.is_none_or(|b| b.len() >= cols), "gemm bias size");
         assert!(available(), "PackedB exists only where the kernel runs");
+        if m == 0 || cols == 0 {
+            return;
+        }
+        if k == 0 {
+            for row in c.chunks_mut(ldc).take(m) {
+                match bias {
+                    Some(b) => row[..cols].copy_from_slice(&b[..cols]),
+                    None => row[..cols].fill(0.0),
+                }
+            }
+            return;
+        }
+        let a = a.data;
         // Rows go in blocks whose slice of `a` stays in L2 (about 512 KiB) while every
         // panel passes over it; each panel's `KC × NR` block stays in L1 across the
         // block's row tiles.
@@ -105,24 +151,24 @@ impl PackedB {
         #[cfg(target_arch = "x86_64")]
         for m0 in (0..m).step_by(mc) {
             let m1 = (m0 + mc).min(m);
-            for p in 0..n.div_ceil(NR) {
+            for p in 0..cols.div_ceil(NR) {
                 let j0 = p * NR;
-                let cols = NR.min(n - j0);
+                let w = NR.min(cols - j0);
                 let panel = self.panel(p);
                 for k0 in (0..k).step_by(KC) {
                     let kc = KC.min(k - k0);
-                    let bias = bias.filter(|_| k0 == 0).map(|b| &b[j0..j0 + cols]);
+                    let bias = bias.filter(|_| k0 == 0).map(|b| &b[j0..j0 + w]);
                     let mut i0 = m0;
                     while i0 < m1 {
                         let rows = MR.min(m1 - i0);
                         let tile = Tile {
                             kc,
-                            a: &a[i0 * k + k0..],
-                            lda: k,
+                            a: &a[i0 * lda + k0..],
+                            lda,
                             b: &panel[k0 * NR..(k0 + kc) * NR],
-                            c: &mut c[i0 * n + j0..],
-                            ldc: n,
-                            cols,
+                            c: &mut c[i0 * ldc + j0..],
+                            ldc,
+                            cols: w,
                             first: k0 == 0,
                             bias,
                         };
@@ -135,6 +181,17 @@ impl PackedB {
             }
         }
     }
+}
+
+/// A row-major left operand: `rows` rows, `ld` elements apart.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Operand<'a> {
+    /// The elements.
+    pub data: &'a [f32],
+    /// Rows used.
+    pub rows: usize,
+    /// Elements from one row's start to the next's.
+    pub ld: usize,
 }
 
 /// One micro-kernel call: `rows × cols` of `c` (rows ≤ MR, cols ≤ NR) over `kc`.
@@ -254,6 +311,39 @@ mod tests {
                 s + bias.map_or(0.0, |b| f64::from(b[j]))
             })
             .collect()
+    }
+
+    #[test]
+    fn partial_products_leave_the_rest_alone() {
+        if !available() {
+            return;
+        }
+        let (m, k, n) = (29, 70, 75);
+        let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
+        let b: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 104_729) % 11) as f32 - 5.0)
+            .collect();
+        let pb = PackedB::new(&b, k, n).expect("packs");
+        for (depth, cols) in [(70, 75), (33, 40), (1, 1), (0, 9), (64, 32)] {
+            let ldc = cols + 3;
+            let mut c = vec![-1.0f32; m * ldc];
+            let a_op = Operand {
+                data: &a,
+                rows: m,
+                ld: k,
+            };
+            pb.gemm_part(a_op, depth, cols, None, &mut c, ldc);
+            for i in 0..m {
+                for j in 0..ldc {
+                    let want = if j < cols {
+                        (0..depth).map(|p| a[i * k + p] * b[p * n + j]).sum::<f32>()
+                    } else {
+                        -1.0
+                    };
+                    assert_eq!(c[i * ldc + j], want, "depth {depth} cols {cols} at {i},{j}");
+                }
+            }
+        }
     }
 
     #[test]

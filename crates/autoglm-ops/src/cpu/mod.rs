@@ -492,9 +492,13 @@ fn attention_kernel() -> Kernel {
         let job = |(i, c): (usize, &mut [f32])| -> KResult {
             let mut scores = vec![0.0f32; ROWS * s];
             let mask = &xm[moff[i]..moff[i] + t * s];
-            let kt_i = ArrayView2::from_shape((d, s), &xk[i * d * s..(i + 1) * d * s])
-                .map_err(|e| e.to_string())?;
-            let v_i = &xv[i * s * e..(i + 1) * s * e];
+            let (kt_i, v_i) = (
+                &xk[i * d * s..(i + 1) * d * s],
+                &xv[i * s * e..(i + 1) * s * e],
+            );
+            // Where the packed GEMM runs, both products use it: this head's keys and
+            // values are laid out once and every row block reads them in place.
+            let packed = gemm::PackedB::new(kt_i, d, s).zip(gemm::PackedB::new(v_i, s, e));
             for (b, out_rows) in c.chunks_mut(ROWS * e).enumerate() {
                 let (r0, rows) = (b * ROWS, out_rows.len() / e.max(1));
                 let open = mask[r0 * s..(r0 + rows) * s]
@@ -512,25 +516,37 @@ fn attention_kernel() -> Kernel {
                     open.into_iter().max().unwrap_or(s)
                 };
                 let sc = &mut scores[..rows * width];
-                let qv = ArrayView2::from_shape(
-                    (rows, d),
-                    &xq[(i * t + r0) * d..(i * t + r0 + rows) * d],
-                )
-                .map_err(|e| e.to_string())?;
-                let mut cv = ArrayViewMut2::from_shape((rows, width), &mut *sc)
-                    .map_err(|e| e.to_string())?;
-                general_mat_mul(
-                    1.0,
-                    &qv,
-                    &kt_i.slice(ndarray::s![.., ..width]),
-                    0.0,
-                    &mut cv,
-                );
+                let q_rows = &xq[(i * t + r0) * d..(i * t + r0 + rows) * d];
+                if let Some((kp, _)) = &packed {
+                    let q_op = gemm::Operand {
+                        data: q_rows,
+                        rows,
+                        ld: d,
+                    };
+                    kp.gemm_part(q_op, d, width, None, sc, width);
+                } else {
+                    let qv =
+                        ArrayView2::from_shape((rows, d), q_rows).map_err(|e| e.to_string())?;
+                    let kv = ArrayView2::from_shape((d, s), kt_i).map_err(|e| e.to_string())?;
+                    let mut cv = ArrayViewMut2::from_shape((rows, width), &mut *sc)
+                        .map_err(|e| e.to_string())?;
+                    general_mat_mul(1.0, &qv, &kv.slice(ndarray::s![.., ..width]), 0.0, &mut cv);
+                }
                 for (r, row) in sc.chunks_exact_mut(width.max(1)).enumerate() {
                     let m = &mask[(r0 + r) * s..(r0 + r) * s + width];
                     math::scale_mask_softmax(row, scale, m);
                 }
-                gemm(sc, &v_i[..width * e], out_rows, rows, width, e)?;
+                match &packed {
+                    Some((_, vp)) => {
+                        let p_op = gemm::Operand {
+                            data: sc,
+                            rows,
+                            ld: width,
+                        };
+                        vp.gemm_part(p_op, width, e, None, out_rows, e);
+                    }
+                    None => gemm(sc, &v_i[..width * e], out_rows, rows, width, e)?,
+                }
             }
             Ok(())
         };
