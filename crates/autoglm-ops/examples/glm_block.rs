@@ -36,6 +36,11 @@ struct Args {
     /// Do not pack the weights once (every matrix product packs them itself).
     #[arg(long)]
     no_prepack: bool,
+    /// After the warm-up, read a run count per line from stdin and answer each with
+    /// one JSON line of that many run times (ms): lets a driver interleave short
+    /// bursts of ours and a peer's runs, so both see the same machine state.
+    #[arg(long)]
+    serve: bool,
     /// Timed runs after warm-up (the median is reported).
     #[arg(long, default_value_t = 100)]
     runs: usize,
@@ -120,6 +125,25 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     for _ in 0..5 {
         let o = exec.run(&feed)?;
         o.into_iter().for_each(|o| exec.recycle(o));
+    }
+    if a.serve {
+        use std::io::{BufRead, Write};
+        let mut stdout = std::io::stdout().lock();
+        writeln!(stdout, "{}", serde_json::json!({"ready": true}))?;
+        stdout.flush()?;
+        for line in std::io::stdin().lock().lines() {
+            let n: usize = line?.trim().parse()?;
+            let mut ts = Vec::with_capacity(n);
+            for _ in 0..n {
+                let t0 = Instant::now();
+                let o = exec.run(&feed)?;
+                ts.push(t0.elapsed().as_secs_f64() * 1e3);
+                o.into_iter().for_each(|o| exec.recycle(o));
+            }
+            writeln!(stdout, "{}", serde_json::json!({ "ms": ts }))?;
+            stdout.flush()?;
+        }
+        return Ok(());
     }
     let mut ts = Vec::with_capacity(a.runs);
     for _ in 0..a.runs {
