@@ -1,0 +1,212 @@
+//! Hugging Face checkpoints: `model.safetensors`, or shards listed by
+//! `model.safetensors.index.json`, memory-mapped; tensors read by name into f32.
+
+use std::collections::{BTreeMap, HashMap};
+use std::fs::File;
+use std::path::{Path, PathBuf};
+
+use autoglm_ops::{Data, Tensor};
+use half::{bf16, f16};
+use memmap2::Mmap;
+use safetensors::tensor::{Dtype, Metadata};
+use safetensors::SafeTensors;
+
+use crate::error::{Error, Result};
+
+/// One mapped safetensors file with its parsed header.
+struct Shard {
+    path: PathBuf,
+    map: Mmap,
+    /// Bytes before the data (8 + header length).
+    data_start: usize,
+    meta: Metadata,
+}
+
+/// The tensors of a checkpoint directory, by name.
+pub struct Checkpoint {
+    dir: PathBuf,
+    shards: Vec<Shard>,
+    /// Tensor name → shard.
+    index: BTreeMap<String, usize>,
+}
+
+impl std::fmt::Debug for Checkpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Checkpoint")
+            .field("dir", &self.dir)
+            .field("shards", &self.shards.len())
+            .field("tensors", &self.index.len())
+            .finish()
+    }
+}
+
+fn ckpt_err(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason: reason.into(),
+    }
+}
+
+impl Shard {
+    fn open(path: &Path) -> Result<Shard> {
+        let file = File::open(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        // SAFETY: the file is mapped read-only; like every mmap-based loader we rely on
+        // it not being truncated while mapped (a checkpoint is not written in place).
+        let map = unsafe { Mmap::map(&file) }.map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let (n, meta) = SafeTensors::read_metadata(&map)
+            .map_err(|e| ckpt_err(path, format!("not a valid safetensors file: {e}")))?;
+        Ok(Shard {
+            path: path.to_path_buf(),
+            map,
+            data_start: 8 + n,
+            meta,
+        })
+    }
+}
+
+impl Checkpoint {
+    /// Opens `dir/model.safetensors`, or the shards that
+    /// `dir/model.safetensors.index.json` lists.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] naming the file: no weights file, a malformed index, a
+    /// missing or corrupt shard, a tensor the index places in a shard that lacks it.
+    pub fn open(dir: &Path) -> Result<Checkpoint> {
+        let single = dir.join("model.safetensors");
+        let index_path = dir.join("model.safetensors.index.json");
+        let mut shards = Vec::new();
+        let mut index = BTreeMap::new();
+        if index_path.exists() {
+            let text = std::fs::read_to_string(&index_path).map_err(|source| Error::Io {
+                path: index_path.clone(),
+                source,
+            })?;
+            let v: serde_json::Value = serde_json::from_str(&text)
+                .map_err(|e| ckpt_err(&index_path, format!("malformed index: {e}")))?;
+            let map = v
+                .get("weight_map")
+                .and_then(serde_json::Value::as_object)
+                .ok_or_else(|| ckpt_err(&index_path, "no 'weight_map' object"))?;
+            let mut by_file: HashMap<String, usize> = HashMap::new();
+            for (name, file) in map {
+                let file = file.as_str().ok_or_else(|| {
+                    ckpt_err(
+                        &index_path,
+                        format!("weight_map['{name}'] is not a file name"),
+                    )
+                })?;
+                if file.contains('/') || file.contains('\\') || file.starts_with('.') {
+                    return Err(ckpt_err(
+                        &index_path,
+                        format!("weight_map['{name}'] = '{file}' is not a file in the directory"),
+                    ));
+                }
+                let i = match by_file.get(file) {
+                    Some(&i) => i,
+                    None => {
+                        shards.push(Shard::open(&dir.join(file))?);
+                        by_file.insert(file.to_owned(), shards.len() - 1);
+                        shards.len() - 1
+                    }
+                };
+                if shards[i].meta.info(name).is_none() {
+                    return Err(ckpt_err(
+                        &shards[i].path,
+                        format!("the index places tensor '{name}' here, but the file lacks it"),
+                    ));
+                }
+                index.insert(name.clone(), i);
+            }
+        } else if single.exists() {
+            let shard = Shard::open(&single)?;
+            for name in shard.meta.tensors().keys() {
+                index.insert(name.clone(), 0);
+            }
+            shards.push(shard);
+        } else {
+            return Err(ckpt_err(
+                dir,
+                "no model.safetensors or model.safetensors.index.json in this directory",
+            ));
+        }
+        Ok(Checkpoint {
+            dir: dir.to_path_buf(),
+            shards,
+            index,
+        })
+    }
+
+    /// The tensor names, sorted.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        self.index.keys().map(String::as_str)
+    }
+
+    /// Whether the checkpoint has a tensor of this name.
+    pub fn contains(&self, name: &str) -> bool {
+        self.index.contains_key(name)
+    }
+
+    /// The element type of a tensor (`"F32"`, `"BF16"`…).
+    pub fn dtype(&self, name: &str) -> Option<String> {
+        let s = &self.shards[*self.index.get(name)?];
+        s.meta.info(name).map(|i| format!("{:?}", i.dtype))
+    }
+
+    /// Reads a tensor as f32 (f16 and bf16 widened exactly), checking its shape.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] naming the file and tensor: missing, of another shape
+    /// than `shape`, or of an element type other than f32/f16/bf16.
+    pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let &i = self
+            .index
+            .get(name)
+            .ok_or_else(|| ckpt_err(&self.dir, format!("tensor '{name}' is missing")))?;
+        let s = &self.shards[i];
+        let info = s
+            .meta
+            .info(name)
+            .ok_or_else(|| ckpt_err(&s.path, format!("tensor '{name}' is missing")))?;
+        if info.shape != shape {
+            return Err(ckpt_err(
+                &s.path,
+                format!(
+                    "tensor '{name}' has shape {:?}, the config implies {shape:?}",
+                    info.shape
+                ),
+            ));
+        }
+        let (a, b) = info.data_offsets;
+        // `read_metadata` checked that the offsets lie inside the file.
+        let raw = &s.map[s.data_start + a..s.data_start + b];
+        let data: Vec<f32> =
+            match info.dtype {
+                Dtype::F32 => raw
+                    .chunks_exact(4)
+                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                    .collect(),
+                Dtype::BF16 => raw
+                    .chunks_exact(2)
+                    .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                    .collect(),
+                Dtype::F16 => raw
+                    .chunks_exact(2)
+                    .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                    .collect(),
+                other => return Err(ckpt_err(
+                    &s.path,
+                    format!(
+                        "tensor '{name}' has element type {other:?} (f32, f16 or bf16 expected)"
+                    ),
+                )),
+            };
+        Tensor::new(shape, Data::F32(data))
+            .map_err(|e| ckpt_err(&s.path, format!("tensor '{name}': {e}")))
+    }
+}

@@ -1,0 +1,603 @@
+//! The decoder built in the graph IR, its weights arranged from a checkpoint, and the
+//! forward pass.
+//!
+//! Weights are renamed to the graph's parameter names and laid out for it once, at
+//! load time: linear weights transposed to `[in, out]`; gpt_neox's fused per-head
+//! `query_key_value` split into q, k and v; glm's fused `gate_up_proj` split into gate
+//! and up; and for glm/glm4 the rotary dims of every query and key head reordered from
+//! interleaved pairs (`x0 x1 x2 x3 …`, transformers' `rotate_half` on `0::2`/`1::2`) to
+//! halves (`x0 x2 … | x1 x3 …`). Attention scores are dot products over a head's dims,
+//! so one order applied to both queries and keys leaves them unchanged, and the
+//! half-split rotary (gpt_neox's, the `rope` kernel's) then computes exactly glm's.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use autoglm_graph::{BinaryOp, DType, Dim, Graph, NodeId, OpKind, TensorType, UnaryOp};
+use autoglm_ops::{optimize, Device, Executor, Optimized, Options, Registry, Tensor};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::{Activation, ModelConfig, ModelType};
+use crate::error::{Error, Result};
+
+/// How to load and run a model.
+#[derive(Debug, Clone)]
+pub struct LoadOptions {
+    /// Kernel threads.
+    pub threads: usize,
+    /// Apply the fusion rules (on by default; off runs the graph as built).
+    pub optimize: bool,
+}
+
+impl Default for LoadOptions {
+    fn default() -> Self {
+        LoadOptions {
+            threads: 1,
+            optimize: true,
+        }
+    }
+}
+
+/// A loaded decoder ready to run.
+pub struct Model {
+    config: ModelConfig,
+    exec: Executor,
+    optimized: Option<Optimized>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model")
+            .field("config", &self.config)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A linear layer's weights in the graph's layout.
+struct Lin {
+    w: Tensor,
+    b: Option<Tensor>,
+}
+
+/// Reads `name.weight` (`[out, in]`) and, if `bias`, `name.bias`, transposed to `[in, out]`.
+fn linear(ck: &Checkpoint, name: &str, out: usize, inp: usize, bias: bool) -> Result<Lin> {
+    let w = ck.tensor(&format!("{name}.weight"), &[out, inp])?;
+    let b = bias
+        .then(|| ck.tensor(&format!("{name}.bias"), &[out]))
+        .transpose()?;
+    Ok(Lin {
+        w: transpose(&w),
+        b,
+    })
+}
+
+fn f32s(t: &Tensor) -> &[f32] {
+    t.as_f32().expect("checkpoint tensors are read as f32")
+}
+
+/// `[r, c] → [c, r]`.
+fn transpose(t: &Tensor) -> Tensor {
+    let (r, c) = (t.shape()[0], t.shape()[1]);
+    let x = f32s(t);
+    let mut o = vec![0.0f32; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            o[j * r + i] = x[i * c + j];
+        }
+    }
+    Tensor::from_f32(&[c, r], o).expect("same volume")
+}
+
+/// Rows `rows` of a `[n, c]` tensor (or elements of a vector), in that order.
+fn take_rows(t: &Tensor, rows: &[usize]) -> Tensor {
+    let c: usize = t.shape()[1..].iter().product();
+    let x = f32s(t);
+    let data: Vec<f32> = rows
+        .iter()
+        .flat_map(|&r| x[r * c..(r + 1) * c].iter().copied())
+        .collect();
+    let mut shape = t.shape().to_vec();
+    shape[0] = rows.len();
+    Tensor::from_f32(&shape, data).expect("rows × width")
+}
+
+/// For each of `heads` heads of width `d`, the order that moves the first `rot` dims
+/// from interleaved pairs to halves: new position `j < rot/2` takes old `2j`, new
+/// `rot/2 + j` takes old `2j + 1`.
+pub(crate) fn interleaved_to_halves(heads: usize, d: usize, rot: usize) -> Vec<usize> {
+    let half = rot / 2;
+    (0..heads * d)
+        .map(|i| {
+            let (h, j) = (i / d, i % d);
+            let old = if j < half {
+                2 * j
+            } else if j < rot {
+                2 * (j - half) + 1
+            } else {
+                j
+            };
+            h * d + old
+        })
+        .collect()
+}
+
+/// The graph's parameters, by name, from a checkpoint.
+fn arrange_weights(cfg: &ModelConfig, ck: &Checkpoint) -> Result<BTreeMap<String, Tensor>> {
+    let (h, nh, nkv, d, inter, v) = (
+        cfg.hidden_size,
+        cfg.num_heads,
+        cfg.num_kv_heads,
+        cfg.head_dim,
+        cfg.intermediate_size,
+        cfg.vocab_size,
+    );
+    let mut p = BTreeMap::new();
+    let put_lin = |p: &mut BTreeMap<String, Tensor>, name: String, l: Lin| {
+        p.insert(format!("{name}.w"), l.w);
+        if let Some(b) = l.b {
+            p.insert(format!("{name}.b"), b);
+        }
+    };
+    match cfg.model_type {
+        ModelType::Glm | ModelType::Glm4 => {
+            let embed = ck.tensor("model.embed_tokens.weight", &[v, h])?;
+            for l in 0..cfg.num_layers {
+                let pre = format!("model.layers.{l}");
+                let at = |n: &str| format!("{pre}.self_attn.{n}");
+                let qo = interleaved_to_halves(nh, d, cfg.rotary_dim);
+                let ko = interleaved_to_halves(nkv, d, cfg.rotary_dim);
+                // Reorder output features (rows of the HF weight) before transposing.
+                let qw = take_rows(
+                    &ck.tensor(&format!("{}.weight", at("q_proj")), &[nh * d, h])?,
+                    &qo,
+                );
+                let kw = take_rows(
+                    &ck.tensor(&format!("{}.weight", at("k_proj")), &[nkv * d, h])?,
+                    &ko,
+                );
+                let bias = |n: &str, rows: usize, order: &[usize]| -> Result<Option<Tensor>> {
+                    cfg.qkv_bias
+                        .then(|| {
+                            ck.tensor(&format!("{}.bias", at(n)), &[rows])
+                                .map(|b| take_rows(&b, order))
+                        })
+                        .transpose()
+                };
+                put_lin(
+                    &mut p,
+                    format!("l{l}.q"),
+                    Lin {
+                        w: transpose(&qw),
+                        b: bias("q_proj", nh * d, &qo)?,
+                    },
+                );
+                put_lin(
+                    &mut p,
+                    format!("l{l}.k"),
+                    Lin {
+                        w: transpose(&kw),
+                        b: bias("k_proj", nkv * d, &ko)?,
+                    },
+                );
+                put_lin(
+                    &mut p,
+                    format!("l{l}.v"),
+                    linear(ck, &at("v_proj"), nkv * d, h, cfg.qkv_bias)?,
+                );
+                put_lin(
+                    &mut p,
+                    format!("l{l}.o"),
+                    linear(ck, &at("o_proj"), h, nh * d, false)?,
+                );
+                let gu = ck.tensor(&format!("{pre}.mlp.gate_up_proj.weight"), &[2 * inter, h])?;
+                let gate: Vec<usize> = (0..inter).collect();
+                let up: Vec<usize> = (inter..2 * inter).collect();
+                p.insert(format!("l{l}.gate.w"), transpose(&take_rows(&gu, &gate)));
+                p.insert(format!("l{l}.up.w"), transpose(&take_rows(&gu, &up)));
+                put_lin(
+                    &mut p,
+                    format!("l{l}.down"),
+                    linear(ck, &format!("{pre}.mlp.down_proj"), h, inter, false)?,
+                );
+                let mut norms = vec![
+                    ("ln1", "input_layernorm"),
+                    ("ln2", "post_attention_layernorm"),
+                ];
+                if cfg.model_type == ModelType::Glm4 {
+                    norms.push(("post_attn", "post_self_attn_layernorm"));
+                    norms.push(("post_mlp", "post_mlp_layernorm"));
+                }
+                for (ours, theirs) in norms {
+                    p.insert(
+                        format!("l{l}.{ours}.w"),
+                        ck.tensor(&format!("{pre}.{theirs}.weight"), &[h])?,
+                    );
+                }
+            }
+            p.insert("norm.w".into(), ck.tensor("model.norm.weight", &[h])?);
+            let head = if cfg.tie_word_embeddings {
+                transpose(&embed)
+            } else {
+                transpose(&ck.tensor("lm_head.weight", &[v, h])?)
+            };
+            p.insert("head.w".into(), head);
+            p.insert("embed".into(), embed);
+        }
+        ModelType::GptNeox => {
+            let embed = ck.tensor("gpt_neox.embed_in.weight", &[v, h])?;
+            for l in 0..cfg.num_layers {
+                let pre = format!("gpt_neox.layers.{l}");
+                let qkv_w = ck.tensor(
+                    &format!("{pre}.attention.query_key_value.weight"),
+                    &[3 * h, h],
+                )?;
+                let qkv_b = cfg
+                    .qkv_bias
+                    .then(|| ck.tensor(&format!("{pre}.attention.query_key_value.bias"), &[3 * h]))
+                    .transpose()?;
+                // Rows per head: [q (d), k (d), v (d)].
+                for (which, name) in ["q", "k", "v"].into_iter().enumerate() {
+                    let rows: Vec<usize> = (0..nh)
+                        .flat_map(|hh| (0..d).map(move |j| hh * 3 * d + which * d + j))
+                        .collect();
+                    let lin = Lin {
+                        w: transpose(&take_rows(&qkv_w, &rows)),
+                        b: qkv_b.as_ref().map(|b| take_rows(b, &rows)),
+                    };
+                    put_lin(&mut p, format!("l{l}.{name}"), lin);
+                }
+                put_lin(
+                    &mut p,
+                    format!("l{l}.o"),
+                    linear(ck, &format!("{pre}.attention.dense"), h, h, cfg.out_bias)?,
+                );
+                put_lin(
+                    &mut p,
+                    format!("l{l}.fc1"),
+                    linear(ck, &format!("{pre}.mlp.dense_h_to_4h"), inter, h, true)?,
+                );
+                put_lin(
+                    &mut p,
+                    format!("l{l}.fc2"),
+                    linear(ck, &format!("{pre}.mlp.dense_4h_to_h"), h, inter, true)?,
+                );
+                for (ours, theirs) in [
+                    ("ln1", "input_layernorm"),
+                    ("ln2", "post_attention_layernorm"),
+                ] {
+                    p.insert(
+                        format!("l{l}.{ours}.w"),
+                        ck.tensor(&format!("{pre}.{theirs}.weight"), &[h])?,
+                    );
+                    p.insert(
+                        format!("l{l}.{ours}.b"),
+                        ck.tensor(&format!("{pre}.{theirs}.bias"), &[h])?,
+                    );
+                }
+            }
+            p.insert(
+                "norm.w".into(),
+                ck.tensor("gpt_neox.final_layer_norm.weight", &[h])?,
+            );
+            p.insert(
+                "norm.b".into(),
+                ck.tensor("gpt_neox.final_layer_norm.bias", &[h])?,
+            );
+            let head = if cfg.tie_word_embeddings {
+                transpose(&embed)
+            } else {
+                transpose(&ck.tensor("embed_out.weight", &[v, h])?)
+            };
+            p.insert("head.w".into(), head);
+            p.insert("embed".into(), embed);
+        }
+    }
+    Ok(p)
+}
+
+/// Builds the decoder graph: inputs `ids [b, t]` (i64), `cos`/`sin [t, rot]`, `mask
+/// [b, 1, t, t]` (additive); output logits `[b, t, vocab]`. Ops are emitted in their
+/// plain form (matmul + bias, silu · up, the rotary slices, scaled masked softmax) so
+/// the built-in rules fuse them.
+pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Result<Graph> {
+    let f32t = |dims: Vec<Dim>| TensorType {
+        dtype: DType::F32,
+        shape: dims.into_iter().collect(),
+    };
+    let (b, t) = (Dim::sym("b"), Dim::sym("t"));
+    let k = |n: usize| Dim::Known(n as u64);
+    let (d, rot) = (cfg.head_dim, cfg.rotary_dim);
+    let mut g = Graph::new();
+    let ids = g.input(
+        "ids",
+        TensorType {
+            dtype: DType::I64,
+            shape: [b.clone(), t.clone()].into_iter().collect(),
+        },
+    )?;
+    let (cos, sin) = if rot > 0 {
+        (
+            Some(g.input("cos", f32t(vec![t.clone(), k(rot)]))?),
+            Some(g.input("sin", f32t(vec![t.clone(), k(rot)]))?),
+        )
+    } else {
+        (None, None)
+    };
+    let mask = g.input("mask", f32t(vec![b.clone(), k(1), t.clone(), t.clone()]))?;
+    let mut pid = BTreeMap::new();
+    for (name, value) in params {
+        let ty = TensorType::new(DType::F32, value.shape().iter().map(|&x| x as u64));
+        pid.insert(name.clone(), g.parameter(name, ty)?);
+    }
+    let p = |name: &str| -> Result<NodeId> {
+        pid.get(name)
+            .copied()
+            .ok_or_else(|| Error::Input(format!("internal: no parameter '{name}'")))
+    };
+    let bin =
+        |g: &mut Graph, f: BinaryOp, a: NodeId, c: NodeId| g.add(OpKind::Binary { f }, &[a, c]);
+    let lin = |g: &mut Graph, x: NodeId, name: &str| -> Result<NodeId> {
+        let y = g.add(OpKind::MatMul, &[x, p(&format!("{name}.w"))?])?;
+        Ok(match pid.get(&format!("{name}.b")) {
+            Some(&bias) => bin(g, BinaryOp::Add, y, bias)?,
+            None => y,
+        })
+    };
+    let norm = |g: &mut Graph, x: NodeId, name: &str| -> Result<NodeId> {
+        let w = p(&format!("{name}.w"))?;
+        Ok(match pid.get(&format!("{name}.b")) {
+            Some(&bias) => g.add(OpKind::LayerNorm { eps: cfg.norm_eps }, &[x, w, bias])?,
+            None => g.add(OpKind::RmsNorm { eps: cfg.norm_eps }, &[x, w])?,
+        })
+    };
+    let slice = |g: &mut Graph, x: NodeId, start: usize, end: usize| {
+        g.add(
+            OpKind::Slice {
+                axis: -1,
+                start: start as u64,
+                end: end as u64,
+            },
+            &[x],
+        )
+    };
+    // [b, t, n·d] → [b, n, t, d]
+    let heads = |g: &mut Graph, x: NodeId, n: usize| -> Result<NodeId> {
+        let shape = [b.clone(), t.clone(), k(n), k(d)].into_iter().collect();
+        let r = g.add(OpKind::Reshape { shape }, &[x])?;
+        Ok(g.add(
+            OpKind::Permute {
+                perm: vec![0, 2, 1, 3],
+            },
+            &[r],
+        )?)
+    };
+    // cat(xr·cos + cat(−x2, x1)·sin, xp) on the first `rot` dims.
+    let rope = |g: &mut Graph, x: NodeId| -> Result<NodeId> {
+        let (Some(cos), Some(sin)) = (cos, sin) else {
+            return Ok(x);
+        };
+        let xr = if rot == d { x } else { slice(g, x, 0, rot)? };
+        let x1 = slice(g, xr, 0, rot / 2)?;
+        let x2 = slice(g, xr, rot / 2, rot)?;
+        let n2 = g.add(OpKind::Unary { f: UnaryOp::Neg }, &[x2])?;
+        let rh = g.add(OpKind::Concat { axis: -1 }, &[n2, x1])?;
+        let a = bin(g, BinaryOp::Mul, xr, cos)?;
+        let c = bin(g, BinaryOp::Mul, rh, sin)?;
+        let s = bin(g, BinaryOp::Add, a, c)?;
+        if rot == d {
+            Ok(s)
+        } else {
+            let xp = slice(g, x, rot, d)?;
+            Ok(g.add(OpKind::Concat { axis: -1 }, &[s, xp])?)
+        }
+    };
+    let scale = g.constant(1.0 / (d as f64).sqrt(), DType::F32)?;
+    let mut x = g.add(OpKind::Gather { axis: 0 }, &[p("embed")?, ids])?;
+    for l in 0..cfg.num_layers {
+        let h1 = norm(&mut g, x, &format!("l{l}.ln1"))?;
+        let q = lin(&mut g, h1, &format!("l{l}.q"))?;
+        let kk = lin(&mut g, h1, &format!("l{l}.k"))?;
+        let v = lin(&mut g, h1, &format!("l{l}.v"))?;
+        let q = heads(&mut g, q, cfg.num_heads)?;
+        let kk = heads(&mut g, kk, cfg.num_kv_heads)?;
+        let mut v = heads(&mut g, v, cfg.num_kv_heads)?;
+        let q = rope(&mut g, q)?;
+        let mut kk = rope(&mut g, kk)?;
+        if cfg.group() > 1 {
+            let rep = OpKind::RepeatInterleave {
+                axis: 1,
+                repeats: cfg.group() as u64,
+            };
+            kk = g.add(rep.clone(), &[kk])?;
+            v = g.add(rep, &[v])?;
+        }
+        let kt = g.add(
+            OpKind::Permute {
+                perm: vec![0, 1, 3, 2],
+            },
+            &[kk],
+        )?;
+        let s = g.add(OpKind::MatMul, &[q, kt])?;
+        let s = bin(&mut g, BinaryOp::Mul, s, scale)?;
+        let s = bin(&mut g, BinaryOp::Add, s, mask)?;
+        let s = g.add(OpKind::Softmax { axis: -1 }, &[s])?;
+        let y = g.add(OpKind::MatMul, &[s, v])?;
+        let y = g.add(
+            OpKind::Permute {
+                perm: vec![0, 2, 1, 3],
+            },
+            &[y],
+        )?;
+        let shape = [b.clone(), t.clone(), k(cfg.num_heads * d)]
+            .into_iter()
+            .collect();
+        let y = g.add(OpKind::Reshape { shape }, &[y])?;
+        let mut o = lin(&mut g, y, &format!("l{l}.o"))?;
+        if cfg.model_type == ModelType::Glm4 {
+            o = norm(&mut g, o, &format!("l{l}.post_attn"))?;
+        }
+        let mlp = |g: &mut Graph, h2: NodeId| -> Result<NodeId> {
+            match cfg.activation {
+                Activation::Silu => {
+                    let gate = lin(g, h2, &format!("l{l}.gate"))?;
+                    let up = lin(g, h2, &format!("l{l}.up"))?;
+                    let act = g.add(OpKind::Unary { f: UnaryOp::Silu }, &[gate])?;
+                    let m = bin(g, BinaryOp::Mul, act, up)?;
+                    lin(g, m, &format!("l{l}.down"))
+                }
+                Activation::Gelu | Activation::GeluTanh => {
+                    let f = if cfg.activation == Activation::Gelu {
+                        UnaryOp::Gelu
+                    } else {
+                        UnaryOp::GeluTanh
+                    };
+                    let a = lin(g, h2, &format!("l{l}.fc1"))?;
+                    let a = g.add(OpKind::Unary { f }, &[a])?;
+                    lin(g, a, &format!("l{l}.fc2"))
+                }
+            }
+        };
+        if cfg.parallel_residual {
+            let h2 = norm(&mut g, x, &format!("l{l}.ln2"))?;
+            let m = mlp(&mut g, h2)?;
+            let xo = bin(&mut g, BinaryOp::Add, x, o)?;
+            x = bin(&mut g, BinaryOp::Add, xo, m)?;
+        } else {
+            x = bin(&mut g, BinaryOp::Add, x, o)?;
+            let h2 = norm(&mut g, x, &format!("l{l}.ln2"))?;
+            let mut m = mlp(&mut g, h2)?;
+            if cfg.model_type == ModelType::Glm4 {
+                m = norm(&mut g, m, &format!("l{l}.post_mlp"))?;
+            }
+            x = bin(&mut g, BinaryOp::Add, x, m)?;
+        }
+    }
+    let x = norm(&mut g, x, "norm")?;
+    let logits = g.add(OpKind::MatMul, &[x, p("head.w")?])?;
+    g.set_outputs(&[logits])?;
+    Ok(g)
+}
+
+/// `cos`/`sin` tables `[positions, rot]` as transformers computes them (f32 inverse
+/// frequencies `1 / θ^(2i/rot)`, angles `pos · inv_freq` in f32, both halves equal).
+pub fn rope_tables(positions: &[usize], rot: usize, theta: f64) -> (Tensor, Tensor) {
+    let half = rot / 2;
+    let inv: Vec<f32> = (0..half)
+        .map(|i| 1.0 / (theta as f32).powf((2 * i) as f32 / rot as f32))
+        .collect();
+    let mut cos = Vec::with_capacity(positions.len() * rot);
+    let mut sin = Vec::with_capacity(positions.len() * rot);
+    for &p in positions {
+        for _half in 0..2 {
+            for &f in &inv {
+                let a = f64::from(p as f32 * f);
+                cos.push(a.cos() as f32);
+                sin.push(a.sin() as f32);
+            }
+        }
+    }
+    let n = positions.len();
+    (
+        Tensor::from_f32(&[n, rot], cos).expect("n × rot"),
+        Tensor::from_f32(&[n, rot], sin).expect("n × rot"),
+    )
+}
+
+impl Model {
+    /// Loads `dir/config.json` and the checkpoint's weights.
+    ///
+    /// # Errors
+    /// [`Error::Config`], [`Error::Checkpoint`] or [`Error::Io`] naming the file,
+    /// field or tensor.
+    pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let ck = Checkpoint::open(dir)?;
+        Model::from_checkpoint(config, &ck, options)
+    }
+
+    /// Builds the model for `config` with weights from `ck`.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] for a missing tensor or a shape the config does not imply.
+    pub fn from_checkpoint(
+        config: ModelConfig,
+        ck: &Checkpoint,
+        options: &LoadOptions,
+    ) -> Result<Model> {
+        let params = arrange_weights(&config, ck)?;
+        let mut g = build_graph(&config, &params)?;
+        let registry = Registry::with_cpu_kernels();
+        let optimized = if options.optimize {
+            Some(optimize(&mut g, &registry, Device::Cpu, None)?)
+        } else {
+            None
+        };
+        let mut exec = Executor::new(
+            &g,
+            &registry,
+            Options {
+                threads: options.threads.max(1),
+                ..Options::default()
+            },
+        )?;
+        for (name, t) in params {
+            exec.set_parameter(&name, t)?;
+        }
+        Ok(Model {
+            config,
+            exec,
+            optimized,
+        })
+    }
+
+    /// The structure.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// What the optimiser did (rules fired, nodes before and after), if it ran.
+    pub fn optimized(&self) -> Option<&Optimized> {
+        self.optimized.as_ref()
+    }
+
+    /// Logits `[b, t, vocab]` for a batch of equally long token sequences (causal
+    /// attention, positions from 0).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for an empty batch, unequal lengths or ids outside the
+    /// vocabulary.
+    pub fn forward(&mut self, ids: &[Vec<u32>]) -> Result<Tensor> {
+        let t = ids.first().map_or(0, Vec::len);
+        if t == 0 || ids.iter().any(|r| r.len() != t) {
+            return Err(Error::Input(
+                "forward needs a non-empty batch of equally long, non-empty sequences".into(),
+            ));
+        }
+        let v = self.config.vocab_size;
+        if let Some(bad) = ids.iter().flatten().find(|&&i| i as usize >= v) {
+            return Err(Error::Input(format!(
+                "token id {bad} is outside the vocabulary (size {v})"
+            )));
+        }
+        let b = ids.len();
+        let flat: Vec<i64> = ids.iter().flatten().map(|&i| i64::from(i)).collect();
+        let ids_t = Tensor::new(&[b, t], autoglm_ops::Data::I64(flat))?;
+        let positions: Vec<usize> = (0..t).collect();
+        let (cos, sin) = rope_tables(&positions, self.config.rotary_dim, self.config.rope_theta);
+        let mut mask = vec![0.0f32; b * t * t];
+        for r in 0..b {
+            for i in 0..t {
+                for j in i + 1..t {
+                    mask[(r * t + i) * t + j] = f32::NEG_INFINITY;
+                }
+            }
+        }
+        let mask = Tensor::from_f32(&[b, 1, t, t], mask)?;
+        let mut feed: Vec<(&str, &Tensor)> = vec![("ids", &ids_t), ("mask", &mask)];
+        if self.config.rotary_dim > 0 {
+            feed.push(("cos", &cos));
+            feed.push(("sin", &sin));
+        }
+        Ok(self.exec.run(&feed)?.remove(0))
+    }
+}

@@ -1,0 +1,114 @@
+//! Logits against transformers' on the committed fixtures (tiny random-weight `glm`,
+//! `glm4` and `gpt_neox` checkpoints saved by transformers; see `make_fixtures.py`).
+
+use std::path::{Path, PathBuf};
+
+use autoglm_models::{LoadOptions, Model};
+use serde::Deserialize;
+
+#[derive(Deserialize)]
+struct Logits {
+    shape: Vec<usize>,
+    data: Vec<f32>,
+}
+
+#[derive(Deserialize)]
+struct Greedy {
+    prompt_ids: Vec<u32>,
+    max_new_tokens: usize,
+    output_ids: Vec<u32>,
+}
+
+#[derive(Deserialize)]
+struct Expected {
+    weights_dtype: String,
+    input_ids: Vec<Vec<u32>>,
+    logits: Logits,
+    greedy: Greedy,
+}
+
+fn fixtures() -> Vec<PathBuf> {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
+    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
+        .expect("fixtures directory")
+        .map(|e| e.expect("entry").path())
+        .filter(|p| p.join("expected.json").exists())
+        .collect();
+    v.sort();
+    assert!(v.len() >= 6, "fixtures missing under {}", root.display());
+    v
+}
+
+fn expected(dir: &Path) -> Expected {
+    serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap()
+}
+
+/// max |Δ| / max |ref|.
+fn rel_err(got: &[f32], want: &[f32]) -> f64 {
+    let scale = want.iter().fold(0.0f64, |m, &x| m.max(f64::from(x).abs()));
+    let diff = got.iter().zip(want).fold(0.0f64, |m, (&a, &b)| {
+        m.max((f64::from(a) - f64::from(b)).abs())
+    });
+    diff / scale
+}
+
+#[test]
+fn logits_match_transformers() {
+    for dir in fixtures() {
+        let exp = expected(&dir);
+        let tol = if exp.weights_dtype == "bfloat16" {
+            2e-2
+        } else {
+            1e-4
+        };
+        for optimize in [true, false] {
+            let opts = LoadOptions {
+                optimize,
+                ..LoadOptions::default()
+            };
+            let mut m =
+                Model::load(&dir, &opts).unwrap_or_else(|e| panic!("{}: {e}", dir.display()));
+            let got = m.forward(&exp.input_ids).unwrap();
+            assert_eq!(got.shape(), exp.logits.shape.as_slice());
+            let err = rel_err(got.as_f32().unwrap(), &exp.logits.data);
+            eprintln!(
+                "{} optimize={optimize}: max|Δ|/max|ref| = {err:.2e}",
+                dir.display()
+            );
+            assert!(err <= tol, "{}: {err} > {tol}", dir.display());
+            if optimize {
+                let fired = &m.optimized().unwrap().rules.fired;
+                assert!(
+                    fired.get("attention").copied().unwrap_or(0) >= 1,
+                    "{}: {fired:?}",
+                    dir.display()
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn greedy_by_repeated_forward_matches_transformers() {
+    for dir in fixtures() {
+        let exp = expected(&dir);
+        if exp.weights_dtype != "float32" {
+            continue;
+        }
+        let mut m = Model::load(&dir, &LoadOptions::default()).unwrap();
+        let mut ids = exp.greedy.prompt_ids.clone();
+        let v = m.config().vocab_size;
+        for _ in 0..exp.greedy.max_new_tokens {
+            let logits = m.forward(std::slice::from_ref(&ids)).unwrap();
+            let last = &logits.as_f32().unwrap()[(ids.len() - 1) * v..ids.len() * v];
+            let next = (0..v).fold(0, |best, i| if last[i] > last[best] { i } else { best });
+            ids.push(next as u32);
+        }
+        assert_eq!(
+            &ids[exp.greedy.prompt_ids.len()..],
+            exp.greedy.output_ids.as_slice(),
+            "{}",
+            dir.display()
+        );
+    }
+}
