@@ -209,6 +209,7 @@ pub fn infer(op: &OpKind, inputs: &[&TensorType]) -> Result<TensorType, String> 
             let first = inputs[0];
             let ax = axis(*a, first.rank())?;
             let mut total = 0u64;
+            let mut terms: Vec<&str> = Vec::new();
             for t in inputs {
                 if t.rank() != first.rank()
                     || t.shape
@@ -219,12 +220,23 @@ pub fn infer(op: &OpKind, inputs: &[&TensorType]) -> Result<TensorType, String> 
                 {
                     return Err(format!("concat inputs {first} and {t} differ off axis {a}"));
                 }
-                total += t.shape[ax].known().ok_or_else(|| {
-                    format!("concat axis {a} has the symbolic size {}", t.shape[ax])
-                })?;
+                match &t.shape[ax] {
+                    Dim::Known(n) => total += n,
+                    Dim::Sym(s) => terms.push(s),
+                }
             }
             let mut shape = first.shape.clone();
-            shape[ax] = Dim::Known(total);
+            // Symbolic sizes add up to a sum symbol (`p+t`), which the executor
+            // evaluates from its terms.
+            shape[ax] = if terms.is_empty() {
+                Dim::Known(total)
+            } else {
+                let mut name = terms.join("+");
+                if total > 0 {
+                    name.push_str(&format!("+{total}"));
+                }
+                Dim::Sym(name)
+            };
             Ok(TensorType { dtype, shape })
         }
         OpKind::Slice {

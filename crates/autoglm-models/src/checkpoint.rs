@@ -185,27 +185,28 @@ impl Checkpoint {
         let (a, b) = info.data_offsets;
         // `read_metadata` checked that the offsets lie inside the file.
         let raw = &s.map[s.data_start + a..s.data_start + b];
-        let data: Vec<f32> =
-            match info.dtype {
-                Dtype::F32 => raw
-                    .chunks_exact(4)
-                    .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                    .collect(),
-                Dtype::BF16 => raw
-                    .chunks_exact(2)
-                    .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                    .collect(),
-                Dtype::F16 => raw
-                    .chunks_exact(2)
-                    .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                    .collect(),
-                other => return Err(ckpt_err(
+        let data: Vec<f32> = match info.dtype {
+            Dtype::F32 => raw
+                .chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect(),
+            Dtype::BF16 => raw
+                .chunks_exact(2)
+                .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .collect(),
+            Dtype::F16 => raw
+                .chunks_exact(2)
+                .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
+                .collect(),
+            other => {
+                return Err(ckpt_err(
                     &s.path,
                     format!(
                         "tensor '{name}' has element type {other:?} (f32, f16 or bf16 expected)"
                     ),
-                )),
-            };
+                ))
+            }
+        };
         Tensor::new(shape, Data::F32(data))
             .map_err(|e| ckpt_err(&s.path, format!("tensor '{name}': {e}")))
     }

@@ -17,9 +17,11 @@
 mod checkpoint;
 mod config;
 mod error;
+mod generate;
 mod model;
 
 pub use checkpoint::Checkpoint;
 pub use config::{Activation, ModelConfig, ModelType};
 pub use error::{Error, Result};
+pub use generate::SamplingOptions;
 pub use model::{build_graph, rope_tables, LoadOptions, Model};

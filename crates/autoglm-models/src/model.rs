@@ -295,16 +295,21 @@ fn arrange_weights(cfg: &ModelConfig, ck: &Checkpoint) -> Result<BTreeMap<String
     Ok(p)
 }
 
-/// Builds the decoder graph: inputs `ids [b, t]` (i64), `cos`/`sin [t, rot]`, `mask
-/// [b, 1, t, t]` (additive); output logits `[b, t, vocab]`. Ops are emitted in their
-/// plain form (matmul + bias, silu · up, the rotary slices, scaled masked softmax) so
-/// the built-in rules fuse them.
+/// Builds the decoder graph. Inputs: `ids [b, t]` (i64), `cos`/`sin [t, rot]` (the
+/// rotary tables of the new positions), `mask [b, 1, t, p+t]` (additive, over cached
+/// and new keys) and, per layer `l`, the key/value cache `past_k{l}`/`past_v{l}` `[b,
+/// kv_heads, p, head_dim]` (`p = 0` for a plain forward pass). Outputs: logits `[b, t,
+/// vocab]`, then per layer the cache extended by the new positions, `[b, kv_heads,
+/// p+t, head_dim]` (keys after rotary). Ops are emitted in their plain form (matmul +
+/// bias, silu · up, the rotary slices, scaled masked softmax) so the built-in rules
+/// fuse them.
 pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Result<Graph> {
     let f32t = |dims: Vec<Dim>| TensorType {
         dtype: DType::F32,
         shape: dims.into_iter().collect(),
     };
-    let (b, t) = (Dim::sym("b"), Dim::sym("t"));
+    let (b, t, past) = (Dim::sym("b"), Dim::sym("t"), Dim::sym("p"));
+    let total = Dim::sym("p+t");
     let k = |n: usize| Dim::Known(n as u64);
     let (d, rot) = (cfg.head_dim, cfg.rotary_dim);
     let mut g = Graph::new();
@@ -323,7 +328,16 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
     } else {
         (None, None)
     };
-    let mask = g.input("mask", f32t(vec![b.clone(), k(1), t.clone(), t.clone()]))?;
+    let mask = g.input("mask", f32t(vec![b.clone(), k(1), t.clone(), total]))?;
+    let mut pasts = Vec::with_capacity(cfg.num_layers);
+    for l in 0..cfg.num_layers {
+        let ty = f32t(vec![b.clone(), k(cfg.num_kv_heads), past.clone(), k(d)]);
+        pasts.push((
+            g.input(&format!("past_k{l}"), ty.clone())?,
+            g.input(&format!("past_v{l}"), ty)?,
+        ));
+    }
+    let mut presents = Vec::with_capacity(2 * cfg.num_layers);
     let mut pid = BTreeMap::new();
     for (name, value) in params {
         let ty = TensorType::new(DType::F32, value.shape().iter().map(|&x| x as u64));
@@ -400,9 +414,14 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
         let v = lin(&mut g, h1, &format!("l{l}.v"))?;
         let q = heads(&mut g, q, cfg.num_heads)?;
         let kk = heads(&mut g, kk, cfg.num_kv_heads)?;
-        let mut v = heads(&mut g, v, cfg.num_kv_heads)?;
+        let v = heads(&mut g, v, cfg.num_kv_heads)?;
         let q = rope(&mut g, q)?;
-        let mut kk = rope(&mut g, kk)?;
+        let kk = rope(&mut g, kk)?;
+        let (pk, pv) = pasts[l];
+        let mut kk = g.add(OpKind::Concat { axis: 2 }, &[pk, kk])?;
+        let mut v = g.add(OpKind::Concat { axis: 2 }, &[pv, v])?;
+        presents.push(kk);
+        presents.push(v);
         if cfg.group() > 1 {
             let rep = OpKind::RepeatInterleave {
                 axis: 1,
@@ -474,7 +493,9 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
     }
     let x = norm(&mut g, x, "norm")?;
     let logits = g.add(OpKind::MatMul, &[x, p("head.w")?])?;
-    g.set_outputs(&[logits])?;
+    let mut outs = vec![logits];
+    outs.extend(presents);
+    g.set_outputs(&outs)?;
     Ok(g)
 }
 
@@ -573,31 +594,98 @@ impl Model {
                 "forward needs a non-empty batch of equally long, non-empty sequences".into(),
             ));
         }
+        let mut cache = KvCache::new(&self.config, ids.len());
+        let valid = vec![vec![true; t]; ids.len()];
+        self.step(ids, &valid, &mut cache)
+    }
+
+    /// Runs `ids [b, t]` after what `cache` holds, extending it; `valid[r][j]` says
+    /// whether position `j` of row `r` (counting the cached ones) is a real token (a
+    /// padding position is never attended to, except by itself). Returns the logits
+    /// `[b, t, vocab]`.
+    pub(crate) fn step(
+        &mut self,
+        ids: &[Vec<u32>],
+        valid: &[Vec<bool>],
+        cache: &mut KvCache,
+    ) -> Result<Tensor> {
+        let (b, t) = (ids.len(), ids.first().map_or(0, Vec::len));
         let v = self.config.vocab_size;
         if let Some(bad) = ids.iter().flatten().find(|&&i| i as usize >= v) {
             return Err(Error::Input(format!(
                 "token id {bad} is outside the vocabulary (size {v})"
             )));
         }
-        let b = ids.len();
+        let p = cache.len;
+        let s = p + t;
         let flat: Vec<i64> = ids.iter().flatten().map(|&i| i64::from(i)).collect();
         let ids_t = Tensor::new(&[b, t], autoglm_ops::Data::I64(flat))?;
-        let positions: Vec<usize> = (0..t).collect();
+        let positions: Vec<usize> = (p..s).collect();
         let (cos, sin) = rope_tables(&positions, self.config.rotary_dim, self.config.rope_theta);
-        let mut mask = vec![0.0f32; b * t * t];
+        let mut mask = vec![f32::NEG_INFINITY; b * t * s];
         for r in 0..b {
             for i in 0..t {
-                for j in i + 1..t {
-                    mask[(r * t + i) * t + j] = f32::NEG_INFINITY;
+                let q = p + i;
+                let row = &mut mask[(r * t + i) * s..(r * t + i + 1) * s];
+                for (j, m) in row.iter_mut().enumerate().take(q + 1) {
+                    if valid[r][j] || j == q {
+                        *m = 0.0;
+                    }
                 }
             }
         }
-        let mask = Tensor::from_f32(&[b, 1, t, t], mask)?;
+        let mask = Tensor::from_f32(&[b, 1, t, s], mask)?;
+        let names: Vec<(String, String)> = (0..self.config.num_layers)
+            .map(|l| (format!("past_k{l}"), format!("past_v{l}")))
+            .collect();
         let mut feed: Vec<(&str, &Tensor)> = vec![("ids", &ids_t), ("mask", &mask)];
         if self.config.rotary_dim > 0 {
             feed.push(("cos", &cos));
             feed.push(("sin", &sin));
         }
-        Ok(self.exec.run(&feed)?.remove(0))
+        for (l, (kn, vn)) in names.iter().enumerate() {
+            feed.push((kn, &cache.layers[l].0));
+            feed.push((vn, &cache.layers[l].1));
+        }
+        let mut out = self.exec.run(&feed)?;
+        let rest = out.split_off(1);
+        let mut it = rest.into_iter();
+        for layer in &mut cache.layers {
+            let (k, v) = (it.next(), it.next());
+            let (Some(k), Some(v)) = (k, v) else {
+                return Err(Error::Input(
+                    "internal: the graph returned too few cache outputs".into(),
+                ));
+            };
+            let old = std::mem::replace(layer, (k, v));
+            self.exec.recycle(old.0);
+            self.exec.recycle(old.1);
+        }
+        cache.len = s;
+        Ok(out.remove(0))
+    }
+
+    /// Hands a tensor back to the executor's buffer pool.
+    pub(crate) fn recycle(&mut self, t: Tensor) {
+        self.exec.recycle(t);
+    }
+}
+
+/// Per layer, the keys (after rotary) and values of every position run so far.
+pub(crate) struct KvCache {
+    pub(crate) layers: Vec<(Tensor, Tensor)>,
+    pub(crate) len: usize,
+}
+
+impl KvCache {
+    pub(crate) fn new(cfg: &ModelConfig, batch: usize) -> KvCache {
+        let empty = || {
+            Tensor::from_f32(&[batch, cfg.num_kv_heads, 0, cfg.head_dim], Vec::new())
+                .expect("empty")
+        };
+        KvCache {
+            layers: (0..cfg.num_layers).map(|_| (empty(), empty())).collect(),
+            len: 0,
+        }
     }
 }

@@ -3,7 +3,7 @@
 
 use std::path::{Path, PathBuf};
 
-use autoglm_models::{LoadOptions, Model};
+use autoglm_models::{LoadOptions, Model, SamplingOptions};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -110,5 +110,56 @@ fn greedy_by_repeated_forward_matches_transformers() {
             "{}",
             dir.display()
         );
+    }
+}
+
+#[test]
+fn greedy_generation_with_the_cache_matches_transformers() {
+    for dir in fixtures() {
+        let exp = expected(&dir);
+        if exp.weights_dtype != "float32" {
+            continue;
+        }
+        let mut m = Model::load(&dir, &LoadOptions::default()).unwrap();
+        let opts = SamplingOptions {
+            max_new_tokens: exp.greedy.max_new_tokens,
+            ignore_eos: true,
+            ..SamplingOptions::default()
+        };
+        let mut streamed = Vec::new();
+        let out = m
+            .generate(
+                std::slice::from_ref(&exp.greedy.prompt_ids),
+                &opts,
+                |_, t| streamed.push(t),
+            )
+            .unwrap();
+        assert_eq!(out[0], exp.greedy.output_ids, "{}", dir.display());
+        assert_eq!(streamed, exp.greedy.output_ids);
+    }
+}
+
+/// Left padding changes nothing: each prompt of a batch continues as it does alone.
+#[test]
+fn batched_generation_equals_one_by_one() {
+    for dir in fixtures() {
+        let mut m = Model::load(&dir, &LoadOptions::default()).unwrap();
+        let prompts = vec![
+            vec![5, 9, 33, 7, 120, 4],
+            vec![17, 3],
+            vec![250, 251, 252, 8],
+        ];
+        let opts = SamplingOptions {
+            max_new_tokens: 6,
+            ignore_eos: true,
+            ..SamplingOptions::default()
+        };
+        let together = m.generate(&prompts, &opts, |_, _| {}).unwrap();
+        for (p, t) in prompts.iter().zip(&together) {
+            let alone = m
+                .generate(std::slice::from_ref(p), &opts, |_, _| {})
+                .unwrap();
+            assert_eq!(&alone[0], t, "{}: prompt {p:?}", dir.display());
+        }
     }
 }

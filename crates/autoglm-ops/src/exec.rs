@@ -352,6 +352,14 @@ impl Executor {
                 Source::Step => Value::Empty,
             });
         }
+        // An input may bind a sum symbol (`p+t`) directly: it must agree with its terms.
+        for (name, &v) in syms.iter().filter(|(n, _)| n.contains('+')) {
+            if let Some(sum) = sum_of_terms(name, &syms).filter(|&sum| sum != v) {
+                return Err(Error::Binding(format!(
+                    "the size '{name}' is {v} in the inputs, but its terms add up to {sum}"
+                )));
+            }
+        }
         if let Some((n, _)) = inputs.iter().find(|(n, _)| {
             !sources
                 .iter()
@@ -508,6 +516,26 @@ impl Memory<'_> {
     }
 }
 
+/// A symbol's size: bound by an input, or a sum of bound symbols and numbers
+/// (`p+t`, as a concatenation of symbolic sizes produces).
+fn resolve(s: &str, syms: &HashMap<String, usize>) -> Option<usize> {
+    match syms.get(s) {
+        Some(&n) => Some(n),
+        None if s.contains('+') => sum_of_terms(s, syms),
+        None => None,
+    }
+}
+
+/// `a+b+3` from the bound sizes of its terms (`None` if one is unbound).
+fn sum_of_terms(s: &str, syms: &HashMap<String, usize>) -> Option<usize> {
+    s.split('+')
+        .map(|term| {
+            let term = term.trim();
+            syms.get(term).copied().or_else(|| term.parse().ok())
+        })
+        .sum()
+}
+
 /// A type's shape with its symbols replaced by their bound sizes.
 fn concrete(
     ty: &TensorType,
@@ -517,10 +545,9 @@ fn concrete(
         .iter()
         .map(|d| match d {
             Dim::Known(n) => Ok(*n as usize),
-            Dim::Sym(s) => syms
-                .get(s)
-                .copied()
-                .ok_or_else(|| format!("the size '{s}' is not bound by any input")),
+            Dim::Sym(s) => {
+                resolve(s, syms).ok_or_else(|| format!("the size '{s}' is not bound by any input"))
+            }
         })
         .collect()
 }

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use autoglm_graph::zoo::{glm_block, BlockConfig};
 use autoglm_graph::{
-    apply_rules, builtin_rules, Attrs, BinaryOp, DType, Graph, NodeId, OpDef, OpKind, Pattern,
+    apply_rules, builtin_rules, Attrs, BinaryOp, DType, Dim, Graph, NodeId, OpDef, OpKind, Pattern,
     Rule, TensorType, UnaryOp,
 };
 use autoglm_ops::{optimize, Device, Error, Executor, Kernel, Operator, Options, Registry, Tensor};
@@ -347,5 +347,42 @@ fn the_block_matches_pytorch() {
                 "optimised {optimise}, {threads} threads: max|Δ|/max|ref| = {err:e}"
             );
         }
+    }
+}
+
+/// A concatenation of symbolic sizes has a sum size (`p+t`), evaluated at run time,
+/// including an empty first part (a key/value cache before the first token); an input
+/// that declares the sum must agree with its terms.
+#[test]
+fn concat_of_symbolic_sizes() {
+    let mut g = Graph::new();
+    let ty = |n: &str| TensorType {
+        dtype: DType::F32,
+        shape: [Dim::Known(2), Dim::sym(n)].into_iter().collect(),
+    };
+    let a = g.input("past", ty("p")).unwrap();
+    let b = g.input("new", ty("t")).unwrap();
+    let c = g.add(OpKind::Concat { axis: 1 }, &[a, b]).unwrap();
+    assert_eq!(g.node(c).unwrap().ty.shape[1], Dim::sym("p+t"));
+    let like = g.input("like", ty("p+t")).unwrap();
+    let s = g
+        .add(OpKind::Binary { f: BinaryOp::Add }, &[c, like])
+        .unwrap();
+    g.set_outputs(&[s]).unwrap();
+    let mut e = Executor::new(&g, &Registry::with_cpu_kernels(), Options::default()).unwrap();
+    for p in [0usize, 3] {
+        let past = Tensor::from_f32(&[2, p], (0..2 * p).map(|i| i as f32).collect()).unwrap();
+        let new = Tensor::from_f32(&[2, 1], vec![10.0, 20.0]).unwrap();
+        let like = Tensor::from_f32(&[2, p + 1], vec![0.5; 2 * (p + 1)]).unwrap();
+        let out = e
+            .run(&[("past", &past), ("new", &new), ("like", &like)])
+            .unwrap();
+        assert_eq!(out[0].shape(), &[2, p + 1]);
+        assert_eq!(out[0].as_f32().unwrap()[p], 10.5);
+        let wrong = Tensor::from_f32(&[2, p + 2], vec![0.5; 2 * (p + 2)]).unwrap();
+        let err = e
+            .run(&[("past", &past), ("new", &new), ("like", &wrong)])
+            .unwrap_err();
+        assert!(err.to_string().contains("'p+t'"), "{err}");
     }
 }
