@@ -407,7 +407,7 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
     };
     let scale = g.constant(1.0 / (d as f64).sqrt(), DType::F32)?;
     let mut x = g.add(OpKind::Gather { axis: 0 }, &[p("embed")?, ids])?;
-    for l in 0..cfg.num_layers {
+    for (l, &(pk, pv)) in pasts.iter().enumerate() {
         let h1 = norm(&mut g, x, &format!("l{l}.ln1"))?;
         let q = lin(&mut g, h1, &format!("l{l}.q"))?;
         let kk = lin(&mut g, h1, &format!("l{l}.k"))?;
@@ -417,7 +417,6 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
         let v = heads(&mut g, v, cfg.num_kv_heads)?;
         let q = rope(&mut g, q)?;
         let kk = rope(&mut g, kk)?;
-        let (pk, pv) = pasts[l];
         let mut kk = g.add(OpKind::Concat { axis: 2 }, &[pk, kk])?;
         let mut v = g.add(OpKind::Concat { axis: 2 }, &[pv, v])?;
         presents.push(kk);
