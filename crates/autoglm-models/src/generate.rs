@@ -232,7 +232,7 @@ mod tests {
             ..SamplingOptions::default()
         };
         for _ in 0..20 {
-            assert_eq!(pick(&mut vec![0.0, 1.0, 0.5], &[], &o, &mut rng), 1);
+            assert_eq!(pick(&mut [0.0, 1.0, 0.5], &[], &o, &mut rng), 1);
         }
         // top-p: 0.6 keeps the two most likely of probabilities 0.5/0.3/0.2.
         let o = SamplingOptions {
