@@ -18,6 +18,7 @@
 pub mod eval;
 pub mod graph;
 pub mod io;
+pub mod model;
 pub mod schedule;
 
 use clap::{Parser, Subcommand};
@@ -40,6 +41,10 @@ pub enum Command {
     Graph(graph::GraphArgs),
     /// Schedule a task DAG onto heterogeneous workers (HEFT, CPOP).
     Schedule(schedule::ScheduleArgs),
+    /// Continue prompts with a GLM-family checkpoint (greedy or sampled; streams).
+    Generate(model::GenerateArgs),
+    /// Last-layer logits of a checkpoint for token ids, as JSON.
+    Forward(model::ForwardArgs),
 }
 
 /// Runs the command line `cli`, writing results to `out`.
@@ -51,5 +56,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Command::Eval(args) => eval::run(args, out),
         Command::Graph(args) => graph::run(args, out),
         Command::Schedule(args) => schedule::run(args, out),
+        Command::Generate(args) => model::generate(args, out),
+        Command::Forward(args) => model::forward(args, out),
     }
 }

@@ -339,3 +339,116 @@ fn schedule_writes_valid_schedules_and_names_bad_input() {
         "{msg}"
     );
 }
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../autoglm-models/tests/fixtures")
+        .join(name)
+}
+
+/// `forward` writes transformers' logits; `generate` continues text (with the
+/// checkpoint's tokenizer) and ids exactly as transformers' greedy `generate` does, one
+/// prompt at a time or a file of prompts in batches.
+#[test]
+fn forward_and_generate_match_transformers() {
+    let dir = fixture("glm_gqa_bias");
+    let d = dir.to_str().unwrap();
+    let exp: Value =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("expected.json")).unwrap()).unwrap();
+    let row: Vec<String> = exp["input_ids"][0]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.to_string())
+        .collect();
+    let got = json(&["forward", "--model", d, "--input-ids", &row.join(",")]);
+    let (t, v) = (row.len(), 320);
+    assert_eq!(got["shape"], serde_json::json!([t, v]));
+    let want = &exp["logits"]["data"].as_array().unwrap()[..t * v];
+    for (g, w) in got["logits"].as_array().unwrap().iter().zip(want) {
+        assert!((g.as_f64().unwrap() - w.as_f64().unwrap()).abs() < 1e-4);
+    }
+    let greedy = &exp["greedy"];
+    let text = autoglm(&[
+        "generate",
+        "--model",
+        d,
+        "--prompt",
+        greedy["prompt_text"].as_str().unwrap(),
+        "--max-new-tokens",
+        "12",
+        "--ignore-eos",
+    ])
+    .unwrap();
+    assert_eq!(text.trim_end(), greedy["output_text"].as_str().unwrap());
+    let ids = |v: &Value| -> Vec<String> {
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.to_string())
+            .collect()
+    };
+    let prompt = ids(&greedy["prompt_ids"]).join(",");
+    let want_ids = ids(&greedy["output_ids"]).join(",");
+    let streamed = autoglm(&[
+        "generate",
+        "--model",
+        d,
+        "--prompt-ids",
+        &prompt,
+        "--max-new-tokens",
+        "12",
+        "--ignore-eos",
+    ])
+    .unwrap();
+    assert_eq!(streamed.trim_end(), want_ids);
+    // A file of prompts, batched in twos: the known one in the middle.
+    let tmp = tempfile::tempdir().unwrap();
+    let (input, output) = (tmp.path().join("in.txt"), tmp.path().join("out.txt"));
+    std::fs::write(&input, format!("5,6,7\n{prompt}\n300,2,9,9\n")).unwrap();
+    autoglm(&[
+        "generate",
+        "--model",
+        d,
+        "--input-file",
+        input.to_str().unwrap(),
+        "--output",
+        output.to_str().unwrap(),
+        "--ids",
+        "--batch-size",
+        "2",
+        "--max-new-tokens",
+        "12",
+        "--ignore-eos",
+    ])
+    .unwrap();
+    let lines: Vec<String> = std::fs::read_to_string(&output)
+        .unwrap()
+        .lines()
+        .map(str::to_owned)
+        .collect();
+    assert_eq!(lines.len(), 3);
+    assert_eq!(lines[1], want_ids);
+    // Errors name what is wrong.
+    let e = autoglm(&["forward", "--model", d, "--input-ids", "1,999"]).unwrap_err();
+    assert!(format!("{e:#}").contains("999"), "{e:#}");
+    let no_tok = fixture("glm4_mqa");
+    let e = autoglm(&[
+        "generate",
+        "--model",
+        no_tok.to_str().unwrap(),
+        "--prompt",
+        "x",
+    ])
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("tokenizer.json"), "{e:#}");
+    let e = autoglm(&[
+        "forward",
+        "--model",
+        tmp.path().to_str().unwrap(),
+        "--input-ids",
+        "1",
+    ])
+    .unwrap_err();
+    assert!(format!("{e:#}").contains("config.json"), "{e:#}");
+}

@@ -19,9 +19,13 @@ mod config;
 mod error;
 mod generate;
 mod model;
+#[cfg(feature = "tokenizer")]
+mod tokenizer;
 
 pub use checkpoint::Checkpoint;
 pub use config::{Activation, ModelConfig, ModelType};
 pub use error::{Error, Result};
 pub use generate::SamplingOptions;
 pub use model::{build_graph, rope_tables, LoadOptions, Model};
+#[cfg(feature = "tokenizer")]
+pub use tokenizer::TextTokenizer;
