@@ -102,7 +102,7 @@ pub struct GenerateArgs {
 /// Unloadable checkpoints (naming the file, field or tensor) or ids outside the vocabulary.
 pub fn forward(a: ForwardArgs, out: &mut dyn Write) -> Result<()> {
     let mut m = a.model.load()?;
-    let logits = m.forward(&[a.input_ids.clone()])?;
+    let logits = m.forward(std::slice::from_ref(&a.input_ids))?;
     let shape = &logits.shape()[1..];
     let data = logits.as_f32().context("logits are f32")?;
     let json = serde_json::json!({ "shape": shape, "logits": data });
