@@ -664,9 +664,20 @@ impl Model {
         Ok(out.remove(0))
     }
 
-    /// Hands a tensor back to the executor's buffer pool.
-    pub(crate) fn recycle(&mut self, t: Tensor) {
+    /// Hands a tensor (logits no longer needed, say) back to the executor's buffer
+    /// pool, so the next pass reuses its memory instead of faulting in fresh pages.
+    pub fn recycle(&mut self, t: Tensor) {
         self.exec.recycle(t);
+    }
+
+    /// Starts (or, with `false`, stops and clears) timing every kernel.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.exec.set_profiling(on);
+    }
+
+    /// Seconds per kernel since profiling started, slowest first (node, op, seconds).
+    pub fn profile(&self) -> Vec<(autoglm_graph::NodeId, String, f64)> {
+        self.exec.profile()
     }
 }
 
