@@ -52,7 +52,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     // Fixed pseudo-random ids (the same on every run).
     let ids = |b: usize, t: usize| -> Vec<Vec<u32>> {
         (0..b)
-            .map(|r| (0..t).map(|i| ((r * 7919 + i * 104_729 + 13) as u32) % (v - 3) + 3).collect())
+            .map(|r| {
+                (0..t)
+                    .map(|i| ((r * 7919 + i * 104_729 + 13) as u32) % (v - 3) + 3)
+                    .collect()
+            })
             .collect()
     };
     let batch = ids(a.batch, a.seq);
@@ -83,10 +87,17 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         for line in std::io::stdin().lock().lines() {
             let line = line?;
             let mut parts = line.split_whitespace();
-            let (what, n) = (parts.next().unwrap_or(""), parts.next().unwrap_or("1").parse()?);
+            let (what, n) = (
+                parts.next().unwrap_or(""),
+                parts.next().unwrap_or("1").parse()?,
+            );
             let mut xs = Vec::with_capacity(n);
             for _ in 0..n {
-                xs.push(if what == "decode" { decode_tps(&mut m)? } else { forward_ms(&mut m)? });
+                xs.push(if what == "decode" {
+                    decode_tps(&mut m)?
+                } else {
+                    forward_ms(&mut m)?
+                });
             }
             writeln!(stdout, "{}", serde_json::json!({ what: xs }))?;
             stdout.flush()?;
@@ -96,19 +107,36 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     m.set_profiling(a.profile);
     if a.decode.is_some() {
         decode_tps(&mut m)?;
-        let mut xs: Vec<f64> = (0..a.runs).map(|_| decode_tps(&mut m)).collect::<Result<_, _>>()?;
+        let mut xs: Vec<f64> = (0..a.runs)
+            .map(|_| decode_tps(&mut m))
+            .collect::<Result<_, _>>()?;
         xs.sort_by(f64::total_cmp);
-        println!("{}", serde_json::json!({"prompt": a.seq, "new_tokens": new_tokens,
-            "median_tokens_per_s": xs[xs.len() / 2], "best_tokens_per_s": xs[xs.len() - 1]}));
+        println!(
+            "{}",
+            serde_json::json!({"prompt": a.seq, "new_tokens": new_tokens,
+            "median_tokens_per_s": xs[xs.len() / 2], "best_tokens_per_s": xs[xs.len() - 1]})
+        );
     } else {
         forward_ms(&mut m)?;
-        let mut xs: Vec<f64> = (0..a.runs).map(|_| forward_ms(&mut m)).collect::<Result<_, _>>()?;
+        let mut xs: Vec<f64> = (0..a.runs)
+            .map(|_| forward_ms(&mut m))
+            .collect::<Result<_, _>>()?;
         xs.sort_by(f64::total_cmp);
-        println!("{}", serde_json::json!({"batch": a.batch, "seq": a.seq,
-            "median_ms": xs[xs.len() / 2], "best_ms": xs[0]}));
+        println!(
+            "{}",
+            serde_json::json!({"batch": a.batch, "seq": a.seq,
+            "median_ms": xs[xs.len() / 2], "best_ms": xs[0]})
+        );
     }
-    for (node, op, secs) in m.profile().into_iter().take(if a.profile { 400 } else { 0 }) {
-        eprintln!("{node:>6} {op:20} {:9.3} ms/run", secs * 1e3 / (a.runs + 1) as f64);
+    for (node, op, secs) in m
+        .profile()
+        .into_iter()
+        .take(if a.profile { 400 } else { 0 })
+    {
+        eprintln!(
+            "{node:>6} {op:20} {:9.3} ms/run",
+            secs * 1e3 / (a.runs + 1) as f64
+        );
     }
     Ok(())
 }

@@ -17,6 +17,7 @@
 mod checkpoint;
 mod config;
 mod error;
+mod export;
 mod generate;
 mod model;
 #[cfg(feature = "tokenizer")]
@@ -25,7 +26,8 @@ mod tokenizer;
 pub use checkpoint::Checkpoint;
 pub use config::{Activation, ModelConfig, ModelType};
 pub use error::{Error, Result};
+pub use export::save_pretrained;
 pub use generate::SamplingOptions;
-pub use model::{build_graph, rope_tables, LoadOptions, Model};
+pub use model::{build_graph, load_weights, rope_tables, LoadOptions, Model};
 #[cfg(feature = "tokenizer")]
 pub use tokenizer::TextTokenizer;

@@ -121,8 +121,13 @@ pub(crate) fn interleaved_to_halves(heads: usize, d: usize, rot: usize) -> Vec<u
         .collect()
 }
 
-/// The graph's parameters, by name, from a checkpoint.
-fn arrange_weights(cfg: &ModelConfig, ck: &Checkpoint) -> Result<BTreeMap<String, Tensor>> {
+/// The graph's parameters, by name (`embed`, `l0.q.w`, `l0.q.b`, …, `norm.w`,
+/// `head.w`; linear weights `[in, out]`), from a checkpoint: what [`build_graph`]
+/// and [`Model::from_weights`] take and [`crate::save_pretrained`] writes back.
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming a missing tensor or one of the wrong shape.
+pub fn load_weights(cfg: &ModelConfig, ck: &Checkpoint) -> Result<BTreeMap<String, Tensor>> {
     let (h, nh, nkv, d, inter, v) = (
         cfg.hidden_size,
         cfg.num_heads,
@@ -544,7 +549,20 @@ impl Model {
         ck: &Checkpoint,
         options: &LoadOptions,
     ) -> Result<Model> {
-        let params = arrange_weights(&config, ck)?;
+        let params = load_weights(&config, ck)?;
+        Model::from_weights(config, params, options)
+    }
+
+    /// Builds the model for `config` from weights in the graph's layout (see
+    /// [`load_weights`]).
+    ///
+    /// # Errors
+    /// [`Error::Graph`] or [`Error::Ops`] if a weight is missing or has the wrong shape.
+    pub fn from_weights(
+        config: ModelConfig,
+        params: BTreeMap<String, Tensor>,
+        options: &LoadOptions,
+    ) -> Result<Model> {
         let mut g = build_graph(&config, &params)?;
         let registry = Registry::with_cpu_kernels();
         let optimized = if options.optimize {

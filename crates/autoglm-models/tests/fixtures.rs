@@ -3,7 +3,9 @@
 
 use std::path::{Path, PathBuf};
 
-use autoglm_models::{LoadOptions, Model, SamplingOptions};
+use autoglm_models::{
+    load_weights, save_pretrained, Checkpoint, LoadOptions, Model, ModelConfig, SamplingOptions,
+};
 use serde::Deserialize;
 
 #[derive(Deserialize)]
@@ -161,5 +163,39 @@ fn batched_generation_equals_one_by_one() {
                 .unwrap();
             assert_eq!(&alone[0], t, "{}: prompt {p:?}", dir.display());
         }
+    }
+}
+
+/// Weights written back in the Hugging Face layout load again to the same logits
+/// (transformers opening the written files is checked by `make_fixtures.py --check-export`).
+#[test]
+fn export_round_trip() {
+    for dir in fixtures() {
+        let exp = expected(&dir);
+        let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+        let ck = Checkpoint::open(&dir).unwrap();
+        let weights = load_weights(&cfg, &ck).unwrap();
+        let tmp = tempfile::tempdir().unwrap();
+        save_pretrained(tmp.path(), &cfg, &weights).unwrap();
+        // Same tensor names as transformers wrote.
+        let again = Checkpoint::open(tmp.path()).unwrap();
+        assert_eq!(
+            again.names().collect::<Vec<_>>(),
+            ck.names().collect::<Vec<_>>(),
+            "{}",
+            dir.display()
+        );
+        let mut a = Model::load(&dir, &LoadOptions::default()).unwrap();
+        let mut b = Model::load(tmp.path(), &LoadOptions::default()).unwrap();
+        let (x, y) = (
+            a.forward(&exp.input_ids).unwrap(),
+            b.forward(&exp.input_ids).unwrap(),
+        );
+        assert_eq!(
+            x.as_f32().unwrap(),
+            y.as_f32().unwrap(),
+            "{}",
+            dir.display()
+        );
     }
 }

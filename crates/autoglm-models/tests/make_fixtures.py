@@ -1,6 +1,11 @@
 """Writes the golden fixtures of autoglm-models' tests (development only).
 
   python crates/autoglm-models/tests/make_fixtures.py
+  python crates/autoglm-models/tests/make_fixtures.py --check-export
+
+The second form checks the other direction: every fixture written back by our
+`save_pretrained` (the `export` example) opens in transformers and gives the fixture's
+logits.
 
 Needs torch, transformers (5.x) and tokenizers. For each configuration below it builds a
 tiny random-weight model with transformers from a fixed seed, saves it with
@@ -136,5 +141,29 @@ def main():
         print(name, mtype, wdtype, tuple(logits.shape), "greedy", out[len(prompt):], file=sys.stderr)
 
 
+def check_export():
+    import subprocess
+    import tempfile
+    root = os.path.join(HERE, "..", "..", "..")
+    for name, *_ in FIXTURES:
+        src = os.path.join(OUT, name)
+        with open(os.path.join(src, "expected.json")) as fh:
+            exp = json.load(fh)
+        with tempfile.TemporaryDirectory() as dst:
+            subprocess.run(["cargo", "run", "-q", "--release", "-p", "autoglm-models", "--example", "export",
+                            "--", src, dst], cwd=root, check=True)
+            model = transformers.AutoModelForCausalLM.from_pretrained(dst, dtype=torch.float32).eval()
+            with torch.no_grad():
+                got = model(input_ids=torch.tensor(exp["input_ids"])).logits.float().flatten()
+        want = torch.tensor(exp["logits"]["data"])
+        err = ((got - want).abs().max() / want.abs().max()).item()
+        tol = 2e-2 if exp["weights_dtype"] == "bfloat16" else 1e-5
+        print(f"{name}: transformers on our export: max|d|/max|ref| = {err:.2e}", file=sys.stderr)
+        assert err <= tol, name
+
+
 if __name__ == "__main__":
-    main()
+    if "--check-export" in sys.argv:
+        check_export()
+    else:
+        main()

@@ -1,0 +1,221 @@
+//! Writing a model back in the Hugging Face layout (`config.json` +
+//! `model.safetensors`), so transformers' `from_pretrained` opens it: the inverse of
+//! [`crate::load_weights`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use autoglm_ops::Tensor;
+
+use crate::config::{ModelConfig, ModelType};
+use crate::error::{Error, Result};
+use crate::model::interleaved_to_halves;
+
+fn f32s(t: &Tensor) -> &[f32] {
+    t.as_f32().expect("weights are f32")
+}
+
+/// `[r, c] → [c, r]`.
+fn transpose(t: &Tensor) -> Tensor {
+    let (r, c) = (t.shape()[0], t.shape()[1]);
+    let x = f32s(t);
+    let mut o = vec![0.0f32; r * c];
+    for i in 0..r {
+        for j in 0..c {
+            o[j * r + i] = x[i * c + j];
+        }
+    }
+    Tensor::from_f32(&[c, r], o).expect("same volume")
+}
+
+/// Rows of `t` in the order `rows`.
+fn take_rows(t: &Tensor, rows: &[usize]) -> Tensor {
+    let c: usize = t.shape()[1..].iter().product();
+    let x = f32s(t);
+    let data: Vec<f32> = rows
+        .iter()
+        .flat_map(|&r| x[r * c..(r + 1) * c].iter().copied())
+        .collect();
+    let mut shape = t.shape().to_vec();
+    shape[0] = rows.len();
+    Tensor::from_f32(&shape, data).expect("rows × width")
+}
+
+/// Rows of several tensors stacked.
+fn stack_rows(parts: &[Tensor]) -> Tensor {
+    let mut shape = parts[0].shape().to_vec();
+    shape[0] = parts.iter().map(|p| p.shape()[0]).sum();
+    let data: Vec<f32> = parts.iter().flat_map(|p| f32s(p).iter().copied()).collect();
+    Tensor::from_f32(&shape, data).expect("stacked")
+}
+
+/// The inverse of a permutation.
+fn inverse(order: &[usize]) -> Vec<usize> {
+    let mut inv = vec![0; order.len()];
+    for (i, &o) in order.iter().enumerate() {
+        inv[o] = i;
+    }
+    inv
+}
+
+/// Writes `dir/config.json` and `dir/model.safetensors` (f32) for `config` and
+/// weights in the graph's layout (as [`crate::load_weights`] returns them).
+///
+/// # Errors
+/// [`Error::Input`] naming a missing weight; [`Error::Io`] / [`Error::Checkpoint`]
+/// naming the file that could not be written.
+pub fn save_pretrained(
+    dir: &Path,
+    config: &ModelConfig,
+    weights: &BTreeMap<String, Tensor>,
+) -> Result<()> {
+    let w = |name: &str| -> Result<&Tensor> {
+        weights
+            .get(name)
+            .ok_or_else(|| Error::Input(format!("weight '{name}' is missing")))
+    };
+    let (nh, nkv, d) = (config.num_heads, config.num_kv_heads, config.head_dim);
+    let mut out: BTreeMap<String, Tensor> = BTreeMap::new();
+    let mut put = |k: String, t: Tensor| {
+        out.insert(k, t);
+    };
+    match config.model_type {
+        ModelType::Glm | ModelType::Glm4 => {
+            put("model.embed_tokens.weight".into(), w("embed")?.clone());
+            for l in 0..config.num_layers {
+                let pre = format!("model.layers.{l}");
+                let back_q = inverse(&interleaved_to_halves(nh, d, config.rotary_dim));
+                let back_k = inverse(&interleaved_to_halves(nkv, d, config.rotary_dim));
+                for (ours, theirs, back) in [
+                    ("q", "q_proj", Some(&back_q)),
+                    ("k", "k_proj", Some(&back_k)),
+                    ("v", "v_proj", None),
+                    ("o", "o_proj", None),
+                ] {
+                    let hf = transpose(w(&format!("l{l}.{ours}.w"))?);
+                    let hf = back.map_or(hf.clone(), |b| take_rows(&hf, b));
+                    put(format!("{pre}.self_attn.{theirs}.weight"), hf);
+                    if let Some(b) = weights.get(&format!("l{l}.{ours}.b")) {
+                        let b = back.map_or(b.clone(), |o| take_rows(b, o));
+                        put(format!("{pre}.self_attn.{theirs}.bias"), b);
+                    }
+                }
+                let gate = transpose(w(&format!("l{l}.gate.w"))?);
+                let up = transpose(w(&format!("l{l}.up.w"))?);
+                put(
+                    format!("{pre}.mlp.gate_up_proj.weight"),
+                    stack_rows(&[gate, up]),
+                );
+                put(
+                    format!("{pre}.mlp.down_proj.weight"),
+                    transpose(w(&format!("l{l}.down.w"))?),
+                );
+                let mut norms = vec![
+                    ("ln1", "input_layernorm"),
+                    ("ln2", "post_attention_layernorm"),
+                ];
+                if config.model_type == ModelType::Glm4 {
+                    norms.push(("post_attn", "post_self_attn_layernorm"));
+                    norms.push(("post_mlp", "post_mlp_layernorm"));
+                }
+                for (ours, theirs) in norms {
+                    put(
+                        format!("{pre}.{theirs}.weight"),
+                        w(&format!("l{l}.{ours}.w"))?.clone(),
+                    );
+                }
+            }
+            put("model.norm.weight".into(), w("norm.w")?.clone());
+            if !config.tie_word_embeddings {
+                put("lm_head.weight".into(), transpose(w("head.w")?));
+            }
+        }
+        ModelType::GptNeox => {
+            put("gpt_neox.embed_in.weight".into(), w("embed")?.clone());
+            for l in 0..config.num_layers {
+                let pre = format!("gpt_neox.layers.{l}");
+                // Rows per head: [q (d), k (d), v (d)].
+                let (q, k, v) = (
+                    transpose(w(&format!("l{l}.q.w"))?),
+                    transpose(w(&format!("l{l}.k.w"))?),
+                    transpose(w(&format!("l{l}.v.w"))?),
+                );
+                let fused = stack_rows(&[q, k, v]);
+                let order: Vec<usize> = (0..nh)
+                    .flat_map(|hh| {
+                        (0..3)
+                            .flat_map(move |which| (0..d).map(move |j| which * nh * d + hh * d + j))
+                    })
+                    .collect();
+                put(
+                    format!("{pre}.attention.query_key_value.weight"),
+                    take_rows(&fused, &order),
+                );
+                if config.qkv_bias {
+                    let parts = [
+                        w(&format!("l{l}.q.b"))?,
+                        w(&format!("l{l}.k.b"))?,
+                        w(&format!("l{l}.v.b"))?,
+                    ];
+                    let fused = stack_rows(&parts.map(Clone::clone));
+                    put(
+                        format!("{pre}.attention.query_key_value.bias"),
+                        take_rows(&fused, &order),
+                    );
+                }
+                for (ours, theirs) in [
+                    ("o", "attention.dense"),
+                    ("fc1", "mlp.dense_h_to_4h"),
+                    ("fc2", "mlp.dense_4h_to_h"),
+                ] {
+                    put(
+                        format!("{pre}.{theirs}.weight"),
+                        transpose(w(&format!("l{l}.{ours}.w"))?),
+                    );
+                    if let Some(b) = weights.get(&format!("l{l}.{ours}.b")) {
+                        put(format!("{pre}.{theirs}.bias"), b.clone());
+                    }
+                }
+                for (ours, theirs) in [
+                    ("ln1", "input_layernorm"),
+                    ("ln2", "post_attention_layernorm"),
+                ] {
+                    put(
+                        format!("{pre}.{theirs}.weight"),
+                        w(&format!("l{l}.{ours}.w"))?.clone(),
+                    );
+                    put(
+                        format!("{pre}.{theirs}.bias"),
+                        w(&format!("l{l}.{ours}.b"))?.clone(),
+                    );
+                }
+            }
+            put(
+                "gpt_neox.final_layer_norm.weight".into(),
+                w("norm.w")?.clone(),
+            );
+            put(
+                "gpt_neox.final_layer_norm.bias".into(),
+                w("norm.b")?.clone(),
+            );
+            if !config.tie_word_embeddings {
+                put("embed_out.weight".into(), transpose(w("head.w")?));
+            }
+        }
+    }
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let cfg_path = dir.join("config.json");
+    let text = serde_json::to_string_pretty(&config.to_json()).expect("JSON");
+    std::fs::write(&cfg_path, text).map_err(|source| Error::Io {
+        path: cfg_path,
+        source,
+    })?;
+    let st = dir.join("model.safetensors");
+    autoglm_ops::save_safetensors(&st, &out).map_err(|e| Error::Checkpoint {
+        path: st,
+        reason: e.to_string(),
+    })
+}
