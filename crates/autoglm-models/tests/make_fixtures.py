@@ -2,6 +2,7 @@
 
   python crates/autoglm-models/tests/make_fixtures.py
   python crates/autoglm-models/tests/make_fixtures.py --check-export
+  python crates/autoglm-models/tests/make_fixtures.py --random 50
 
 The second form checks the other direction: every fixture written back by our
 `save_pretrained` (the `export` example) opens in transformers and gives the fixture's
@@ -162,8 +163,62 @@ def check_export():
         assert err <= tol, name
 
 
+def check_random(n):
+    """n random tiny checkpoints (model type, heads, GQA ratio, head width, rotary
+    fraction, biases, tying, parallel residual, depth, vocabulary), saved by
+    transformers; our `autoglm forward` against transformers' logits on random ids."""
+    import random
+    import subprocess
+    import tempfile
+    root = os.path.join(HERE, "..", "..", "..")
+    subprocess.run(["cargo", "build", "-q", "--release", "-p", "autoglm-cli"], cwd=root, check=True)
+    exe = os.path.join(root, "target", "release", "autoglm")
+    rng = random.Random(int(os.environ.get("SEED", "12345")))
+    worst = 0.0
+    for i in range(n):
+        mtype = rng.choice(["glm", "glm4", "gpt_neox"])
+        heads = rng.choice([1, 2, 4, 8])
+        d = rng.choice([4, 8, 16])
+        partial = rng.choice([0.25, 0.5, 1.0]) if d >= 8 else rng.choice([0.5, 1.0])
+        common = dict(vocab_size=rng.randint(20, 200), num_hidden_layers=rng.randint(1, 3),
+                      num_attention_heads=heads, intermediate_size=rng.randint(8, 80),
+                      tie_word_embeddings=rng.random() < 0.5, attention_bias=rng.random() < 0.5,
+                      max_position_embeddings=64, pad_token_id=0, bos_token_id=1, eos_token_id=2,
+                      rope_parameters={"rope_type": "default", "rope_theta": rng.choice([100.0, 10000.0]),
+                                       "partial_rotary_factor": partial})
+        if mtype == "gpt_neox":
+            common.update(hidden_size=heads * d, use_parallel_residual=rng.random() < 0.5,
+                          hidden_act=rng.choice(["gelu", "gelu_new"]), layer_norm_eps=1e-5)
+        else:
+            kv = rng.choice([k for k in (1, 2, 4, 8) if heads % k == 0])
+            common.update(hidden_size=rng.choice([8, 16, 24, 32]), num_key_value_heads=kv, head_dim=d,
+                          rms_norm_eps=1e-6)
+        torch.manual_seed(i)
+        cfg = transformers.AutoConfig.for_model(mtype, **common)
+        model = transformers.AutoModelForCausalLM.from_config(cfg, dtype=torch.float32).eval()
+        with torch.no_grad():
+            for p in model.parameters():
+                p.add_(torch.randn_like(p) * 0.3)
+        t = rng.randint(1, 12)
+        ids = [rng.randrange(cfg.vocab_size) for _ in range(t)]
+        with torch.no_grad():
+            ref = model(input_ids=torch.tensor([ids])).logits[0].float()
+        with tempfile.TemporaryDirectory() as dst:
+            model.save_pretrained(dst)
+            out = subprocess.run([exe, "forward", "--model", dst, "--input-ids", ",".join(map(str, ids))],
+                                 check=True, capture_output=True, text=True).stdout
+        got = json.loads(out)
+        got = torch.tensor(got["logits"]).reshape(got["shape"])
+        err = ((got - ref).abs().max() / ref.abs().max()).item()
+        worst = max(worst, err)
+        assert err <= 1e-4, (i, mtype, common, err)
+    print(f"{n} random checkpoints: worst max|d|/max|ref| = {worst:.2e}", file=sys.stderr)
+
+
 if __name__ == "__main__":
-    if "--check-export" in sys.argv:
+    if "--random" in sys.argv:
+        check_random(int(sys.argv[sys.argv.index("--random") + 1]))
+    elif "--check-export" in sys.argv:
         check_export()
     else:
         main()
