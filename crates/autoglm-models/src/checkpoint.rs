@@ -13,10 +13,26 @@ use safetensors::SafeTensors;
 
 use crate::error::{Error, Result};
 
-/// One mapped safetensors file with its parsed header.
+/// A safetensors file's bytes: mapped, or in memory.
+enum Bytes {
+    Map(Mmap),
+    Owned(Vec<u8>),
+}
+
+impl std::ops::Deref for Bytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        match self {
+            Bytes::Map(m) => m,
+            Bytes::Owned(v) => v,
+        }
+    }
+}
+
+/// One safetensors file with its parsed header.
 struct Shard {
     path: PathBuf,
-    map: Mmap,
+    map: Bytes,
     /// Bytes before the data (8 + header length).
     data_start: usize,
     meta: Metadata,
@@ -59,6 +75,10 @@ impl Shard {
             path: path.to_path_buf(),
             source,
         })?;
+        Shard::from_bytes(path, Bytes::Map(map))
+    }
+
+    fn from_bytes(path: &Path, map: Bytes) -> Result<Shard> {
         let (n, meta) = SafeTensors::read_metadata(&map)
             .map_err(|e| ckpt_err(path, format!("not a valid safetensors file: {e}")))?;
         Ok(Shard {
@@ -140,6 +160,32 @@ impl Checkpoint {
             shards,
             index,
         })
+    }
+
+    /// A checkpoint of one safetensors file held in memory (`name` stands for its path
+    /// in errors).
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] if the bytes are not a valid safetensors file.
+    pub fn from_bytes(name: &Path, bytes: Vec<u8>) -> Result<Checkpoint> {
+        let shard = Shard::from_bytes(name, Bytes::Owned(bytes))?;
+        let index = shard
+            .meta
+            .tensors()
+            .keys()
+            .map(|k| (k.clone(), 0))
+            .collect();
+        Ok(Checkpoint {
+            dir: name.to_path_buf(),
+            shards: vec![shard],
+            index,
+        })
+    }
+
+    /// A tensor's shape as stored.
+    pub fn shape(&self, name: &str) -> Option<Vec<usize>> {
+        let s = &self.shards[*self.index.get(name)?];
+        s.meta.info(name).map(|i| i.shape.clone())
     }
 
     /// The tensor names, sorted.

@@ -18,6 +18,7 @@ mod checkpoint;
 mod config;
 mod error;
 mod export;
+pub mod fuzz;
 mod generate;
 mod model;
 #[cfg(feature = "tokenizer")]
