@@ -199,3 +199,78 @@ fn export_round_trip() {
         );
     }
 }
+
+/// A checkpoint split into shards with an index loads to the same logits; broken
+/// checkpoints are errors naming the file and tensor, never panics.
+#[test]
+fn sharded_and_broken_checkpoints() {
+    use std::collections::BTreeMap;
+    let dir = fixtures()
+        .into_iter()
+        .find(|d| d.ends_with("glm4_mqa"))
+        .unwrap();
+    let exp = expected(&dir);
+    let all = autoglm_ops::load_safetensors(&dir.join("model.safetensors")).unwrap();
+    let tmp = tempfile::tempdir().unwrap();
+    let t = tmp.path();
+    std::fs::copy(dir.join("config.json"), t.join("config.json")).unwrap();
+    let (mut a, mut b) = (BTreeMap::new(), BTreeMap::new());
+    let mut map = serde_json::Map::new();
+    for (i, (name, tensor)) in all.iter().enumerate() {
+        let (shard, file) = if i % 2 == 0 {
+            (&mut a, "model-00001-of-00002.safetensors")
+        } else {
+            (&mut b, "model-00002-of-00002.safetensors")
+        };
+        shard.insert(name.clone(), tensor.clone());
+        map.insert(name.clone(), file.into());
+    }
+    autoglm_ops::save_safetensors(&t.join("model-00001-of-00002.safetensors"), &a).unwrap();
+    autoglm_ops::save_safetensors(&t.join("model-00002-of-00002.safetensors"), &b).unwrap();
+    let index = serde_json::json!({"metadata": {}, "weight_map": map});
+    std::fs::write(t.join("model.safetensors.index.json"), index.to_string()).unwrap();
+    let mut m = Model::load(t, &LoadOptions::default()).unwrap();
+    let got = m.forward(&exp.input_ids).unwrap();
+    assert!(rel_err(got.as_f32().unwrap(), &exp.logits.data) <= 1e-4);
+    let err = |dir: &Path| {
+        Model::load(dir, &LoadOptions::default())
+            .unwrap_err()
+            .to_string()
+    };
+    // A shard truncated by one byte.
+    let shard2 = t.join("model-00002-of-00002.safetensors");
+    let bytes = std::fs::read(&shard2).unwrap();
+    std::fs::write(&shard2, &bytes[..bytes.len() - 1]).unwrap();
+    let e = err(t);
+    assert!(
+        e.contains("model-00002-of-00002.safetensors") && e.contains("not a valid safetensors"),
+        "{e}"
+    );
+    // A missing shard.
+    std::fs::remove_file(&shard2).unwrap();
+    assert!(err(t).contains("model-00002-of-00002.safetensors"));
+    // A tensor of the wrong shape, named.
+    std::fs::remove_file(t.join("model.safetensors.index.json")).unwrap();
+    let mut bad = all.clone();
+    let name = "model.layers.1.self_attn.k_proj.weight";
+    bad.insert(
+        name.into(),
+        autoglm_ops::Tensor::from_f32(&[4, 32], vec![0.0; 128]).unwrap(),
+    );
+    autoglm_ops::save_safetensors(&t.join("model.safetensors"), &bad).unwrap();
+    let e = err(t);
+    assert!(
+        e.contains(name) && e.contains("[4, 32]") && e.contains("[8, 32]"),
+        "{e}"
+    );
+    // A missing tensor, named.
+    bad.remove(name);
+    autoglm_ops::save_safetensors(&t.join("model.safetensors"), &bad).unwrap();
+    let e = err(t);
+    assert!(e.contains(name) && e.contains("missing"), "{e}");
+    // No weights at all; no config.
+    std::fs::remove_file(t.join("model.safetensors")).unwrap();
+    assert!(err(t).contains("no model.safetensors"));
+    std::fs::remove_file(t.join("config.json")).unwrap();
+    assert!(err(t).contains("config.json"));
+}
