@@ -62,6 +62,11 @@ FIXTURES = [
                                              tie_word_embeddings=True,
                                              rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
                                                               "partial_rotary_factor": 1.0}), "float32"),
+    ("gpt_neox_f16", "gpt_neox", dict(hidden_size=32, num_attention_heads=4, intermediate_size=64,
+                                      use_parallel_residual=True, attention_bias=True,
+                                      tie_word_embeddings=False,
+                                      rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
+                                                       "partial_rotary_factor": 0.5}), "float16"),
     ("glm_bf16", "glm", dict(hidden_size=32, num_attention_heads=4, num_key_value_heads=2, head_dim=8,
                               intermediate_size=48, attention_bias=True, tie_word_embeddings=False,
                               rope_parameters={"rope_type": "default", "rope_theta": 10000.0,
@@ -134,8 +139,18 @@ def main():
         if name == "glm_gqa_bias":
             expected["greedy"]["prompt_text"] = prompt_text
             expected["greedy"]["output_text"] = tok.decode(out[len(prompt):])
-        if wdtype == "bfloat16":
-            model = model.to(torch.bfloat16)
+        # Batched greedy generation with left padding (transformers derives each row's
+        # positions from its attention mask).
+        rows = [torch.randint(3, VOCAB, (n,), generator=g).tolist() for n in (6, 2, 4)]
+        width = max(map(len, rows))
+        batch = torch.tensor([[0] * (width - len(r)) + r for r in rows])
+        mask = torch.tensor([[0] * (width - len(r)) + [1] * len(r) for r in rows])
+        with torch.no_grad():
+            outb = model.generate(batch, attention_mask=mask, max_new_tokens=8, do_sample=False,
+                                  eos_token_id=None, pad_token_id=0)[:, width:].tolist()
+        expected["greedy_batch"] = {"prompts": rows, "max_new_tokens": 8, "outputs": outb}
+        if wdtype != "float32":
+            model = model.to(getattr(torch, wdtype))
         model.save_pretrained(d)
         with open(os.path.join(d, "expected.json"), "w") as fh:
             json.dump(expected, fh)
