@@ -9,37 +9,7 @@ use autoglm_ops::Tensor;
 
 use crate::config::{ModelConfig, ModelType};
 use crate::error::{Error, Result};
-use crate::model::interleaved_to_halves;
-
-fn f32s(t: &Tensor) -> &[f32] {
-    t.as_f32().expect("weights are f32")
-}
-
-/// `[r, c] → [c, r]`.
-fn transpose(t: &Tensor) -> Tensor {
-    let (r, c) = (t.shape()[0], t.shape()[1]);
-    let x = f32s(t);
-    let mut o = vec![0.0f32; r * c];
-    for i in 0..r {
-        for j in 0..c {
-            o[j * r + i] = x[i * c + j];
-        }
-    }
-    Tensor::from_f32(&[c, r], o).expect("same volume")
-}
-
-/// Rows of `t` in the order `rows`.
-fn take_rows(t: &Tensor, rows: &[usize]) -> Tensor {
-    let c: usize = t.shape()[1..].iter().product();
-    let x = f32s(t);
-    let data: Vec<f32> = rows
-        .iter()
-        .flat_map(|&r| x[r * c..(r + 1) * c].iter().copied())
-        .collect();
-    let mut shape = t.shape().to_vec();
-    shape[0] = rows.len();
-    Tensor::from_f32(&shape, data).expect("rows × width")
-}
+use crate::model::{f32s, interleaved_to_halves, take_rows, transpose};
 
 /// Rows of several tensors stacked.
 fn stack_rows(parts: &[Tensor]) -> Tensor {

@@ -71,12 +71,12 @@ fn linear(ck: &Checkpoint, name: &str, out: usize, inp: usize, bias: bool) -> Re
     })
 }
 
-fn f32s(t: &Tensor) -> &[f32] {
+pub(crate) fn f32s(t: &Tensor) -> &[f32] {
     t.as_f32().expect("checkpoint tensors are read as f32")
 }
 
 /// `[r, c] → [c, r]`.
-fn transpose(t: &Tensor) -> Tensor {
+pub(crate) fn transpose(t: &Tensor) -> Tensor {
     let (r, c) = (t.shape()[0], t.shape()[1]);
     let x = f32s(t);
     let mut o = vec![0.0f32; r * c];
@@ -89,7 +89,7 @@ fn transpose(t: &Tensor) -> Tensor {
 }
 
 /// Rows `rows` of a `[n, c]` tensor (or elements of a vector), in that order.
-fn take_rows(t: &Tensor, rows: &[usize]) -> Tensor {
+pub(crate) fn take_rows(t: &Tensor, rows: &[usize]) -> Tensor {
     let c: usize = t.shape()[1..].iter().product();
     let x = f32s(t);
     let data: Vec<f32> = rows
