@@ -90,16 +90,6 @@ pub fn glm_block(cfg: &BlockConfig, dtype: DType) -> Result<Graph> {
     let bin =
         |g: &mut Graph, f: BinaryOp, a: NodeId, c: NodeId| g.add(OpKind::Binary { f }, &[a, c]);
     let un = |g: &mut Graph, f: UnaryOp, a: NodeId| g.add(OpKind::Unary { f }, &[a]);
-    let slice = |g: &mut Graph, x: NodeId, start: u64, end: u64| {
-        g.add(
-            OpKind::Slice {
-                axis: -1,
-                start,
-                end,
-            },
-            &[x],
-        )
-    };
     // x * rsqrt(mean(x², -1) + eps) * w
     let rms = |g: &mut Graph, x: NodeId, w: NodeId| -> Result<NodeId> {
         let two = g.constant(2.0, dtype)?;
@@ -134,25 +124,8 @@ pub fn glm_block(cfg: &BlockConfig, dtype: DType) -> Result<Graph> {
     let kk = heads(&mut g, params["k.weight"], cfg.kv_heads)?;
     let v = heads(&mut g, params["v.weight"], cfg.kv_heads)?;
     // cat(xr·cos + cat(−x2, x1)·sin, xp) on the first `rot` dims.
-    let rope = |g: &mut Graph, x: NodeId| -> Result<NodeId> {
-        let r = cfg.rot;
-        let xr = slice(g, x, 0, r)?;
-        let xp = slice(g, x, r, d)?;
-        let x1 = slice(g, xr, 0, r / 2)?;
-        let x2 = slice(g, xr, r / 2, r)?;
-        let n2 = un(g, UnaryOp::Neg, x2)?;
-        let rot = g.add(OpKind::Concat { axis: -1 }, &[n2, x1])?;
-        let a = bin(g, BinaryOp::Mul, xr, cos)?;
-        let c = bin(g, BinaryOp::Mul, rot, sin)?;
-        let s = bin(g, BinaryOp::Add, a, c)?;
-        if r == d {
-            Ok(s)
-        } else {
-            g.add(OpKind::Concat { axis: -1 }, &[s, xp])
-        }
-    };
-    let q = rope(&mut g, q)?;
-    let kk = rope(&mut g, kk)?;
+    let q = rope_halves(&mut g, q, cos, sin, cfg.rot, d)?;
+    let kk = rope_halves(&mut g, kk, cos, sin, cfg.rot, d)?;
     let group = cfg.heads / cfg.kv_heads.max(1);
     let rep = OpKind::RepeatInterleave {
         axis: 1,
@@ -197,4 +170,48 @@ pub fn glm_block(cfg: &BlockConfig, dtype: DType) -> Result<Graph> {
     let out = bin(&mut g, BinaryOp::Add, x2, down)?;
     g.set_outputs(&[out])?;
     Ok(g)
+}
+
+/// Rotary embedding of the first `rot` dims of `x`'s last axis (of width `d`), the two
+/// halves rotated (GPT-NeoX / LLaMA style), written in plain ops as models spell it —
+/// `cat(xr·cos + cat(−x2, x1)·sin, xp)` with `xr`, `xp` the rotated and passed-through
+/// parts and `x1`, `x2` the halves of `xr` — which the built-in `rope` rules fuse into
+/// one node. `cos`/`sin` are `[t, rot]` tables.
+///
+/// # Errors
+/// A type error from one of the ops (a `rot` above `d`, tables of the wrong width).
+pub fn rope_halves(
+    g: &mut Graph,
+    x: NodeId,
+    cos: NodeId,
+    sin: NodeId,
+    rot: u64,
+    d: u64,
+) -> Result<NodeId> {
+    let slice = |g: &mut Graph, x: NodeId, start: u64, end: u64| {
+        g.add(
+            OpKind::Slice {
+                axis: -1,
+                start,
+                end,
+            },
+            &[x],
+        )
+    };
+    let bin =
+        |g: &mut Graph, f: BinaryOp, a: NodeId, c: NodeId| g.add(OpKind::Binary { f }, &[a, c]);
+    let xr = if rot == d { x } else { slice(g, x, 0, rot)? };
+    let x1 = slice(g, xr, 0, rot / 2)?;
+    let x2 = slice(g, xr, rot / 2, rot)?;
+    let n2 = g.add(OpKind::Unary { f: UnaryOp::Neg }, &[x2])?;
+    let rh = g.add(OpKind::Concat { axis: -1 }, &[n2, x1])?;
+    let a = bin(g, BinaryOp::Mul, xr, cos)?;
+    let c = bin(g, BinaryOp::Mul, rh, sin)?;
+    let s = bin(g, BinaryOp::Add, a, c)?;
+    if rot == d {
+        Ok(s)
+    } else {
+        let xp = slice(g, x, rot, d)?;
+        g.add(OpKind::Concat { axis: -1 }, &[s, xp])
+    }
 }

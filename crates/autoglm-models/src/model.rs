@@ -13,6 +13,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use autoglm_graph::zoo::rope_halves;
 use autoglm_graph::{BinaryOp, DType, Dim, Graph, NodeId, OpKind, TensorType, UnaryOp};
 use autoglm_ops::{optimize, Device, Executor, Optimized, Options, Registry, Tensor};
 
@@ -369,16 +370,6 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
             None => g.add(OpKind::RmsNorm { eps: cfg.norm_eps }, &[x, w])?,
         })
     };
-    let slice = |g: &mut Graph, x: NodeId, start: usize, end: usize| {
-        g.add(
-            OpKind::Slice {
-                axis: -1,
-                start: start as u64,
-                end: end as u64,
-            },
-            &[x],
-        )
-    };
     // [b, t, n·d] → [b, n, t, d]
     let heads = |g: &mut Graph, x: NodeId, n: usize| -> Result<NodeId> {
         let shape = [b.clone(), t.clone(), k(n), k(d)].into_iter().collect();
@@ -390,24 +381,10 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
             &[r],
         )?)
     };
-    // cat(xr·cos + cat(−x2, x1)·sin, xp) on the first `rot` dims.
     let rope = |g: &mut Graph, x: NodeId| -> Result<NodeId> {
-        let (Some(cos), Some(sin)) = (cos, sin) else {
-            return Ok(x);
-        };
-        let xr = if rot == d { x } else { slice(g, x, 0, rot)? };
-        let x1 = slice(g, xr, 0, rot / 2)?;
-        let x2 = slice(g, xr, rot / 2, rot)?;
-        let n2 = g.add(OpKind::Unary { f: UnaryOp::Neg }, &[x2])?;
-        let rh = g.add(OpKind::Concat { axis: -1 }, &[n2, x1])?;
-        let a = bin(g, BinaryOp::Mul, xr, cos)?;
-        let c = bin(g, BinaryOp::Mul, rh, sin)?;
-        let s = bin(g, BinaryOp::Add, a, c)?;
-        if rot == d {
-            Ok(s)
-        } else {
-            let xp = slice(g, x, rot, d)?;
-            Ok(g.add(OpKind::Concat { axis: -1 }, &[s, xp])?)
+        match (cos, sin) {
+            (Some(cos), Some(sin)) => Ok(rope_halves(g, x, cos, sin, rot as u64, d as u64)?),
+            _ => Ok(x),
         }
     };
     let scale = g.constant(1.0 / (d as f64).sqrt(), DType::F32)?;
