@@ -44,6 +44,8 @@ pub struct Model {
     config: ModelConfig,
     exec: Executor,
     optimized: Option<Optimized>,
+    /// The cache inputs' names per layer (`past_k{l}`, `past_v{l}`), made once.
+    cache_inputs: Vec<(String, String)>,
 }
 
 impl std::fmt::Debug for Model {
@@ -490,13 +492,15 @@ pub fn rope_tables(positions: &[usize], rot: usize, theta: f64) -> (Tensor, Tens
     let mut cos = Vec::with_capacity(positions.len() * rot);
     let mut sin = Vec::with_capacity(positions.len() * rot);
     for &p in positions {
-        for _half in 0..2 {
-            for &f in &inv {
-                let a = f64::from(p as f32 * f);
-                cos.push(a.cos() as f32);
-                sin.push(a.sin() as f32);
-            }
+        let start = cos.len();
+        for &f in &inv {
+            let a = f64::from(p as f32 * f);
+            cos.push(a.cos() as f32);
+            sin.push(a.sin() as f32);
         }
+        // Both halves are equal.
+        cos.extend_from_within(start..);
+        sin.extend_from_within(start..);
     }
     let n = positions.len();
     (
@@ -558,10 +562,14 @@ impl Model {
         for (name, t) in params {
             exec.set_parameter(&name, t)?;
         }
+        let cache_inputs = (0..config.num_layers)
+            .map(|l| (format!("past_k{l}"), format!("past_v{l}")))
+            .collect();
         Ok(Model {
             config,
             exec,
             optimized,
+            cache_inputs,
         })
     }
 
@@ -629,15 +637,12 @@ impl Model {
             }
         }
         let mask = Tensor::from_f32(&[b, 1, t, s], mask)?;
-        let names: Vec<(String, String)> = (0..self.config.num_layers)
-            .map(|l| (format!("past_k{l}"), format!("past_v{l}")))
-            .collect();
         let mut feed: Vec<(&str, &Tensor)> = vec![("ids", &ids_t), ("mask", &mask)];
         if self.config.rotary_dim > 0 {
             feed.push(("cos", &cos));
             feed.push(("sin", &sin));
         }
-        for (l, (kn, vn)) in names.iter().enumerate() {
+        for (l, (kn, vn)) in self.cache_inputs.iter().enumerate() {
             feed.push((kn, &cache.layers[l].0));
             feed.push((vn, &cache.layers[l].1));
         }
