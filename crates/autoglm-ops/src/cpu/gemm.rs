@@ -6,10 +6,17 @@
 //! that copy of the weights is a quarter of the block's time. Here the weights are
 //! laid out once, when the executor binds them ([`PackedB::new`]), in panels of
 //! [`NR`] columns with each row of a panel contiguous, and the AVX-512 micro-kernel
-//! reads the left operand (the activations) in place, row by row, broadcasting one
-//! element at a time against two vectors of the panel: a 12 × 32 tile of `c` lives in
-//! 24 registers for the whole depth of a `KC` block. This is the scheme of ONNX
-//! Runtime's MLAS SGEMM with pre-packed weights.
+//! broadcasts one element of the left operand (the activations) at a time against
+//! two vectors of the panel: a 12 × 32 tile of `c` lives in 24 registers for the
+//! whole depth of a `KC` block. Where several panels pass over a row block, the
+//! activations are first copied into the micro-kernel's order (12 rows interleaved
+//! per depth step; cheap next to the product) so they stream from one pointer. This
+//! is the scheme of ONNX Runtime's MLAS SGEMM with pre-packed weights.
+//!
+//! Products of one to four rows (decoding) are bound by the memory bandwidth of
+//! reading the weights, not by arithmetic: a wide kernel keeps the whole depth in
+//! registers and reads up to eight panels side by side, because one core streams
+//! several sequential regions faster than one.
 //!
 //! Only built for x86-64 machines with AVX-512F (checked at run time); elsewhere
 //! [`PackedB::new`] declines and the caller uses the general GEMM.
@@ -22,6 +29,14 @@ const MR: usize = 12;
 const KC: usize = 256;
 /// Floats of the left operand per row block (512 KiB, a quarter of a 2 MiB L2).
 const A_BLOCK_FLOATS: usize = 128 * 1024;
+/// Products with at most this many rows (decoding a few sequences) read several
+/// panels side by side instead ([`x86::wide_dispatch`]).
+const WIDE_ROWS: usize = 4;
+/// Panels the wide kernel reads side by side for one row: each panel is a separate
+/// sequential stream, and one core's memory bandwidth grows with the number of
+/// streams it has in flight (about 10 GB/s with one, 16 GB/s with eight on the
+/// development VM), which is what bounds a matrix–vector product.
+const WIDE_PANELS: usize = 8;
 
 /// A `k × n` row-major matrix in panels of [`NR`] columns (zero-padded), each
 /// panel `k × NR` contiguous, 64-byte aligned.
@@ -144,40 +159,108 @@ impl PackedB {
             return;
         }
         let a = a.data;
+        #[cfg(target_arch = "x86_64")]
+        if m <= WIDE_ROWS {
+            let panels = cols.div_ceil(NR);
+            let group = WIDE_PANELS / m.next_power_of_two();
+            let stride = self.k * NR;
+            for p0 in (0..panels).step_by(group) {
+                let g = group.min(panels - p0);
+                let j0 = p0 * NR;
+                let w = (g * NR).min(cols - j0);
+                let wide = Wide {
+                    k,
+                    a,
+                    lda,
+                    b: &self.buf[self.start + p0 * stride..],
+                    stride,
+                    c: &mut c[j0..],
+                    ldc,
+                    cols: w,
+                    bias: bias.map(|b| &b[j0..j0 + w]),
+                };
+                // SAFETY: `available()` checked AVX-512F; `wide_dispatch` asserts
+                // the bounds.
+                unsafe { x86::wide_dispatch(m, g, wide) };
+            }
+            return;
+        }
         // Rows go in blocks whose slice of `a` stays in L2 (about 512 KiB) while every
         // panel passes over it; each panel's `KC × NR` block stays in L1 across the
-        // block's row tiles.
+        // block's row tiles. Where several panels pass over a block, the block is
+        // first copied tile by tile into depth-major order (`MR` floats per depth
+        // step), so the micro-kernel reads it as one sequential stream at constant
+        // offsets instead of `MR` rows `lda` apart.
         let mc = ((A_BLOCK_FLOATS / k) / MR * MR).max(MR);
+        let packs = cols > PACK_A_MIN_COLS;
         #[cfg(target_arch = "x86_64")]
-        for m0 in (0..m).step_by(mc) {
-            let m1 = (m0 + mc).min(m);
-            for p in 0..cols.div_ceil(NR) {
-                let j0 = p * NR;
-                let w = NR.min(cols - j0);
-                let panel = self.panel(p);
-                for k0 in (0..k).step_by(KC) {
-                    let kc = KC.min(k - k0);
-                    let bias = bias.filter(|_| k0 == 0).map(|b| &b[j0..j0 + w]);
-                    let mut i0 = m0;
-                    while i0 < m1 {
-                        let rows = MR.min(m1 - i0);
-                        let tile = Tile {
-                            kc,
-                            a: &a[i0 * lda + k0..],
-                            lda,
-                            b: &panel[k0 * NR..(k0 + kc) * NR],
-                            c: &mut c[i0 * ldc + j0..],
-                            ldc,
-                            cols: w,
-                            first: k0 == 0,
-                            bias,
-                        };
-                        // SAFETY: `available()` checked AVX-512F; `tile_dispatch`
-                        // asserts the bounds.
-                        unsafe { x86::tile_dispatch(rows, tile) };
-                        i0 += rows;
+        PACKED_A.with_borrow_mut(|buf| {
+            for m0 in (0..m).step_by(mc) {
+                let m1 = (m0 + mc).min(m);
+                if packs {
+                    pack_a(a, lda, m0..m1, k, buf);
+                }
+                for p in 0..cols.div_ceil(NR) {
+                    let j0 = p * NR;
+                    let w = NR.min(cols - j0);
+                    let panel = self.panel(p);
+                    for k0 in (0..k).step_by(KC) {
+                        let kc = KC.min(k - k0);
+                        let bias = bias.filter(|_| k0 == 0).map(|b| &b[j0..j0 + w]);
+                        let mut i0 = m0;
+                        while i0 < m1 {
+                            let rows = MR.min(m1 - i0);
+                            let a = if packs {
+                                &buf[(i0 - m0) * k + k0 * MR..]
+                            } else {
+                                &a[i0 * lda + k0..]
+                            };
+                            let tile = Tile {
+                                kc,
+                                a,
+                                lda: if packs { 0 } else { lda },
+                                b: &panel[k0 * NR..(k0 + kc) * NR],
+                                c: &mut c[i0 * ldc + j0..],
+                                ldc,
+                                cols: w,
+                                first: k0 == 0,
+                                bias,
+                            };
+                            // SAFETY: `available()` checked AVX-512F; `tile_dispatch`
+                            // asserts the bounds.
+                            unsafe { x86::tile_dispatch(rows, tile) };
+                            i0 += rows;
+                        }
                     }
                 }
+            }
+        });
+    }
+}
+
+/// Products wider than this many columns copy the left operand into tiles first.
+const PACK_A_MIN_COLS: usize = 2 * NR;
+
+thread_local! {
+    /// The left operand's current row block in tile order, reused between calls.
+    static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// Copies rows `rows` (the first `k` columns) of `a` into `buf` in micro-kernel
+/// order: tile after tile of `MR` rows, each tile depth-major (`MR` floats per depth
+/// step; a short last tile keeps the stride and leaves its missing rows unread).
+fn pack_a(a: &[f32], lda: usize, rows: std::ops::Range<usize>, k: usize, buf: &mut Vec<f32>) {
+    let len = rows.len().div_ceil(MR) * MR * k;
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    for (t, i0) in rows.clone().step_by(MR).enumerate() {
+        let r = MR.min(rows.end - i0);
+        let tile = &mut buf[t * MR * k..(t + 1) * MR * k];
+        for i in 0..r {
+            let src = &a[(i0 + i) * lda..(i0 + i) * lda + k];
+            for (p, &x) in src.iter().enumerate() {
+                tile[p * MR + i] = x;
             }
         }
     }
@@ -199,6 +282,7 @@ pub(crate) struct Operand<'a> {
 struct Tile<'a> {
     kc: usize,
     a: &'a [f32],
+    /// Row stride of `a`; 0: `a` is in tile order ([`pack_a`]).
     lda: usize,
     b: &'a [f32],
     c: &'a mut [f32],
@@ -209,9 +293,25 @@ struct Tile<'a> {
     bias: Option<&'a [f32]>,
 }
 
+/// One wide micro-kernel call: `rows × cols` of `c` (rows ≤ [`WIDE_ROWS`], `cols`
+/// spanning up to [`WIDE_PANELS`] panels) over the whole depth `k`.
+#[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
+struct Wide<'a> {
+    k: usize,
+    a: &'a [f32],
+    lda: usize,
+    /// From the first panel's start; panel `i` starts at `i * stride`.
+    b: &'a [f32],
+    stride: usize,
+    c: &'a mut [f32],
+    ldc: usize,
+    cols: usize,
+    bias: Option<&'a [f32]>,
+}
+
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Tile, MR, NR};
+    use super::{Tile, Wide, MR, NR, WIDE_PANELS};
     use std::arch::x86_64::*;
 
     /// Calls the micro-kernel for `rows` rows.
@@ -220,25 +320,143 @@ mod x86 {
     /// The CPU has AVX-512F.
     pub(super) unsafe fn tile_dispatch(rows: usize, mut t: Tile<'_>) {
         assert!((1..=MR).contains(&rows) && (1..=NR).contains(&t.cols));
-        assert!(t.a.len() >= (rows - 1) * t.lda + t.kc);
+        if t.lda == 0 {
+            assert!(t.a.len() >= (t.kc - 1) * MR + rows);
+        } else {
+            assert!(t.a.len() >= (rows - 1) * t.lda + t.kc);
+        }
         assert!(t.b.len() >= t.kc * NR);
         assert!(t.c.len() >= (rows - 1) * t.ldc + t.cols);
         assert!(t.bias.is_none_or(|b| b.len() >= t.cols));
         // SAFETY: bounds asserted above; AVX-512F by the caller.
         unsafe {
+            if t.lda == 0 {
+                tile_rows::<true>(rows, &mut t);
+            } else {
+                tile_rows::<false>(rows, &mut t);
+            }
+        }
+    }
+
+    /// [`tile`] for a row count known only at run time.
+    ///
+    /// # Safety
+    /// As [`tile`].
+    #[target_feature(enable = "avx512f")]
+    unsafe fn tile_rows<const PACKED: bool>(rows: usize, t: &mut Tile<'_>) {
+        // SAFETY: forwarded.
+        unsafe {
             match rows {
-                12 => tile::<12>(&mut t),
-                11 => tile::<11>(&mut t),
-                10 => tile::<10>(&mut t),
-                9 => tile::<9>(&mut t),
-                8 => tile::<8>(&mut t),
-                7 => tile::<7>(&mut t),
-                6 => tile::<6>(&mut t),
-                5 => tile::<5>(&mut t),
-                4 => tile::<4>(&mut t),
-                3 => tile::<3>(&mut t),
-                2 => tile::<2>(&mut t),
-                _ => tile::<1>(&mut t),
+                12 => tile::<12, PACKED>(t),
+                11 => tile::<11, PACKED>(t),
+                10 => tile::<10, PACKED>(t),
+                9 => tile::<9, PACKED>(t),
+                8 => tile::<8, PACKED>(t),
+                7 => tile::<7, PACKED>(t),
+                6 => tile::<6, PACKED>(t),
+                5 => tile::<5, PACKED>(t),
+                4 => tile::<4, PACKED>(t),
+                3 => tile::<3, PACKED>(t),
+                2 => tile::<2, PACKED>(t),
+                _ => tile::<1, PACKED>(t),
+            }
+        }
+    }
+
+    /// Calls the wide micro-kernel for `rows` rows and `panels` panels.
+    ///
+    /// # Safety
+    /// The CPU has AVX-512F.
+    pub(super) unsafe fn wide_dispatch(rows: usize, panels: usize, mut t: Wide<'_>) {
+        assert!((1..=4).contains(&rows) && rows * panels <= WIDE_PANELS.max(rows));
+        assert!(t.cols > (panels - 1) * NR && t.cols <= panels * NR);
+        assert!(t.k >= 1 && t.k * NR <= t.stride);
+        assert!(t.a.len() >= (rows - 1) * t.lda + t.k);
+        assert!(t.b.len() >= (panels - 1) * t.stride + t.k * NR);
+        assert!(t.c.len() >= (rows - 1) * t.ldc + t.cols);
+        assert!(t.bias.is_none_or(|b| b.len() >= t.cols));
+        // SAFETY: bounds asserted above; AVX-512F by the caller.
+        unsafe {
+            match (rows, panels) {
+                (1, 8) => wide::<1, 8>(&mut t),
+                (1, 7) => wide::<1, 7>(&mut t),
+                (1, 6) => wide::<1, 6>(&mut t),
+                (1, 5) => wide::<1, 5>(&mut t),
+                (_, 4) => wide_rows::<4>(rows, &mut t),
+                (_, 3) => wide_rows::<3>(rows, &mut t),
+                (_, 2) => wide_rows::<2>(rows, &mut t),
+                _ => wide_rows::<1>(rows, &mut t),
+            }
+        }
+    }
+
+    /// [`wide`] for a row count known only at run time.
+    ///
+    /// # Safety
+    /// As [`wide`].
+    #[target_feature(enable = "avx512f")]
+    unsafe fn wide_rows<const P: usize>(rows: usize, t: &mut Wide<'_>) {
+        // SAFETY: forwarded.
+        unsafe {
+            match rows {
+                1 => wide::<1, P>(t),
+                2 => wide::<2, P>(t),
+                3 => wide::<3, P>(t),
+                _ => wide::<4, P>(t),
+            }
+        }
+    }
+
+    /// `R` rows × `P` panels of `c` over the whole depth: `2·R·P` accumulators, one
+    /// sequential stream per panel.
+    ///
+    /// # Safety
+    /// AVX-512F; the bounds `wide_dispatch` asserts.
+    #[target_feature(enable = "avx512f")]
+    unsafe fn wide<const R: usize, const P: usize>(t: &mut Wide<'_>) {
+        let a = t.a.as_ptr();
+        let b = t.b.as_ptr();
+        let c = t.c.as_mut_ptr();
+        let last = masks(t.cols - (P - 1) * NR);
+        let mask = |j: usize| if j + 1 == P { last } else { (!0, !0) };
+        let mut acc = [[[_mm512_setzero_ps(); 2]; P]; R];
+        // SAFETY: every pointer read and write below is within the slices, as
+        // `wide_dispatch` asserted; masked lanes are not touched.
+        unsafe {
+            if let Some(bias) = t.bias {
+                let p = bias.as_ptr();
+                for j in 0..P {
+                    let (m0, m1) = mask(j);
+                    let v = [
+                        _mm512_maskz_loadu_ps(m0, p.add(j * NR)),
+                        _mm512_maskz_loadu_ps(m1, p.add(j * NR + 16)),
+                    ];
+                    for row in acc.iter_mut() {
+                        row[j] = v;
+                    }
+                }
+            }
+            for p in 0..t.k {
+                let mut bv = [[_mm512_setzero_ps(); 2]; P];
+                for (j, v) in bv.iter_mut().enumerate() {
+                    let q = b.add(j * t.stride + p * NR);
+                    *v = [_mm512_load_ps(q), _mm512_load_ps(q.add(16))];
+                }
+                for (i, row) in acc.iter_mut().enumerate() {
+                    let av = _mm512_set1_ps(*a.add(i * t.lda + p));
+                    for (r, v) in row.iter_mut().zip(&bv) {
+                        r[0] = _mm512_fmadd_ps(av, v[0], r[0]);
+                        r[1] = _mm512_fmadd_ps(av, v[1], r[1]);
+                    }
+                }
+            }
+            for (i, row) in acc.iter().enumerate() {
+                for (j, r) in row.iter().enumerate() {
+                    let (m0, m1) = mask(j);
+                    let q = c.add(i * t.ldc + j * NR);
+                    _mm512_mask_storeu_ps(q, m0, r[0]);
+                    _mm512_mask_storeu_ps(q.add(16), m1, r[1]);
+                }
             }
         }
     }
@@ -253,8 +471,13 @@ mod x86 {
         (m as u16, (m >> 16) as u16)
     }
 
+    /// `R` rows of `c` over one depth block; `PACKED`: `a` is in tile order
+    /// ([`super::pack_a`]), else `R` rows `lda` apart.
+    ///
+    /// # Safety
+    /// AVX-512F; the bounds `tile_dispatch` asserts.
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const R: usize>(t: &mut Tile<'_>) {
+    unsafe fn tile<const R: usize, const PACKED: bool>(t: &mut Tile<'_>) {
         let (m0, m1) = masks(t.cols);
         let a = t.a.as_ptr();
         let b = t.b.as_ptr();
@@ -283,7 +506,11 @@ mod x86 {
                 let b0 = _mm512_load_ps(b.add(p * NR));
                 let b1 = _mm512_load_ps(b.add(p * NR + 16));
                 for (i, row) in acc.iter_mut().enumerate() {
-                    let av = _mm512_set1_ps(*a.add(i * t.lda + p));
+                    let av = _mm512_set1_ps(if PACKED {
+                        *a.add(p * MR + i)
+                    } else {
+                        *a.add(i * t.lda + p)
+                    });
                     row[0] = _mm512_fmadd_ps(av, b0, row[0]);
                     row[1] = _mm512_fmadd_ps(av, b1, row[1]);
                 }
@@ -318,13 +545,27 @@ mod tests {
         if !available() {
             return;
         }
-        let (m, k, n) = (29, 70, 75);
+        for m in [29, 1, 2, 3, 4] {
+            partial_products(m);
+        }
+    }
+
+    fn partial_products(m: usize) {
+        let (k, n) = (70, 300);
         let a: Vec<f32> = (0..m * k).map(|i| ((i * 7919) % 13) as f32 - 6.0).collect();
         let b: Vec<f32> = (0..k * n)
             .map(|i| ((i * 104_729) % 11) as f32 - 5.0)
             .collect();
         let pb = PackedB::new(&b, k, n).expect("packs");
-        for (depth, cols) in [(70, 75), (33, 40), (1, 1), (0, 9), (64, 32)] {
+        for (depth, cols) in [
+            (70, 75),
+            (33, 40),
+            (1, 1),
+            (0, 9),
+            (64, 32),
+            (70, 300),
+            (5, 290),
+        ] {
             let ldc = cols + 3;
             let mut c = vec![-1.0f32; m * ldc];
             let a_op = Operand {
@@ -366,6 +607,12 @@ mod tests {
             (128, 512, 96),
             // Row blocks of 84 for this depth: crosses two block edges.
             (200, 1500, 40),
+            // The wide kernel: 1–4 rows, panel groups with a remainder.
+            (1, 512, 300),
+            (2, 7, 257),
+            (3, 100, 33),
+            (4, 64, 1000),
+            (1, 3, 16),
         ] {
             let a: Vec<f32> = (0..m * k).map(|_| next()).collect();
             let b: Vec<f32> = (0..k * n).map(|_| next()).collect();
