@@ -178,7 +178,13 @@ impl Model {
         let mut cache = KvCache::new(&cfg, b);
         let v = cfg.vocab_size;
         for _ in 0..options.max_new_tokens {
-            let logits = self.step(&ids, &valid, &mut cache)?;
+            let logits = match self.step(&ids, &valid, &mut cache) {
+                Ok(l) => l,
+                Err(e) => {
+                    self.release(cache);
+                    return Err(e);
+                }
+            };
             let t = ids[0].len();
             let data = logits
                 .as_f32()
@@ -206,6 +212,7 @@ impl Model {
             valid.iter_mut().for_each(|v| v.push(true));
             ids = next.into_iter().map(|x| vec![x]).collect();
         }
+        self.release(cache);
         Ok(out)
     }
 }

@@ -598,7 +598,18 @@ impl Model {
         }
         let mut cache = KvCache::new(&self.config, ids.len());
         let valid = vec![vec![true; t]; ids.len()];
-        self.step(ids, &valid, &mut cache)
+        let logits = self.step(ids, &valid, &mut cache);
+        self.release(cache);
+        logits
+    }
+
+    /// Returns a cache's buffers to the executor's pool (a dropped cache would take
+    /// them along, and the next pass would fault in fresh pages).
+    pub(crate) fn release(&mut self, cache: KvCache) {
+        for (k, v) in cache.layers {
+            self.exec.recycle(k);
+            self.exec.recycle(v);
+        }
     }
 
     /// Runs `ids [b, t]` after what `cache` holds, extending it; `valid[r][j]` says

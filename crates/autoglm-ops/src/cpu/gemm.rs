@@ -9,8 +9,8 @@
 //! broadcasts one element of the left operand (the activations) at a time against
 //! two vectors of the panel: a 12 × 32 tile of `c` lives in 24 registers for the
 //! whole depth of a `KC` block. Where several panels pass over a row block, the
-//! activations are first copied into the micro-kernel's order (12 rows interleaved
-//! per depth step; cheap next to the product) so they stream from one pointer. This
+//! activations are first copied into blocks with a fixed row stride (a plain copy,
+//! cheap next to the product) so the kernel addresses them from one pointer. This
 //! is the scheme of ONNX Runtime's MLAS SGEMM with pre-packed weights.
 //!
 //! Products of one to four rows (decoding) are bound by the memory bandwidth of
@@ -188,9 +188,8 @@ impl PackedB {
         // Rows go in blocks whose slice of `a` stays in L2 (about 512 KiB) while every
         // panel passes over it; each panel's `KC × NR` block stays in L1 across the
         // block's row tiles. Where several panels pass over a block, the block is
-        // first copied tile by tile into depth-major order (`MR` floats per depth
-        // step), so the micro-kernel reads it as one sequential stream at constant
-        // offsets instead of `MR` rows `lda` apart.
+        // first copied tile by tile with rows `KC` apart, so the micro-kernel reads
+        // it at constant offsets from one pointer instead of `MR` rows `lda` apart.
         let mc = ((A_BLOCK_FLOATS / k) / MR * MR).max(MR);
         let packs = cols > PACK_A_MIN_COLS;
         #[cfg(target_arch = "x86_64")]
@@ -211,7 +210,7 @@ impl PackedB {
                         while i0 < m1 {
                             let rows = MR.min(m1 - i0);
                             let a = if packs {
-                                &buf[(i0 - m0) * k + k0 * MR..]
+                                &buf[packed_a_offset((i0 - m0) / MR, k0 / KC, k.div_ceil(KC))..]
                             } else {
                                 &a[i0 * lda + k0..]
                             };
@@ -247,23 +246,29 @@ thread_local! {
 }
 
 /// Copies rows `rows` (the first `k` columns) of `a` into `buf` in micro-kernel
-/// order: tile after tile of `MR` rows, each tile depth-major (`MR` floats per depth
-/// step; a short last tile keeps the stride and leaves its missing rows unread).
+/// order: for each tile of `MR` rows and each depth block of `KC`, the tile's rows
+/// `KC` apart (a short tile or block keeps the strides and leaves the rest unread),
+/// so the kernel finds element `(i, p)` of a block at the constant offset `i·KC + p`.
 fn pack_a(a: &[f32], lda: usize, rows: std::ops::Range<usize>, k: usize, buf: &mut Vec<f32>) {
-    let len = rows.len().div_ceil(MR) * MR * k;
+    let blocks = k.div_ceil(KC);
+    let len = rows.len().div_ceil(MR) * blocks * MR * KC;
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
     for (t, i0) in rows.clone().step_by(MR).enumerate() {
-        let r = MR.min(rows.end - i0);
-        let tile = &mut buf[t * MR * k..(t + 1) * MR * k];
-        for i in 0..r {
-            let src = &a[(i0 + i) * lda..(i0 + i) * lda + k];
-            for (p, &x) in src.iter().enumerate() {
-                tile[p * MR + i] = x;
+        for i in i0..rows.end.min(i0 + MR) {
+            let row = &a[i * lda..i * lda + k];
+            for (kb, seg) in row.chunks(KC).enumerate() {
+                let at = packed_a_offset(t, kb, blocks) + (i - i0) * KC;
+                buf[at..at + seg.len()].copy_from_slice(seg);
             }
         }
     }
+}
+
+/// Where [`pack_a`] puts depth block `kb` of tile `t` (of `blocks` per tile).
+fn packed_a_offset(t: usize, kb: usize, blocks: usize) -> usize {
+    (t * blocks + kb) * MR * KC
 }
 
 /// A row-major left operand: `rows` rows, `ld` elements apart.
@@ -282,7 +287,7 @@ pub(crate) struct Operand<'a> {
 struct Tile<'a> {
     kc: usize,
     a: &'a [f32],
-    /// Row stride of `a`; 0: `a` is in tile order ([`pack_a`]).
+    /// Row stride of `a`; 0: `a` is a packed block, rows `KC` apart ([`pack_a`]).
     lda: usize,
     b: &'a [f32],
     c: &'a mut [f32],
@@ -311,7 +316,7 @@ struct Wide<'a> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Tile, Wide, MR, NR, WIDE_PANELS};
+    use super::{Tile, Wide, KC, MR, NR, WIDE_PANELS};
     use std::arch::x86_64::*;
 
     /// Calls the micro-kernel for `rows` rows.
@@ -321,7 +326,7 @@ mod x86 {
     pub(super) unsafe fn tile_dispatch(rows: usize, mut t: Tile<'_>) {
         assert!((1..=MR).contains(&rows) && (1..=NR).contains(&t.cols));
         if t.lda == 0 {
-            assert!(t.a.len() >= (t.kc - 1) * MR + rows);
+            assert!(t.kc <= KC && t.a.len() >= (rows - 1) * KC + t.kc);
         } else {
             assert!(t.a.len() >= (rows - 1) * t.lda + t.kc);
         }
@@ -507,7 +512,7 @@ mod x86 {
                 let b1 = _mm512_load_ps(b.add(p * NR + 16));
                 for (i, row) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(if PACKED {
-                        *a.add(p * MR + i)
+                        *a.add(i * KC + p)
                     } else {
                         *a.add(i * t.lda + p)
                     });
