@@ -234,6 +234,21 @@ pub(crate) fn rms_norm(x: &[f32], gamma: &[f32], eps: f32, out: &mut [f32]) {
     }
 }
 
+/// `out = Σ_i w[i] · m[i·stride .. i·stride + out.len()]`: a vector times the first
+/// `out.len()` columns of a row-major matrix, as one axpy per row. For a few query
+/// rows of attention, where laying out the keys or values for a GEMM costs more than
+/// the product.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq", "x86_64+avx2+fma"))]
+pub(crate) fn vec_mat(w: &[f32], m: &[f32], stride: usize, out: &mut [f32]) {
+    out.fill(0.0);
+    let n = out.len();
+    for (i, &wi) in w.iter().enumerate() {
+        for (o, &x) in out.iter_mut().zip(&m[i * stride..i * stride + n]) {
+            *o += wi * x;
+        }
+    }
+}
+
 /// Softmax of each row of length `n`, in place.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq", "x86_64+avx2+fma"))]
 pub(crate) fn softmax_rows(x: &mut [f32], n: usize) {

@@ -447,6 +447,10 @@ fn matmul_kernel() -> Kernel {
 }
 
 /// `softmax(q·kt·scale + mask)·v` per batch element, scores in a per-task buffer.
+/// Attention with at most this many query rows per head (decoding) skips laying out
+/// the keys and values for the GEMM.
+const FEW_QUERY_ROWS: usize = 4;
+
 fn attention_kernel() -> Kernel {
     Kernel::new(|op, ins, out| {
         let OpKind::Attention { scale } = op else {
@@ -497,8 +501,14 @@ fn attention_kernel() -> Kernel {
                 &xv[i * s * e..(i + 1) * s * e],
             );
             // Where the packed GEMM runs, both products use it: this head's keys and
-            // values are laid out once and every row block reads them in place.
-            let packed = gemm::PackedB::new(kt_i, d, s).zip(gemm::PackedB::new(v_i, s, e));
+            // values are laid out once and every row block reads them in place. A few
+            // query rows (decoding) read them directly instead.
+            let few = t <= FEW_QUERY_ROWS;
+            let packed = if few {
+                None
+            } else {
+                gemm::PackedB::new(kt_i, d, s).zip(gemm::PackedB::new(v_i, s, e))
+            };
             for (b, out_rows) in c.chunks_mut(ROWS * e).enumerate() {
                 let (r0, rows) = (b * ROWS, out_rows.len() / e.max(1));
                 let open = mask[r0 * s..(r0 + rows) * s]
@@ -517,7 +527,14 @@ fn attention_kernel() -> Kernel {
                 };
                 let sc = &mut scores[..rows * width];
                 let q_rows = &xq[(i * t + r0) * d..(i * t + r0 + rows) * d];
-                if let Some((kp, _)) = &packed {
+                if few {
+                    for (sr, qr) in sc
+                        .chunks_exact_mut(width.max(1))
+                        .zip(q_rows.chunks_exact(d))
+                    {
+                        math::vec_mat(qr, kt_i, s, &mut sr[..width]);
+                    }
+                } else if let Some((kp, _)) = &packed {
                     let q_op = gemm::Operand {
                         data: q_rows,
                         rows,
@@ -537,6 +554,14 @@ fn attention_kernel() -> Kernel {
                     math::scale_mask_softmax(row, scale, m);
                 }
                 match &packed {
+                    _ if few => {
+                        for (orow, p) in out_rows
+                            .chunks_exact_mut(e.max(1))
+                            .zip(sc.chunks_exact(width.max(1)))
+                        {
+                            math::vec_mat(&p[..width], v_i, e, orow);
+                        }
+                    }
                     Some((_, vp)) => {
                         let p_op = gemm::Operand {
                             data: sc,
