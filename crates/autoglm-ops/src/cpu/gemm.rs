@@ -190,7 +190,10 @@ impl PackedB {
         // block's row tiles. Where several panels pass over a block, the block is
         // first copied tile by tile with rows `KC` apart, so the micro-kernel reads
         // it at constant offsets from one pointer instead of `MR` rows `lda` apart.
-        let mc = ((A_BLOCK_FLOATS / k) / MR * MR).max(MR);
+        // Blocks of equal size (whole tiles): every block streams all of `b` once, so
+        // a small remainder block would cost a pass for little work.
+        let blocks = m.div_ceil((A_BLOCK_FLOATS / k).max(MR));
+        let mc = m.div_ceil(blocks).next_multiple_of(MR);
         let packs = cols > PACK_A_MIN_COLS;
         #[cfg(target_arch = "x86_64")]
         PACKED_A.with_borrow_mut(|buf| {
@@ -610,7 +613,7 @@ mod tests {
             (25, 257, 31),
             (7, 600, 65),
             (128, 512, 96),
-            // Row blocks of 84 for this depth: crosses two block edges.
+            // Three row blocks of 72 for this depth: crosses two block edges.
             (200, 1500, 40),
             // The wide kernel: 1–4 rows, panel groups with a remainder.
             (1, 512, 300),
