@@ -479,21 +479,42 @@ struct Memory<'a> {
 impl Memory<'_> {
     fn take(&mut self, dtype: DType, n: usize) -> Data {
         let fits = |d: &Data| d.dtype() == dtype;
+        let bytes = n * dtype.size_bytes();
+        // Among the free buffers with room (a buffer of 1 MiB or more at most twice
+        // the request: a request does not take a much larger buffer that a later,
+        // larger request of the pass needs), first one that already holds `n`
+        // elements (no zero fill: a pass repeats the same requests, so each buffer
+        // settles into one role), then the smallest.
+        let roomy = |d: &Data| {
+            fits(d)
+                && d.capacity_bytes() >= bytes
+                && (d.capacity_bytes() <= 2 * bytes || d.capacity_bytes() < 1 << 20)
+        };
         let best = self
             .free
             .iter()
             .enumerate()
-            .filter(|(_, d)| fits(d) && d.capacity_bytes() >= n * dtype.size_bytes())
-            .min_by_key(|(_, d)| d.capacity_bytes())
-            .map(|(i, _)| i)
+            .filter(|(_, d)| roomy(d) && d.len() >= n)
+            .min_by_key(|(_, d)| d.len())
             .or_else(|| {
-                // Grow the largest free buffer of the type rather than add another.
                 self.free
                     .iter()
                     .enumerate()
+                    .filter(|(_, d)| roomy(d))
+                    .min_by_key(|(_, d)| d.capacity_bytes())
+            })
+            .map(|(i, _)| i)
+            .or_else(|| {
+                // No buffer fits well: a large request gets a new one if some free
+                // buffer is larger (it is kept for its own size), else the largest
+                // grows rather than another being added.
+                let largest = self
+                    .free
+                    .iter()
+                    .enumerate()
                     .filter(|(_, d)| fits(d))
-                    .max_by_key(|(_, d)| d.capacity_bytes())
-                    .map(|(i, _)| i)
+                    .max_by_key(|(_, d)| d.capacity_bytes())?;
+                (largest.1.capacity_bytes() < bytes).then_some(largest.0)
             });
         let mut d = match best {
             Some(i) => {
