@@ -278,7 +278,10 @@ impl Executor {
     /// needed) to the executor's pool, so later runs reuse it instead of allocating
     /// and faulting in fresh memory.
     pub fn recycle(&mut self, t: Tensor) {
-        self.free.push(t.into_parts().1);
+        let d = t.into_parts().1;
+        if d.capacity_bytes() > 0 {
+            self.free.push(d);
+        }
     }
 
     /// Starts (or, with `false`, stops and clears) timing every kernel call.
@@ -505,16 +508,14 @@ impl Memory<'_> {
             })
             .map(|(i, _)| i)
             .or_else(|| {
-                // No buffer fits well: a large request gets a new one if some free
-                // buffer is larger (it is kept for its own size), else the largest
-                // grows rather than another being added.
-                let largest = self
-                    .free
+                // None fits: the largest of those too small grows (rather than
+                // another being added); if every free buffer is much larger, a new one.
+                self.free
                     .iter()
                     .enumerate()
-                    .filter(|(_, d)| fits(d))
-                    .max_by_key(|(_, d)| d.capacity_bytes())?;
-                (largest.1.capacity_bytes() < bytes).then_some(largest.0)
+                    .filter(|(_, d)| fits(d) && d.capacity_bytes() < bytes)
+                    .max_by_key(|(_, d)| d.capacity_bytes())
+                    .map(|(i, _)| i)
             });
         let mut d = match best {
             Some(i) => {
@@ -532,6 +533,9 @@ impl Memory<'_> {
 
     fn give(&mut self, d: Data) {
         self.live = self.live.saturating_sub(d.capacity_bytes());
+        if d.capacity_bytes() == 0 {
+            return;
+        }
         self.pooled += d.capacity_bytes();
         self.free.push(d);
     }
