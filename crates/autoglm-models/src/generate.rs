@@ -178,14 +178,13 @@ impl Model {
         let mut cache = KvCache::new(&cfg, b);
         let v = cfg.vocab_size;
         for _ in 0..options.max_new_tokens {
-            let logits = match self.step(&ids, &valid, &mut cache) {
+            let logits = match self.step(&ids, &valid, &mut cache, true) {
                 Ok(l) => l,
                 Err(e) => {
                     self.release(cache);
                     return Err(e);
                 }
             };
-            let t = ids[0].len();
             let data = logits
                 .as_f32()
                 .ok_or_else(|| Error::Input("logits are not f32".into()))?;
@@ -194,7 +193,7 @@ impl Model {
                 if done[r] {
                     continue;
                 }
-                let mut row = data[(r * t + t - 1) * v..(r * t + t) * v].to_vec();
+                let mut row = data[r * v..(r + 1) * v].to_vec();
                 let tok = pick(&mut row, &seen[r], options, &mut rng);
                 next[r] = tok;
                 out[r].push(tok);

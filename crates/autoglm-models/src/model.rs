@@ -305,10 +305,12 @@ pub fn load_weights(cfg: &ModelConfig, ck: &Checkpoint) -> Result<BTreeMap<Strin
 
 /// Builds the decoder graph. Inputs: `ids [b, t]` (i64), `cos`/`sin [t, rot]` (the
 /// rotary tables of the new positions), `mask [b, 1, t, p+t]` (additive, over cached
-/// and new keys) and, per layer `l`, the key/value cache `past_k{l}`/`past_v{l}` `[b,
-/// kv_heads, p, head_dim]` (`p = 0` for a plain forward pass). Outputs: logits `[b, t,
-/// vocab]`, then per layer the cache extended by the new positions, `[b, kv_heads,
-/// p+t, head_dim]` (keys after rotary). Ops are emitted in their plain form (matmul +
+/// and new keys), `keep [k]` (i64: which of the `t` new positions get logits — all of
+/// them for a forward pass, the last one when generating, which spares the output
+/// head for the rest of a prompt) and, per layer `l`, the key/value cache
+/// `past_k{l}`/`past_v{l}` `[b, kv_heads, p, head_dim]` (`p = 0` for a plain forward
+/// pass). Outputs: logits `[b, k, vocab]`, then per layer the cache extended by the
+/// new positions, `[b, kv_heads, p+t, head_dim]` (keys after rotary). Ops are emitted in their plain form (matmul +
 /// bias, silu · up, the rotary slices, scaled masked softmax) so the built-in rules
 /// fuse them.
 pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Result<Graph> {
@@ -337,6 +339,13 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
         (None, None)
     };
     let mask = g.input("mask", f32t(vec![b.clone(), k(1), t.clone(), total]))?;
+    let keep = g.input(
+        "keep",
+        TensorType {
+            dtype: DType::I64,
+            shape: [Dim::sym("k")].into_iter().collect(),
+        },
+    )?;
     let mut pasts = Vec::with_capacity(cfg.num_layers);
     for l in 0..cfg.num_layers {
         let ty = f32t(vec![b.clone(), k(cfg.num_kv_heads), past.clone(), k(d)]);
@@ -474,6 +483,7 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
             x = bin(&mut g, BinaryOp::Add, x, m)?;
         }
     }
+    let x = g.add(OpKind::Gather { axis: 1 }, &[x, keep])?;
     let x = norm(&mut g, x, "norm")?;
     let logits = g.add(OpKind::MatMul, &[x, p("head.w")?])?;
     let mut outs = vec![logits];
@@ -598,7 +608,7 @@ impl Model {
         }
         let mut cache = KvCache::new(&self.config, ids.len());
         let valid = vec![vec![true; t]; ids.len()];
-        let logits = self.step(ids, &valid, &mut cache);
+        let logits = self.step(ids, &valid, &mut cache, false);
         self.release(cache);
         logits
     }
@@ -615,12 +625,13 @@ impl Model {
     /// Runs `ids [b, t]` after what `cache` holds, extending it; `valid[r][j]` says
     /// whether position `j` of row `r` (counting the cached ones) is a real token (a
     /// padding position is never attended to, except by itself). Returns the logits
-    /// `[b, t, vocab]`.
+    /// `[b, t, vocab]`, or with `last_only` those of the last position, `[b, 1, vocab]`.
     pub(crate) fn step(
         &mut self,
         ids: &[Vec<u32>],
         valid: &[Vec<bool>],
         cache: &mut KvCache,
+        last_only: bool,
     ) -> Result<Tensor> {
         let (b, t) = (ids.len(), ids.first().map_or(0, Vec::len));
         let v = self.config.vocab_size;
@@ -648,7 +659,14 @@ impl Model {
             }
         }
         let mask = Tensor::from_f32(&[b, 1, t, s], mask)?;
-        let mut feed: Vec<(&str, &Tensor)> = vec![("ids", &ids_t), ("mask", &mask)];
+        let kept: Vec<i64> = if last_only {
+            vec![t as i64 - 1]
+        } else {
+            (0..t as i64).collect()
+        };
+        let keep = Tensor::new(&[kept.len()], autoglm_ops::Data::I64(kept))?;
+        let mut feed: Vec<(&str, &Tensor)> =
+            vec![("ids", &ids_t), ("mask", &mask), ("keep", &keep)];
         if self.config.rotary_dim > 0 {
             feed.push(("cos", &cos));
             feed.push(("sin", &sin));
