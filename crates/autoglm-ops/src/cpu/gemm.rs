@@ -161,28 +161,7 @@ impl PackedB {
         let a = a.data;
         #[cfg(target_arch = "x86_64")]
         if m <= WIDE_ROWS {
-            let panels = cols.div_ceil(NR);
-            let group = WIDE_PANELS / m.next_power_of_two();
-            let stride = self.k * NR;
-            for p0 in (0..panels).step_by(group) {
-                let g = group.min(panels - p0);
-                let j0 = p0 * NR;
-                let w = (g * NR).min(cols - j0);
-                let wide = Wide {
-                    k,
-                    a,
-                    lda,
-                    b: &self.buf[self.start + p0 * stride..],
-                    stride,
-                    c: &mut c[j0..],
-                    ldc,
-                    cols: w,
-                    bias: bias.map(|b| &b[j0..j0 + w]),
-                };
-                // SAFETY: `available()` checked AVX-512F; `wide_dispatch` asserts
-                // the bounds.
-                unsafe { x86::wide_dispatch(m, g, wide) };
-            }
+            self.wide_columns(a, m, k, lda, 0..cols, bias, c, ldc);
             return;
         }
         // Rows go in blocks whose slice of `a` stays in L2 (about 512 KiB) while every
@@ -237,6 +216,100 @@ impl PackedB {
                 }
             }
         });
+    }
+
+    /// The wide kernel over columns `cols` (`cols.start` on a panel boundary) for
+    /// `m ≤ WIDE_ROWS` rows: `c`'s column 0 is column `cols.start`; `bias` is indexed
+    /// by absolute column.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::too_many_arguments)]
+    fn wide_columns(
+        &self,
+        a: &[f32],
+        m: usize,
+        k: usize,
+        lda: usize,
+        cols: std::ops::Range<usize>,
+        bias: Option<&[f32]>,
+        c: &mut [f32],
+        ldc: usize,
+    ) {
+        debug_assert!(cols.start % NR == 0 && cols.end <= self.n);
+        let group = WIDE_PANELS / m.next_power_of_two();
+        let stride = self.k * NR;
+        let (first, last) = (cols.start / NR, cols.end.div_ceil(NR));
+        for p0 in (first..last).step_by(group) {
+            let g = group.min(last - p0);
+            let j0 = p0 * NR;
+            let w = (g * NR).min(cols.end - j0);
+            let wide = Wide {
+                k,
+                a,
+                lda,
+                b: &self.buf[self.start + p0 * stride..],
+                stride,
+                c: &mut c[j0 - cols.start..],
+                ldc,
+                cols: w,
+                bias: bias.map(|b| &b[j0..j0 + w]),
+            };
+            // SAFETY: `available()` checked AVX-512F; `wide_dispatch` asserts the
+            // bounds.
+            unsafe { x86::wide_dispatch(m, g, wide) };
+        }
+    }
+
+    /// `c = a · self (+ bias)` for at most [`WIDE_ROWS`] rows with the columns split
+    /// over the current rayon pool: a matrix–vector product is bound by reading the
+    /// weights, and each core streams its own share. `None` where that does not apply
+    /// (more rows, or too few panels to share).
+    pub(crate) fn gemm_split_columns(
+        &self,
+        a: &[f32],
+        bias: Option<&[f32]>,
+        c: &mut [f32],
+        threads: usize,
+    ) -> Option<()> {
+        #[cfg(not(target_arch = "x86_64"))]
+        {
+            let _ = (a, bias, c, threads);
+            return None;
+        }
+        use rayon::prelude::*;
+        let (k, n) = (self.k, self.n);
+        let m = a.len() / k;
+        let panels = n.div_ceil(NR);
+        if !(1..=WIDE_ROWS).contains(&m) || threads < 2 || panels < 2 * WIDE_PANELS {
+            return None;
+        }
+        assert!(a.len() == m * k && c.len() == m * n, "gemm operand sizes");
+        // Whole groups of panels per share.
+        let per = panels.div_ceil(threads).next_multiple_of(WIDE_PANELS) * NR;
+        #[cfg(target_arch = "x86_64")]
+        if m == 1 {
+            c.par_chunks_mut(per).enumerate().for_each(|(i, part)| {
+                let j0 = i * per;
+                let w = part.len();
+                self.wide_columns(a, 1, k, k, j0..j0 + w, bias, part, w);
+            });
+        } else {
+            let parts: Vec<(usize, Vec<f32>)> = (0..n.div_ceil(per))
+                .into_par_iter()
+                .map(|i| {
+                    let (j0, j1) = (i * per, ((i + 1) * per).min(n));
+                    let mut part = vec![0.0f32; m * (j1 - j0)];
+                    self.wide_columns(a, m, k, k, j0..j1, bias, &mut part, j1 - j0);
+                    (j0, part)
+                })
+                .collect();
+            for (j0, part) in parts {
+                let w = part.len() / m;
+                for (row, src) in c.chunks_exact_mut(n).zip(part.chunks_exact(w)) {
+                    row[j0..j0 + w].copy_from_slice(src);
+                }
+            }
+        }
+        Some(())
     }
 }
 
@@ -593,6 +666,43 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn column_split_matches_naive() {
+        if !available() {
+            return;
+        }
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(3)
+            .build()
+            .expect("pool");
+        for (m, k, n) in [(1, 70, 1000), (2, 33, 515), (4, 5, 2048), (3, 64, 600)] {
+            let a: Vec<f32> = (0..m * k).map(|i| ((i * 31) % 17) as f32 - 8.0).collect();
+            let b: Vec<f32> = (0..k * n).map(|i| ((i * 13) % 7) as f32 - 3.0).collect();
+            let bias: Vec<f32> = (0..n).map(|j| (j % 5) as f32).collect();
+            let pb = PackedB::new(&b, k, n).expect("packs");
+            let mut c = vec![f32::NAN; m * n];
+            let done = pool.install(|| pb.gemm_split_columns(&a, Some(&bias), &mut c, 3));
+            assert!(done.is_some(), "{m}×{k}×{n} is split");
+            assert_eq!(
+                c,
+                naive(&a, &b, Some(&bias), m, k, n)
+                    .iter()
+                    .map(|&x| x as f32)
+                    .collect::<Vec<_>>(),
+                "{m}×{k}×{n}"
+            );
+        }
+        // Too few panels to share, or too many rows: declined.
+        let pb = PackedB::new(&[1.0; 64 * 4], 4, 64).expect("packs");
+        assert!(pb
+            .gemm_split_columns(&[1.0; 4], None, &mut [0.0; 64], 2)
+            .is_none());
+        let pb = PackedB::new(&vec![1.0; 1000], 1, 1000).expect("packs");
+        assert!(pb
+            .gemm_split_columns(&[1.0; 5], None, &mut vec![0.0; 5000], 2)
+            .is_none());
     }
 
     #[test]

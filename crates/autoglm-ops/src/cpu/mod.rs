@@ -395,7 +395,9 @@ fn packed_matmul_into(
     let rows = xa.len() / k;
     let threads = rayon::current_num_threads();
     if threads <= 1 || rows < 2 * threads {
-        w.gemm(xa, bias, o);
+        if w.gemm_split_columns(xa, bias, o, threads).is_none() {
+            w.gemm(xa, bias, o);
+        }
         return Ok(());
     }
     let per = rows.div_ceil(threads);
