@@ -234,7 +234,7 @@ impl PackedB {
         c: &mut [f32],
         ldc: usize,
     ) {
-        debug_assert!(cols.start % NR == 0 && cols.end <= self.n);
+        debug_assert!(cols.start.is_multiple_of(NR) && cols.end <= self.n);
         let group = WIDE_PANELS / m.next_power_of_two();
         let stride = self.k * NR;
         let (first, last) = (cols.start / NR, cols.end.div_ceil(NR));
