@@ -310,9 +310,9 @@ pub fn load_weights(cfg: &ModelConfig, ck: &Checkpoint) -> Result<BTreeMap<Strin
 /// head for the rest of a prompt) and, per layer `l`, the key/value cache
 /// `past_k{l}`/`past_v{l}` `[b, kv_heads, p, head_dim]` (`p = 0` for a plain forward
 /// pass). Outputs: logits `[b, k, vocab]`, then per layer the cache extended by the
-/// new positions, `[b, kv_heads, p+t, head_dim]` (keys after rotary). Ops are emitted in their plain form (matmul +
-/// bias, silu · up, the rotary slices, scaled masked softmax) so the built-in rules
-/// fuse them.
+/// new positions, `[b, kv_heads, p+t, head_dim]` (keys after rotary). Ops are emitted
+/// in their plain form (matmul + bias, silu · up, the rotary slices, scaled masked
+/// softmax) so the built-in rules fuse them.
 pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Result<Graph> {
     let f32t = |dims: Vec<Dim>| TensorType {
         dtype: DType::F32,
