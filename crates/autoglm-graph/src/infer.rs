@@ -363,6 +363,51 @@ pub fn infer(op: &OpKind, inputs: &[&TensorType]) -> Result<TensorType, String> 
             shape[r - 1] = v.shape[r - 1].clone();
             Ok(TensorType { dtype, shape })
         }
+        OpKind::GroupedAttention { .. } => {
+            let (q, k, v, m) = (inputs[0], inputs[1], inputs[2], inputs[3]);
+            float(q, "grouped_attention")?;
+            let dtype = same_dtype(inputs)?;
+            let r = q.rank();
+            if r < 3 || k.rank() != r || v.rank() != r {
+                return Err(format!(
+                    "grouped_attention needs q, k, v of one rank ≥ 3; got {q}, {k}, {v}"
+                ));
+            }
+            if q.shape[..r - 3] != k.shape[..r - 3] || k.shape[..r - 2] != v.shape[..r - 2] {
+                return Err(format!(
+                    "grouped_attention batch dimensions differ: {q}, {k}, {v}"
+                ));
+            }
+            if q.shape[r - 1] != k.shape[r - 1] || k.shape[r - 2] != v.shape[r - 2] {
+                return Err(format!(
+                    "grouped_attention needs q [..,hq,t,d], k [..,hkv,s,d], v [..,hkv,s,e]; got {q}, {k}, {v}"
+                ));
+            }
+            match (q.shape[r - 3].known(), k.shape[r - 3].known()) {
+                (Some(hq), Some(hkv)) if hkv > 0 && hq % hkv == 0 => {}
+                (Some(_), Some(_)) => {
+                    return Err(format!(
+                        "grouped_attention needs a multiple of the key heads as query heads; got {q}, {k}"
+                    ))
+                }
+                _ if q.shape[r - 3] == k.shape[r - 3] => {}
+                _ => {
+                    return Err(format!(
+                        "grouped_attention needs known head counts where q and k differ; got {q}, {k}"
+                    ))
+                }
+            }
+            let mut scores = q.shape.clone();
+            scores[r - 1] = k.shape[r - 2].clone();
+            if broadcast(&scores, &m.shape)? != scores {
+                return Err(format!(
+                    "grouped_attention mask {m} does not broadcast to the scores {scores:?}"
+                ));
+            }
+            let mut shape = q.shape.clone();
+            shape[r - 1] = v.shape[r - 1].clone();
+            Ok(TensorType { dtype, shape })
+        }
         OpKind::Rope { rot } => {
             let (x, cos, sin) = (inputs[0], inputs[1], inputs[2]);
             float(x, "rope")?;

@@ -226,6 +226,16 @@ pub enum OpKind {
         /// Multiplies the scores (usually 1/√d).
         scale: f64,
     },
+    /// [`OpKind::Attention`] over keys as they are cached, shared by groups of query
+    /// heads (grouped-query attention): inputs `q [..., hq, t, d]`, `k [..., hkv, s,
+    /// d]` (not transposed), `v [..., hkv, s, e]` and `mask` (broadcast to `[..., hq,
+    /// t, s]`), `hq` a multiple of `hkv`; query head `h` reads key/value head `h /
+    /// (hq / hkv)`. What `attention(q, permute(repeat_interleave(k)), …)` computes,
+    /// without the copies.
+    GroupedAttention {
+        /// Multiplies the scores (usually 1/√d).
+        scale: f64,
+    },
     /// Rotary position embedding on the first `rot` dims of the last axis (the two
     /// halves rotated, GPT-NeoX style), the rest passed through: inputs `x [..., t, d]`,
     /// `cos [t, rot]`, `sin [t, rot]`.
@@ -281,7 +291,7 @@ impl OpKind {
             | OpKind::Where
             | OpKind::Linear
             | OpKind::Rope { .. } => 3,
-            OpKind::Attention { .. } => 4,
+            OpKind::Attention { .. } | OpKind::GroupedAttention { .. } => 4,
             OpKind::Concat { .. } | OpKind::Custom { .. } => return None,
         })
     }
@@ -318,6 +328,7 @@ impl OpKind {
             OpKind::Linear => "linear".into(),
             OpKind::SwiGlu => "swiglu".into(),
             OpKind::Attention { .. } => "attention".into(),
+            OpKind::GroupedAttention { .. } => "grouped_attention".into(),
             OpKind::Rope { .. } => "rope".into(),
             OpKind::CausalMask { .. } => "causal_mask".into(),
             OpKind::PaddingMask { .. } => "padding_mask".into(),
@@ -336,6 +347,7 @@ impl OpKind {
                 | OpKind::Linear
                 | OpKind::SwiGlu
                 | OpKind::Attention { .. }
+                | OpKind::GroupedAttention { .. }
                 | OpKind::Rope { .. }
         )
     }
@@ -343,8 +355,9 @@ impl OpKind {
 
 impl OpKind {
     /// The op's scalar attributes, in the order rule patterns list them after the
-    /// inputs (`eps` of the norms, `axis` of softmax); `None` for ops whose attributes
-    /// are lists or types, which rules cannot mention.
+    /// inputs (`eps` of the norms, `axis` of softmax, a permutation's entries); `None`
+    /// for ops whose attributes are shapes, lists of axes or types, which rules cannot
+    /// mention.
     pub fn scalar_attrs(&self) -> Option<Vec<f64>> {
         Some(match self {
             OpKind::Unary { .. }
@@ -357,8 +370,10 @@ impl OpKind {
             | OpKind::RmsNorm { eps }
             | OpKind::FusedLayerNormGelu { eps } => vec![*eps],
             OpKind::Softmax { axis } | OpKind::Concat { axis } => vec![*axis as f64],
-            OpKind::Attention { scale } => vec![*scale],
+            OpKind::Attention { scale } | OpKind::GroupedAttention { scale } => vec![*scale],
             OpKind::Rope { rot } => vec![*rot as f64],
+            OpKind::Permute { perm } => perm.iter().map(|&a| a as f64).collect(),
+            OpKind::RepeatInterleave { axis, repeats } => vec![*axis as f64, *repeats as f64],
             OpKind::Constant { value, .. } => vec![*value],
             OpKind::Slice { axis, start, end } => vec![*axis as f64, *start as f64, *end as f64],
             OpKind::Reduce {
@@ -366,6 +381,22 @@ impl OpKind {
             } if axes.len() == 1 => vec![axes[0] as f64, f64::from(u8::from(*keep_dims))],
             _ => return None,
         })
+    }
+
+    /// How a rule pattern of the op called `name` with `args` arguments splits them:
+    /// `(inputs, scalar attributes)`, or `None` for an op rules cannot build. Where
+    /// the count fits no form of the op (a wrong pattern), its usual form, for the
+    /// error message. A permutation takes as many attributes as its input has axes.
+    pub fn rule_signature(name: &str, args: usize) -> Option<(usize, usize)> {
+        let form = |k: usize| {
+            let op = OpKind::from_name(name, &vec![0.0; k], DType::F32)?;
+            // Concat takes any number of inputs; in patterns it joins two.
+            Some((op.arity().unwrap_or(2), k))
+        };
+        (0..=args)
+            .filter_map(form)
+            .find(|&(i, k)| i + k == args)
+            .or_else(|| (0..=3).find_map(form))
     }
 
     /// The op called `name` (as [`OpKind::name`] gives it) with scalar attributes
@@ -383,6 +414,18 @@ impl OpKind {
             ("linear", []) => OpKind::Linear,
             ("swiglu", []) => OpKind::SwiGlu,
             ("attention", &[scale]) => OpKind::Attention { scale },
+            ("grouped_attention", &[scale]) => OpKind::GroupedAttention { scale },
+            ("permute", perm) if !perm.is_empty() && perm.iter().all(|&a| whole(a)) => {
+                OpKind::Permute {
+                    perm: perm.iter().map(|&a| a as usize).collect(),
+                }
+            }
+            ("repeat_interleave", &[axis, repeats]) if axis.fract() == 0.0 && whole(repeats) => {
+                OpKind::RepeatInterleave {
+                    axis: axis as i64,
+                    repeats: repeats as u64,
+                }
+            }
             ("rope", &[rot]) if whole(rot) => OpKind::Rope { rot: rot as u64 },
             ("constant", &[value]) => OpKind::Constant { value, dtype },
             ("slice", &[axis, start, end]) if axis.fract() == 0.0 && whole(start) && whole(end) => {

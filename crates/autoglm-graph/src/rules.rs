@@ -213,7 +213,8 @@ fn check_pattern(p: &Pattern, rhs: bool) -> std::result::Result<(), String> {
     let Pattern::Op { name, args } = p else {
         return Ok(());
     };
-    let (n_in, n_attr) = signature(name).ok_or_else(|| format!("unknown op '{name}'"))?;
+    let (n_in, n_attr) =
+        OpKind::rule_signature(name, args.len()).ok_or_else(|| format!("unknown op '{name}'"))?;
     if args.len() != n_in + n_attr {
         return Err(format!(
             "'{name}' takes {n_in} inputs and {n_attr} attributes, got {} arguments",
@@ -271,15 +272,6 @@ fn check_guard(p: &Pattern) -> std::result::Result<(), String> {
         ));
     }
     args.iter().try_for_each(check_guard)
-}
-
-/// Inputs and scalar attributes of the op called `name`, if rules can use it.
-fn signature(name: &str) -> Option<(usize, usize)> {
-    (0..=3).find_map(|k| {
-        let op = OpKind::from_name(name, &vec![0.0; k], DType::F32)?;
-        // Concat takes any number of inputs; in patterns it joins two.
-        Some((op.arity().unwrap_or(2), k))
-    })
 }
 
 fn vars(p: &Pattern, out: &mut Vec<String>) {
@@ -573,7 +565,7 @@ fn attrs_of(g: &Graph, args: &[Pattern], m: &Match) -> Option<Vec<f64>> {
 /// The ops of a right side with their attributes resolved, outermost first.
 fn rhs_ops(g: &Graph, p: &Pattern, m: &Match, dtype: DType, out: &mut Vec<OpKind>) -> Option<()> {
     if let Pattern::Op { name, args } = p {
-        let (n_in, _) = signature(name)?;
+        let (n_in, _) = OpKind::rule_signature(name, args.len())?;
         out.push(OpKind::from_name(
             name,
             &attrs_of(g, &args[n_in..], m)?,
@@ -591,7 +583,7 @@ fn build(g: &mut Graph, p: &Pattern, m: &Match, dtype: DType) -> Option<NodeId> 
         Pattern::Var(v) => m.values.get(v).copied(),
         Pattern::Num(x) => g.constant(*x, dtype).ok(),
         Pattern::Op { name, args } => {
-            let (n_in, _) = signature(name)?;
+            let (n_in, _) = OpKind::rule_signature(name, args.len())?;
             let inputs = args[..n_in]
                 .iter()
                 .map(|a| build(g, a, m, dtype))
@@ -684,6 +676,9 @@ swiglu: (mul (silu ?g) ?u) => (swiglu ?g ?u)
 linear: (add (matmul ?x ?w) ?b) => (linear ?x ?w ?b) if (== (rank ?w) 2) (== (rank ?b) 1)
 attention: (matmul (softmax (add (mul (matmul ?q ?kt) (constant ?s)) ?m) -1) ?v) => (attention ?q ?kt ?v ?m ?s)
 attention_div: (matmul (softmax (add (div (matmul ?q ?kt) (constant ?s)) ?m) -1) ?v) => (attention ?q ?kt ?v ?m (/ 1 ?s))
+# Attention over cached keys [b, h, s, d]: no transposed copy, no repeated key/value heads.
+grouped_attention: (attention ?q (permute (repeat_interleave ?k 1 ?g) 0 1 3 2) (repeat_interleave ?v 1 ?g) ?m ?s) => (grouped_attention ?q ?k ?v ?m ?s)
+attention_keys: (attention ?q (permute ?k 0 1 3 2) ?v ?m ?s) => (grouped_attention ?q ?k ?v ?m ?s)
 # Rotary embedding (halves rotated): on the whole last axis, then on a leading part.
 rope: (add (mul ?x ?cos) (mul (concat (neg (slice ?x -1 ?h ?r)) (slice ?x -1 0 ?h) -1) ?sin)) => (rope ?x ?cos ?sin ?r) if (== (* 2 ?h) ?r) (== ?r (dim ?x -1))
 rope_partial: (concat (rope (slice ?x -1 0 ?r) ?cos ?sin ?r) (slice ?x -1 ?r ?d) -1) => (rope ?x ?cos ?sin ?r) if (< ?r ?d) (== ?d (dim ?x -1))

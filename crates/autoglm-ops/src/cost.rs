@@ -41,6 +41,11 @@ pub(crate) fn builtin_cost(op: &OpKind, inputs: &[&TensorType], out: &TensorType
             };
             2.0 * batch * t * s * (d + e)
         }
+        // q [..., hq, t, d] · k [..., hkv, s, d]ᵀ, then p [..., hq, t, s] · v [..., hkv, s, e]
+        OpKind::GroupedAttention { .. } => {
+            let (d, s, e) = (dim(inputs[0], 1), dim(inputs[1], 2), dim(inputs[2], 1));
+            2.0 * elems(inputs[0]) / d.max(1.0) * s * (d + e)
+        }
         OpKind::Input { .. } | OpKind::Parameter { .. } | OpKind::Constant { .. } => 0.0,
         _ => elems(out),
     };

@@ -62,7 +62,7 @@ pub struct RuleCheck {
 }
 
 /// Shapes the search assigns to value variables: ranks 1–3 over sizes 8, 4 and 2,
-/// larger first (the first that fits wins).
+/// larger first (the first that fits wins), then a few of rank 4.
 fn candidate_shapes() -> Vec<Vec<u64>> {
     let sizes = [8u64, 4, 2];
     let mut out: Vec<Vec<u64>> = Vec::new();
@@ -87,6 +87,8 @@ fn candidate_shapes() -> Vec<Vec<u64>> {
     // Size-1 rows broadcast against the others (degenerate sizes alone would make
     // weak checks: a LayerNorm over one element ignores its input).
     out.push(vec![1, 8]);
+    // Attention heads `[b, h, t, d]` (with `t = d`, one shape serves all operands).
+    out.push(vec![2, 4, 8, 8]);
     out
 }
 
@@ -133,10 +135,7 @@ fn build(
         }
         Pattern::Num(x) => g.constant(*x, dtype).map_err(|_| Stop::Bad),
         Pattern::Op { name, args } => {
-            let n_attr = (0..=3)
-                .find(|&k| OpKind::from_name(name, &vec![0.0; k], dtype).is_some())
-                .ok_or(Stop::Bad)?;
-            let n_in = args.len() - n_attr;
+            let (n_in, n_attr) = OpKind::rule_signature(name, args.len()).ok_or(Stop::Bad)?;
             let mut attrs = Vec::with_capacity(n_attr);
             for x in &args[n_in..] {
                 attrs.push(match x {
@@ -335,7 +334,7 @@ pub fn verify_rule(
             return Err(Error::Verify {
                 rule: rule.name.clone(),
                 reason: format!(
-                    "no instantiation of the left side where the rule fires was found for {dtype} in {} attempts (inputs of rank 1–3 over sizes 8, 4, 2; numbers from {CANDIDATE_NUMBERS:?})",
+                    "no instantiation of the left side where the rule fires was found for {dtype} in {} attempts (inputs of rank 1–3 over sizes 8, 4, 2, a few of rank 4; numbers from {CANDIDATE_NUMBERS:?})",
                     opts.max_attempts
                 ),
             });

@@ -94,7 +94,8 @@ fn optimised_block_matches_unoptimised_and_threads_agree() {
     let mut opt = g.clone();
     let reg = Registry::with_cpu_kernels();
     let r = optimize(&mut opt, &reg, Device::Cpu, None).unwrap();
-    assert_eq!(r.rules.total(), 8, "{r:?}");
+    assert_eq!(r.rules.total(), 9, "{r:?}");
+    assert_eq!(r.rules.fired.get("grouped_attention"), Some(&1), "{r:?}");
     let (plain, s1) = run_block(&g, &cfg, 1, 3);
     let (fused, s2) = run_block(&opt, &cfg, 1, 3);
     let (fused2, _) = run_block(&opt, &cfg, 2, 3);
@@ -320,7 +321,8 @@ fn the_block_matches_pytorch() {
         let mut g = glm_block(&cfg, DType::F32).unwrap();
         if optimise {
             let r = optimize(&mut g, &reg, Device::Cpu, None).unwrap();
-            assert_eq!(r.rules.total(), 8, "{r:?}");
+            assert_eq!(r.rules.total(), 9, "{r:?}");
+            assert_eq!(r.rules.fired.get("grouped_attention"), Some(&1), "{r:?}");
         }
         for threads in [1, 2] {
             let mut e = Executor::new(

@@ -364,6 +364,40 @@ proptest! {
     }
 
     #[test]
+    fn grouped_attention_shares_key_heads(t in 1usize..40, s in 1usize..70, dh in 1usize..5, e in 1usize..6, kvh in 1usize..3, group in 1usize..4, seed in any::<u64>(), d in 0usize..3) {
+        let dtype = FLOATS[d];
+        let (dd, hq, b) = (2 * dh, kvh * group, 2);
+        let q = input(dtype, &[b, hq, t, dd], -1.0, 1.0, seed);
+        let k = input(dtype, &[b, kvh, s, dd], -1.0, 1.0, seed ^ 1);
+        let v = input(dtype, &[b, kvh, s, e], -1.0, 1.0, seed ^ 2);
+        // Each batch row its own mask (a padding column in row 1), broadcast over heads.
+        let mut mv = vec![0.0f32; b * t * s];
+        for r in 0..b { for i in 0..t { for j in 0..s {
+            if j > i + s.saturating_sub(t) || (r == 1 && j == 0 && i + s > t) {
+                mv[(r * t + i) * s + j] = f32::NEG_INFINITY;
+            }
+        }}}
+        let mask = Tensor::from_f32(&[b, 1, t, s], mv).unwrap().cast(dtype);
+        let scale = 0.35;
+        let (qa, ka, va, ma) = (arr(&q), arr(&k), arr(&v), arr(&mask));
+        let mut want = ArrayD::zeros(IxDyn(&[b, hq, t, e]));
+        for r in 0..b { for h in 0..hq {
+            let kv = h / group;
+            for i in 0..t {
+                let sc: Vec<f64> = (0..s).map(|j| (0..dd).map(|c| qa[[r, h, i, c]] * ka[[r, kv, j, c]]).sum::<f64>() * scale + ma[[r, 0, i, j]]).collect();
+                let m = sc.iter().fold(f64::NEG_INFINITY, |m, &v| m.max(v));
+                let ex: Vec<f64> = sc.iter().map(|v| (v - m).exp()).collect();
+                let z: f64 = ex.iter().sum();
+                for c in 0..e {
+                    want[[r, h, i, c]] = (0..s).map(|j| ex[j] / z * va[[r, kv, j, c]]).sum::<f64>();
+                }
+            }
+        }}
+        let got = run(OpKind::GroupedAttention { scale }, &[q, k, v, mask]).map_err(TestCaseError::fail)?;
+        close(&got, &want, dtype, "grouped_attention")?;
+    }
+
+    #[test]
     fn data_movement_every_type(s in shape(4), seed in any::<u64>(), perm_seed in any::<u64>(), d in 0usize..7) {
         let dtype = [DType::F32, DType::BF16, DType::F16, DType::F64, DType::I64, DType::I32, DType::Bool][d];
         let x = Tensor::random(dtype, &s, -5.0, 5.0, seed);

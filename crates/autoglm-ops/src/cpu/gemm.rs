@@ -72,7 +72,31 @@ pub(crate) fn available() -> bool {
 impl PackedB {
     /// Packs row-major `b` (`k × n`), or `None` where the kernel cannot run.
     pub(crate) fn new(b: &[f32], k: usize, n: usize) -> Option<PackedB> {
-        if !available() || b.len() != k * n || k == 0 || n == 0 {
+        if b.len() != k * n {
+            return None;
+        }
+        PackedB::pack(k, n, |row, j0, dst| {
+            dst.copy_from_slice(&b[row * n + j0..row * n + j0 + dst.len()]);
+        })
+    }
+
+    /// Packs the transpose of row-major `bt` (`n × k`): the `k × n` matrix whose
+    /// column `j` is row `j` of `bt` (keys as cached, for scores `q · kᵀ`).
+    pub(crate) fn new_transposed(bt: &[f32], k: usize, n: usize) -> Option<PackedB> {
+        if bt.len() != k * n {
+            return None;
+        }
+        PackedB::pack(k, n, |row, j0, dst| {
+            for (c, x) in dst.iter_mut().enumerate() {
+                *x = bt[(j0 + c) * k + row];
+            }
+        })
+    }
+
+    /// A `k × n` packed matrix whose row `row`, columns `j0..j0 + dst.len()`, `fill`
+    /// writes into `dst`.
+    fn pack(k: usize, n: usize, fill: impl Fn(usize, usize, &mut [f32])) -> Option<PackedB> {
+        if !available() || k == 0 || n == 0 {
             return None;
         }
         let panels = n.div_ceil(NR);
@@ -85,7 +109,7 @@ impl PackedB {
             let w = NR.min(n - j0);
             let panel = &mut data[p * k * NR..(p + 1) * k * NR];
             for (row, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                dst[..w].copy_from_slice(&b[row * n + j0..row * n + j0 + w]);
+                fill(row, j0, &mut dst[..w]);
             }
         }
         Some(PackedB { k, n, buf, start })

@@ -249,6 +249,29 @@ pub(crate) fn vec_mat(w: &[f32], m: &[f32], stride: usize, out: &mut [f32]) {
     }
 }
 
+/// `out[j] = m[j] · x` for the rows of row-major `m` (`out.len() × x.len()`): the
+/// dot products in 16 independent lanes.
+pub(crate) fn mat_vec(m: &[f32], x: &[f32], out: &mut [f32]) {
+    let d = x.len();
+    for (o, row) in out.iter_mut().zip(m.chunks_exact(d.max(1))) {
+        let mut lanes = [0.0f32; 16];
+        let mut rc = row.chunks_exact(16);
+        let mut xc = x.chunks_exact(16);
+        for (a, b) in (&mut rc).zip(&mut xc) {
+            for ((l, &a), &b) in lanes.iter_mut().zip(a).zip(b) {
+                *l += a * b;
+            }
+        }
+        let tail: f32 = rc
+            .remainder()
+            .iter()
+            .zip(xc.remainder())
+            .map(|(a, b)| a * b)
+            .sum();
+        *o = lanes.iter().sum::<f32>() + tail;
+    }
+}
+
 /// Softmax of each row of length `n`, in place.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq", "x86_64+avx2+fma"))]
 pub(crate) fn softmax_rows(x: &mut [f32], n: usize) {

@@ -448,70 +448,100 @@ fn matmul_kernel() -> Kernel {
     )
 }
 
-/// `softmax(q·kt·scale + mask)·v` per batch element, scores in a per-task buffer.
 /// Attention with at most this many query rows per head (decoding) skips laying out
 /// the keys and values for the GEMM.
 const FEW_QUERY_ROWS: usize = 4;
 
+/// How an attention op holds its keys.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Keys {
+    /// `kt [..., d, s]`, one key head per query head ([`OpKind::Attention`]).
+    Transposed,
+    /// `k [..., hkv, s, d]` as cached, shared by groups of query heads
+    /// ([`OpKind::GroupedAttention`]).
+    Rows,
+}
+
 fn attention_kernel() -> Kernel {
-    Kernel::new(|op, ins, out| {
-        let OpKind::Attention { scale } = op else {
-            return Err("attention kernel given another op".into());
-        };
-        let scale = *scale as f32;
-        let (q, kt, v, mask) = (ins[0], ins[1], ins[2], ins[3]);
-        let r = q.shape().len();
-        let (t, d) = (q.shape()[r - 2], q.shape()[r - 1]);
-        let s = kt.shape()[r - 1];
-        let e = v.shape()[r - 1];
-        let (xq, xk, xv) = (f32s(q)?, f32s(kt)?, f32s(v)?);
-        // The mask as one [t, s] matrix per batch element (offsets), broadcasting.
-        let batch: Vec<usize> = q.shape()[..r - 2].to_vec();
-        let ms = mask.shape();
-        let mut mshape = vec![1usize; (r).saturating_sub(ms.len())];
-        mshape.extend_from_slice(ms);
-        let full_rows = mshape[r - 2] == t && mshape[r - 1] == s;
-        let owned;
-        let (xm, moff): (&[f32], Vec<usize>) = if full_rows {
-            (f32s(mask)?, batch_offsets(&mshape[..r - 2], &batch, t * s))
+    Kernel::new(|op, ins, out| match op {
+        OpKind::Attention { scale } => attention(ins, out, *scale as f32, Keys::Transposed),
+        OpKind::GroupedAttention { scale } => attention(ins, out, *scale as f32, Keys::Rows),
+        _ => Err("attention kernel given another op".into()),
+    })
+}
+
+/// `softmax(q·kᵀ·scale + mask)·v` per query head, scores in a per-task buffer; a task
+/// takes the query heads that share one key/value head, so their keys and values are
+/// laid out for the GEMM once.
+fn attention(ins: &[&Tensor], out: &mut Tensor, scale: f32, keys: Keys) -> KResult {
+    let (q, k, v, mask) = (ins[0], ins[1], ins[2], ins[3]);
+    let r = q.shape().len();
+    let (t, d) = (q.shape()[r - 2], q.shape()[r - 1]);
+    let (s, group) = match keys {
+        Keys::Transposed => (k.shape()[r - 1], 1),
+        Keys::Rows => {
+            let (hq, hkv) = (q.shape()[r - 3], k.shape()[r - 3]);
+            if hkv == 0 || hq % hkv != 0 {
+                return Err(format!("{hq} query heads do not share {hkv} key heads"));
+            }
+            (k.shape()[r - 2], hq / hkv)
+        }
+    };
+    let e = v.shape()[r - 1];
+    let (xq, xk, xv) = (f32s(q)?, f32s(k)?, f32s(v)?);
+    // The mask as one [t, s] matrix per query head (offsets), broadcasting.
+    let batch: Vec<usize> = q.shape()[..r - 2].to_vec();
+    let ms = mask.shape();
+    let mut mshape = vec![1usize; (r).saturating_sub(ms.len())];
+    mshape.extend_from_slice(ms);
+    let full_rows = mshape[r - 2] == t && mshape[r - 1] == s;
+    let owned;
+    let (xm, moff): (&[f32], Vec<usize>) = if full_rows {
+        (f32s(mask)?, batch_offsets(&mshape[..r - 2], &batch, t * s))
+    } else {
+        // Broadcast the mask's last two dims to [t, s] once.
+        let mv = mask.view_f32().ok_or("f32 view")?;
+        let mut target = batch.clone();
+        target.extend([t, s]);
+        owned = mv
+            .broadcast(IxDyn(&target))
+            .ok_or_else(|| format!("mask {ms:?} does not broadcast to {target:?}"))?
+            .as_standard_layout()
+            .into_owned();
+        let n: usize = batch.iter().product();
+        (
+            owned.as_slice().ok_or("contiguous")?,
+            (0..n).map(|i| i * t * s).collect(),
+        )
+    };
+    let o = f32s_mut(out)?;
+    // Rows go in blocks; a block only computes the key columns before the last one
+    // its mask leaves open (a causal mask halves the work), which gives exactly the
+    // same result: the skipped columns would have had weight exp(−∞) = 0.
+    const ROWS: usize = 32;
+    let job = |(kv, c): (usize, &mut [f32])| -> KResult {
+        let mut scores = vec![0.0f32; ROWS * s];
+        let (k_i, v_i) = (
+            &xk[kv * d * s..(kv + 1) * d * s],
+            &xv[kv * s * e..(kv + 1) * s * e],
+        );
+        // Where the packed GEMM runs, both products use it: this head's keys and
+        // values are laid out once and every row block of every query head sharing
+        // them reads them in place. A few query rows (decoding) read them directly.
+        let few = t <= FEW_QUERY_ROWS;
+        let packed = if few {
+            None
         } else {
-            // Broadcast the mask's last two dims to [t, s] once.
-            let mv = mask.view_f32().ok_or("f32 view")?;
-            let mut target = batch.clone();
-            target.extend([t, s]);
-            owned = mv
-                .broadcast(IxDyn(&target))
-                .ok_or_else(|| format!("mask {ms:?} does not broadcast to {target:?}"))?
-                .as_standard_layout()
-                .into_owned();
-            let n: usize = batch.iter().product();
-            (
-                owned.as_slice().ok_or("contiguous")?,
-                (0..n).map(|i| i * t * s).collect(),
-            )
-        };
-        let o = f32s_mut(out)?;
-        // Rows go in blocks; a block only computes the key columns before the last one
-        // its mask leaves open (a causal mask halves the work), which gives exactly the
-        // same result: the skipped columns would have had weight exp(−∞) = 0.
-        const ROWS: usize = 32;
-        let job = |(i, c): (usize, &mut [f32])| -> KResult {
-            let mut scores = vec![0.0f32; ROWS * s];
-            let mask = &xm[moff[i]..moff[i] + t * s];
-            let (kt_i, v_i) = (
-                &xk[i * d * s..(i + 1) * d * s],
-                &xv[i * s * e..(i + 1) * s * e],
-            );
-            // Where the packed GEMM runs, both products use it: this head's keys and
-            // values are laid out once and every row block reads them in place. A few
-            // query rows (decoding) read them directly instead.
-            let few = t <= FEW_QUERY_ROWS;
-            let packed = if few {
-                None
-            } else {
-                gemm::PackedB::new(kt_i, d, s).zip(gemm::PackedB::new(v_i, s, e))
+            let kp = match keys {
+                Keys::Transposed => gemm::PackedB::new(k_i, d, s),
+                Keys::Rows => gemm::PackedB::new_transposed(k_i, d, s),
             };
-            for (b, out_rows) in c.chunks_mut(ROWS * e).enumerate() {
+            kp.zip(gemm::PackedB::new(v_i, s, e))
+        };
+        for (h, head_out) in c.chunks_mut((t * e).max(1)).enumerate() {
+            let i = kv * group + h;
+            let mask = &xm[moff[i]..moff[i] + t * s];
+            for (b, out_rows) in head_out.chunks_mut(ROWS * e).enumerate() {
                 let (r0, rows) = (b * ROWS, out_rows.len() / e.max(1));
                 let open = mask[r0 * s..(r0 + rows) * s]
                     .chunks_exact(s)
@@ -534,7 +564,10 @@ fn attention_kernel() -> Kernel {
                         .chunks_exact_mut(width.max(1))
                         .zip(q_rows.chunks_exact(d))
                     {
-                        math::vec_mat(qr, kt_i, s, &mut sr[..width]);
+                        match keys {
+                            Keys::Transposed => math::vec_mat(qr, k_i, s, &mut sr[..width]),
+                            Keys::Rows => math::mat_vec(&k_i[..width * d], qr, &mut sr[..width]),
+                        }
                     }
                 } else if let Some((kp, _)) = &packed {
                     let q_op = gemm::Operand {
@@ -546,10 +579,22 @@ fn attention_kernel() -> Kernel {
                 } else {
                     let qv =
                         ArrayView2::from_shape((rows, d), q_rows).map_err(|e| e.to_string())?;
-                    let kv = ArrayView2::from_shape((d, s), kt_i).map_err(|e| e.to_string())?;
                     let mut cv = ArrayViewMut2::from_shape((rows, width), &mut *sc)
                         .map_err(|e| e.to_string())?;
-                    general_mat_mul(1.0, &qv, &kv.slice(ndarray::s![.., ..width]), 0.0, &mut cv);
+                    match keys {
+                        Keys::Transposed => {
+                            let kv =
+                                ArrayView2::from_shape((d, s), k_i).map_err(|e| e.to_string())?;
+                            let kv = kv.slice(ndarray::s![.., ..width]);
+                            general_mat_mul(1.0, &qv, &kv, 0.0, &mut cv);
+                        }
+                        Keys::Rows => {
+                            let kv =
+                                ArrayView2::from_shape((s, d), k_i).map_err(|e| e.to_string())?;
+                            let kv = kv.slice(ndarray::s![..width, ..]);
+                            general_mat_mul(1.0, &qv, &kv.t(), 0.0, &mut cv);
+                        }
+                    }
                 }
                 for (r, row) in sc.chunks_exact_mut(width.max(1)).enumerate() {
                     let m = &mask[(r0 + r) * s..(r0 + r) * s + width];
@@ -575,16 +620,15 @@ fn attention_kernel() -> Kernel {
                     None => gemm(sc, &v_i[..width * e], out_rows, rows, width, e)?,
                 }
             }
-            Ok(())
-        };
-        if rayon::current_num_threads() > 1 {
-            o.par_chunks_mut((t * e).max(1))
-                .enumerate()
-                .try_for_each(job)
-        } else {
-            o.chunks_mut((t * e).max(1)).enumerate().try_for_each(job)
         }
-    })
+        Ok(())
+    };
+    let chunk = (group * t * e).max(1);
+    if rayon::current_num_threads() > 1 {
+        o.par_chunks_mut(chunk).enumerate().try_for_each(job)
+    } else {
+        o.chunks_mut(chunk).enumerate().try_for_each(job)
+    }
 }
 
 fn rope_kernel() -> Kernel {
@@ -881,6 +925,7 @@ pub(crate) fn register(r: &mut Registry) {
     compute.push(("linear".into(), mm));
     compute.push(("softmax".into(), softmax_kernel()));
     compute.push(("attention".into(), attention_kernel()));
+    compute.push(("grouped_attention".into(), attention_kernel()));
     compute.push(("rope".into(), rope_kernel()));
     compute.push(("causal_mask".into(), causal_mask_kernel()));
     compute.push(("padding_mask".into(), padding_mask_kernel()));
