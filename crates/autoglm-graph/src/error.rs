@@ -27,6 +27,16 @@ pub enum Error {
     /// A rewrite rule could not be parsed.
     #[error("rule {0}")]
     Rule(String),
+    /// A gradient that cannot be formed (see [`crate::grad`]).
+    #[error("gradient at node {node} ({op}): {reason}")]
+    Grad {
+        /// The node whose rule failed (or the loss / a requested node).
+        node: NodeId,
+        /// Its op's name.
+        op: String,
+        /// Why.
+        reason: String,
+    },
     /// Serialized graph text could not be parsed.
     #[error("graph JSON: {0}")]
     Json(String),

@@ -637,6 +637,7 @@ fn fold(op: &OpKind, c: &[f64]) -> Option<f64> {
             U::Relu => x.max(0.0),
             U::Silu => x / (1.0 + (-x).exp()),
             U::Sigmoid => 1.0 / (1.0 + (-x).exp()),
+            U::Step => f64::from(u8::from(x > 0.0)),
             U::Erf | U::Gelu | U::GeluTanh => return None,
         },
         (OpKind::Binary { f }, &[a, b]) => match f {

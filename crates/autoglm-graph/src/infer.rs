@@ -151,6 +151,70 @@ pub fn infer(op: &OpKind, inputs: &[&TensorType]) -> Result<TensorType, String> 
                 shape,
             })
         }
+        OpKind::LogSoftmax { axis: a } => {
+            float(inputs[0], "log_softmax")?;
+            axis(*a, inputs[0].rank())?;
+            Ok(inputs[0].clone())
+        }
+        OpKind::CrossEntropy { .. } | OpKind::CrossEntropyBackward { .. } => {
+            let (x, labels) = (inputs[0], inputs[1]);
+            float(x, &op.name())?;
+            if !matches!(labels.dtype, DType::I64 | DType::I32) {
+                return Err(format!("{} needs integer labels, got {labels}", op.name()));
+            }
+            if x.rank() < 1 || labels.shape[..] != x.shape[..x.rank() - 1] {
+                return Err(format!(
+                    "{} needs logits [..., vocab] and labels [...]; got {x} and {labels}",
+                    op.name()
+                ));
+            }
+            if let Some(dy) = inputs.get(2) {
+                if dy.dtype != x.dtype || dy.shape.iter().any(|d| *d != Dim::Known(1)) {
+                    return Err(format!(
+                        "cross_entropy_backward needs a scalar gradient of the logits' type, got {dy}"
+                    ));
+                }
+                return Ok(x.clone());
+            }
+            Ok(TensorType::new::<Dim>(x.dtype, []))
+        }
+        OpKind::ScatterAdd { axis: a } => {
+            let (like, idx, upd) = (inputs[0], inputs[1], inputs[2]);
+            let gathered = infer(&OpKind::Gather { axis: *a }, &[like, idx])?;
+            if upd.shape != gathered.shape || upd.dtype != like.dtype {
+                return Err(format!(
+                    "scatter_add updates must be {gathered} (gather's result), got {upd}"
+                ));
+            }
+            Ok(like.clone())
+        }
+        OpKind::ExpandAs => {
+            let (x, like) = (inputs[0], inputs[1]);
+            if broadcast(&x.shape, &like.shape)? != like.shape {
+                return Err(format!("expand_as: {x} does not broadcast to {like}"));
+            }
+            Ok(TensorType {
+                dtype: x.dtype,
+                shape: like.shape.clone(),
+            })
+        }
+        OpKind::Pad {
+            axis: a,
+            before,
+            after,
+        } => {
+            let x = inputs[0];
+            let ax = axis(*a, x.rank())?;
+            let size = x.shape[ax]
+                .known()
+                .ok_or_else(|| format!("pad axis {a} has the symbolic size {}", x.shape[ax]))?;
+            let mut shape = x.shape.clone();
+            shape[ax] = Dim::Known(before + size + after);
+            Ok(TensorType {
+                dtype: x.dtype,
+                shape,
+            })
+        }
         OpKind::Softmax { axis: a } => {
             float(inputs[0], "softmax")?;
             axis(*a, inputs[0].rank())?;

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+mod autodiff;
 mod custom;
 mod error;
 pub mod fuzz;
@@ -11,6 +12,7 @@ mod rules;
 mod types;
 pub mod zoo;
 
+pub use autodiff::{grad, Gradients};
 pub use custom::{Attrs, OpDef};
 pub use error::{Error, Result};
 pub use graph::{Graph, Node, NodeId};

@@ -34,11 +34,14 @@ pub enum UnaryOp {
     GeluTanh,
     /// The logistic function 1/(1+e⁻ˣ).
     Sigmoid,
+    /// The unit step: 1 where x > 0, else 0 (the derivative of ReLU, as PyTorch takes
+    /// it).
+    Step,
 }
 
 impl UnaryOp {
     /// Every unary function.
-    pub const ALL: [UnaryOp; 13] = [
+    pub const ALL: [UnaryOp; 14] = [
         UnaryOp::Neg,
         UnaryOp::Exp,
         UnaryOp::Log,
@@ -52,6 +55,7 @@ impl UnaryOp {
         UnaryOp::Gelu,
         UnaryOp::GeluTanh,
         UnaryOp::Sigmoid,
+        UnaryOp::Step,
     ];
 }
 
@@ -256,6 +260,45 @@ pub enum OpKind {
         /// The mask's element type.
         dtype: DType,
     },
+    /// Log-softmax along an axis (`x - log Σ exp x`, computed stably).
+    LogSoftmax {
+        /// The axis (negative counts from the end).
+        axis: i64,
+    },
+    /// Mean cross-entropy of `logits [..., vocab]` against integer `labels [...]` over
+    /// the positions whose label is not `ignore_index` (transformers' causal-LM loss;
+    /// NaN when every label is ignored, as PyTorch). The result is a scalar (rank 0).
+    CrossEntropy {
+        /// Labels equal to this take no part (−100 in transformers).
+        ignore_index: i64,
+    },
+    /// The gradient of [`OpKind::CrossEntropy`] with respect to its logits: inputs
+    /// `logits`, `labels` and the loss's gradient `dy` (a scalar); `(softmax(logits) −
+    /// onehot(label)) · dy / count` on counted positions, 0 on ignored ones.
+    CrossEntropyBackward {
+        /// As in the forward op.
+        ignore_index: i64,
+    },
+    /// The adjoint of [`OpKind::Gather`]: inputs `like` (only its type is used),
+    /// integer `indices` and `updates` (shaped as gather's result); a tensor of
+    /// `like`'s type, zero except that each update is added at its index along `axis`
+    /// (repeated indices accumulate, as PyTorch's `index_add`).
+    ScatterAdd {
+        /// The axis of `like` the indices select along.
+        axis: i64,
+    },
+    /// `x` broadcast to the shape of `like` (only its type is used), as PyTorch's
+    /// `expand_as`.
+    ExpandAs,
+    /// Zeros added on both sides of an axis (the adjoint of [`OpKind::Slice`]).
+    Pad {
+        /// The axis.
+        axis: i64,
+        /// Zeros before.
+        before: u64,
+        /// Zeros after.
+        after: u64,
+    },
     /// A user-defined op, described by an [`crate::OpDef`] registered with the graph.
     Custom {
         /// Its name (the registered definition's).
@@ -279,18 +322,24 @@ impl OpKind {
             | OpKind::Slice { .. }
             | OpKind::RepeatInterleave { .. }
             | OpKind::CausalMask { .. }
-            | OpKind::Cast { .. } => 1,
+            | OpKind::Cast { .. }
+            | OpKind::LogSoftmax { .. }
+            | OpKind::Pad { .. } => 1,
             OpKind::Binary { .. }
             | OpKind::MatMul
             | OpKind::RmsNorm { .. }
             | OpKind::SwiGlu
             | OpKind::PaddingMask { .. }
-            | OpKind::Gather { .. } => 2,
+            | OpKind::Gather { .. }
+            | OpKind::CrossEntropy { .. }
+            | OpKind::ExpandAs => 2,
             OpKind::LayerNorm { .. }
             | OpKind::FusedLayerNormGelu { .. }
             | OpKind::Where
             | OpKind::Linear
-            | OpKind::Rope { .. } => 3,
+            | OpKind::Rope { .. }
+            | OpKind::CrossEntropyBackward { .. }
+            | OpKind::ScatterAdd { .. } => 3,
             OpKind::Attention { .. } | OpKind::GroupedAttention { .. } => 4,
             OpKind::Concat { .. } | OpKind::Custom { .. } => return None,
         })
@@ -332,6 +381,12 @@ impl OpKind {
             OpKind::Rope { .. } => "rope".into(),
             OpKind::CausalMask { .. } => "causal_mask".into(),
             OpKind::PaddingMask { .. } => "padding_mask".into(),
+            OpKind::LogSoftmax { .. } => "log_softmax".into(),
+            OpKind::CrossEntropy { .. } => "cross_entropy".into(),
+            OpKind::CrossEntropyBackward { .. } => "cross_entropy_backward".into(),
+            OpKind::ScatterAdd { .. } => "scatter_add".into(),
+            OpKind::ExpandAs => "expand_as".into(),
+            OpKind::Pad { .. } => "pad".into(),
             OpKind::Custom { name, .. } => name.clone(),
         }
     }
@@ -365,11 +420,16 @@ impl OpKind {
             | OpKind::MatMul
             | OpKind::Where
             | OpKind::Linear
-            | OpKind::SwiGlu => vec![],
+            | OpKind::SwiGlu
+            | OpKind::ExpandAs => vec![],
             OpKind::LayerNorm { eps }
             | OpKind::RmsNorm { eps }
             | OpKind::FusedLayerNormGelu { eps } => vec![*eps],
-            OpKind::Softmax { axis } | OpKind::Concat { axis } => vec![*axis as f64],
+            OpKind::Softmax { axis } | OpKind::Concat { axis } | OpKind::LogSoftmax { axis } => {
+                vec![*axis as f64]
+            }
+            OpKind::CrossEntropy { ignore_index }
+            | OpKind::CrossEntropyBackward { ignore_index } => vec![*ignore_index as f64],
             OpKind::Attention { scale } | OpKind::GroupedAttention { scale } => vec![*scale],
             OpKind::Rope { rot } => vec![*rot as f64],
             OpKind::Permute { perm } => perm.iter().map(|&a| a as f64).collect(),
@@ -410,6 +470,13 @@ impl OpKind {
             ("rms_norm", &[eps]) => OpKind::RmsNorm { eps },
             ("fused_layer_norm_gelu", &[eps]) => OpKind::FusedLayerNormGelu { eps },
             ("softmax", &[axis]) if axis.fract() == 0.0 => OpKind::Softmax { axis: axis as i64 },
+            ("log_softmax", &[axis]) if axis.fract() == 0.0 => {
+                OpKind::LogSoftmax { axis: axis as i64 }
+            }
+            ("cross_entropy", &[i]) if i.fract() == 0.0 => OpKind::CrossEntropy {
+                ignore_index: i as i64,
+            },
+            ("expand_as", []) => OpKind::ExpandAs,
             ("concat", &[axis]) if axis.fract() == 0.0 => OpKind::Concat { axis: axis as i64 },
             ("linear", []) => OpKind::Linear,
             ("swiglu", []) => OpKind::SwiGlu,

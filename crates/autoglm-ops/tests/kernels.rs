@@ -88,6 +88,7 @@ fn unary_ref(f: UnaryOp, x: f64) -> f64 {
             0.5 * x * (1.0 + (c * (x + 0.044715 * x * x * x)).tanh())
         }
         UnaryOp::Sigmoid => sigmoid(x),
+        UnaryOp::Step => f64::from(u8::from(x > 0.0)),
     }
 }
 
@@ -103,7 +104,7 @@ fn binary_ref(f: BinaryOp, a: f64, b: f64) -> f64 {
     }
 }
 
-const UNARY: [UnaryOp; 13] = UnaryOp::ALL;
+const UNARY: [UnaryOp; 14] = UnaryOp::ALL;
 const BINARY: [BinaryOp; 7] = BinaryOp::ALL;
 
 const FLOATS: [DType; 3] = [DType::F32, DType::BF16, DType::F16];

@@ -120,6 +120,7 @@ unary_loops! {
     gelu_loop = gelu;
     gelu_tanh_loop = gelu_tanh;
     sigmoid_loop = sigmoid;
+    step_loop = |v: f32| if v > 0.0 { 1.0 } else { 0.0 };
 }
 
 /// How the second operand of an in-place binary loop lines up with the first.

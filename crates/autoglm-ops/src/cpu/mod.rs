@@ -4,6 +4,7 @@
 
 mod gemm;
 mod math;
+mod reference;
 
 use autoglm_graph::{BinaryOp, DType, OpKind, ReduceOp, UnaryOp};
 use ndarray::{
@@ -72,6 +73,7 @@ fn unary_loop(f: UnaryOp) -> fn(&mut [f32]) {
         UnaryOp::Gelu => math::gelu_loop,
         UnaryOp::GeluTanh => math::gelu_tanh_loop,
         UnaryOp::Sigmoid => math::sigmoid_loop,
+        UnaryOp::Step => math::step_loop,
     }
 }
 
@@ -719,7 +721,8 @@ macro_rules! same_type {
     };
 }
 
-/// Reshape, permute, slice, concat, gather, repeat_interleave: any element type.
+/// Reshape, permute, slice, concat, gather, repeat_interleave, expand_as, pad: any
+/// element type.
 fn movement_kernel() -> Kernel {
     Kernel::new(|op, ins, out| {
         let so = out.shape().to_vec();
@@ -745,6 +748,30 @@ fn movement_kernel() -> Kernel {
                 for i in 0..outer {
                     let base = i * sx[ax] * inner;
                     o[i * w..(i + 1) * w].clone_from_slice(&a[base + s..base + e]);
+                }
+                Ok(())
+            }),
+            OpKind::ExpandAs => same_type!(x.data(), out.data_mut(), (a, o) => {
+                let v = ArrayViewD::from_shape(IxDyn(&sx), &a[..]).map_err(|e| e.to_string())?;
+                let b = v.broadcast(IxDyn(&so)).ok_or("expand_as: the input does not broadcast")?;
+                for (dst, src) in o.iter_mut().zip(b.iter()) {
+                    dst.clone_from(src);
+                }
+                Ok(())
+            }),
+            OpKind::Pad {
+                axis,
+                before,
+                after,
+            } => same_type!(x.data(), out.data_mut(), (a, o) => {
+                let ax = axis_of(*axis, sx.len());
+                let outer: usize = sx[..ax].iter().product();
+                let inner: usize = sx[ax + 1..].iter().product();
+                let (lo, w, hi) = (*before as usize * inner, sx[ax] * inner, *after as usize * inner);
+                for (i, row) in o.chunks_exact_mut((lo + w + hi).max(1)).enumerate().take(outer) {
+                    row[..lo].fill(Default::default());
+                    row[lo..lo + w].clone_from_slice(&a[i * w..(i + 1) * w]);
+                    row[lo + w..].fill(Default::default());
                 }
                 Ok(())
             }),
@@ -929,6 +956,21 @@ pub(crate) fn register(r: &mut Registry) {
     compute.push(("rope".into(), rope_kernel()));
     compute.push(("causal_mask".into(), causal_mask_kernel()));
     compute.push(("padding_mask".into(), padding_mask_kernel()));
+    // The training ops in f32 by the generic kernels.
+    let generic = reference::compute_kernel::<f32>();
+    for n in [
+        "log_softmax",
+        "cross_entropy",
+        "cross_entropy_backward",
+        "scatter_add",
+    ] {
+        compute.push((n.into(), generic.clone()));
+    }
+    // Every compute op in f64 by the generic kernels.
+    let double = reference::compute_kernel::<f64>();
+    for (name, _) in &compute {
+        r.register(name, Device::Cpu, DType::F64, double.clone());
+    }
     for (name, k) in compute {
         r.register(&name, Device::Cpu, DType::F32, k.clone());
         let half = via_f32(&k);
@@ -943,7 +985,15 @@ pub(crate) fn register(r: &mut Registry) {
     let plain_mv = movement_kernel();
     for t in ALL_TYPES {
         r.register("reshape", Device::Cpu, t, mv.clone());
-        for n in ["permute", "slice", "concat", "gather", "repeat_interleave"] {
+        for n in [
+            "permute",
+            "slice",
+            "concat",
+            "gather",
+            "repeat_interleave",
+            "expand_as",
+            "pad",
+        ] {
             r.register(n, Device::Cpu, t, plain_mv.clone());
         }
         r.register("cast", Device::Cpu, t, cast_kernel());
