@@ -10,6 +10,7 @@
 //! autoglm eval ter   --hyp out.txt --ref ref.txt --ter-normalized
 //! autoglm eval rouge --hyp out.txt --refs-jsonl refs.jsonl --types rouge1,rougeL --stem --json
 //! autoglm graph verify-rules my_rules.txt --dtype f32 --dtype bf16 [--builtin] [--json]
+//! autoglm train --model DIR --data train.jsonl --steps 100 --batch-size 8 --lr 1e-4 --schedule cosine --warmup-steps 10 --output OUT
 //! autoglm schedule --dag dag.json --platform platform.json --algo heft|cpop|heft-dup [--history runs.jsonl] [--out schedule.json]
 //! ```
 
@@ -20,6 +21,7 @@ pub mod graph;
 pub mod io;
 pub mod model;
 pub mod schedule;
+pub mod train;
 
 use clap::{Parser, Subcommand};
 
@@ -45,6 +47,8 @@ pub enum Command {
     Generate(model::GenerateArgs),
     /// Last-layer logits of a checkpoint for token ids, as JSON.
     Forward(model::ForwardArgs),
+    /// Train a checkpoint on JSONL data (AdamW/SGD, schedules, clipping, checkpoints).
+    Train(train::TrainArgs),
 }
 
 /// Runs the command line `cli`, writing results to `out`.
@@ -58,5 +62,6 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Command::Schedule(args) => schedule::run(args, out),
         Command::Generate(args) => model::generate(args, out),
         Command::Forward(args) => model::forward(args, out),
+        Command::Train(args) => train::run(args, out),
     }
 }

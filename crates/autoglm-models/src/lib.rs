@@ -15,6 +15,8 @@ pub use config::{Activation, ModelConfig, ModelType};
 pub use error::{Error, Result};
 pub use export::save_pretrained;
 pub use generate::SamplingOptions;
-pub use model::{build_graph, load_weights, rope_tables, LoadOptions, Model};
+pub use model::{
+    build_graph, build_training_graph, load_weights, rope_tables, LoadOptions, Model, IGNORE_INDEX,
+};
 #[cfg(feature = "tokenizer")]
 pub use tokenizer::TextTokenizer;

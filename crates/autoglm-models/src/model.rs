@@ -314,6 +314,24 @@ pub fn load_weights(cfg: &ModelConfig, ck: &Checkpoint) -> Result<BTreeMap<Strin
 /// in their plain form (matmul + bias, silu · up, the rotary slices, scaled masked
 /// softmax) so the built-in rules fuse them.
 pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Result<Graph> {
+    decoder(cfg, params, false)
+}
+
+/// Builds the training graph: the decoder of [`build_graph`] without a cache and with
+/// the causal-LM loss. Inputs: `ids [b, t]` (i64), `cos`/`sin [t, rot]`, `mask [b, 1,
+/// t, t]` (additive) and `labels [b, t]` (i64: the token each position must predict,
+/// −100 where no loss is taken — transformers' labels shifted left by one). Output:
+/// the mean cross-entropy over the counted positions (a scalar). With tied embeddings
+/// the output head is the embedding's transpose, so both uses train one tensor and
+/// `head.w` is not a parameter.
+///
+/// # Errors
+/// As [`build_graph`].
+pub fn build_training_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Result<Graph> {
+    decoder(cfg, params, true)
+}
+
+fn decoder(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>, train: bool) -> Result<Graph> {
     let f32t = |dims: Vec<Dim>| TensorType {
         dtype: DType::F32,
         shape: dims.into_iter().collect(),
@@ -338,27 +356,47 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
     } else {
         (None, None)
     };
-    let mask = g.input("mask", f32t(vec![b.clone(), k(1), t.clone(), total]))?;
-    let keep = g.input(
-        "keep",
-        TensorType {
-            dtype: DType::I64,
-            shape: [Dim::sym("k")].into_iter().collect(),
-        },
-    )?;
+    let int = |dims: Vec<Dim>| TensorType {
+        dtype: DType::I64,
+        shape: dims.into_iter().collect(),
+    };
+    let mask_keys = if train { t.clone() } else { total };
+    let mask = g.input("mask", f32t(vec![b.clone(), k(1), t.clone(), mask_keys]))?;
+    let (keep, labels) = if train {
+        (
+            None,
+            Some(g.input("labels", int(vec![b.clone(), t.clone()]))?),
+        )
+    } else {
+        (Some(g.input("keep", int(vec![Dim::sym("k")]))?), None)
+    };
     let mut pasts = Vec::with_capacity(cfg.num_layers);
     for l in 0..cfg.num_layers {
         let ty = f32t(vec![b.clone(), k(cfg.num_kv_heads), past.clone(), k(d)]);
-        pasts.push((
-            g.input(&format!("past_k{l}"), ty.clone())?,
-            g.input(&format!("past_v{l}"), ty)?,
-        ));
+        pasts.push(if train {
+            None
+        } else {
+            Some((
+                g.input(&format!("past_k{l}"), ty.clone())?,
+                g.input(&format!("past_v{l}"), ty)?,
+            ))
+        });
     }
     let mut presents = Vec::with_capacity(2 * cfg.num_layers);
     let mut pid = BTreeMap::new();
     for (name, value) in params {
+        if train && cfg.tie_word_embeddings && name == "head.w" {
+            continue;
+        }
         let ty = TensorType::new(DType::F32, value.shape().iter().map(|&x| x as u64));
         pid.insert(name.clone(), g.parameter(name, ty)?);
+    }
+    if train && cfg.tie_word_embeddings {
+        let embed = *pid
+            .get("embed")
+            .ok_or_else(|| Error::Input("internal: no parameter 'embed'".into()))?;
+        let head = g.add(OpKind::Permute { perm: vec![1, 0] }, &[embed])?;
+        pid.insert("head.w".into(), head);
     }
     let p = |name: &str| -> Result<NodeId> {
         pid.get(name)
@@ -400,7 +438,7 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
     };
     let scale = g.constant(1.0 / (d as f64).sqrt(), DType::F32)?;
     let mut x = g.add(OpKind::Gather { axis: 0 }, &[p("embed")?, ids])?;
-    for (l, &(pk, pv)) in pasts.iter().enumerate() {
+    for (l, past) in pasts.iter().enumerate() {
         let h1 = norm(&mut g, x, &format!("l{l}.ln1"))?;
         let q = lin(&mut g, h1, &format!("l{l}.q"))?;
         let kk = lin(&mut g, h1, &format!("l{l}.k"))?;
@@ -410,10 +448,16 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
         let v = heads(&mut g, v, cfg.num_kv_heads)?;
         let q = rope(&mut g, q)?;
         let kk = rope(&mut g, kk)?;
-        let mut kk = g.add(OpKind::Concat { axis: 2 }, &[pk, kk])?;
-        let mut v = g.add(OpKind::Concat { axis: 2 }, &[pv, v])?;
-        presents.push(kk);
-        presents.push(v);
+        let (mut kk, mut v) = match *past {
+            Some((pk, pv)) => {
+                let kk = g.add(OpKind::Concat { axis: 2 }, &[pk, kk])?;
+                let v = g.add(OpKind::Concat { axis: 2 }, &[pv, v])?;
+                presents.push(kk);
+                presents.push(v);
+                (kk, v)
+            }
+            None => (kk, v),
+        };
         if cfg.group() > 1 {
             let rep = OpKind::RepeatInterleave {
                 axis: 1,
@@ -483,14 +527,28 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
             x = bin(&mut g, BinaryOp::Add, x, m)?;
         }
     }
-    let x = g.add(OpKind::Gather { axis: 1 }, &[x, keep])?;
+    let x = match keep {
+        Some(keep) => g.add(OpKind::Gather { axis: 1 }, &[x, keep])?,
+        None => x,
+    };
     let x = norm(&mut g, x, "norm")?;
     let logits = g.add(OpKind::MatMul, &[x, p("head.w")?])?;
-    let mut outs = vec![logits];
+    let mut outs = match labels {
+        Some(labels) => vec![g.add(
+            OpKind::CrossEntropy {
+                ignore_index: IGNORE_INDEX,
+            },
+            &[logits, labels],
+        )?],
+        None => vec![logits],
+    };
     outs.extend(presents);
     g.set_outputs(&outs)?;
     Ok(g)
 }
+
+/// The label of positions that take no part in the loss (transformers' −100).
+pub const IGNORE_INDEX: i64 = -100;
 
 /// `cos`/`sin` tables `[positions, rot]` as transformers computes them (f32 inverse
 /// frequencies `1 / θ^(2i/rot)`, angles `pos · inv_freq` in f32, both halves equal).

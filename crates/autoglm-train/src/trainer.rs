@@ -1,0 +1,439 @@
+//! The trainer: the model's training graph differentiated once ([`autoglm_graph::grad`])
+//! and optimised, run per step on a batch, with the optimizer updating f32 master
+//! weights; metrics per step through a callback; checkpoints (weights in the Hugging
+//! Face layout, optimizer state, trainer state) that a resumed run continues from
+//! exactly.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use autoglm_graph::{grad, OpKind};
+use autoglm_models::{
+    build_training_graph, load_weights, save_pretrained, Checkpoint, ModelConfig,
+};
+use autoglm_ops::{optimize, Device, Executor, Options, Registry, Tensor};
+use serde::{Deserialize, Serialize};
+
+use crate::data::{Batch, Dataset, Order};
+use crate::error::{io, Error, Result};
+use crate::optim::{clip_grad_norm, global_norm, LrSchedule, Optimizer, OptimizerKind, Schedule};
+
+/// How to train.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TrainConfig {
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Examples per micro-batch.
+    pub batch_size: usize,
+    /// Micro-batches whose gradients are averaged into one step.
+    pub grad_accum: usize,
+    /// Peak learning rate.
+    pub lr: f64,
+    /// The update rule.
+    pub optimizer: OptimizerKind,
+    /// The learning-rate shape after the warm-up.
+    pub schedule: Schedule,
+    /// Steps of linear warm-up.
+    pub warmup_steps: u64,
+    /// Clip the gradients' global norm to this (none: no clipping).
+    pub clip_norm: Option<f64>,
+    /// Permute the examples each epoch (seeded); off: file order.
+    pub shuffle: bool,
+    /// Seed of the data order.
+    pub seed: u64,
+    /// Kernel threads.
+    pub threads: usize,
+    /// Cut examples to this many tokens.
+    pub max_len: Option<usize>,
+}
+
+impl Default for TrainConfig {
+    fn default() -> Self {
+        TrainConfig {
+            steps: 100,
+            batch_size: 8,
+            grad_accum: 1,
+            lr: 5e-5,
+            optimizer: OptimizerKind::adamw(),
+            schedule: Schedule::Constant,
+            warmup_steps: 0,
+            clip_norm: Some(1.0),
+            shuffle: true,
+            seed: 42,
+            threads: 1,
+            max_len: None,
+        }
+    }
+}
+
+impl TrainConfig {
+    /// The learning-rate schedule over the run.
+    pub fn lr_schedule(&self) -> LrSchedule {
+        LrSchedule {
+            base: self.lr,
+            schedule: self.schedule,
+            warmup_steps: self.warmup_steps,
+            total_steps: self.steps,
+        }
+    }
+
+    fn check(&self) -> Result<()> {
+        if self.batch_size == 0 || self.grad_accum == 0 {
+            return Err(Error::Input(
+                "batch size and gradient accumulation must be at least 1".into(),
+            ));
+        }
+        if !(self.lr.is_finite() && self.lr >= 0.0) {
+            return Err(Error::Input(format!(
+                "learning rate {} is not valid",
+                self.lr
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// What one optimizer step did.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct StepReport {
+    /// Steps taken, this one included (1 after the first).
+    pub step: u64,
+    /// The mean cross-entropy of the step's batches (before the update).
+    pub loss: f64,
+    /// The learning rate the update used.
+    pub lr: f64,
+    /// The gradients' global norm before clipping.
+    pub grad_norm: f64,
+    /// Positions that counted in the loss.
+    pub tokens: usize,
+}
+
+/// Whether to go on after a step (a pruner's answer, say).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Control {
+    /// Next step.
+    Continue,
+    /// Stop training now.
+    Stop,
+}
+
+/// The state a checkpoint records besides weights and optimizer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct TrainerState {
+    step: u64,
+    config: TrainConfig,
+}
+
+/// Trains a GLM-family causal LM.
+pub struct Trainer {
+    model: ModelConfig,
+    config: TrainConfig,
+    /// Master weights in the graph's layout.
+    params: BTreeMap<String, Tensor>,
+    /// The differentiated parameters, in the order of the graph's gradient outputs.
+    names: Vec<String>,
+    exec: Executor,
+    opt: Optimizer,
+    step: u64,
+    peak_bytes: usize,
+}
+
+impl std::fmt::Debug for Trainer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trainer")
+            .field("step", &self.step)
+            .field("parameters", &self.names.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Trainer {
+    /// A trainer for `model` starting from `params` (the graph's layout, as
+    /// [`autoglm_models::load_weights`] gives them).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for invalid settings; [`Error::Graph`] / [`Error::Ops`] if the
+    /// weights do not fit the model.
+    pub fn new(
+        model: ModelConfig,
+        params: BTreeMap<String, Tensor>,
+        config: TrainConfig,
+    ) -> Result<Trainer> {
+        config.check()?;
+        let mut g = build_training_graph(&model, &params)?;
+        let registry = Registry::with_cpu_kernels();
+        optimize(&mut g, &registry, Device::Cpu, None)?;
+        let loss = g.outputs()[0];
+        let mut names = Vec::new();
+        let mut wrt = Vec::new();
+        for n in g.node_ids().collect::<Vec<_>>() {
+            if let OpKind::Parameter { name, .. } = &g.node(n)?.op {
+                names.push(name.clone());
+                wrt.push(n);
+            }
+        }
+        let mut tg = grad(&g, loss, &wrt)?.graph;
+        optimize(&mut tg, &registry, Device::Cpu, None)?;
+        let mut exec = Executor::new(
+            &tg,
+            &registry,
+            Options {
+                threads: config.threads.max(1),
+                ..Options::default()
+            },
+        )?;
+        for name in &names {
+            let t = params
+                .get(name)
+                .ok_or_else(|| Error::Input(format!("no weight '{name}'")))?;
+            exec.set_parameter(name, t.clone())?;
+        }
+        Ok(Trainer {
+            model,
+            opt: Optimizer::new(config.optimizer),
+            config,
+            params,
+            names,
+            exec,
+            step: 0,
+            peak_bytes: 0,
+        })
+    }
+
+    /// A trainer for the Hugging Face checkpoint in `dir`.
+    ///
+    /// # Errors
+    /// As [`Trainer::new`], and [`Error::Model`] naming the file or field that could
+    /// not be read.
+    pub fn from_pretrained(dir: &Path, config: TrainConfig) -> Result<Trainer> {
+        let model = ModelConfig::from_file(&dir.join("config.json"))?;
+        let ck = Checkpoint::open(dir)?;
+        let params = load_weights(&model, &ck)?;
+        Trainer::new(model, params, config)
+    }
+
+    /// Continues the run saved in checkpoint directory `dir` (by
+    /// [`Trainer::save_checkpoint`]): weights, optimizer state, step and settings.
+    ///
+    /// # Errors
+    /// As [`Trainer::from_pretrained`]; [`Error::Input`] for a directory without
+    /// trainer state.
+    pub fn resume(dir: &Path) -> Result<Trainer> {
+        Trainer::resume_with(dir, |_| {})
+    }
+
+    /// [`Trainer::resume`] with the saved settings adjusted by `adjust` first (more
+    /// steps, other threads; changing the batching changes the data order).
+    ///
+    /// # Errors
+    /// As [`Trainer::resume`].
+    pub fn resume_with(dir: &Path, adjust: impl FnOnce(&mut TrainConfig)) -> Result<Trainer> {
+        let path = dir.join("trainer_state.json");
+        let text = std::fs::read_to_string(&path).map_err(io(&path))?;
+        let mut state: TrainerState = serde_json::from_str(&text)
+            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        adjust(&mut state.config);
+        let mut t = Trainer::from_pretrained(dir, state.config)?;
+        let opt_path = dir.join("optimizer.safetensors");
+        let tensors = autoglm_ops::load_safetensors(&opt_path)?;
+        t.opt.load_state(&tensors)?;
+        t.step = state.step;
+        Ok(t)
+    }
+
+    /// The model's structure.
+    pub fn model_config(&self) -> &ModelConfig {
+        &self.model
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &TrainConfig {
+        &self.config
+    }
+
+    /// Steps taken.
+    pub fn steps_done(&self) -> u64 {
+        self.step
+    }
+
+    /// The current weights (the graph's layout).
+    pub fn weights(&self) -> &BTreeMap<String, Tensor> {
+        &self.params
+    }
+
+    /// The most bytes the executor held during one step so far (forward and backward
+    /// intermediates, gradients included; weights and optimizer state not counted).
+    pub fn peak_step_bytes(&self) -> usize {
+        self.peak_bytes
+    }
+
+    /// The data order of this run over `len` examples.
+    pub fn order(&self, len: usize) -> Order {
+        Order {
+            len,
+            batch_size: self.config.batch_size,
+            shuffle: self.config.shuffle,
+            seed: self.config.seed,
+        }
+    }
+
+    /// One optimizer step over `micro` (micro-batches whose gradients are averaged).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for no batches or a non-finite loss; executor errors.
+    pub fn step(&mut self, micro: &[Batch]) -> Result<StepReport> {
+        if micro.is_empty() {
+            return Err(Error::Input("a step needs at least one batch".into()));
+        }
+        let mut grads: Vec<Vec<f32>> = Vec::new();
+        let (mut loss, mut tokens) = (0.0, 0);
+        for b in micro {
+            let mut feed: Vec<(&str, &Tensor)> =
+                vec![("ids", &b.ids), ("labels", &b.labels), ("mask", &b.mask)];
+            if self.model.rotary_dim > 0 {
+                feed.push(("cos", &b.cos));
+                feed.push(("sin", &b.sin));
+            }
+            let out = self.exec.run(&feed)?;
+            self.peak_bytes = self.peak_bytes.max(self.exec.stats().peak_bytes);
+            let mut it = out.into_iter();
+            let l = it.next().map_or(f64::NAN, |t| t.data().get_f64(0));
+            loss += l;
+            tokens += b.counted;
+            for (k, gt) in it.enumerate() {
+                let gv = gt
+                    .as_f32()
+                    .ok_or_else(|| Error::Input("gradients must be f32".into()))?;
+                match grads.get_mut(k) {
+                    Some(acc) => acc.iter_mut().zip(gv).for_each(|(a, &x)| *a += x),
+                    None => grads.push(gv.to_vec()),
+                }
+                self.exec.recycle(gt);
+            }
+        }
+        let n = micro.len() as f64;
+        loss /= n;
+        if !loss.is_finite() {
+            return Err(Error::Input(format!(
+                "the loss is {loss} at step {} (learning rate too high, or no labelled position)",
+                self.step + 1
+            )));
+        }
+        if micro.len() > 1 {
+            let k = (1.0 / n) as f32;
+            grads.iter_mut().flatten().for_each(|x| *x *= k);
+        }
+        let grad_norm = match self.config.clip_norm {
+            Some(c) => {
+                let mut refs: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
+                clip_grad_norm(&mut refs, c)
+            }
+            None => global_norm(grads.iter().map(Vec::as_slice)),
+        };
+        let lr = self.config.lr_schedule().lr(self.step);
+        {
+            let mut ps: Vec<(&str, &mut [f32])> = Vec::with_capacity(self.names.len());
+            let mut by_name: BTreeMap<&str, &mut Tensor> = self
+                .params
+                .iter_mut()
+                .map(|(k, v)| (k.as_str(), v))
+                .collect();
+            for name in &self.names {
+                let t = by_name
+                    .remove(name.as_str())
+                    .ok_or_else(|| Error::Input(format!("no weight '{name}'")))?;
+                let data = t
+                    .as_f32_mut()
+                    .ok_or_else(|| Error::Input(format!("weight '{name}' is not f32")))?;
+                ps.push((name.as_str(), data));
+            }
+            let gs: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
+            self.opt.step(lr, &mut ps, &gs)?;
+        }
+        for name in &self.names {
+            self.exec.set_parameter(name, self.params[name].clone())?;
+        }
+        self.step += 1;
+        Ok(StepReport {
+            step: self.step,
+            loss,
+            lr,
+            grad_norm,
+            tokens,
+        })
+    }
+
+    /// Trains on `data` until the configured number of steps (from where the trainer
+    /// stands, so a resumed run continues the same data order), calling `on_step`
+    /// after each step; stops early when it answers [`Control::Stop`].
+    ///
+    /// # Errors
+    /// [`Error::Input`] for an empty data set; as [`Trainer::step`].
+    pub fn fit(
+        &mut self,
+        data: &Dataset,
+        mut on_step: impl FnMut(&mut Trainer, &StepReport) -> Result<Control>,
+    ) -> Result<()> {
+        if data.examples.is_empty() {
+            return Err(Error::Input("no training examples".into()));
+        }
+        let order = self.order(data.examples.len());
+        let accum = self.config.grad_accum as u64;
+        while self.step < self.config.steps {
+            let micro = (0..accum)
+                .map(|j| {
+                    let idx = order.batch(self.step * accum + j);
+                    let exs: Vec<_> = idx.iter().map(|&i| &data.examples[i]).collect();
+                    Batch::new(&exs, &self.model)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let report = self.step(&micro)?;
+            if on_step(self, &report)? == Control::Stop {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes the model in the Hugging Face layout (`config.json`, `model.safetensors`).
+    ///
+    /// # Errors
+    /// [`Error::Model`] naming the file that could not be written.
+    pub fn save_pretrained(&self, dir: &Path) -> Result<()> {
+        save_pretrained(dir, &self.model, &self.params)?;
+        Ok(())
+    }
+
+    /// Writes a checkpoint to `dir` (replaced whole; written beside it first, then
+    /// renamed, so a kill leaves either the old or the new one): the model as
+    /// [`Trainer::save_pretrained`], `optimizer.safetensors` and
+    /// `trainer_state.json`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] / [`Error::Model`] naming what could not be written.
+    pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
+        let name = dir
+            .file_name()
+            .ok_or_else(|| Error::Input(format!("{}: not a directory name", dir.display())))?;
+        let tmp: PathBuf = dir.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
+        }
+        self.save_pretrained(&tmp)?;
+        let opt = tmp.join("optimizer.safetensors");
+        autoglm_ops::save_safetensors(&opt, &self.opt.state_tensors())?;
+        let state = TrainerState {
+            step: self.step,
+            config: self.config.clone(),
+        };
+        let path = tmp.join("trainer_state.json");
+        let text = serde_json::to_string_pretty(&state).expect("JSON");
+        std::fs::write(&path, text).map_err(io(&path))?;
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).map_err(io(dir))?;
+        }
+        std::fs::rename(&tmp, dir).map_err(io(dir))?;
+        Ok(())
+    }
+}
