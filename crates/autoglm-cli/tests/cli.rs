@@ -452,3 +452,96 @@ fn forward_and_generate_match_transformers() {
     .unwrap_err();
     assert!(format!("{e:#}").contains("config.json"), "{e:#}");
 }
+
+/// `autoglm train` on text rows (the fixture's tokenizer), then a run killed
+/// (SIGKILL) after its first checkpoints and resumed with `--resume`: the resumed
+/// `losses.jsonl` equals an uninterrupted run's, and the trained model loads.
+#[test]
+fn train_writes_losses_and_a_killed_run_resumes_exactly() {
+    let dir = tempfile::tempdir().unwrap();
+    let model = fixture("glm_gqa_bias");
+    let data = dir.path().join("train.jsonl");
+    let rows: String = [
+        "The Eagle is a coffee shop near Burger King.",
+        "Zizzi serves Italian food in the city centre.",
+        "The Mill is a pub with a low customer rating.",
+        "Aromi is a family friendly coffee shop by the river.",
+        "Cotto is a cheap restaurant near The Portland Arms.",
+    ]
+    .iter()
+    .map(|t| format!("{}\n", serde_json::json!({ "text": t })))
+    .collect();
+    std::fs::write(&data, rows).unwrap();
+    let train = |out: &Path, steps: &str, extra: &[&str]| -> std::process::Command {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_autoglm"));
+        c.args([
+            "train",
+            "--model",
+            model.to_str().unwrap(),
+            "--data",
+            data.to_str().unwrap(),
+        ])
+        .args([
+            "--output",
+            out.to_str().unwrap(),
+            "--steps",
+            steps,
+            "--batch-size",
+            "2",
+        ])
+        .args([
+            "--lr",
+            "1e-3",
+            "--schedule",
+            "cosine",
+            "--warmup-steps",
+            "3",
+            "--clip-norm",
+            "1",
+        ])
+        .args(["--seed", "3"])
+        .args(extra)
+        .stdout(std::process::Stdio::null());
+        c
+    };
+    let steps = "120";
+    let full = dir.path().join("full");
+    assert!(train(&full, steps, &[]).status().unwrap().success());
+    let losses = |d: &Path| std::fs::read_to_string(d.join("losses.jsonl")).unwrap();
+    let want = losses(&full);
+    assert_eq!(want.lines().count(), 120);
+    let first: Value = serde_json::from_str(want.lines().next().unwrap()).unwrap();
+    assert_eq!(first["step"], 1);
+    assert_eq!(first["lr"], 0.0);
+    // The trained model loads and runs.
+    let fwd = json(&[
+        "forward",
+        "--model",
+        full.to_str().unwrap(),
+        "--input-ids",
+        "5,6,7",
+    ]);
+    assert_eq!(fwd["shape"][0], 3);
+    // Kill a run once it has written a checkpoint, then resume it.
+    let part = dir.path().join("part");
+    let mut child = train(&part, steps, &["--save-every", "10"])
+        .spawn()
+        .unwrap();
+    let t0 = std::time::Instant::now();
+    while !part.join("checkpoint-20").exists() && t0.elapsed().as_secs() < 120 {
+        if child.try_wait().unwrap().is_some() {
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(5));
+    }
+    child.kill().ok();
+    child.wait().unwrap();
+    let done = losses(&part).lines().count();
+    eprintln!("killed after {done} of {steps} steps");
+    assert!(done < 120, "the run finished before it was killed");
+    let resumed = train(&part, steps, &["--save-every", "10", "--resume"])
+        .status()
+        .unwrap();
+    assert!(resumed.success());
+    assert_eq!(losses(&part), want, "the resumed run's losses differ");
+}
