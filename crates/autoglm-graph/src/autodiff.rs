@@ -271,32 +271,40 @@ impl Builder {
             OpKind::Unary { f } => vec![Some(self.unary(*f, ins[0], n, dy)?)],
             OpKind::Binary { f } => self.binary(*f, ins[0], ins[1], n, dy, want)?,
             OpKind::MatMul => {
-                let (a, b) = (ins[0], ins[1]);
-                let mut out = vec![None, None];
-                if want[0] {
-                    let bt = self.t(b)?;
-                    let da = self.matmul(dy, bt)?;
-                    out[0] = Some(self.sum_to(da, a)?);
-                }
-                if want[1] {
-                    out[1] = Some(self.weight_grad(a, dy, b)?);
-                }
-                out
+                let (dx, dw) = self.product_backward(ins[0], ins[1], dy, want[0], want[1])?;
+                vec![dx, dw]
             }
             OpKind::Linear => {
                 let (x, w, bias) = (ins[0], ins[1], ins[2]);
-                let mut out = vec![None, None, None];
-                if want[0] {
-                    let wt = self.t(w)?;
-                    out[0] = Some(self.matmul(dy, wt)?);
-                }
-                if want[1] {
-                    out[1] = Some(self.weight_grad(x, dy, w)?);
-                }
-                if want[2] {
-                    out[2] = Some(self.sum_to(dy, bias)?);
-                }
-                out
+                let (dy, dx, dw) = match self.flat_rows(x, w, dy)? {
+                    // Over the flattened rows, `dy` is read in one shape by all three.
+                    Some((x2, dy2, shape)) => {
+                        let dx = if want[0] {
+                            let wt = self.t(w)?;
+                            let d = self.matmul(dy2, wt)?;
+                            Some(self.reshape(d, shape)?)
+                        } else {
+                            None
+                        };
+                        let dw = if want[1] {
+                            let xt = self.t(x2)?;
+                            Some(self.matmul(xt, dy2)?)
+                        } else {
+                            None
+                        };
+                        (dy2, dx, dw)
+                    }
+                    None => {
+                        let (dx, dw) = self.product_backward(x, w, dy, want[0], want[1])?;
+                        (dy, dx, dw)
+                    }
+                };
+                let db = if want[2] {
+                    Some(self.sum_to(dy, bias)?)
+                } else {
+                    None
+                };
+                vec![dx, dw, db]
             }
             OpKind::Reduce { f, axes, keep_dims } => {
                 vec![Some(self.reduce(*f, axes, *keep_dims, ins[0], n, dy)?)]
@@ -725,12 +733,79 @@ impl Builder {
         Ok(vec![da, db])
     }
 
-    /// The gradient of the right operand `w` of `x · w` given `dy`: `xᵀ · dy`, summed
-    /// over the batch axes `w` was broadcast along.
-    fn weight_grad(&mut self, x: NodeId, dy: NodeId, w: NodeId) -> Result<NodeId> {
-        let xt = self.t(x)?;
-        let d = self.matmul(xt, dy)?;
-        self.sum_to(d, w)
+    /// For `x [..., k] · w [k, n]` with `x` of rank above 2: `x` and `dy` with their
+    /// leading dims flattened into rows (`[b·t, k]`, `[b·t, n]`), and `x`'s shape;
+    /// `None` where the product is of another kind.
+    fn flat_rows(
+        &mut self,
+        x: NodeId,
+        w: NodeId,
+        dy: NodeId,
+    ) -> Result<Option<(NodeId, NodeId, Shape)>> {
+        let (tx, tw, tdy) = (self.ty(x)?, self.ty(w)?, self.ty(dy)?);
+        if tw.rank() != 2 || tx.rank() <= 2 {
+            return Ok(None);
+        }
+        let lead = &tx.shape[..tx.rank() - 1];
+        if lead
+            .iter()
+            .any(|d| matches!(d, Dim::Sym(s) if s.contains('+')))
+        {
+            return Ok(None);
+        }
+        let rows = product(lead);
+        let flat = |t: &TensorType| -> Shape {
+            [rows.clone(), t.shape[t.rank() - 1].clone()]
+                .into_iter()
+                .collect()
+        };
+        let x2 = self.reshape(x, flat(&tx))?;
+        let dy2 = self.reshape(dy, flat(&tdy))?;
+        Ok(Some((x2, dy2, tx.shape)))
+    }
+
+    /// Gradients of `a · b` given `dy`: `dy · bᵀ` and `aᵀ · dy`, summed down to the
+    /// operands' shapes; a weight shared by every row (`b` of rank 2) takes one
+    /// product over the flattened rows instead of per-batch products summed.
+    fn product_backward(
+        &mut self,
+        a: NodeId,
+        b: NodeId,
+        dy: NodeId,
+        want_a: bool,
+        want_b: bool,
+    ) -> Result<(Option<NodeId>, Option<NodeId>)> {
+        if let Some((a2, dy2, shape)) = self.flat_rows(a, b, dy)? {
+            let da = if want_a {
+                let bt = self.t(b)?;
+                let d = self.matmul(dy2, bt)?;
+                Some(self.reshape(d, shape)?)
+            } else {
+                None
+            };
+            let db = if want_b {
+                let at = self.t(a2)?;
+                Some(self.matmul(at, dy2)?)
+            } else {
+                None
+            };
+            return Ok((da, db));
+        }
+        let da = if want_a {
+            let bt = self.t(b)?;
+            let d = self.matmul(dy, bt)?;
+            Some(self.sum_to(d, a)?)
+        } else {
+            None
+        };
+        let db = if want_b {
+            let at = self.t(a)?;
+            let d = self.matmul(at, dy)?;
+            Some(self.sum_to(d, b)?)
+        } else {
+            None
+        };
+        Ok((da, db))
     }
 
     fn reduce(
@@ -903,6 +978,27 @@ impl Builder {
             &[r],
         )
     }
+}
+
+/// The product of dims: known sizes multiplied, symbols joined into a product symbol
+/// (`b*t`, which the executor evaluates from its factors).
+fn product(dims: &[Dim]) -> Dim {
+    let mut known = 1u64;
+    let mut syms: Vec<&str> = Vec::new();
+    for d in dims {
+        match d {
+            Dim::Known(n) => known *= n,
+            Dim::Sym(s) => syms.push(s),
+        }
+    }
+    if syms.is_empty() {
+        return Dim::Known(known);
+    }
+    let mut name = syms.join("*");
+    if known != 1 {
+        name.push_str(&format!("*{known}"));
+    }
+    Dim::Sym(name)
 }
 
 /// An axis (negative from the end) as an index; the caller's op already checked it.

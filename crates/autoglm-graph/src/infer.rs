@@ -62,13 +62,22 @@ fn float(t: &TensorType, what: &str) -> Result<(), String> {
     }
 }
 
-/// Symbols and known-size product of a shape, for comparing element counts.
+/// Symbols and known-size product of a shape, for comparing element counts (a
+/// product symbol `b*t` counts as its factors).
 fn volume(s: &Shape) -> (Vec<&str>, u64) {
     let mut syms = Vec::new();
     let mut known = 1u64;
     for d in s {
         match d {
             Dim::Known(n) => known = known.saturating_mul(*n),
+            Dim::Sym(x) if x.contains('*') && !x.contains('+') => {
+                for f in x.split('*') {
+                    match f.parse::<u64>() {
+                        Ok(n) => known = known.saturating_mul(n),
+                        Err(_) => syms.push(f),
+                    }
+                }
+            }
             Dim::Sym(x) => syms.push(x.as_str()),
         }
     }

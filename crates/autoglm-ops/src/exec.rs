@@ -274,6 +274,33 @@ impl Executor {
         Ok(())
     }
 
+    /// A bound parameter's value.
+    pub fn parameter(&self, name: &str) -> Option<&Tensor> {
+        let i = self
+            .sources
+            .iter()
+            .position(|s| matches!(s, Source::Parameter(n, _) if n == name))?;
+        self.params[i].as_ref()
+    }
+
+    /// Every bound parameter, mutable in place (an optimizer's update), by name. The
+    /// shapes and types must stay as they are. Kernels' packed forms of parameters are
+    /// dropped, since the values change: later runs read the tensors as they are
+    /// ([`Executor::set_parameter`] packs again).
+    pub fn parameters_mut(&mut self) -> Vec<(&str, &mut Tensor)> {
+        for s in &mut self.steps {
+            s.packed.iter_mut().for_each(|p| *p = None);
+        }
+        self.sources
+            .iter()
+            .zip(self.params.iter_mut())
+            .filter_map(|(s, p)| match (s, p) {
+                (Source::Parameter(n, _), Some(t)) => Some((n.as_str(), t)),
+                _ => None,
+            })
+            .collect()
+    }
+
     /// Hands a tensor's buffer (typically an output of an earlier run that is no longer
     /// needed) to the executor's pool, so later runs reuse it instead of allocating
     /// and faulting in fresh memory.
@@ -542,11 +569,20 @@ impl Memory<'_> {
 }
 
 /// A symbol's size: bound by an input, or a sum of bound symbols and numbers
-/// (`p+t`, as a concatenation of symbolic sizes produces).
+/// (`p+t`, as a concatenation of symbolic sizes produces), or a product (`b*t`, as
+/// flattening leading dims produces).
 fn resolve(s: &str, syms: &HashMap<String, usize>) -> Option<usize> {
     match syms.get(s) {
         Some(&n) => Some(n),
         None if s.contains('+') => sum_of_terms(s, syms),
+        None if s.contains('*') => s
+            .split('*')
+            .map(|f| {
+                syms.get(f.trim())
+                    .copied()
+                    .or_else(|| f.trim().parse().ok())
+            })
+            .product(),
         None => None,
     }
 }

@@ -7,5 +7,7 @@ mod trainer;
 
 pub use data::{Batch, Dataset, Example, Order, Tokenize};
 pub use error::{Error, Result};
-pub use optim::{clip_grad_norm, global_norm, LrSchedule, Optimizer, OptimizerKind, Schedule};
+pub use optim::{
+    clip_coefficient, clip_grad_norm, global_norm, LrSchedule, Optimizer, OptimizerKind, Schedule,
+};
 pub use trainer::{Control, StepReport, TrainConfig, Trainer};

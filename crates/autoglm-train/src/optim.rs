@@ -154,6 +154,21 @@ impl Optimizer {
         params: &mut [(&str, &mut [f32])],
         grads: &[&[f32]],
     ) -> Result<()> {
+        self.step_scaled(lr, 1.0, params, grads)
+    }
+
+    /// [`Optimizer::step`] with every gradient multiplied by `scale` as it is read
+    /// (a clipping factor or an accumulation average, without a pass of its own).
+    ///
+    /// # Errors
+    /// As [`Optimizer::step`].
+    pub fn step_scaled(
+        &mut self,
+        lr: f64,
+        scale: f32,
+        params: &mut [(&str, &mut [f32])],
+        grads: &[&[f32]],
+    ) -> Result<()> {
         self.step += 1;
         let t = self.step as i32;
         for ((name, p), g) in params.iter_mut().zip(grads) {
@@ -180,14 +195,24 @@ impl Optimizer {
                     if m.is_empty() {
                         m.resize(p.len(), 0.0);
                     }
-                    adamw(p, g, m, v, lr, b1, b2, eps, weight_decay, t);
+                    adamw(p, g, scale, m, v, lr, b1, b2, eps, weight_decay, t);
                 }
                 OptimizerKind::Sgd {
                     momentum,
                     dampening,
                     nesterov,
                     weight_decay,
-                } => sgd(p, g, m, lr, momentum, dampening, nesterov, weight_decay),
+                } => sgd(
+                    p,
+                    g,
+                    scale,
+                    m,
+                    lr,
+                    momentum,
+                    dampening,
+                    nesterov,
+                    weight_decay,
+                ),
             }
         }
         Ok(())
@@ -249,6 +274,7 @@ impl Optimizer {
 fn adamw(
     p: &mut [f32],
     g: &[f32],
+    scale: f32,
     m: &mut [f32],
     v: &mut [f32],
     lr: f64,
@@ -265,6 +291,7 @@ fn adamw(
     let bc2_sqrt = ((1.0 - b2.powi(t)).sqrt()) as f32;
     let eps = eps as f32;
     for (((p, &g), m), v) in p.iter_mut().zip(g).zip(m.iter_mut()).zip(v.iter_mut()) {
+        let g = g * scale;
         *p *= decay;
         // torch.lerp with a weight below ½: m + w · (g − m).
         *m += w1 * (g - *m);
@@ -279,6 +306,7 @@ fn adamw(
 fn sgd(
     p: &mut [f32],
     g: &[f32],
+    scale: f32,
     buf: &mut Vec<f32>,
     lr: f64,
     momentum: f64,
@@ -297,6 +325,7 @@ fn sgd(
         buf.resize(p.len(), 0.0);
     }
     for (i, (p, &g)) in p.iter_mut().zip(g).enumerate() {
+        let g = g * scale;
         let mut d = if wd != 0.0 { g + wd * *p } else { g };
         if momentum != 0.0 {
             let b = &mut buf[i];
@@ -312,13 +341,19 @@ fn sgd(
 /// returns the norm before clipping.
 pub fn clip_grad_norm(grads: &mut [&mut [f32]], max_norm: f64) -> f64 {
     let norm = global_norm(grads.iter().map(|g| &**g));
-    let coef = (max_norm / (norm + 1e-6)).min(1.0) as f32;
+    let coef = clip_coefficient(norm, max_norm);
     for g in grads.iter_mut() {
         for x in g.iter_mut() {
             *x *= coef;
         }
     }
     norm
+}
+
+/// The factor clipping to `max_norm` multiplies gradients of global norm `norm` by
+/// (`max_norm / (norm + 1e-6)`, at most 1).
+pub fn clip_coefficient(norm: f64, max_norm: f64) -> f32 {
+    (max_norm / (norm + 1e-6)).min(1.0) as f32
 }
 
 /// The L2 norm of all gradients together (per-tensor norms in f64, then their norm).

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, Dataset, Order};
 use crate::error::{io, Error, Result};
-use crate::optim::{clip_grad_norm, global_norm, LrSchedule, Optimizer, OptimizerKind, Schedule};
+use crate::optim::{clip_coefficient, global_norm, LrSchedule, Optimizer, OptimizerKind, Schedule};
 
 /// How to train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -129,9 +129,8 @@ struct TrainerState {
 pub struct Trainer {
     model: ModelConfig,
     config: TrainConfig,
-    /// Master weights in the graph's layout.
-    params: BTreeMap<String, Tensor>,
-    /// The differentiated parameters, in the order of the graph's gradient outputs.
+    /// The differentiated parameters, in the order of the graph's gradient outputs;
+    /// their values (the f32 master weights) live in the executor.
     names: Vec<String>,
     exec: Executor,
     opt: Optimizer,
@@ -175,25 +174,28 @@ impl Trainer {
         }
         let mut tg = grad(&g, loss, &wrt)?.graph;
         optimize(&mut tg, &registry, Device::Cpu, None)?;
+        // The weights change every step: the matrix products lay them out per call
+        // (into reused memory) rather than when bound.
         let mut exec = Executor::new(
             &tg,
             &registry,
             Options {
                 threads: config.threads.max(1),
+                prepack: false,
                 ..Options::default()
             },
         )?;
+        let mut params = params;
         for name in &names {
             let t = params
-                .get(name)
+                .remove(name)
                 .ok_or_else(|| Error::Input(format!("no weight '{name}'")))?;
-            exec.set_parameter(name, t.clone())?;
+            exec.set_parameter(name, t)?;
         }
         Ok(Trainer {
             model,
             opt: Optimizer::new(config.optimizer),
             config,
-            params,
             names,
             exec,
             step: 0,
@@ -257,15 +259,30 @@ impl Trainer {
         self.step
     }
 
-    /// The current weights (the graph's layout).
-    pub fn weights(&self) -> &BTreeMap<String, Tensor> {
-        &self.params
+    /// A copy of the current weights (the graph's layout, as
+    /// [`autoglm_models::load_weights`] gives them; a tied output head is the
+    /// embedding).
+    pub fn weights(&self) -> BTreeMap<String, Tensor> {
+        self.names
+            .iter()
+            .filter_map(|n| Some((n.clone(), self.exec.parameter(n)?.clone())))
+            .collect()
     }
 
     /// The most bytes the executor held during one step so far (forward and backward
     /// intermediates, gradients included; weights and optimizer state not counted).
     pub fn peak_step_bytes(&self) -> usize {
         self.peak_bytes
+    }
+
+    /// Starts (or, with `false`, stops and clears) timing every kernel of the step.
+    pub fn set_profiling(&mut self, on: bool) {
+        self.exec.set_profiling(on);
+    }
+
+    /// Seconds per kernel since profiling started, slowest first (node, op, seconds).
+    pub fn profile(&self) -> Vec<(autoglm_graph::NodeId, String, f64)> {
+        self.exec.profile()
     }
 
     /// The data order of this run over `len` examples.
@@ -286,7 +303,9 @@ impl Trainer {
         if micro.is_empty() {
             return Err(Error::Input("a step needs at least one batch".into()));
         }
-        let mut grads: Vec<Vec<f32>> = Vec::new();
+        // The first batch's gradient outputs accumulate the others' and are handed
+        // back to the executor after the update (no fresh memory per step).
+        let mut grads: Vec<Tensor> = Vec::new();
         let (mut loss, mut tokens) = (0.0, 0);
         for b in micro {
             let mut feed: Vec<(&str, &Tensor)> =
@@ -301,14 +320,13 @@ impl Trainer {
             let l = it.next().map_or(f64::NAN, |t| t.data().get_f64(0));
             loss += l;
             tokens += b.counted;
-            for (k, gt) in it.enumerate() {
-                let gv = gt
-                    .as_f32()
-                    .ok_or_else(|| Error::Input("gradients must be f32".into()))?;
-                match grads.get_mut(k) {
-                    Some(acc) => acc.iter_mut().zip(gv).for_each(|(a, &x)| *a += x),
-                    None => grads.push(gv.to_vec()),
-                }
+            if grads.is_empty() {
+                grads.extend(it);
+                continue;
+            }
+            for (acc, gt) in grads.iter_mut().zip(it) {
+                let (a, g) = (f32_mut(acc)?, f32_of(&gt)?);
+                a.iter_mut().zip(g).for_each(|(a, &x)| *a += x);
                 self.exec.recycle(gt);
             }
         }
@@ -320,39 +338,30 @@ impl Trainer {
                 self.step + 1
             )));
         }
-        if micro.len() > 1 {
-            let k = (1.0 / n) as f32;
-            grads.iter_mut().flatten().for_each(|x| *x *= k);
-        }
-        let grad_norm = match self.config.clip_norm {
-            Some(c) => {
-                let mut refs: Vec<&mut [f32]> = grads.iter_mut().map(Vec::as_mut_slice).collect();
-                clip_grad_norm(&mut refs, c)
-            }
-            None => global_norm(grads.iter().map(Vec::as_slice)),
-        };
+        // Averaging and clipping are folded into the update as one factor.
+        let gs: Vec<&[f32]> = grads.iter().map(f32_of).collect::<Result<_>>()?;
+        let inv = (1.0 / n) as f32;
+        let grad_norm = global_norm(gs.iter().copied()) * f64::from(inv);
+        let clip = self
+            .config
+            .clip_norm
+            .map_or(1.0, |c| clip_coefficient(grad_norm, c));
+        let scale = if micro.len() > 1 { inv * clip } else { clip };
         let lr = self.config.lr_schedule().lr(self.step);
         {
+            let mut by_name: BTreeMap<&str, &mut Tensor> =
+                self.exec.parameters_mut().into_iter().collect();
             let mut ps: Vec<(&str, &mut [f32])> = Vec::with_capacity(self.names.len());
-            let mut by_name: BTreeMap<&str, &mut Tensor> = self
-                .params
-                .iter_mut()
-                .map(|(k, v)| (k.as_str(), v))
-                .collect();
             for name in &self.names {
                 let t = by_name
                     .remove(name.as_str())
                     .ok_or_else(|| Error::Input(format!("no weight '{name}'")))?;
-                let data = t
-                    .as_f32_mut()
-                    .ok_or_else(|| Error::Input(format!("weight '{name}' is not f32")))?;
-                ps.push((name.as_str(), data));
+                ps.push((name.as_str(), f32_mut(t)?));
             }
-            let gs: Vec<&[f32]> = grads.iter().map(Vec::as_slice).collect();
-            self.opt.step(lr, &mut ps, &gs)?;
+            self.opt.step_scaled(lr, scale, &mut ps, &gs)?;
         }
-        for name in &self.names {
-            self.exec.set_parameter(name, self.params[name].clone())?;
+        for g in grads {
+            self.exec.recycle(g);
         }
         self.step += 1;
         Ok(StepReport {
@@ -401,7 +410,7 @@ impl Trainer {
     /// # Errors
     /// [`Error::Model`] naming the file that could not be written.
     pub fn save_pretrained(&self, dir: &Path) -> Result<()> {
-        save_pretrained(dir, &self.model, &self.params)?;
+        save_pretrained(dir, &self.model, &self.weights())?;
         Ok(())
     }
 
@@ -436,4 +445,15 @@ impl Trainer {
         std::fs::rename(&tmp, dir).map_err(io(dir))?;
         Ok(())
     }
+}
+
+fn f32_of(t: &Tensor) -> Result<&[f32]> {
+    t.as_f32()
+        .ok_or_else(|| Error::Input(format!("expected f32, got {}", t.dtype())))
+}
+
+fn f32_mut(t: &mut Tensor) -> Result<&mut [f32]> {
+    let d = t.dtype();
+    t.as_f32_mut()
+        .ok_or_else(|| Error::Input(format!("expected f32, got {d}")))
 }

@@ -29,6 +29,8 @@ const MR: usize = 12;
 const KC: usize = 256;
 /// Floats of the left operand per row block (512 KiB, a quarter of a 2 MiB L2).
 const A_BLOCK_FLOATS: usize = 128 * 1024;
+/// The fewest rows a block of `a` has before the depth is cut into chunks.
+const MIN_ROW_BLOCK: usize = 96;
 /// Products with at most this many rows (decoding a few sequences) read several
 /// panels side by side instead ([`x86::wide_dispatch`]).
 const WIDE_ROWS: usize = 4;
@@ -96,12 +98,39 @@ impl PackedB {
     /// A `k × n` packed matrix whose row `row`, columns `j0..j0 + dst.len()`, `fill`
     /// writes into `dst`.
     fn pack(k: usize, n: usize, fill: impl Fn(usize, usize, &mut [f32])) -> Option<PackedB> {
+        PackedB::pack_into(Vec::new(), k, n, fill)
+    }
+
+    /// [`PackedB::new`] into `buf`'s memory (grown if needed): products that pack
+    /// their right operand on every call reuse one buffer instead of faulting in
+    /// fresh pages each time. [`PackedB::into_buffer`] gives the memory back.
+    pub(crate) fn new_reusing(b: &[f32], k: usize, n: usize, buf: Vec<f32>) -> Option<PackedB> {
+        if b.len() != k * n {
+            return None;
+        }
+        PackedB::pack_into(buf, k, n, |row, j0, dst| {
+            dst.copy_from_slice(&b[row * n + j0..row * n + j0 + dst.len()]);
+        })
+    }
+
+    /// The packed memory, for [`PackedB::new_reusing`].
+    pub(crate) fn into_buffer(self) -> Vec<f32> {
+        self.buf
+    }
+
+    fn pack_into(
+        mut buf: Vec<f32>,
+        k: usize,
+        n: usize,
+        fill: impl Fn(usize, usize, &mut [f32]),
+    ) -> Option<PackedB> {
         if !available() || k == 0 || n == 0 {
             return None;
         }
         let panels = n.div_ceil(NR);
         let len = panels * k * NR;
-        let mut buf = vec![0.0f32; len + 16];
+        buf.clear();
+        buf.resize(len + 16, 0.0);
         let start = buf.as_ptr().align_offset(64).min(16);
         let data = &mut buf[start..start + len];
         for p in 0..panels {
@@ -195,46 +224,63 @@ impl PackedB {
         // it at constant offsets from one pointer instead of `MR` rows `lda` apart.
         // Blocks of equal size (whole tiles): every block streams all of `b` once, so
         // a small remainder block would cost a pass for little work.
-        let blocks = m.div_ceil((A_BLOCK_FLOATS / k).max(MR));
-        let mc = m.div_ceil(blocks).next_multiple_of(MR);
+        // Very deep products (a backward pass's `dy · wᵀ` over a vocabulary) go in
+        // depth chunks, so that row blocks stay tall enough for `b` to be read from
+        // memory a few times rather than once per handful of rows.
+        let kd = if k * MIN_ROW_BLOCK <= A_BLOCK_FLOATS {
+            k
+        } else {
+            (A_BLOCK_FLOATS / MIN_ROW_BLOCK / KC * KC).max(KC)
+        };
         let packs = cols > PACK_A_MIN_COLS;
         #[cfg(target_arch = "x86_64")]
         PACKED_A.with_borrow_mut(|buf| {
-            for m0 in (0..m).step_by(mc) {
-                let m1 = (m0 + mc).min(m);
-                if packs {
-                    pack_a(a, lda, m0..m1, k, buf);
-                }
-                for p in 0..cols.div_ceil(NR) {
-                    let j0 = p * NR;
-                    let w = NR.min(cols - j0);
-                    let panel = self.panel(p);
-                    for k0 in (0..k).step_by(KC) {
-                        let kc = KC.min(k - k0);
-                        let bias = bias.filter(|_| k0 == 0).map(|b| &b[j0..j0 + w]);
-                        let mut i0 = m0;
-                        while i0 < m1 {
-                            let rows = MR.min(m1 - i0);
-                            let a = if packs {
-                                &buf[packed_a_offset((i0 - m0) / MR, k0 / KC, k.div_ceil(KC))..]
-                            } else {
-                                &a[i0 * lda + k0..]
-                            };
-                            let tile = Tile {
-                                kc,
-                                a,
-                                lda: if packs { 0 } else { lda },
-                                b: &panel[k0 * NR..(k0 + kc) * NR],
-                                c: &mut c[i0 * ldc + j0..],
-                                ldc,
-                                cols: w,
-                                first: k0 == 0,
-                                bias,
-                            };
-                            // SAFETY: `available()` checked AVX-512F; `tile_dispatch`
-                            // asserts the bounds.
-                            unsafe { x86::tile_dispatch(rows, tile) };
-                            i0 += rows;
+            for d0 in (0..k).step_by(kd) {
+                let d1 = (d0 + kd).min(k);
+                let depth = d1 - d0;
+                let blocks = m.div_ceil((A_BLOCK_FLOATS / depth).max(MR));
+                let mc = m.div_ceil(blocks).next_multiple_of(MR);
+                for m0 in (0..m).step_by(mc) {
+                    let m1 = (m0 + mc).min(m);
+                    if packs {
+                        pack_a(a, lda, m0..m1, d0..d1, buf);
+                    }
+                    for p in 0..cols.div_ceil(NR) {
+                        let j0 = p * NR;
+                        let w = NR.min(cols - j0);
+                        let panel = self.panel(p);
+                        for k0 in (d0..d1).step_by(KC) {
+                            let kc = KC.min(d1 - k0);
+                            let bias = bias.filter(|_| k0 == 0).map(|b| &b[j0..j0 + w]);
+                            let mut i0 = m0;
+                            while i0 < m1 {
+                                let rows = MR.min(m1 - i0);
+                                let a = if packs {
+                                    let at = packed_a_offset(
+                                        (i0 - m0) / MR,
+                                        (k0 - d0) / KC,
+                                        depth.div_ceil(KC),
+                                    );
+                                    &buf[at..]
+                                } else {
+                                    &a[i0 * lda + k0..]
+                                };
+                                let tile = Tile {
+                                    kc,
+                                    a,
+                                    lda: if packs { 0 } else { lda },
+                                    b: &panel[k0 * NR..(k0 + kc) * NR],
+                                    c: &mut c[i0 * ldc + j0..],
+                                    ldc,
+                                    cols: w,
+                                    first: k0 == 0,
+                                    bias,
+                                };
+                                // SAFETY: `available()` checked AVX-512F;
+                                // `tile_dispatch` asserts the bounds.
+                                unsafe { x86::tile_dispatch(rows, tile) };
+                                i0 += rows;
+                            }
                         }
                     }
                 }
@@ -345,19 +391,25 @@ thread_local! {
     static PACKED_A: std::cell::RefCell<Vec<f32>> = const { std::cell::RefCell::new(Vec::new()) };
 }
 
-/// Copies rows `rows` (the first `k` columns) of `a` into `buf` in micro-kernel
+/// Copies rows `rows` (columns `depth`) of `a` into `buf` in micro-kernel
 /// order: for each tile of `MR` rows and each depth block of `KC`, the tile's rows
 /// `KC` apart (a short tile or block keeps the strides and leaves the rest unread),
 /// so the kernel finds element `(i, p)` of a block at the constant offset `i·KC + p`.
-fn pack_a(a: &[f32], lda: usize, rows: std::ops::Range<usize>, k: usize, buf: &mut Vec<f32>) {
-    let blocks = k.div_ceil(KC);
+fn pack_a(
+    a: &[f32],
+    lda: usize,
+    rows: std::ops::Range<usize>,
+    depth: std::ops::Range<usize>,
+    buf: &mut Vec<f32>,
+) {
+    let blocks = depth.len().div_ceil(KC);
     let len = rows.len().div_ceil(MR) * blocks * MR * KC;
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
     for (t, i0) in rows.clone().step_by(MR).enumerate() {
         for i in i0..rows.end.min(i0 + MR) {
-            let row = &a[i * lda..i * lda + k];
+            let row = &a[i * lda + depth.start..i * lda + depth.end];
             for (kb, seg) in row.chunks(KC).enumerate() {
                 let at = packed_a_offset(t, kb, blocks) + (i - i0) * KC;
                 buf[at..at + seg.len()].copy_from_slice(seg);

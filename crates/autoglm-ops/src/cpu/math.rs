@@ -317,6 +317,40 @@ pub(crate) fn softmax_row(row: &mut [f32]) {
     }
 }
 
+/// `(max, Σ exp(x − max))` of a row (the pieces of its log-sum-exp), in 16 lanes.
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq", "x86_64+avx2+fma"))]
+pub(crate) fn max_sum_exp(row: &[f32]) -> (f32, f32) {
+    let mut lanes = [f32::NEG_INFINITY; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (m, &v) in lanes.iter_mut().zip(c) {
+            *m = if v > *m { v } else { *m };
+        }
+    }
+    let max = chunks
+        .remainder()
+        .iter()
+        .chain(&lanes)
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let mut acc = [0.0f32; 16];
+    let mut chunks = row.chunks_exact(16);
+    for c in &mut chunks {
+        for (a, &v) in acc.iter_mut().zip(c) {
+            *a += exp(v - max);
+        }
+    }
+    let tail: f32 = chunks.remainder().iter().map(|&v| exp(v - max)).sum();
+    (max, acc.iter().sum::<f32>() + tail)
+}
+
+/// `out = exp(x − max) · k` (softmax times a factor, given the row's max).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq", "x86_64+avx2+fma"))]
+pub(crate) fn scaled_exp(row: &[f32], max: f32, k: f32, out: &mut [f32]) {
+    for (o, &v) in out.iter_mut().zip(row) {
+        *o = exp(v - max) * k;
+    }
+}
+
 /// `row = softmax(row · scale + mask)`, in place.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq", "x86_64+avx2+fma"))]
 pub(crate) fn scale_mask_softmax(row: &mut [f32], scale: f32, mask: &[f32]) {

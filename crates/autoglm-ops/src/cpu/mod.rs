@@ -334,6 +334,15 @@ fn batch_offsets(dims: &[usize], out_dims: &[usize], size: usize) -> Vec<usize> 
         .collect()
 }
 
+/// Rows of the left operand from which a product with an unpacked right operand
+/// packs it first.
+const PACK_ON_THE_FLY_ROWS: usize = 48;
+
+thread_local! {
+    /// The memory of right operands packed on the fly, kept between calls.
+    static SCRATCH_B: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
 /// Batched `[..., m, k] × [..., k, n]` with broadcast batch dims.
 fn matmul_into(a: &Tensor, b: &Tensor, out: &mut Tensor) -> KResult {
     let (sa, sb) = (a.shape().to_vec(), b.shape().to_vec());
@@ -345,6 +354,16 @@ fn matmul_into(a: &Tensor, b: &Tensor, out: &mut Tensor) -> KResult {
     if rb == 2 {
         // x [..., m, k] · w [k, n]: one product over all rows, split by rows.
         let rows = xa.len() / k.max(1);
+        // Enough rows pay for laying the right operand out for the packed kernel
+        // (a copy of it) once: the products of a backward pass, mostly.
+        if rows >= PACK_ON_THE_FLY_ROWS {
+            let buf = SCRATCH_B.take();
+            if let Some(w) = gemm::PackedB::new_reusing(xb, k, n, buf) {
+                let r = packed_matmul_into(a, &w, None, out);
+                SCRATCH_B.set(w.into_buffer());
+                return r;
+            }
+        }
         let threads = rayon::current_num_threads();
         if threads <= 1 || rows < 64 {
             return gemm(xa, xb, o, rows, k, n);
@@ -631,6 +650,53 @@ fn attention(ins: &[&Tensor], out: &mut Tensor, scale: f32, keys: Keys) -> KResu
     } else {
         o.chunks_mut(chunk).enumerate().try_for_each(job)
     }
+}
+
+/// The f32 cross-entropy and its gradient: per row the log-sum-exp in vector lanes
+/// (rows split over the pool's threads), the mean over counted rows in row order.
+fn cross_entropy_kernel() -> Kernel {
+    Kernel::new(|op, ins, out| {
+        let (ignore, backward) = match op {
+            OpKind::CrossEntropy { ignore_index } => (*ignore_index, false),
+            OpKind::CrossEntropyBackward { ignore_index } => (*ignore_index, true),
+            other => return Err(format!("cross-entropy kernel given {}", other.name())),
+        };
+        let vocab = *ins[0].shape().last().ok_or("logits of rank 0")?;
+        let x = f32s(ins[0])?;
+        let rows = x.len() / vocab.max(1);
+        let targets = reference::ce_targets(ins[1], ignore, rows, vocab)?;
+        let count = targets.iter().filter(|t| t.is_some()).count() as f32;
+        if !backward {
+            let per_row: Vec<f32> = x
+                .par_chunks(vocab.max(1))
+                .zip(&targets)
+                .map(|(row, t)| match t {
+                    Some(t) => {
+                        let (m, z) = math::max_sum_exp(row);
+                        m + z.ln() - row[*t]
+                    }
+                    None => 0.0,
+                })
+                .collect();
+            f32s_mut(out)?[0] = per_row.iter().sum::<f32>() / count;
+            return Ok(());
+        }
+        let k = f32s(ins[2])?.first().copied().unwrap_or(0.0) / count;
+        par_rows(f32s_mut(out)?, vocab, |r0, o| {
+            for (i, orow) in o.chunks_exact_mut(vocab).enumerate() {
+                let row = &x[(r0 + i) * vocab..(r0 + i + 1) * vocab];
+                match targets[r0 + i] {
+                    None => orow.fill(0.0),
+                    Some(t) => {
+                        let (m, z) = math::max_sum_exp(row);
+                        math::scaled_exp(row, m, k / z, orow);
+                        orow[t] -= k;
+                    }
+                }
+            }
+        });
+        Ok(())
+    })
 }
 
 fn rope_kernel() -> Kernel {
@@ -958,14 +1024,12 @@ pub(crate) fn register(r: &mut Registry) {
     compute.push(("padding_mask".into(), padding_mask_kernel()));
     // The training ops in f32 by the generic kernels.
     let generic = reference::compute_kernel::<f32>();
-    for n in [
-        "log_softmax",
-        "cross_entropy",
-        "cross_entropy_backward",
-        "scatter_add",
-    ] {
+    for n in ["log_softmax", "scatter_add"] {
         compute.push((n.into(), generic.clone()));
     }
+    let ce = cross_entropy_kernel();
+    compute.push(("cross_entropy".into(), ce.clone()));
+    compute.push(("cross_entropy_backward".into(), ce));
     // Every compute op in f64 by the generic kernels.
     let double = reference::compute_kernel::<f64>();
     for (name, _) in &compute {

@@ -439,6 +439,29 @@ fn attention<T: Real>(op: &OpKind, scale: T, ins: &[&Tensor], out: &mut Tensor) 
     Ok(())
 }
 
+/// Each row's target class, `None` for an ignored one.
+pub(super) fn ce_targets(
+    labels: &Tensor,
+    ignore: i64,
+    rows: usize,
+    vocab: usize,
+) -> Result<Vec<Option<usize>>, String> {
+    (0..rows)
+        .map(|i| {
+            let l = labels.data().get_f64(i) as i64;
+            if l == ignore {
+                Ok(None)
+            } else if l < 0 || l as usize >= vocab {
+                Err(format!(
+                    "cross_entropy: label {l} at position {i} is outside 0..{vocab} (and not the ignore index {ignore})"
+                ))
+            } else {
+                Ok(Some(l as usize))
+            }
+        })
+        .collect()
+}
+
 /// Mean cross-entropy over counted rows, or with `dy` its gradient.
 fn cross_entropy<T: Real>(
     ignore: i64,
@@ -449,20 +472,7 @@ fn cross_entropy<T: Real>(
 ) -> KResult {
     let vocab = *logits.shape().last().ok_or("logits of rank 0")?;
     let x = xs::<T>(logits)?;
-    let rows = x.len() / vocab.max(1);
-    let mut targets = Vec::with_capacity(rows);
-    for i in 0..rows {
-        let l = labels.data().get_f64(i) as i64;
-        if l == ignore {
-            targets.push(None);
-        } else if l < 0 || l as usize >= vocab {
-            return Err(format!(
-                "cross_entropy: label {l} at position {i} is outside 0..{vocab} (and not the ignore index {ignore})"
-            ));
-        } else {
-            targets.push(Some(l as usize));
-        }
-    }
+    let targets = ce_targets(labels, ignore, x.len() / vocab.max(1), vocab)?;
     let count = targets.iter().filter(|t| t.is_some()).count();
     let n: T = c(count as f64);
     let lse = |row: &[T]| {
