@@ -472,3 +472,80 @@ fn causal_mask_and_errors() {
     let e = run(OpKind::Unary { f: UnaryOp::Exp }, &[x]).unwrap_err();
     assert!(e.contains("no cpu kernel for exp on f64"), "{e}");
 }
+
+/// The f32 cross-entropy kernels (vector exp, rows split over threads) against the f64
+/// ones, with ignored positions and a large vocabulary; NaN when nothing is counted.
+#[test]
+fn cross_entropy_f32_matches_f64() {
+    for threads in [1, 2] {
+        for (rows, vocab) in [(7usize, 33usize), (64, 1000)] {
+            let x = Tensor::random(DType::F64, &[rows, vocab], -8.0, 8.0, rows as u64);
+            let labels: Vec<i64> = (0..rows)
+                .map(|i| {
+                    if i % 3 == 1 {
+                        -100
+                    } else {
+                        ((i * 7919) % vocab) as i64
+                    }
+                })
+                .collect();
+            let l = Tensor::new(&[rows], autoglm_ops::Data::I64(labels)).unwrap();
+            let dy = Tensor::scalar(0.75, DType::F64);
+            let fwd = |dtype: DType, threads: usize| {
+                let mut g = Graph::new();
+                let xi = g
+                    .input("x", TensorType::new(dtype, [rows as u64, vocab as u64]))
+                    .unwrap();
+                let li = g
+                    .input("l", TensorType::new(DType::I64, [rows as u64]))
+                    .unwrap();
+                let di = g
+                    .input("d", TensorType::new(dtype, Vec::<u64>::new()))
+                    .unwrap();
+                let ce = g
+                    .add(OpKind::CrossEntropy { ignore_index: -100 }, &[xi, li])
+                    .unwrap();
+                let back = g
+                    .add(
+                        OpKind::CrossEntropyBackward { ignore_index: -100 },
+                        &[xi, li, di],
+                    )
+                    .unwrap();
+                g.set_outputs(&[ce, back]).unwrap();
+                let opts = Options {
+                    threads,
+                    ..Options::default()
+                };
+                let mut e = Executor::new(&g, &Registry::with_cpu_kernels(), opts).unwrap();
+                let (xv, dv) = (x.cast(dtype), dy.cast(dtype));
+                e.run(&[("x", &xv), ("l", &l), ("d", &dv)]).unwrap()
+            };
+            let (want, got) = (fwd(DType::F64, 1), fwd(DType::F32, threads));
+            let (w0, g0) = (want[0].to_f64_vec()[0], got[0].to_f64_vec()[0]);
+            assert!((w0 - g0).abs() <= 1e-6 * w0.abs(), "loss {g0} vs {w0}");
+            let (wb, gb) = (want[1].to_f64_vec(), got[1].to_f64_vec());
+            let err = wb
+                .iter()
+                .zip(&gb)
+                .fold(0.0f64, |m, (a, b)| m.max((a - b).abs()));
+            assert!(err <= 1e-7, "gradient differs by {err}");
+        }
+    }
+    // Every label ignored: NaN, as PyTorch.
+    let mut g = Graph::new();
+    let xi = g
+        .input("x", TensorType::new(DType::F32, [2u64, 3]))
+        .unwrap();
+    let li = g.input("l", TensorType::new(DType::I64, [2u64])).unwrap();
+    let ce = g
+        .add(OpKind::CrossEntropy { ignore_index: -100 }, &[xi, li])
+        .unwrap();
+    g.set_outputs(&[ce]).unwrap();
+    let mut e = Executor::new(&g, &Registry::with_cpu_kernels(), Options::default()).unwrap();
+    let x = Tensor::random(DType::F32, &[2, 3], -1.0, 1.0, 1);
+    let l = Tensor::new(&[2], autoglm_ops::Data::I64(vec![-100, -100])).unwrap();
+    assert!(e.run(&[("x", &x), ("l", &l)]).unwrap()[0].to_f64_vec()[0].is_nan());
+    let bad = Tensor::new(&[2], autoglm_ops::Data::I64(vec![0, 3])).unwrap();
+    let err = e.run(&[("x", &x), ("l", &bad)]).unwrap_err().to_string();
+    assert!(err.contains("label 3"), "{err}");
+}

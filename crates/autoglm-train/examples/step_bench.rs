@@ -89,6 +89,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     );
     if profile {
         let mut by_op: std::collections::BTreeMap<String, f64> = Default::default();
+        for (node, op, secs) in t.profile().into_iter().take(40) {
+            eprintln!(
+                "  {node:>6} {op:24} {:9.2} ms/step",
+                secs * 1e3 / runs as f64
+            );
+        }
         for (_, op, secs) in t.profile() {
             *by_op.entry(op).or_default() += secs * 1e3 / runs as f64;
         }

@@ -77,8 +77,28 @@ impl Dataset {
         max_len: Option<usize>,
     ) -> Result<Dataset> {
         let file = std::fs::File::open(path).map_err(io(path))?;
+        Dataset::from_reader(
+            std::io::BufReader::new(file),
+            path,
+            tokenizer,
+            vocab,
+            max_len,
+        )
+    }
+
+    /// [`Dataset::read_jsonl`] from any reader; `path` names it in errors.
+    ///
+    /// # Errors
+    /// As [`Dataset::read_jsonl`].
+    pub fn from_reader(
+        reader: impl BufRead,
+        path: &Path,
+        tokenizer: Option<&dyn Tokenize>,
+        vocab: usize,
+        max_len: Option<usize>,
+    ) -> Result<Dataset> {
         let mut out = Dataset::default();
-        for (i, line) in std::io::BufReader::new(file).lines().enumerate() {
+        for (i, line) in reader.lines().enumerate() {
             let line = line.map_err(io(path))?;
             let n = i + 1;
             if line.trim().is_empty() {
@@ -98,6 +118,11 @@ impl Dataset {
                     let tok = tokenizer
                         .ok_or_else(|| bad("a text row needs the model's tokenizer.json".into()))?;
                     let ids = tok.tokenize(&text).map_err(bad)?;
+                    if let Some(&x) = ids.iter().find(|&&x| x as usize >= vocab) {
+                        return Err(bad(format!(
+                            "the tokenizer gives id {x}, outside the model's vocabulary (size {vocab})"
+                        )));
+                    }
                     let labels = ids.iter().map(|&i| i64::from(i)).collect();
                     (ids, labels)
                 }

@@ -2,6 +2,7 @@
 
 mod data;
 mod error;
+pub mod fuzz;
 mod optim;
 mod trainer;
 
