@@ -133,6 +133,10 @@ pub struct Trainer {
     /// their values (the f32 master weights) live in the executor.
     names: Vec<String>,
     exec: Executor,
+    /// The optimised forward graph (loss only), for evaluation.
+    forward: autoglm_graph::Graph,
+    /// Its executor, made at the first evaluation.
+    eval: Option<Executor>,
     opt: Optimizer,
     step: u64,
     peak_bytes: usize,
@@ -172,6 +176,7 @@ impl Trainer {
                 wrt.push(n);
             }
         }
+        let forward = g.clone();
         let mut tg = grad(&g, loss, &wrt)?.graph;
         optimize(&mut tg, &registry, Device::Cpu, None)?;
         // The weights change every step: the matrix products lay them out per call
@@ -198,6 +203,8 @@ impl Trainer {
             config,
             names,
             exec,
+            forward,
+            eval: None,
             step: 0,
             peak_bytes: 0,
         })
@@ -371,6 +378,51 @@ impl Trainer {
             grad_norm,
             tokens,
         })
+    }
+
+    /// The mean cross-entropy over every labelled position of `data` (in file order,
+    /// batches of the configured size) with the current weights; no update.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for data without a labelled position; executor errors.
+    pub fn eval_loss(&mut self, data: &Dataset) -> Result<f64> {
+        if self.eval.is_none() {
+            let registry = Registry::with_cpu_kernels();
+            let opts = Options {
+                threads: self.config.threads.max(1),
+                ..Options::default()
+            };
+            self.eval = Some(Executor::new(&self.forward, &registry, opts)?);
+        }
+        let eval = self.eval.as_mut().expect("made above");
+        for name in &self.names {
+            let w = self
+                .exec
+                .parameter(name)
+                .ok_or_else(|| Error::Input(format!("no weight '{name}'")))?;
+            eval.set_parameter(name, w.clone())?;
+        }
+        let (mut total, mut count) = (0.0, 0usize);
+        for chunk in data.examples.chunks(self.config.batch_size.max(1)) {
+            let refs: Vec<&crate::data::Example> = chunk.iter().collect();
+            let b = Batch::new(&refs, &self.model)?;
+            if b.counted == 0 {
+                continue;
+            }
+            let mut feed: Vec<(&str, &Tensor)> =
+                vec![("ids", &b.ids), ("labels", &b.labels), ("mask", &b.mask)];
+            if self.model.rotary_dim > 0 {
+                feed.push(("cos", &b.cos));
+                feed.push(("sin", &b.sin));
+            }
+            let out = eval.run(&feed)?;
+            total += out[0].data().get_f64(0) * b.counted as f64;
+            count += b.counted;
+        }
+        if count == 0 {
+            return Err(Error::Input("no labelled position to evaluate".into()));
+        }
+        Ok(total / count as f64)
     }
 
     /// Trains on `data` until the configured number of steps (from where the trainer

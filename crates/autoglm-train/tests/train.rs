@@ -70,7 +70,16 @@ fn overfits_one_batch() {
         let exs = examples(4, vocab);
         let refs: Vec<&Example> = exs.iter().collect();
         let batch = Batch::new(&refs, t.model_config()).unwrap();
+        let ds = Dataset {
+            examples: exs.clone(),
+            ..Dataset::default()
+        };
+        let before = t.eval_loss(&ds).unwrap();
         let first = t.step(std::slice::from_ref(&batch)).unwrap().loss;
+        assert!(
+            (before - first).abs() <= 1e-5 * first,
+            "{name}: eval {before} vs step {first}"
+        );
         let mut reached = None;
         for _ in 1..500 {
             let r = t.step(std::slice::from_ref(&batch)).unwrap();
@@ -127,6 +136,10 @@ fn same_seed_same_losses_and_resume_continues_exactly() {
     .unwrap();
     let mut d = Trainer::resume(&ck).unwrap();
     assert_eq!(d.steps_done(), 3);
+    // Evaluation neither moves the weights nor the curve.
+    let before = d.eval_loss(&data).unwrap();
+    assert!(before.is_finite() && before > 0.0);
+    assert_eq!(d.eval_loss(&data).unwrap(), before);
     head.extend(run(&mut d, &data));
     assert_eq!(head, full, "the resumed run left the uninterrupted curve");
     // Another seed, another order.
