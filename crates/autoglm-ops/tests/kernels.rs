@@ -467,10 +467,18 @@ fn causal_mask_and_errors() {
     let idx = Tensor::new(&[1], autoglm_ops::Data::I64(vec![9])).unwrap();
     let e = run(OpKind::Gather { axis: 0 }, &[data, idx]).unwrap_err();
     assert!(e.contains("gather") && e.contains("outside 0..4"), "{e}");
-    // f64 compute has no kernel: an explicit error, no fallback.
+    // Integer matrix products have no kernel: an explicit error, no fallback.
+    let x = Tensor::zeros(DType::I32, &[2, 2]);
+    let e = run(OpKind::MatMul, &[x.clone(), x]).unwrap_err();
+    assert!(e.contains("no cpu kernel for matmul on i32"), "{e}");
+    // f64 runs every compute op (the reference kernels).
     let x = Tensor::zeros(DType::F64, &[2]);
-    let e = run(OpKind::Unary { f: UnaryOp::Exp }, &[x]).unwrap_err();
-    assert!(e.contains("no cpu kernel for exp on f64"), "{e}");
+    assert_eq!(
+        run(OpKind::Unary { f: UnaryOp::Exp }, &[x])
+            .unwrap()
+            .to_f64_vec(),
+        [1.0, 1.0]
+    );
 }
 
 /// The f32 cross-entropy kernels (vector exp, rows split over threads) against the f64

@@ -281,11 +281,9 @@ pub(crate) fn softmax_rows(x: &mut [f32], n: usize) {
     }
 }
 
-/// Softmax of one row, in place (a row of all −∞ gives NaN, as PyTorch). The max and
-/// the sum run in 16 independent lanes, so they vectorise instead of waiting on one
-/// long dependency chain.
+/// The largest element of a row, in 16 independent lanes (−∞ for an empty row).
 #[inline(always)]
-pub(crate) fn softmax_row(row: &mut [f32]) {
+fn lane_max(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 16];
     let mut chunks = row.chunks_exact(16);
     for c in &mut chunks {
@@ -293,11 +291,19 @@ pub(crate) fn softmax_row(row: &mut [f32]) {
             *m = if v > *m { v } else { *m };
         }
     }
-    let max = chunks
+    chunks
         .remainder()
         .iter()
         .chain(&lanes)
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m })
+}
+
+/// Softmax of one row, in place (a row of all −∞ gives NaN, as PyTorch). The max and
+/// the sum run in 16 independent lanes, so they vectorise instead of waiting on one
+/// long dependency chain.
+#[inline(always)]
+pub(crate) fn softmax_row(row: &mut [f32]) {
+    let max = lane_max(row);
     let mut acc = [0.0f32; 16];
     let mut chunks = row.chunks_exact_mut(16);
     for c in &mut chunks {
@@ -320,18 +326,7 @@ pub(crate) fn softmax_row(row: &mut [f32]) {
 /// `(max, Σ exp(x − max))` of a row (the pieces of its log-sum-exp), in 16 lanes.
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq", "x86_64+avx2+fma"))]
 pub(crate) fn max_sum_exp(row: &[f32]) -> (f32, f32) {
-    let mut lanes = [f32::NEG_INFINITY; 16];
-    let mut chunks = row.chunks_exact(16);
-    for c in &mut chunks {
-        for (m, &v) in lanes.iter_mut().zip(c) {
-            *m = if v > *m { v } else { *m };
-        }
-    }
-    let max = chunks
-        .remainder()
-        .iter()
-        .chain(&lanes)
-        .fold(f32::NEG_INFINITY, |m, &v| if v > m { v } else { m });
+    let max = lane_max(row);
     let mut acc = [0.0f32; 16];
     let mut chunks = row.chunks_exact(16);
     for c in &mut chunks {
