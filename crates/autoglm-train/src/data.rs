@@ -247,6 +247,20 @@ impl Batch {
             counted,
         })
     }
+
+    /// The inputs of the training graph (`cos`/`sin` only for a model with rotary).
+    pub fn feed(&self, rotary: bool) -> Vec<(&'static str, &Tensor)> {
+        let mut feed = vec![
+            ("ids", &self.ids),
+            ("labels", &self.labels),
+            ("mask", &self.mask),
+        ];
+        if rotary {
+            feed.push(("cos", &self.cos));
+            feed.push(("sin", &self.sin));
+        }
+        feed
+    }
 }
 
 /// Which examples form each batch: file order, or a fresh seeded permutation per

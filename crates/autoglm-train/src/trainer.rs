@@ -315,13 +315,7 @@ impl Trainer {
         let mut grads: Vec<Tensor> = Vec::new();
         let (mut loss, mut tokens) = (0.0, 0);
         for b in micro {
-            let mut feed: Vec<(&str, &Tensor)> =
-                vec![("ids", &b.ids), ("labels", &b.labels), ("mask", &b.mask)];
-            if self.model.rotary_dim > 0 {
-                feed.push(("cos", &b.cos));
-                feed.push(("sin", &b.sin));
-            }
-            let out = self.exec.run(&feed)?;
+            let out = self.exec.run(&b.feed(self.model.rotary_dim > 0))?;
             self.peak_bytes = self.peak_bytes.max(self.exec.stats().peak_bytes);
             let mut it = out.into_iter();
             let l = it.next().map_or(f64::NAN, |t| t.data().get_f64(0));
@@ -409,13 +403,7 @@ impl Trainer {
             if b.counted == 0 {
                 continue;
             }
-            let mut feed: Vec<(&str, &Tensor)> =
-                vec![("ids", &b.ids), ("labels", &b.labels), ("mask", &b.mask)];
-            if self.model.rotary_dim > 0 {
-                feed.push(("cos", &b.cos));
-                feed.push(("sin", &b.sin));
-            }
-            let out = eval.run(&feed)?;
+            let out = eval.run(&b.feed(self.model.rotary_dim > 0))?;
             total += out[0].data().get_f64(0) * b.counted as f64;
             count += b.counted;
         }
