@@ -271,34 +271,14 @@ impl Builder {
             OpKind::Unary { f } => vec![Some(self.unary(*f, ins[0], n, dy)?)],
             OpKind::Binary { f } => self.binary(*f, ins[0], ins[1], n, dy, want)?,
             OpKind::MatMul => {
-                let (dx, dw) = self.product_backward(ins[0], ins[1], dy, want[0], want[1])?;
+                let (dx, dw, _) = self.product_backward(ins[0], ins[1], dy, want[0], want[1])?;
                 vec![dx, dw]
             }
             OpKind::Linear => {
                 let (x, w, bias) = (ins[0], ins[1], ins[2]);
-                let (dy, dx, dw) = match self.flat_rows(x, w, dy)? {
-                    // Over the flattened rows, `dy` is read in one shape by all three.
-                    Some((x2, dy2, shape)) => {
-                        let dx = if want[0] {
-                            let wt = self.t(w)?;
-                            let d = self.matmul(dy2, wt)?;
-                            Some(self.reshape(d, shape)?)
-                        } else {
-                            None
-                        };
-                        let dw = if want[1] {
-                            let xt = self.t(x2)?;
-                            Some(self.matmul(xt, dy2)?)
-                        } else {
-                            None
-                        };
-                        (dy2, dx, dw)
-                    }
-                    None => {
-                        let (dx, dw) = self.product_backward(x, w, dy, want[0], want[1])?;
-                        (dy, dx, dw)
-                    }
-                };
+                // The bias reads `dy` in the shape the products read it (flattened
+                // rows where they are), so a flattening reshape is its only use.
+                let (dx, dw, dy) = self.product_backward(x, w, dy, want[0], want[1])?;
                 let db = if want[2] {
                     Some(self.sum_to(dy, bias)?)
                 } else {
@@ -766,7 +746,8 @@ impl Builder {
 
     /// Gradients of `a · b` given `dy`: `dy · bᵀ` and `aᵀ · dy`, summed down to the
     /// operands' shapes; a weight shared by every row (`b` of rank 2) takes one
-    /// product over the flattened rows instead of per-batch products summed.
+    /// product over the flattened rows instead of per-batch products summed. Also
+    /// returns `dy` as the products read it (flattened, or as given).
     fn product_backward(
         &mut self,
         a: NodeId,
@@ -774,7 +755,7 @@ impl Builder {
         dy: NodeId,
         want_a: bool,
         want_b: bool,
-    ) -> Result<(Option<NodeId>, Option<NodeId>)> {
+    ) -> Result<(Option<NodeId>, Option<NodeId>, NodeId)> {
         if let Some((a2, dy2, shape)) = self.flat_rows(a, b, dy)? {
             let da = if want_a {
                 let bt = self.t(b)?;
@@ -789,7 +770,7 @@ impl Builder {
             } else {
                 None
             };
-            return Ok((da, db));
+            return Ok((da, db, dy2));
         }
         let da = if want_a {
             let bt = self.t(b)?;
@@ -805,7 +786,7 @@ impl Builder {
         } else {
             None
         };
-        Ok((da, db))
+        Ok((da, db, dy))
     }
 
     fn reduce(
