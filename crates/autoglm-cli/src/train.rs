@@ -70,6 +70,10 @@ pub struct TrainArgs {
     /// Kernel threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Keep only the residual stream for the backward pass and recompute the rest of
+    /// each block there: less memory, about one more forward pass of time.
+    #[arg(long)]
+    pub gradient_checkpointing: bool,
     /// Write a checkpoint (`OUTPUT/checkpoint-STEP`, the previous one removed) every
     /// this many steps.
     #[arg(long)]
@@ -114,6 +118,7 @@ impl TrainArgs {
             seed: self.seed,
             threads: self.threads,
             max_len: self.max_len,
+            checkpointing: self.gradient_checkpointing,
         })
     }
 }

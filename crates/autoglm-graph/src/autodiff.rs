@@ -26,6 +26,104 @@ pub struct Gradients {
     pub loss: NodeId,
     /// The gradient of the loss with respect to each requested node, in order.
     pub grads: Vec<NodeId>,
+    /// The nodes of the original graph (the forward pass).
+    forward: BTreeSet<NodeId>,
+}
+
+impl Gradients {
+    /// Gradient checkpointing: the forward values strictly between `checkpoints` (a
+    /// node downstream of one checkpoint and upstream of another: the inside of a
+    /// transformer layer when the checkpoints are the layer inputs) are no longer kept
+    /// for the backward pass; the backward nodes read recomputed copies instead
+    /// ([`crate::Node::recompute`]), which [`Graph::schedule`] runs just before they
+    /// are needed. Memory traded for compute, as `torch.utils.checkpoint` does: the
+    /// values kept are the checkpoints and what lies outside them, and one segment's
+    /// values at a time.
+    ///
+    /// Returns how many nodes are recomputed. The gradients' values are unchanged (the
+    /// copies run the same ops on the same values).
+    ///
+    /// ```
+    /// use autoglm_graph::{grad, DType, Graph, OpKind, ReduceOp, TensorType, UnaryOp};
+    ///
+    /// let mut g = Graph::new();
+    /// let x = g.input("x", TensorType::new(DType::F64, [4u64]))?;
+    /// let a = g.add(OpKind::Unary { f: UnaryOp::Tanh }, &[x])?;
+    /// let b = g.add(OpKind::Unary { f: UnaryOp::Tanh }, &[a])?;
+    /// let c = g.add(OpKind::Unary { f: UnaryOp::Tanh }, &[b])?;
+    /// let d = g.add(OpKind::Unary { f: UnaryOp::Tanh }, &[c])?;
+    /// let loss = g.add(OpKind::Reduce { f: ReduceOp::Sum, axes: vec![0], keep_dims: false }, &[d])?;
+    /// let mut grads = grad(&g, loss, &[x])?;
+    /// // Keep `a` and `d`; `b` and `c` are recomputed from `a` in the backward pass.
+    /// assert_eq!(grads.checkpoint(&[a, d])?, 2);
+    /// # Ok::<(), autoglm_graph::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`] for a checkpoint that is not a node of the forward pass.
+    pub fn checkpoint(&mut self, checkpoints: &[NodeId]) -> Result<usize> {
+        let g = &mut self.graph;
+        for &c in checkpoints {
+            if !self.forward.contains(&c) {
+                return Err(Error::UnknownNode(c));
+            }
+        }
+        let order: Vec<NodeId> = g
+            .topo_order()?
+            .into_iter()
+            .filter(|n| self.forward.contains(n))
+            .collect();
+        let marks: BTreeSet<NodeId> = checkpoints.iter().copied().collect();
+        // Downstream of a checkpoint (strictly), and upstream of one (strictly).
+        let mut down = BTreeSet::new();
+        for &n in &order {
+            if g.inputs(n)?
+                .iter()
+                .any(|i| marks.contains(i) || down.contains(i))
+            {
+                down.insert(n);
+            }
+        }
+        let mut up = BTreeSet::new();
+        for &n in order.iter().rev() {
+            if marks.contains(&n) || up.contains(&n) {
+                up.extend(g.inputs(n)?);
+            }
+        }
+        let inside = |n: &NodeId| down.contains(n) && up.contains(n) && !marks.contains(n);
+        // The backward nodes' reads of inside values, and the inside values those are
+        // computed from.
+        let mut reads = Vec::new();
+        for n in g.node_ids().filter(|n| !self.forward.contains(n)) {
+            for (slot, i) in g.inputs(n)?.into_iter().enumerate() {
+                if inside(&i) {
+                    reads.push((n, slot, i));
+                }
+            }
+        }
+        let mut needed: BTreeSet<NodeId> = reads.iter().map(|r| r.2).collect();
+        for &n in order.iter().rev() {
+            if needed.contains(&n) {
+                needed.extend(g.inputs(n)?.into_iter().filter(|i| inside(i)));
+            }
+        }
+        let mut copy = BTreeMap::new();
+        for &n in order.iter().filter(|n| needed.contains(n)) {
+            let ins: Vec<NodeId> = g
+                .inputs(n)?
+                .into_iter()
+                .map(|i| copy.get(&i).copied().unwrap_or(i))
+                .collect();
+            let op = g.node(n)?.op.clone();
+            let c = g.add(op, &ins)?;
+            g.set_recompute(c, true)?;
+            copy.insert(n, c);
+        }
+        for (n, slot, i) in reads {
+            g.replace_input(n, slot, copy[&i])?;
+        }
+        Ok(copy.len())
+    }
 }
 
 /// The gradients of `loss` (a scalar: rank 0 or every dimension 1, floating point)
@@ -65,6 +163,7 @@ pub fn grad(g: &Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Gradients> {
         }
     }
     let order = g.topo_order()?;
+    let forward: BTreeSet<NodeId> = order.iter().copied().collect();
     // Nodes that depend on a requested node (forward) and that the loss depends on
     // (backward): only these carry gradients.
     let mut depends: BTreeSet<NodeId> = wrt.iter().copied().collect();
@@ -124,6 +223,7 @@ pub fn grad(g: &Graph, loss: NodeId, wrt: &[NodeId]) -> Result<Gradients> {
         graph: b.g,
         loss,
         grads,
+        forward,
     })
 }
 

@@ -42,6 +42,11 @@ pub struct Node {
     pub op: OpKind,
     /// The type of its value (inferred).
     pub ty: TensorType,
+    /// A recomputed copy of a value (gradient checkpointing,
+    /// [`crate::Gradients::checkpoint`]): [`Graph::schedule`] runs it just before its
+    /// first user instead of as soon as it can, and common-subexpression elimination
+    /// never merges it with a node that is not recomputed.
+    pub recompute: bool,
 }
 
 /// A tensor graph. Edges run from an input to the node using it, weighted by the input
@@ -87,6 +92,8 @@ struct NodeRepr {
     op: OpKind,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     inputs: Vec<usize>,
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    recompute: bool,
 }
 
 impl Graph {
@@ -110,7 +117,11 @@ impl Graph {
             op: op.name(),
             reason,
         })?;
-        let id = NodeId::of(self.g.add_node(Node { op, ty }));
+        let id = NodeId::of(self.g.add_node(Node {
+            op,
+            ty,
+            recompute: false,
+        }));
         for (slot, &i) in inputs.iter().enumerate() {
             self.g.add_edge(i.index(), id.index(), slot);
         }
@@ -239,6 +250,50 @@ impl Graph {
         self.g.node_weight(id.index()).ok_or(Error::UnknownNode(id))
     }
 
+    /// Marks `id` as recomputed (or not): see [`Node::recompute`].
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`].
+    pub fn set_recompute(&mut self, id: NodeId, recompute: bool) -> Result<()> {
+        self.g
+            .node_weight_mut(id.index())
+            .ok_or(Error::UnknownNode(id))?
+            .recompute = recompute;
+        Ok(())
+    }
+
+    /// Makes `node` read `new` in input slot `slot`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`]; [`Error::Type`] if `new`'s type differs from the value
+    /// it replaces or `new` depends on `node`.
+    pub(crate) fn replace_input(&mut self, node: NodeId, slot: usize, new: NodeId) -> Result<()> {
+        let edge = self
+            .g
+            .edges_directed(node.index(), Direction::Incoming)
+            .find(|e| *e.weight() == slot)
+            .map(|e| (e.id(), NodeId::of(e.source())));
+        let n = self.node(node)?;
+        let Some((edge, old)) = edge else {
+            return Err(Error::Type {
+                node,
+                op: n.op.name(),
+                reason: format!("has no input slot {slot}"),
+            });
+        };
+        let (from, to) = (&self.node(old)?.ty, &self.node(new)?.ty);
+        if from != to || self.depends_on(new, node) {
+            return Err(Error::Type {
+                node,
+                op: n.op.name(),
+                reason: format!("input {slot} ({from}) cannot become {new} ({to})"),
+            });
+        }
+        self.g.remove_edge(edge);
+        self.g.add_edge(new.index(), node.index(), slot);
+        Ok(())
+    }
+
     /// The inputs of a node, in slot order.
     ///
     /// # Errors
@@ -350,7 +405,7 @@ impl Graph {
     /// are never merged). Returns how many were merged; they become dead code.
     pub fn eliminate_common_subexpressions(&mut self) -> usize {
         let order = self.topo_order().expect("graphs built by add are acyclic");
-        let mut seen: std::collections::HashMap<(String, Vec<NodeId>), NodeId> =
+        let mut seen: std::collections::HashMap<(String, bool, Vec<NodeId>), NodeId> =
             std::collections::HashMap::new();
         let mut merged = 0;
         for n in order {
@@ -360,6 +415,7 @@ impl Graph {
             }
             let key = (
                 serde_json::to_string(&node.op).expect("ops serialize"),
+                node.recompute,
                 self.inputs(n).expect("listed"),
             );
             match seen.get(&key) {
@@ -468,6 +524,142 @@ impl Graph {
         Ok(order)
     }
 
+    /// The nodes that every path from `from` to `to` passes through, strictly between
+    /// them, in order: the residual stream of a sequential model (each block's input
+    /// and its output), the natural checkpoints of [`crate::Gradients::checkpoint`].
+    /// Empty if `to` does not depend on `from`.
+    ///
+    /// # Errors
+    /// [`Error::UnknownNode`]; [`Error::Invalid`] if the graph has a cycle.
+    pub fn cut_points(&self, from: NodeId, to: NodeId) -> Result<Vec<NodeId>> {
+        self.node(from)?;
+        let before = self.ancestors(vec![self.node(to).map(|_| to)?]);
+        if !before.contains(&from) {
+            return Ok(Vec::new());
+        }
+        let mut between = BTreeSet::from([from]);
+        let order: Vec<NodeId> = self
+            .topo_order()?
+            .into_iter()
+            .filter(|n| before.contains(n))
+            .filter(|&n| {
+                let on = n == from
+                    || self
+                        .g
+                        .edges_directed(n.index(), Direction::Incoming)
+                        .any(|e| between.contains(&NodeId::of(e.source())));
+                if on {
+                    between.insert(n);
+                }
+                on
+            })
+            .collect();
+        let pos: BTreeMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+        // A node is passed by every path unless an edge of the region jumps over it.
+        let mut jumps = vec![0i64; order.len() + 1];
+        for &n in &order {
+            for e in self.g.edges_directed(n.index(), Direction::Outgoing) {
+                if let Some(&v) = pos.get(&NodeId::of(e.target())) {
+                    jumps[pos[&n] + 1] += 1;
+                    jumps[v] -= 1;
+                }
+            }
+        }
+        let mut open = 0;
+        let mut cuts = Vec::new();
+        for (i, &n) in order.iter().enumerate() {
+            open += jumps[i];
+            if open == 0 && n != from && n != to {
+                cuts.push(n);
+            }
+        }
+        Ok(cuts)
+    }
+
+    /// The order to run the nodes in: each node that is not recomputed comes as
+    /// [`Graph::topo_order`] would place it if the recomputed nodes ([`Node::recompute`])
+    /// were free (smallest id first among the ready ones), and each recomputed node
+    /// just before the first node that needs it, so its value lives only while its
+    /// users run. Recomputed outputs that nothing uses come last.
+    ///
+    /// # Errors
+    /// [`Error::Invalid`] if the graph has a cycle.
+    pub fn schedule(&self) -> Result<Vec<NodeId>> {
+        let topo = self.topo_order()?;
+        let lazy = |n: NodeId| self.g[n.index()].recompute;
+        // The nodes that are not recomputed which each node waits for, looking
+        // through recomputed inputs.
+        let mut frontier: BTreeMap<NodeId, BTreeSet<NodeId>> = BTreeMap::new();
+        let mut waits: BTreeMap<NodeId, BTreeSet<NodeId>> = BTreeMap::new();
+        for &n in &topo {
+            let mut w = BTreeSet::new();
+            for i in self.inputs(n)? {
+                match frontier.get(&i) {
+                    Some(f) => w.extend(f.iter().copied()),
+                    None => {
+                        w.insert(i);
+                    }
+                }
+            }
+            if lazy(n) {
+                frontier.insert(n, w);
+            } else {
+                waits.insert(n, w);
+            }
+        }
+        let mut users: BTreeMap<NodeId, Vec<NodeId>> = BTreeMap::new();
+        let mut indegree: BTreeMap<NodeId, usize> = BTreeMap::new();
+        for (&n, w) in &waits {
+            indegree.insert(n, w.len());
+            for &i in w {
+                users.entry(i).or_default().push(n);
+            }
+        }
+        let mut ready: BTreeSet<NodeId> = indegree
+            .iter()
+            .filter(|(_, &d)| d == 0)
+            .map(|(&n, _)| n)
+            .collect();
+        let mut placed = BTreeSet::new();
+        let mut order = Vec::with_capacity(topo.len());
+        let mut place = |root: NodeId, order: &mut Vec<NodeId>| {
+            // Depth first over the recomputed inputs not yet placed; a node goes in
+            // after all of them.
+            let mut stack = vec![(root, false)];
+            while let Some((n, expanded)) = stack.pop() {
+                if placed.contains(&n) {
+                    continue;
+                }
+                if expanded {
+                    placed.insert(n);
+                    order.push(n);
+                    continue;
+                }
+                stack.push((n, true));
+                let ins = self.inputs(n).expect("listed");
+                for &i in ins.iter().rev() {
+                    if lazy(i) && !placed.contains(&i) {
+                        stack.push((i, false));
+                    }
+                }
+            }
+        };
+        while let Some(n) = ready.pop_first() {
+            place(n, &mut order);
+            for &u in users.get(&n).map_or(&[][..], Vec::as_slice) {
+                let d = indegree.get_mut(&u).expect("users wait");
+                *d -= 1;
+                if *d == 0 {
+                    ready.insert(u);
+                }
+            }
+        }
+        for &n in &topo {
+            place(n, &mut order);
+        }
+        Ok(order)
+    }
+
     /// Checks the whole graph and reports every problem: cycles, unknown outputs,
     /// duplicate input or parameter names, and nodes whose recorded type is not what
     /// their op infers from their inputs.
@@ -528,6 +720,7 @@ impl Graph {
                 .iter()
                 .map(|&n| NodeRepr {
                     op: self.node(n).expect("listed").op.clone(),
+                    recompute: self.node(n).expect("listed").recompute,
                     inputs: self
                         .inputs(n)
                         .expect("listed")
@@ -571,7 +764,9 @@ impl Graph {
                     })
                 })
                 .collect::<Result<Vec<_>>>()?;
-            ids.push(g.add(n.op, &inputs)?);
+            let id = g.add(n.op, &inputs)?;
+            g.set_recompute(id, n.recompute)?;
+            ids.push(id);
         }
         let outputs = repr
             .outputs

@@ -578,7 +578,9 @@ fn rhs_ops(g: &Graph, p: &Pattern, m: &Match, dtype: DType, out: &mut Vec<OpKind
     Some(())
 }
 
-fn build(g: &mut Graph, p: &Pattern, m: &Match, dtype: DType) -> Option<NodeId> {
+/// Adds the nodes of a right side; they are recomputed ones if the node they replace
+/// is.
+fn build(g: &mut Graph, p: &Pattern, m: &Match, dtype: DType, recompute: bool) -> Option<NodeId> {
     match p {
         Pattern::Var(v) => m.values.get(v).copied(),
         Pattern::Num(x) => g.constant(*x, dtype).ok(),
@@ -586,10 +588,14 @@ fn build(g: &mut Graph, p: &Pattern, m: &Match, dtype: DType) -> Option<NodeId> 
             let (n_in, _) = OpKind::rule_signature(name, args.len())?;
             let inputs = args[..n_in]
                 .iter()
-                .map(|a| build(g, a, m, dtype))
+                .map(|a| build(g, a, m, dtype, recompute))
                 .collect::<Option<Vec<_>>>()?;
             let attrs = attrs_of(g, &args[n_in..], m)?;
-            g.add(OpKind::from_name(name, &attrs, dtype)?, &inputs).ok()
+            let n = g
+                .add(OpKind::from_name(name, &attrs, dtype)?, &inputs)
+                .ok()?;
+            g.set_recompute(n, recompute).ok()?;
+            Some(n)
         }
     }
 }
@@ -635,7 +641,7 @@ fn try_rule(g: &mut Graph, rule: &Rule, n: NodeId, support: &dyn KernelSupport) 
     let Some(m) = rule.matches(g, n) else {
         return Ok(false);
     };
-    let dtype = g.node(n)?.ty.dtype;
+    let (dtype, recompute) = (g.node(n)?.ty.dtype, g.node(n)?.recompute);
     let mut ops = Vec::new();
     if rhs_ops(g, &rule.rhs, &m, dtype, &mut ops).is_none()
         || !ops
@@ -645,7 +651,7 @@ fn try_rule(g: &mut Graph, rule: &Rule, n: NodeId, support: &dyn KernelSupport) 
     {
         return Ok(false);
     }
-    let Some(new) = build(g, &rule.rhs, &m, dtype) else {
+    let Some(new) = build(g, &rule.rhs, &m, dtype, recompute) else {
         return Ok(false);
     };
     Ok(new != n && g.replace_uses(n, new).is_ok())

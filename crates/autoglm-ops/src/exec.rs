@@ -40,6 +40,11 @@ pub struct RunStats {
     /// The most bytes the executor's intermediate buffers held at once (live values
     /// and pooled free buffers), outputs included.
     pub peak_bytes: usize,
+    /// The most bytes the live intermediate values needed at once (their sizes, not the
+    /// capacity of the buffers holding them, and without the pooled free buffers): the
+    /// plan's own peak, as PyTorch's `max_memory_allocated` is to
+    /// [`RunStats::peak_bytes`]' `max_memory_reserved`.
+    pub peak_live_bytes: usize,
     /// The bytes of every intermediate value of the run added up (what a runtime
     /// without reuse would hold at the end).
     pub naive_bytes: usize,
@@ -121,7 +126,7 @@ impl Executor {
     /// [`Error::NoKernel`]; [`Error::Graph`] if the graph is invalid.
     pub fn new(graph: &Graph, registry: &Registry, options: Options) -> Result<Executor> {
         graph.verify()?;
-        let order = graph.topo_order()?;
+        let order = graph.schedule()?;
         let slot: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
         let outputs: Vec<usize> = graph.outputs().iter().map(|o| slot[o]).collect();
         let mut sources = Vec::with_capacity(order.len());
@@ -402,6 +407,8 @@ impl Executor {
             live: 0,
             pooled: 0,
             peak: 0,
+            need: 0,
+            peak_live: 0,
         };
         mem.pooled = mem.free.iter().map(Data::capacity_bytes).sum();
         let mut run = RunStats::default();
@@ -477,6 +484,7 @@ impl Executor {
             }
         }
         run.peak_bytes = mem.peak;
+        run.peak_live_bytes = mem.peak_live;
         *stats = run;
         Ok(result)
     }
@@ -504,6 +512,9 @@ struct Memory<'a> {
     live: usize,
     pooled: usize,
     peak: usize,
+    /// Bytes the live values need, and the most of that.
+    need: usize,
+    peak_live: usize,
 }
 
 impl Memory<'_> {
@@ -555,11 +566,14 @@ impl Memory<'_> {
         d.resize(n);
         self.live += d.capacity_bytes();
         self.peak = self.peak.max(self.live + self.pooled);
+        self.need += bytes;
+        self.peak_live = self.peak_live.max(self.need);
         d
     }
 
     fn give(&mut self, d: Data) {
         self.live = self.live.saturating_sub(d.capacity_bytes());
+        self.need = self.need.saturating_sub(d.len() * d.dtype().size_bytes());
         if d.capacity_bytes() == 0 {
             return;
         }

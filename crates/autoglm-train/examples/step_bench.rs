@@ -14,7 +14,7 @@ use autoglm_train::{Batch, Example, TrainConfig, Trainer};
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut model = PathBuf::new();
     let (mut batch, mut seq, mut runs, mut threads) = (8usize, 128usize, 5usize, 1usize);
-    let (mut serve, mut profile) = (false, false);
+    let (mut serve, mut profile, mut checkpointing) = (false, false, false);
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -26,6 +26,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--threads" => threads = val()?.parse()?,
             "--serve" => serve = true,
             "--profile" => profile = true,
+            "--checkpointing" => checkpointing = true,
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -35,6 +36,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         lr: 1e-5,
         clip_norm: Some(1.0),
         threads,
+        checkpointing,
         ..TrainConfig::default()
     };
     let mut t = Trainer::from_pretrained(&model, config)?;
@@ -64,7 +66,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         writeln!(
             stdout,
             "{}",
-            serde_json::json!({"ready": true, "peak_step_bytes": t.peak_step_bytes()})
+            serde_json::json!({"ready": true, "peak_step_bytes": t.peak_step_bytes(),
+                "peak_live_bytes": t.peak_live_bytes()})
         )?;
         stdout.flush()?;
         for line in std::io::stdin().lock().lines() {
@@ -85,7 +88,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!(
         "{}",
         serde_json::json!({"batch": batch, "seq": seq, "median_ms": xs[xs.len() / 2],
-            "best_ms": xs[0], "peak_step_bytes": t.peak_step_bytes()})
+            "best_ms": xs[0], "peak_step_bytes": t.peak_step_bytes(),
+            "peak_live_bytes": t.peak_live_bytes()})
     );
     if profile {
         let mut by_op: std::collections::BTreeMap<String, f64> = Default::default();

@@ -46,6 +46,13 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Cut examples to this many tokens.
     pub max_len: Option<usize>,
+    /// Gradient checkpointing: keep only the residual stream (every value that all
+    /// paths from the token ids to the loss pass through: each attention and MLP
+    /// block's input) for the backward pass and recompute the rest of each block
+    /// there, as transformers' `gradient_checkpointing_enable()` does per layer. Less
+    /// memory ([`Trainer::peak_step_bytes`]), about one more forward pass of time; the
+    /// losses and updates are the same.
+    pub checkpointing: bool,
 }
 
 impl Default for TrainConfig {
@@ -63,6 +70,7 @@ impl Default for TrainConfig {
             seed: 42,
             threads: 1,
             max_len: None,
+            checkpointing: false,
         }
     }
 }
@@ -140,6 +148,7 @@ pub struct Trainer {
     opt: Optimizer,
     step: u64,
     peak_bytes: usize,
+    peak_live_bytes: usize,
 }
 
 impl std::fmt::Debug for Trainer {
@@ -177,7 +186,15 @@ impl Trainer {
             }
         }
         let forward = g.clone();
-        let mut tg = grad(&g, loss, &wrt)?.graph;
+        let mut grads = grad(&g, loss, &wrt)?;
+        if config.checkpointing {
+            let ids = g
+                .node_ids()
+                .find(|&n| matches!(&g.node(n).map(|x| &x.op), Ok(OpKind::Input { name, .. }) if name == "ids"))
+                .ok_or_else(|| Error::Input("internal: the training graph has no input 'ids'".into()))?;
+            grads.checkpoint(&g.cut_points(ids, loss)?)?;
+        }
+        let mut tg = grads.graph;
         optimize(&mut tg, &registry, Device::Cpu, None)?;
         // The weights change every step: the matrix products lay them out per call
         // (into reused memory) rather than when bound.
@@ -207,6 +224,7 @@ impl Trainer {
             eval: None,
             step: 0,
             peak_bytes: 0,
+            peak_live_bytes: 0,
         })
     }
 
@@ -282,6 +300,13 @@ impl Trainer {
         self.peak_bytes
     }
 
+    /// The most bytes the live values of one step needed at once so far (their sizes,
+    /// without the executor's pooled free buffers): the plan's peak, which gradient
+    /// checkpointing lowers; [`Trainer::peak_step_bytes`] is what the pool reserved.
+    pub fn peak_live_bytes(&self) -> usize {
+        self.peak_live_bytes
+    }
+
     /// Starts (or, with `false`, stops and clears) timing every kernel of the step.
     pub fn set_profiling(&mut self, on: bool) {
         self.exec.set_profiling(on);
@@ -316,7 +341,9 @@ impl Trainer {
         let (mut loss, mut tokens) = (0.0, 0);
         for b in micro {
             let out = self.exec.run(&b.feed(self.model.rotary_dim > 0))?;
-            self.peak_bytes = self.peak_bytes.max(self.exec.stats().peak_bytes);
+            let stats = self.exec.stats();
+            self.peak_bytes = self.peak_bytes.max(stats.peak_bytes);
+            self.peak_live_bytes = self.peak_live_bytes.max(stats.peak_live_bytes);
             let mut it = out.into_iter();
             let l = it.next().map_or(f64::NAN, |t| t.data().get_f64(0));
             loss += l;
