@@ -74,6 +74,10 @@ pub struct TrainArgs {
     /// each block there: less memory, about one more forward pass of time.
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// Storage type of weights, activations and gradients: f32, or bf16 / f16 for
+    /// mixed precision (f32 master weights; f16 with dynamic loss scaling).
+    #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
+    pub dtype: String,
     /// Write a checkpoint (`OUTPUT/checkpoint-STEP`, the previous one removed) every
     /// this many steps.
     #[arg(long)]
@@ -119,6 +123,11 @@ impl TrainArgs {
             threads: self.threads,
             max_len: self.max_len,
             checkpointing: self.gradient_checkpointing,
+            dtype: match self.dtype.as_str() {
+                "bf16" => autoglm_graph::DType::BF16,
+                "f16" => autoglm_graph::DType::F16,
+                _ => autoglm_graph::DType::F32,
+            },
         })
     }
 }
@@ -222,7 +231,10 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> Result<()> {
     let output = args.output.clone();
     trainer.fit(&data, |t, r| {
         last_loss = r.loss;
-        let line = serde_json::json!({"step": r.step, "loss": r.loss, "lr": r.lr, "grad_norm": r.grad_norm});
+        let mut line = serde_json::json!({"step": r.step, "loss": r.loss, "lr": r.lr, "grad_norm": r.grad_norm});
+        if r.skipped {
+            line["skipped"] = true.into();
+        }
         writeln!(log, "{line}").and_then(|()| log.flush()).map_err(|e| {
             autoglm_train::Error::Input(format!("{}: {e}", losses_path.display()))
         })?;

@@ -544,4 +544,36 @@ fn train_writes_losses_and_a_killed_run_resumes_exactly() {
         .unwrap();
     assert!(resumed.success());
     assert_eq!(losses(&part), want, "the resumed run's losses differ");
+    // Mixed precision with gradient checkpointing: the same curve within bf16's
+    // precision, f32 weights written.
+    let half = dir.path().join("half");
+    let ok = train(
+        &half,
+        "12",
+        &["--dtype", "bf16", "--gradient-checkpointing"],
+    )
+    .status()
+    .unwrap();
+    assert!(ok.success());
+    let got = losses(&half);
+    let loss = |l: &str| {
+        serde_json::from_str::<Value>(l).unwrap()["loss"]
+            .as_f64()
+            .unwrap()
+    };
+    let f32_run = dir.path().join("f32");
+    assert!(train(&f32_run, "12", &[]).status().unwrap().success());
+    let full12: Vec<f64> = losses(&f32_run).lines().map(loss).collect();
+    assert_eq!(full12.len(), 12);
+    for (a, b) in got.lines().map(loss).zip(&full12) {
+        assert!((a - b).abs() < 0.02 * b, "bf16 {a} vs f32 {b}");
+    }
+    let fwd = json(&[
+        "forward",
+        "--model",
+        half.to_str().unwrap(),
+        "--input-ids",
+        "5,6,7",
+    ]);
+    assert_eq!(fwd["shape"][0], 3);
 }

@@ -314,7 +314,7 @@ pub fn load_weights(cfg: &ModelConfig, ck: &Checkpoint) -> Result<BTreeMap<Strin
 /// in their plain form (matmul + bias, silu · up, the rotary slices, scaled masked
 /// softmax) so the built-in rules fuse them.
 pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Result<Graph> {
-    decoder(cfg, params, false)
+    decoder(cfg, params, false, DType::F32)
 }
 
 /// Builds the training graph: the decoder of [`build_graph`] without a cache and with
@@ -325,15 +325,33 @@ pub fn build_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Resu
 /// the output head is the embedding's transpose, so both uses train one tensor and
 /// `head.w` is not a parameter.
 ///
+/// `dtype` is the storage type of the weights, the float inputs and every activation
+/// (f32, or bf16/f16 for mixed-precision training, whose kernels compute in f32 and
+/// round their results); the logits are cast to f32 for the loss, which is f32.
+///
 /// # Errors
-/// As [`build_graph`].
-pub fn build_training_graph(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>) -> Result<Graph> {
-    decoder(cfg, params, true)
+/// As [`build_graph`]; [`Error::Input`] for a `dtype` that is not f32, bf16 or f16.
+pub fn build_training_graph(
+    cfg: &ModelConfig,
+    params: &BTreeMap<String, Tensor>,
+    dtype: DType,
+) -> Result<Graph> {
+    if !matches!(dtype, DType::F32 | DType::BF16 | DType::F16) {
+        return Err(Error::Input(format!(
+            "training stores f32, bf16 or f16 values, not {dtype:?}"
+        )));
+    }
+    decoder(cfg, params, true, dtype)
 }
 
-fn decoder(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>, train: bool) -> Result<Graph> {
-    let f32t = |dims: Vec<Dim>| TensorType {
-        dtype: DType::F32,
+fn decoder(
+    cfg: &ModelConfig,
+    params: &BTreeMap<String, Tensor>,
+    train: bool,
+    dtype: DType,
+) -> Result<Graph> {
+    let act = |dims: Vec<Dim>| TensorType {
+        dtype,
         shape: dims.into_iter().collect(),
     };
     let (b, t, past) = (Dim::sym("b"), Dim::sym("t"), Dim::sym("p"));
@@ -350,8 +368,8 @@ fn decoder(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>, train: bool) ->
     )?;
     let (cos, sin) = if rot > 0 {
         (
-            Some(g.input("cos", f32t(vec![t.clone(), k(rot)]))?),
-            Some(g.input("sin", f32t(vec![t.clone(), k(rot)]))?),
+            Some(g.input("cos", act(vec![t.clone(), k(rot)]))?),
+            Some(g.input("sin", act(vec![t.clone(), k(rot)]))?),
         )
     } else {
         (None, None)
@@ -361,7 +379,7 @@ fn decoder(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>, train: bool) ->
         shape: dims.into_iter().collect(),
     };
     let mask_keys = if train { t.clone() } else { total };
-    let mask = g.input("mask", f32t(vec![b.clone(), k(1), t.clone(), mask_keys]))?;
+    let mask = g.input("mask", act(vec![b.clone(), k(1), t.clone(), mask_keys]))?;
     let (keep, labels) = if train {
         (
             None,
@@ -372,7 +390,7 @@ fn decoder(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>, train: bool) ->
     };
     let mut pasts = Vec::with_capacity(cfg.num_layers);
     for l in 0..cfg.num_layers {
-        let ty = f32t(vec![b.clone(), k(cfg.num_kv_heads), past.clone(), k(d)]);
+        let ty = act(vec![b.clone(), k(cfg.num_kv_heads), past.clone(), k(d)]);
         pasts.push(if train {
             None
         } else {
@@ -388,7 +406,7 @@ fn decoder(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>, train: bool) ->
         if train && cfg.tie_word_embeddings && name == "head.w" {
             continue;
         }
-        let ty = TensorType::new(DType::F32, value.shape().iter().map(|&x| x as u64));
+        let ty = TensorType::new(dtype, value.shape().iter().map(|&x| x as u64));
         pid.insert(name.clone(), g.parameter(name, ty)?);
     }
     if train && cfg.tie_word_embeddings {
@@ -436,7 +454,7 @@ fn decoder(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>, train: bool) ->
             _ => Ok(x),
         }
     };
-    let scale = g.constant(1.0 / (d as f64).sqrt(), DType::F32)?;
+    let scale = g.constant(1.0 / (d as f64).sqrt(), dtype)?;
     let mut x = g.add(OpKind::Gather { axis: 0 }, &[p("embed")?, ids])?;
     for (l, past) in pasts.iter().enumerate() {
         let h1 = norm(&mut g, x, &format!("l{l}.ln1"))?;
@@ -532,7 +550,10 @@ fn decoder(cfg: &ModelConfig, params: &BTreeMap<String, Tensor>, train: bool) ->
         None => x,
     };
     let x = norm(&mut g, x, "norm")?;
-    let logits = g.add(OpKind::MatMul, &[x, p("head.w")?])?;
+    let mut logits = g.add(OpKind::MatMul, &[x, p("head.w")?])?;
+    if dtype != DType::F32 {
+        logits = g.add(OpKind::Cast { to: DType::F32 }, &[logits])?;
+    }
     let mut outs = match labels {
         Some(labels) => vec![g.add(
             OpKind::CrossEntropy {

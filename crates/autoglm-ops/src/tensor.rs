@@ -1,6 +1,7 @@
 //! Dense row-major tensors of any of the graph's element types.
 
 use autoglm_graph::DType;
+use half::slice::HalfFloatSliceExt;
 use half::{bf16, f16};
 use ndarray::{ArrayViewD, ArrayViewMutD, IxDyn};
 use rand::{RngExt, SeedableRng};
@@ -272,8 +273,17 @@ impl Tensor {
     pub fn to_f32_vec(&self) -> Vec<f32> {
         match &self.data {
             Data::F32(v) => v.clone(),
-            Data::F16(v) => v.iter().map(|x| x.to_f32()).collect(),
-            Data::BF16(v) => v.iter().map(|x| x.to_f32()).collect(),
+            // The slice conversions use the F16C instructions where the CPU has them.
+            Data::F16(v) => {
+                let mut out = vec![0.0; v.len()];
+                v.convert_to_f32_slice(&mut out);
+                out
+            }
+            Data::BF16(v) => {
+                let mut out = vec![0.0; v.len()];
+                v.convert_to_f32_slice(&mut out);
+                out
+            }
             _ => self.to_f64_vec().into_iter().map(|x| x as f32).collect(),
         }
     }
@@ -284,9 +294,15 @@ impl Tensor {
         let data = match (&self.data, dtype) {
             (d, t) if d.dtype() == t => d.clone(),
             (_, DType::F32) if self.dtype().is_float() => Data::F32(self.to_f32_vec()),
-            (Data::F32(v), DType::F16) => Data::F16(v.iter().map(|&x| f16::from_f32(x)).collect()),
+            (Data::F32(v), DType::F16) => {
+                let mut out = vec![f16::ZERO; v.len()];
+                out.convert_from_f32_slice(v);
+                Data::F16(out)
+            }
             (Data::F32(v), DType::BF16) => {
-                Data::BF16(v.iter().map(|&x| bf16::from_f32(x)).collect())
+                let mut out = vec![bf16::ZERO; v.len()];
+                out.convert_from_f32_slice(v);
+                Data::BF16(out)
             }
             _ => Data::from_f64(dtype, (0..self.len()).map(|i| self.data.get_f64(i))),
         };

@@ -4,17 +4,20 @@
 //! `cargo run --release -p autoglm-train --example step_bench -- --model DIR --batch 8 --seq 128`
 //! `--serve`: after one warm-up step, read `step N` lines from stdin and answer each
 //! with one JSON line of N step times in ms. `--profile`: kernel times to stderr.
+//! `--checkpointing`: gradient checkpointing; `--dtype bf16|f16`: half storage.
 
 use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
+use autoglm_graph::DType;
 use autoglm_train::{Batch, Example, TrainConfig, Trainer};
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut model = PathBuf::new();
     let (mut batch, mut seq, mut runs, mut threads) = (8usize, 128usize, 5usize, 1usize);
     let (mut serve, mut profile, mut checkpointing) = (false, false, false);
+    let mut dtype = DType::F32;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         let mut val = || args.next().ok_or(format!("{a} needs a value"));
@@ -27,6 +30,14 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             "--serve" => serve = true,
             "--profile" => profile = true,
             "--checkpointing" => checkpointing = true,
+            "--dtype" => {
+                dtype = match val()?.as_str() {
+                    "bf16" => DType::BF16,
+                    "f16" => DType::F16,
+                    "f32" => DType::F32,
+                    other => return Err(format!("unknown dtype {other}").into()),
+                }
+            }
             other => return Err(format!("unknown argument {other}").into()),
         }
     }
@@ -37,6 +48,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         clip_norm: Some(1.0),
         threads,
         checkpointing,
+        dtype,
         ..TrainConfig::default()
     };
     let mut t = Trainer::from_pretrained(&model, config)?;

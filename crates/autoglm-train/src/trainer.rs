@@ -7,7 +7,9 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use autoglm_graph::{grad, OpKind};
+use std::borrow::Cow;
+
+use autoglm_graph::{grad, BinaryOp, DType, OpKind, TensorType};
 use autoglm_models::{
     build_training_graph, load_weights, save_pretrained, Checkpoint, ModelConfig,
 };
@@ -53,6 +55,13 @@ pub struct TrainConfig {
     /// memory ([`Trainer::peak_step_bytes`]), about one more forward pass of time; the
     /// losses and updates are the same.
     pub checkpointing: bool,
+    /// Storage type of the weights the graph reads and of every activation and
+    /// gradient: `f32`, or `bf16` / `f16` for mixed precision (kernels compute in
+    /// f32 and round; the optimizer updates f32 master weights, which checkpoints
+    /// save; the loss is computed in f32). `f16` trains with dynamic loss scaling as
+    /// PyTorch's `GradScaler` does (start 2¹⁶, halve and skip the step on an overflow,
+    /// double after 2000 good steps).
+    pub dtype: DType,
 }
 
 impl Default for TrainConfig {
@@ -71,6 +80,7 @@ impl Default for TrainConfig {
             threads: 1,
             max_len: None,
             checkpointing: false,
+            dtype: DType::F32,
         }
     }
 }
@@ -91,6 +101,12 @@ impl TrainConfig {
             return Err(Error::Input(
                 "batch size and gradient accumulation must be at least 1".into(),
             ));
+        }
+        if !matches!(self.dtype, DType::F32 | DType::BF16 | DType::F16) {
+            return Err(Error::Input(format!(
+                "dtype {:?}: training stores f32, bf16 or f16 values",
+                self.dtype
+            )));
         }
         if !(self.lr.is_finite() && self.lr >= 0.0) {
             return Err(Error::Input(format!(
@@ -115,6 +131,10 @@ pub struct StepReport {
     pub grad_norm: f64,
     /// Positions that counted in the loss.
     pub tokens: usize,
+    /// Whether the update was skipped because the f16 gradients overflowed (the loss
+    /// scale was halved instead).
+    #[serde(default)]
+    pub skipped: bool,
 }
 
 /// Whether to go on after a step (a pruner's answer, say).
@@ -131,6 +151,41 @@ pub enum Control {
 struct TrainerState {
     step: u64,
     config: TrainConfig,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    loss_scale: Option<LossScale>,
+}
+
+/// Dynamic loss scaling for f16 gradients (PyTorch's `GradScaler` defaults).
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+struct LossScale {
+    scale: f64,
+    /// Finite steps since the scale last changed.
+    good_steps: u64,
+}
+
+impl LossScale {
+    const GROWTH_INTERVAL: u64 = 2000;
+
+    fn new() -> LossScale {
+        LossScale {
+            scale: 65536.0,
+            good_steps: 0,
+        }
+    }
+
+    /// Adjusts the scale after a step whose gradients were finite or not.
+    fn update(&mut self, finite: bool) {
+        if finite {
+            self.good_steps += 1;
+            if self.good_steps == Self::GROWTH_INTERVAL {
+                self.scale *= 2.0;
+                self.good_steps = 0;
+            }
+        } else {
+            self.scale *= 0.5;
+            self.good_steps = 0;
+        }
+    }
 }
 
 /// Trains a GLM-family causal LM.
@@ -138,8 +193,12 @@ pub struct Trainer {
     model: ModelConfig,
     config: TrainConfig,
     /// The differentiated parameters, in the order of the graph's gradient outputs;
-    /// their values (the f32 master weights) live in the executor.
+    /// their values (the f32 master weights) live in the executor, or, when stored in
+    /// a half type, in `masters`.
     names: Vec<String>,
+    /// The f32 master weights of a half-precision run (empty for f32).
+    masters: Vec<Tensor>,
+    loss_scale: Option<LossScale>,
     exec: Executor,
     /// The optimised forward graph (loss only), for evaluation.
     forward: autoglm_graph::Graph,
@@ -173,7 +232,8 @@ impl Trainer {
         config: TrainConfig,
     ) -> Result<Trainer> {
         config.check()?;
-        let mut g = build_training_graph(&model, &params)?;
+        let dtype = config.dtype;
+        let mut g = build_training_graph(&model, &params, dtype)?;
         let registry = Registry::with_cpu_kernels();
         optimize(&mut g, &registry, Device::Cpu, None)?;
         let loss = g.outputs()[0];
@@ -186,7 +246,14 @@ impl Trainer {
             }
         }
         let forward = g.clone();
-        let mut grads = grad(&g, loss, &wrt)?;
+        // f16: the loss is multiplied by the scale, so small gradients stay normal.
+        let scaled = if dtype == DType::F16 {
+            let s = g.input("loss_scale", TensorType::new(DType::F32, [0u64; 0]))?;
+            g.add(OpKind::Binary { f: BinaryOp::Mul }, &[loss, s])?
+        } else {
+            loss
+        };
+        let mut grads = grad(&g, scaled, &wrt)?;
         if config.checkpointing {
             let ids = g
                 .node_ids()
@@ -208,14 +275,22 @@ impl Trainer {
             },
         )?;
         let mut params = params;
+        let mut masters = Vec::new();
         for name in &names {
             let t = params
                 .remove(name)
                 .ok_or_else(|| Error::Input(format!("no weight '{name}'")))?;
-            exec.set_parameter(name, t)?;
+            if dtype == DType::F32 {
+                exec.set_parameter(name, t)?;
+            } else {
+                exec.set_parameter(name, t.cast(dtype))?;
+                masters.push(t.cast(DType::F32));
+            }
         }
         Ok(Trainer {
             model,
+            masters,
+            loss_scale: (dtype == DType::F16).then(LossScale::new),
             opt: Optimizer::new(config.optimizer),
             config,
             names,
@@ -266,6 +341,9 @@ impl Trainer {
         let tensors = autoglm_ops::load_safetensors(&opt_path)?;
         t.opt.load_state(&tensors)?;
         t.step = state.step;
+        if t.loss_scale.is_some() {
+            t.loss_scale = state.loss_scale.or(t.loss_scale);
+        }
         Ok(t)
     }
 
@@ -288,10 +366,48 @@ impl Trainer {
     /// [`autoglm_models::load_weights`] gives them; a tied output head is the
     /// embedding).
     pub fn weights(&self) -> BTreeMap<String, Tensor> {
+        if !self.masters.is_empty() {
+            return self
+                .names
+                .iter()
+                .cloned()
+                .zip(self.masters.iter().cloned())
+                .collect();
+        }
         self.names
             .iter()
             .filter_map(|n| Some((n.clone(), self.exec.parameter(n)?.clone())))
             .collect()
+    }
+
+    /// The loss scale of an f16 run (none otherwise).
+    pub fn loss_scale(&self) -> Option<f64> {
+        self.loss_scale.map(|s| s.scale)
+    }
+
+    /// Hands a gradient buffer back to the executor's pool (those of the storage
+    /// type; f32 copies of half gradients are dropped).
+    fn recycle(&mut self, t: Tensor) {
+        if t.dtype() == self.config.dtype {
+            self.exec.recycle(t);
+        }
+    }
+
+    /// The graph inputs for `b`: float inputs in the storage type, and the loss scale.
+    fn inputs<'a>(&self, b: &'a Batch, scale: Option<f64>) -> Vec<(&'static str, Cow<'a, Tensor>)> {
+        let dtype = self.config.dtype;
+        let mut v: Vec<(&'static str, Cow<'a, Tensor>)> = b
+            .feed(self.model.rotary_dim > 0)
+            .into_iter()
+            .map(|(n, t)| match t.dtype() {
+                DType::F32 if dtype != DType::F32 => (n, Cow::Owned(t.cast(dtype))),
+                _ => (n, Cow::Borrowed(t)),
+            })
+            .collect();
+        if let Some(s) = scale {
+            v.push(("loss_scale", Cow::Owned(Tensor::scalar(s, DType::F32))));
+        }
+        v
     }
 
     /// The most bytes the executor held during one step so far (forward and backward
@@ -339,23 +455,35 @@ impl Trainer {
         // back to the executor after the update (no fresh memory per step).
         let mut grads: Vec<Tensor> = Vec::new();
         let (mut loss, mut tokens) = (0.0, 0);
+        let scale = self.loss_scale.map(|s| s.scale);
         for b in micro {
-            let out = self.exec.run(&b.feed(self.model.rotary_dim > 0))?;
+            let feed = self.inputs(b, scale);
+            let refs: Vec<(&str, &Tensor)> = feed.iter().map(|(n, t)| (*n, t.as_ref())).collect();
+            let out = self.exec.run(&refs)?;
             let stats = self.exec.stats();
             self.peak_bytes = self.peak_bytes.max(stats.peak_bytes);
             self.peak_live_bytes = self.peak_live_bytes.max(stats.peak_live_bytes);
             let mut it = out.into_iter();
             let l = it.next().map_or(f64::NAN, |t| t.data().get_f64(0));
-            loss += l;
+            loss += l / scale.unwrap_or(1.0);
             tokens += b.counted;
-            if grads.is_empty() {
-                grads.extend(it);
-                continue;
-            }
-            for (acc, gt) in grads.iter_mut().zip(it) {
-                let (a, g) = (f32_mut(acc)?, f32_of(&gt)?);
-                a.iter_mut().zip(g).for_each(|(a, &x)| *a += x);
-                self.exec.recycle(gt);
+            for (k, gt) in it.enumerate() {
+                // Half gradients are widened (and accumulated) in f32.
+                let gt = if gt.dtype() == DType::F32 {
+                    gt
+                } else {
+                    let wide = gt.cast(DType::F32);
+                    self.exec.recycle(gt);
+                    wide
+                };
+                match grads.get_mut(k) {
+                    None => grads.push(gt),
+                    Some(acc) => {
+                        let (a, g) = (f32_mut(acc)?, f32_of(&gt)?);
+                        a.iter_mut().zip(g).for_each(|(a, &x)| *a += x);
+                        self.recycle(gt);
+                    }
+                }
             }
         }
         let n = micro.len() as f64;
@@ -366,30 +494,52 @@ impl Trainer {
                 self.step + 1
             )));
         }
-        // Averaging and clipping are folded into the update as one factor.
+        // Averaging, unscaling and clipping are folded into the update as one factor.
         let gs: Vec<&[f32]> = grads.iter().map(f32_of).collect::<Result<_>>()?;
-        let inv = (1.0 / n) as f32;
-        let grad_norm = global_norm(gs.iter().copied()) * f64::from(inv);
-        let clip = self
-            .config
-            .clip_norm
-            .map_or(1.0, |c| clip_coefficient(grad_norm, c));
-        let scale = if micro.len() > 1 { inv * clip } else { clip };
+        let unscale = (1.0 / n) / scale.unwrap_or(1.0);
+        let grad_norm = global_norm(gs.iter().copied()) * unscale;
         let lr = self.config.lr_schedule().lr(self.step);
-        {
-            let mut by_name: BTreeMap<&str, &mut Tensor> =
-                self.exec.parameters_mut().into_iter().collect();
-            let mut ps: Vec<(&str, &mut [f32])> = Vec::with_capacity(self.names.len());
-            for name in &self.names {
-                let t = by_name
-                    .remove(name.as_str())
-                    .ok_or_else(|| Error::Input(format!("no weight '{name}'")))?;
-                ps.push((name.as_str(), f32_mut(t)?));
+        let skipped = !grad_norm.is_finite() && self.loss_scale.is_some();
+        if let Some(ls) = &mut self.loss_scale {
+            ls.update(!skipped);
+        }
+        if !skipped {
+            let clip = self
+                .config
+                .clip_norm
+                .map_or(1.0, |c| clip_coefficient(grad_norm, c));
+            let factor = if unscale == 1.0 {
+                clip
+            } else {
+                (unscale as f32) * clip
+            };
+            let dtype = self.config.dtype;
+            if self.masters.is_empty() {
+                let mut by_name: BTreeMap<&str, &mut Tensor> =
+                    self.exec.parameters_mut().into_iter().collect();
+                let mut ps: Vec<(&str, &mut [f32])> = Vec::with_capacity(self.names.len());
+                for name in &self.names {
+                    let t = by_name
+                        .remove(name.as_str())
+                        .ok_or_else(|| Error::Input(format!("no weight '{name}'")))?;
+                    ps.push((name.as_str(), f32_mut(t)?));
+                }
+                self.opt.step_scaled(lr, factor, &mut ps, &gs)?;
+            } else {
+                let mut ps: Vec<(&str, &mut [f32])> = self
+                    .names
+                    .iter()
+                    .zip(self.masters.iter_mut())
+                    .map(|(n, t)| Ok((n.as_str(), f32_mut(t)?)))
+                    .collect::<Result<_>>()?;
+                self.opt.step_scaled(lr, factor, &mut ps, &gs)?;
+                for (name, m) in self.names.iter().zip(&self.masters) {
+                    self.exec.set_parameter(name, m.cast(dtype))?;
+                }
             }
-            self.opt.step_scaled(lr, scale, &mut ps, &gs)?;
         }
         for g in grads {
-            self.exec.recycle(g);
+            self.recycle(g);
         }
         self.step += 1;
         Ok(StepReport {
@@ -398,6 +548,7 @@ impl Trainer {
             lr,
             grad_norm,
             tokens,
+            skipped,
         })
     }
 
@@ -430,7 +581,10 @@ impl Trainer {
             if b.counted == 0 {
                 continue;
             }
-            let out = eval.run(&b.feed(self.model.rotary_dim > 0))?;
+            let feed = self.inputs(&b, None);
+            let refs: Vec<(&str, &Tensor)> = feed.iter().map(|(n, t)| (*n, t.as_ref())).collect();
+            let eval = self.eval.as_mut().expect("made above");
+            let out = eval.run(&refs)?;
             total += out[0].data().get_f64(0) * b.counted as f64;
             count += b.counted;
         }
@@ -502,6 +656,7 @@ impl Trainer {
         let state = TrainerState {
             step: self.step,
             config: self.config.clone(),
+            loss_scale: self.loss_scale,
         };
         let path = tmp.join("trainer_state.json");
         let text = serde_json::to_string_pretty(&state).expect("JSON");
@@ -523,4 +678,25 @@ fn f32_mut(t: &mut Tensor) -> Result<&mut [f32]> {
     let d = t.dtype();
     t.as_f32_mut()
         .ok_or_else(|| Error::Input(format!("expected f32, got {d}")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::LossScale;
+
+    #[test]
+    fn loss_scale_halves_on_overflow_and_doubles_after_2000_good_steps() {
+        let mut s = LossScale::new();
+        s.update(false);
+        assert_eq!(s.scale, 32768.0);
+        for _ in 0..1999 {
+            s.update(true);
+        }
+        assert_eq!(s.scale, 32768.0);
+        s.update(true);
+        assert_eq!((s.scale, s.good_steps), (65536.0, 0));
+        s.update(true);
+        s.update(false);
+        assert_eq!((s.scale, s.good_steps), (32768.0, 0));
+    }
 }
