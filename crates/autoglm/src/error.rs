@@ -1,0 +1,46 @@
+//! Errors of the AutoTrainer.
+
+use std::path::{Path, PathBuf};
+
+/// What went wrong.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The task file: YAML syntax, an unknown key, a bad value (with line and column
+    /// where the parser gives them) or inconsistent settings.
+    #[error("task: {0}")]
+    Task(String),
+    /// A data file: what is wrong, with the file and line.
+    #[error("{file}:{line}: {reason}")]
+    Data {
+        /// The file.
+        file: PathBuf,
+        /// The line (1-based).
+        line: usize,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Reading or writing a file.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// Something the data cannot support (no training rows left, say).
+    #[error("{0}")]
+    Input(String),
+}
+
+impl Error {
+    pub(crate) fn io(path: &Path, source: std::io::Error) -> Error {
+        Error::Io {
+            path: path.to_owned(),
+            source,
+        }
+    }
+}
+
+/// This crate's results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -1,0 +1,11 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+
+pub mod clean;
+pub mod data;
+mod error;
+pub mod fuzz;
+mod task;
+
+pub use error::{Error, Result};
+pub use task::{DataConfig, Format, OnMalformed, Split, Task, TestSource};
