@@ -6,6 +6,7 @@ mod error;
 mod export;
 pub mod fuzz;
 mod generate;
+mod init;
 mod model;
 #[cfg(feature = "tokenizer")]
 mod tokenizer;
@@ -15,6 +16,7 @@ pub use config::{Activation, ModelConfig, ModelType};
 pub use error::{Error, Result};
 pub use export::save_pretrained;
 pub use generate::SamplingOptions;
+pub use init::init_weights;
 pub use model::{
     build_graph, build_training_graph, load_weights, rope_tables, LoadOptions, Model, IGNORE_INDEX,
 };

@@ -4,7 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use autoglm_models::{
-    load_weights, save_pretrained, Checkpoint, LoadOptions, Model, ModelConfig, SamplingOptions,
+    init_weights, load_weights, save_pretrained, Checkpoint, LoadOptions, Model, ModelConfig,
+    SamplingOptions,
 };
 use serde::Deserialize;
 
@@ -228,6 +229,56 @@ fn export_round_trip() {
             dir.display()
         );
     }
+}
+
+/// Fresh weights have exactly the names and shapes a checkpoint of the same config
+/// loads to (every fixture's model type and options), survive a save and load
+/// unchanged, and follow the initialisation's statistics.
+#[test]
+fn initialised_weights_have_the_checkpoint_layout() {
+    for dir in fixtures() {
+        let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
+        let loaded = load_weights(&cfg, &Checkpoint::open(&dir).unwrap()).unwrap();
+        let fresh = init_weights(&cfg, 0.02, 1).unwrap();
+        let shapes = |w: &std::collections::BTreeMap<String, autoglm_ops::Tensor>| {
+            w.iter()
+                .map(|(k, t)| (k.clone(), t.shape().to_vec()))
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(shapes(&fresh), shapes(&loaded), "{}", dir.display());
+        let tmp = tempfile::tempdir().unwrap();
+        save_pretrained(tmp.path(), &cfg, &fresh).unwrap();
+        let back = load_weights(&cfg, &Checkpoint::open(tmp.path()).unwrap()).unwrap();
+        assert_eq!(back, fresh, "{}", dir.display());
+        let e = fresh["embed"].as_f32().unwrap();
+        let n = e.len() as f64;
+        let mean = e.iter().map(|&x| f64::from(x)).sum::<f64>() / n;
+        let sd = (e
+            .iter()
+            .map(|&x| (f64::from(x) - mean).powi(2))
+            .sum::<f64>()
+            / n)
+            .sqrt();
+        assert!(
+            mean.abs() < 0.003 && (sd - 0.02).abs() < 0.002,
+            "{mean} {sd}"
+        );
+        assert!(fresh["norm.w"].as_f32().unwrap().iter().all(|&x| x == 1.0));
+    }
+    assert_ne!(
+        init_weights(
+            &ModelConfig::from_file(&fixtures()[0].join("config.json")).unwrap(),
+            0.02,
+            2
+        )
+        .unwrap()["embed"],
+        init_weights(
+            &ModelConfig::from_file(&fixtures()[0].join("config.json")).unwrap(),
+            0.02,
+            1
+        )
+        .unwrap()["embed"]
+    );
 }
 
 /// A checkpoint split into shards with an index loads to the same logits; broken

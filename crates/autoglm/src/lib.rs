@@ -6,6 +6,7 @@ pub mod data;
 mod error;
 pub mod fuzz;
 mod task;
+pub mod tokenizer;
 
 pub use error::{Error, Result};
 pub use task::{DataConfig, Format, OnMalformed, Split, Task, TestSource};

@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clean::Rule;
 use crate::error::{Error, Result};
+use crate::tokenizer::TokenizerConfig;
 
 /// A task, as written in `task.yaml`.
 ///
@@ -41,6 +42,9 @@ pub struct Task {
     /// Cleaning rules, applied in order to every training and dev row.
     #[serde(default)]
     pub cleaning: Vec<Rule>,
+    /// The tokenizer: trained on the training split (default) or loaded.
+    #[serde(default)]
+    pub tokenizer: TokenizerConfig,
     /// Where the results go (default `runs/NAME` beside the YAML file).
     #[serde(default)]
     pub output: Option<PathBuf>,
@@ -213,6 +217,9 @@ impl Task {
             {
                 abs(p);
             }
+        }
+        if let Some(p) = &mut self.tokenizer.path {
+            abs(p);
         }
         match &mut self.output {
             Some(p) => abs(p),
