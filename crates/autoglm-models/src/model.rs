@@ -624,15 +624,22 @@ impl Model {
     }
 
     /// Builds the model for `config` from weights in the graph's layout (see
-    /// [`load_weights`]).
+    /// [`load_weights`]); with tied embeddings `head.w` may be left out (it is the
+    /// embedding's transpose, as a trainer's weights give it).
     ///
     /// # Errors
     /// [`Error::Graph`] or [`Error::Ops`] if a weight is missing or has the wrong shape.
     pub fn from_weights(
         config: ModelConfig,
-        params: BTreeMap<String, Tensor>,
+        mut params: BTreeMap<String, Tensor>,
         options: &LoadOptions,
     ) -> Result<Model> {
+        if config.tie_word_embeddings && !params.contains_key("head.w") {
+            if let Some(e) = params.get("embed") {
+                let head = transpose(e);
+                params.insert("head.w".into(), head);
+            }
+        }
         let mut g = build_graph(&config, &params)?;
         let registry = Registry::with_cpu_kernels();
         let optimized = if options.optimize {

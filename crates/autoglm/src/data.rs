@@ -179,7 +179,7 @@ impl Quarantine {
 }
 
 /// A field's value as text: strings as they are, numbers and booleans printed, arrays
-/// joined by ", ", objects linearised as `key[value], …` (the E2E style); null or
+/// joined by ", ", objects linearised as `key[value], …` in key order (the E2E style); null or
 /// absent: none.
 fn text_of(v: Option<&Value>) -> Option<String> {
     match v? {
@@ -191,12 +191,17 @@ fn text_of(v: Option<&Value>) -> Option<String> {
                 .collect::<Vec<_>>()
                 .join(", "),
         ),
-        Value::Object(o) => Some(
-            o.iter()
-                .filter_map(|(k, x)| text_of(Some(x)).map(|t| format!("{k}[{t}]")))
-                .collect::<Vec<_>>()
-                .join(", "),
-        ),
+        Value::Object(o) => {
+            // Keys sorted: the same text whatever serde_json's map order is.
+            let mut kv: Vec<(&String, &Value)> = o.iter().collect();
+            kv.sort_by(|a, b| a.0.cmp(b.0));
+            Some(
+                kv.into_iter()
+                    .filter_map(|(k, x)| text_of(Some(x)).map(|t| format!("{k}[{t}]")))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            )
+        }
         other => Some(other.to_string()),
     }
 }

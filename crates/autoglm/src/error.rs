@@ -28,6 +28,12 @@ pub enum Error {
         /// The error.
         source: std::io::Error,
     },
+    /// Loading, building or running a model.
+    #[error(transparent)]
+    Model(#[from] autoglm_models::Error),
+    /// Training.
+    #[error(transparent)]
+    Train(#[from] autoglm_train::Error),
     /// Something the data cannot support (no training rows left, say).
     #[error("{0}")]
     Input(String),

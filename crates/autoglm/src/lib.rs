@@ -5,8 +5,10 @@ pub mod clean;
 pub mod data;
 mod error;
 pub mod fuzz;
+pub mod quickstart;
 mod task;
 pub mod tokenizer;
+pub mod trial;
 
 pub use error::{Error, Result};
 pub use task::{DataConfig, Format, OnMalformed, Split, Task, TestSource};

@@ -1,0 +1,383 @@
+//! One trial: a GLM of a chosen structure, initialised from a seed, trained on the
+//! task's examples with chosen hyperparameters, its dev loss reported as it trains
+//! (so a pruner can stop it), then scored on dev by generating text and computing
+//! BLEU (sacrebleu 13a, mixed case, all references) and ROUGE-L (rouge-score
+//! `score_multi`, no stemmer, mean F over inputs).
+
+use std::time::Instant;
+
+use autoglm_eval::{corpus_bleu, BleuConfig, RougeConfig, RougeScorer, RougeType};
+use autoglm_models::{init_weights, LoadOptions, Model, ModelConfig, SamplingOptions};
+use autoglm_train::{Control, Dataset, Example, Schedule, TrainConfig, Trainer};
+use serde::{Deserialize, Serialize};
+
+use crate::data::Item;
+use crate::error::{Error, Result};
+use crate::tokenizer::TaskTokenizer;
+
+/// A decoder's structure (a `glm` model, SwiGLU, RMSNorm, rotary).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Structure {
+    /// Decoder layers.
+    pub layers: usize,
+    /// Width of the residual stream.
+    pub hidden: usize,
+    /// Query heads (dividing `hidden`).
+    pub heads: usize,
+    /// Key/value heads (dividing `heads`).
+    pub kv_heads: usize,
+    /// MLP width.
+    pub intermediate: usize,
+    /// Share of each head's dims that rotate.
+    pub rotary: f64,
+    /// The output head shares the embedding.
+    pub tie_embeddings: bool,
+}
+
+impl Structure {
+    /// The model configuration for a vocabulary and a longest sequence, as a
+    /// transformers `GlmForCausalLM` `config.json` reads.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for heads that do not divide the width, key/value heads
+    /// that do not divide the heads, or a rotary share giving an odd dimension.
+    pub fn config(&self, tok: &TaskTokenizer, max_len: usize) -> Result<ModelConfig> {
+        let bad = |m: String| Err(Error::Input(format!("structure {self:?}: {m}")));
+        if self.heads == 0 || !self.hidden.is_multiple_of(self.heads) {
+            return bad("the heads do not divide the width".into());
+        }
+        if self.kv_heads == 0 || !self.heads.is_multiple_of(self.kv_heads) {
+            return bad("the key/value heads do not divide the heads".into());
+        }
+        let d = self.hidden / self.heads;
+        let rot = d as f64 * self.rotary;
+        if rot.fract() != 0.0 || !(rot as usize).is_multiple_of(2) {
+            return bad(format!(
+                "a rotary share of {} of {d} dims is not even",
+                self.rotary
+            ));
+        }
+        let [pad, bos, eos, _] = tok.special_ids();
+        let json = serde_json::json!({
+            "architectures": ["GlmForCausalLM"],
+            "model_type": "glm",
+            "vocab_size": tok.vocab_size(),
+            "hidden_size": self.hidden,
+            "num_hidden_layers": self.layers,
+            "num_attention_heads": self.heads,
+            "num_key_value_heads": self.kv_heads,
+            "head_dim": d,
+            "intermediate_size": self.intermediate,
+            "partial_rotary_factor": self.rotary,
+            "rope_theta": 10000.0,
+            "rms_norm_eps": 1e-5,
+            "hidden_act": "silu",
+            "attention_bias": false,
+            "max_position_embeddings": max_len,
+            "tie_word_embeddings": self.tie_embeddings,
+            "initializer_range": 0.02,
+            "pad_token_id": pad,
+            "bos_token_id": bos,
+            "eos_token_id": eos,
+        });
+        ModelConfig::from_json(&json.to_string(), "config.json".as_ref()).map_err(Error::from)
+    }
+}
+
+/// Training hyperparameters of a trial.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hyper {
+    /// Peak learning rate (AdamW, cosine decay after a linear warm-up).
+    pub lr: f64,
+    /// Examples per step.
+    pub batch_size: usize,
+    /// Optimizer steps.
+    pub steps: u64,
+    /// Share of the steps spent warming up.
+    pub warmup: f64,
+    /// AdamW's decoupled weight decay.
+    pub weight_decay: f64,
+}
+
+/// How dev outputs are generated.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Decoding {
+    /// New tokens per output at most.
+    #[serde(default = "default_max_new")]
+    pub max_new_tokens: usize,
+    /// Prompts generated together.
+    #[serde(default = "default_gen_batch")]
+    pub batch_size: usize,
+    /// Repetition penalty (1: off).
+    #[serde(default = "one")]
+    pub repetition_penalty: f32,
+}
+
+fn default_max_new() -> usize {
+    96
+}
+fn default_gen_batch() -> usize {
+    32
+}
+fn one() -> f32 {
+    1.0
+}
+
+impl Default for Decoding {
+    fn default() -> Self {
+        Decoding {
+            max_new_tokens: default_max_new(),
+            batch_size: default_gen_batch(),
+            repetition_penalty: 1.0,
+        }
+    }
+}
+
+/// Scores of generated text against references.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Scores {
+    /// Corpus BLEU (sacrebleu 13a, mixed case, every reference).
+    pub bleu: f64,
+    /// Mean ROUGE-L F over inputs (rouge-score `score_multi`, no stemmer).
+    pub rouge_l: f64,
+}
+
+/// BLEU and ROUGE-L of `hyps` against `refs`.
+///
+/// # Errors
+/// [`Error::Input`] for an input without references.
+pub fn score(hyps: &[String], refs: &[Vec<String>]) -> Result<Scores> {
+    let bleu = corpus_bleu(hyps, refs, &BleuConfig::default())
+        .map_err(|e| Error::Input(format!("BLEU: {e}")))?
+        .score;
+    let rouge = RougeScorer::new(&[RougeType::L], RougeConfig::default())
+        .map_err(|e| Error::Input(format!("ROUGE: {e}")))?;
+    let mut total = 0.0;
+    for (h, r) in hyps.iter().zip(refs) {
+        let r: Vec<&str> = r.iter().map(String::as_str).collect();
+        total += rouge
+            .score_multi(&r, h)
+            .map_err(|e| Error::Input(format!("ROUGE: {e}")))?[0]
+            .fmeasure;
+    }
+    Ok(Scores {
+        bleu,
+        rouge_l: total / hyps.len().max(1) as f64,
+    })
+}
+
+/// Greedy outputs of `model` for `inputs`, and the decoding time per new token.
+///
+/// # Errors
+/// Tokenizer and model errors.
+pub fn generate(
+    model: &mut Model,
+    tok: &TaskTokenizer,
+    inputs: &[String],
+    decoding: &Decoding,
+) -> Result<(Vec<String>, f64)> {
+    let opts = SamplingOptions {
+        max_new_tokens: decoding.max_new_tokens,
+        repetition_penalty: decoding.repetition_penalty,
+        ..SamplingOptions::default()
+    };
+    let mut out = Vec::with_capacity(inputs.len());
+    let (mut tokens, started) = (0usize, Instant::now());
+    for chunk in inputs.chunks(decoding.batch_size.max(1)) {
+        let prompts = chunk
+            .iter()
+            .map(|i| tok.prompt(i))
+            .collect::<Result<Vec<_>>>()?;
+        for ids in model.generate(&prompts, &opts, |_, _| {})? {
+            tokens += ids.len();
+            out.push(tok.decode(&ids)?.trim().to_owned());
+        }
+    }
+    Ok((
+        out,
+        started.elapsed().as_secs_f64() * 1e3 / tokens.max(1) as f64,
+    ))
+}
+
+/// What a trial measured.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Outcome {
+    /// Dev loss by step, at each evaluation.
+    pub curve: Vec<(u64, f64)>,
+    /// Training loss of the last step.
+    pub train_loss: f64,
+    /// Steps taken (fewer than asked when stopped).
+    pub steps: u64,
+    /// Whether the callback stopped it.
+    pub stopped: bool,
+    /// Dev scores (none when stopped).
+    pub dev: Option<Scores>,
+    /// Parameters.
+    pub parameters: usize,
+    /// Greedy decoding time per new token on dev, ms (one thread, batched).
+    pub ms_per_token: Option<f64>,
+    /// Peak bytes of a training step.
+    pub peak_step_bytes: usize,
+    /// Seconds spent.
+    pub seconds: f64,
+}
+
+/// A trained trial: its outcome, configuration and weights.
+#[derive(Debug)]
+pub struct Trained {
+    /// What it measured.
+    pub outcome: Outcome,
+    /// The model's configuration.
+    pub config: ModelConfig,
+    /// Its weights (graph layout).
+    pub weights: std::collections::BTreeMap<String, autoglm_ops::Tensor>,
+    /// Dev outputs (none when stopped).
+    pub dev_outputs: Vec<String>,
+}
+
+/// The examples of `items` (one per reference).
+///
+/// # Errors
+/// Tokenizer errors.
+pub fn item_examples(tok: &TaskTokenizer, items: &[Item]) -> Result<Vec<Example>> {
+    let mut v = Vec::new();
+    for it in items {
+        for r in &it.references {
+            v.push(tok.example(&it.input, r)?);
+        }
+    }
+    Ok(v)
+}
+
+/// Everything a trial runs on.
+#[derive(Debug)]
+pub struct TrialData<'a> {
+    /// The tokenizer.
+    pub tok: &'a TaskTokenizer,
+    /// Training examples.
+    pub train: &'a Dataset,
+    /// Dev examples for the loss (one per reference).
+    pub dev_loss: &'a Dataset,
+    /// Dev items for generation.
+    pub dev: &'a [Item],
+    /// Longest example.
+    pub max_len: usize,
+}
+
+/// How a trial runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RunOptions {
+    /// Seed of the initial weights and the data order.
+    pub seed: u64,
+    /// Kernel threads.
+    pub threads: usize,
+    /// Steps between dev-loss evaluations.
+    pub eval_every: u64,
+}
+
+/// Trains `structure` with `hyper`, calling `on_eval(step, dev_loss)` every
+/// `opts.eval_every` steps (and at the end); [`Control::Stop`] ends the trial before
+/// generation (a pruned trial).
+///
+/// # Errors
+/// Invalid structure, training or generation errors.
+pub fn run(
+    data: &TrialData<'_>,
+    structure: &Structure,
+    hyper: &Hyper,
+    decoding: &Decoding,
+    opts: RunOptions,
+    mut on_eval: impl FnMut(u64, f64) -> Control,
+) -> Result<Trained> {
+    let RunOptions {
+        seed,
+        threads,
+        eval_every,
+    } = opts;
+    let started = Instant::now();
+    let config = structure.config(data.tok, data.max_len)?;
+    let weights = init_weights(&config, 0.02, seed)?;
+    let parameters = weights
+        .iter()
+        .filter(|(k, _)| !(structure.tie_embeddings && k.as_str() == "head.w"))
+        .map(|(_, t)| t.len())
+        .sum();
+    let tc = TrainConfig {
+        steps: hyper.steps,
+        batch_size: hyper.batch_size,
+        lr: hyper.lr,
+        optimizer: autoglm_train::OptimizerKind::AdamW {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: hyper.weight_decay,
+        },
+        schedule: Schedule::Cosine,
+        warmup_steps: (hyper.warmup * hyper.steps as f64).round() as u64,
+        clip_norm: Some(1.0),
+        shuffle: true,
+        seed,
+        threads,
+        ..TrainConfig::default()
+    };
+    let mut trainer = Trainer::new(config.clone(), weights, tc)?;
+    let (mut curve, mut stopped, mut train_loss) = (Vec::new(), false, f64::NAN);
+    let every = eval_every.max(1);
+    let mut failure = None;
+    trainer.fit(data.train, |t, r| {
+        train_loss = r.loss;
+        if r.step.is_multiple_of(every) || r.step == hyper.steps {
+            let l = t.eval_loss(data.dev_loss)?;
+            curve.push((r.step, l));
+            if on_eval(r.step, l) == Control::Stop {
+                stopped = true;
+                return Ok(Control::Stop);
+            }
+        }
+        if !r.loss.is_finite() {
+            failure = Some(r.step);
+            return Ok(Control::Stop);
+        }
+        Ok(Control::Continue)
+    })?;
+    if let Some(step) = failure {
+        return Err(Error::Input(format!(
+            "the training loss diverged at step {step}"
+        )));
+    }
+    let steps = trainer.steps_done();
+    let peak_step_bytes = trainer.peak_step_bytes();
+    let weights = trainer.weights();
+    let (dev, ms_per_token, dev_outputs) = if stopped {
+        (None, None, Vec::new())
+    } else {
+        let mut model = Model::from_weights(
+            config.clone(),
+            weights.clone(),
+            &LoadOptions {
+                threads,
+                ..LoadOptions::default()
+            },
+        )?;
+        let inputs: Vec<String> = data.dev.iter().map(|i| i.input.clone()).collect();
+        let (outs, ms) = generate(&mut model, data.tok, &inputs, decoding)?;
+        let refs: Vec<Vec<String>> = data.dev.iter().map(|i| i.references.clone()).collect();
+        (Some(score(&outs, &refs)?), Some(ms), outs)
+    };
+    Ok(Trained {
+        outcome: Outcome {
+            curve,
+            train_loss,
+            steps,
+            stopped,
+            dev,
+            parameters,
+            ms_per_token,
+            peak_step_bytes,
+            seconds: started.elapsed().as_secs_f64(),
+        },
+        config,
+        weights,
+        dev_outputs,
+    })
+}
