@@ -16,6 +16,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod auto;
 pub mod eval;
 pub mod graph;
 pub mod io;
@@ -49,6 +50,8 @@ pub enum Command {
     Forward(model::ForwardArgs),
     /// Train a checkpoint on JSONL data (AdamW/SGD, schedules, clipping, checkpoints).
     Train(train::TrainArgs),
+    /// Run a YAML task end to end: clean, tokenize, search, evaluate, export.
+    Run(auto::RunArgs),
 }
 
 /// Runs the command line `cli`, writing results to `out`.
@@ -63,5 +66,6 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Command::Generate(args) => model::generate(args, out),
         Command::Forward(args) => model::forward(args, out),
         Command::Train(args) => train::run(args, out),
+        Command::Run(args) => auto::run(args, out),
     }
 }

@@ -557,3 +557,46 @@ fn cross_entropy_f32_matches_f64() {
     let err = e.run(&[("x", &x), ("l", &bad)]).unwrap_err().to_string();
     assert!(err.contains("label 3"), "{err}");
 }
+
+/// Elementwise kernels split their output across threads in pieces that need not
+/// be multiples of their inner block: every unary op gives the same bits on 1, 2, 3
+/// threads for lengths around the split sizes (a piece once read past its end).
+#[test]
+fn unary_ops_split_across_threads_like_one_thread() {
+    for n in [65_537usize, 300_007, 500_003] {
+        let x = Tensor::random(DType::F32, &[n], 0.1, 2.0, n as u64);
+        for f in UnaryOp::ALL {
+            let run = |threads: usize| {
+                let mut g = Graph::new();
+                let i = g
+                    .input("x", TensorType::new(DType::F32, [n as u64]))
+                    .unwrap();
+                let y = g.add(OpKind::Unary { f }, &[i]).unwrap();
+                let z = g.add(OpKind::Unary { f: UnaryOp::Neg }, &[y]).unwrap();
+                g.set_outputs(&[y, z]).unwrap();
+                let opts = Options {
+                    threads,
+                    ..Options::default()
+                };
+                let mut e = Executor::new(&g, &Registry::with_cpu_kernels(), opts).unwrap();
+                e.run(&[("x", &x)]).unwrap()
+            };
+            let (a, b, c) = (run(1), run(2), run(3));
+            assert_eq!(
+                a[0].as_f32().unwrap(),
+                c[0].as_f32().unwrap(),
+                "{f:?} n={n}"
+            );
+            assert_eq!(
+                a[0].as_f32().unwrap(),
+                b[0].as_f32().unwrap(),
+                "{f:?} n={n}"
+            );
+            assert_eq!(
+                a[1].as_f32().unwrap(),
+                b[1].as_f32().unwrap(),
+                "{f:?} n={n}"
+            );
+        }
+    }
+}

@@ -6,9 +6,12 @@ pub mod data;
 mod error;
 pub mod fuzz;
 pub mod quickstart;
+mod search;
+pub mod space;
 mod task;
 pub mod tokenizer;
 pub mod trial;
 
 pub use error::{Error, Result};
+pub use search::{AutoTrainer, Event, Summary};
 pub use task::{DataConfig, Format, OnMalformed, Split, Task, TestSource};

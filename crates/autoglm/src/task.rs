@@ -8,6 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::clean::Rule;
 use crate::error::{Error, Result};
+use crate::space::{HyperSpace, ModelSpace, SearchConfig};
 use crate::tokenizer::TokenizerConfig;
 
 /// A task, as written in `task.yaml`.
@@ -45,6 +46,15 @@ pub struct Task {
     /// The tokenizer: trained on the training split (default) or loaded.
     #[serde(default)]
     pub tokenizer: TokenizerConfig,
+    /// The structure search space.
+    #[serde(default)]
+    pub model: ModelSpace,
+    /// The training hyperparameter search space.
+    #[serde(default)]
+    pub training: HyperSpace,
+    /// Sampler, pruner, metric, budget, decoding.
+    #[serde(default)]
+    pub search: SearchConfig,
     /// Where the results go (default `runs/NAME` beside the YAML file).
     #[serde(default)]
     pub output: Option<PathBuf>,
@@ -266,7 +276,7 @@ impl Task {
         for r in &self.cleaning {
             r.check()?;
         }
-        Ok(())
+        crate::space::check(&self.model, &self.training, &self.search)
     }
 
     /// The output directory.

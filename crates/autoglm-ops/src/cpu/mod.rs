@@ -89,7 +89,10 @@ fn unary_kernel() -> Kernel {
         let f = f_of(op)?;
         let x = f32s(ins[0])?;
         par_rows(f32s_mut(out)?, 1, |first, o| {
-            for (ob, xb) in o.chunks_mut(4096).zip(x[first..].chunks(4096)) {
+            // This piece's inputs only: the last block of `x[first..]` may run
+            // past the piece.
+            let xs = &x[first..first + o.len()];
+            for (ob, xb) in o.chunks_mut(4096).zip(xs.chunks(4096)) {
                 ob.copy_from_slice(xb);
                 f(ob);
             }

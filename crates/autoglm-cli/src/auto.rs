@@ -1,0 +1,100 @@
+//! `autoglm run TASK.yaml`: the AutoTrainer end to end (clean, tokenize, search,
+//! evaluate on test, export), with progress lines.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use autoglm::{AutoTrainer, Event, Task};
+use clap::Args;
+
+/// `autoglm run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The task file.
+    pub task: PathBuf,
+    /// Output directory (default: the task's `output`, else `runs/NAME` beside it).
+    #[arg(long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Runs the task.
+///
+/// # Errors
+/// Task, data, training and I/O errors, naming the file, line or field.
+pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
+    let mut task = Task::from_yaml_file(&args.task)?;
+    if let Some(o) = args.output {
+        task.output = Some(o);
+    }
+    let mut at = AutoTrainer::new(task).context("preparing the task")?;
+    let r = &at.data().report;
+    writeln!(
+        out,
+        "data: {} training rows ({} read, {} quarantined in all), {} dev and {} test inputs; tokenizer: {} tokens",
+        r.train_rows,
+        r.train.rows,
+        r.quarantined,
+        r.dev_items,
+        r.test_items,
+        at.tokenizer().vocab_size()
+    )?;
+    out.flush()?;
+    let summary = at.search(|e| {
+        let line = match e {
+            Event::Start {
+                number,
+                params,
+                steps,
+            } => format!(
+                "trial {number}: {} steps, {}",
+                steps,
+                serde_json::to_string(params).unwrap_or_default()
+            ),
+            Event::Eval {
+                number,
+                step,
+                steps,
+                dev_loss,
+            } => format!("trial {number}: step {step}/{steps}  dev loss {dev_loss:.4}"),
+            Event::End {
+                number,
+                state,
+                value,
+                seconds,
+            } => format!(
+                "trial {number}: {state}{} in {seconds:.0} s",
+                value.map_or(String::new(), |v| format!(", dev {v:.3}"))
+            ),
+        };
+        let _ = writeln!(out, "{line}");
+        let _ = out.flush();
+    })?;
+    writeln!(
+        out,
+        "search: {} complete, {} pruned, {} failed in {:.0} s; best {}",
+        summary.complete,
+        summary.pruned,
+        summary.failed,
+        summary.seconds,
+        summary
+            .best
+            .as_ref()
+            .map_or("none".into(), |(n, v, _)| format!("trial {n} (dev {v:.3})"))
+    )?;
+    let (dev, test) = at.evaluate()?;
+    writeln!(
+        out,
+        "best model: dev BLEU {:.2} ROUGE-L {:.4}; test BLEU {:.2} ROUGE-L {:.4}",
+        dev.bleu, dev.rouge_l, test.bleu, test.rouge_l
+    )?;
+    let model_dir = at.output_dir().join("model");
+    at.export(&model_dir)?;
+    writeln!(
+        out,
+        "exported to {}; test outputs in {}",
+        model_dir.display(),
+        at.output_dir().join("predictions/test.txt").display()
+    )?;
+    Ok(())
+}

@@ -1,0 +1,550 @@
+//! The AutoTrainer: data preparation, tokenizer, then a search over structure and
+//! hyperparameters with autoglm-tune (journal on disk, so a killed run resumes
+//! without rerunning finished trials), each trial scored on dev; the best model is
+//! kept, scored on test once the search is over, and exported.
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use autoglm_models::{save_pretrained, LoadOptions, Model};
+use autoglm_train::{Control, Dataset, Example};
+use autoglm_tune::GpSampler;
+use autoglm_tune::{
+    AutoSampler, Distribution, MedianPruner, NopPruner, Outcome, ParamValue, Params, RandomSampler,
+    Seed, Storage, Study, SuccessiveHalvingPruner, TpeSampler, TrialState,
+};
+use rand::seq::SliceRandom;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+
+use crate::data::{prepare, Item, Prepared};
+use crate::error::{Error, Result};
+use crate::space::{Choice, Metric, PrunerKind, SamplerKind};
+use crate::task::Task;
+use crate::tokenizer::TaskTokenizer;
+use crate::trial::{
+    generate, item_examples, run, score, Hyper, RunOptions, Scores, Structure, TrialData,
+};
+
+/// Progress of a search, for a display.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// A trial starts.
+    Start {
+        /// Its number.
+        number: u64,
+        /// Its parameters.
+        params: Params,
+        /// Its optimizer steps.
+        steps: u64,
+    },
+    /// A dev-loss evaluation.
+    Eval {
+        /// The trial.
+        number: u64,
+        /// Steps done.
+        step: u64,
+        /// Steps in all.
+        steps: u64,
+        /// Dev loss.
+        dev_loss: f64,
+    },
+    /// A trial ended.
+    End {
+        /// The trial.
+        number: u64,
+        /// `complete`, `pruned` or `failed` (with the error).
+        state: String,
+        /// Its dev metric, when complete.
+        value: Option<f64>,
+        /// Seconds it took.
+        seconds: f64,
+    },
+}
+
+/// What a search did.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Summary {
+    /// Trials complete, pruned and failed (over all runs of the journal).
+    pub complete: usize,
+    /// Pruned.
+    pub pruned: usize,
+    /// Failed (errors, or interrupted by a kill and rerun).
+    pub failed: usize,
+    /// The best trial's number, dev metric and parameters.
+    pub best: Option<(u64, f64, Params)>,
+    /// Seconds this call spent.
+    pub seconds: f64,
+}
+
+/// The end-to-end trainer of a task.
+#[derive(Debug)]
+pub struct AutoTrainer {
+    task: Task,
+    dir: PathBuf,
+    data: Prepared,
+    tok: TaskTokenizer,
+    train: Dataset,
+    dev_loss: Dataset,
+    dev_search: Vec<Item>,
+    max_len: usize,
+}
+
+/// Truncates an example to `max_len` tokens.
+fn cut(mut e: Example, max_len: usize) -> Example {
+    e.input_ids.truncate(max_len);
+    e.labels.truncate(max_len);
+    e
+}
+
+impl AutoTrainer {
+    /// Reads the task file and prepares everything the trials share.
+    ///
+    /// # Errors
+    /// As [`Task::from_yaml_file`] and [`AutoTrainer::new`].
+    pub fn from_yaml(path: &Path) -> Result<AutoTrainer> {
+        AutoTrainer::new(Task::from_yaml_file(path)?)
+    }
+
+    /// Cleans and splits the data into `OUTPUT/data`, trains (or loads) the tokenizer
+    /// and encodes the examples.
+    ///
+    /// # Errors
+    /// Data, tokenizer and I/O errors.
+    pub fn new(task: Task) -> Result<AutoTrainer> {
+        let dir = task.output_dir().to_owned();
+        let data = prepare(&task, &dir.join("data"))?;
+        let tok = match &task.tokenizer.path {
+            Some(p) => TaskTokenizer::load(p)?,
+            None => TaskTokenizer::train(
+                &task.tokenizer,
+                data.train
+                    .iter()
+                    .flat_map(|r| [r.input.as_str(), r.target.as_str()]),
+            )?,
+        };
+        tok.save(&dir.join("tokenizer.json"))?;
+        let max_len = task.search.max_len;
+        let train = Dataset {
+            examples: data
+                .train
+                .iter()
+                .map(|r| tok.example(&r.input, &r.target).map(|e| cut(e, max_len)))
+                .collect::<Result<_>>()?,
+            ..Dataset::default()
+        };
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(task.search.seed);
+        let mut dev_search = data.dev.clone();
+        if let Some(k) = task.search.dev_inputs {
+            dev_search.shuffle(&mut rng);
+            dev_search.truncate(k);
+        }
+        let dev_loss = Dataset {
+            examples: item_examples(&tok, &dev_search)?
+                .into_iter()
+                .map(|e| cut(e, max_len))
+                .collect(),
+            ..Dataset::default()
+        };
+        if dev_search.is_empty() {
+            return Err(Error::Input("no dev items to choose a model on".into()));
+        }
+        Ok(AutoTrainer {
+            task,
+            dir,
+            data,
+            tok,
+            train,
+            dev_loss,
+            dev_search,
+            max_len: max_len + task_new_tokens_margin(),
+        })
+    }
+
+    /// The prepared data.
+    pub fn data(&self) -> &Prepared {
+        &self.data
+    }
+
+    /// The tokenizer.
+    pub fn tokenizer(&self) -> &TaskTokenizer {
+        &self.tok
+    }
+
+    /// The output directory.
+    pub fn output_dir(&self) -> &Path {
+        &self.dir
+    }
+
+    fn study(&self) -> Result<Study> {
+        let s = &self.task.search;
+        let storage = Storage::journal(&self.dir.join("study.jsonl"))
+            .map_err(|e| Error::Input(format!("study journal: {e}")))?;
+        let seed = Seed(s.seed);
+        let study = Study::maximize(seed).with_storage(storage);
+        let study = match s.sampler {
+            SamplerKind::Auto => study.with_sampler(AutoSampler::new(seed, Some(s.trials))),
+            SamplerKind::Tpe => study.with_sampler(TpeSampler::new(seed)),
+            SamplerKind::Gp => study.with_sampler(GpSampler::new(seed)),
+            SamplerKind::Random => study.with_sampler(RandomSampler::new(seed)),
+        };
+        Ok(match s.pruner {
+            PrunerKind::Median => study.with_pruner(MedianPruner {
+                n_startup_trials: 3,
+                n_warmup_steps: 1,
+                interval_steps: 1,
+            }),
+            PrunerKind::Asha => study.with_pruner(SuccessiveHalvingPruner {
+                min_resource: Some(1),
+                reduction_factor: 2,
+                ..SuccessiveHalvingPruner::default()
+            }),
+            PrunerKind::None => study.with_pruner(NopPruner),
+        })
+    }
+
+    /// Runs trials until the task's trial or time budget is spent, calling `on` with
+    /// progress. Finished trials of an earlier run (same output directory) count and
+    /// are not rerun; trials a kill interrupted are rerun with their parameters.
+    ///
+    /// # Errors
+    /// Journal and I/O errors (a trial's own error fails that trial only).
+    pub fn search(&mut self, mut on: impl FnMut(&Event)) -> Result<Summary> {
+        let started = Instant::now();
+        let s = self.task.search.clone();
+        let mut study = self.study()?;
+        let tune = |e: autoglm_tune::Error| Error::Input(format!("search: {e}"));
+        for t in study.trials().map_err(tune)? {
+            if t.state == TrialState::Running {
+                study.tell(t.number, Outcome::Failed).map_err(tune)?;
+                study.enqueue(t.params.clone()).map_err(tune)?;
+            }
+        }
+        let counted = |study: &mut Study| -> Result<usize> {
+            Ok(study
+                .trials()
+                .map_err(tune)?
+                .iter()
+                .filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
+                .count())
+        };
+        let over = |started: &Instant| {
+            s.minutes
+                .is_some_and(|m| started.elapsed().as_secs_f64() > m * 60.0)
+        };
+        let mut best = self.best_trial(&mut study)?;
+        while counted(&mut study)? < s.trials && !over(&started) {
+            let (number, structure, hyper) = {
+                let mut trial = study.ask().map_err(tune)?;
+                let number = trial.number();
+                let (structure, hyper) = self.suggest(&mut trial).map_err(tune)?;
+                (number, structure, hyper)
+            };
+            let params = study.trial(number).map_err(tune)?.params().map_err(tune)?;
+            on(&Event::Start {
+                number,
+                params,
+                steps: hyper.steps,
+            });
+            let eval_every = hyper.steps.div_ceil(s.evaluations).max(1);
+            let data = TrialData {
+                tok: &self.tok,
+                train: &self.train,
+                dev_loss: &self.dev_loss,
+                dev: &self.dev_search,
+                max_len: self.max_len,
+            };
+            let opts = RunOptions {
+                seed: s.seed.wrapping_add(number),
+                threads: s.threads,
+                eval_every,
+            };
+            let t0 = Instant::now();
+            let mut k = 0;
+            let result = run(
+                &data,
+                &structure,
+                &hyper,
+                &s.decoding,
+                opts,
+                |step, loss| {
+                    k += 1;
+                    on(&Event::Eval {
+                        number,
+                        step,
+                        steps: hyper.steps,
+                        dev_loss: loss,
+                    });
+                    let Ok(mut t) = study.trial(number) else {
+                        return Control::Stop;
+                    };
+                    let prune = t.report(k, loss).is_ok() && t.should_prune().unwrap_or(false);
+                    if prune || over(&started) {
+                        Control::Stop
+                    } else {
+                        Control::Continue
+                    }
+                },
+            );
+            let seconds = t0.elapsed().as_secs_f64();
+            let (state, value) = match result {
+                Ok(trained) => {
+                    let o = &trained.outcome;
+                    let mut t = study.trial(number).map_err(tune)?;
+                    t.set_user_attr("outcome", serde_json::to_value(o).expect("serializable"))
+                        .map_err(tune)?;
+                    t.set_user_attr(
+                        "structure",
+                        serde_json::to_value(&structure).expect("serializable"),
+                    )
+                    .map_err(tune)?;
+                    t.set_user_attr("hyper", serde_json::to_value(&hyper).expect("serializable"))
+                        .map_err(tune)?;
+                    match o.dev {
+                        Some(dev) => {
+                            let v = match s.metric {
+                                Metric::Bleu => dev.bleu,
+                                Metric::RougeL => dev.rouge_l,
+                            };
+                            if best.as_ref().is_none_or(|b| v > b.1) {
+                                self.save_best(&trained, number)?;
+                                best = Some((number, v));
+                            }
+                            study.tell(number, v).map_err(tune)?;
+                            ("complete".to_owned(), Some(v))
+                        }
+                        None => {
+                            study.tell(number, Outcome::Pruned).map_err(tune)?;
+                            ("pruned".to_owned(), None)
+                        }
+                    }
+                }
+                Err(e) => {
+                    let mut t = study.trial(number).map_err(tune)?;
+                    t.set_user_attr("error", e.to_string().into())
+                        .map_err(tune)?;
+                    study.tell(number, Outcome::Failed).map_err(tune)?;
+                    (format!("failed: {e}"), None)
+                }
+            };
+            on(&Event::End {
+                number,
+                state,
+                value,
+                seconds,
+            });
+        }
+        let trials = study.trials().map_err(tune)?;
+        let n = |st: TrialState| trials.iter().filter(|t| t.state == st).count();
+        let best = study
+            .best_trial()
+            .map_err(tune)?
+            .and_then(|t| Some((t.number, t.value()?, t.params)));
+        Ok(Summary {
+            complete: n(TrialState::Complete),
+            pruned: n(TrialState::Pruned),
+            failed: n(TrialState::Failed),
+            best,
+            seconds: started.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The best complete trial whose model is saved (from an earlier run).
+    fn best_trial(&self, study: &mut Study) -> Result<Option<(u64, f64)>> {
+        let saved: Option<u64> = std::fs::read_to_string(self.dir.join("best/trial.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| v["number"].as_u64());
+        let best = study
+            .best_trial()
+            .map_err(|e| Error::Input(format!("search: {e}")))?;
+        Ok(best.and_then(|t| (Some(t.number) == saved).then_some((t.number, t.value()?))))
+    }
+
+    /// Suggests a structure and hyperparameters for a trial.
+    fn suggest(
+        &self,
+        trial: &mut autoglm_tune::Trial<'_>,
+    ) -> autoglm_tune::Result<(Structure, Hyper)> {
+        let m = &self.task.model;
+        let h = &self.task.training;
+        let mut get = |name: &str, c: &Choice, int: bool| -> autoglm_tune::Result<f64> {
+            Ok(match c {
+                Choice::Fixed(x) => *x,
+                Choice::Among(v) if v.len() == 1 => v[0],
+                Choice::Among(v) => {
+                    match trial.suggest(name, Distribution::categorical(v.iter().copied()))? {
+                        ParamValue::Float(x) => x,
+                        ParamValue::Int(x) => x as f64,
+                        _ => v[0],
+                    }
+                }
+                Choice::Range { low, high, log } => {
+                    let d = if int {
+                        Distribution::int(*low as i64, *high as i64)
+                    } else {
+                        Distribution::float(*low, *high)
+                    };
+                    let d = if *log { d.log() } else { d };
+                    match trial.suggest(name, d)? {
+                        ParamValue::Float(x) => x,
+                        ParamValue::Int(x) => x as f64,
+                        _ => *low,
+                    }
+                }
+            })
+        };
+        let hidden = get("hidden", &m.hidden, true)? as usize;
+        let ratio = get("mlp_ratio", &m.mlp_ratio, false)?;
+        let structure = Structure {
+            layers: get("layers", &m.layers, true)? as usize,
+            hidden,
+            heads: get("heads", &m.heads, true)? as usize,
+            kv_heads: get("kv_heads", &m.kv_heads, true)? as usize,
+            intermediate: (((hidden as f64 * ratio) / 8.0).round() as usize).max(1) * 8,
+            rotary: get("rotary", &m.rotary, false)?,
+            tie_embeddings: m.tie_embeddings,
+        };
+        let batch = get("batch_size", &h.batch_size, true)? as usize;
+        let epochs = get("epochs", &h.epochs, false)?;
+        let steps = ((epochs * self.train.examples.len() as f64) / batch as f64)
+            .ceil()
+            .max(1.0) as u64;
+        let hyper = Hyper {
+            lr: get("lr", &h.lr, false)?,
+            batch_size: batch,
+            steps,
+            warmup: get("warmup", &h.warmup, false)?,
+            weight_decay: get("weight_decay", &h.weight_decay, false)?,
+        };
+        Ok((structure, hyper))
+    }
+
+    fn save_best(&self, trained: &crate::trial::Trained, number: u64) -> Result<()> {
+        let dir = self.dir.join("best");
+        let tmp = self.dir.join(".best.tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
+        }
+        save_pretrained(&tmp, &trained.config, &trained.weights)?;
+        self.tok.save(&tmp.join("tokenizer.json"))?;
+        let info = serde_json::json!({"number": number, "outcome": trained.outcome});
+        let p = tmp.join("trial.json");
+        std::fs::write(&p, serde_json::to_string_pretty(&info).expect("JSON"))
+            .map_err(|e| Error::io(&p, e))?;
+        let outs = tmp.join("dev_outputs.txt");
+        std::fs::write(
+            &outs,
+            trained
+                .dev_outputs
+                .iter()
+                .map(|s| format!("{s}\n"))
+                .collect::<String>(),
+        )
+        .map_err(|e| Error::io(&outs, e))?;
+        if dir.exists() {
+            std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+        }
+        std::fs::rename(&tmp, &dir).map_err(|e| Error::io(&dir, e))
+    }
+
+    /// Scores the best model on all of dev and on test (its outputs written one per
+    /// line to `OUTPUT/predictions/test.txt`); the test references are read here,
+    /// after the search.
+    ///
+    /// # Errors
+    /// No saved best model; model, generation and I/O errors.
+    pub fn evaluate(&self) -> Result<(Scores, Scores)> {
+        let best = self.dir.join("best");
+        if !best.join("config.json").exists() {
+            return Err(Error::Input(format!(
+                "no trained model in {} (no trial completed)",
+                best.display()
+            )));
+        }
+        let mut model = Model::load(
+            &best,
+            &LoadOptions {
+                threads: self.task.search.threads,
+                ..LoadOptions::default()
+            },
+        )?;
+        let dec = &self.task.search.decoding;
+        let dev_inputs: Vec<String> = self.data.dev.iter().map(|i| i.input.clone()).collect();
+        let (dev_outs, _) = generate(&mut model, &self.tok, &dev_inputs, dec)?;
+        let dev_refs: Vec<Vec<String>> =
+            self.data.dev.iter().map(|i| i.references.clone()).collect();
+        let dev = score(&dev_outs, &dev_refs)?;
+        let (test_outs, _) = generate(&mut model, &self.tok, &self.data.test_inputs, dec)?;
+        let pred = self.dir.join("predictions");
+        std::fs::create_dir_all(&pred).map_err(|e| Error::io(&pred, e))?;
+        let p = pred.join("test.txt");
+        std::fs::write(
+            &p,
+            test_outs
+                .iter()
+                .map(|s| format!("{s}\n"))
+                .collect::<String>(),
+        )
+        .map_err(|e| Error::io(&p, e))?;
+        let test = score(&test_outs, &self.data.test_references()?)?;
+        let p = self.dir.join("scores.json");
+        std::fs::write(
+            &p,
+            serde_json::to_string_pretty(&serde_json::json!({"dev": dev, "test": test}))
+                .expect("JSON"),
+        )
+        .map_err(|e| Error::io(&p, e))?;
+        Ok((dev, test))
+    }
+
+    /// Writes the best model to `dir` in the Hugging Face layout (`config.json`,
+    /// `model.safetensors`, `tokenizer.json`, `generation_config.json`) with
+    /// `autoglm.json` (the task, the best trial, the scores and the search history).
+    ///
+    /// # Errors
+    /// No saved best model; I/O errors.
+    pub fn export(&self, dir: &Path) -> Result<()> {
+        let best = self.dir.join("best");
+        std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+            std::fs::copy(best.join(f), dir.join(f)).map_err(|e| Error::io(&best.join(f), e))?;
+        }
+        let [pad, bos, eos, _] = self.tok.special_ids();
+        let gen = serde_json::json!({
+            "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad,
+            "do_sample": false, "max_new_tokens": self.task.search.decoding.max_new_tokens,
+            "repetition_penalty": self.task.search.decoding.repetition_penalty,
+        });
+        let p = dir.join("generation_config.json");
+        std::fs::write(&p, serde_json::to_string_pretty(&gen).expect("JSON"))
+            .map_err(|e| Error::io(&p, e))?;
+        let read = |name: &str| -> serde_json::Value {
+            std::fs::read_to_string(self.dir.join(name))
+                .ok()
+                .and_then(|t| serde_json::from_str(&t).ok())
+                .unwrap_or(serde_json::Value::Null)
+        };
+        let history: Vec<serde_json::Value> = std::fs::read_to_string(self.dir.join("study.jsonl"))
+            .unwrap_or_default()
+            .lines()
+            .filter_map(|l| serde_json::from_str(l).ok())
+            .collect();
+        let info = serde_json::json!({
+            "task": self.task,
+            "best": read("best/trial.json"),
+            "scores": read("scores.json"),
+            "data": self.data.report,
+            "journal": history,
+        });
+        let p = dir.join("autoglm.json");
+        std::fs::write(&p, serde_json::to_string_pretty(&info).expect("JSON"))
+            .map_err(|e| Error::io(&p, e))
+    }
+}
+
+/// Room left in the model's positions for generated tokens beyond the training
+/// length.
+fn task_new_tokens_margin() -> usize {
+    128
+}

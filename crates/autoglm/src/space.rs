@@ -1,0 +1,358 @@
+//! The task's search space and budget: model structure and training
+//! hyperparameters, each fixed, a list of choices, or a range; what the search
+//! optimises and how long it may run.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::trial::Decoding;
+
+/// A searched value: fixed (`4`), one of a list (`[64, 128]`) or a range
+/// (`{low: 1.0e-4, high: 1.0e-2, log: true}`).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Choice {
+    /// Always this value.
+    Fixed(f64),
+    /// One of these.
+    Among(Vec<f64>),
+    /// Within `[low, high]`, on a log scale if `log`.
+    Range {
+        /// Lower end.
+        low: f64,
+        /// Upper end.
+        high: f64,
+        /// Log scale.
+        #[serde(default)]
+        log: bool,
+    },
+}
+
+impl Choice {
+    fn range(low: f64, high: f64, log: bool) -> Choice {
+        Choice::Range { low, high, log }
+    }
+
+    /// Every value a list or fixed choice can take (none for a range).
+    pub fn values(&self) -> Option<Vec<f64>> {
+        match self {
+            Choice::Fixed(x) => Some(vec![*x]),
+            Choice::Among(v) => Some(v.clone()),
+            Choice::Range { .. } => None,
+        }
+    }
+
+    fn check(&self, what: &str, integer: bool, positive: bool) -> Result<()> {
+        let bad = |m: String| Err(Error::Task(format!("{what}: {m}")));
+        let ok = |x: f64| {
+            x.is_finite() && (!integer || x.fract() == 0.0) && (!positive || x > 0.0) && x >= 0.0
+        };
+        let kind = if integer { "whole numbers" } else { "numbers" };
+        match self {
+            Choice::Fixed(x) if !ok(*x) => bad(format!("{x} is not allowed ({kind}, ≥ 0)")),
+            Choice::Among(v) if v.is_empty() => bad("no choices".into()),
+            Choice::Among(v) if !v.iter().all(|&x| ok(x)) => bad(format!(
+                "{v:?}: every choice must be one of the {kind} allowed"
+            )),
+            Choice::Range { low, high, log } => {
+                if !(ok(*low) && ok(*high) && low <= high) {
+                    bad(format!("range [{low}, {high}] is not valid ({kind})"))
+                } else if *log && *low <= 0.0 {
+                    bad("a log range needs low > 0".into())
+                } else {
+                    Ok(())
+                }
+            }
+            _ => Ok(()),
+        }
+    }
+}
+
+/// `model:`: the structure search (a `glm` decoder trained from scratch).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ModelSpace {
+    /// Decoder layers.
+    #[serde(default = "d_layers")]
+    pub layers: Choice,
+    /// Residual width (a list: every choice must split evenly into every `heads`).
+    #[serde(default = "d_hidden")]
+    pub hidden: Choice,
+    /// Query heads.
+    #[serde(default = "d_heads")]
+    pub heads: Choice,
+    /// Key/value heads (each must divide every `heads` choice).
+    #[serde(default = "d_kv")]
+    pub kv_heads: Choice,
+    /// MLP width over residual width (rounded to a multiple of 8).
+    #[serde(default = "d_ratio")]
+    pub mlp_ratio: Choice,
+    /// Share of each head that rotates.
+    #[serde(default = "d_rotary")]
+    pub rotary: Choice,
+    /// Output head tied to the embedding.
+    #[serde(default = "yes")]
+    pub tie_embeddings: bool,
+}
+
+fn d_layers() -> Choice {
+    Choice::range(1.0, 4.0, false)
+}
+fn d_hidden() -> Choice {
+    Choice::Among(vec![64.0, 128.0, 256.0])
+}
+fn d_heads() -> Choice {
+    Choice::Among(vec![2.0, 4.0])
+}
+fn d_kv() -> Choice {
+    Choice::Among(vec![1.0, 2.0])
+}
+fn d_ratio() -> Choice {
+    Choice::range(2.0, 4.0, false)
+}
+fn d_rotary() -> Choice {
+    Choice::Fixed(0.5)
+}
+fn yes() -> bool {
+    true
+}
+
+impl Default for ModelSpace {
+    fn default() -> Self {
+        ModelSpace {
+            layers: d_layers(),
+            hidden: d_hidden(),
+            heads: d_heads(),
+            kv_heads: d_kv(),
+            mlp_ratio: d_ratio(),
+            rotary: d_rotary(),
+            tie_embeddings: true,
+        }
+    }
+}
+
+/// `training:`: the hyperparameter search.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HyperSpace {
+    /// Peak learning rate (AdamW, cosine decay after warm-up).
+    #[serde(default = "d_lr")]
+    pub lr: Choice,
+    /// Examples per step.
+    #[serde(default = "d_batch")]
+    pub batch_size: Choice,
+    /// Passes over the training rows.
+    #[serde(default = "d_epochs")]
+    pub epochs: Choice,
+    /// Share of the steps warming up.
+    #[serde(default = "d_warmup")]
+    pub warmup: Choice,
+    /// Decoupled weight decay.
+    #[serde(default = "d_wd")]
+    pub weight_decay: Choice,
+}
+
+fn d_lr() -> Choice {
+    Choice::range(3e-4, 1e-2, true)
+}
+fn d_batch() -> Choice {
+    Choice::Among(vec![16.0, 32.0])
+}
+fn d_epochs() -> Choice {
+    Choice::range(1.0, 4.0, false)
+}
+fn d_warmup() -> Choice {
+    Choice::Fixed(0.05)
+}
+fn d_wd() -> Choice {
+    Choice::Among(vec![0.0, 0.01, 0.1])
+}
+
+impl Default for HyperSpace {
+    fn default() -> Self {
+        HyperSpace {
+            lr: d_lr(),
+            batch_size: d_batch(),
+            epochs: d_epochs(),
+            warmup: d_warmup(),
+            weight_decay: d_wd(),
+        }
+    }
+}
+
+/// The sampler of the search.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SamplerKind {
+    /// autoglm-tune's `auto` (GP for small flat spaces and budgets, else TPE).
+    #[default]
+    Auto,
+    /// Tree-structured Parzen estimator.
+    Tpe,
+    /// Gaussian-process Bayesian optimisation.
+    Gp,
+    /// Uniform random search (the baseline).
+    Random,
+}
+
+/// The pruner of the search, fed the dev loss.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PrunerKind {
+    /// Stop a trial whose dev loss is worse than the median of earlier trials at the
+    /// same step (after 3 trials).
+    #[default]
+    Median,
+    /// Asynchronous successive halving.
+    Asha,
+    /// Never stop a trial early.
+    None,
+}
+
+/// What the search maximises on dev.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// Corpus BLEU.
+    #[default]
+    Bleu,
+    /// Mean ROUGE-L F.
+    RougeL,
+}
+
+/// `search:`: sampler, pruner, metric and budget.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SearchConfig {
+    /// The sampler.
+    #[serde(default)]
+    pub sampler: SamplerKind,
+    /// The pruner.
+    #[serde(default)]
+    pub pruner: PrunerKind,
+    /// The dev metric to maximise.
+    #[serde(default)]
+    pub metric: Metric,
+    /// Trials at most (finished or pruned; trials a kill interrupted are rerun).
+    #[serde(default = "d_trials")]
+    pub trials: usize,
+    /// Wall-clock minutes at most (no trial starts after it; a running trial stops
+    /// at its next evaluation and counts as pruned).
+    #[serde(default)]
+    pub minutes: Option<f64>,
+    /// Dev-loss evaluations per trial (the pruner's checkpoints).
+    #[serde(default = "d_evals")]
+    pub evaluations: u64,
+    /// Dev inputs generated for the metric per trial (all when absent; a seeded
+    /// subset keeps trials cheap on large dev sets; the final model is scored on all
+    /// of dev and test).
+    #[serde(default)]
+    pub dev_inputs: Option<usize>,
+    /// Seed of the sampler, initial weights and data order.
+    #[serde(default)]
+    pub seed: u64,
+    /// Kernel threads.
+    #[serde(default = "d_threads")]
+    pub threads: usize,
+    /// Generation settings for dev and test.
+    #[serde(default)]
+    pub decoding: Decoding,
+    /// Cut training examples to this many tokens.
+    #[serde(default = "d_max_len")]
+    pub max_len: usize,
+}
+
+fn d_trials() -> usize {
+    12
+}
+fn d_evals() -> u64 {
+    4
+}
+fn d_threads() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+fn d_max_len() -> usize {
+    256
+}
+
+impl Default for SearchConfig {
+    fn default() -> Self {
+        SearchConfig {
+            sampler: SamplerKind::Auto,
+            pruner: PrunerKind::Median,
+            metric: Metric::Bleu,
+            trials: d_trials(),
+            minutes: None,
+            evaluations: d_evals(),
+            dev_inputs: None,
+            seed: 0,
+            threads: d_threads(),
+            decoding: Decoding::default(),
+            max_len: d_max_len(),
+        }
+    }
+}
+
+/// Checks the spaces: values of the right kind, and every structure the lists allow
+/// buildable (widths split into heads, key/value heads dividing heads, even rotary
+/// dims).
+///
+/// # Errors
+/// [`Error::Task`] naming the field.
+pub fn check(model: &ModelSpace, hyper: &HyperSpace, search: &SearchConfig) -> Result<()> {
+    model.layers.check("model.layers", true, true)?;
+    model.hidden.check("model.hidden", true, true)?;
+    model.heads.check("model.heads", true, true)?;
+    model.kv_heads.check("model.kv_heads", true, true)?;
+    model.mlp_ratio.check("model.mlp_ratio", false, true)?;
+    model.rotary.check("model.rotary", false, false)?;
+    hyper.lr.check("training.lr", false, true)?;
+    hyper.batch_size.check("training.batch_size", true, true)?;
+    hyper.epochs.check("training.epochs", false, true)?;
+    hyper.warmup.check("training.warmup", false, false)?;
+    hyper
+        .weight_decay
+        .check("training.weight_decay", false, false)?;
+    let need_list = |c: &Choice, what: &str| {
+        c.values()
+            .ok_or_else(|| Error::Task(format!("{what}: give a value or a list, not a range")))
+    };
+    let hidden = need_list(&model.hidden, "model.hidden")?;
+    let heads = need_list(&model.heads, "model.heads")?;
+    let kv = need_list(&model.kv_heads, "model.kv_heads")?;
+    let rotary = need_list(&model.rotary, "model.rotary")?;
+    for &h in &hidden {
+        for &n in &heads {
+            if !(h as usize).is_multiple_of(n as usize) {
+                return Err(Error::Task(format!(
+                    "model: hidden {h} does not split into {n} heads"
+                )));
+            }
+            let d = h / n;
+            for &r in &rotary {
+                let rot = d * r;
+                if rot.fract() != 0.0 || !(rot as usize).is_multiple_of(2) || r > 1.0 {
+                    return Err(Error::Task(format!(
+                        "model.rotary: {r} of a head of {d} dims is not an even number of dims"
+                    )));
+                }
+            }
+            for &k in &kv {
+                if !(n as usize).is_multiple_of(k as usize) {
+                    return Err(Error::Task(format!(
+                        "model.kv_heads: {k} does not divide {n} heads"
+                    )));
+                }
+            }
+        }
+    }
+    if search.trials == 0 || search.evaluations == 0 || search.threads == 0 {
+        return Err(Error::Task(
+            "search: trials, evaluations and threads must be at least 1".into(),
+        ));
+    }
+    if search.minutes.is_some_and(|m| m.is_nan() || m <= 0.0) {
+        return Err(Error::Task("search.minutes must be positive".into()));
+    }
+    Ok(())
+}

@@ -1,0 +1,81 @@
+//! The AutoTrainer end to end on a small quickstart corpus: search, resume without
+//! rerunning finished trials, test evaluation after the search, export.
+
+use autoglm::{AutoTrainer, Event, Task};
+
+#[test]
+fn search_resumes_evaluates_and_exports() {
+    let dir = tempfile::tempdir().unwrap();
+    autoglm::quickstart::write_corpus(&dir.path().join("data"), 400, 12, 10, 5).unwrap();
+    let yaml = |trials: usize| {
+        format!(
+            "name: small
+data: {{input: meaning, target: text, train: data/train.jsonl, dev: data/dev.jsonl, test: {{file: data/test.jsonl}}}}
+cleaning: [{{whitespace: collapse}}, {{dedup: pair}}]
+tokenizer: {{vocab_size: 400}}
+model: {{layers: 1, hidden: [32, 64], heads: 2, kv_heads: 1, mlp_ratio: 2.0}}
+training: {{lr: {{low: 2.0e-3, high: 8.0e-3, log: true}}, batch_size: 16, epochs: 1.0}}
+search: {{trials: {trials}, evaluations: 2, threads: 2, pruner: none, decoding: {{max_new_tokens: 40}}}}
+"
+        )
+    };
+    let path = dir.path().join("task.yaml");
+    std::fs::write(&path, yaml(2)).unwrap();
+    let mut at = AutoTrainer::from_yaml(&path).unwrap();
+    let mut started = Vec::new();
+    let s = at
+        .search(|e| {
+            if let Event::Start { number, .. } = e {
+                started.push(*number);
+            }
+        })
+        .unwrap();
+    assert_eq!((s.complete, s.pruned, s.failed), (2, 0, 0), "{s:?}");
+    assert_eq!(started, [0, 1]);
+    // A rerun with a larger budget runs only the missing trial.
+    std::fs::write(&path, yaml(3)).unwrap();
+    let mut at = AutoTrainer::new(Task::from_yaml_file(&path).unwrap()).unwrap();
+    let mut again = Vec::new();
+    let s = at
+        .search(|e| {
+            if let Event::Start { number, .. } = e {
+                again.push(*number);
+            }
+        })
+        .unwrap();
+    assert_eq!(again, [2]);
+    assert_eq!(s.complete, 3);
+    let (best, value, _) = s.best.clone().unwrap();
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(at.output_dir().join("best/trial.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["number"], best);
+    assert!(value > 0.0);
+    let (dev, test) = at.evaluate().unwrap();
+    assert!(dev.bleu > 0.0 && test.bleu > 0.0, "{dev:?} {test:?}");
+    let preds = std::fs::read_to_string(at.output_dir().join("predictions/test.txt")).unwrap();
+    assert_eq!(preds.lines().count(), at.data().test_inputs.len());
+    let out = dir.path().join("model");
+    at.export(&out).unwrap();
+    for f in [
+        "config.json",
+        "model.safetensors",
+        "tokenizer.json",
+        "generation_config.json",
+        "autoglm.json",
+    ] {
+        assert!(out.join(f).exists(), "{f}");
+    }
+    // The export loads and generates.
+    let mut m = autoglm_models::Model::load(&out, &autoglm_models::LoadOptions::default()).unwrap();
+    let ids = at.tokenizer().prompt(&at.data().test_inputs[0]).unwrap();
+    let outs = m
+        .generate(
+            &[ids],
+            &autoglm_models::SamplingOptions::default(),
+            |_, _| {},
+        )
+        .unwrap();
+    assert!(!outs[0].is_empty());
+}
