@@ -90,11 +90,13 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     )?;
     let model_dir = at.output_dir().join("model");
     at.export(&model_dir)?;
+    let report = at.write_report()?;
     writeln!(
         out,
-        "exported to {}; test outputs in {}",
+        "exported to {}; test outputs in {}; report in {}",
         model_dir.display(),
-        at.output_dir().join("predictions/test.txt").display()
+        at.output_dir().join("predictions/test.txt").display(),
+        report.display()
     )?;
     Ok(())
 }

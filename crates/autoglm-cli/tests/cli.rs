@@ -577,3 +577,88 @@ fn train_writes_losses_and_a_killed_run_resumes_exactly() {
     ]);
     assert_eq!(fwd["shape"][0], 3);
 }
+
+/// `autoglm run` killed (SIGKILL) during its second trial, then rerun: the first
+/// trial is not rerun, the interrupted one is rerun with its parameters, the run
+/// completes its budget and exports; a malformed task names the line.
+#[test]
+fn run_killed_mid_trial_resumes_without_rerunning_finished_trials() {
+    let dir = tempfile::tempdir().unwrap();
+    autoglm::quickstart::write_corpus(&dir.path().join("data"), 600, 10, 10, 9).unwrap();
+    let task = dir.path().join("task.yaml");
+    std::fs::write(
+        &task,
+        "name: k
+data: {input: meaning, target: text, train: data/train.jsonl, dev: data/dev.jsonl, test: {file: data/test.jsonl}}
+tokenizer: {vocab_size: 400}
+model: {layers: 1, hidden: [32, 64], heads: 2, kv_heads: 1, mlp_ratio: 2.0}
+training: {lr: {low: 2.0e-3, high: 8.0e-3, log: true}, batch_size: 8, epochs: 2.0}
+search: {trials: 3, evaluations: 8, threads: 1, pruner: none, decoding: {max_new_tokens: 32}}
+",
+    )
+    .unwrap();
+    let out = dir.path().join("out");
+    let cmd = || {
+        let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_autoglm"));
+        c.args([
+            "run",
+            task.to_str().unwrap(),
+            "--output",
+            out.to_str().unwrap(),
+        ]);
+        c
+    };
+    let mut child = cmd().stdout(std::process::Stdio::piped()).spawn().unwrap();
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(child.stdout.take().unwrap()));
+    let mut first = Vec::new();
+    for l in lines.by_ref() {
+        let l = l.unwrap();
+        first.push(l.clone());
+        if l.starts_with("trial 1: step") {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(
+        first.iter().any(|l| l.starts_with("trial 0: complete")),
+        "{first:?}"
+    );
+    let params = |lines: &[String], n: u64| -> String {
+        let p = format!("trial {n}: ");
+        lines
+            .iter()
+            .find(|l| l.starts_with(&p) && l.contains('{'))
+            .map(|l| l[l.find('{').unwrap()..].to_owned())
+            .unwrap()
+    };
+    let killed = params(&first, 1);
+    let again = cmd().output().unwrap();
+    assert!(
+        again.status.success(),
+        "{}",
+        String::from_utf8_lossy(&again.stderr)
+    );
+    let text = String::from_utf8(again.stdout).unwrap();
+    let second: Vec<String> = text.lines().map(str::to_owned).collect();
+    assert!(!second.iter().any(|l| l.starts_with("trial 0:")), "{text}");
+    // The interrupted trial's parameters come back first, as a new trial.
+    assert_eq!(params(&second, 2), killed, "{text}");
+    assert!(
+        text.contains("search: 3 complete, 0 pruned, 1 failed"),
+        "{text}"
+    );
+    assert!(out.join("model/model.safetensors").exists() && out.join("report.html").exists());
+    // A typo in the task names its line.
+    std::fs::write(
+        &task,
+        "name: k\ndata: {input: a, target: b, train: t.jsonl}\nsearch: {trails: 3}\n",
+    )
+    .unwrap();
+    let bad = cmd().output().unwrap();
+    let err = String::from_utf8_lossy(&bad.stderr);
+    assert!(
+        !bad.status.success() && err.contains("trails") && err.contains("line 3"),
+        "{err}"
+    );
+}

@@ -6,6 +6,7 @@ pub mod data;
 mod error;
 pub mod fuzz;
 pub mod quickstart;
+mod report;
 mod search;
 pub mod space;
 mod task;

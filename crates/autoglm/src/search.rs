@@ -300,18 +300,30 @@ impl AutoTrainer {
                     .map_err(tune)?;
                     t.set_user_attr("hyper", serde_json::to_value(&hyper).expect("serializable"))
                         .map_err(tune)?;
+                    let constraints = s.constraints.values(o);
+                    let feasible = constraints
+                        .as_ref()
+                        .is_none_or(|c| c.iter().all(|&x| x <= 0.0));
+                    if let Some(c) = constraints {
+                        t.set_constraints(c).map_err(tune)?;
+                    }
                     match o.dev {
                         Some(dev) => {
                             let v = match s.metric {
                                 Metric::Bleu => dev.bleu,
                                 Metric::RougeL => dev.rouge_l,
                             };
-                            if best.as_ref().is_none_or(|b| v > b.1) {
+                            if feasible && best.as_ref().is_none_or(|b| v > b.1) {
                                 self.save_best(&trained, number)?;
                                 best = Some((number, v));
                             }
                             study.tell(number, v).map_err(tune)?;
-                            ("complete".to_owned(), Some(v))
+                            let state = if feasible {
+                                "complete"
+                            } else {
+                                "complete (over a constraint, not eligible)"
+                            };
+                            (state.to_owned(), Some(v))
                         }
                         None => {
                             study.tell(number, Outcome::Pruned).map_err(tune)?;
@@ -496,6 +508,31 @@ impl AutoTrainer {
         )
         .map_err(|e| Error::io(&p, e))?;
         Ok((dev, test))
+    }
+
+    /// Writes `OUTPUT/report.html`: optimisation history, parameter importances,
+    /// learning curves, trials, cleaning counts and (after [`AutoTrainer::evaluate`])
+    /// the scores. Returns its path.
+    ///
+    /// # Errors
+    /// Journal and I/O errors.
+    pub fn write_report(&self) -> Result<PathBuf> {
+        let storage = Storage::journal(&self.dir.join("study.jsonl"))
+            .map_err(|e| Error::Input(format!("study journal: {e}")))?;
+        let scores = std::fs::read_to_string(self.dir.join("scores.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+            .and_then(|v| {
+                Some((
+                    serde_json::from_value(v["dev"].clone()).ok()?,
+                    serde_json::from_value(v["test"].clone()).ok()?,
+                ))
+            });
+        let html =
+            crate::report::html(&self.task.name, storage.trials(), &self.data.report, scores);
+        let p = self.dir.join("report.html");
+        std::fs::write(&p, html).map_err(|e| Error::io(&p, e))?;
+        Ok(p)
     }
 
     /// Writes the best model to `dir` in the Hugging Face layout (`config.json`,

@@ -260,6 +260,44 @@ pub struct SearchConfig {
     /// Cut training examples to this many tokens.
     #[serde(default = "d_max_len")]
     pub max_len: usize,
+    /// Budgets a model must meet to be chosen (measured per trial).
+    #[serde(default)]
+    pub constraints: Constraints,
+}
+
+/// Limits on a candidate model, measured by the executor in each trial: a trial
+/// over a limit is infeasible (autoglm-tune's constraints steer the samplers away
+/// from such regions) and never chosen as the best.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Constraints {
+    /// Greedy decoding time per new token on dev, ms (batched, the search's threads).
+    #[serde(default)]
+    pub max_ms_per_token: Option<f64>,
+    /// Parameters.
+    #[serde(default)]
+    pub max_parameters: Option<usize>,
+    /// Peak memory of a training step, MB.
+    #[serde(default)]
+    pub max_step_mb: Option<f64>,
+}
+
+impl Constraints {
+    /// The constraint values of a trial (feasible when all are ≤ 0), or none when no
+    /// limit is set.
+    pub fn values(&self, o: &crate::trial::Outcome) -> Option<Vec<f64>> {
+        let mut v = Vec::new();
+        if let Some(m) = self.max_ms_per_token {
+            v.push(o.ms_per_token.unwrap_or(f64::INFINITY) - m);
+        }
+        if let Some(m) = self.max_parameters {
+            v.push(o.parameters as f64 - m as f64);
+        }
+        if let Some(m) = self.max_step_mb {
+            v.push(o.peak_step_bytes as f64 / 1e6 - m);
+        }
+        (!v.is_empty()).then_some(v)
+    }
 }
 
 fn d_trials() -> usize {
@@ -289,6 +327,7 @@ impl Default for SearchConfig {
             threads: d_threads(),
             decoding: Decoding::default(),
             max_len: d_max_len(),
+            constraints: Constraints::default(),
         }
     }
 }

@@ -67,6 +67,12 @@ search: {{trials: {trials}, evaluations: 2, threads: 2, pruner: none, decoding: 
     ] {
         assert!(out.join(f).exists(), "{f}");
     }
+    let report = std::fs::read_to_string(at.write_report().unwrap()).unwrap();
+    assert!(
+        report.contains("Optimisation history")
+            && report.contains("<svg")
+            && report.contains("dedup:pair")
+    );
     // The export loads and generates.
     let mut m = autoglm_models::Model::load(&out, &autoglm_models::LoadOptions::default()).unwrap();
     let ids = at.tokenizer().prompt(&at.data().test_inputs[0]).unwrap();
