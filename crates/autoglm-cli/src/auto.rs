@@ -82,11 +82,16 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
             .as_ref()
             .map_or("none".into(), |(n, v, _)| format!("trial {n} (dev {v:.3})"))
     )?;
-    let (dev, test) = at.evaluate()?;
+    let e = at.evaluate()?;
     writeln!(
         out,
         "best model: dev BLEU {:.2} ROUGE-L {:.4}; test BLEU {:.2} ROUGE-L {:.4}",
-        dev.bleu, dev.rouge_l, test.bleu, test.rouge_l
+        e.dev.bleu, e.dev.rouge_l, e.test.bleu, e.test.rouge_l
+    )?;
+    writeln!(
+        out,
+        "nearest-neighbour retrieval baseline: dev BLEU {:.2} ROUGE-L {:.4}; test BLEU {:.2} ROUGE-L {:.4}",
+        e.retrieval_dev.bleu, e.retrieval_dev.rouge_l, e.retrieval_test.bleu, e.retrieval_test.rouge_l
     )?;
     let model_dir = at.output_dir().join("model");
     at.export(&model_dir)?;

@@ -1,6 +1,7 @@
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 
+pub mod baseline;
 pub mod clean;
 pub mod data;
 mod error;
@@ -14,5 +15,5 @@ pub mod tokenizer;
 pub mod trial;
 
 pub use error::{Error, Result};
-pub use search::{AutoTrainer, Event, Summary};
+pub use search::{AutoTrainer, Evaluation, Event, Summary};
 pub use task::{DataConfig, Format, OnMalformed, Split, Task, TestSource};

@@ -7,7 +7,7 @@ use std::fmt::Write as _;
 use autoglm_tune::{param_importances, Direction, FrozenTrial, TrialState};
 
 use crate::data::DataReport;
-use crate::trial::Scores;
+use crate::search::Evaluation;
 
 const W: f64 = 640.0;
 const H: f64 = 260.0;
@@ -182,7 +182,7 @@ pub(crate) fn html(
     name: &str,
     trials: &[FrozenTrial],
     data: &DataReport,
-    scores: Option<(Scores, Scores)>,
+    scores: Option<Evaluation>,
 ) -> String {
     let imp = param_importances(trials, &[Direction::Maximize], 0);
     let mut rows = String::new();
@@ -228,10 +228,19 @@ pub(crate) fn html(
             );
         }
     }
-    let scores = scores.map_or(String::from("<p>Not evaluated yet.</p>"), |(d, t)| {
+    let scores = scores.map_or(String::from("<p>Not evaluated yet.</p>"), |e| {
+        let row = |what: &str, x: crate::trial::Scores| {
+            format!(
+                "<tr><td>{what}</td><td>{:.2}</td><td>{:.4}</td></tr>",
+                x.bleu, x.rouge_l
+            )
+        };
         format!(
-            "<table><tr><th></th><th>BLEU</th><th>ROUGE-L</th></tr><tr><td>dev (all)</td><td>{:.2}</td><td>{:.4}</td></tr><tr><td>test</td><td>{:.2}</td><td>{:.4}</td></tr></table>",
-            d.bleu, d.rouge_l, t.bleu, t.rouge_l
+            "<table><tr><th></th><th>BLEU</th><th>ROUGE-L</th></tr>{}{}{}{}</table>",
+            row("model, dev (all)", e.dev),
+            row("model, test", e.test),
+            row("nearest-neighbour retrieval, dev", e.retrieval_dev),
+            row("nearest-neighbour retrieval, test", e.retrieval_test)
         )
     });
     format!(

@@ -77,6 +77,20 @@ pub struct Summary {
     pub seconds: f64,
 }
 
+/// Scores of the chosen model and of the retrieval baseline.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// The model on all of dev.
+    pub dev: Scores,
+    /// The model on test.
+    pub test: Scores,
+    /// Nearest-neighbour retrieval (the target of the most similar training input)
+    /// on dev.
+    pub retrieval_dev: Scores,
+    /// The same on test.
+    pub retrieval_test: Scores,
+}
+
 /// The end-to-end trainer of a task.
 #[derive(Debug)]
 pub struct AutoTrainer {
@@ -461,12 +475,12 @@ impl AutoTrainer {
     }
 
     /// Scores the best model on all of dev and on test (its outputs written one per
-    /// line to `OUTPUT/predictions/test.txt`); the test references are read here,
-    /// after the search.
+    /// line to `OUTPUT/predictions/test.txt`), and the nearest-neighbour retrieval
+    /// baseline likewise; the test references are read here, after the search.
     ///
     /// # Errors
     /// No saved best model; model, generation and I/O errors.
-    pub fn evaluate(&self) -> Result<(Scores, Scores)> {
+    pub fn evaluate(&self) -> Result<Evaluation> {
         let best = self.dir.join("best");
         if !best.join("config.json").exists() {
             return Err(Error::Input(format!(
@@ -499,15 +513,22 @@ impl AutoTrainer {
                 .collect::<String>(),
         )
         .map_err(|e| Error::io(&p, e))?;
-        let test = score(&test_outs, &self.data.test_references()?)?;
+        let test_refs = self.data.test_references()?;
+        let test = score(&test_outs, &test_refs)?;
+        let nn = crate::baseline::Retrieval::new(&self.data.train);
+        let guess = |inputs: &[String]| -> Vec<String> {
+            inputs.iter().map(|i| nn.predict(i).to_owned()).collect()
+        };
+        let ev = Evaluation {
+            dev,
+            test,
+            retrieval_dev: score(&guess(&dev_inputs), &dev_refs)?,
+            retrieval_test: score(&guess(&self.data.test_inputs), &test_refs)?,
+        };
         let p = self.dir.join("scores.json");
-        std::fs::write(
-            &p,
-            serde_json::to_string_pretty(&serde_json::json!({"dev": dev, "test": test}))
-                .expect("JSON"),
-        )
-        .map_err(|e| Error::io(&p, e))?;
-        Ok((dev, test))
+        std::fs::write(&p, serde_json::to_string_pretty(&ev).expect("JSON"))
+            .map_err(|e| Error::io(&p, e))?;
+        Ok(ev)
     }
 
     /// Writes `OUTPUT/report.html`: optimisation history, parameter importances,
@@ -519,15 +540,9 @@ impl AutoTrainer {
     pub fn write_report(&self) -> Result<PathBuf> {
         let storage = Storage::journal(&self.dir.join("study.jsonl"))
             .map_err(|e| Error::Input(format!("study journal: {e}")))?;
-        let scores = std::fs::read_to_string(self.dir.join("scores.json"))
+        let scores: Option<Evaluation> = std::fs::read_to_string(self.dir.join("scores.json"))
             .ok()
-            .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
-            .and_then(|v| {
-                Some((
-                    serde_json::from_value(v["dev"].clone()).ok()?,
-                    serde_json::from_value(v["test"].clone()).ok()?,
-                ))
-            });
+            .and_then(|t| serde_json::from_str(&t).ok());
         let html =
             crate::report::html(&self.task.name, storage.trials(), &self.data.report, scores);
         let p = self.dir.join("report.html");

@@ -52,8 +52,9 @@ search: {{trials: {trials}, evaluations: 2, threads: 2, pruner: none, decoding: 
     .unwrap();
     assert_eq!(saved["number"], best);
     assert!(value > 0.0);
-    let (dev, test) = at.evaluate().unwrap();
-    assert!(dev.bleu > 0.0 && test.bleu > 0.0, "{dev:?} {test:?}");
+    let e = at.evaluate().unwrap();
+    assert!(e.dev.bleu > 0.0 && e.test.bleu > 0.0, "{e:?}");
+    assert!(e.retrieval_test.bleu > 0.0, "{e:?}");
     let preds = std::fs::read_to_string(at.output_dir().join("predictions/test.txt")).unwrap();
     assert_eq!(preds.lines().count(), at.data().test_inputs.len());
     let out = dir.path().join("model");
