@@ -74,6 +74,9 @@ pub struct TrainArgs {
     /// each block there: less memory, about one more forward pass of time.
     #[arg(long)]
     pub gradient_checkpointing: bool,
+    /// Batch examples of similar length together (less padding).
+    #[arg(long)]
+    pub group_by_length: bool,
     /// Storage type of weights, activations and gradients: f32, or bf16 / f16 for
     /// mixed precision (f32 master weights; f16 with dynamic loss scaling).
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
@@ -123,6 +126,7 @@ impl TrainArgs {
             threads: self.threads,
             max_len: self.max_len,
             checkpointing: self.gradient_checkpointing,
+            group_by_length: self.group_by_length,
             dtype: match self.dtype.as_str() {
                 "bf16" => autoglm_graph::DType::BF16,
                 "f16" => autoglm_graph::DType::F16,

@@ -266,7 +266,7 @@ impl Batch {
 /// Which examples form each batch: file order, or a fresh seeded permutation per
 /// epoch; the last batch of an epoch may be short. A function of the batch number
 /// alone, so a resumed run sees the same batches.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Order {
     /// Examples.
     pub len: usize,
@@ -276,6 +276,11 @@ pub struct Order {
     pub shuffle: bool,
     /// Seed of the permutations.
     pub seed: u64,
+    /// Example lengths, to batch examples of similar length together (less
+    /// padding): each epoch's order is cut into mega-batches of 50 batches, each
+    /// sorted by length (longest first), and the batches of the epoch are then
+    /// shuffled, as transformers' `group_by_length` does. `None`: no grouping.
+    pub lengths: Option<std::sync::Arc<[usize]>>,
 }
 
 impl Order {
@@ -295,7 +300,22 @@ impl Order {
                 Pcg64Mcg::seed_from_u64(self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15));
             idx.shuffle(&mut rng);
         }
-        let start = j * self.batch_size;
-        idx[start..(start + self.batch_size).min(self.len)].to_vec()
+        let b = self.batch_size.max(1);
+        if let Some(lengths) = &self.lengths {
+            let mut rng = Pcg64Mcg::seed_from_u64(
+                self.seed ^ epoch.wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ 0x5851_F42D_4C95_7F2D,
+            );
+            for mega in idx.chunks_mut(50 * b) {
+                mega.sort_by_key(|&i| std::cmp::Reverse(lengths.get(i).copied().unwrap_or(0)));
+            }
+            let mut batches: Vec<&[usize]> = idx.chunks(b).collect();
+            if self.shuffle {
+                use rand::seq::SliceRandom;
+                batches.shuffle(&mut rng);
+            }
+            return batches.get(j).map_or_else(Vec::new, |c| c.to_vec());
+        }
+        let start = j * b;
+        idx[start..(start + b).min(self.len)].to_vec()
     }
 }

@@ -48,6 +48,10 @@ pub struct TrainConfig {
     pub threads: usize,
     /// Cut examples to this many tokens.
     pub max_len: Option<usize>,
+    /// Batch examples of similar length together (less padding; see
+    /// [`Order::lengths`]).
+    #[serde(default)]
+    pub group_by_length: bool,
     /// Gradient checkpointing: keep only the residual stream (every value that all
     /// paths from the token ids to the loss pass through: each attention and MLP
     /// block's input) for the backward pass and recompute the rest of each block
@@ -79,6 +83,7 @@ impl Default for TrainConfig {
             seed: 42,
             threads: 1,
             max_len: None,
+            group_by_length: false,
             checkpointing: false,
             dtype: DType::F32,
         }
@@ -440,7 +445,18 @@ impl Trainer {
             batch_size: self.config.batch_size,
             shuffle: self.config.shuffle,
             seed: self.config.seed,
+            lengths: None,
         }
+    }
+
+    /// The data order of this run over `data` (grouped by length when the settings
+    /// ask for it).
+    pub fn order_of(&self, data: &Dataset) -> Order {
+        let mut o = self.order(data.examples.len());
+        if self.config.group_by_length {
+            o.lengths = Some(data.examples.iter().map(|e| e.input_ids.len()).collect());
+        }
+        o
     }
 
     /// One optimizer step over `micro` (micro-batches whose gradients are averaged).
@@ -608,7 +624,7 @@ impl Trainer {
         if data.examples.is_empty() {
             return Err(Error::Input("no training examples".into()));
         }
-        let order = self.order(data.examples.len());
+        let order = self.order_of(data);
         let accum = self.config.grad_accum as u64;
         while self.step < self.config.steps {
             let micro = (0..accum)

@@ -328,3 +328,39 @@ fn half_storage_tracks_f32_with_f32_masters_and_resumes_exactly() {
         assert_eq!(head, losses, "{dtype:?}: the resumed run left the curve");
     }
 }
+
+#[test]
+fn grouping_by_length_keeps_each_epoch_a_permutation_with_less_padding() {
+    use autoglm_train::Order;
+    let lengths: Vec<usize> = (0..1000).map(|i| 5 + (i * 7919) % 90).collect();
+    let order = |grouped: bool| Order {
+        len: 1000,
+        batch_size: 16,
+        shuffle: true,
+        seed: 3,
+        lengths: grouped.then(|| lengths.clone().into()),
+    };
+    let padding = |o: &Order| -> usize {
+        (0..o.batches_per_epoch() as u64)
+            .map(|k| {
+                let b = o.batch(k);
+                let max = b.iter().map(|&i| lengths[i]).max().unwrap();
+                b.iter().map(|&i| max - lengths[i]).sum::<usize>()
+            })
+            .sum()
+    };
+    let g = order(true);
+    for epoch in 0..2u64 {
+        let per = g.batches_per_epoch() as u64;
+        let mut all: Vec<usize> = (0..per).flat_map(|k| g.batch(epoch * per + k)).collect();
+        all.sort_unstable();
+        assert_eq!(all, (0..1000).collect::<Vec<_>>());
+    }
+    assert_eq!(g.batch(5), g.batch(5));
+    assert_ne!(g.batch(0), g.batch(g.batches_per_epoch() as u64));
+    let (p_plain, p_grouped) = (padding(&order(false)), padding(&g));
+    assert!(
+        p_grouped * 5 < p_plain,
+        "padding {p_grouped} grouped vs {p_plain}"
+    );
+}

@@ -318,6 +318,7 @@ pub fn run(
         shuffle: true,
         seed,
         threads,
+        group_by_length: true,
         ..TrainConfig::default()
     };
     let mut trainer = Trainer::new(config.clone(), weights, tc)?;
