@@ -110,37 +110,18 @@ fn a_tiny_glm_learns_the_quickstart_corpus() {
     assert!(p.outcome.stopped && p.outcome.dev.is_none());
     assert_eq!(p.outcome.steps, 80);
     // The same seed trains the same model.
-    assert_eq!(
-        run(
-            &data,
-            &structure,
-            &Hyper {
-                steps: 20,
-                ..hyper.clone()
-            },
-            &decoding,
-            RunOptions {
-                eval_every: 20,
-                ..opts
-            },
-            |_, _| Control::Stop
-        )
-        .unwrap()
-        .outcome
-        .curve,
-        run(
-            &data,
-            &structure,
-            &Hyper { steps: 20, ..hyper },
-            &decoding,
-            RunOptions {
-                eval_every: 20,
-                ..opts
-            },
-            |_, _| Control::Stop
-        )
+    let short = Hyper { steps: 20, ..hyper };
+    let curve = || {
+        let opts = RunOptions {
+            eval_every: 20,
+            ..opts
+        };
+        run(&data, &structure, &short, &decoding, opts, |_, _| {
+            Control::Stop
+        })
         .unwrap()
         .outcome
         .curve
-    );
+    };
+    assert_eq!(curve(), curve());
 }
