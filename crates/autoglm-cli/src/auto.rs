@@ -7,6 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result};
 use autoglm::{AutoTrainer, Event, Task};
 use clap::Args;
+use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
 
 /// `autoglm run`.
 #[derive(Debug, Args)]
@@ -40,36 +41,72 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         at.tokenizer().vocab_size()
     )?;
     out.flush()?;
+    // Bars on standard error when it is a terminal (the event lines then print
+    // above them); otherwise the lines go to `out`, one per event.
+    let bars = MultiProgress::new();
+    let trials = bars.add(ProgressBar::new(at.task().search.trials as u64));
+    trials.set_style(
+        ProgressStyle::with_template("trials {bar:30} {pos}/{len} {msg}").expect("valid template"),
+    );
+    let steps = bars.add(ProgressBar::new(0));
+    steps.set_style(
+        ProgressStyle::with_template("trial {prefix} {bar:30} {pos}/{len} steps  {msg}")
+            .expect("valid template"),
+    );
+    let on_screen = !trials.is_hidden();
     let summary = at.search(|e| {
         let line = match e {
             Event::Start {
                 number,
                 params,
-                steps,
-            } => format!(
-                "trial {number}: {} steps, {}",
-                steps,
-                serde_json::to_string(params).unwrap_or_default()
-            ),
+                steps: n,
+            } => {
+                steps.reset();
+                steps.set_length(*n);
+                steps.set_prefix(number.to_string());
+                format!(
+                    "trial {number}: {n} steps, {}",
+                    serde_json::to_string(params).unwrap_or_default()
+                )
+            }
+            Event::Step { step, loss, .. } => {
+                steps.set_position(*step);
+                steps.set_message(format!("loss {loss:.4}"));
+                return;
+            }
             Event::Eval {
                 number,
                 step,
-                steps,
+                steps: n,
                 dev_loss,
-            } => format!("trial {number}: step {step}/{steps}  dev loss {dev_loss:.4}"),
+            } => format!("trial {number}: step {step}/{n}  dev loss {dev_loss:.4}"),
             Event::End {
                 number,
                 state,
                 value,
                 seconds,
-            } => format!(
-                "trial {number}: {state}{} in {seconds:.0} s",
-                value.map_or(String::new(), |v| format!(", dev {v:.3}"))
-            ),
+            } => {
+                if !state.starts_with("failed") {
+                    trials.inc(1);
+                }
+                if let Some(v) = value {
+                    trials.set_message(format!("last dev {v:.3}"));
+                }
+                format!(
+                    "trial {number}: {state}{} in {seconds:.0} s",
+                    value.map_or(String::new(), |v| format!(", dev {v:.3}"))
+                )
+            }
         };
-        let _ = writeln!(out, "{line}");
-        let _ = out.flush();
+        if on_screen {
+            let _ = bars.println(line);
+        } else {
+            let _ = writeln!(out, "{line}");
+            let _ = out.flush();
+        }
     })?;
+    steps.finish_and_clear();
+    trials.finish_and_clear();
     writeln!(
         out,
         "search: {} complete, {} pruned, {} failed in {:.0} s; best {}",

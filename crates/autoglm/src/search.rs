@@ -23,7 +23,7 @@ use crate::space::{Choice, Metric, PrunerKind, SamplerKind};
 use crate::task::Task;
 use crate::tokenizer::TaskTokenizer;
 use crate::trial::{
-    generate, item_examples, run, score, Hyper, RunOptions, Scores, Structure, TrialData,
+    generate, item_examples, run, score, Hyper, Progress, RunOptions, Scores, Structure, TrialData,
 };
 
 /// Progress of a search, for a display.
@@ -37,6 +37,17 @@ pub enum Event {
         params: Params,
         /// Its optimizer steps.
         steps: u64,
+    },
+    /// An optimizer step.
+    Step {
+        /// The trial.
+        number: u64,
+        /// Steps done.
+        step: u64,
+        /// Steps in all.
+        steps: u64,
+        /// Its training loss.
+        loss: f64,
     },
     /// A dev-loss evaluation.
     Eval {
@@ -175,6 +186,11 @@ impl AutoTrainer {
         })
     }
 
+    /// The task.
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
     /// The prepared data.
     pub fn data(&self) -> &Prepared {
         &self.data
@@ -275,31 +291,36 @@ impl AutoTrainer {
             };
             let t0 = Instant::now();
             let mut k = 0;
-            let result = run(
-                &data,
-                &structure,
-                &hyper,
-                &s.decoding,
-                opts,
-                |step, loss| {
-                    k += 1;
-                    on(&Event::Eval {
-                        number,
-                        step,
-                        steps: hyper.steps,
-                        dev_loss: loss,
-                    });
-                    let Ok(mut t) = study.trial(number) else {
-                        return Control::Stop;
-                    };
-                    let prune = t.report(k, loss).is_ok() && t.should_prune().unwrap_or(false);
-                    if prune || over(&started) {
-                        Control::Stop
-                    } else {
-                        Control::Continue
+            let result = run(&data, &structure, &hyper, &s.decoding, opts, |p| {
+                let (step, loss) = match p {
+                    Progress::Step { step, loss } => {
+                        on(&Event::Step {
+                            number,
+                            step,
+                            steps: hyper.steps,
+                            loss,
+                        });
+                        return Control::Continue;
                     }
-                },
-            );
+                    Progress::Eval { step, dev_loss } => (step, dev_loss),
+                };
+                k += 1;
+                on(&Event::Eval {
+                    number,
+                    step,
+                    steps: hyper.steps,
+                    dev_loss: loss,
+                });
+                let Ok(mut t) = study.trial(number) else {
+                    return Control::Stop;
+                };
+                let prune = t.report(k, loss).is_ok() && t.should_prune().unwrap_or(false);
+                if prune || over(&started) {
+                    Control::Stop
+                } else {
+                    Control::Continue
+                }
+            });
             let seconds = t0.elapsed().as_secs_f64();
             let (state, value) = match result {
                 Ok(trained) => {

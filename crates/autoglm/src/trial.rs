@@ -276,9 +276,28 @@ pub struct RunOptions {
     pub eval_every: u64,
 }
 
-/// Trains `structure` with `hyper`, calling `on_eval(step, dev_loss)` every
-/// `opts.eval_every` steps (and at the end); [`Control::Stop`] ends the trial before
-/// generation (a pruned trial).
+/// Progress of a trial.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Progress {
+    /// An optimizer step with its training loss.
+    Step {
+        /// Steps done.
+        step: u64,
+        /// The step's training loss.
+        loss: f64,
+    },
+    /// A dev-loss evaluation.
+    Eval {
+        /// Steps done.
+        step: u64,
+        /// The dev loss.
+        dev_loss: f64,
+    },
+}
+
+/// Trains `structure` with `hyper`, calling `on` after every step and with the dev
+/// loss every `opts.eval_every` steps (and at the end); [`Control::Stop`] ends the
+/// trial before generation (a pruned trial).
 ///
 /// # Errors
 /// Invalid structure, training or generation errors.
@@ -288,7 +307,7 @@ pub fn run(
     hyper: &Hyper,
     decoding: &Decoding,
     opts: RunOptions,
-    mut on_eval: impl FnMut(u64, f64) -> Control,
+    mut on: impl FnMut(Progress) -> Control,
 ) -> Result<Trained> {
     let RunOptions {
         seed,
@@ -327,10 +346,22 @@ pub fn run(
     let mut failure = None;
     trainer.fit(data.train, |t, r| {
         train_loss = r.loss;
+        if on(Progress::Step {
+            step: r.step,
+            loss: r.loss,
+        }) == Control::Stop
+        {
+            stopped = true;
+            return Ok(Control::Stop);
+        }
         if r.step.is_multiple_of(every) || r.step == hyper.steps {
             let l = t.eval_loss(data.dev_loss)?;
             curve.push((r.step, l));
-            if on_eval(r.step, l) == Control::Stop {
+            if on(Progress::Eval {
+                step: r.step,
+                dev_loss: l,
+            }) == Control::Stop
+            {
                 stopped = true;
                 return Ok(Control::Stop);
             }

@@ -5,7 +5,9 @@
 use autoglm::data::Item;
 use autoglm::quickstart::corpus;
 use autoglm::tokenizer::{TaskTokenizer, TokenizerConfig};
-use autoglm::trial::{item_examples, run, Decoding, Hyper, RunOptions, Structure, TrialData};
+use autoglm::trial::{
+    item_examples, run, Decoding, Hyper, Progress, RunOptions, Structure, TrialData,
+};
 use autoglm_train::{Control, Dataset};
 
 fn items(rows: Vec<autoglm::clean::Row>) -> Vec<Item> {
@@ -88,10 +90,16 @@ fn a_tiny_glm_learns_the_quickstart_corpus() {
         threads: 1,
         eval_every: 80,
     };
-    let t = run(&data, &structure, &hyper, &decoding, opts, |_, _| {
+    let mut steps = 0;
+    let t = run(&data, &structure, &hyper, &decoding, opts, |p| {
+        if let Progress::Step { step, loss } = p {
+            assert!(step == steps + 1 && loss.is_finite());
+            steps = step;
+        }
         Control::Continue
     })
     .unwrap();
+    assert_eq!(steps, 240);
     let o = &t.outcome;
     eprintln!("{o:?}\n{:?}", &t.dev_outputs[..3]);
     assert_eq!(o.curve.len(), 3);
@@ -103,10 +111,11 @@ fn a_tiny_glm_learns_the_quickstart_corpus() {
     );
     assert_eq!(t.dev_outputs.len(), dev.len());
     // A pruned trial stops at its first evaluation and is not scored.
-    let p = run(&data, &structure, &hyper, &decoding, opts, |_, _| {
-        Control::Stop
-    })
-    .unwrap();
+    let stop_at_eval = |p: Progress| match p {
+        Progress::Eval { .. } => Control::Stop,
+        Progress::Step { .. } => Control::Continue,
+    };
+    let p = run(&data, &structure, &hyper, &decoding, opts, stop_at_eval).unwrap();
     assert!(p.outcome.stopped && p.outcome.dev.is_none());
     assert_eq!(p.outcome.steps, 80);
     // The same seed trains the same model.
@@ -116,12 +125,10 @@ fn a_tiny_glm_learns_the_quickstart_corpus() {
             eval_every: 20,
             ..opts
         };
-        run(&data, &structure, &short, &decoding, opts, |_, _| {
-            Control::Stop
-        })
-        .unwrap()
-        .outcome
-        .curve
+        run(&data, &structure, &short, &decoding, opts, stop_at_eval)
+            .unwrap()
+            .outcome
+            .curve
     };
     assert_eq!(curve(), curve());
 }
