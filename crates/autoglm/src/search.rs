@@ -115,6 +115,10 @@ pub struct AutoTrainer {
     max_len: usize,
 }
 
+/// Room left in the model's positions for generated tokens beyond the training
+/// length.
+const GENERATION_MARGIN: usize = 128;
+
 /// Truncates an example to `max_len` tokens.
 fn cut(mut e: Example, max_len: usize) -> Example {
     e.input_ids.truncate(max_len);
@@ -182,7 +186,7 @@ impl AutoTrainer {
             train,
             dev_loss,
             dev_search,
-            max_len: max_len + task_new_tokens_margin(),
+            max_len: max_len + GENERATION_MARGIN,
         })
     }
 
@@ -614,10 +618,4 @@ impl AutoTrainer {
         std::fs::write(&p, serde_json::to_string_pretty(&info).expect("JSON"))
             .map_err(|e| Error::io(&p, e))
     }
-}
-
-/// Room left in the model's positions for generated tokens beyond the training
-/// length.
-fn task_new_tokens_margin() -> usize {
-    128
 }

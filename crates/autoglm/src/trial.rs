@@ -343,7 +343,6 @@ pub fn run(
     let mut trainer = Trainer::new(config.clone(), weights, tc)?;
     let (mut curve, mut stopped, mut train_loss) = (Vec::new(), false, f64::NAN);
     let every = eval_every.max(1);
-    let mut failure = None;
     trainer.fit(data.train, |t, r| {
         train_loss = r.loss;
         if on(Progress::Step {
@@ -366,17 +365,8 @@ pub fn run(
                 return Ok(Control::Stop);
             }
         }
-        if !r.loss.is_finite() {
-            failure = Some(r.step);
-            return Ok(Control::Stop);
-        }
         Ok(Control::Continue)
     })?;
-    if let Some(step) = failure {
-        return Err(Error::Input(format!(
-            "the training loss diverged at step {step}"
-        )));
-    }
     let steps = trainer.steps_done();
     let peak_step_bytes = trainer.peak_step_bytes();
     let weights = trainer.weights();
