@@ -17,7 +17,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::clean::{Cleaner, CleaningReport, Row, Verdict};
-use crate::error::{Error, Result};
+use crate::error::{write_json, write_lines, Error, Result};
 use crate::task::{Format, OnMalformed, Task};
 
 /// An input with every reference text given for it (dev and test sets).
@@ -570,21 +570,8 @@ pub fn prepare(task: &Task, dir: &Path) -> Result<Prepared> {
     report.test_items = test_inputs.len();
     write_jsonl(&dir.join("train.jsonl"), &train)?;
     write_jsonl(&dir.join("dev.jsonl"), &dev)?;
-    let tpath = dir.join("test_inputs.txt");
-    std::fs::write(
-        &tpath,
-        test_inputs
-            .iter()
-            .map(|s| format!("{s}\n"))
-            .collect::<String>(),
-    )
-    .map_err(|e| Error::io(&tpath, e))?;
-    let rpath = dir.join("report.json");
-    std::fs::write(
-        &rpath,
-        serde_json::to_string_pretty(&report).expect("serializable"),
-    )
-    .map_err(|e| Error::io(&rpath, e))?;
+    write_lines(&dir.join("test_inputs.txt"), &test_inputs)?;
+    write_json(&dir.join("report.json"), &report)?;
     Ok(Prepared {
         train,
         dev,

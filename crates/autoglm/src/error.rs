@@ -48,5 +48,26 @@ impl Error {
     }
 }
 
+/// Writes `contents` to `path`, naming the file in the error.
+pub(crate) fn write(path: &Path, contents: impl AsRef<[u8]>) -> Result<()> {
+    std::fs::write(path, contents).map_err(|e| Error::io(path, e))
+}
+
+/// Writes `value` as pretty-printed JSON.
+pub(crate) fn write_json(path: &Path, value: &impl serde::Serialize) -> Result<()> {
+    write(
+        path,
+        serde_json::to_string_pretty(value).expect("serializable"),
+    )
+}
+
+/// Writes one line per item.
+pub(crate) fn write_lines(path: &Path, lines: &[String]) -> Result<()> {
+    write(
+        path,
+        lines.iter().map(|s| format!("{s}\n")).collect::<String>(),
+    )
+}
+
 /// This crate's results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

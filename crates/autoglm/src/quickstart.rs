@@ -230,7 +230,7 @@ pub fn write_corpus(
                 )
             })
             .collect();
-        std::fs::write(&path, text).map_err(|e| crate::Error::io(&path, e))?;
+        crate::error::write(&path, text)?;
     }
     Ok(())
 }

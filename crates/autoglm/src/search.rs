@@ -18,7 +18,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{prepare, Item, Prepared};
-use crate::error::{Error, Result};
+use crate::error::{write, write_json, write_lines, Error, Result};
 use crate::space::{Choice, Metric, PrunerKind, SamplerKind};
 use crate::task::Task;
 use crate::tokenizer::TaskTokenizer;
@@ -480,19 +480,8 @@ impl AutoTrainer {
         save_pretrained(&tmp, &trained.config, &trained.weights)?;
         self.tok.save(&tmp.join("tokenizer.json"))?;
         let info = serde_json::json!({"number": number, "outcome": trained.outcome});
-        let p = tmp.join("trial.json");
-        std::fs::write(&p, serde_json::to_string_pretty(&info).expect("JSON"))
-            .map_err(|e| Error::io(&p, e))?;
-        let outs = tmp.join("dev_outputs.txt");
-        std::fs::write(
-            &outs,
-            trained
-                .dev_outputs
-                .iter()
-                .map(|s| format!("{s}\n"))
-                .collect::<String>(),
-        )
-        .map_err(|e| Error::io(&outs, e))?;
+        write_json(&tmp.join("trial.json"), &info)?;
+        write_lines(&tmp.join("dev_outputs.txt"), &trained.dev_outputs)?;
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
@@ -529,15 +518,7 @@ impl AutoTrainer {
         let (test_outs, _) = generate(&mut model, &self.tok, &self.data.test_inputs, dec)?;
         let pred = self.dir.join("predictions");
         std::fs::create_dir_all(&pred).map_err(|e| Error::io(&pred, e))?;
-        let p = pred.join("test.txt");
-        std::fs::write(
-            &p,
-            test_outs
-                .iter()
-                .map(|s| format!("{s}\n"))
-                .collect::<String>(),
-        )
-        .map_err(|e| Error::io(&p, e))?;
+        write_lines(&pred.join("test.txt"), &test_outs)?;
         let test_refs = self.data.test_references()?;
         let test = score(&test_outs, &test_refs)?;
         let nn = crate::baseline::Retrieval::new(&self.data.train);
@@ -550,9 +531,7 @@ impl AutoTrainer {
             retrieval_dev: score(&guess(&dev_inputs), &dev_refs)?,
             retrieval_test: score(&guess(&self.data.test_inputs), &test_refs)?,
         };
-        let p = self.dir.join("scores.json");
-        std::fs::write(&p, serde_json::to_string_pretty(&ev).expect("JSON"))
-            .map_err(|e| Error::io(&p, e))?;
+        write_json(&self.dir.join("scores.json"), &ev)?;
         Ok(ev)
     }
 
@@ -571,7 +550,7 @@ impl AutoTrainer {
         let html =
             crate::report::html(&self.task.name, storage.trials(), &self.data.report, scores);
         let p = self.dir.join("report.html");
-        std::fs::write(&p, html).map_err(|e| Error::io(&p, e))?;
+        write(&p, html)?;
         Ok(p)
     }
 
@@ -593,9 +572,7 @@ impl AutoTrainer {
             "do_sample": false, "max_new_tokens": self.task.search.decoding.max_new_tokens,
             "repetition_penalty": self.task.search.decoding.repetition_penalty,
         });
-        let p = dir.join("generation_config.json");
-        std::fs::write(&p, serde_json::to_string_pretty(&gen).expect("JSON"))
-            .map_err(|e| Error::io(&p, e))?;
+        write_json(&dir.join("generation_config.json"), &gen)?;
         let read = |name: &str| -> serde_json::Value {
             std::fs::read_to_string(self.dir.join(name))
                 .ok()
@@ -614,8 +591,6 @@ impl AutoTrainer {
             "data": self.data.report,
             "journal": history,
         });
-        let p = dir.join("autoglm.json");
-        std::fs::write(&p, serde_json::to_string_pretty(&info).expect("JSON"))
-            .map_err(|e| Error::io(&p, e))
+        write_json(&dir.join("autoglm.json"), &info)
     }
 }
