@@ -1,5 +1,6 @@
 """Development check: an `autoglm run` export loads in transformers and generates the
-same greedy outputs as `predictions/test.txt` (development tool, not a runtime
+same outputs as `predictions/test.txt` under the exported `generation_config.json`
+(greedy or beam search) (development tool, not a runtime
 dependency; needs torch and transformers in a venv).
 
   python scripts/check_export.py RUN_DIR [--n 20]
@@ -42,6 +43,7 @@ def main():
                 torch.tensor([prompt]), max_new_tokens=gen["max_new_tokens"], do_sample=False,
                 eos_token_id=ids["</s>"], pad_token_id=ids["<pad>"],
                 repetition_penalty=gen.get("repetition_penalty", 1.0),
+                num_beams=gen.get("num_beams", 1), length_penalty=gen.get("length_penalty", 1.0),
             )
         text = tok.decode(out[0, len(prompt):], skip_special_tokens=True).strip()
         same += text == want
@@ -56,7 +58,8 @@ def main():
             import numpy as np
             g = np.array(got["logits"] if "logits" in got else got["data"], dtype=np.float32).reshape(logits.shape)
             worst = float(np.abs(g - logits).max() / np.abs(logits).max())
-    print(json.dumps({"case": "export_in_transformers", "inputs": len(inputs), "same_greedy": same,
+    print(json.dumps({"case": "export_in_transformers", "inputs": len(inputs), "same_outputs": same,
+                      "num_beams": gen.get("num_beams", 1), "length_penalty": gen.get("length_penalty", 1.0),
                       "logits_max_rel_diff": worst, "transformers": transformers.__version__}))
 
 

@@ -122,6 +122,12 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     let e = at.evaluate()?;
     writeln!(
         out,
+        "decoding chosen on dev: {} beams, length penalty {}",
+        e.decoding.num_beams.values()[0],
+        e.decoding.length_penalty.values()[0]
+    )?;
+    writeln!(
+        out,
         "best model: dev BLEU {:.2} ROUGE-L {:.4}; test BLEU {:.2} ROUGE-L {:.4}",
         e.dev.bleu, e.dev.rouge_l, e.test.bleu, e.test.rouge_l
     )?;

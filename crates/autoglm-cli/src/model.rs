@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use autoglm_models::{LoadOptions, Model, SamplingOptions, TextTokenizer};
+use autoglm_models::{BeamOptions, LoadOptions, Model, SamplingOptions, TextTokenizer};
 use clap::Args;
 
 /// Where a model lives and how to run it.
@@ -93,6 +93,13 @@ pub struct GenerateArgs {
     /// Sampler seed.
     #[arg(long, default_value_t = 0)]
     pub seed: u64,
+    /// Beam search with this many beams (1: greedy or sampling); the best hypothesis
+    /// is written once found, not streamed.
+    #[arg(long, default_value_t = 1)]
+    pub num_beams: usize,
+    /// Beam search's length penalty (transformers' `length_penalty`).
+    #[arg(long, default_value_t = 1.0)]
+    pub length_penalty: f32,
 }
 
 /// Runs `autoglm forward`: the last layer's logits for the ids, as JSON
@@ -142,6 +149,28 @@ pub fn generate(a: GenerateArgs, out: &mut dyn Write) -> Result<()> {
         ignore_eos: a.ignore_eos,
         seed: a.seed,
     };
+    if a.num_beams > 1 && a.temperature != 0.0 {
+        bail!("--num-beams > 1 decodes deterministically: drop --temperature");
+    }
+    let beam = BeamOptions {
+        num_beams: a.num_beams.max(1),
+        max_new_tokens: a.max_new_tokens,
+        length_penalty: a.length_penalty,
+        repetition_penalty: a.repetition_penalty,
+        stop_tokens: a.stop.clone(),
+        ignore_eos: a.ignore_eos,
+        ..BeamOptions::default()
+    };
+    let decode = |m: &mut Model, prompts: &[Vec<u32>]| -> Result<Vec<Vec<u32>>> {
+        Ok(if beam.num_beams > 1 {
+            m.beam_search(prompts, &beam)?
+                .into_iter()
+                .map(|h| h.into_iter().next().map(|h| h.tokens).unwrap_or_default())
+                .collect()
+        } else {
+            m.generate(prompts, &opts, |_, _| {})?
+        })
+    };
     let need_tok = || {
         tok.as_ref().with_context(|| {
             format!(
@@ -175,7 +204,7 @@ pub fn generate(a: GenerateArgs, out: &mut dyn Write) -> Result<()> {
                 .with_context(|| format!("writing {}", output.display()))?,
         );
         for chunk in prompts.chunks(a.batch_size.max(1)) {
-            for ids in m.generate(chunk, &opts, |_, _| {})? {
+            for ids in decode(&mut m, chunk)? {
                 let line = if a.ids {
                     ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
                 } else {
@@ -198,6 +227,16 @@ pub fn generate(a: GenerateArgs, out: &mut dyn Write) -> Result<()> {
         (None, Some(ids)) => (ids.clone(), false),
         (None, None) => bail!("give --prompt, --prompt-ids or --input-file"),
     };
+    if beam.num_beams > 1 {
+        let ids = decode(&mut m, &[prompt])?.swap_remove(0);
+        let line = if text {
+            need_tok()?.decode(&ids)?
+        } else {
+            ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
+        };
+        writeln!(out, "{line}")?;
+        return Ok(());
+    }
     // Stream: ids as they come, or the text decoded so far minus what was printed.
     let mut new: Vec<u32> = Vec::new();
     let mut printed = String::new();

@@ -1,5 +1,6 @@
 #![doc = include_str!("../README.md")]
 
+mod beam;
 mod checkpoint;
 mod config;
 mod error;
@@ -11,6 +12,7 @@ mod model;
 #[cfg(feature = "tokenizer")]
 mod tokenizer;
 
+pub use beam::{BeamOptions, EarlyStopping, Hypothesis};
 pub use checkpoint::Checkpoint;
 pub use config::{Activation, ModelConfig, ModelType};
 pub use error::{Error, Result};

@@ -779,6 +779,11 @@ impl Model {
         Ok(out.remove(0))
     }
 
+    /// Keeps rows `rows` of `cache` (beam search's reordering).
+    pub(crate) fn gather_cache(&mut self, cache: &mut KvCache, rows: &[usize]) -> Result<()> {
+        cache.gather(rows, &mut self.exec)
+    }
+
     /// Hands a tensor (logits no longer needed, say) back to the executor's buffer
     /// pool, so the next pass reuses its memory instead of faulting in fresh pages.
     pub fn recycle(&mut self, t: Tensor) {
@@ -803,6 +808,32 @@ pub(crate) struct KvCache {
 }
 
 impl KvCache {
+    /// Keeps rows `rows` of every layer's keys and values, in that order (a row may
+    /// repeat), trading buffers with the executor's pool.
+    pub(crate) fn gather(&mut self, rows: &[usize], exec: &mut Executor) -> Result<()> {
+        for layer in &mut self.layers {
+            for t in [&mut layer.0, &mut layer.1] {
+                let x = t.as_f32().ok_or_else(|| {
+                    Error::Input("internal: the key/value cache is not f32".into())
+                })?;
+                let c: usize = t.shape()[1..].iter().product();
+                let mut data = exec.take_buffer(DType::F32, rows.len() * c);
+                let out = match &mut data {
+                    autoglm_ops::Data::F32(v) => v,
+                    _ => unreachable!("an f32 buffer was asked for"),
+                };
+                for (o, &r) in out.chunks_exact_mut(c).zip(rows) {
+                    o.copy_from_slice(&x[r * c..(r + 1) * c]);
+                }
+                let mut shape = t.shape().to_vec();
+                shape[0] = rows.len();
+                let kept = Tensor::new(&shape, data)?;
+                exec.recycle(std::mem::replace(t, kept));
+            }
+        }
+        Ok(())
+    }
+
     pub(crate) fn new(cfg: &ModelConfig, batch: usize) -> KvCache {
         let empty = || {
             Tensor::from_f32(&[batch, cfg.num_kv_heads, 0, cfg.head_dim], Vec::new())

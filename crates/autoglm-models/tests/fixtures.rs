@@ -355,3 +355,97 @@ fn sharded_and_broken_checkpoints() {
     std::fs::remove_file(t.join("config.json")).unwrap();
     assert!(err(t).contains("config.json"));
 }
+
+#[derive(Deserialize)]
+struct BeamHyp {
+    tokens: Vec<u32>,
+    score: f32,
+}
+
+#[derive(Deserialize)]
+struct BeamCase {
+    prompts: Vec<Vec<u32>>,
+    num_beams: usize,
+    num_return_sequences: usize,
+    max_new_tokens: usize,
+    length_penalty: f32,
+    early_stopping: serde_json::Value,
+    repetition_penalty: f32,
+    eos_token_id: u32,
+    outputs: Vec<Vec<BeamHyp>>,
+}
+
+/// Beam search (several beam counts, n-best lists, length penalties, the three
+/// early-stopping modes, repetition penalty; left-padded batches) returns transformers'
+/// hypotheses with its scores (`make_beam_fixtures.py`).
+#[test]
+fn beam_search_matches_transformers() {
+    use autoglm_models::{BeamOptions, EarlyStopping};
+    let mut checked = 0;
+    for dir in fixtures() {
+        let Ok(text) = std::fs::read_to_string(dir.join("beam.json")) else {
+            continue;
+        };
+        let v: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let cases: Vec<BeamCase> = serde_json::from_value(v["cases"].clone()).unwrap();
+        let mut m = Model::load(&dir, &LoadOptions::default()).unwrap();
+        for (i, c) in cases.iter().enumerate() {
+            let early_stopping = match &c.early_stopping {
+                serde_json::Value::Bool(true) => EarlyStopping::Always,
+                serde_json::Value::Bool(false) => EarlyStopping::Heuristic,
+                _ => EarlyStopping::Never,
+            };
+            let opts = BeamOptions {
+                num_beams: c.num_beams,
+                num_return_sequences: c.num_return_sequences,
+                max_new_tokens: c.max_new_tokens,
+                length_penalty: c.length_penalty,
+                early_stopping,
+                repetition_penalty: c.repetition_penalty,
+                stop_tokens: vec![c.eos_token_id],
+                ignore_eos: true,
+            };
+            let got = m.beam_search(&c.prompts, &opts).unwrap();
+            assert_eq!(got.len(), c.outputs.len());
+            for (g, want) in got.iter().zip(&c.outputs) {
+                let gt: Vec<&Vec<u32>> = g.iter().map(|h| &h.tokens).collect();
+                let wt: Vec<&Vec<u32>> = want.iter().map(|h| &h.tokens).collect();
+                assert_eq!(gt, wt, "{} case {i}", dir.display());
+                for (a, b) in g.iter().zip(want) {
+                    assert!(
+                        (a.score - b.score).abs() <= 1e-4 * b.score.abs().max(1.0),
+                        "{} case {i}: score {} vs {}",
+                        dir.display(),
+                        a.score,
+                        b.score
+                    );
+                }
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "{checked} beam cases");
+}
+
+/// One beam is greedy decoding.
+#[test]
+fn one_beam_is_greedy() {
+    use autoglm_models::BeamOptions;
+    for dir in fixtures() {
+        let exp = expected(&dir);
+        if exp.weights_dtype != "float32" {
+            continue;
+        }
+        let mut m = Model::load(&dir, &LoadOptions::default()).unwrap();
+        let gb = &exp.greedy_batch;
+        let opts = BeamOptions {
+            num_beams: 1,
+            max_new_tokens: gb.max_new_tokens,
+            ignore_eos: true,
+            ..BeamOptions::default()
+        };
+        let out = m.beam_search(&gb.prompts, &opts).unwrap();
+        let tokens: Vec<Vec<u32>> = out.into_iter().map(|h| h[0].tokens.clone()).collect();
+        assert_eq!(tokens, gb.outputs, "{}", dir.display());
+    }
+}

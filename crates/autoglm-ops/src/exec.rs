@@ -316,6 +316,23 @@ impl Executor {
         }
     }
 
+    /// A buffer of `n` elements of `dtype` from the pool (contents unspecified: a
+    /// reused buffer keeps what it held), for a tensor the caller builds and later
+    /// hands back with [`Executor::recycle`], so that pool and caller trade buffers
+    /// instead of the pool growing with every step.
+    pub fn take_buffer(&mut self, dtype: DType, n: usize) -> Data {
+        let mut mem = Memory {
+            free: &mut self.free,
+            live: 0,
+            pooled: 0,
+            peak: 0,
+            need: 0,
+            peak_live: 0,
+        };
+        mem.pooled = mem.free.iter().map(Data::capacity_bytes).sum();
+        mem.take(dtype, n)
+    }
+
     /// Starts (or, with `false`, stops and clears) timing every kernel call.
     pub fn set_profiling(&mut self, on: bool) {
         self.profile = on.then(|| vec![0.0; self.steps.len()]);

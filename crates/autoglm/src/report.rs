@@ -235,8 +235,20 @@ pub(crate) fn html(
                 x.bleu, x.rouge_l
             )
         };
+        let mut tried = String::new();
+        for (d, x) in &e.decodings {
+            let chosen = if *d == e.decoding { " (chosen)" } else { "" };
+            tried += &row(
+                &format!(
+                    "model, dev (all): {} beams, length penalty {}{chosen}",
+                    d.num_beams.values()[0],
+                    d.length_penalty.values()[0]
+                ),
+                *x,
+            );
+        }
         format!(
-            "<table><tr><th></th><th>BLEU</th><th>ROUGE-L</th></tr>{}{}{}{}</table>",
+            "<table><tr><th></th><th>BLEU</th><th>ROUGE-L</th></tr>{tried}{}{}{}{}</table>",
             row("model, dev (all)", e.dev),
             row("model, test", e.test),
             row("nearest-neighbour retrieval, dev", e.retrieval_dev),

@@ -23,7 +23,8 @@ use crate::space::{Choice, Metric, PrunerKind, SamplerKind};
 use crate::task::Task;
 use crate::tokenizer::TaskTokenizer;
 use crate::trial::{
-    generate, item_examples, run, score, Hyper, Progress, RunOptions, Scores, Structure, TrialData,
+    generate, item_examples, run, score, Decoding, Hyper, Progress, RunOptions, Scores, Structure,
+    TrialData,
 };
 
 /// Progress of a search, for a display.
@@ -89,9 +90,14 @@ pub struct Summary {
 }
 
 /// Scores of the chosen model and of the retrieval baseline.
-#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
-    /// The model on all of dev.
+    /// The decoding settings chosen on dev (the best by the search's metric of the
+    /// listed combinations).
+    pub decoding: Decoding,
+    /// Each combination of decoding settings tried, with its scores on all of dev.
+    pub decodings: Vec<(Decoding, Scores)>,
+    /// The model on all of dev, with the chosen decoding.
     pub dev: Scores,
     /// The model on test.
     pub test: Scores,
@@ -509,12 +515,25 @@ impl AutoTrainer {
                 ..LoadOptions::default()
             },
         )?;
-        let dec = &self.task.search.decoding;
+        let metric = |s: &Scores| match self.task.search.metric {
+            Metric::Bleu => s.bleu,
+            Metric::RougeL => s.rouge_l,
+        };
         let dev_inputs: Vec<String> = self.data.dev.iter().map(|i| i.input.clone()).collect();
-        let (dev_outs, _) = generate(&mut model, &self.tok, &dev_inputs, dec)?;
         let dev_refs: Vec<Vec<String>> =
             self.data.dev.iter().map(|i| i.references.clone()).collect();
-        let dev = score(&dev_outs, &dev_refs)?;
+        let mut decodings = Vec::new();
+        let mut best: Option<(Decoding, Scores)> = None;
+        for d in self.task.search.decoding.candidates() {
+            let (outs, _) = generate(&mut model, &self.tok, &dev_inputs, &d)?;
+            let s = score(&outs, &dev_refs)?;
+            if best.as_ref().is_none_or(|(_, b)| metric(&s) > metric(b)) {
+                best = Some((d.clone(), s));
+            }
+            decodings.push((d, s));
+        }
+        let (dec, dev) = best.ok_or_else(|| Error::Task("search.decoding: no settings".into()))?;
+        let dec = &dec;
         let (test_outs, _) = generate(&mut model, &self.tok, &self.data.test_inputs, dec)?;
         let pred = self.dir.join("predictions");
         std::fs::create_dir_all(&pred).map_err(|e| Error::io(&pred, e))?;
@@ -526,6 +545,8 @@ impl AutoTrainer {
             inputs.iter().map(|i| nn.predict(i).to_owned()).collect()
         };
         let ev = Evaluation {
+            decoding: dec.clone(),
+            decodings,
             dev,
             test,
             retrieval_dev: score(&guess(&dev_inputs), &dev_refs)?,
@@ -533,6 +554,13 @@ impl AutoTrainer {
         };
         write_json(&self.dir.join("scores.json"), &ev)?;
         Ok(ev)
+    }
+
+    /// The scores [`AutoTrainer::evaluate`] wrote to `OUTPUT/scores.json`, if any.
+    pub fn evaluation(&self) -> Option<Evaluation> {
+        std::fs::read_to_string(self.dir.join("scores.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok())
     }
 
     /// Writes `OUTPUT/report.html`: optimisation history, parameter importances,
@@ -544,11 +572,12 @@ impl AutoTrainer {
     pub fn write_report(&self) -> Result<PathBuf> {
         let storage = Storage::journal(&self.dir.join("study.jsonl"))
             .map_err(|e| Error::Input(format!("study journal: {e}")))?;
-        let scores: Option<Evaluation> = std::fs::read_to_string(self.dir.join("scores.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        let html =
-            crate::report::html(&self.task.name, storage.trials(), &self.data.report, scores);
+        let html = crate::report::html(
+            &self.task.name,
+            storage.trials(),
+            &self.data.report,
+            self.evaluation(),
+        );
         let p = self.dir.join("report.html");
         write(&p, html)?;
         Ok(p)
@@ -567,10 +596,17 @@ impl AutoTrainer {
             std::fs::copy(best.join(f), dir.join(f)).map_err(|e| Error::io(&best.join(f), e))?;
         }
         let [pad, bos, eos, _] = self.tok.special_ids();
+        // The decoding chosen on dev (the search's first settings before evaluate).
+        let dec = self.evaluation().map_or_else(
+            || self.task.search.decoding.candidates().swap_remove(0),
+            |e| e.decoding,
+        );
         let gen = serde_json::json!({
             "bos_token_id": bos, "eos_token_id": eos, "pad_token_id": pad,
-            "do_sample": false, "max_new_tokens": self.task.search.decoding.max_new_tokens,
-            "repetition_penalty": self.task.search.decoding.repetition_penalty,
+            "do_sample": false, "max_new_tokens": dec.max_new_tokens,
+            "repetition_penalty": dec.repetition_penalty,
+            "num_beams": dec.num_beams.values()[0],
+            "length_penalty": dec.length_penalty.values()[0],
         });
         write_json(&dir.join("generation_config.json"), &gen)?;
         let read = |name: &str| -> serde_json::Value {

@@ -254,7 +254,8 @@ pub struct SearchConfig {
     /// Kernel threads.
     #[serde(default = "d_threads")]
     pub threads: usize,
-    /// Generation settings for dev and test.
+    /// Generation settings for dev and test (lists of beams and length penalties are
+    /// chosen from on dev after the search).
     #[serde(default)]
     pub decoding: Decoding,
     /// Cut training examples to this many tokens.
@@ -271,7 +272,8 @@ pub struct SearchConfig {
 #[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Constraints {
-    /// Greedy decoding time per new token on dev, ms (batched, the search's threads).
+    /// Decoding time per new token on dev, ms (batched, the search's threads and
+    /// decoding settings).
     #[serde(default)]
     pub max_ms_per_token: Option<f64>,
     /// Parameters.
@@ -393,5 +395,5 @@ pub fn check(model: &ModelSpace, hyper: &HyperSpace, search: &SearchConfig) -> R
     if search.minutes.is_some_and(|m| m.is_nan() || m <= 0.0) {
         return Err(Error::Task("search.minutes must be positive".into()));
     }
-    Ok(())
+    search.decoding.validate()
 }

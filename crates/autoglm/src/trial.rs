@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use autoglm_eval::{corpus_bleu, BleuConfig, RougeConfig, RougeScorer, RougeType};
-use autoglm_models::{init_weights, LoadOptions, Model, ModelConfig, SamplingOptions};
+use autoglm_models::{init_weights, BeamOptions, LoadOptions, Model, ModelConfig, SamplingOptions};
 use autoglm_train::{Control, Dataset, Example, Schedule, TrainConfig, Trainer};
 use serde::{Deserialize, Serialize};
 
@@ -99,19 +99,49 @@ pub struct Hyper {
     pub weight_decay: f64,
 }
 
-/// How dev outputs are generated.
+/// How dev and test outputs are generated. `num_beams` and `length_penalty` may each
+/// be a list: trials decode with the first values, and after the search every
+/// combination is tried on all of dev and the best (by the search's metric) decodes
+/// the test set and goes into the export's `generation_config.json`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Decoding {
     /// New tokens per output at most.
     #[serde(default = "default_max_new")]
     pub max_new_tokens: usize,
-    /// Prompts generated together.
+    /// Rows generated together (beam search runs `num_beams` rows per input).
     #[serde(default = "default_gen_batch")]
     pub batch_size: usize,
     /// Repetition penalty (1: off).
     #[serde(default = "one")]
     pub repetition_penalty: f32,
+    /// Beams (1: greedy decoding).
+    #[serde(default = "default_beams")]
+    pub num_beams: OneOrMany<usize>,
+    /// Beam search's length penalty: a finished output's summed log-probability is
+    /// divided by its length to this power (transformers' `length_penalty`).
+    #[serde(default = "default_length_penalty")]
+    pub length_penalty: OneOrMany<f32>,
+}
+
+/// One value, or a list of values to choose from on dev.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum OneOrMany<T> {
+    /// A value.
+    One(T),
+    /// Values to choose from (the first one during the search).
+    Many(Vec<T>),
+}
+
+impl<T: Copy> OneOrMany<T> {
+    /// The values, in order.
+    pub fn values(&self) -> Vec<T> {
+        match self {
+            OneOrMany::One(x) => vec![*x],
+            OneOrMany::Many(v) => v.clone(),
+        }
+    }
 }
 
 fn default_max_new() -> usize {
@@ -123,6 +153,12 @@ fn default_gen_batch() -> usize {
 fn one() -> f32 {
     1.0
 }
+fn default_beams() -> OneOrMany<usize> {
+    OneOrMany::One(4)
+}
+fn default_length_penalty() -> OneOrMany<f32> {
+    OneOrMany::One(1.0)
+}
 
 impl Default for Decoding {
     fn default() -> Self {
@@ -130,7 +166,58 @@ impl Default for Decoding {
             max_new_tokens: default_max_new(),
             batch_size: default_gen_batch(),
             repetition_penalty: 1.0,
+            num_beams: default_beams(),
+            length_penalty: default_length_penalty(),
         }
+    }
+}
+
+impl Decoding {
+    /// Every combination of the listed values, each with single values, the
+    /// search's (first values) first.
+    pub fn candidates(&self) -> Vec<Decoding> {
+        let mut v = Vec::new();
+        for b in self.num_beams.values() {
+            for lp in self.length_penalty.values() {
+                v.push(Decoding {
+                    num_beams: OneOrMany::One(b),
+                    length_penalty: OneOrMany::One(lp),
+                    ..self.clone()
+                });
+            }
+        }
+        v
+    }
+
+    /// Checks the values.
+    ///
+    /// # Errors
+    /// [`Error::Task`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        let bad = |f: &str, why: &str| Err(Error::Task(format!("search.decoding.{f}: {why}")));
+        let beams = self.num_beams.values();
+        if beams.is_empty() || beams.contains(&0) {
+            return bad("num_beams", "one or more values, each at least 1");
+        }
+        let lps = self.length_penalty.values();
+        if lps.is_empty() || lps.iter().any(|x| !x.is_finite()) {
+            return bad("length_penalty", "one or more finite values");
+        }
+        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
+            return bad("repetition_penalty", "must be > 0");
+        }
+        if self.max_new_tokens == 0 || self.batch_size == 0 {
+            return bad("max_new_tokens / batch_size", "must be at least 1");
+        }
+        Ok(())
+    }
+
+    fn beams(&self) -> usize {
+        self.num_beams.values().first().copied().unwrap_or(1).max(1)
+    }
+
+    fn penalty(&self) -> f32 {
+        self.length_penalty.values().first().copied().unwrap_or(1.0)
     }
 }
 
@@ -167,7 +254,8 @@ pub fn score(hyps: &[String], refs: &[Vec<String>]) -> Result<Scores> {
     })
 }
 
-/// Greedy outputs of `model` for `inputs`, and the decoding time per new token.
+/// Outputs of `model` for `inputs` (greedy, or beam search with `num_beams` > 1;
+/// the first listed values), and the decoding time per new token.
 ///
 /// # Errors
 /// Tokenizer and model errors.
@@ -177,19 +265,37 @@ pub fn generate(
     inputs: &[String],
     decoding: &Decoding,
 ) -> Result<(Vec<String>, f64)> {
-    let opts = SamplingOptions {
+    let greedy = SamplingOptions {
         max_new_tokens: decoding.max_new_tokens,
         repetition_penalty: decoding.repetition_penalty,
         ..SamplingOptions::default()
     };
+    let beam = BeamOptions {
+        num_beams: decoding.beams(),
+        max_new_tokens: decoding.max_new_tokens,
+        length_penalty: decoding.penalty(),
+        repetition_penalty: decoding.repetition_penalty,
+        ..BeamOptions::default()
+    };
     let mut out = Vec::with_capacity(inputs.len());
     let (mut tokens, started) = (0usize, Instant::now());
-    for chunk in inputs.chunks(decoding.batch_size.max(1)) {
+    // Beam search runs `num_beams` rows per prompt: fewer prompts per batch.
+    let per_batch = (decoding.batch_size / beam.num_beams).max(1);
+    for chunk in inputs.chunks(per_batch) {
         let prompts = chunk
             .iter()
             .map(|i| tok.prompt(i))
             .collect::<Result<Vec<_>>>()?;
-        for ids in model.generate(&prompts, &opts, |_, _| {})? {
+        let outs = if beam.num_beams == 1 {
+            model.generate(&prompts, &greedy, |_, _| {})?
+        } else {
+            model
+                .beam_search(&prompts, &beam)?
+                .into_iter()
+                .map(|h| h.into_iter().next().map(|h| h.tokens).unwrap_or_default())
+                .collect()
+        };
+        for ids in outs {
             tokens += ids.len();
             out.push(tok.decode(&ids)?.trim().to_owned());
         }
@@ -215,7 +321,8 @@ pub struct Outcome {
     pub dev: Option<Scores>,
     /// Parameters.
     pub parameters: usize,
-    /// Greedy decoding time per new token on dev, ms (one thread, batched).
+    /// Decoding time per new token on dev, ms (batched, the search's first decoding
+    /// settings).
     pub ms_per_token: Option<f64>,
     /// Peak bytes of a training step.
     pub peak_step_bytes: usize,
