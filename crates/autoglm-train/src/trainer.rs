@@ -362,6 +362,24 @@ impl Trainer {
         &self.config
     }
 
+    /// Changes the run's length to `steps` optimizer steps with `warmup_steps` of
+    /// warmup (a run cut short to fit a time budget, say): the learning-rate schedule
+    /// follows the new length from the next step, and [`Trainer::fit`] stops there.
+    ///
+    /// # Errors
+    /// [`Error::Input`] when `steps` is below the steps already taken.
+    pub fn set_steps(&mut self, steps: u64, warmup_steps: u64) -> Result<()> {
+        if steps < self.step {
+            return Err(Error::Input(format!(
+                "cannot shorten the run to {steps} steps: {} are done",
+                self.step
+            )));
+        }
+        self.config.steps = steps;
+        self.config.warmup_steps = warmup_steps.min(steps);
+        Ok(())
+    }
+
     /// Steps taken.
     pub fn steps_done(&self) -> u64 {
         self.step

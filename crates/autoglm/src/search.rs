@@ -286,7 +286,6 @@ impl AutoTrainer {
                 params,
                 steps: hyper.steps,
             });
-            let eval_every = hyper.steps.div_ceil(s.evaluations).max(1);
             let data = TrialData {
                 tok: &self.tok,
                 train: &self.train,
@@ -297,30 +296,42 @@ impl AutoTrainer {
             let opts = RunOptions {
                 seed: s.seed.wrapping_add(number),
                 threads: s.threads,
-                eval_every,
+                evaluations: s.evaluations,
+                deadline: s
+                    .minutes
+                    .map(|m| started + std::time::Duration::from_secs_f64(m * 60.0)),
             };
             let t0 = Instant::now();
             let mut k = 0;
             let result = run(&data, &structure, &hyper, &s.decoding, opts, |p| {
-                let (step, loss) = match p {
-                    Progress::Step { step, loss } => {
+                let (step, steps, loss) = match p {
+                    Progress::Step { step, steps, loss } => {
                         on(&Event::Step {
                             number,
                             step,
-                            steps: hyper.steps,
+                            steps,
                             loss,
                         });
                         return Control::Continue;
                     }
-                    Progress::Eval { step, dev_loss } => (step, dev_loss),
+                    Progress::Eval {
+                        step,
+                        steps,
+                        dev_loss,
+                    } => (step, steps, dev_loss),
                 };
                 k += 1;
                 on(&Event::Eval {
                     number,
                     step,
-                    steps: hyper.steps,
+                    steps,
                     dev_loss: loss,
                 });
+                // A trial at its last evaluation is finished: it is scored, not cut.
+                if step == steps {
+                    let _ = study.trial(number).map(|mut t| t.report(k, loss));
+                    return Control::Continue;
+                }
                 let Ok(mut t) = study.trial(number) else {
                     return Control::Stop;
                 };

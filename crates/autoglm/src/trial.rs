@@ -379,8 +379,13 @@ pub struct RunOptions {
     pub seed: u64,
     /// Kernel threads.
     pub threads: usize,
-    /// Steps between dev-loss evaluations.
-    pub eval_every: u64,
+    /// Dev-loss evaluations over the run (evenly spaced, the last at its end).
+    pub evaluations: u64,
+    /// When the run must be over: after a few steps the step time is measured, and a
+    /// run that would not end in time (its dev-loss evaluations and dev generation
+    /// included) is shortened to fit, its learning-rate schedule with it, rather
+    /// than cut off unfinished.
+    pub deadline: Option<Instant>,
 }
 
 /// Progress of a trial.
@@ -390,6 +395,8 @@ pub enum Progress {
     Step {
         /// Steps done.
         step: u64,
+        /// Steps of the run (fewer than asked once shortened to fit the deadline).
+        steps: u64,
         /// The step's training loss.
         loss: f64,
     },
@@ -397,14 +404,23 @@ pub enum Progress {
     Eval {
         /// Steps done.
         step: u64,
+        /// Steps of the run.
+        steps: u64,
         /// The dev loss.
         dev_loss: f64,
     },
 }
 
+/// Steps timed (after the first two, which build and warm up the plan) before a run
+/// is fitted to its deadline.
+const PROBE_STEPS: u64 = 10;
+
+/// Seconds kept in hand beyond the estimated time of a fitted run.
+const DEADLINE_MARGIN_S: f64 = 15.0;
+
 /// Trains `structure` with `hyper`, calling `on` after every step and with the dev
-/// loss every `opts.eval_every` steps (and at the end); [`Control::Stop`] ends the
-/// trial before generation (a pruned trial).
+/// loss at `opts.evaluations` evenly spaced steps (the last at the end);
+/// [`Control::Stop`] ends the trial before generation (a pruned trial).
 ///
 /// # Errors
 /// Invalid structure, training or generation errors.
@@ -419,7 +435,8 @@ pub fn run(
     let RunOptions {
         seed,
         threads,
-        eval_every,
+        evaluations,
+        deadline,
     } = opts;
     let started = Instant::now();
     let config = structure.config(data.tok, data.max_len)?;
@@ -449,22 +466,60 @@ pub fn run(
     };
     let mut trainer = Trainer::new(config.clone(), weights, tc)?;
     let (mut curve, mut stopped, mut train_loss) = (Vec::new(), false, f64::NAN);
-    let every = eval_every.max(1);
+    let evaluations = evaluations.max(1);
+    let mut every = hyper.steps.div_ceil(evaluations).max(1);
+    let mut probe: Option<Instant> = None;
+    // Forward-only batches of one dev-loss evaluation, and dev prompts generated.
+    let dev_batches = data
+        .dev_loss
+        .examples
+        .len()
+        .div_ceil(hyper.batch_size.max(1)) as f64;
+    let dev_prompts = data.dev.len() as f64;
     trainer.fit(data.train, |t, r| {
         train_loss = r.loss;
+        if let Some(deadline) = deadline {
+            if r.step == 2 {
+                probe = Some(Instant::now());
+            } else if r.step == 2 + PROBE_STEPS {
+                let per_step =
+                    probe.map_or(0.0, |p| p.elapsed().as_secs_f64()) / PROBE_STEPS as f64;
+                // A dev-loss batch costs about a third of a training step (forward
+                // only); a generated output about one training step of a batch.
+                let evals_left = evaluations as f64 * dev_batches * per_step / 3.0;
+                let generation = dev_prompts / hyper.batch_size.max(1) as f64 * per_step * 2.0;
+                let avail = deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_secs_f64()
+                    - evals_left
+                    - generation
+                    - DEADLINE_MARGIN_S;
+                let fits = r.step + (avail.max(0.0) / per_step.max(1e-9)) as u64;
+                let total = t.config().steps;
+                if fits < total {
+                    let steps = fits.max(r.step + 1);
+                    let warmup = (hyper.warmup * steps as f64).round() as u64;
+                    t.set_steps(steps, warmup)?;
+                    every = steps.div_ceil(evaluations).max(1);
+                }
+            }
+        }
+        let total = t.config().steps;
         if on(Progress::Step {
             step: r.step,
+            steps: total,
             loss: r.loss,
         }) == Control::Stop
         {
             stopped = true;
             return Ok(Control::Stop);
         }
-        if r.step.is_multiple_of(every) || r.step == hyper.steps {
+        if r.step.is_multiple_of(every) || r.step == total {
             let l = t.eval_loss(data.dev_loss)?;
             curve.push((r.step, l));
             if on(Progress::Eval {
                 step: r.step,
+                steps: total,
                 dev_loss: l,
             }) == Control::Stop
             {

@@ -88,12 +88,18 @@ fn a_tiny_glm_learns_the_quickstart_corpus() {
     let opts = RunOptions {
         seed: 1,
         threads: 1,
-        eval_every: 80,
+        evaluations: 3,
+        deadline: None,
     };
     let mut steps = 0;
     let t = run(&data, &structure, &hyper, &decoding, opts, |p| {
-        if let Progress::Step { step, loss } = p {
-            assert!(step == steps + 1 && loss.is_finite());
+        if let Progress::Step {
+            step,
+            steps: n,
+            loss,
+        } = p
+        {
+            assert!(step == steps + 1 && loss.is_finite() && n == 240);
             steps = step;
         }
         Control::Continue
@@ -122,7 +128,7 @@ fn a_tiny_glm_learns_the_quickstart_corpus() {
     let short = Hyper { steps: 20, ..hyper };
     let curve = || {
         let opts = RunOptions {
-            eval_every: 20,
+            evaluations: 1,
             ..opts
         };
         run(&data, &structure, &short, &decoding, opts, stop_at_eval)
@@ -131,4 +137,30 @@ fn a_tiny_glm_learns_the_quickstart_corpus() {
             .curve
     };
     assert_eq!(curve(), curve());
+    // A deadline the asked steps cannot meet: the run is shortened (its schedule
+    // with it), still evaluated at the end and scored, and ends in time.
+    let long = Hyper {
+        steps: 100_000,
+        ..hyper
+    };
+    let started = std::time::Instant::now();
+    let budget = std::time::Duration::from_secs(25);
+    let opts = RunOptions {
+        deadline: Some(started + budget),
+        ..opts
+    };
+    let mut last_total = 0;
+    let f = run(&data, &structure, &long, &decoding, opts, |p| {
+        if let Progress::Step { steps, .. } = p {
+            last_total = steps;
+        }
+        Control::Continue
+    })
+    .unwrap();
+    let took = started.elapsed();
+    eprintln!("fitted: {} steps in {took:?}", f.outcome.steps);
+    assert!(took < budget, "{took:?}");
+    assert!(f.outcome.steps < 100_000 && f.outcome.steps == last_total);
+    assert!(f.outcome.dev.is_some() && !f.outcome.stopped);
+    assert_eq!(f.outcome.curve.last().map(|c| c.0), Some(f.outcome.steps));
 }
