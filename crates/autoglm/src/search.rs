@@ -23,8 +23,8 @@ use crate::space::{Choice, Metric, PrunerKind, SamplerKind};
 use crate::task::Task;
 use crate::tokenizer::TaskTokenizer;
 use crate::trial::{
-    generate, item_examples, run, score, Decoding, Hyper, Progress, RunOptions, Scores, Structure,
-    TrialData,
+    generate, item_examples, run, score, Base, Decoding, Hyper, Progress, RunOptions, Scores,
+    Structure, TrialData,
 };
 
 /// Progress of a search, for a display.
@@ -112,6 +112,7 @@ pub struct Evaluation {
 #[derive(Debug)]
 pub struct AutoTrainer {
     task: Task,
+    base: Option<Base>,
     dir: PathBuf,
     data: Prepared,
     tok: TaskTokenizer,
@@ -149,9 +150,14 @@ impl AutoTrainer {
     pub fn new(task: Task) -> Result<AutoTrainer> {
         let dir = task.output_dir().to_owned();
         let data = prepare(&task, &dir.join("data"))?;
-        let tok = match &task.tokenizer.path {
-            Some(p) => TaskTokenizer::load(p)?,
-            None => TaskTokenizer::train(
+        let base = match &task.model.checkpoint {
+            Some(d) => Some(Base::load(d)?),
+            None => None,
+        };
+        let tok = match (&task.tokenizer.path, &task.model.checkpoint) {
+            (Some(p), _) => TaskTokenizer::load(p)?,
+            (None, Some(d)) => TaskTokenizer::load(&d.join("tokenizer.json"))?,
+            (None, None) => TaskTokenizer::train(
                 &task.tokenizer,
                 data.train
                     .iter()
@@ -159,7 +165,17 @@ impl AutoTrainer {
             )?,
         };
         tok.save(&dir.join("tokenizer.json"))?;
-        let max_len = task.search.max_len;
+        let mut max_len = task.search.max_len;
+        if let Some(b) = &base {
+            if tok.vocab_size() > b.config.vocab_size {
+                return Err(Error::Task(format!(
+                    "model.checkpoint: the tokenizer has {} tokens, the checkpoint's embedding {}",
+                    tok.vocab_size(),
+                    b.config.vocab_size
+                )));
+            }
+            max_len = max_len.min(b.config.max_position_embeddings);
+        }
         let train = Dataset {
             examples: data
                 .train
@@ -186,6 +202,7 @@ impl AutoTrainer {
         }
         Ok(AutoTrainer {
             task,
+            base,
             dir,
             data,
             tok,
@@ -273,7 +290,20 @@ impl AutoTrainer {
                 .is_some_and(|m| started.elapsed().as_secs_f64() > m * 60.0)
         };
         let mut best = self.best_trial(&mut study)?;
-        while counted(&mut study)? < s.trials && !over(&started) {
+        // Seconds of the trials this call completed: no trial starts with less than
+        // half their median left (fitted into that, it would train too little to
+        // be worth scoring, and its poor score would mislead the sampler).
+        let mut took: Vec<f64> = Vec::new();
+        let too_late = |took: &[f64], started: &Instant| {
+            let (Some(m), false) = (s.minutes, took.is_empty()) else {
+                return false;
+            };
+            let mut t = took.to_vec();
+            t.sort_by(f64::total_cmp);
+            let left = m * 60.0 - started.elapsed().as_secs_f64();
+            left < 0.5 * t[t.len() / 2]
+        };
+        while counted(&mut study)? < s.trials && !over(&started) && !too_late(&took, &started) {
             let (number, structure, hyper) = {
                 let mut trial = study.ask().map_err(tune)?;
                 let number = trial.number();
@@ -292,6 +322,7 @@ impl AutoTrainer {
                 dev_loss: &self.dev_loss,
                 dev: &self.dev_search,
                 max_len: self.max_len,
+                base: self.base.as_ref(),
             };
             let opts = RunOptions {
                 seed: s.seed.wrapping_add(number),
@@ -374,6 +405,7 @@ impl AutoTrainer {
                                 best = Some((number, v));
                             }
                             study.tell(number, v).map_err(tune)?;
+                            took.push(t0.elapsed().as_secs_f64());
                             let state = if feasible {
                                 "complete"
                             } else {
@@ -462,16 +494,21 @@ impl AutoTrainer {
                 }
             })
         };
-        let hidden = get("hidden", &m.hidden, true)? as usize;
-        let ratio = get("mlp_ratio", &m.mlp_ratio, false)?;
-        let structure = Structure {
-            layers: get("layers", &m.layers, true)? as usize,
-            hidden,
-            heads: get("heads", &m.heads, true)? as usize,
-            kv_heads: get("kv_heads", &m.kv_heads, true)? as usize,
-            intermediate: (((hidden as f64 * ratio) / 8.0).round() as usize).max(1) * 8,
-            rotary: get("rotary", &m.rotary, false)?,
-            tie_embeddings: m.tie_embeddings,
+        let structure = match &self.base {
+            Some(b) => b.structure(),
+            None => {
+                let hidden = get("hidden", &m.hidden, true)? as usize;
+                let ratio = get("mlp_ratio", &m.mlp_ratio, false)?;
+                Structure {
+                    layers: get("layers", &m.layers, true)? as usize,
+                    hidden,
+                    heads: get("heads", &m.heads, true)? as usize,
+                    kv_heads: get("kv_heads", &m.kv_heads, true)? as usize,
+                    intermediate: (((hidden as f64 * ratio) / 8.0).round() as usize).max(1) * 8,
+                    rotary: get("rotary", &m.rotary, false)?,
+                    tie_embeddings: m.tie_embeddings,
+                }
+            }
         };
         let batch = get("batch_size", &h.batch_size, true)? as usize;
         let epochs = get("epochs", &h.epochs, false)?;

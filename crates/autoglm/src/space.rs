@@ -68,10 +68,19 @@ impl Choice {
     }
 }
 
-/// `model:`: the structure search (a `glm` decoder trained from scratch).
+/// `model:`: the structure search (a `glm` decoder trained from scratch), or a
+/// local checkpoint to fine-tune.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ModelSpace {
+    /// Fine-tune this local checkpoint (a Hugging Face directory: `config.json`,
+    /// safetensors weights of a `glm`, `glm4` or `gpt_neox` model, and a
+    /// `tokenizer.json` with autoglm's special tokens `<pad> <s> </s> <sep>`, as
+    /// `autoglm run` exports) instead of training a searched structure from scratch:
+    /// its structure is kept and only `training:` is searched. Relative to the YAML
+    /// file.
+    #[serde(default)]
+    pub checkpoint: Option<std::path::PathBuf>,
     /// Decoder layers.
     #[serde(default = "d_layers")]
     pub layers: Choice,
@@ -120,6 +129,7 @@ fn yes() -> bool {
 impl Default for ModelSpace {
     fn default() -> Self {
         ModelSpace {
+            checkpoint: None,
             layers: d_layers(),
             hidden: d_hidden(),
             heads: d_heads(),
@@ -341,6 +351,18 @@ impl Default for SearchConfig {
 /// # Errors
 /// [`Error::Task`] naming the field.
 pub fn check(model: &ModelSpace, hyper: &HyperSpace, search: &SearchConfig) -> Result<()> {
+    if model.checkpoint.is_some()
+        && (ModelSpace {
+            checkpoint: None,
+            ..model.clone()
+        }) != ModelSpace::default()
+    {
+        return Err(Error::Task(
+            "model: a checkpoint keeps its own structure: drop the structure keys \
+             (layers, hidden, heads, kv_heads, mlp_ratio, rotary, tie_embeddings) or the checkpoint"
+                .into(),
+        ));
+    }
     model.layers.check("model.layers", true, true)?;
     model.hidden.check("model.hidden", true, true)?;
     model.heads.check("model.heads", true, true)?;

@@ -231,6 +231,9 @@ impl Task {
         if let Some(p) = &mut self.tokenizer.path {
             abs(p);
         }
+        if let Some(p) = &mut self.model.checkpoint {
+            abs(p);
+        }
         match &mut self.output {
             Some(p) => abs(p),
             None => self.output = Some(base.join("runs").join(&self.name)),

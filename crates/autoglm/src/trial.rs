@@ -265,9 +265,12 @@ pub fn generate(
     inputs: &[String],
     decoding: &Decoding,
 ) -> Result<(Vec<String>, f64)> {
+    // The task's `</s>` ends an output, whatever a fine-tuned checkpoint's config says.
+    let stop = vec![tok.special_ids()[2]];
     let greedy = SamplingOptions {
         max_new_tokens: decoding.max_new_tokens,
         repetition_penalty: decoding.repetition_penalty,
+        stop_tokens: stop.clone(),
         ..SamplingOptions::default()
     };
     let beam = BeamOptions {
@@ -275,6 +278,7 @@ pub fn generate(
         max_new_tokens: decoding.max_new_tokens,
         length_penalty: decoding.penalty(),
         repetition_penalty: decoding.repetition_penalty,
+        stop_tokens: stop,
         ..BeamOptions::default()
     };
     let mut out = Vec::with_capacity(inputs.len());
@@ -370,6 +374,52 @@ pub struct TrialData<'a> {
     pub dev: &'a [Item],
     /// Longest example.
     pub max_len: usize,
+    /// A checkpoint to fine-tune instead of a structure trained from scratch.
+    pub base: Option<&'a Base>,
+}
+
+/// A local checkpoint to fine-tune: its configuration and weights.
+pub struct Base {
+    /// Its configuration.
+    pub config: ModelConfig,
+    /// Its weights (graph layout).
+    pub weights: std::collections::BTreeMap<String, autoglm_ops::Tensor>,
+}
+
+impl std::fmt::Debug for Base {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Base")
+            .field("config", &self.config)
+            .field("weights", &self.weights.len())
+            .finish()
+    }
+}
+
+impl Base {
+    /// Reads `dir/config.json` and the checkpoint's weights.
+    ///
+    /// # Errors
+    /// Model errors naming the file, field or tensor.
+    pub fn load(dir: &std::path::Path) -> Result<Base> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let ck = autoglm_models::Checkpoint::open(dir)?;
+        let weights = autoglm_models::load_weights(&config, &ck)?;
+        Ok(Base { config, weights })
+    }
+
+    /// The checkpoint's structure, described as a searched one is.
+    pub fn structure(&self) -> Structure {
+        let c = &self.config;
+        Structure {
+            layers: c.num_layers,
+            hidden: c.hidden_size,
+            heads: c.num_heads,
+            kv_heads: c.num_kv_heads,
+            intermediate: c.intermediate_size,
+            rotary: c.rotary_dim as f64 / c.head_dim.max(1) as f64,
+            tie_embeddings: c.tie_word_embeddings,
+        }
+    }
 }
 
 /// How a trial runs.
@@ -439,11 +489,17 @@ pub fn run(
         deadline,
     } = opts;
     let started = Instant::now();
-    let config = structure.config(data.tok, data.max_len)?;
-    let weights = init_weights(&config, 0.02, seed)?;
+    let (config, weights) = match data.base {
+        Some(b) => (b.config.clone(), b.weights.clone()),
+        None => {
+            let config = structure.config(data.tok, data.max_len)?;
+            let weights = init_weights(&config, 0.02, seed)?;
+            (config, weights)
+        }
+    };
     let parameters = weights
         .iter()
-        .filter(|(k, _)| !(structure.tie_embeddings && k.as_str() == "head.w"))
+        .filter(|(k, _)| !(config.tie_word_embeddings && k.as_str() == "head.w"))
         .map(|(_, t)| t.len())
         .sum();
     let tc = TrainConfig {

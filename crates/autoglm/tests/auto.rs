@@ -85,4 +85,68 @@ search: {{trials: {trials}, evaluations: 2, threads: 2, pruner: none, decoding: 
         )
         .unwrap();
     assert!(!outs[0].is_empty());
+
+    // Fine-tuning the export: the checkpoint's structure and tokenizer are kept, only
+    // training is searched, and it starts where the export left off (its first dev
+    // loss is below the export's last one and far below a scratch model's).
+    let first_loss = |at: &mut AutoTrainer| {
+        let mut first = None;
+        at.search(|e| {
+            if let Event::Eval { dev_loss, .. } = e {
+                first.get_or_insert(*dev_loss);
+            }
+        })
+        .unwrap();
+        first.unwrap()
+    };
+    let tune = dir.path().join("tune.yaml");
+    std::fs::write(
+        &tune,
+        "name: tune
+data: {input: meaning, target: text, train: data/train.jsonl, dev: data/dev.jsonl, test: {file: data/test.jsonl}}
+model: {checkpoint: model}
+training: {lr: 1.0e-3, batch_size: 16, epochs: 0.5}
+search: {trials: 1, evaluations: 4, threads: 2, pruner: none, decoding: {max_new_tokens: 40}}
+",
+    )
+    .unwrap();
+    let mut ft = AutoTrainer::from_yaml(&tune).unwrap();
+    assert_eq!(ft.tokenizer().vocab_size(), at.tokenizer().vocab_size());
+    let tuned = first_loss(&mut ft);
+    let trial: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(at.output_dir().join("best/trial.json")).unwrap(),
+    )
+    .unwrap();
+    let last = trial["outcome"]["curve"]
+        .as_array()
+        .and_then(|c| c.last())
+        .and_then(|p| p[1].as_f64())
+        .unwrap();
+    let scratch_yaml = dir.path().join("scratch.yaml");
+    std::fs::write(
+        &scratch_yaml,
+        std::fs::read_to_string(&tune)
+            .unwrap()
+            .replace(
+                "model: {checkpoint: model}",
+                "model: {layers: 1, hidden: 64, heads: 2, kv_heads: 1, mlp_ratio: 2.0}",
+            )
+            .replace("name: tune", "name: scratch"),
+    )
+    .unwrap();
+    let scratch = first_loss(&mut AutoTrainer::from_yaml(&scratch_yaml).unwrap());
+    assert!(
+        tuned < last && tuned < 0.8 * scratch,
+        "fine-tuned {tuned}, the export's last dev loss {last}, scratch {scratch}"
+    );
+    let e = ft.evaluate().unwrap();
+    assert!(e.test.rouge_l > 0.0, "{e:?}");
+    // A checkpoint with structure keys beside it is refused.
+    let bad = std::fs::read_to_string(&tune)
+        .unwrap()
+        .replace("{checkpoint: model}", "{checkpoint: model, layers: 2}");
+    let err = Task::from_yaml_str(&bad, dir.path())
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("checkpoint keeps its own structure"), "{err}");
 }

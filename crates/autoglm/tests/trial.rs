@@ -64,6 +64,7 @@ fn a_tiny_glm_learns_the_quickstart_corpus() {
         dev_loss: &dev_loss,
         dev: &dev,
         max_len,
+        base: None,
     };
     let structure = Structure {
         layers: 2,
