@@ -87,6 +87,7 @@ fn svg_open() -> String {
 fn history(trials: &[FrozenTrial]) -> String {
     let done: Vec<(f64, f64)> = trials
         .iter()
+        .filter(|t| t.state == TrialState::Complete)
         .filter_map(|t| Some((t.number as f64, t.value()?)))
         .collect();
     let f = Frame::new(
@@ -121,12 +122,13 @@ fn history(trials: &[FrozenTrial]) -> String {
     s + "</svg>"
 }
 
-/// Dev loss per evaluation of every trial.
+/// Dev loss per evaluation of every trial (the journal holds minus the loss: the
+/// study maximises).
 fn curves(trials: &[FrozenTrial]) -> String {
     let pts = || {
         trials
             .iter()
-            .flat_map(|t| t.intermediate.iter().map(|(&k, &v)| (k as f64, v)))
+            .flat_map(|t| t.intermediate.iter().map(|(&k, &v)| (k as f64, -v)))
     };
     let f = Frame::new(pts().map(|p| p.0), pts().map(|p| p.1));
     let mut s = svg_open();
@@ -139,7 +141,7 @@ fn curves(trials: &[FrozenTrial]) -> String {
         let line: String = t
             .intermediate
             .iter()
-            .map(|(&k, &v)| format!("{:.1},{:.1} ", f.px(k as f64), f.py(v)))
+            .map(|(&k, &v)| format!("{:.1},{:.1} ", f.px(k as f64), f.py(-v)))
             .collect();
         let dash = if t.state == TrialState::Pruned {
             r#" stroke-dasharray="4 3""#

@@ -8,11 +8,11 @@ use std::time::Instant;
 
 use autoglm_models::{save_pretrained, LoadOptions, Model};
 use autoglm_train::{Control, Dataset, Example};
-use autoglm_tune::GpSampler;
 use autoglm_tune::{
     AutoSampler, Distribution, MedianPruner, NopPruner, Outcome, ParamValue, Params, RandomSampler,
     Seed, Storage, Study, SuccessiveHalvingPruner, TpeSampler, TrialState,
 };
+use autoglm_tune::{GpConfig, GpSampler, TpeConfig};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -240,9 +240,21 @@ impl AutoTrainer {
         let seed = Seed(s.seed);
         let study = Study::maximize(seed).with_storage(storage);
         let study = match s.sampler {
-            SamplerKind::Auto => study.with_sampler(AutoSampler::new(seed, Some(s.trials))),
-            SamplerKind::Tpe => study.with_sampler(TpeSampler::new(seed)),
-            SamplerKind::Gp => study.with_sampler(GpSampler::new(seed)),
+            SamplerKind::Auto => study.with_sampler(AutoSampler::with_startup_trials(
+                seed,
+                Some(s.trials),
+                s.startup(),
+            )),
+            SamplerKind::Tpe => {
+                let mut c = TpeConfig::default();
+                c.n_startup_trials = s.startup();
+                study.with_sampler(TpeSampler::with_config(seed, c))
+            }
+            SamplerKind::Gp => {
+                let mut c = GpConfig::default();
+                c.n_startup_trials = s.startup();
+                study.with_sampler(GpSampler::with_config(seed, c))
+            }
             SamplerKind::Random => study.with_sampler(RandomSampler::new(seed)),
         };
         Ok(match s.pruner {
@@ -360,13 +372,14 @@ impl AutoTrainer {
                 });
                 // A trial at its last evaluation is finished: it is scored, not cut.
                 if step == steps {
-                    let _ = study.trial(number).map(|mut t| t.report(k, loss));
+                    let _ = study.trial(number).map(|mut t| t.report(k, -loss));
                     return Control::Continue;
                 }
                 let Ok(mut t) = study.trial(number) else {
                     return Control::Stop;
                 };
-                let prune = t.report(k, loss).is_ok() && t.should_prune().unwrap_or(false);
+                // The study maximises: the pruner sees minus the dev loss.
+                let prune = t.report(k, -loss).is_ok() && t.should_prune().unwrap_or(false);
                 if prune || over(&started) {
                     Control::Stop
                 } else {

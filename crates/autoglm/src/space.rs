@@ -246,6 +246,10 @@ pub struct SearchConfig {
     /// Trials at most (finished or pruned; trials a kill interrupted are rerun).
     #[serde(default = "d_trials")]
     pub trials: usize,
+    /// Random trials before the TPE or GP model proposes (default: a third of
+    /// `trials`, 3 to 10).
+    #[serde(default)]
+    pub startup_trials: Option<usize>,
     /// Wall-clock minutes at most (no trial starts after it; a running trial stops
     /// at its next evaluation and counts as pruned).
     #[serde(default)]
@@ -294,6 +298,14 @@ pub struct Constraints {
     pub max_step_mb: Option<f64>,
 }
 
+impl SearchConfig {
+    /// Random trials before the model-based samplers take over.
+    pub fn startup(&self) -> usize {
+        self.startup_trials
+            .unwrap_or((self.trials / 3).clamp(3, 10))
+    }
+}
+
 impl Constraints {
     /// The constraint values of a trial (feasible when all are ≤ 0), or none when no
     /// limit is set.
@@ -332,6 +344,7 @@ impl Default for SearchConfig {
             pruner: PrunerKind::Median,
             metric: Metric::Bleu,
             trials: d_trials(),
+            startup_trials: None,
             minutes: None,
             evaluations: d_evals(),
             dev_inputs: None,

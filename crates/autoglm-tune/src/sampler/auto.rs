@@ -2,7 +2,7 @@
 
 use std::collections::BTreeMap;
 
-use super::{GpConfig, GpSampler, Sampler, SamplerContext, TpeSampler};
+use super::{GpConfig, GpSampler, Sampler, SamplerContext, TpeConfig, TpeSampler};
 use crate::space::Distribution;
 use crate::trial::TrialState;
 use crate::Seed;
@@ -26,6 +26,21 @@ impl AutoSampler {
         AutoSampler {
             gp: GpSampler::with_config(seed, GpConfig::economical()),
             tpe: TpeSampler::new(seed),
+            budget,
+        }
+    }
+
+    /// As [`AutoSampler::new`], with `n` random trials before either model is used
+    /// (10 by default, as Optuna's samplers; a budget of a dozen trials wants fewer,
+    /// or the search never leaves its random start).
+    pub fn with_startup_trials(seed: Seed, budget: Option<usize>, n: usize) -> Self {
+        let mut gp = GpConfig::economical();
+        gp.n_startup_trials = n;
+        let mut tpe = TpeConfig::default();
+        tpe.n_startup_trials = n;
+        AutoSampler {
+            gp: GpSampler::with_config(seed, gp),
+            tpe: TpeSampler::with_config(seed, tpe),
             budget,
         }
     }
