@@ -36,8 +36,10 @@ impl AutoSampler {
     pub fn with_startup_trials(seed: Seed, budget: Option<usize>, n: usize) -> Self {
         let mut gp = GpConfig::economical();
         gp.n_startup_trials = n;
-        let mut tpe = TpeConfig::default();
-        tpe.n_startup_trials = n;
+        let tpe = TpeConfig {
+            n_startup_trials: n,
+            ..TpeConfig::default()
+        };
         AutoSampler {
             gp: GpSampler::with_config(seed, gp),
             tpe: TpeSampler::with_config(seed, tpe),
