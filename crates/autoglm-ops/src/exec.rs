@@ -321,16 +321,7 @@ impl Executor {
     /// hands back with [`Executor::recycle`], so that pool and caller trade buffers
     /// instead of the pool growing with every step.
     pub fn take_buffer(&mut self, dtype: DType, n: usize) -> Data {
-        let mut mem = Memory {
-            free: &mut self.free,
-            live: 0,
-            pooled: 0,
-            peak: 0,
-            need: 0,
-            peak_live: 0,
-        };
-        mem.pooled = mem.free.iter().map(Data::capacity_bytes).sum();
-        mem.take(dtype, n)
+        Memory::new(&mut self.free).take(dtype, n)
     }
 
     /// Starts (or, with `false`, stops and clears) timing every kernel call.
@@ -419,15 +410,7 @@ impl Executor {
         }) {
             return Err(Error::Binding(format!("the graph has no input '{n}'")));
         }
-        let mut mem = Memory {
-            free,
-            live: 0,
-            pooled: 0,
-            peak: 0,
-            need: 0,
-            peak_live: 0,
-        };
-        mem.pooled = mem.free.iter().map(Data::capacity_bytes).sum();
+        let mut mem = Memory::new(free);
         let mut run = RunStats::default();
         pool.install(|| -> Result<()> {
             for (si, s) in steps.iter().enumerate() {
@@ -534,7 +517,20 @@ struct Memory<'a> {
     peak_live: usize,
 }
 
-impl Memory<'_> {
+impl<'a> Memory<'a> {
+    /// The pool over `free`, nothing live.
+    fn new(free: &'a mut Vec<Data>) -> Memory<'a> {
+        let pooled = free.iter().map(Data::capacity_bytes).sum();
+        Memory {
+            free,
+            live: 0,
+            pooled,
+            peak: 0,
+            need: 0,
+            peak_live: 0,
+        }
+    }
+
     fn take(&mut self, dtype: DType, n: usize) -> Data {
         let fits = |d: &Data| d.dtype() == dtype;
         let bytes = n * dtype.size_bytes();
