@@ -163,10 +163,7 @@ pub fn generate(a: GenerateArgs, out: &mut dyn Write) -> Result<()> {
     };
     let decode = |m: &mut Model, prompts: &[Vec<u32>]| -> Result<Vec<Vec<u32>>> {
         Ok(if beam.num_beams > 1 {
-            m.beam_search(prompts, &beam)?
-                .into_iter()
-                .map(|h| h.into_iter().next().map(|h| h.tokens).unwrap_or_default())
-                .collect()
+            m.beam_search_best(prompts, &beam)?
         } else {
             m.generate(prompts, &opts, |_, _| {})?
         })

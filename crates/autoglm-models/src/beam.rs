@@ -93,6 +93,23 @@ fn log_softmax(row: &[f32]) -> Vec<f32> {
 }
 
 impl Model {
+    /// The new tokens of each prompt's best hypothesis ([`Model::beam_search`]; empty
+    /// when `max_new_tokens` is 0).
+    ///
+    /// # Errors
+    /// As [`Model::beam_search`].
+    pub fn beam_search_best(
+        &mut self,
+        prompts: &[Vec<u32>],
+        options: &BeamOptions,
+    ) -> Result<Vec<Vec<u32>>> {
+        Ok(self
+            .beam_search(prompts, options)?
+            .into_iter()
+            .map(|h| h.into_iter().next().map(|h| h.tokens).unwrap_or_default())
+            .collect())
+    }
+
     /// Beam search for each prompt (token ids): up to `num_return_sequences`
     /// hypotheses per prompt, best first.
     ///

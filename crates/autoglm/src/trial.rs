@@ -293,11 +293,7 @@ pub fn generate(
         let outs = if beam.num_beams == 1 {
             model.generate(&prompts, &greedy, |_, _| {})?
         } else {
-            model
-                .beam_search(&prompts, &beam)?
-                .into_iter()
-                .map(|h| h.into_iter().next().map(|h| h.tokens).unwrap_or_default())
-                .collect()
+            model.beam_search_best(&prompts, &beam)?
         };
         for ids in outs {
             tokens += ids.len();
