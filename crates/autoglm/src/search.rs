@@ -19,7 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{prepare, Item, Prepared};
 use crate::error::{write, write_json, write_lines, Error, Result};
-use crate::space::{Choice, Metric, PrunerKind, SamplerKind};
+use crate::space::{Choice, PrunerKind, SamplerKind};
 use crate::task::Task;
 use crate::tokenizer::TaskTokenizer;
 use crate::trial::{
@@ -409,10 +409,7 @@ impl AutoTrainer {
                     }
                     match o.dev {
                         Some(dev) => {
-                            let v = match s.metric {
-                                Metric::Bleu => dev.bleu,
-                                Metric::RougeL => dev.rouge_l,
-                            };
+                            let v = s.metric.of(&dev);
                             if feasible && best.as_ref().is_none_or(|b| v > b.1) {
                                 self.save_best(&trained, number)?;
                                 best = Some((number, v));
@@ -576,10 +573,7 @@ impl AutoTrainer {
                 ..LoadOptions::default()
             },
         )?;
-        let metric = |s: &Scores| match self.task.search.metric {
-            Metric::Bleu => s.bleu,
-            Metric::RougeL => s.rouge_l,
-        };
+        let metric = |s: &Scores| self.task.search.metric.of(s);
         let dev_inputs: Vec<String> = self.data.dev.iter().map(|i| i.input.clone()).collect();
         let dev_refs: Vec<Vec<String>> =
             self.data.dev.iter().map(|i| i.references.clone()).collect();

@@ -230,6 +230,16 @@ pub enum Metric {
     RougeL,
 }
 
+impl Metric {
+    /// This metric's value among `scores`.
+    pub fn of(self, scores: &crate::trial::Scores) -> f64 {
+        match self {
+            Metric::Bleu => scores.bleu,
+            Metric::RougeL => scores.rouge_l,
+        }
+    }
+}
+
 /// `search:`: sampler, pruner, metric and budget.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
