@@ -48,12 +48,20 @@ impl AutoSampler {
     }
 
     fn use_gp(&self, ctx: &SamplerContext<'_>, space: &BTreeMap<String, Distribution>) -> bool {
-        let flat = ctx
+        let complete: Vec<_> = ctx
             .trials
             .iter()
             .filter(|t| t.state == TrialState::Complete)
+            .collect();
+        let flat = complete
+            .iter()
             .all(|t| t.distributions.len() == space.len());
-        flat && space.len() <= 32 && self.budget.is_none_or(|b| b <= 500)
+        // The GP models complete trials only; until it has its start-up share of them
+        // (pruning can keep that count low for a long time), TPE, which also learns
+        // from pruned trials, proposes.
+        flat && space.len() <= 32
+            && self.budget.is_none_or(|b| b <= 500)
+            && complete.len() >= self.gp.config().n_startup_trials
     }
 }
 

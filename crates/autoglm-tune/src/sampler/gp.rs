@@ -85,6 +85,11 @@ impl GpSampler {
         GpSampler::with_config(seed, GpConfig::default())
     }
 
+    /// Its options.
+    pub fn config(&self) -> &GpConfig {
+        &self.config
+    }
+
     /// A GP sampler with `config`.
     pub fn with_config(seed: Seed, config: GpConfig) -> Self {
         GpSampler {

@@ -458,10 +458,12 @@ fn split(
 }
 
 impl TpeSampler {
-    fn n_complete(trials: &[FrozenTrial]) -> usize {
+    /// Finished trials, as Optuna's TPE counts them against `n_startup_trials`:
+    /// complete and pruned (a pruned trial tells the model where not to look).
+    fn n_finished(trials: &[FrozenTrial]) -> usize {
         trials
             .iter()
-            .filter(|t| t.state == TrialState::Complete)
+            .filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
             .count()
     }
 
@@ -527,7 +529,7 @@ impl Sampler for TpeSampler {
     ) -> BTreeMap<String, f64> {
         if !self.config.multivariate
             || space.is_empty()
-            || Self::n_complete(ctx.trials) < self.config.n_startup_trials
+            || Self::n_finished(ctx.trials) < self.config.n_startup_trials
         {
             return BTreeMap::new();
         }
@@ -545,7 +547,7 @@ impl Sampler for TpeSampler {
         name: &str,
         d: &Distribution,
     ) -> f64 {
-        if Self::n_complete(ctx.trials) < self.config.n_startup_trials {
+        if Self::n_finished(ctx.trials) < self.config.n_startup_trials {
             return self.random.sample_independent(ctx, name, d);
         }
         self.grouped.retain(|&n, _| n == ctx.number);
@@ -634,6 +636,43 @@ mod tests {
         let (_, b2) = tpe.grouped[&30]["b2"].clone();
         assert_eq!(tpe.sample_independent(&ctx, "b2", &f("b2")), b2);
         assert!(tpe.grouped[&30].is_empty());
+    }
+
+    #[test]
+    fn pruned_trials_count_towards_the_random_start() {
+        use crate::{Direction, Seed};
+        let d = Distribution::float(0.0, 1.0).validated("x").unwrap();
+        let trial = |i: u64, state: TrialState| {
+            let mut t = FrozenTrial::new(i, state);
+            t.distributions.insert("x".into(), d.clone());
+            t.params.insert("x".into(), (0.1 * i as f64).into());
+            if state == TrialState::Complete {
+                t.values = Some(vec![0.1 * i as f64]);
+            }
+            t
+        };
+        // One complete and three pruned trials: four finished, as Optuna counts them.
+        let mut trials: Vec<FrozenTrial> = vec![trial(0, TrialState::Complete)];
+        trials.extend((1..4).map(|i| trial(i, TrialState::Pruned)));
+        trials.push(FrozenTrial::new(4, TrialState::Running));
+        let ctx = SamplerContext {
+            trials: &trials,
+            directions: &[Direction::Minimize],
+            number: 4,
+        };
+        let config = |n| TpeConfig {
+            n_startup_trials: n,
+            ..TpeConfig::default()
+        };
+        assert_eq!(TpeSampler::n_finished(&trials), 4);
+        let random = TpeSampler::with_config(Seed(3), config(5)).sample_independent(&ctx, "x", &d);
+        let model = TpeSampler::with_config(Seed(3), config(4)).sample_independent(&ctx, "x", &d);
+        // Still starting: the same draw as the random sampler; started: another.
+        assert_eq!(
+            random,
+            RandomSampler::new(Seed(3)).sample_independent(&ctx, "x", &d)
+        );
+        assert_ne!(model, random);
     }
 
     #[test]
