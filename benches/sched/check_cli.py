@@ -1,6 +1,7 @@
-"""Every schedule `autoglm schedule` writes (HEFT, CPOP, HEFT with duplication) passes
-the shared validator, and HEFT/CPOP makespans equal the shared Python baselines
-(results.json) within 1e-9 relative.
+"""Every schedule `autoglm schedule` writes (HEFT, CPOP, HEFT with duplication, the GCN
+with and without duplication, all on the fastest worker, auto) passes the shared
+validator, HEFT/CPOP makespans equal the shared Python baselines (results.json) within
+1e-9 relative, and auto's makespan is never above the best of HEFT, CPOP and fastest.
 
   python3 benches/sched/check_cli.py --autoglm target/release/autoglm [--shared ../shared]
 
@@ -35,7 +36,9 @@ with tempfile.TemporaryDirectory() as tmp:
         dag = Dag(load_json(df))
         for pf in plats:
             plat = Platform(load_json(pf))
-            for algo, name in (("heft", "HEFT"), ("cpop", "CPOP"), ("heft-dup", None)):
+            got = {}
+            for algo, name in (("heft", "HEFT"), ("cpop", "CPOP"), ("heft-dup", None), ("gcn", None),
+                               ("gcn-nodup", None), ("fastest", None), ("auto", None)):
                 out = os.path.join(tmp, "s.json")
                 t0 = time.perf_counter()
                 subprocess.run([a.autoglm, "schedule", "--dag", df, "--platform", pf, "--algo", algo, "--out", out],
@@ -44,8 +47,11 @@ with tempfile.TemporaryDirectory() as tmp:
                 if dt > slowest[0]:
                     slowest = (dt, f"{dag.name} ({dag.n} tasks) on {plat.name} by {algo}")
                 errs, m = validate(dag, plat, load_json(out))
+                got[algo] = m["makespan"]
                 n += 1
-                if name is None:  # HEFT with duplication: validity only (no Python anchor)
+                if algo == "auto" and m["makespan"] > min(got["heft"], got["cpop"], got["fastest"]) * (1 + 1e-12):
+                    failures.append(f"{dag.name} {plat.name} auto {m['makespan']} above the best classic")
+                if name is None:  # no Python anchor: validity only
                     if errs:
                         failures.append(f"{dag.name} {plat.name} {algo}: {errs[:2]}")
                     continue

@@ -42,7 +42,8 @@ pub enum Command {
     Eval(eval::EvalArgs),
     /// Tensor-graph tools: verify rewrite rules by execution.
     Graph(graph::GraphArgs),
-    /// Schedule a task DAG onto heterogeneous workers (HEFT, CPOP).
+    /// Schedule a task DAG onto heterogeneous workers (HEFT, CPOP, a trained GCN, auto), or
+    /// retrain the GCN (`schedule train`).
     Schedule(schedule::ScheduleArgs),
     /// Continue prompts with a GLM-family checkpoint (greedy or sampled; streams).
     Generate(model::GenerateArgs),

@@ -4,8 +4,9 @@ use std::io::Write;
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use autoglm_sched::{cpop, heft, heft_dup, validate, Dag, Platform, RuntimeModel};
-use clap::{Args, ValueEnum};
+use autoglm_sched::train::{train, TrainConfig};
+use autoglm_sched::{validate, Algorithm, Dag, Gcn, Platform, RuntimeModel, Scheduler};
+use clap::{Args, Subcommand, ValueEnum};
 
 /// Scheduling algorithms.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -17,20 +18,49 @@ pub enum Algo {
     /// HEFT with duplication of a task's latest-arriving parent where that finishes it
     /// earlier.
     HeftDup,
+    /// The trained GCN priority model, with HEFT's duplication.
+    Gcn,
+    /// The GCN priority model without duplication.
+    GcnNodup,
+    /// Every task on the fastest worker.
+    Fastest,
+    /// The best of all of these (and of list schedules on the fastest workers only).
+    Auto,
+}
+
+impl From<Algo> for Algorithm {
+    fn from(a: Algo) -> Algorithm {
+        match a {
+            Algo::Heft => Algorithm::Heft,
+            Algo::Cpop => Algorithm::Cpop,
+            Algo::HeftDup => Algorithm::HeftDup,
+            Algo::Gcn => Algorithm::Gcn,
+            Algo::GcnNodup => Algorithm::GcnNoDup,
+            Algo::Fastest => Algorithm::Fastest,
+            Algo::Auto => Algorithm::Auto,
+        }
+    }
 }
 
 /// `autoglm schedule`.
 #[derive(Debug, Args)]
+#[command(args_conflicts_with_subcommands = true, subcommand_negates_reqs = true)]
 pub struct ScheduleArgs {
+    /// Retrain the GCN priority model instead of scheduling.
+    #[command(subcommand)]
+    pub action: Option<ScheduleAction>,
     /// The task graph (`autoglm-dag` v1 JSON).
-    #[arg(long)]
-    pub dag: PathBuf,
+    #[arg(long, required = true)]
+    pub dag: Option<PathBuf>,
     /// The workers (`autoglm-platform` v1 JSON).
-    #[arg(long)]
-    pub platform: PathBuf,
+    #[arg(long, required = true)]
+    pub platform: Option<PathBuf>,
     /// The algorithm.
     #[arg(long, value_enum, default_value_t = Algo::Heft)]
     pub algo: Algo,
+    /// A GCN model file (`autoglm schedule train --out`) instead of the shipped one.
+    #[arg(long)]
+    pub model: Option<PathBuf>,
     /// Observed runs, one JSON object per line (`{"type": …, "worker": …, "duration":
     /// …}`), to estimate the costs of tasks that have none.
     #[arg(long)]
@@ -41,23 +71,118 @@ pub struct ScheduleArgs {
     pub out: Option<PathBuf>,
 }
 
+/// `autoglm schedule` subcommands.
+#[derive(Debug, Subcommand)]
+pub enum ScheduleAction {
+    /// Train the GCN priority model in the simulator on generated DAGs (evolution
+    /// strategies; reproducible for a seed) and write it as JSON.
+    Train(TrainArgs),
+}
+
+/// `autoglm schedule train`.
+#[derive(Debug, Args)]
+pub struct TrainArgs {
+    /// Where to write the model.
+    #[arg(long)]
+    pub out: PathBuf,
+    /// Seed of the instances, the initial weights and the perturbations.
+    #[arg(long, default_value_t = TrainConfig::default().seed)]
+    pub seed: u64,
+    /// Iterations.
+    #[arg(long, default_value_t = TrainConfig::default().iterations)]
+    pub iterations: usize,
+    /// Antithetic perturbation pairs per iteration.
+    #[arg(long, default_value_t = TrainConfig::default().pairs)]
+    pub pairs: usize,
+    /// Instances per iteration.
+    #[arg(long, default_value_t = TrainConfig::default().batch)]
+    pub batch: usize,
+    /// Adam step size.
+    #[arg(long, default_value_t = TrainConfig::default().lr)]
+    pub lr: f64,
+    /// Perturbation scale.
+    #[arg(long, default_value_t = TrainConfig::default().sigma)]
+    pub sigma: f64,
+    /// Hidden width.
+    #[arg(long, default_value_t = TrainConfig::default().hidden)]
+    pub hidden: usize,
+    /// Largest training DAG (tasks).
+    #[arg(long, default_value_t = TrainConfig::default().max_tasks)]
+    pub max_tasks: usize,
+    /// Train for scheduling without duplication.
+    #[arg(long)]
+    pub no_duplication: bool,
+}
+
+fn train_model(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
+    let cfg = TrainConfig {
+        seed: a.seed,
+        iterations: a.iterations,
+        pairs: a.pairs,
+        batch: a.batch,
+        hidden: a.hidden,
+        lr: a.lr,
+        sigma: a.sigma,
+        max_tasks: a.max_tasks,
+        duplicate: !a.no_duplication,
+        ..TrainConfig::default()
+    };
+    let (model, _) = train(&cfg, |l| {
+        if let Some(v) = l.validation_gain {
+            eprintln!(
+                "iteration {}: train gain {:+.4}, validation makespan / reference {:.4} ({:.0} s)",
+                l.iteration,
+                l.train_gain,
+                (-v).exp(),
+                l.seconds
+            );
+        }
+    })?;
+    std::fs::write(&a.out, model.to_json() + "\n")
+        .with_context(|| format!("writing {}", a.out.display()))?;
+    writeln!(
+        out,
+        "best validation makespan / HEFT{}: {:.4} (iteration {}) → {}",
+        if cfg.duplicate { "+dup" } else { "" },
+        model.meta["validation_makespan_ratio"]
+            .as_f64()
+            .unwrap_or(f64::NAN),
+        model.meta["best_iteration"],
+        a.out.display()
+    )?;
+    Ok(())
+}
+
 /// Runs `autoglm schedule`.
 ///
 /// # Errors
 /// Unreadable or malformed inputs (naming the file and the task, edge or worker), or a
 /// schedule that fails validation (a bug, reported rather than written).
 pub fn run(a: ScheduleArgs, out: &mut dyn Write) -> Result<()> {
+    if let Some(ScheduleAction::Train(t)) = a.action {
+        return train_model(t, out);
+    }
+    let (Some(dag_path), Some(platform_path)) = (&a.dag, &a.platform) else {
+        bail!("give --dag and --platform");
+    };
     let read = |p: &PathBuf| {
         std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))
     };
-    let mut dag = Dag::from_json(&read(&a.dag)?).with_context(|| format!("{}", a.dag.display()))?;
-    let platform = Platform::from_json(&read(&a.platform)?)
-        .with_context(|| format!("{}", a.platform.display()))?;
+    let mut dag =
+        Dag::from_json(&read(dag_path)?).with_context(|| format!("{}", dag_path.display()))?;
+    let platform = Platform::from_json(&read(platform_path)?)
+        .with_context(|| format!("{}", platform_path.display()))?;
+    let scheduler = match &a.model {
+        Some(m) => {
+            Scheduler::new(Gcn::from_json(&read(m)?).with_context(|| format!("{}", m.display()))?)
+        }
+        None => Scheduler::default(),
+    };
     if dag.missing_costs() > 0 {
         let Some(h) = &a.history else {
             bail!(
                 "{}: {} task(s) have no cost; give --history with observed runs to estimate them",
-                a.dag.display(),
+                dag_path.display(),
                 dag.missing_costs()
             );
         };
@@ -67,14 +192,10 @@ pub fn run(a: ScheduleArgs, out: &mut dyn Write) -> Result<()> {
             .with_context(|| format!("{}", h.display()))?;
         model
             .fill_costs(&mut dag)
-            .with_context(|| format!("{}", a.dag.display()))?;
+            .with_context(|| format!("{}", dag_path.display()))?;
     }
     let t0 = std::time::Instant::now();
-    let s = match a.algo {
-        Algo::Heft => heft(&dag, &platform),
-        Algo::Cpop => cpop(&dag, &platform),
-        Algo::HeftDup => heft_dup(&dag, &platform),
-    };
+    let s = scheduler.schedule(a.algo.into(), &dag, &platform);
     let secs = t0.elapsed().as_secs_f64();
     let (errs, m) = validate(&dag, &platform, &s);
     if !errs.is_empty() {

@@ -31,23 +31,47 @@
 //! [`RuntimeModel`] estimates durations per task type and worker from observed runs
 //! and fills in the costs a DAG lacks.
 //!
-//! Status: the first part of its issue (formats, HEFT, HEFT with duplication, CPOP,
-//! validator, simulator, replication, runtime prediction, the `autoglm schedule`
-//! command). The GCN priority model is next.
+//! [`Gcn`] is a graph-convolutional priority model over [`features`] of each task; its
+//! weights ship with the crate ([`Gcn::pretrained`]) and [`train::train`] retrains it
+//! in the simulator on DAGs of [`generate`]. [`Scheduler`] runs any [`Algorithm`];
+//! `auto` returns the shortest of the learned and classic schedules:
+//!
+//! ```
+//! use autoglm_sched::generate::{random_platform, RandomDag};
+//! use autoglm_sched::{validate, Algorithm, Scheduler};
+//!
+//! # fn main() -> Result<(), autoglm_sched::Error> {
+//! let dag = RandomDag { n: 60, ccr: 2.0, ..RandomDag::default() }.generate(1)?;
+//! let platform = random_platform(1, 8, 1.25e8, 1e-4)?;
+//! let scheduler = Scheduler::default();
+//! let heft = scheduler.schedule(Algorithm::Heft, &dag, &platform);
+//! let auto = scheduler.schedule(Algorithm::Auto, &dag, &platform);
+//! assert!(validate(&dag, &platform, &auto).0.is_empty());
+//! assert!(auto.makespan() <= heft.makespan());
+//! # Ok(()) }
+//! ```
 
 #![forbid(unsafe_code)]
 
+mod auto;
 mod error;
 pub mod fuzz;
+mod gcn;
+pub mod generate;
 mod list;
 mod model;
 mod predict;
 mod replicate;
 mod sim;
+pub mod train;
 mod validate;
 
+pub use auto::{fastest_only, Algorithm, Scheduler};
 pub use error::{Error, Result};
-pub use list::{cpop, downward_rank, heft, heft_dup, list_schedule, upward_rank};
+pub use gcn::{features, Gcn, FEATURES};
+pub use list::{
+    cpop, downward_rank, heft, heft_dup, list_schedule, list_schedule_dup, upward_rank,
+};
 pub use model::{lower_bounds, Assignment, Bounds, Dag, Platform, Schedule, Task};
 pub use predict::{Observation, Running, RuntimeModel};
 pub use replicate::{replicate, replicate_simulated, Replication};

@@ -249,7 +249,26 @@ pub fn list_schedule(dag: &Dag, p: &Platform, priority: &[f64], name: &str) -> S
     schedule_by(dag, p, priority, name, false)
 }
 
+/// [`list_schedule`] with [`heft_dup`]'s duplication of a task's latest-arriving
+/// parent where that finishes the task earlier.
+pub fn list_schedule_dup(dag: &Dag, p: &Platform, priority: &[f64], name: &str) -> Schedule {
+    schedule_by(dag, p, priority, name, true)
+}
+
 fn schedule_by(dag: &Dag, p: &Platform, priority: &[f64], name: &str, duplicate: bool) -> Schedule {
+    let all: Vec<usize> = (0..p.workers()).collect();
+    schedule_on(dag, p, priority, name, duplicate, &all)
+}
+
+/// List scheduling by `priority` on the given `workers` only (ascending ids).
+pub(crate) fn schedule_on(
+    dag: &Dag,
+    p: &Platform,
+    priority: &[f64],
+    name: &str,
+    duplicate: bool,
+    workers: &[usize],
+) -> Schedule {
     let mut tpos = vec![0usize; dag.len()];
     for (k, &u) in dag.topo.iter().enumerate() {
         tpos[u] = k;
@@ -263,16 +282,15 @@ fn schedule_by(dag: &Dag, p: &Platform, priority: &[f64], name: &str, duplicate:
     });
     let mut st = State::new(dag, p, duplicate);
     let mut s = Schedule::new(dag, p, name);
-    let m = p.workers();
     if order_is_feasible(dag, &order) {
         for v in order {
-            s.assignments.extend(st.place(v, 0..m));
+            s.assignments.extend(st.place(v, workers.iter().copied()));
         }
         return s;
     }
     let mut heap = ReadyQueue::new(dag, priority, &tpos);
     while let Some(v) = heap.pop() {
-        s.assignments.extend(st.place(v, 0..m));
+        s.assignments.extend(st.place(v, workers.iter().copied()));
         heap.done(v);
     }
     s

@@ -1,0 +1,61 @@
+//! How much a better priority could gain over HEFT: per shared random DAG, the best of
+//! `K` randomly perturbed upward ranks, without and with duplication, and all on the
+//! fastest worker, relative to HEFT (geometric means).
+//!
+//! `cargo run --release -p autoglm-sched --example room -- ../shared/data/dags [K]`
+
+use autoglm_sched::{
+    heft, heft_dup, list_schedule, list_schedule_dup, lower_bounds, upward_rank, Dag, Platform,
+};
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let mut args = std::env::args().skip(1);
+    let root =
+        std::path::PathBuf::from(args.next().unwrap_or_else(|| "../shared/data/dags".into()));
+    let k: usize = args.next().map_or(Ok(100), |b| b.parse())?;
+    for plat in ["P2-het8", "P3-het16-slow"] {
+        let p = Platform::from_json(&std::fs::read_to_string(
+            root.join(format!("platforms/{plat}.json")),
+        )?)?;
+        let mut files: Vec<_> = std::fs::read_dir(root.join("random"))?
+            .map(|e| e.map(|e| e.path()))
+            .collect::<Result<_, _>>()?;
+        files.sort();
+        let mut g = [0.0f64; 5];
+        for f in &files {
+            let dag = Dag::from_json(&std::fs::read_to_string(f)?)?;
+            let h = heft(&dag, &p).makespan();
+            let hd = heft_dup(&dag, &p).makespan();
+            let seq = lower_bounds(&dag, &p).seq_fastest;
+            let rank = upward_rank(&dag, &p);
+            let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
+            let (mut best, mut best_dup) = (h, hd);
+            for i in 0..k {
+                let sigma = [0.05, 0.2, 0.5][i % 3];
+                let pr: Vec<f64> = rank
+                    .iter()
+                    .map(|r| {
+                        let z: f64 = StandardNormal.sample(&mut rng);
+                        r * (sigma * z).exp()
+                    })
+                    .collect();
+                best = best.min(list_schedule(&dag, &p, &pr, "x").makespan());
+                best_dup = best_dup.min(list_schedule_dup(&dag, &p, &pr, "x").makespan());
+            }
+            let r = [hd / h, seq / h, best / h, best_dup / h, best_dup / hd];
+            println!(
+                "{plat} {:40} dup {:.3} seq {:.3} best-prio {:.3} best-prio+dup {:.3} (vs dup {:.3})",
+                dag.name, r[0], r[1], r[2], r[3], r[4]
+            );
+            for (a, b) in g.iter_mut().zip(r) {
+                *a += b.ln();
+            }
+        }
+        let n = files.len() as f64;
+        let gm: Vec<String> = g.iter().map(|x| format!("{:.3}", (x / n).exp())).collect();
+        println!("{plat} geomean: dup, seq, best-prio, best-prio+dup, best-prio+dup/dup = {gm:?}");
+    }
+    Ok(())
+}

@@ -1,0 +1,171 @@
+//! One entry point over every algorithm, and `auto`: the best of the learned and the
+//! classic schedules that the time budget allows.
+
+use std::time::{Duration, Instant};
+
+use crate::gcn::Gcn;
+use crate::list::{cpop, heft, heft_dup, schedule_on, upward_rank};
+use crate::model::{Dag, Platform, Schedule};
+
+/// A scheduling algorithm.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Algorithm {
+    /// HEFT (upward rank, earliest finish, insertion).
+    Heft,
+    /// HEFT with duplication ([`heft_dup`]).
+    HeftDup,
+    /// CPOP.
+    Cpop,
+    /// The GCN priority model with duplication.
+    Gcn,
+    /// The GCN priority model without duplication.
+    GcnNoDup,
+    /// Every task on the fastest worker, in topological order.
+    Fastest,
+    /// The best of all of the above (and of the list schedulers restricted to the
+    /// fastest workers) within the time budget.
+    Auto,
+}
+
+/// Every task on the fastest worker (the lowest id among equals), one after another.
+pub fn fastest_only(dag: &Dag, p: &Platform) -> Schedule {
+    let w = (0..p.workers()).fold(0, |b, w| if p.speed[w] > p.speed[b] { w } else { b });
+    schedule_on(dag, p, &upward_rank(dag, p), "fastest", false, &[w])
+}
+
+/// Schedules with a GCN model (the shipped one by default).
+#[derive(Debug, Clone)]
+pub struct Scheduler {
+    model: Gcn,
+    budget: Duration,
+}
+
+impl Default for Scheduler {
+    fn default() -> Scheduler {
+        Scheduler::new(Gcn::pretrained())
+    }
+}
+
+impl Scheduler {
+    /// A scheduler with `model` and `auto`'s default budget of 0.5 s.
+    pub fn new(model: Gcn) -> Scheduler {
+        Scheduler {
+            model,
+            budget: Duration::from_millis(500),
+        }
+    }
+
+    /// Sets how long `auto` may keep trying candidates after the first five (HEFT,
+    /// HEFT with duplication, CPOP, all on the fastest worker, GCN), which it always
+    /// evaluates.
+    pub fn with_budget(mut self, budget: Duration) -> Scheduler {
+        self.budget = budget;
+        self
+    }
+
+    /// The model.
+    pub fn model(&self) -> &Gcn {
+        &self.model
+    }
+
+    /// The schedule of `dag` on `p` by `algo`.
+    pub fn schedule(&self, algo: Algorithm, dag: &Dag, p: &Platform) -> Schedule {
+        match algo {
+            Algorithm::Heft => heft(dag, p),
+            Algorithm::HeftDup => heft_dup(dag, p),
+            Algorithm::Cpop => cpop(dag, p),
+            Algorithm::Gcn => self.model.schedule(dag, p, true),
+            Algorithm::GcnNoDup => self.model.schedule(dag, p, false),
+            Algorithm::Fastest => fastest_only(dag, p),
+            Algorithm::Auto => self.auto(dag, p),
+        }
+    }
+
+    /// The shortest of: HEFT, HEFT with duplication, CPOP, all on the fastest worker,
+    /// the GCN with and without duplication, and (time allowing) HEFT with duplication
+    /// and the GCN restricted to the fastest speed class and to the workers at least
+    /// half as fast as the fastest (which pays when communication dominates). Its
+    /// `scheduler` field names the winner, e.g. `auto:GCN+dup`.
+    pub fn auto(&self, dag: &Dag, p: &Platform) -> Schedule {
+        let start = Instant::now();
+        let mut best: Option<Schedule> = None;
+        let mut consider = |s: Schedule| {
+            if best.as_ref().is_none_or(|b| s.makespan() < b.makespan()) {
+                best = Some(s);
+            }
+        };
+        for algo in [
+            Algorithm::Gcn,
+            Algorithm::Heft,
+            Algorithm::HeftDup,
+            Algorithm::Cpop,
+            Algorithm::Fastest,
+        ] {
+            consider(self.schedule(algo, dag, p));
+        }
+        let vmax = p.speed.iter().fold(0.0f64, |m, &s| m.max(s));
+        let mut subsets: Vec<Vec<usize>> = Vec::new();
+        for cut in [vmax, vmax / 2.0] {
+            let set: Vec<usize> = (0..p.workers()).filter(|&w| p.speed[w] >= cut).collect();
+            if set.len() > 1 && set.len() < p.workers() && !subsets.contains(&set) {
+                subsets.push(set);
+            }
+        }
+        let gcn_priority = || self.model.priorities(dag, p);
+        let rank = || upward_rank(dag, p);
+        let mut more: Vec<Box<dyn Fn() -> Schedule + '_>> =
+            vec![Box::new(|| self.model.schedule(dag, p, false))];
+        for set in &subsets {
+            more.push(Box::new(move || {
+                schedule_on(dag, p, &gcn_priority(), "GCN+dup(fast)", true, set)
+            }));
+            more.push(Box::new(move || {
+                schedule_on(dag, p, &rank(), "HEFT+dup(fast)", true, set)
+            }));
+        }
+        for make in more {
+            if start.elapsed() > self.budget {
+                break;
+            }
+            consider(make());
+        }
+        let mut s = best.expect("auto always has candidates");
+        s.scheduler = format!("auto:{}", s.scheduler);
+        s
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::generate::{random_platform, RandomDag};
+    use crate::validate;
+
+    #[test]
+    fn auto_is_valid_and_never_worse_than_the_classics() {
+        let sched = Scheduler::default();
+        for seed in 0..6 {
+            let p = random_platform(seed, 8, [1.25e8, 1.25e7][seed as usize % 2], 1e-2).unwrap();
+            let dag = RandomDag {
+                ccr: [0.1, 1.0, 5.0][seed as usize % 3],
+                ..RandomDag::default()
+            }
+            .generate(seed)
+            .unwrap();
+            let a = sched.auto(&dag, &p);
+            let (errors, _) = validate(&dag, &p, &a);
+            assert!(errors.is_empty(), "{errors:?}");
+            for algo in [
+                Algorithm::Heft,
+                Algorithm::Cpop,
+                Algorithm::Fastest,
+                Algorithm::Gcn,
+            ] {
+                let s = sched.schedule(algo, &dag, &p);
+                assert!(validate(&dag, &p, &s).0.is_empty());
+                assert!(a.makespan() <= s.makespan(), "{algo:?}");
+            }
+            assert!(a.scheduler.starts_with("auto:"));
+        }
+    }
+}
