@@ -5,7 +5,8 @@
 //! `cargo run --release -p autoglm-sched --example room -- ../shared/data/dags [K]`
 
 use autoglm_sched::{
-    heft, heft_dup, list_schedule, list_schedule_dup, lower_bounds, upward_rank, Dag, Platform,
+    heft, heft_dup, list_schedule, list_schedule_dup, lower_bounds, upward_rank,
+    upward_rank_weighted, Dag, Platform,
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, StandardNormal};
@@ -24,6 +25,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             .collect::<Result<_, _>>()?;
         files.sort();
         let mut g = [0.0f64; 5];
+        let mut lam = [0.0f64; 4];
         for f in &files {
             let dag = Dag::from_json(&std::fs::read_to_string(f)?)?;
             let h = heft(&dag, &p).makespan();
@@ -44,6 +46,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 best = best.min(list_schedule(&dag, &p, &pr, "x").makespan());
                 best_dup = best_dup.min(list_schedule_dup(&dag, &p, &pr, "x").makespan());
             }
+            for (j, lambda) in [0.0, 0.5, 2.0, 4.0].into_iter().enumerate() {
+                let m = list_schedule_dup(&dag, &p, &upward_rank_weighted(&dag, &p, lambda), "x")
+                    .makespan();
+                lam[j] += (m / hd).ln();
+            }
             let r = [hd / h, seq / h, best / h, best_dup / h, best_dup / hd];
             println!(
                 "{plat} {:40} dup {:.3} seq {:.3} best-prio {:.3} best-prio+dup {:.3} (vs dup {:.3})",
@@ -56,6 +63,11 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         let n = files.len() as f64;
         let gm: Vec<String> = g.iter().map(|x| format!("{:.3}", (x / n).exp())).collect();
         println!("{plat} geomean: dup, seq, best-prio, best-prio+dup, best-prio+dup/dup = {gm:?}");
+        let gl: Vec<String> = lam
+            .iter()
+            .map(|x| format!("{:.3}", (x / n).exp()))
+            .collect();
+        println!("{plat} geomean of rank(λ)+dup / HEFT+dup for λ = 0, 0.5, 2, 4: {gl:?}");
     }
     Ok(())
 }

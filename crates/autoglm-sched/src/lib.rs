@@ -71,6 +71,7 @@ pub use error::{Error, Result};
 pub use gcn::{features, Gcn, FEATURES};
 pub use list::{
     cpop, downward_rank, heft, heft_dup, list_schedule, list_schedule_dup, upward_rank,
+    upward_rank_weighted,
 };
 pub use model::{lower_bounds, Assignment, Bounds, Dag, Platform, Schedule, Task};
 pub use predict::{Observation, Running, RuntimeModel};

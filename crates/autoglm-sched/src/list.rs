@@ -55,11 +55,17 @@ impl Timeline {
 
 /// Upward rank: mean execution time plus the longest mean-communication path to an exit.
 pub fn upward_rank(dag: &Dag, p: &Platform) -> Vec<f64> {
+    upward_rank_weighted(dag, p, 1.0)
+}
+
+/// [`upward_rank`] with every communication time multiplied by `lambda` (0 ignores
+/// communication; 1 is HEFT's rank, bit for bit).
+pub fn upward_rank_weighted(dag: &Dag, p: &Platform, lambda: f64) -> Vec<f64> {
     let mut r = vec![0.0f64; dag.len()];
     for &u in dag.topo.iter().rev() {
         let mut best = 0.0f64;
         for &v in &dag.succ[u] {
-            let x = p.mean_comm(dag.data[&(u, v)]) + r[v];
+            let x = lambda * p.mean_comm(dag.data[&(u, v)]) + r[v];
             if x > best {
                 best = x;
             }
