@@ -88,50 +88,40 @@ impl Scheduler {
     /// `scheduler` field names the winner, e.g. `auto:GCN+dup`.
     pub fn auto(&self, dag: &Dag, p: &Platform) -> Schedule {
         let start = Instant::now();
-        let mut best: Option<Schedule> = None;
+        // Each priority is computed once and serves every candidate that uses it.
+        let rank = upward_rank(dag, p);
+        let gcn = self.model.priorities(dag, p);
+        let all: Vec<usize> = (0..p.workers()).collect();
+        let mut best = schedule_on(dag, p, &gcn, "GCN+dup", true, &all);
         let mut consider = |s: Schedule| {
-            if best.as_ref().is_none_or(|b| s.makespan() < b.makespan()) {
-                best = Some(s);
+            if s.makespan() < best.makespan() {
+                best = s;
             }
         };
-        for algo in [
-            Algorithm::Gcn,
-            Algorithm::Heft,
-            Algorithm::HeftDup,
-            Algorithm::Cpop,
-            Algorithm::Fastest,
-        ] {
-            consider(self.schedule(algo, dag, p));
-        }
+        consider(schedule_on(dag, p, &rank, "HEFT", false, &all));
+        consider(schedule_on(dag, p, &rank, "HEFT+dup", true, &all));
+        consider(cpop(dag, p));
+        consider(fastest_only(dag, p));
+        // Time allowing: the GCN without duplication, then both with duplication on
+        // the fastest speed class and on the workers at least half as fast.
         let vmax = p.speed.iter().fold(0.0f64, |m, &s| m.max(s));
-        let mut subsets: Vec<Vec<usize>> = Vec::new();
+        let mut more: Vec<(&[f64], &str, bool, Vec<usize>)> =
+            vec![(&gcn, "GCN", false, all.clone())];
         for cut in [vmax, vmax / 2.0] {
             let set: Vec<usize> = (0..p.workers()).filter(|&w| p.speed[w] >= cut).collect();
-            if set.len() > 1 && set.len() < p.workers() && !subsets.contains(&set) {
-                subsets.push(set);
+            if set.len() > 1 && set.len() < p.workers() && !more.iter().any(|m| m.3 == set) {
+                more.push((&gcn, "GCN+dup(fast)", true, set.clone()));
+                more.push((&rank, "HEFT+dup(fast)", true, set));
             }
         }
-        let gcn_priority = || self.model.priorities(dag, p);
-        let rank = || upward_rank(dag, p);
-        let mut more: Vec<Box<dyn Fn() -> Schedule + '_>> =
-            vec![Box::new(|| self.model.schedule(dag, p, false))];
-        for set in &subsets {
-            more.push(Box::new(move || {
-                schedule_on(dag, p, &gcn_priority(), "GCN+dup(fast)", true, set)
-            }));
-            more.push(Box::new(move || {
-                schedule_on(dag, p, &rank(), "HEFT+dup(fast)", true, set)
-            }));
-        }
-        for make in more {
+        for (priority, name, duplicate, workers) in more {
             if start.elapsed() > self.budget {
                 break;
             }
-            consider(make());
+            consider(schedule_on(dag, p, priority, name, duplicate, &workers));
         }
-        let mut s = best.expect("auto always has candidates");
-        s.scheduler = format!("auto:{}", s.scheduler);
-        s
+        best.scheduler = format!("auto:{}", best.scheduler);
+        best
     }
 }
 
