@@ -14,7 +14,7 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::list::{downward_rank, schedule_on, upward_rank};
+use crate::list::{downward_rank, schedule_by, upward_rank};
 use crate::model::{Dag, Platform, Schedule};
 
 /// Features per task (see [`features`]).
@@ -260,16 +260,21 @@ impl Gcn {
     /// List scheduling by this model's priorities (earliest finish, insertion), with
     /// or without [`crate::heft_dup`]'s duplication.
     pub fn schedule(&self, dag: &Dag, p: &Platform, duplicate: bool) -> Schedule {
-        let pr = self.priorities(dag, p);
+        self.schedule_with(&self.params, dag, p, &features(dag, p), duplicate)
+    }
+
+    /// [`Gcn::schedule`] with parameters `params` and precomputed features `x`.
+    pub(crate) fn schedule_with(
+        &self,
+        params: &[f64],
+        dag: &Dag,
+        p: &Platform,
+        x: &Array2<f64>,
+        duplicate: bool,
+    ) -> Schedule {
+        let pr = self.priorities_with(params, dag, x);
         let name = if duplicate { "GCN+dup" } else { "GCN" };
-        schedule_on(
-            dag,
-            p,
-            &pr,
-            name,
-            duplicate,
-            &(0..p.workers()).collect::<Vec<_>>(),
-        )
+        schedule_by(dag, p, &pr, name, duplicate)
     }
 }
 

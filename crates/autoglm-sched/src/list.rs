@@ -261,7 +261,14 @@ pub fn list_schedule_dup(dag: &Dag, p: &Platform, priority: &[f64], name: &str) 
     schedule_by(dag, p, priority, name, true)
 }
 
-fn schedule_by(dag: &Dag, p: &Platform, priority: &[f64], name: &str, duplicate: bool) -> Schedule {
+/// List scheduling by `priority` on all workers, with or without duplication.
+pub(crate) fn schedule_by(
+    dag: &Dag,
+    p: &Platform,
+    priority: &[f64],
+    name: &str,
+    duplicate: bool,
+) -> Schedule {
     let all: Vec<usize> = (0..p.workers()).collect();
     schedule_on(dag, p, priority, name, duplicate, &all)
 }

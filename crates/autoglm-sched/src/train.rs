@@ -32,7 +32,7 @@ use crate::error::Result;
 use crate::gcn::{features, Gcn};
 use crate::generate::{platform, random_platform, RandomDag, Shape};
 use crate::heft;
-use crate::list::{heft_dup, list_schedule, list_schedule_dup};
+use crate::list::heft_dup;
 use crate::model::{Dag, Platform};
 
 /// Training settings (the defaults made the shipped weights).
@@ -170,13 +170,9 @@ impl Instance {
 
     /// log(reference / makespan) of the model `g` with parameters `params`.
     fn gain(&self, g: &Gcn, params: &[f64], duplicate: bool) -> f64 {
-        let pr = g.priorities_with(params, &self.dag, &self.x);
-        let s = if duplicate {
-            list_schedule_dup(&self.dag, &self.platform, &pr, "GCN+dup")
-        } else {
-            list_schedule(&self.dag, &self.platform, &pr, "GCN")
-        };
-        let m = s.makespan();
+        let m = g
+            .schedule_with(params, &self.dag, &self.platform, &self.x, duplicate)
+            .makespan();
         if self.reference > 0.0 && m > 0.0 {
             (self.reference / m).ln()
         } else {
