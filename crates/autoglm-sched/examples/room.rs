@@ -2,7 +2,9 @@
 //! `K` randomly perturbed upward ranks, without and with duplication, and all on the
 //! fastest worker, relative to HEFT (geometric means).
 //!
-//! `cargo run --release -p autoglm-sched --example room -- ../shared/data/dags [K]`
+//! `cargo run --release -p autoglm-sched --example room -- ../shared/data/dags [K] [SET]`
+//! (`SET` defaults to `random`; per-DAG lines also give HEFT's and the best
+//! perturbed schedule's makespan / lower bound).
 
 use autoglm_sched::{
     heft, heft_dup, list_schedule, list_schedule_dup, lower_bounds, upward_rank,
@@ -16,13 +18,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root =
         std::path::PathBuf::from(args.next().unwrap_or_else(|| "../shared/data/dags".into()));
     let k: usize = args.next().map_or(Ok(100), |b| b.parse())?;
-    for plat in ["P2-het8", "P3-het16-slow"] {
+    let set = args.next().unwrap_or_else(|| "random".into());
+    for plat in ["P1-homo4", "P2-het8", "P3-het16-slow"] {
         let p = Platform::from_json(&std::fs::read_to_string(
             root.join(format!("platforms/{plat}.json")),
         )?)?;
-        let mut files: Vec<_> = std::fs::read_dir(root.join("random"))?
+        let mut files: Vec<_> = std::fs::read_dir(root.join(&set))?
             .map(|e| e.map(|e| e.path()))
             .collect::<Result<_, _>>()?;
+        files.retain(|f| f.extension().is_some_and(|e| e == "json"));
         files.sort();
         let mut g = [0.0f64; 5];
         let mut lam = [0.0f64; 4];
@@ -30,7 +34,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             let dag = Dag::from_json(&std::fs::read_to_string(f)?)?;
             let h = heft(&dag, &p).makespan();
             let hd = heft_dup(&dag, &p).makespan();
-            let seq = lower_bounds(&dag, &p).seq_fastest;
+            let bounds = lower_bounds(&dag, &p);
+            let seq = bounds.seq_fastest;
             let rank = upward_rank(&dag, &p);
             let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(7);
             let (mut best, mut best_dup) = (h, hd);
@@ -53,8 +58,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
             let r = [hd / h, seq / h, best / h, best_dup / h, best_dup / hd];
             println!(
-                "{plat} {:40} dup {:.3} seq {:.3} best-prio {:.3} best-prio+dup {:.3} (vs dup {:.3})",
-                dag.name, r[0], r[1], r[2], r[3], r[4]
+                "{plat} {:44} dup {:.3} seq {:.3} best-prio {:.3} best-prio+dup {:.3} (vs dup {:.3}) mk/LB heft {:.3} best {:.3}",
+                dag.name, r[0], r[1], r[2], r[3], r[4], h / bounds.lb, best.min(best_dup) / bounds.lb
             );
             for (a, b) in g.iter_mut().zip(r) {
                 *a += b.ln();

@@ -25,7 +25,7 @@
 //! worker failures (lost work re-run on survivors), and estimates the expected makespan
 //! under `k` random failures.
 //!
-//! [`replicate`] adds copies of the tasks with the most descendants into idle gaps of
+//! [`replicate`] adds copies of the tasks most exposed to failures into idle gaps of
 //! other workers (the failure-free makespan does not change) under a work budget.
 //!
 //! [`RuntimeModel`] estimates durations per task type and worker from observed runs

@@ -1,5 +1,5 @@
-//! Replication for fault tolerance: extra copies of the tasks whose loss would hold up
-//! the most work, placed in idle gaps of other workers so that the failure-free
+//! Replication for fault tolerance: extra copies of the tasks whose loss a failure is
+//! most likely to turn into delay, placed in idle gaps of other workers so that the failure-free
 //! schedule (and its makespan) is unchanged.
 
 use crate::model::{Assignment, Dag, Platform, Schedule};
@@ -16,28 +16,68 @@ pub struct Replication {
     pub extra_work: f64,
 }
 
-/// Number of transitive descendants of every task (bitsets over a reverse topological
-/// sweep).
-fn descendants(dag: &Dag) -> Vec<usize> {
+/// How much each task's loss is expected to cost: the chance that a failure at a
+/// uniformly random time hits it (its finish over the makespan: a failure before then
+/// loses it) times how tight it is in the schedule (`exp(−slack / (5 % of the
+/// makespan))`, slack = how late its first copy could finish without delaying the
+/// makespan, given every worker's order and the communication between the chosen
+/// workers). Exit tasks count too: losing the last task delays the end directly.
+fn exposure(dag: &Dag, p: &Platform, s: &Schedule) -> Vec<f64> {
     let n = dag.len();
-    let words = n.div_ceil(64);
-    let mut sets = vec![vec![0u64; words]; n];
-    for &u in dag.topo.iter().rev() {
-        let mut s = vec![0u64; words];
-        for &v in &dag.succ[u] {
-            s[v / 64] |= 1 << (v % 64);
-            for (a, b) in s.iter_mut().zip(&sets[v]) {
-                *a |= b;
+    let makespan = s.makespan();
+    if makespan <= 0.0 {
+        return vec![0.0; n];
+    }
+    let mut first: Vec<Option<Assignment>> = vec![None; n];
+    for a in &s.assignments {
+        if a.task < n && first[a.task].is_none_or(|f| a.finish < f.finish) {
+            first[a.task] = Some(*a);
+        }
+    }
+    // The next task on the same worker (first copies only).
+    let mut on: Vec<Vec<Assignment>> = vec![Vec::new(); p.workers()];
+    for a in first.iter().flatten() {
+        on[a.worker].push(*a);
+    }
+    let mut next_on = vec![usize::MAX; n];
+    for list in &mut on {
+        list.sort_by(|x, y| x.start.total_cmp(&y.start));
+        for pair in list.windows(2) {
+            next_on[pair[0].task] = pair[1].task;
+        }
+    }
+    // Latest finish, in decreasing order of start (successors and the next task on the
+    // worker start later).
+    let mut by_start: Vec<usize> = (0..n).filter(|&v| first[v].is_some()).collect();
+    by_start.sort_by(|&a, &b| {
+        let (x, y) = (
+            first[a].map_or(0.0, |c| c.start),
+            first[b].map_or(0.0, |c| c.start),
+        );
+        y.total_cmp(&x)
+    });
+    let mut latest_start = vec![makespan; n];
+    let mut out = vec![0.0; n];
+    for v in by_start {
+        let Some(a) = first[v] else { continue };
+        let mut lf = makespan;
+        for &c in &dag.succ[v] {
+            if let Some(b) = first[c] {
+                lf = lf.min(latest_start[c] - p.comm(a.worker, b.worker, dag.data[&(v, c)]));
             }
         }
-        sets[u] = s;
+        if next_on[v] != usize::MAX {
+            lf = lf.min(latest_start[next_on[v]]);
+        }
+        latest_start[v] = lf - (a.finish - a.start);
+        let slack = (lf - a.finish).max(0.0);
+        out[v] = a.finish / makespan * (-slack / (0.05 * makespan)).exp();
     }
-    sets.iter()
-        .map(|s| s.iter().map(|w| w.count_ones() as usize).sum())
-        .collect()
+    out
 }
 
-/// Adds replicas of the tasks with the most descendants (ties: longer task first) while
+/// Adds replicas of the tasks most exposed to failures (late and tight in the schedule;
+/// see `exposure`) while
 /// their busy time stays within `budget` × the schedule's busy time. A replica goes on a
 /// worker without a copy of the task, in the earliest idle gap after its inputs can be
 /// there (from the planned copies) that ends by the makespan; a task with no such gap is
@@ -48,8 +88,8 @@ pub fn replicate(dag: &Dag, p: &Platform, schedule: &Schedule, budget: f64) -> R
 
 /// [`replicate`], keeping only the replicas that lower the mean simulated makespan
 /// over `draws` fixed random single-worker failures (common random numbers: every
-/// candidate is judged on the same failures). At most `candidates` tasks (those with
-/// the most descendants) are tried, at one simulation per draw each.
+/// candidate is judged on the same failures). At most `candidates` tasks (the most
+/// exposed) are tried, at one simulation per draw each.
 pub fn replicate_simulated(
     dag: &Dag,
     p: &Platform,
@@ -112,14 +152,9 @@ fn replicate_if(
     for b in &mut busy {
         b.sort_by(|x, y| x.0.total_cmp(&y.0));
     }
-    let desc = descendants(dag);
-    let mut order: Vec<usize> = (0..dag.len()).filter(|&u| desc[u] > 0).collect();
-    order.sort_by(|&a, &b| {
-        desc[b]
-            .cmp(&desc[a])
-            .then(dag.cost(b).total_cmp(&dag.cost(a)))
-            .then(a.cmp(&b))
-    });
+    let exposure = exposure(dag, p, &s);
+    let mut order: Vec<usize> = (0..dag.len()).filter(|&u| exposure[u] > 0.0).collect();
+    order.sort_by(|&a, &b| exposure[b].total_cmp(&exposure[a]).then(a.cmp(&b)));
     let mut added = 0.0;
     let mut replicas = 0;
     for v in order {

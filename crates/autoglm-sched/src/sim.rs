@@ -4,10 +4,13 @@
 //! Each worker runs its copies in the order of their planned starts. A copy starts
 //! when its worker is free and, for every parent, some finished copy's data has arrived
 //! (finish + communication, as the validator's rule); it then runs for cost / speed ×
-//! a noise factor. A worker that fails at time `t` loses the copy it is running and
+//! a noise factor. A copy whose task already finished elsewhere early enough that the
+//! copy could not deliver the output anywhere sooner is cancelled before it starts
+//! (as a runtime with replicas cancels the losers' pending attempts). A worker that fails at time `t` loses the copy it is running and
 //! every later one; each lost task with no finished copy and no copy queued on a live
-//! worker is queued again at time `t` on the live worker that would finish it first
-//! (online recovery; replicas make it unnecessary). Anything still unfinished at the
+//! worker is queued again at time `t`, in its planned order, on the live worker that
+//! would finish it first counting the lost work already sent there (online recovery;
+//! replicas make it unnecessary). Anything still unfinished at the
 //! end is re-run on the survivors, so makespans under failures stay finite.
 
 use rand::{RngExt, SeedableRng};
@@ -42,6 +45,9 @@ pub struct SimResult {
     pub reruns: usize,
     /// Total busy time of all workers, lost work included.
     pub busy: f64,
+    /// Copies (replicas or duplicates) cancelled before they started because a
+    /// finished copy already delivered the task's output at least as early.
+    pub cancelled: usize,
 }
 
 #[derive(Clone, Copy)]
@@ -110,12 +116,28 @@ pub fn simulate(dag: &Dag, p: &Platform, schedule: &Schedule, cfg: &SimConfig) -
         }
         Some(t)
     };
+    // The largest output of each task (what a copy must deliver soonest).
+    let out_bytes: Vec<f64> = (0..n)
+        .map(|u| {
+            dag.succ[u]
+                .iter()
+                .map(|&v| dag.data[&(u, v)])
+                .fold(0.0, f64::max)
+        })
+        .collect();
+    // A copy of `t` on `w` finishing at `f` is useless when a finished copy elsewhere
+    // delivers the output on `w` by `f` (with one bandwidth and latency between any two
+    // workers, it then also reaches every other worker no later).
+    let useless = |done: &Vec<Vec<(usize, f64)>>, t: usize, w: usize, f: f64| {
+        done[t]
+            .iter()
+            .any(|&(x, fx)| fx + p.comm(x, w, out_bytes[t]) <= f)
+    };
+    let mut cancelled = 0usize;
     // Event loop: repeatedly start the copy that can start earliest.
     loop {
         let mut best: Option<(f64, usize)> = None;
         for w in 0..m {
-            // Skip copies of tasks already finished elsewhere only if they have not
-            // started: a replica still runs (it was planned), as a real system would.
             let Some(c) = queues[w].get(next[w]) else {
                 continue;
             };
@@ -129,6 +151,17 @@ pub fn simulate(dag: &Dag, p: &Platform, schedule: &Schedule, cfg: &SimConfig) -
         let Some((s, w)) = best else { break };
         let c = queues[w][next[w]];
         next[w] += 1;
+        if useless(
+            &done,
+            c.task,
+            w,
+            s + dag.cost(c.task) / p.speed[w] * factor[c.task],
+        ) {
+            // Another copy already finished early enough that this one could not
+            // deliver the task's output anywhere sooner: cancelled before it starts.
+            cancelled += 1;
+            continue;
+        }
         let dur = dag.cost(c.task) / p.speed[c.worker] * factor[c.task];
         let f = s + dur;
         if f > fail_at[w] || s >= fail_at[w] {
@@ -141,34 +174,79 @@ pub fn simulate(dag: &Dag, p: &Platform, schedule: &Schedule, cfg: &SimConfig) -
             lost += orphans.len();
             next[w] = queues[w].len();
             free_at[w] = f64::INFINITY;
-            // Online recovery: a lost task with no finished copy and no copy still
-            // queued on a live worker is queued again, at the failure time, on the live
-            // worker that would be free and finish it first.
+            // Online recovery: each lost task with no finished copy and no copy still
+            // queued on a live worker is queued again at the failure time, in planned
+            // order, on the live worker where it would finish first — counting the
+            // lost work already sent there and when its inputs can be there (from
+            // finished copies, planned copies on live workers, or earlier re-queued
+            // tasks).
+            let live: Vec<usize> = (0..m).filter(|&x| fail_at[x].is_infinite()).collect();
+            let mut avail: Vec<f64> = (0..m).map(|x| free_at[x].max(t_fail)).collect();
+            let mut moved: std::collections::HashMap<usize, (usize, f64)> =
+                std::collections::HashMap::new();
             for t in orphans {
-                let covered = !done[t].is_empty()
-                    || (0..m).any(|x| {
-                        fail_at[x].is_infinite() && queues[x][next[x]..].iter().any(|q| q.task == t)
-                    });
-                if covered {
+                if !done[t].is_empty() {
                     continue;
                 }
-                let target = (0..m)
-                    .filter(|&x| fail_at[x].is_infinite())
-                    .min_by(|&a, &b| {
-                        let eft = |x: usize| free_at[x].max(t_fail) + dag.cost(t) / p.speed[x];
-                        eft(a).total_cmp(&eft(b))
-                    });
-                if let Some(x) = target {
+                // A copy still queued on a live worker (a replica) covers the task
+                // unless re-running it finishes sooner.
+                let covered_by = live
+                    .iter()
+                    .filter_map(|&x| {
+                        queues[x][next[x]..]
+                            .iter()
+                            .find(|q| q.task == t)
+                            .map(|q| q.planned + dag.cost(t) / p.speed[x])
+                    })
+                    .fold(f64::INFINITY, f64::min);
+                let input_ready = |x: usize| {
+                    let mut r = t_fail;
+                    for &u in &dag.pred[t] {
+                        let b = dag.data[&(u, t)];
+                        let mut a = done[u]
+                            .iter()
+                            .map(|&(wu, f)| f + p.comm(wu, x, b))
+                            .fold(f64::INFINITY, f64::min);
+                        if a.is_infinite() {
+                            if let Some(&(wu, f)) = moved.get(&u) {
+                                a = f + p.comm(wu, x, b);
+                            } else if let Some((wu, q)) = live.iter().find_map(|&y| {
+                                queues[y][next[y]..]
+                                    .iter()
+                                    .find(|q| q.task == u)
+                                    .map(|q| (y, q))
+                            }) {
+                                a = q.planned + dag.cost(u) / p.speed[wu] + p.comm(wu, x, b);
+                            } else {
+                                a = t_fail;
+                            }
+                        }
+                        r = r.max(a);
+                    }
+                    r
+                };
+                let eft = |x: usize| input_ready(x).max(avail[x]) + dag.cost(t) / p.speed[x];
+                let target = live
+                    .iter()
+                    .copied()
+                    .min_by(|&a, &b| eft(a).total_cmp(&eft(b)));
+                if let Some(x) = target.filter(|&x| eft(x) < covered_by) {
+                    let f = eft(x);
+                    // Queued where its planned start falls, so the worker's own ready
+                    // work is not held up waiting for this task's inputs.
+                    let planned = f - dag.cost(t) / p.speed[x];
                     let pos =
-                        next[x] + queues[x][next[x]..].partition_point(|q| q.planned <= t_fail);
+                        next[x] + queues[x][next[x]..].partition_point(|q| q.planned <= planned);
                     queues[x].insert(
                         pos,
                         Copy {
                             task: t,
                             worker: x,
-                            planned: t_fail,
+                            planned,
                         },
                     );
+                    avail[x] += dag.cost(t) / p.speed[x];
+                    moved.insert(t, (x, f));
                     requeued += 1;
                 }
             }
@@ -221,6 +299,7 @@ pub fn simulate(dag: &Dag, p: &Platform, schedule: &Schedule, cfg: &SimConfig) -
         lost_copies: lost,
         reruns,
         busy,
+        cancelled,
     }
 }
 

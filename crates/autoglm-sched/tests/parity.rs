@@ -224,6 +224,16 @@ fn replicas_fit_in_gaps_within_the_budget() {
         assert!(errs.is_empty(), "{f}: {:?}", &errs[..errs.len().min(3)]);
         assert_eq!(m.makespan, s.makespan());
         assert_eq!(m.duplicates, r.replicas);
+        // Without failures the replicas delay nothing (cancelling those whose original
+        // has already delivered its output can only let later work start sooner).
+        let plain = autoglm_sched::simulate(&dag, &p, &r.schedule, &Default::default());
+        assert!(
+            plain.makespan <= s.makespan() * (1.0 + 1e-9),
+            "{f}: {} vs {}",
+            plain.makespan,
+            s.makespan()
+        );
+        assert!(plain.cancelled > 0 && plain.cancelled <= r.replicas, "{f}");
         // Chosen by simulation: only replicas that help on the sampled failures.
         let r = autoglm_sched::replicate_simulated(&dag, &p, &s, 0.2, 8, 10, 3);
         assert!(r.replicas <= 10);
