@@ -318,6 +318,30 @@ fn schedule_writes_valid_schedules_and_names_bad_input() {
     let line = schedule(&["--out", out.to_str().unwrap()]).unwrap();
     assert!(line.contains("makespan 3.000000 s"), "{line}");
     assert!(out.exists());
+    // Replication and the expected makespan under failures are reported; a failure of
+    // one of the two workers costs time.
+    let text = schedule(&[
+        "--out",
+        out.to_str().unwrap(),
+        "--replicate",
+        "0.5",
+        "--failures",
+        "1",
+    ])
+    .unwrap();
+    assert!(
+        text.contains("replication: ") && text.contains("% extra busy time"),
+        "{text}"
+    );
+    let expected: f64 = text
+        .split("under 1 failure(s): ")
+        .nth(1)
+        .and_then(|t| t.split(' ').next())
+        .and_then(|x| x.parse().ok())
+        .unwrap_or_else(|| panic!("{text}"));
+    assert!(expected > 3.0, "{text}");
+    let e = schedule(&["--replicate=-1"]).unwrap_err();
+    assert!(format!("{e:#}").contains("--replicate -1"), "{e:#}");
     // Costs estimated from observed runs when the DAG has none.
     std::fs::write(&dag, r#"{"format":"autoglm-dag","version":1,"name":"nocost","tasks":[{"id":0,"type":"a"},{"id":1,"type":"a"}],"edges":[{"src":0,"dst":1}]}"#).unwrap();
     let e = schedule(&[]).unwrap_err();

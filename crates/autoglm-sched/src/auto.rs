@@ -3,6 +3,9 @@
 
 use std::time::{Duration, Instant};
 
+use rand::SeedableRng;
+use rand_distr::{Distribution, StandardNormal};
+
 use crate::gcn::Gcn;
 use crate::list::{cpop, heft, heft_dup, schedule_on, upward_rank};
 use crate::model::{Dag, Platform, Schedule};
@@ -38,6 +41,8 @@ pub fn fastest_only(dag: &Dag, p: &Platform) -> Schedule {
 pub struct Scheduler {
     model: Gcn,
     budget: Duration,
+    search: usize,
+    search_seed: u64,
 }
 
 impl Default for Scheduler {
@@ -52,6 +57,8 @@ impl Scheduler {
         Scheduler {
             model,
             budget: Duration::from_millis(500),
+            search: 48,
+            search_seed: 1,
         }
     }
 
@@ -60,6 +67,14 @@ impl Scheduler {
     /// evaluates.
     pub fn with_budget(mut self, budget: Duration) -> Scheduler {
         self.budget = budget;
+        self
+    }
+
+    /// Sets how many perturbed priority vectors `auto`'s local search tries after the
+    /// fixed candidates (default 48; 0 turns it off), and its seed (default 1).
+    pub fn with_search(mut self, tries: usize, seed: u64) -> Scheduler {
+        self.search = tries;
+        self.search_seed = seed;
         self
     }
 
@@ -84,24 +99,47 @@ impl Scheduler {
     /// The shortest of: HEFT, HEFT with duplication, CPOP, all on the fastest worker,
     /// the GCN with and without duplication, and (time allowing) HEFT with duplication
     /// and the GCN restricted to the fastest speed class and to the workers at least
-    /// half as fast as the fastest (which pays when communication dominates). Its
-    /// `scheduler` field names the winner, e.g. `auto:GCN+dup`.
+    /// half as fast as the fastest (which pays when communication dominates); then a
+    /// seeded local search over perturbations of the winner's priorities (see
+    /// [`Scheduler::with_search`]). Its `scheduler` field names the winner, e.g.
+    /// `auto:GCN+dup` or `auto:search`. Deterministic unless the budget cuts the
+    /// search short (only on DAGs of thousands of tasks or slow machines).
     pub fn auto(&self, dag: &Dag, p: &Platform) -> Schedule {
         let start = Instant::now();
         // Each priority is computed once and serves every candidate that uses it.
         let rank = upward_rank(dag, p);
         let gcn = self.model.priorities(dag, p);
         let all: Vec<usize> = (0..p.workers()).collect();
+        // The best schedule so far and, when it came from a list schedule, how to
+        // make it again (priority, duplication, workers) for the search below.
         let mut best = schedule_on(dag, p, &gcn, "GCN+dup", true, &all);
-        let mut consider = |s: Schedule| {
+        let mut how: (Vec<f64>, bool, Vec<usize>) = (gcn.clone(), true, all.clone());
+        type Made<'a> = Option<(&'a [f64], bool, &'a [usize])>;
+        let consider = |best: &mut Schedule,
+                        how: &mut (Vec<f64>, bool, Vec<usize>),
+                        s: Schedule,
+                        made: Made| {
             if s.makespan() < best.makespan() {
-                best = s;
+                *best = s;
+                if let Some((pr, dup, ws)) = made {
+                    *how = (pr.to_vec(), dup, ws.to_vec());
+                }
             }
         };
-        consider(schedule_on(dag, p, &rank, "HEFT", false, &all));
-        consider(schedule_on(dag, p, &rank, "HEFT+dup", true, &all));
-        consider(cpop(dag, p));
-        consider(fastest_only(dag, p));
+        consider(
+            &mut best,
+            &mut how,
+            schedule_on(dag, p, &rank, "HEFT", false, &all),
+            Some((&rank, false, &all)),
+        );
+        consider(
+            &mut best,
+            &mut how,
+            schedule_on(dag, p, &rank, "HEFT+dup", true, &all),
+            Some((&rank, true, &all)),
+        );
+        consider(&mut best, &mut how, cpop(dag, p), None);
+        consider(&mut best, &mut how, fastest_only(dag, p), None);
         // Time allowing: the GCN without duplication, then both with duplication on
         // the fastest speed class and on the workers at least half as fast.
         let vmax = p.speed.iter().fold(0.0f64, |m, &s| m.max(s));
@@ -118,7 +156,34 @@ impl Scheduler {
             if start.elapsed() > self.budget {
                 break;
             }
-            consider(schedule_on(dag, p, priority, name, duplicate, &workers));
+            let s = schedule_on(dag, p, priority, name, duplicate, &workers);
+            consider(
+                &mut best,
+                &mut how,
+                s,
+                Some((priority, duplicate, &workers)),
+            );
+        }
+        // Then a seeded local search: the best list schedule's priorities, each
+        // multiplied by exp(σ·z) (σ cycling through 0.05, 0.2, 0.5), on the same
+        // workers with the same duplication policy; an improvement becomes the new
+        // centre. A fixed number of tries, cut short only by the budget.
+        let mut rng = rand_pcg::Pcg64Mcg::seed_from_u64(self.search_seed);
+        for k in 0..self.search {
+            if start.elapsed() > self.budget {
+                break;
+            }
+            let sigma = [0.05, 0.2, 0.5][k % 3];
+            let (centre, dup, workers) = how.clone();
+            let tried: Vec<f64> = centre
+                .iter()
+                .map(|&r| {
+                    let z: f64 = StandardNormal.sample(&mut rng);
+                    r * (sigma * z).exp()
+                })
+                .collect();
+            let s = schedule_on(dag, p, &tried, "search", dup, &workers);
+            consider(&mut best, &mut how, s, Some((&tried, dup, &workers)));
         }
         best.scheduler = format!("auto:{}", best.scheduler);
         best

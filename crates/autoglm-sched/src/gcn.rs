@@ -14,11 +14,13 @@ use rand_distr::{Distribution, StandardNormal};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::list::{downward_rank, schedule_by, upward_rank};
+use crate::list::{
+    downward_rank, schedule_by, upward_rank, upward_rank_general, upward_rank_weighted,
+};
 use crate::model::{Dag, Platform, Schedule};
 
 /// Features per task (see [`features`]).
-pub const FEATURES: usize = 13;
+pub const FEATURES: usize = 16;
 
 /// The weights shipped with the crate (`autoglm schedule train` writes this file).
 const PRETRAINED: &str = include_str!("gcn_weights.json");
@@ -37,7 +39,8 @@ pub struct Gcn {
     /// Number of graph-convolution layers.
     pub layers: usize,
     /// The parameters: per layer `Wₛ, Wₚ, W꜀` (row-major, inputs × hidden) and `b`;
-    /// then the output weights and bias.
+    /// then the output weights, the linear skip weights from the input features, and
+    /// the bias.
     pub params: Vec<f64>,
     /// How the weights were made (training configuration and figures), free-form.
     #[serde(default, skip_serializing_if = "serde_json::Value::is_null")]
@@ -50,10 +53,18 @@ pub struct Gcn {
 /// 4–5 in/out degree, 6–7 mean incoming/outgoing communication, 8 the DAG's
 /// communication-to-computation ratio on `p`, 9 workers, 10 speed heterogeneity
 /// (fastest / mean), 11 depth (longest edge count from an entry, over the deepest),
-/// 12 DAG size.
+/// 12 DAG size; then three other upward ranks over the same critical path, the
+/// classic variants that win on some DAGs: 13 ignoring communication, 14 weighting it
+/// four times, 15 with every cost at the fastest worker's speed.
 pub fn features(dag: &Dag, p: &Platform) -> Array2<f64> {
     let n = dag.len();
     let up = upward_rank(dag, p);
+    let vmax_inv = 1.0 / p.speed.iter().fold(0.0f64, |m, &s| m.max(s));
+    let variants = [
+        upward_rank_weighted(dag, p, 0.0),
+        upward_rank_weighted(dag, p, 4.0),
+        upward_rank_general(dag, p, 1.0, vmax_inv),
+    ];
     let down = downward_rank(dag, p);
     let cp = positive(up.iter().fold(0.0f64, |m, &x| m.max(x)));
     let mis = p.mean_inv_speed;
@@ -98,6 +109,9 @@ pub fn features(dag: &Dag, p: &Platform) -> Array2<f64> {
             (vmax * mis).ln(),
             depth[v] as f64 / deepest,
             (1.0 + n as f64).ln() / 8.0,
+            variants[0][v] / cp,
+            variants[1][v] / cp,
+            variants[2][v] / cp,
         ];
         for (k, f) in row.into_iter().enumerate() {
             x[[v, k]] = f;
@@ -140,6 +154,7 @@ impl Gcn {
             })
             .sum::<usize>()
             + hidden
+            + features
             + 1
     }
 
@@ -157,7 +172,7 @@ impl Gcn {
             }
             params.extend(std::iter::repeat_n(0.0, hidden));
         }
-        params.extend(std::iter::repeat_n(0.0, hidden + 1));
+        params.extend(std::iter::repeat_n(0.0, hidden + FEATURES + 1));
         Gcn {
             format: "autoglm-gcn".into(),
             version: 1,
@@ -242,8 +257,9 @@ impl Gcn {
             cur = next;
         }
         let w = ArrayView1::from(take(h));
+        let skip = ArrayView1::from(take(self.features));
         let bias = take(1)[0];
-        cur.dot(&w) + bias
+        cur.dot(&w) + x.dot(&skip) + bias
     }
 
     /// Priorities: the upward rank over the critical path plus the model's score.

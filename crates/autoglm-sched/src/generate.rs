@@ -9,6 +9,7 @@
 
 use rand::seq::{IndexedRandom, SliceRandom};
 use rand::{RngExt, SeedableRng};
+use rand_distr::{Distribution, StandardNormal};
 use rand_pcg::Pcg64Mcg;
 use serde_json::json;
 
@@ -22,6 +23,11 @@ pub enum Shape {
     Layered,
     /// Grown from one root by fan-out and fan-in steps.
     FanInOut,
+    /// Shaped like scientific workflows (the WfCommons set): stages of parallel
+    /// pipelines (chains of 1–4 task types) between a split and a merge task, task
+    /// costs per type log-normally spread (σ 1 across types, 0.3 within one), so a few
+    /// long tasks dominate as in real workflows.
+    Workflow,
 }
 
 /// Parameters of a random DAG.
@@ -79,13 +85,22 @@ impl RandomDag {
     pub fn to_json(&self, seed: u64) -> String {
         let mut rng = Pcg64Mcg::seed_from_u64(seed ^ 0x5eed_da65);
         let n = self.n.max(1);
-        let (n, edges) = match self.shape {
-            Shape::Layered => layered(&mut rng, n, self.alpha, self.outdeg, self.jump),
-            Shape::FanInOut => fan_in_out(&mut rng, n, self.max_fan, self.p_fanin),
-        };
         let w = self.wdag;
-        let tasks: Vec<_> = (0..n)
-            .map(|i| json!({"id": i, "cost": (0.01 * w).max(rng.random_range(0.0..2.0 * w))}))
+        let (_, edges, costs) = match self.shape {
+            Shape::Layered => {
+                let (n, e) = layered(&mut rng, n, self.alpha, self.outdeg, self.jump);
+                (n, e, uniform_costs(&mut rng, n, w))
+            }
+            Shape::FanInOut => {
+                let (n, e) = fan_in_out(&mut rng, n, self.max_fan, self.p_fanin);
+                (n, e, uniform_costs(&mut rng, n, w))
+            }
+            Shape::Workflow => workflow(&mut rng, n, w),
+        };
+        let tasks: Vec<_> = costs
+            .iter()
+            .enumerate()
+            .map(|(i, c)| json!({"id": i, "cost": c}))
             .collect();
         let edges: Vec<_> = edges
             .into_iter()
@@ -97,6 +112,7 @@ impl RandomDag {
         let kind = match self.shape {
             Shape::Layered => "layered",
             Shape::FanInOut => "fanio",
+            Shape::Workflow => "workflow",
         };
         json!({
             "format": "autoglm-dag", "version": 1,
@@ -105,6 +121,48 @@ impl RandomDag {
         })
         .to_string()
     }
+}
+
+/// Costs uniform on [0, 2w] (at least 1 % of `w`).
+fn uniform_costs(rng: &mut Pcg64Mcg, n: usize, w: f64) -> Vec<f64> {
+    (0..n)
+        .map(|_| (0.01 * w).max(rng.random_range(0.0..2.0 * w)))
+        .collect()
+}
+
+/// A workflow-shaped DAG of about `n` tasks (see [`Shape::Workflow`]), mean cost ≈ `w`.
+fn workflow(rng: &mut Pcg64Mcg, n: usize, w: f64) -> (usize, Vec<(usize, usize)>, Vec<f64>) {
+    let lognormal = |rng: &mut Pcg64Mcg, sigma: f64| {
+        let z: f64 = StandardNormal.sample(rng);
+        (sigma * z - sigma * sigma / 2.0).exp()
+    };
+    let mut costs = vec![w * lognormal(rng, 1.0)];
+    let mut edges = Vec::new();
+    let mut tail = 0usize;
+    while costs.len() < n {
+        let left = n - costs.len();
+        let chain = rng.random_range(1..=4usize).min(left);
+        let width = (left.saturating_sub(1) / chain).clamp(1, rng.random_range(2..=32usize));
+        let types: Vec<f64> = (0..chain).map(|_| w * lognormal(rng, 1.0)).collect();
+        let mut ends = Vec::with_capacity(width);
+        for _ in 0..width {
+            let mut prev = tail;
+            for &t in &types {
+                let v = costs.len();
+                costs.push(t * lognormal(rng, 0.3));
+                edges.push((prev, v));
+                prev = v;
+            }
+            ends.push(prev);
+        }
+        // The merge (one task of its own type) feeds the next stage.
+        let merge = costs.len();
+        costs.push(w * lognormal(rng, 1.0));
+        edges.extend(ends.into_iter().map(|e| (e, merge)));
+        tail = merge;
+    }
+    let costs: Vec<f64> = costs.into_iter().map(|c| c.max(0.01 * w)).collect();
+    (costs.len(), edges, costs)
 }
 
 fn layered(
@@ -238,7 +296,7 @@ mod tests {
 
     #[test]
     fn generated_dags_are_valid_and_reproducible() {
-        for shape in [Shape::Layered, Shape::FanInOut] {
+        for shape in [Shape::Layered, Shape::FanInOut, Shape::Workflow] {
             for n in [1, 2, 30, 100] {
                 let g = RandomDag {
                     shape,

@@ -61,6 +61,17 @@ pub fn upward_rank(dag: &Dag, p: &Platform) -> Vec<f64> {
 /// [`upward_rank`] with every communication time multiplied by `lambda` (0 ignores
 /// communication; 1 is HEFT's rank, bit for bit).
 pub fn upward_rank_weighted(dag: &Dag, p: &Platform, lambda: f64) -> Vec<f64> {
+    upward_rank_general(dag, p, lambda, p.mean_inv_speed)
+}
+
+/// [`upward_rank_weighted`] with each task's cost taken at inverse speed `inv_speed`
+/// (the mean inverse speed is HEFT's; the fastest worker's gives the optimistic rank).
+pub(crate) fn upward_rank_general(
+    dag: &Dag,
+    p: &Platform,
+    lambda: f64,
+    inv_speed: f64,
+) -> Vec<f64> {
     let mut r = vec![0.0f64; dag.len()];
     for &u in dag.topo.iter().rev() {
         let mut best = 0.0f64;
@@ -70,7 +81,7 @@ pub fn upward_rank_weighted(dag: &Dag, p: &Platform, lambda: f64) -> Vec<f64> {
                 best = x;
             }
         }
-        r[u] = dag.cost(u) * p.mean_inv_speed + best;
+        r[u] = dag.cost(u) * inv_speed + best;
     }
     r
 }
