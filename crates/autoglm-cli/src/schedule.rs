@@ -216,6 +216,9 @@ pub fn run(a: ScheduleArgs, out: &mut dyn Write) -> Result<()> {
             bail!("--replicate {b}: give a fraction of extra busy time ≥ 0, e.g. 0.3");
         }
     }
+    platform
+        .check_horizon(&dag)
+        .with_context(|| format!("{}", dag_path.display()))?;
     let t0 = std::time::Instant::now();
     let plain = scheduler.schedule(a.algo.into(), &dag, &platform);
     let secs = t0.elapsed().as_secs_f64();

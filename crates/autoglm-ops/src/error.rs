@@ -41,6 +41,15 @@ pub enum Error {
     /// An error from the graph.
     #[error(transparent)]
     Graph(#[from] autoglm_graph::Error),
+    /// A device this build cannot use: its backend's cargo feature is off, or it
+    /// failed to start.
+    #[error("{device}: {reason}")]
+    Device {
+        /// The device asked for.
+        device: Device,
+        /// Why it cannot be used.
+        reason: String,
+    },
     /// A rule failed verification.
     #[error("rule {rule}: {reason}")]
     Verify {

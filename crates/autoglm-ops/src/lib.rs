@@ -4,6 +4,8 @@ mod cost;
 mod cpu;
 mod error;
 mod exec;
+#[cfg(feature = "gpu")]
+pub mod gpu;
 mod io;
 mod registry;
 mod tensor;
@@ -13,8 +15,8 @@ pub use error::{Error, Result};
 pub use exec::{Executor, Options, RunStats};
 pub use io::{load_safetensors, save_safetensors};
 pub use registry::{
-    Cost, Device, DeviceSupport, InplaceFn, Kernel, KernelFn, Operator, PackedKernelFn, PrepackFn,
-    Prepacked, Registry,
+    backend_compiled, Cost, Device, DeviceSupport, InplaceFn, Kernel, KernelFn, Operator,
+    PackedKernelFn, PrepackFn, Prepacked, Registry,
 };
 pub use tensor::{Data, Tensor};
 pub use verify::{verify_rule, verify_rules, RuleCheck, VerifyOptions};

@@ -21,6 +21,27 @@ pub enum Device {
     Wgpu(usize),
 }
 
+/// Whether this build can run kernels on `device`: the CPU always; a GPU device when
+/// the crate was built with its backend's feature (`wgpu`, `cuda`).
+///
+/// # Errors
+/// [`Error::Device`] naming the missing feature.
+pub fn backend_compiled(device: Device) -> crate::Result<()> {
+    let missing = |feature: &str| crate::Error::Device {
+        device,
+        reason: format!(
+            "this build of autoglm-ops has no {feature} backend (enable its `{feature}` feature)"
+        ),
+    };
+    match device {
+        Device::Cpu => Ok(()),
+        Device::Wgpu(_) if cfg!(feature = "wgpu") => Ok(()),
+        Device::Wgpu(_) => Err(missing("wgpu")),
+        Device::Cuda(_) if cfg!(feature = "cuda") => Ok(()),
+        Device::Cuda(_) => Err(missing("cuda")),
+    }
+}
+
 impl fmt::Display for Device {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
@@ -263,5 +284,28 @@ pub struct DeviceSupport<'a> {
 impl KernelSupport for DeviceSupport<'_> {
     fn supports(&self, op: &OpKind, dtype: DType) -> bool {
         self.registry.has_kernel(op, self.device, dtype)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn absent_backends_are_typed_errors() {
+        assert!(backend_compiled(Device::Cpu).is_ok());
+        for (d, compiled) in [
+            (Device::Wgpu(0), cfg!(feature = "wgpu")),
+            (Device::Cuda(0), cfg!(feature = "cuda")),
+        ] {
+            match backend_compiled(d) {
+                Ok(()) => assert!(compiled, "{d}"),
+                Err(e) => {
+                    assert!(!compiled, "{d}");
+                    assert!(matches!(e, Error::Device { device, .. } if device == d));
+                    assert!(e.to_string().contains("feature"), "{e}");
+                }
+            }
+        }
     }
 }

@@ -399,6 +399,56 @@ impl Platform {
         }
     }
 
+    /// The longest any schedule of `dag` here can need: every task on the slowest
+    /// worker one after another, every edge at the slowest link. Times beyond
+    /// [`Platform::MAX_HORIZON`] cannot be held to the validator's 1e-6 s precision in
+    /// f64 (see [`Platform::check_horizon`]).
+    pub fn horizon(&self, dag: &Dag) -> f64 {
+        let slowest = self.speed.iter().fold(f64::INFINITY, |m, &s| m.min(s));
+        // (Tasks without a cost yet count as 0.)
+        let work: f64 = (0..dag.len())
+            .map(|t| dag.cost(t))
+            .filter(|c| !c.is_nan())
+            .sum::<f64>()
+            / slowest;
+        let (mut latency, mut inv_bw) = (0.0f64, 0.0f64);
+        for p in 0..self.workers() {
+            for q in 0..self.workers() {
+                if p != q {
+                    latency = latency.max(self.latency[p][q]);
+                    inv_bw = inv_bw.max(1.0 / self.bandwidth[p][q]);
+                }
+            }
+        }
+        let comm: f64 = dag.edges.iter().map(|e| latency + e.2 * inv_bw).sum();
+        work + comm
+    }
+
+    /// The largest [`Platform::horizon`] this crate schedules: 1e9 s (about 32 years);
+    /// beyond it a double's spacing at those times exceeds the validator's 1e-6 s
+    /// tolerance, and short tasks late in a schedule could not be represented.
+    pub const MAX_HORIZON: f64 = 1e9;
+
+    /// Checks that `dag` on this platform stays within [`Platform::MAX_HORIZON`].
+    ///
+    /// # Errors
+    /// [`Error::Format`] naming the horizon (costs or data sizes far out of range).
+    pub fn check_horizon(&self, dag: &Dag) -> Result<()> {
+        let h = self.horizon(dag);
+        if h <= Self::MAX_HORIZON {
+            Ok(())
+        } else {
+            Err(Error::Format {
+                what: format!("DAG {:?} on platform {:?}", dag.name, self.name),
+                msg: format!(
+                    "its costs and data sizes allow schedules up to {h:.3e} s long, beyond \
+                     the {:.0e} s that times in f64 hold to 1e-6 s; check the units",
+                    Self::MAX_HORIZON
+                ),
+            })
+        }
+    }
+
     /// The platform-average communication time of `data` bytes (for ranks).
     pub fn mean_comm(&self, data: f64) -> f64 {
         if self.workers() < 2 {

@@ -161,6 +161,14 @@ fn the_fuzz_check_accepts_a_real_dag() {
     // Found by cargo-fuzz: a task without a cost (NaN inside) broke the round-trip check.
     let costless = r#"{"format":"autoglm-dag","version":1,"name":"d","tasks":[{"id":0,"cost":1},{"id":1}],"edges":[{"src":0,"dst":1,"data":5}]}"#;
     autoglm_sched::fuzz::check_readers(costless.as_bytes());
+    // Found by cargo-fuzz: a cost of 4e68 next to 18-second tasks made start times so
+    // large that finish − start rounded to 0; such DAGs are refused by their horizon.
+    let huge = r#"{"format":"autoglm-dag","version":1,"name":"d","tasks":[{"id":0,"cost":4.4e68},{"id":1,"cost":18}],"edges":[{"src":0,"dst":1,"data":5}]}"#;
+    autoglm_sched::fuzz::check_readers(huge.as_bytes());
+    let dag = Dag::from_json(huge).unwrap();
+    let p = Platform::from_json(r#"{"format":"autoglm-platform","version":1,"name":"one","workers":[{"id":0,"speed":1}],"bandwidth":1e6,"latency":0}"#).unwrap();
+    let e = p.check_horizon(&dag).unwrap_err().to_string();
+    assert!(e.contains("4.400e68 s") && e.contains("units"), "{e}");
 }
 
 #[test]

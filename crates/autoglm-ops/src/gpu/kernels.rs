@@ -1,0 +1,324 @@
+//! The CubeCL kernels. Every kernel reads and writes its element type `F` (f32, f16,
+//! bf16) and computes in f32, so f16 results differ from the CPU kernels (which also
+//! compute in f32) by the final rounding only.
+
+use cubecl::prelude::*;
+
+/// Units per cube of the row kernels (a power of two; the tree reductions below are
+/// written out for it).
+pub(super) const BLOCK: u32 = 256;
+
+/// The unary functions, numbered as [`unary_code`] maps them.
+#[cube]
+fn apply_unary(v: f32, #[comptime] f: u32) -> f32 {
+    let mut r = v;
+    if comptime!(f == 0) {
+        r = -v;
+    }
+    if comptime!(f == 1) {
+        r = v.exp();
+    }
+    if comptime!(f == 2) {
+        r = v.ln();
+    }
+    if comptime!(f == 3) {
+        r = v.tanh();
+    }
+    if comptime!(f == 4) {
+        r = Erf::erf(v);
+    }
+    if comptime!(f == 5) {
+        r = v.sqrt();
+    }
+    if comptime!(f == 6) {
+        r = v.inverse_sqrt();
+    }
+    if comptime!(f == 7) {
+        r = v.recip();
+    }
+    if comptime!(f == 8) {
+        r = v.max(0.0f32);
+    }
+    if comptime!(f == 9) {
+        r = v / (1.0f32 + (-v).exp());
+    }
+    if comptime!(f == 10) {
+        r = gelu(v);
+    }
+    if comptime!(f == 11) {
+        let inner = 0.797_884_6f32 * (v + 0.044_715f32 * v * v * v);
+        r = 0.5f32 * v * (1.0f32 + inner.tanh());
+    }
+    if comptime!(f == 12) {
+        r = 1.0f32 / (1.0f32 + (-v).exp());
+    }
+    if comptime!(f == 13) {
+        r = 0.0f32;
+        if v > 0.0f32 {
+            r = 1.0f32;
+        }
+    }
+    r
+}
+
+/// GELU, the erf form.
+#[cube]
+fn gelu(v: f32) -> f32 {
+    0.5f32 * v * (1.0f32 + Erf::erf(v * 0.707_106_77f32))
+}
+
+/// The binary functions, numbered as [`binary_code`] maps them.
+#[cube]
+fn apply_binary(a: f32, b: f32, #[comptime] f: u32) -> f32 {
+    let mut r = a;
+    if comptime!(f == 0) {
+        r = a + b;
+    }
+    if comptime!(f == 1) {
+        r = a - b;
+    }
+    if comptime!(f == 2) {
+        r = a * b;
+    }
+    if comptime!(f == 3) {
+        r = a / b;
+    }
+    if comptime!(f == 4) {
+        r = a.powf(b);
+    }
+    if comptime!(f == 5) {
+        r = a.max(b);
+    }
+    if comptime!(f == 6) {
+        r = a.min(b);
+    }
+    r
+}
+
+/// `out[i] = f(x[i])`.
+#[cube(launch_unchecked)]
+pub(super) fn unary<F: Float>(x: &Array<F>, out: &mut Array<F>, #[comptime] f: u32) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        out[i] = F::cast_from(apply_unary(f32::cast_from(x[i]), f));
+    }
+}
+
+/// `out = f(a, b)` with broadcasting: `shape` is the output's, `sa`/`sb` the inputs'
+/// strides over it (0 along broadcast dimensions).
+#[cube(launch_unchecked)]
+pub(super) fn binary<F: Float>(
+    a: &Array<F>,
+    b: &Array<F>,
+    out: &mut Array<F>,
+    shape: &Array<u32>,
+    sa: &Array<u32>,
+    sb: &Array<u32>,
+    #[comptime] f: u32,
+) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        let rank = shape.len();
+        let mut rem = u32::cast_from(i);
+        let mut ia = 0u32;
+        let mut ib = 0u32;
+        for k in 0..rank {
+            let d = rank - 1 - k;
+            let n = shape[d];
+            let c = rem % n;
+            rem /= n;
+            ia += c * sa[d];
+            ib += c * sb[d];
+        }
+        let va = f32::cast_from(a[usize::cast_from(ia)]);
+        let vb = f32::cast_from(b[usize::cast_from(ib)]);
+        out[i] = F::cast_from(apply_binary(va, vb, f));
+    }
+}
+
+/// One step of a shared-memory tree reduction: sum (`max` false) or maximum.
+#[cube]
+fn tree_step(s: &mut SharedMemory<f32>, u: u32, stride: u32, #[comptime] max: bool) {
+    if u < stride {
+        let a = s[usize::cast_from(u)];
+        let b = s[usize::cast_from(u + stride)];
+        if comptime!(max) {
+            s[usize::cast_from(u)] = a.max(b);
+        } else {
+            s[usize::cast_from(u)] = a + b;
+        }
+    }
+    sync_cube();
+}
+
+/// Reduces the [`BLOCK`] values in `s` (each unit wrote its own) to `s[0]`, which
+/// every unit then returns.
+#[cube]
+fn block_reduce(s: &mut SharedMemory<f32>, u: u32, v: f32, #[comptime] max: bool) -> f32 {
+    s[usize::cast_from(u)] = v;
+    sync_cube();
+    tree_step(s, u, 128u32, max);
+    tree_step(s, u, 64u32, max);
+    tree_step(s, u, 32u32, max);
+    tree_step(s, u, 16u32, max);
+    tree_step(s, u, 8u32, max);
+    tree_step(s, u, 4u32, max);
+    tree_step(s, u, 2u32, max);
+    tree_step(s, u, 1u32, max);
+    let r = s[0];
+    sync_cube();
+    r
+}
+
+/// The row this cube works on (cubes are laid out on a 2-D grid when there are more
+/// rows than one grid dimension allows). Cubes past the last row redo the last row
+/// and write nothing (see [`row_valid`]): every unit reaches every barrier, with no
+/// branch around them.
+#[cube]
+fn row_index(rows: u32) -> u32 {
+    (CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X).min(rows - 1)
+}
+
+/// Whether this cube's row exists.
+#[cube]
+fn row_valid(rows: u32) -> bool {
+    CUBE_POS_Y * CUBE_COUNT_X + CUBE_POS_X < rows
+}
+
+/// Softmax of each row of `cols` elements (max subtracted first), one cube per row.
+#[cube(launch_unchecked)]
+pub(super) fn softmax_rows<F: Float>(x: &Array<F>, out: &mut Array<F>, rows: u32, cols: u32) {
+    let row = row_index(rows);
+    let valid = row_valid(rows);
+    let u = UNIT_POS;
+    let base = row * cols;
+    let mut s = SharedMemory::<f32>::new(256usize);
+    // Every row has at least one element (empty rows are not launched).
+    let mut m = f32::cast_from(x[usize::cast_from(base)]);
+    {
+        let mut j = u;
+        while j < cols {
+            m = m.max(f32::cast_from(x[usize::cast_from(base + j)]));
+            j += 256u32;
+        }
+        let m = block_reduce(&mut s, u, m, true);
+        let mut sum = 0.0f32;
+        let mut j = u;
+        while j < cols {
+            sum += (f32::cast_from(x[usize::cast_from(base + j)]) - m).exp();
+            j += 256u32;
+        }
+        let sum = block_reduce(&mut s, u, sum, false);
+        let inv = 1.0f32 / sum;
+        let mut j = u;
+        while valid && j < cols {
+            let k = usize::cast_from(base + j);
+            out[k] = F::cast_from((f32::cast_from(x[k]) - m).exp() * inv);
+            j += 256u32;
+        }
+    }
+}
+
+/// Normalisation of each row, one cube per row: `kind` 0 LayerNorm (`γ·(x−μ)/σ + β`),
+/// 1 LayerNorm then the erf GELU (one pass), 2 RMSNorm (`γ·x/rms`, `beta` unread).
+/// Statistics in f32, the variance as the mean of squared deviations (two passes, as
+/// the CPU kernels).
+#[cube(launch_unchecked)]
+pub(super) fn norm_rows<F: Float>(
+    x: &Array<F>,
+    gamma: &Array<F>,
+    beta: &Array<F>,
+    out: &mut Array<F>,
+    rows: u32,
+    cols: u32,
+    eps: f32,
+    #[comptime] kind: u32,
+) {
+    let row = row_index(rows);
+    let valid = row_valid(rows);
+    {
+        let u = UNIT_POS;
+        let base = row * cols;
+        let n = f32::cast_from(cols);
+        let mut s = SharedMemory::<f32>::new(256usize);
+        let mut mean = 0.0f32;
+        if comptime!(kind != 2) {
+            let mut acc = 0.0f32;
+            let mut j = u;
+            while j < cols {
+                acc += f32::cast_from(x[usize::cast_from(base + j)]);
+                j += 256u32;
+            }
+            mean = block_reduce(&mut s, u, acc, false) / n;
+        }
+        let mut acc = 0.0f32;
+        let mut j = u;
+        while j < cols {
+            let d = f32::cast_from(x[usize::cast_from(base + j)]) - mean;
+            acc += d * d;
+            j += 256u32;
+        }
+        let inv = (block_reduce(&mut s, u, acc, false) / n + eps).inverse_sqrt();
+        let mut j = u;
+        while valid && j < cols {
+            let k = usize::cast_from(base + j);
+            let g = f32::cast_from(gamma[usize::cast_from(j)]);
+            let mut y = (f32::cast_from(x[k]) - mean) * inv * g;
+            if comptime!(kind != 2) {
+                y += f32::cast_from(beta[usize::cast_from(j)]);
+            }
+            if comptime!(kind == 1) {
+                y = gelu(y);
+            }
+            out[k] = F::cast_from(y);
+            j += 256u32;
+        }
+    }
+}
+
+/// Reduction of each row of `cols` elements to one value, one cube per row: `f` 0 sum,
+/// 1 mean, 2 max, 3 min.
+#[cube(launch_unchecked)]
+pub(super) fn reduce_rows<F: Float>(
+    x: &Array<F>,
+    out: &mut Array<F>,
+    rows: u32,
+    cols: u32,
+    #[comptime] f: u32,
+) {
+    let row = row_index(rows);
+    let valid = row_valid(rows);
+    {
+        let u = UNIT_POS;
+        let base = row * cols;
+        let mut s = SharedMemory::<f32>::new(256usize);
+        let is_max = comptime!(f >= 2);
+        // Min as minus the max of minus x.
+        let mut sign = 1.0f32;
+        if comptime!(f == 3) {
+            sign = -1.0f32;
+        }
+        let mut acc = 0.0f32;
+        if comptime!(is_max) {
+            // Rows are never empty (see the launcher).
+            acc = sign * f32::cast_from(x[usize::cast_from(base)]);
+        }
+        let mut j = u;
+        while j < cols {
+            let v = sign * f32::cast_from(x[usize::cast_from(base + j)]);
+            if comptime!(is_max) {
+                acc = acc.max(v);
+            } else {
+                acc += v;
+            }
+            j += 256u32;
+        }
+        let mut r = block_reduce(&mut s, u, acc, is_max) * sign;
+        if comptime!(f == 1) {
+            r /= f32::cast_from(cols);
+        }
+        if valid && u == 0 {
+            out[usize::cast_from(row)] = F::cast_from(r);
+        }
+    }
+}

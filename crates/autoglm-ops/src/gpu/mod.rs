@@ -1,0 +1,499 @@
+//! GPU kernels in CubeCL (features `wgpu` and `cuda`): device-resident tensors and the
+//! built-in ops on them, checked against the CPU kernels by one conformance suite
+//! (`tests/gpu_conformance.rs`) on every compiled backend.
+//!
+//! ```no_run
+//! # #[cfg(feature = "wgpu")]
+//! # fn main() -> Result<(), autoglm_ops::Error> {
+//! use autoglm_graph::{OpKind, UnaryOp};
+//! use autoglm_ops::gpu::{Gpu, WgpuRuntime};
+//! use autoglm_ops::Tensor;
+//!
+//! let gpu = Gpu::<WgpuRuntime>::new(&Default::default());
+//! let x = gpu.upload(&Tensor::from_f32(&[2, 3], vec![-1.0, 0.0, 1.0, 2.0, 3.0, 4.0])?)?;
+//! let y = gpu.run(&OpKind::Unary { f: UnaryOp::Gelu }, &[&x], &[2, 3])?;
+//! println!("{:?}", gpu.download(&y)?.to_f32_vec());
+//! # Ok(()) }
+//! # #[cfg(not(feature = "wgpu"))]
+//! # fn main() {}
+//! ```
+
+mod kernels;
+
+use autoglm_graph::{BinaryOp, DType, OpKind, ReduceOp, UnaryOp};
+use cubecl::prelude::*;
+use cubecl::server::Handle;
+use half::{bf16, f16};
+
+use crate::error::{Error, Result};
+use crate::tensor::{Data, Tensor};
+
+#[cfg(feature = "cuda")]
+pub use cubecl::cuda::CudaRuntime;
+#[cfg(feature = "wgpu")]
+pub use cubecl::wgpu::WgpuRuntime;
+pub use cubecl::Runtime;
+
+/// A tensor in device memory: its buffer, shape and element type.
+#[derive(Debug, Clone)]
+pub struct GpuTensor {
+    handle: Handle,
+    shape: Vec<usize>,
+    dtype: DType,
+}
+
+impl GpuTensor {
+    /// The shape.
+    pub fn shape(&self) -> &[usize] {
+        &self.shape
+    }
+
+    /// The element type.
+    pub fn dtype(&self) -> DType {
+        self.dtype
+    }
+
+    /// The number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether it has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// One GPU device of runtime `R` (e.g. [`WgpuRuntime`], [`CudaRuntime`]).
+pub struct Gpu<R: Runtime> {
+    client: ComputeClient<R>,
+}
+
+impl<R: Runtime> std::fmt::Debug for Gpu<R> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gpu")
+            .field("runtime", &R::name(&self.client))
+            .finish()
+    }
+}
+
+fn element_size(dtype: DType) -> Option<usize> {
+    match dtype {
+        DType::F32 => Some(4),
+        DType::F16 | DType::BF16 => Some(2),
+        _ => None,
+    }
+}
+
+fn unary_code(f: UnaryOp) -> u32 {
+    match f {
+        UnaryOp::Neg => 0,
+        UnaryOp::Exp => 1,
+        UnaryOp::Log => 2,
+        UnaryOp::Tanh => 3,
+        UnaryOp::Erf => 4,
+        UnaryOp::Sqrt => 5,
+        UnaryOp::Rsqrt => 6,
+        UnaryOp::Recip => 7,
+        UnaryOp::Relu => 8,
+        UnaryOp::Silu => 9,
+        UnaryOp::Gelu => 10,
+        UnaryOp::GeluTanh => 11,
+        UnaryOp::Sigmoid => 12,
+        UnaryOp::Step => 13,
+    }
+}
+
+fn binary_code(f: BinaryOp) -> u32 {
+    match f {
+        BinaryOp::Add => 0,
+        BinaryOp::Sub => 1,
+        BinaryOp::Mul => 2,
+        BinaryOp::Div => 3,
+        BinaryOp::Pow => 4,
+        BinaryOp::Max => 5,
+        BinaryOp::Min => 6,
+    }
+}
+
+/// Strides of `shape` (row-major) broadcast to `out` (right-aligned; 0 where `shape`
+/// has 1 or lacks the dimension).
+fn broadcast_strides(shape: &[usize], out: &[usize]) -> Result<Vec<u32>> {
+    let mut strides = vec![0u32; out.len()];
+    let mut stride = 1usize;
+    for k in 0..shape.len() {
+        let d = shape[shape.len() - 1 - k];
+        let o = out
+            .len()
+            .checked_sub(1 + k)
+            .ok_or_else(|| Error::Shape(format!("{shape:?} has more dimensions than {out:?}")))?;
+        if d == out[o] {
+            strides[o] = u32::try_from(stride)
+                .map_err(|_| Error::Shape(format!("{shape:?} is too large for the GPU kernels")))?;
+        } else if d != 1 {
+            return Err(Error::Shape(format!(
+                "{shape:?} does not broadcast to {out:?}"
+            )));
+        }
+        stride *= d;
+    }
+    Ok(strides)
+}
+
+/// Cube counts for one cube per row: a 2-D grid when rows exceed one dimension.
+fn row_grid(rows: usize) -> CubeCount {
+    const MAX: usize = 65_535;
+    let x = rows.clamp(1, MAX);
+    let y = rows.div_ceil(MAX).max(1);
+    CubeCount::Static(x as u32, y as u32, 1)
+}
+
+/// Cube counts for one unit per element, 256 units a cube.
+fn element_grid(n: usize) -> CubeCount {
+    const MAX: usize = 65_535;
+    let cubes = n.div_ceil(256).max(1);
+    if cubes <= MAX {
+        CubeCount::Static(cubes as u32, 1, 1)
+    } else {
+        CubeCount::Static(MAX as u32, cubes.div_ceil(MAX) as u32, 1)
+    }
+}
+
+impl<R: Runtime> Gpu<R> {
+    /// The device `device` of runtime `R`.
+    pub fn new(device: &R::Device) -> Gpu<R> {
+        Gpu {
+            client: R::client(device),
+        }
+    }
+
+    /// The runtime's name (e.g. `wgpu<wgsl>`, `cuda`).
+    pub fn name(&self) -> String {
+        R::name(&self.client).to_string()
+    }
+
+    /// Copies a host tensor to the device (f32, f16 and bf16).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for another element type.
+    pub fn upload(&self, t: &Tensor) -> Result<GpuTensor> {
+        let handle = match t.data() {
+            Data::F32(v) => self.client.create_from_slice(f32::as_bytes(v)),
+            Data::F16(v) => self.client.create_from_slice(f16::as_bytes(v)),
+            Data::BF16(v) => self.client.create_from_slice(bf16::as_bytes(v)),
+            other => {
+                return Err(Error::Shape(format!(
+                    "the GPU kernels take f32, f16 and bf16 tensors, not {}",
+                    other.dtype()
+                )))
+            }
+        };
+        Ok(GpuTensor {
+            handle,
+            shape: t.shape().to_vec(),
+            dtype: t.dtype(),
+        })
+    }
+
+    /// Copies a device tensor back to the host.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] if the device buffer cannot be read.
+    pub fn download(&self, t: &GpuTensor) -> Result<Tensor> {
+        let bytes = self
+            .client
+            .read_one(t.handle.clone())
+            .map_err(|e| Error::Shape(format!("reading a device buffer: {e:?}")))?;
+        let n = t.len();
+        let data = match t.dtype {
+            DType::F32 => Data::F32(f32::from_bytes(&bytes)[..n].to_vec()),
+            DType::F16 => Data::F16(f16::from_bytes(&bytes)[..n].to_vec()),
+            DType::BF16 => Data::BF16(bf16::from_bytes(&bytes)[..n].to_vec()),
+            other => return Err(Error::Shape(format!("no {other} GPU tensors"))),
+        };
+        Tensor::new(&t.shape, data)
+    }
+
+    /// An uninitialised device tensor.
+    fn empty(&self, shape: &[usize], dtype: DType) -> Result<GpuTensor> {
+        let size =
+            element_size(dtype).ok_or_else(|| Error::Shape(format!("no {dtype} GPU tensors")))?;
+        let n: usize = shape.iter().product();
+        Ok(GpuTensor {
+            handle: self.client.empty((n * size).max(4)),
+            shape: shape.to_vec(),
+            dtype,
+        })
+    }
+
+    /// Computes `op` on device-resident inputs into a new device tensor of shape
+    /// `out_shape` (the node's inferred shape) and the first input's element type.
+    /// Supported: elementwise unary and binary (broadcasting), reductions over the
+    /// last axis, softmax over the last axis, LayerNorm, RMSNorm and fused
+    /// LayerNorm+GELU.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] for an op, type or shape the GPU kernels do not cover, or
+    /// inputs that do not fit.
+    pub fn run(
+        &self,
+        op: &OpKind,
+        inputs: &[&GpuTensor],
+        out_shape: &[usize],
+    ) -> Result<GpuTensor> {
+        let first = inputs
+            .first()
+            .ok_or_else(|| Error::Shape(format!("{} has no inputs", op.name())))?;
+        if let Some(t) = inputs.iter().find(|t| t.dtype != first.dtype) {
+            return Err(Error::Shape(format!(
+                "{}: mixed input types {} and {}",
+                op.name(),
+                first.dtype,
+                t.dtype
+            )));
+        }
+        let out = self.empty(out_shape, first.dtype)?;
+        match first.dtype {
+            DType::F32 => self.launch::<f32>(op, inputs, &out)?,
+            DType::F16 => self.launch::<f16>(op, inputs, &out)?,
+            DType::BF16 => self.launch::<bf16>(op, inputs, &out)?,
+            other => return Err(Error::Shape(format!("no {other} GPU kernels"))),
+        }
+        Ok(out)
+    }
+
+    fn launch<F: Float + CubeElement>(
+        &self,
+        op: &OpKind,
+        inputs: &[&GpuTensor],
+        out: &GpuTensor,
+    ) -> Result<()> {
+        let arity = |k: usize| {
+            if inputs.len() == k {
+                Ok(())
+            } else {
+                Err(Error::Shape(format!(
+                    "{} takes {k} inputs, got {}",
+                    op.name(),
+                    inputs.len()
+                )))
+            }
+        };
+        // Every launch below: the handles hold at least the lengths given (tensors are
+        // allocated from their shapes), and every kernel bounds-checks its accesses
+        // against the output length or the row count.
+        let arg = |t: &GpuTensor| {
+            // SAFETY: `t.handle` holds `t.len()` elements (allocated from its shape).
+            unsafe { ArrayArg::from_raw_parts(t.handle.clone(), t.len()) }
+        };
+        let rows_cols = |t: &GpuTensor| -> Result<(usize, usize)> {
+            let cols = *t.shape.last().unwrap_or(&1);
+            let rows = t.len().checked_div(cols).unwrap_or(0);
+            if u32::try_from(t.len()).is_err() {
+                return Err(Error::Shape(format!(
+                    "{:?} is too large for the GPU kernels",
+                    t.shape
+                )));
+            }
+            Ok((rows, cols))
+        };
+        match op {
+            OpKind::Unary { f } => {
+                arity(1)?;
+                if inputs[0].shape != out.shape {
+                    return Err(Error::Shape(format!(
+                        "unary: {:?} → {:?}",
+                        inputs[0].shape, out.shape
+                    )));
+                }
+                if out.is_empty() {
+                    return Ok(());
+                }
+                // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
+                unsafe {
+                    kernels::unary::launch_unchecked::<F, R>(
+                        &self.client,
+                        element_grid(out.len()),
+                        CubeDim::new_1d(256),
+                        arg(inputs[0]),
+                        arg(out),
+                        unary_code(*f),
+                    )
+                };
+            }
+            OpKind::Binary { f } => {
+                arity(2)?;
+                if out.is_empty() {
+                    return Ok(());
+                }
+                let sa = broadcast_strides(&inputs[0].shape, &out.shape)?;
+                let sb = broadcast_strides(&inputs[1].shape, &out.shape)?;
+                let shape: Vec<u32> = out.shape.iter().map(|&d| d as u32).collect();
+                let (shape, sa, sb) = if shape.is_empty() {
+                    (vec![1u32], vec![0u32], vec![0u32])
+                } else {
+                    (shape, sa, sb)
+                };
+                let meta = |v: &[u32]| self.client.create_from_slice(u32::as_bytes(v));
+                let (hs, ha, hb) = (meta(&shape), meta(&sa), meta(&sb));
+                let marg = |h: &Handle, n: usize| {
+                    // SAFETY: each handle was created from a slice of `n` u32s.
+                    unsafe { ArrayArg::from_raw_parts(h.clone(), n) }
+                };
+                // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
+                unsafe {
+                    kernels::binary::launch_unchecked::<F, R>(
+                        &self.client,
+                        element_grid(out.len()),
+                        CubeDim::new_1d(256),
+                        arg(inputs[0]),
+                        arg(inputs[1]),
+                        arg(out),
+                        marg(&hs, shape.len()),
+                        marg(&ha, sa.len()),
+                        marg(&hb, sb.len()),
+                        binary_code(*f),
+                    )
+                };
+            }
+            OpKind::Softmax { axis } => {
+                arity(1)?;
+                self.last_axis(op, *axis, inputs[0])?;
+                let (rows, cols) = rows_cols(inputs[0])?;
+                if rows == 0 {
+                    return Ok(());
+                }
+                // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
+                unsafe {
+                    kernels::softmax_rows::launch_unchecked::<F, R>(
+                        &self.client,
+                        row_grid(rows),
+                        CubeDim::new_1d(kernels::BLOCK),
+                        arg(inputs[0]),
+                        arg(out),
+                        rows as u32,
+                        cols as u32,
+                    )
+                };
+            }
+            OpKind::LayerNorm { eps }
+            | OpKind::FusedLayerNormGelu { eps }
+            | OpKind::RmsNorm { eps } => {
+                let (kind, k) = match op {
+                    OpKind::LayerNorm { .. } => (0, 3),
+                    OpKind::FusedLayerNormGelu { .. } => (1, 3),
+                    _ => (2, 2),
+                };
+                arity(k)?;
+                let (rows, cols) = rows_cols(inputs[0])?;
+                for t in &inputs[1..] {
+                    if t.len() != cols {
+                        return Err(Error::Shape(format!(
+                            "{}: scale/shift of {:?} for rows of {cols}",
+                            op.name(),
+                            t.shape
+                        )));
+                    }
+                }
+                if rows == 0 {
+                    return Ok(());
+                }
+                let beta = inputs[k - 1];
+                // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
+                unsafe {
+                    kernels::norm_rows::launch_unchecked::<F, R>(
+                        &self.client,
+                        row_grid(rows),
+                        CubeDim::new_1d(kernels::BLOCK),
+                        arg(inputs[0]),
+                        arg(inputs[1]),
+                        arg(beta),
+                        arg(out),
+                        rows as u32,
+                        cols as u32,
+                        *eps as f32,
+                        kind,
+                    )
+                };
+            }
+            OpKind::Reduce { f, axes, .. } => {
+                arity(1)?;
+                let x = inputs[0];
+                let rank = x.shape.len() as i64;
+                if axes.len() != 1 || (axes[0] != -1 && axes[0] != rank - 1) {
+                    return Err(Error::Shape(format!(
+                        "reduce: the GPU kernels reduce the last axis only, not {axes:?} of rank {rank}"
+                    )));
+                }
+                let (rows, cols) = rows_cols(x)?;
+                if rows == 0 || cols == 0 {
+                    return Err(Error::Shape("reduce: an empty axis".into()));
+                }
+                let code = match f {
+                    ReduceOp::Sum => 0,
+                    ReduceOp::Mean => 1,
+                    ReduceOp::Max => 2,
+                    ReduceOp::Min => 3,
+                };
+                // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
+                unsafe {
+                    kernels::reduce_rows::launch_unchecked::<F, R>(
+                        &self.client,
+                        row_grid(rows),
+                        CubeDim::new_1d(kernels::BLOCK),
+                        arg(x),
+                        arg(out),
+                        rows as u32,
+                        cols as u32,
+                        code,
+                    )
+                };
+            }
+            other => {
+                return Err(Error::Shape(format!(
+                    "no GPU kernel for {} yet",
+                    other.name()
+                )));
+            }
+        }
+        Ok(())
+    }
+
+    fn last_axis(&self, op: &OpKind, axis: i64, x: &GpuTensor) -> Result<()> {
+        let rank = x.shape.len() as i64;
+        if axis == -1 || axis == rank - 1 {
+            Ok(())
+        } else {
+            Err(Error::Shape(format!(
+                "{}: the GPU kernels work on the last axis only, not {axis} of rank {rank}",
+                op.name()
+            )))
+        }
+    }
+}
+
+#[cfg(feature = "wgpu")]
+impl Gpu<WgpuRuntime> {
+    /// The default wgpu device on the Vulkan backend explicitly (wgpu's automatic
+    /// choice falls back to GL when no Vulkan driver loads, where f16 shaders do not
+    /// compile), and a description of its adapter: backend, name, device type
+    /// (`Vulkan llvmpipe (LLVM 15.0.6, 256 bits) (Cpu)` on Mesa's lavapipe).
+    ///
+    /// # Errors
+    /// [`Error::Device`] when no Vulkan adapter is available.
+    pub fn vulkan() -> Result<(Gpu<WgpuRuntime>, String)> {
+        use cubecl::wgpu::{init_setup, RuntimeOptions, Vulkan, WgpuDevice};
+        let device = WgpuDevice::DefaultDevice;
+        let setup =
+            std::panic::catch_unwind(|| init_setup::<Vulkan>(&device, RuntimeOptions::default()))
+                .map_err(|_| Error::Device {
+                device: crate::Device::Wgpu(0),
+                reason: "no Vulkan adapter (install a Vulkan driver, e.g. Mesa's lavapipe: \
+                     mesa-vulkan-drivers)"
+                    .into(),
+            })?;
+        let info = setup.adapter.get_info();
+        let about = format!("{:?} {} ({:?})", info.backend, info.name, info.device_type);
+        Ok((Gpu::new(&device), about))
+    }
+}

@@ -1,0 +1,250 @@
+//! The GPU conformance suite: every GPU kernel against the CPU kernel of the same op, on
+//! random shapes (odd sizes, rows longer and shorter than a cube, broadcasting), f32
+//! within 1e-5 and f16 within 3e-3 (relative to 1 + |expected|). Written once, run on
+//! every compiled backend: wgpu (CI: Mesa's lavapipe, checked to be a Vulkan adapter,
+//! not the GL fallback, before f16) and CUDA.
+#![cfg(any(feature = "wgpu", feature = "cuda"))]
+
+use autoglm_graph::{BinaryOp, DType, OpKind, ReduceOp, UnaryOp};
+use autoglm_ops::gpu::{Gpu, Runtime};
+use autoglm_ops::{Device, Registry, Tensor};
+
+/// Shapes the suite runs each op on: scalars-as-vectors, odd lengths, rows shorter
+/// and longer than a cube (256), many rows.
+const SHAPES: &[&[usize]] = &[
+    &[1],
+    &[7],
+    &[3, 5],
+    &[2, 3, 257],
+    &[4, 1000],
+    &[1, 1, 513],
+    &[300, 3],
+    &[2, 2, 2, 9],
+];
+
+fn tolerance(dtype: DType) -> f64 {
+    match dtype {
+        DType::F32 => 1e-5,
+        _ => 3e-3,
+    }
+}
+
+/// Inputs in the op's domain: positive for logarithms and roots, away from zero for
+/// divisors and reciprocals.
+fn input(dtype: DType, shape: &[usize], op: &OpKind, slot: usize, seed: u64) -> Tensor {
+    let (lo, hi) = match op {
+        OpKind::Unary {
+            f: UnaryOp::Log | UnaryOp::Sqrt | UnaryOp::Rsqrt | UnaryOp::Recip,
+        } => (0.1, 4.0),
+        OpKind::Binary { f: BinaryOp::Pow } if slot == 0 => (0.1, 3.0),
+        OpKind::Binary { f: BinaryOp::Pow } => (-2.0, 2.0),
+        OpKind::Binary { f: BinaryOp::Div } if slot == 1 => (0.5, 3.0),
+        _ => (-3.0, 3.0),
+    };
+    Tensor::random(dtype, shape, lo, hi, seed)
+}
+
+fn cpu(reg: &Registry, op: &OpKind, inputs: &[&Tensor], out_shape: &[usize]) -> Tensor {
+    let dtype = inputs[0].dtype();
+    let kernel = reg.kernel(op, Device::Cpu, dtype).expect("a CPU kernel");
+    let mut out = Tensor::zeros(dtype, out_shape);
+    (kernel.run)(op, inputs, &mut out).expect("the CPU kernel runs");
+    out
+}
+
+/// Runs `op` on both devices and compares; returns the worst scaled error.
+fn check<R: Runtime>(
+    gpu: &Gpu<R>,
+    reg: &Registry,
+    op: &OpKind,
+    inputs: &[Tensor],
+    out_shape: &[usize],
+) -> f64 {
+    let host: Vec<&Tensor> = inputs.iter().collect();
+    let want = cpu(reg, op, &host, out_shape);
+    let dev: Vec<_> = inputs.iter().map(|t| gpu.upload(t).unwrap()).collect();
+    let dev_refs: Vec<_> = dev.iter().collect();
+    let got = gpu
+        .download(&gpu.run(op, &dev_refs, out_shape).unwrap())
+        .unwrap();
+    assert_eq!(got.shape(), want.shape(), "{op:?}");
+    let tol = tolerance(inputs[0].dtype());
+    let (g, w) = (got.to_f64_vec(), want.to_f64_vec());
+    let mut worst = 0.0f64;
+    for (i, (a, b)) in g.iter().zip(&w).enumerate() {
+        let err = (a - b).abs() / (1.0 + b.abs());
+        assert!(
+            err <= tol,
+            "{op:?} {:?} {} at {i}: GPU {a} vs CPU {b}",
+            inputs[0].shape(),
+            inputs[0].dtype()
+        );
+        worst = worst.max(err);
+    }
+    worst
+}
+
+fn broadcast(a: &[usize], b: &[usize]) -> Vec<usize> {
+    let n = a.len().max(b.len());
+    (0..n)
+        .map(|k| {
+            let x = if k + a.len() >= n {
+                a[k + a.len() - n]
+            } else {
+                1
+            };
+            let y = if k + b.len() >= n {
+                b[k + b.len() - n]
+            } else {
+                1
+            };
+            x.max(y)
+        })
+        .collect()
+}
+
+/// The whole suite on one device and element type.
+fn suite<R: Runtime>(gpu: &Gpu<R>, dtype: DType) {
+    let reg = Registry::with_cpu_kernels();
+    let mut seed = 1u64;
+    let mut next = || {
+        seed += 1;
+        seed
+    };
+    let mut worst = 0.0f64;
+    for &shape in SHAPES {
+        for f in UnaryOp::ALL {
+            let op = OpKind::Unary { f };
+            let x = input(dtype, shape, &op, 0, next());
+            worst = worst.max(check(gpu, &reg, &op, &[x], shape));
+        }
+        // Same shapes, a trailing row broadcast, a leading column broadcast, a scalar.
+        let row: Vec<usize> = vec![*shape.last().unwrap()];
+        let mut col = shape.to_vec();
+        *col.last_mut().unwrap() = 1;
+        for other in [shape.to_vec(), row, col, vec![1]] {
+            for f in BinaryOp::ALL {
+                let op = OpKind::Binary { f };
+                let out = broadcast(shape, &other);
+                let a = input(dtype, shape, &op, 0, next());
+                let b = input(dtype, &other, &op, 1, next());
+                worst = worst.max(check(gpu, &reg, &op, &[a.clone(), b.clone()], &out));
+                // And the other way round.
+                let a2 = input(dtype, &other, &op, 0, next());
+                let b2 = input(dtype, shape, &op, 1, next());
+                worst = worst.max(check(gpu, &reg, &op, &[a2, b2], &out));
+            }
+        }
+        let cols = *shape.last().unwrap();
+        let x = input(dtype, shape, &OpKind::Softmax { axis: -1 }, 0, next());
+        worst = worst.max(check(
+            gpu,
+            &reg,
+            &OpKind::Softmax { axis: -1 },
+            std::slice::from_ref(&x),
+            shape,
+        ));
+        let gamma = Tensor::random(dtype, &[cols], 0.5, 1.5, next());
+        let beta = Tensor::random(dtype, &[cols], -0.5, 0.5, next());
+        for op in [
+            OpKind::LayerNorm { eps: 1e-5 },
+            OpKind::FusedLayerNormGelu { eps: 1e-5 },
+        ] {
+            let inputs = [x.clone(), gamma.clone(), beta.clone()];
+            worst = worst.max(check(gpu, &reg, &op, &inputs, shape));
+        }
+        let op = OpKind::RmsNorm { eps: 1e-6 };
+        worst = worst.max(check(gpu, &reg, &op, &[x.clone(), gamma.clone()], shape));
+        for f in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
+            let op = OpKind::Reduce {
+                f,
+                axes: vec![-1],
+                keep_dims: false,
+            };
+            let out = &shape[..shape.len() - 1];
+            worst = worst.max(check(gpu, &reg, &op, std::slice::from_ref(&x), out));
+        }
+    }
+    eprintln!("{} {dtype}: worst scaled error {worst:.2e}", gpu.name());
+}
+
+#[cfg(feature = "wgpu")]
+mod wgpu {
+    use super::*;
+    use autoglm_ops::gpu::WgpuRuntime;
+
+    /// The Vulkan adapter (never wgpu's GL fallback, where f16 does not compile).
+    fn device() -> &'static Gpu<WgpuRuntime> {
+        static GPU: std::sync::OnceLock<Gpu<WgpuRuntime>> = std::sync::OnceLock::new();
+        GPU.get_or_init(|| {
+            let (gpu, adapter) = Gpu::vulkan().expect("a Vulkan adapter (Mesa lavapipe in CI)");
+            eprintln!("wgpu adapter: {adapter}");
+            assert!(adapter.starts_with("Vulkan"), "{adapter}");
+            gpu
+        })
+    }
+
+    #[test]
+    fn f32_kernels_match_the_cpu() {
+        suite(device(), DType::F32);
+    }
+
+    #[test]
+    fn f16_kernels_match_the_cpu() {
+        suite(device(), DType::F16);
+    }
+
+    #[test]
+    fn bad_requests_are_errors() {
+        let gpu = device();
+        let x = gpu
+            .upload(&Tensor::from_f32(&[2, 3], vec![0.0; 6]).unwrap())
+            .unwrap();
+        let y = gpu
+            .upload(&Tensor::from_f32(&[4], vec![0.0; 4]).unwrap())
+            .unwrap();
+        let add = OpKind::Binary { f: BinaryOp::Add };
+        let e = gpu.run(&add, &[&x, &y], &[2, 4]).unwrap_err().to_string();
+        assert!(e.contains("does not broadcast"), "{e}");
+        let e = gpu
+            .run(&OpKind::MatMul, &[&x, &x], &[2, 2])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no GPU kernel"), "{e}");
+        let e = gpu
+            .upload(&Tensor::new(&[1], autoglm_ops::Data::I64(vec![1])).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("f32, f16 and bf16"), "{e}");
+    }
+}
+
+#[cfg(feature = "cuda")]
+mod cuda {
+    use super::*;
+    use autoglm_ops::gpu::CudaRuntime;
+
+    fn device() -> Gpu<CudaRuntime> {
+        Gpu::new(&Default::default())
+    }
+
+    /// Run on a machine with an NVIDIA GPU (`cargo test --features cuda -- --ignored`
+    /// or the prebuilt binary of `cargo xtask gpu-check`).
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn cuda_f32_kernels_match_the_cpu() {
+        suite(&device(), DType::F32);
+    }
+
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn cuda_f16_kernels_match_the_cpu() {
+        suite(&device(), DType::F16);
+    }
+
+    #[test]
+    #[ignore = "needs an NVIDIA GPU"]
+    fn cuda_bf16_kernels_match_the_cpu() {
+        suite(&device(), DType::BF16);
+    }
+}
