@@ -165,6 +165,76 @@ fn suite<R: Runtime>(gpu: &Gpu<R>, dtype: DType) {
             worst = worst.max(check(gpu, &reg, &op, std::slice::from_ref(&x), out));
         }
     }
+    // Products: odd sizes, broadcast batch dimensions, inner sizes across tiles.
+    for (a, b, out) in [
+        (&[1usize, 1][..], &[1usize, 1][..], &[1usize, 1][..]),
+        (&[3, 5], &[5, 7], &[3, 7]),
+        (&[2, 17, 33], &[33, 9], &[2, 17, 9]),
+        (&[2, 1, 4, 16], &[3, 16, 5], &[2, 3, 4, 5]),
+        (&[65, 300], &[300, 31], &[65, 31]),
+    ] {
+        let x = Tensor::random(dtype, a, -1.0, 1.0, next());
+        let w = Tensor::random(dtype, b, -1.0, 1.0, next());
+        worst = worst.max(check(gpu, &reg, &OpKind::MatMul, &[x, w], out));
+    }
+    for (x, k, n) in [
+        (&[1usize, 1][..], 1usize, 1usize),
+        (&[2, 3, 33], 33, 17),
+        (&[70, 64], 64, 129),
+    ] {
+        let xs = Tensor::random(dtype, x, -1.0, 1.0, next());
+        let w = Tensor::random(dtype, &[k, n], -1.0, 1.0, next());
+        let b = Tensor::random(dtype, &[n], -1.0, 1.0, next());
+        let mut out = x.to_vec();
+        *out.last_mut().unwrap() = n;
+        worst = worst.max(check(gpu, &reg, &OpKind::Linear, &[xs, w, b], &out));
+    }
+    for shape in [&[7usize][..], &[3, 257], &[2, 2, 9]] {
+        let g = Tensor::random(dtype, shape, -3.0, 3.0, next());
+        let u = Tensor::random(dtype, shape, -3.0, 3.0, next());
+        worst = worst.max(check(gpu, &reg, &OpKind::SwiGlu, &[g, u], shape));
+    }
+    for (shape, rot) in [
+        (&[1usize, 2][..], 2u64),
+        (&[2, 3, 5, 8], 4),
+        (&[2, 3, 5, 8], 8),
+        (&[7, 66], 64),
+    ] {
+        let t = shape[shape.len() - 2];
+        let x = Tensor::random(dtype, shape, -2.0, 2.0, next());
+        let cos = Tensor::random(dtype, &[t, rot as usize], -1.0, 1.0, next());
+        let sin = Tensor::random(dtype, &[t, rot as usize], -1.0, 1.0, next());
+        worst = worst.max(check(
+            gpu,
+            &reg,
+            &OpKind::Rope { rot },
+            &[x, cos, sin],
+            shape,
+        ));
+    }
+    // Embedding lookups (axis 0, i64 ids as the models feed them) and another axis.
+    let table = Tensor::random(dtype, &[50, 7], -1.0, 1.0, next());
+    let ids = Tensor::new(
+        &[3, 4],
+        autoglm_ops::Data::I64(vec![0, 49, 3, 3, 7, 11, 0, 20, 48, 1, 2, 9]),
+    )
+    .unwrap();
+    worst = worst.max(check(
+        gpu,
+        &reg,
+        &OpKind::Gather { axis: 0 },
+        &[table, ids],
+        &[3, 4, 7],
+    ));
+    let x = Tensor::random(dtype, &[3, 10, 4], -1.0, 1.0, next());
+    let ids = Tensor::new(&[2], autoglm_ops::Data::I32(vec![9, 0])).unwrap();
+    worst = worst.max(check(
+        gpu,
+        &reg,
+        &OpKind::Gather { axis: 1 },
+        &[x, ids],
+        &[3, 2, 4],
+    ));
     eprintln!("{} {dtype}: worst scaled error {worst:.2e}", gpu.name());
 }
 
@@ -210,12 +280,22 @@ mod wgpu {
             .run(&OpKind::MatMul, &[&x, &x], &[2, 2])
             .unwrap_err()
             .to_string();
+        assert!(e.contains("matmul: [2, 3] · [2, 3]"), "{e}");
+        let e = gpu
+            .run(&OpKind::Where, &[&x, &x, &x], &[2, 3])
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("no GPU kernel"), "{e}");
         let e = gpu
-            .upload(&Tensor::new(&[1], autoglm_ops::Data::I64(vec![1])).unwrap())
+            .upload(&Tensor::new(&[1], autoglm_ops::Data::Bool(vec![true])).unwrap())
             .unwrap_err()
             .to_string();
         assert!(e.contains("f32, f16 and bf16"), "{e}");
+        let e = gpu
+            .upload(&Tensor::new(&[1], autoglm_ops::Data::I64(vec![1 << 40])).unwrap())
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("does not fit"), "{e}");
     }
 }
 

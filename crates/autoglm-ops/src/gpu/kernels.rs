@@ -92,6 +92,10 @@ fn apply_binary(a: f32, b: f32, #[comptime] f: u32) -> f32 {
     if comptime!(f == 6) {
         r = a.min(b);
     }
+    if comptime!(f == 7) {
+        // SwiGLU: silu(a) · b.
+        r = a / (1.0f32 + (-a).exp()) * b;
+    }
     r
 }
 
@@ -320,5 +324,125 @@ pub(super) fn reduce_rows<F: Float>(
         if valid && u == 0 {
             out[usize::cast_from(row)] = F::cast_from(r);
         }
+    }
+}
+
+/// Side of the square tiles of [`matmul`] (its cubes are `TILE × TILE` units).
+pub(super) const TILE: u32 = 16;
+
+/// Batched `out[z] = a[z]·b[z] (+ bias)`, `[m, k]·[k, n]`, with the batch's element
+/// offsets into `a` and `b` given (so batch dimensions broadcast). Shared-memory
+/// tiles of [`TILE`]²; accumulation in f32.
+#[cube(launch_unchecked)]
+pub(super) fn matmul<F: Float>(
+    a: &Array<F>,
+    b: &Array<F>,
+    bias: &Array<F>,
+    out: &mut Array<F>,
+    a_off: &Array<u32>,
+    b_off: &Array<u32>,
+    m: u32,
+    k: u32,
+    n: u32,
+    #[comptime] has_bias: bool,
+) {
+    let z = CUBE_POS_Z;
+    let ty = UNIT_POS_Y;
+    let tx = UNIT_POS_X;
+    let row = CUBE_POS_Y * 16u32 + ty;
+    let col = CUBE_POS_X * 16u32 + tx;
+    let mut sa = SharedMemory::<f32>::new(256usize);
+    let mut sb = SharedMemory::<f32>::new(256usize);
+    let ao = a_off[usize::cast_from(z)];
+    let bo = b_off[usize::cast_from(z)];
+    let mut acc = 0.0f32;
+    let tiles = k.div_ceil(16u32);
+    for t in 0..tiles {
+        let ka = t * 16u32 + tx;
+        let kb = t * 16u32 + ty;
+        let mut va = 0.0f32;
+        if row < m && ka < k {
+            va = f32::cast_from(a[usize::cast_from(ao + row * k + ka)]);
+        }
+        let mut vb = 0.0f32;
+        if kb < k && col < n {
+            vb = f32::cast_from(b[usize::cast_from(bo + kb * n + col)]);
+        }
+        sa[usize::cast_from(ty * 16u32 + tx)] = va;
+        sb[usize::cast_from(ty * 16u32 + tx)] = vb;
+        sync_cube();
+        #[unroll]
+        for q in 0..16u32 {
+            acc += sa[usize::cast_from(ty * 16u32 + q)] * sb[usize::cast_from(q * 16u32 + tx)];
+        }
+        sync_cube();
+    }
+    if row < m && col < n {
+        if comptime!(has_bias) {
+            acc += f32::cast_from(bias[usize::cast_from(col)]);
+        }
+        out[usize::cast_from(z * m * n + row * n + col)] = F::cast_from(acc);
+    }
+}
+
+/// Rotary embedding (GPT-NeoX halves) of the first `rot` of `d` elements of each row
+/// of `x [rows, d]`, row `r` at position `r mod t`; `cos`, `sin` are `[t, rot]`.
+#[cube(launch_unchecked)]
+pub(super) fn rope<F: Float>(
+    x: &Array<F>,
+    cos: &Array<F>,
+    sin: &Array<F>,
+    out: &mut Array<F>,
+    t: u32,
+    d: u32,
+    rot: u32,
+) {
+    let o = ABSOLUTE_POS;
+    if o < out.len() {
+        let o32 = u32::cast_from(o);
+        let j = o32 % d;
+        let r = o32 / d;
+        let p = (r % t) * rot;
+        let half = rot / 2u32;
+        let base = r * d;
+        let mut y = f32::cast_from(x[o]);
+        if j < half {
+            let x2 = f32::cast_from(x[usize::cast_from(base + j + half)]);
+            y = y * f32::cast_from(cos[usize::cast_from(p + j)])
+                - x2 * f32::cast_from(sin[usize::cast_from(p + j)]);
+        } else if j < rot {
+            let x1 = f32::cast_from(x[usize::cast_from(base + j - half)]);
+            y = y * f32::cast_from(cos[usize::cast_from(p + j)])
+                + x1 * f32::cast_from(sin[usize::cast_from(p + j)]);
+        }
+        out[o] = F::cast_from(y);
+    }
+}
+
+/// `out[i, p, q] = x[i, ids[p], q]` over `outer × size × inner` (an embedding lookup
+/// when `outer` is 1); an index outside `0..size` gives zeros (the launcher checks
+/// indices it uploads).
+#[cube(launch_unchecked)]
+pub(super) fn gather<F: Float>(
+    x: &Array<F>,
+    ids: &Array<i32>,
+    out: &mut Array<F>,
+    size: u32,
+    inner: u32,
+) {
+    let o = ABSOLUTE_POS;
+    if o < out.len() {
+        let o32 = u32::cast_from(o);
+        let q = o32 % inner;
+        let rest = o32 / inner;
+        let nids = u32::cast_from(ids.len());
+        let p = rest % nids;
+        let i = rest / nids;
+        let id = ids[usize::cast_from(p)];
+        let mut v = F::new(0.0);
+        if id >= 0i32 && u32::cast_from(id) < size {
+            v = x[usize::cast_from((i * size + u32::cast_from(id)) * inner + q)];
+        }
+        out[o] = v;
     }
 }

@@ -79,7 +79,7 @@ impl<R: Runtime> std::fmt::Debug for Gpu<R> {
 
 fn element_size(dtype: DType) -> Option<usize> {
     match dtype {
-        DType::F32 => Some(4),
+        DType::F32 | DType::I32 => Some(4),
         DType::F16 | DType::BF16 => Some(2),
         _ => None,
     }
@@ -159,6 +159,44 @@ fn element_grid(n: usize) -> CubeCount {
     }
 }
 
+/// `[..., m, k]·[..., k, n]` with batch dimensions broadcast to `out`'s: `(m, k, n)`
+/// and, per output batch in row-major order, the element offsets of its `a` and `b`
+/// matrices.
+#[allow(clippy::type_complexity)]
+fn matmul_offsets(
+    a: &[usize],
+    b: &[usize],
+    out: &[usize],
+) -> Result<(usize, usize, usize, Vec<u32>, Vec<u32>)> {
+    let bad = || Error::Shape(format!("matmul: {a:?} · {b:?} → {out:?}"));
+    if a.len() < 2 || b.len() < 2 || out.len() < 2 {
+        return Err(bad());
+    }
+    let (m, k) = (a[a.len() - 2], a[a.len() - 1]);
+    let (k2, n) = (b[b.len() - 2], b[b.len() - 1]);
+    if k != k2 || out[out.len() - 2] != m || out[out.len() - 1] != n {
+        return Err(bad());
+    }
+    let ob = &out[..out.len() - 2];
+    let sa = broadcast_strides(&a[..a.len() - 2], ob)?;
+    let sb = broadcast_strides(&b[..b.len() - 2], ob)?;
+    let batches: usize = ob.iter().product();
+    let (mut oa, mut obb) = (Vec::with_capacity(batches), Vec::with_capacity(batches));
+    for z in 0..batches {
+        let (mut rem, mut ia, mut ib) = (z, 0usize, 0usize);
+        for d in (0..ob.len()).rev() {
+            let c = rem % ob[d];
+            rem /= ob[d];
+            ia += c * sa[d] as usize;
+            ib += c * sb[d] as usize;
+        }
+        let fit = |x: usize| u32::try_from(x).map_err(|_| bad());
+        oa.push(fit(ia * m * k)?);
+        obb.push(fit(ib * k * n)?);
+    }
+    Ok((m, k, n, oa, obb))
+}
+
 impl<R: Runtime> Gpu<R> {
     /// The device `device` of runtime `R`.
     pub fn new(device: &R::Device) -> Gpu<R> {
@@ -181,17 +219,34 @@ impl<R: Runtime> Gpu<R> {
             Data::F32(v) => self.client.create_from_slice(f32::as_bytes(v)),
             Data::F16(v) => self.client.create_from_slice(f16::as_bytes(v)),
             Data::BF16(v) => self.client.create_from_slice(bf16::as_bytes(v)),
+            // Indices: i32 on the device.
+            Data::I32(v) => self.client.create_from_slice(i32::as_bytes(v)),
+            Data::I64(v) => {
+                let narrow = v
+                    .iter()
+                    .map(|&x| {
+                        i32::try_from(x).map_err(|_| {
+                            Error::Shape(format!("index {x} does not fit the GPU's i32 indices"))
+                        })
+                    })
+                    .collect::<Result<Vec<i32>>>()?;
+                self.client.create_from_slice(i32::as_bytes(&narrow))
+            }
             other => {
                 return Err(Error::Shape(format!(
-                    "the GPU kernels take f32, f16 and bf16 tensors, not {}",
+                    "the GPU kernels take f32, f16 and bf16 tensors (and i32/i64 indices), not {}",
                     other.dtype()
                 )))
             }
         };
+        let dtype = match t.dtype() {
+            DType::I64 => DType::I32,
+            d => d,
+        };
         Ok(GpuTensor {
             handle,
             shape: t.shape().to_vec(),
-            dtype: t.dtype(),
+            dtype,
         })
     }
 
@@ -209,6 +264,7 @@ impl<R: Runtime> Gpu<R> {
             DType::F32 => Data::F32(f32::from_bytes(&bytes)[..n].to_vec()),
             DType::F16 => Data::F16(f16::from_bytes(&bytes)[..n].to_vec()),
             DType::BF16 => Data::BF16(bf16::from_bytes(&bytes)[..n].to_vec()),
+            DType::I32 => Data::I32(i32::from_bytes(&bytes)[..n].to_vec()),
             other => return Err(Error::Shape(format!("no {other} GPU tensors"))),
         };
         Tensor::new(&t.shape, data)
@@ -228,9 +284,11 @@ impl<R: Runtime> Gpu<R> {
 
     /// Computes `op` on device-resident inputs into a new device tensor of shape
     /// `out_shape` (the node's inferred shape) and the first input's element type.
-    /// Supported: elementwise unary and binary (broadcasting), reductions over the
-    /// last axis, softmax over the last axis, LayerNorm, RMSNorm and fused
-    /// LayerNorm+GELU.
+    /// Supported: elementwise unary and binary (broadcasting), SwiGLU, reductions
+    /// over the last axis, softmax over the last axis, LayerNorm, RMSNorm, fused
+    /// LayerNorm+GELU, batched matrix products (batch dimensions broadcast) and
+    /// `linear`, rotary embedding, and gather (embedding lookup; indices uploaded as
+    /// i32, out-of-range ones give zeros).
     ///
     /// # Errors
     /// [`Error::Shape`] for an op, type or shape the GPU kernels do not cover, or
@@ -244,7 +302,14 @@ impl<R: Runtime> Gpu<R> {
         let first = inputs
             .first()
             .ok_or_else(|| Error::Shape(format!("{} has no inputs", op.name())))?;
-        if let Some(t) = inputs.iter().find(|t| t.dtype != first.dtype) {
+        // Every input has the first one's type, but gather's indices (i32).
+        let index_slot = matches!(op, OpKind::Gather { .. }).then_some(1);
+        if let Some(t) = inputs
+            .iter()
+            .enumerate()
+            .find(|&(i, t)| Some(i) != index_slot && t.dtype != first.dtype)
+            .map(|(_, t)| t)
+        {
             return Err(Error::Shape(format!(
                 "{}: mixed input types {} and {}",
                 op.name(),
@@ -321,8 +386,18 @@ impl<R: Runtime> Gpu<R> {
                     )
                 };
             }
-            OpKind::Binary { f } => {
+            OpKind::Binary { .. } | OpKind::SwiGlu => {
                 arity(2)?;
+                let code = match op {
+                    OpKind::Binary { f } => binary_code(*f),
+                    _ if inputs[0].shape == inputs[1].shape => 7,
+                    _ => {
+                        return Err(Error::Shape(format!(
+                            "swiglu: gate {:?} and up {:?} differ",
+                            inputs[0].shape, inputs[1].shape
+                        )))
+                    }
+                };
                 if out.is_empty() {
                     return Ok(());
                 }
@@ -352,7 +427,7 @@ impl<R: Runtime> Gpu<R> {
                         marg(&hs, shape.len()),
                         marg(&ha, sa.len()),
                         marg(&hb, sb.len()),
-                        binary_code(*f),
+                        code,
                     )
                 };
             }
@@ -446,6 +521,136 @@ impl<R: Runtime> Gpu<R> {
                         rows as u32,
                         cols as u32,
                         code,
+                    )
+                };
+            }
+            OpKind::MatMul | OpKind::Linear => {
+                let linear = matches!(op, OpKind::Linear);
+                arity(if linear { 3 } else { 2 })?;
+                let (a, b) = (inputs[0], inputs[1]);
+                let (m, k, n, a_off, b_off) = if linear {
+                    let k = *a.shape.last().unwrap_or(&0);
+                    if b.shape.len() != 2 || b.shape[0] != k || inputs[2].len() != b.shape[1] {
+                        return Err(Error::Shape(format!(
+                            "linear: x {:?}, w {:?}, b {:?}",
+                            a.shape, b.shape, inputs[2].shape
+                        )));
+                    }
+                    let m = a.len().checked_div(k).unwrap_or(0);
+                    (m, k, b.shape[1], vec![0u32], vec![0u32])
+                } else {
+                    matmul_offsets(&a.shape, &b.shape, &out.shape)?
+                };
+                if out.is_empty() {
+                    return Ok(());
+                }
+                if k == 0 {
+                    return Err(Error::Shape(format!(
+                        "{}: an empty inner dimension",
+                        op.name()
+                    )));
+                }
+                let batches = a_off.len();
+                let meta = |v: &[u32]| self.client.create_from_slice(u32::as_bytes(v));
+                let (ha, hb) = (meta(&a_off), meta(&b_off));
+                let marg = |h: &Handle, n: usize| {
+                    // SAFETY: each handle was created from a slice of `n` u32s.
+                    unsafe { ArrayArg::from_raw_parts(h.clone(), n) }
+                };
+                let t = kernels::TILE as usize;
+                let grid =
+                    CubeCount::Static(n.div_ceil(t) as u32, m.div_ceil(t) as u32, batches as u32);
+                let bias = if linear { inputs[2] } else { out };
+                // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
+                unsafe {
+                    kernels::matmul::launch_unchecked::<F, R>(
+                        &self.client,
+                        grid,
+                        CubeDim::new_2d(kernels::TILE, kernels::TILE),
+                        arg(a),
+                        arg(b),
+                        arg(bias),
+                        arg(out),
+                        marg(&ha, batches),
+                        marg(&hb, batches),
+                        m as u32,
+                        k as u32,
+                        n as u32,
+                        linear,
+                    )
+                };
+            }
+            OpKind::Rope { rot } => {
+                arity(3)?;
+                let x = inputs[0];
+                let r = x.shape.len();
+                if r < 2 {
+                    return Err(Error::Shape(format!(
+                        "rope: x {:?} needs [..., t, d]",
+                        x.shape
+                    )));
+                }
+                let (t, d, rot) = (x.shape[r - 2], x.shape[r - 1], *rot as usize);
+                if rot > d
+                    || rot % 2 != 0
+                    || inputs[1].len() != t * rot
+                    || inputs[2].len() != t * rot
+                {
+                    return Err(Error::Shape(format!(
+                        "rope: x {:?}, cos {:?}, sin {:?}, rot {rot}",
+                        x.shape, inputs[1].shape, inputs[2].shape
+                    )));
+                }
+                if out.is_empty() {
+                    return Ok(());
+                }
+                // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
+                unsafe {
+                    kernels::rope::launch_unchecked::<F, R>(
+                        &self.client,
+                        element_grid(out.len()),
+                        CubeDim::new_1d(256),
+                        arg(x),
+                        arg(inputs[1]),
+                        arg(inputs[2]),
+                        arg(out),
+                        t as u32,
+                        d as u32,
+                        rot as u32,
+                    )
+                };
+            }
+            OpKind::Gather { axis } => {
+                arity(2)?;
+                let (x, ids) = (inputs[0], inputs[1]);
+                if ids.dtype != DType::I32 {
+                    return Err(Error::Shape(format!(
+                        "gather: indices of type {}",
+                        ids.dtype
+                    )));
+                }
+                let r = x.shape.len() as i64;
+                let ax = if *axis < 0 { axis + r } else { *axis };
+                if !(0..r).contains(&ax) {
+                    return Err(Error::Shape(format!("gather: axis {axis} of rank {r}")));
+                }
+                let ax = ax as usize;
+                let size = x.shape[ax];
+                let inner: usize = x.shape[ax + 1..].iter().product();
+                if out.is_empty() || ids.is_empty() {
+                    return Ok(());
+                }
+                // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
+                unsafe {
+                    kernels::gather::launch_unchecked::<F, R>(
+                        &self.client,
+                        element_grid(out.len()),
+                        CubeDim::new_1d(256),
+                        arg(x),
+                        arg(ids),
+                        arg(out),
+                        size as u32,
+                        inner.max(1) as u32,
                     )
                 };
             }
