@@ -235,6 +235,72 @@ fn suite<R: Runtime>(gpu: &Gpu<R>, dtype: DType) {
         &[x, ids],
         &[3, 2, 4],
     ));
+    // Attention: keys transposed or as rows shared by query-head groups, masks of
+    // several broadcast shapes, key counts across the 256-key blocks, a causal mask
+    // with -inf above the diagonal.
+    let causal = |t: usize| {
+        let v: Vec<f32> = (0..t * t)
+            .map(|i| {
+                if i % t <= i / t {
+                    0.0
+                } else {
+                    f32::NEG_INFINITY
+                }
+            })
+            .collect();
+        Tensor::from_f32(&[t, t], v).unwrap().cast(dtype)
+    };
+    let rnd = |shape: &[usize], seed: u64| Tensor::random(dtype, shape, -1.0, 1.0, seed);
+    let plain = OpKind::Attention { scale: 0.25 };
+    for (q, kt, v, mask) in [
+        (
+            rnd(&[2, 5, 8], next()),
+            rnd(&[2, 8, 300], next()),
+            rnd(&[2, 300, 6], next()),
+            Tensor::random(dtype, &[5, 300], -2.0, 0.0, next()),
+        ),
+        (
+            rnd(&[1, 3, 7, 16], next()),
+            rnd(&[1, 3, 16, 7], next()),
+            rnd(&[1, 3, 7, 16], next()),
+            causal(7),
+        ),
+        (
+            rnd(&[1, 1], next()),
+            rnd(&[1, 1], next()),
+            rnd(&[1, 1], next()),
+            Tensor::random(dtype, &[1], -1.0, 0.0, next()),
+        ),
+    ] {
+        let mut out = q.shape().to_vec();
+        *out.last_mut().unwrap() = *v.shape().last().unwrap();
+        worst = worst.max(check(gpu, &reg, &plain, &[q, kt, v, mask], &out));
+    }
+    let grouped = OpKind::GroupedAttention { scale: 0.125 };
+    for (q, k, v, mask) in [
+        (
+            rnd(&[2, 4, 3, 16], next()),
+            rnd(&[2, 2, 300, 16], next()),
+            rnd(&[2, 2, 300, 12], next()),
+            Tensor::random(dtype, &[3, 300], -1.0, 0.0, next()),
+        ),
+        (
+            rnd(&[1, 6, 9, 8], next()),
+            rnd(&[1, 2, 9, 8], next()),
+            rnd(&[1, 2, 9, 8], next()),
+            causal(9),
+        ),
+        (
+            rnd(&[3, 1, 64], next()),
+            rnd(&[1, 513, 64], next()),
+            rnd(&[1, 513, 64], next()),
+            Tensor::random(dtype, &[3, 1, 513], -1.0, 0.0, next()),
+        ),
+    ] {
+        let mut out = q.shape().to_vec();
+        *out.last_mut().unwrap() = *v.shape().last().unwrap();
+        worst = worst.max(check(gpu, &reg, &grouped, &[q, k, v, mask], &out));
+    }
     eprintln!("{} {dtype}: worst scaled error {worst:.2e}", gpu.name());
 }
 

@@ -446,3 +446,107 @@ pub(super) fn gather<F: Float>(
         out[o] = v;
     }
 }
+
+/// Largest value-head size [`attention`] accumulates in shared memory.
+pub(super) const MAX_HEAD: usize = 1024;
+
+/// `softmax(q·kᵀ·scale + mask)·v`, one cube per query row, keys in blocks of 256 with
+/// an online softmax (running maximum and sum rescale the accumulator, as flash
+/// attention does): the scores never go to memory. Query row `r` (of `rows`, `t` per
+/// head) reads key/value head `(r / t) / group` (grouped-query attention; 1 for
+/// plain attention). Key `j` of element `i` sits at `i·ks_d + j·ks_s` in its head
+/// (`[d, s]` transposed keys or `[s, d]` rows); the mask element of (row, key) at the
+/// row's offset over `mshape`/`mstride` (its broadcast strides) plus `key·mstride[-1]`.
+#[cube(launch_unchecked)]
+pub(super) fn attention<F: Float>(
+    q: &Array<F>,
+    k: &Array<F>,
+    v: &Array<F>,
+    mask: &Array<F>,
+    out: &mut Array<F>,
+    mshape: &Array<u32>,
+    mstride: &Array<u32>,
+    dims: &Array<u32>,
+    scale: f32,
+) {
+    // dims: rows, t, s, d, e, group, ks_d, ks_s.
+    let rows = dims[0];
+    let t = dims[1];
+    let s = dims[2];
+    let d = dims[3];
+    let e = dims[4];
+    let group = dims[5];
+    let ks_d = dims[6];
+    let ks_s = dims[7];
+    let r = row_index(rows);
+    let valid = row_valid(rows);
+    let u = UNIT_POS;
+    let zk = (r / t) / group;
+    let qbase = r * d;
+    let kbase = zk * s * d;
+    let vbase = zk * s * e;
+    let rank = mshape.len();
+    let mut rem = r;
+    let mut moff = 0u32;
+    for i in 0..rank - 1 {
+        let dim = rank - 2 - i;
+        let n = mshape[dim];
+        moff += (rem % n) * mstride[dim];
+        rem /= n;
+    }
+    let mlast = mstride[rank - 1];
+    let mut red = SharedMemory::<f32>::new(256usize);
+    let mut p_sh = SharedMemory::<f32>::new(256usize);
+    let mut acc = SharedMemory::<f32>::new(1024usize);
+    let mut j = u;
+    while j < e {
+        acc[usize::cast_from(j)] = 0.0f32;
+        j += 256u32;
+    }
+    // A running maximum that starts far below any score (an expression, not a
+    // literal, so that it is a runtime value).
+    let mut m = f32::cast_from(q[usize::cast_from(qbase)]) * 0.0f32 - 3.0e38f32;
+    let mut l = 0.0f32;
+    let blocks = s.div_ceil(256u32);
+    for b in 0..blocks {
+        let key = b * 256u32 + u;
+        let mut sc = m;
+        if key < s {
+            let mut dot = 0.0f32;
+            for i in 0..d {
+                let qv = f32::cast_from(q[usize::cast_from(qbase + i)]);
+                let kv = f32::cast_from(k[usize::cast_from(kbase + i * ks_d + key * ks_s)]);
+                dot += qv * kv;
+            }
+            sc = dot * scale + f32::cast_from(mask[usize::cast_from(moff + key * mlast)]);
+        }
+        let m_new = block_reduce(&mut red, u, sc, true).max(m);
+        let mut p = 0.0f32;
+        if key < s {
+            p = (sc - m_new).exp();
+        }
+        let alpha = (m - m_new).exp();
+        l = l * alpha + block_reduce(&mut red, u, p, false);
+        p_sh[usize::cast_from(u)] = p;
+        sync_cube();
+        let kmax = (s - b * 256u32).min(256u32);
+        let mut j = u;
+        while j < e {
+            let mut a = acc[usize::cast_from(j)] * alpha;
+            for kk in 0..kmax {
+                let vv = f32::cast_from(v[usize::cast_from(vbase + (b * 256u32 + kk) * e + j)]);
+                a += p_sh[usize::cast_from(kk)] * vv;
+            }
+            acc[usize::cast_from(j)] = a;
+            j += 256u32;
+        }
+        sync_cube();
+        m = m_new;
+    }
+    let inv = 1.0f32 / l;
+    let mut j = u;
+    while valid && j < e {
+        out[usize::cast_from(r * e + j)] = F::cast_from(acc[usize::cast_from(j)] * inv);
+        j += 256u32;
+    }
+}

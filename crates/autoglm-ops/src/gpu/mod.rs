@@ -287,8 +287,9 @@ impl<R: Runtime> Gpu<R> {
     /// Supported: elementwise unary and binary (broadcasting), SwiGLU, reductions
     /// over the last axis, softmax over the last axis, LayerNorm, RMSNorm, fused
     /// LayerNorm+GELU, batched matrix products (batch dimensions broadcast) and
-    /// `linear`, rotary embedding, and gather (embedding lookup; indices uploaded as
-    /// i32, out-of-range ones give zeros).
+    /// `linear`, rotary embedding, gather (embedding lookup; indices uploaded as
+    /// i32, out-of-range ones give zeros), and attention and grouped-query attention
+    /// (online softmax; value heads up to 1,024).
     ///
     /// # Errors
     /// [`Error::Shape`] for an op, type or shape the GPU kernels do not cover, or
@@ -651,6 +652,95 @@ impl<R: Runtime> Gpu<R> {
                         arg(out),
                         size as u32,
                         inner.max(1) as u32,
+                    )
+                };
+            }
+            OpKind::Attention { scale } | OpKind::GroupedAttention { scale } => {
+                arity(4)?;
+                let (q, kk, v, mask) = (inputs[0], inputs[1], inputs[2], inputs[3]);
+                let r = q.shape.len();
+                let grouped = matches!(op, OpKind::GroupedAttention { .. });
+                let bad = |why: &str| {
+                    Error::Shape(format!(
+                        "{}: q {:?}, k {:?}, v {:?}, mask {:?}: {why}",
+                        op.name(),
+                        q.shape,
+                        kk.shape,
+                        v.shape,
+                        mask.shape
+                    ))
+                };
+                if r < 2 || kk.shape.len() != r || v.shape.len() != r {
+                    return Err(bad("ranks differ"));
+                }
+                let (t, d) = (q.shape[r - 2], q.shape[r - 1]);
+                let (s, e) = (v.shape[r - 2], v.shape[r - 1]);
+                let (group, ks_d, ks_s) = if grouped {
+                    if r < 3 || kk.shape[r - 2] != s || kk.shape[r - 1] != d {
+                        return Err(bad("keys are not [..., s, d]"));
+                    }
+                    let (hq, hkv) = (q.shape[r - 3], kk.shape[r - 3]);
+                    if hkv == 0 || hq % hkv != 0 || v.shape[r - 3] != hkv {
+                        return Err(bad("query heads are not a multiple of key heads"));
+                    }
+                    if q.shape[..r - 3] != kk.shape[..r - 3]
+                        || kk.shape[..r - 2] != v.shape[..r - 2]
+                    {
+                        return Err(bad("batch dimensions differ"));
+                    }
+                    (hq / hkv, 1, d)
+                } else {
+                    if kk.shape[r - 2] != d || kk.shape[r - 1] != s {
+                        return Err(bad("keys are not [..., d, s]"));
+                    }
+                    if q.shape[..r - 2] != kk.shape[..r - 2] || q.shape[..r - 2] != v.shape[..r - 2]
+                    {
+                        return Err(bad("batch dimensions differ"));
+                    }
+                    (1, s, 1)
+                };
+                if e > kernels::MAX_HEAD {
+                    return Err(bad(&format!(
+                        "value heads above {} elements",
+                        kernels::MAX_HEAD
+                    )));
+                }
+                let rows = q.len().checked_div(d).unwrap_or(0);
+                if rows == 0 || e == 0 {
+                    return Ok(());
+                }
+                if s == 0 || d == 0 {
+                    return Err(bad("no keys"));
+                }
+                let mut score = q.shape[..r - 1].to_vec();
+                score.push(s);
+                let mstride = broadcast_strides(&mask.shape, &score)?;
+                let mshape: Vec<u32> = score.iter().map(|&x| x as u32).collect();
+                let dims: Vec<u32> = [rows, t, s, d, e, group, ks_d, ks_s]
+                    .iter()
+                    .map(|&x| x as u32)
+                    .collect();
+                let meta = |v: &[u32]| self.client.create_from_slice(u32::as_bytes(v));
+                let (hs, hm, hd) = (meta(&mshape), meta(&mstride), meta(&dims));
+                let marg = |h: &Handle, n: usize| {
+                    // SAFETY: each handle was created from a slice of `n` u32s.
+                    unsafe { ArrayArg::from_raw_parts(h.clone(), n) }
+                };
+                // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
+                unsafe {
+                    kernels::attention::launch_unchecked::<F, R>(
+                        &self.client,
+                        row_grid(rows),
+                        CubeDim::new_1d(kernels::BLOCK),
+                        arg(q),
+                        arg(kk),
+                        arg(v),
+                        arg(mask),
+                        arg(out),
+                        marg(&hs, mshape.len()),
+                        marg(&hm, mstride.len()),
+                        marg(&hd, dims.len()),
+                        *scale as f32,
                     )
                 };
             }
