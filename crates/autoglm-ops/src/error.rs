@@ -50,6 +50,9 @@ pub enum Error {
         /// Why it cannot be used.
         reason: String,
     },
+    /// A type or operation this device does not support (bf16 on wgpu, for one).
+    #[error("unsupported: {0}")]
+    Unsupported(String),
     /// A rule failed verification.
     #[error("rule {rule}: {reason}")]
     Verify {

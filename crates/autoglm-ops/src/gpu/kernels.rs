@@ -550,3 +550,43 @@ pub(super) fn attention<F: Float>(
         j += 256u32;
     }
 }
+
+/// Copies a strided region: element `i` of the `count` (row-major over `shape`) goes
+/// from `x[x_off + Σ (c_d / div_d)·xs_d]` to `out[o_off + Σ c_d·os_d]`. `meta` holds
+/// `rank, x_off, o_off`, then `shape`, `xs`, `os` and `div` (rank each). Permute,
+/// slice, concat (one call per input), repeat-interleave (`div` = repeats) and
+/// broadcasting copies are all this kernel.
+#[cube(launch_unchecked)]
+pub(super) fn copy_strided<F: Float>(
+    x: &Array<F>,
+    out: &mut Array<F>,
+    meta: &Array<u32>,
+    count: u32,
+) {
+    let i = ABSOLUTE_POS;
+    if i < usize::cast_from(count) {
+        let rank = meta[0];
+        let mut src = meta[1];
+        let mut dst = meta[2];
+        let mut rem = u32::cast_from(i);
+        for k in 0..rank {
+            let d = rank - 1 - k;
+            let n = meta[usize::cast_from(3u32 + d)];
+            let c = rem % n;
+            rem /= n;
+            src += (c / meta[usize::cast_from(3u32 + 3u32 * rank + d)])
+                * meta[usize::cast_from(3u32 + rank + d)];
+            dst += c * meta[usize::cast_from(3u32 + 2u32 * rank + d)];
+        }
+        out[usize::cast_from(dst)] = x[usize::cast_from(src)];
+    }
+}
+
+/// `out[i] = x[i]` converted from `F` to `G`.
+#[cube(launch_unchecked)]
+pub(super) fn convert<F: Float, G: Float>(x: &Array<F>, out: &mut Array<G>) {
+    let i = ABSOLUTE_POS;
+    if i < out.len() {
+        out[i] = G::cast_from(x[i]);
+    }
+}

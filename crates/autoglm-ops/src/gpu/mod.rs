@@ -197,6 +197,24 @@ fn matmul_offsets(
     Ok((m, k, n, oa, obb))
 }
 
+/// Row-major strides of `shape`.
+fn row_major(shape: &[usize]) -> Vec<usize> {
+    let mut s = vec![1usize; shape.len()];
+    for d in (0..shape.len().saturating_sub(1)).rev() {
+        s[d] = s[d + 1] * shape[d + 1];
+    }
+    s
+}
+
+/// A possibly negative axis of a rank-`r` tensor.
+fn axis_index(axis: i64, r: usize) -> Result<usize> {
+    let a = if axis < 0 { axis + r as i64 } else { axis };
+    usize::try_from(a)
+        .ok()
+        .filter(|&a| a < r)
+        .ok_or_else(|| Error::Shape(format!("axis {axis} of rank {r}")))
+}
+
 impl<R: Runtime> Gpu<R> {
     /// The device `device` of runtime `R`.
     pub fn new(device: &R::Device) -> Gpu<R> {
@@ -210,11 +228,33 @@ impl<R: Runtime> Gpu<R> {
         R::name(&self.client).to_string()
     }
 
-    /// Copies a host tensor to the device (f32, f16 and bf16).
+    /// Whether the device computes with `dtype` (bf16 needs CUDA; wgpu has none).
+    pub fn supports(&self, dtype: DType) -> bool {
+        let props = self.client.properties();
+        match dtype {
+            DType::F32 | DType::I32 | DType::I64 => true,
+            DType::F16 => props.supports_type(f16::as_type_native_unchecked()),
+            DType::BF16 => props.supports_type(bf16::as_type_native_unchecked()),
+            _ => false,
+        }
+    }
+
+    fn require(&self, dtype: DType) -> Result<()> {
+        if self.supports(dtype) {
+            Ok(())
+        } else {
+            Err(Error::Unsupported(format!("{dtype} on {}", self.name())))
+        }
+    }
+
+    /// Copies a host tensor to the device (f32, f16 and bf16 where [`Gpu::supports`]
+    /// them; i32/i64 indices as i32).
     ///
     /// # Errors
-    /// [`Error::Shape`] for another element type.
+    /// [`Error::Unsupported`] for a type the device lacks, [`Error::Shape`] for other
+    /// element types or indices beyond i32.
     pub fn upload(&self, t: &Tensor) -> Result<GpuTensor> {
+        self.require(t.dtype())?;
         let handle = match t.data() {
             Data::F32(v) => self.client.create_from_slice(f32::as_bytes(v)),
             Data::F16(v) => self.client.create_from_slice(f16::as_bytes(v)),
@@ -289,7 +329,9 @@ impl<R: Runtime> Gpu<R> {
     /// LayerNorm+GELU, batched matrix products (batch dimensions broadcast) and
     /// `linear`, rotary embedding, gather (embedding lookup; indices uploaded as
     /// i32, out-of-range ones give zeros), and attention and grouped-query attention
-    /// (online softmax; value heads up to 1,024).
+    /// (online softmax; value heads up to 1,024), and the data movement of the
+    /// models: reshape (a view), permute, slice, concat, repeat-interleave,
+    /// expand-as and casts between the float types.
     ///
     /// # Errors
     /// [`Error::Shape`] for an op, type or shape the GPU kernels do not cover, or
@@ -317,6 +359,24 @@ impl<R: Runtime> Gpu<R> {
                 first.dtype,
                 t.dtype
             )));
+        }
+        match op {
+            // A view: the same buffer under the new shape.
+            OpKind::Reshape { .. } => {
+                if out_shape.iter().product::<usize>() != first.len() {
+                    return Err(Error::Shape(format!(
+                        "reshape: {:?} to {out_shape:?}",
+                        first.shape
+                    )));
+                }
+                return Ok(GpuTensor {
+                    handle: first.handle.clone(),
+                    shape: out_shape.to_vec(),
+                    dtype: first.dtype,
+                });
+            }
+            OpKind::Cast { to } => return self.cast(first, *to),
+            _ => {}
         }
         let out = self.empty(out_shape, first.dtype)?;
         match first.dtype {
@@ -744,6 +804,86 @@ impl<R: Runtime> Gpu<R> {
                     )
                 };
             }
+            OpKind::Permute { perm } => {
+                arity(1)?;
+                let x = inputs[0];
+                let r = x.shape.len();
+                let mut seen = vec![false; r];
+                if perm.len() != r
+                    || perm
+                        .iter()
+                        .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
+                {
+                    return Err(Error::Shape(format!("permute {perm:?} of {:?}", x.shape)));
+                }
+                let xs = row_major(&x.shape);
+                let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+                let src: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
+                self.copy::<F>(x, out, &shape, &src, 0, &row_major(&shape), 0, None)?;
+            }
+            OpKind::Slice { axis, start, end } => {
+                arity(1)?;
+                let x = inputs[0];
+                let ax = axis_index(*axis, x.shape.len())?;
+                let (a, b) = (*start as usize, (*end as usize).min(x.shape[ax]));
+                if a > b {
+                    return Err(Error::Shape(format!("slice {a}..{b} of {:?}", x.shape)));
+                }
+                let xs = row_major(&x.shape);
+                let mut shape = x.shape.clone();
+                shape[ax] = b - a;
+                self.copy::<F>(x, out, &shape, &xs, a * xs[ax], &row_major(&shape), 0, None)?;
+            }
+            OpKind::Concat { axis } => {
+                let ax = axis_index(*axis, out.shape.len())?;
+                let os = row_major(&out.shape);
+                let mut at = 0usize;
+                for x in inputs {
+                    if x.shape.len() != out.shape.len() {
+                        return Err(Error::Shape(format!(
+                            "concat: {:?} into {:?}",
+                            x.shape, out.shape
+                        )));
+                    }
+                    self.copy::<F>(
+                        x,
+                        out,
+                        &x.shape,
+                        &row_major(&x.shape),
+                        0,
+                        &os,
+                        at * os[ax],
+                        None,
+                    )?;
+                    at += x.shape[ax];
+                }
+                if at != out.shape[ax] {
+                    return Err(Error::Shape(format!(
+                        "concat: inputs fill {at} of {:?}",
+                        out.shape
+                    )));
+                }
+            }
+            OpKind::RepeatInterleave { axis, repeats } => {
+                arity(1)?;
+                let x = inputs[0];
+                let ax = axis_index(*axis, x.shape.len())?;
+                let mut shape = x.shape.clone();
+                shape[ax] *= *repeats as usize;
+                let mut div = vec![1usize; shape.len()];
+                div[ax] = (*repeats as usize).max(1);
+                let xs = row_major(&x.shape);
+                self.copy::<F>(x, out, &shape, &xs, 0, &row_major(&shape), 0, Some(&div))?;
+            }
+            OpKind::ExpandAs => {
+                arity(2)?;
+                let x = inputs[0];
+                let xs: Vec<usize> = broadcast_strides(&x.shape, &out.shape)?
+                    .into_iter()
+                    .map(|v| v as usize)
+                    .collect();
+                self.copy::<F>(x, out, &out.shape, &xs, 0, &row_major(&out.shape), 0, None)?;
+            }
             other => {
                 return Err(Error::Shape(format!(
                     "no GPU kernel for {} yet",
@@ -752,6 +892,97 @@ impl<R: Runtime> Gpu<R> {
             }
         }
         Ok(())
+    }
+
+    /// Launches [`kernels::copy_strided`] over the region `shape`.
+    #[allow(clippy::too_many_arguments)]
+    fn copy<F: Float + CubeElement>(
+        &self,
+        x: &GpuTensor,
+        out: &GpuTensor,
+        shape: &[usize],
+        xs: &[usize],
+        x_off: usize,
+        os: &[usize],
+        o_off: usize,
+        div: Option<&[usize]>,
+    ) -> Result<()> {
+        let count: usize = shape.iter().product();
+        if count == 0 {
+            return Ok(());
+        }
+        let r = shape.len();
+        let mut meta = Vec::with_capacity(3 + 4 * r);
+        meta.extend([r, x_off, o_off]);
+        meta.extend_from_slice(shape);
+        meta.extend_from_slice(xs);
+        meta.extend_from_slice(os);
+        match div {
+            Some(d) => meta.extend_from_slice(d),
+            None => meta.extend(std::iter::repeat_n(1, r)),
+        }
+        let meta: Vec<u32> = meta
+            .into_iter()
+            .map(|v| {
+                u32::try_from(v).map_err(|_| {
+                    Error::Shape(format!("{shape:?} is too large for the GPU kernels"))
+                })
+            })
+            .collect::<Result<_>>()?;
+        let h = self.client.create_from_slice(u32::as_bytes(&meta));
+        // SAFETY: `x` and `out` hold their shapes' elements, the meta handle `meta.len()`
+        // u32s, and the region's indices stay inside both (checked by the callers'
+        // shape arithmetic); the kernel bounds-checks the element count.
+        unsafe {
+            kernels::copy_strided::launch_unchecked::<F, R>(
+                &self.client,
+                element_grid(count),
+                CubeDim::new_1d(256),
+                ArrayArg::from_raw_parts(x.handle.clone(), x.len()),
+                ArrayArg::from_raw_parts(out.handle.clone(), out.len()),
+                ArrayArg::from_raw_parts(h, meta.len()),
+                count as u32,
+            )
+        };
+        Ok(())
+    }
+
+    /// `x` converted to `dtype` (f32, f16, bf16).
+    fn cast(&self, x: &GpuTensor, dtype: DType) -> Result<GpuTensor> {
+        self.require(dtype)?;
+        let out = self.empty(&x.shape, dtype)?;
+        if x.is_empty() || x.dtype == dtype {
+            return if x.dtype == dtype {
+                Ok(x.clone())
+            } else {
+                Ok(out)
+            };
+        }
+        macro_rules! go {
+            ($f:ty, $g:ty) => {
+                // SAFETY: both handles hold the shape's elements; the kernel
+                // bounds-checks against the output length.
+                unsafe {
+                    kernels::convert::launch_unchecked::<$f, $g, R>(
+                        &self.client,
+                        element_grid(x.len()),
+                        CubeDim::new_1d(256),
+                        ArrayArg::from_raw_parts(x.handle.clone(), x.len()),
+                        ArrayArg::from_raw_parts(out.handle.clone(), out.len()),
+                    )
+                }
+            };
+        }
+        match (x.dtype, dtype) {
+            (DType::F32, DType::F16) => go!(f32, f16),
+            (DType::F32, DType::BF16) => go!(f32, bf16),
+            (DType::F16, DType::F32) => go!(f16, f32),
+            (DType::F16, DType::BF16) => go!(f16, bf16),
+            (DType::BF16, DType::F32) => go!(bf16, f32),
+            (DType::BF16, DType::F16) => go!(bf16, f16),
+            (a, b) => return Err(Error::Shape(format!("no GPU cast from {a} to {b}"))),
+        }
+        Ok(out)
     }
 
     fn last_axis(&self, op: &OpKind, axis: i64, x: &GpuTensor) -> Result<()> {
