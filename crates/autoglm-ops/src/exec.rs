@@ -625,7 +625,7 @@ fn sum_of_terms(s: &str, syms: &HashMap<String, usize>) -> Option<usize> {
 }
 
 /// A type's shape with its symbols replaced by their bound sizes.
-fn concrete(
+pub(crate) fn concrete(
     ty: &TensorType,
     syms: &HashMap<String, usize>,
 ) -> std::result::Result<Vec<usize>, String> {
@@ -647,17 +647,28 @@ fn check_type(
     t: &Tensor,
     syms: &mut HashMap<String, usize>,
 ) -> Result<()> {
+    check_shape(name, ty, t.dtype(), t.shape(), syms)
+}
+
+/// Checks an element type and shape against a declared type, binding its symbols.
+pub(crate) fn check_shape(
+    name: &str,
+    ty: &TensorType,
+    dtype: DType,
+    shape: &[usize],
+    syms: &mut HashMap<String, usize>,
+) -> Result<()> {
     let bad = |why: String| Error::Binding(format!("'{name}' should be {ty}: {why}"));
-    if t.dtype() != ty.dtype {
-        return Err(bad(format!("got element type {}", t.dtype())));
+    if dtype != ty.dtype {
+        return Err(bad(format!("got element type {dtype}")));
     }
-    if t.shape().len() != ty.rank() {
-        return Err(bad(format!("got shape {:?}", t.shape())));
+    if shape.len() != ty.rank() {
+        return Err(bad(format!("got shape {shape:?}")));
     }
-    for (d, &n) in ty.shape.iter().zip(t.shape()) {
+    for (d, &n) in ty.shape.iter().zip(shape) {
         match d {
             Dim::Known(k) if *k as usize != n => {
-                return Err(bad(format!("got shape {:?}", t.shape())));
+                return Err(bad(format!("got shape {shape:?}")));
             }
             Dim::Sym(s) => {
                 let b = *syms.entry(s.clone()).or_insert(n);

@@ -5,9 +5,10 @@
 //! not the GL fallback, before f16) and CUDA.
 #![cfg(any(feature = "wgpu", feature = "cuda"))]
 
+use autoglm_graph::zoo::{glm_block, BlockConfig};
 use autoglm_graph::{BinaryOp, DType, OpKind, ReduceOp, UnaryOp};
-use autoglm_ops::gpu::{Gpu, Runtime};
-use autoglm_ops::{Device, Registry, Tensor};
+use autoglm_ops::gpu::{Gpu, GpuExecutor, Runtime};
+use autoglm_ops::{optimize, Device, Executor, Options, Registry, Tensor};
 
 /// Shapes the suite runs each op on: scalars-as-vectors, odd lengths, rows shorter
 /// and longer than a cube (256), many rows.
@@ -383,6 +384,86 @@ fn suite<R: Runtime>(gpu: &Gpu<R>, dtype: DType) {
     eprintln!("{} {dtype}: worst scaled error {worst:.2e}", gpu.name());
 }
 
+/// The GLM block of the graph crate (grouped-query attention, rotary, RMSNorm, gated
+/// MLP), unoptimised and after the built-in fusions, on the GPU against the CPU
+/// executor: the largest difference over the largest output, `dtype` weights and
+/// activations. Returns the two errors.
+fn glm_block_matches<R: Runtime>(gpu: impl Fn() -> Gpu<R>, dtype: DType) -> (f64, f64) {
+    let cfg = BlockConfig {
+        hidden: 64,
+        heads: 4,
+        kv_heads: 2,
+        rot: 8,
+        inter: 96,
+        eps: 1e-5,
+    };
+    let (b, t) = (2usize, 19usize);
+    let reg = Registry::with_cpu_kernels();
+    let plain = glm_block(&cfg, dtype).unwrap();
+    let mut fused = plain.clone();
+    let report = optimize(&mut fused, &reg, Device::Cpu, None).unwrap();
+    assert!(report.rules.total() > 0);
+    let mut mask = vec![0.0f32; t * t];
+    for i in 0..t {
+        for j in i + 1..t {
+            mask[i * t + j] = f32::NEG_INFINITY;
+        }
+    }
+    let h = cfg.hidden as usize;
+    let rot = cfg.rot as usize;
+    let inputs = [
+        ("x", Tensor::random(dtype, &[b, t, h], -2.0, 2.0, 1)),
+        ("cos", Tensor::random(dtype, &[t, rot], -1.0, 1.0, 2)),
+        ("sin", Tensor::random(dtype, &[t, rot], -1.0, 1.0, 3)),
+        ("mask", Tensor::from_f32(&[t, t], mask).unwrap().cast(dtype)),
+    ];
+    let feed: Vec<(&str, &Tensor)> = inputs.iter().map(|(n, t)| (*n, t)).collect();
+    let params: Vec<(String, Tensor)> = cfg
+        .parameters()
+        .into_iter()
+        .enumerate()
+        .map(|(i, (name, shape))| {
+            let shape: Vec<usize> = shape.iter().map(|&d| d as usize).collect();
+            (
+                name,
+                Tensor::random(dtype, &shape, -0.3, 0.3, 10 + i as u64),
+            )
+        })
+        .collect();
+    let mut errors = [0.0f64; 2];
+    for (k, g) in [&plain, &fused].into_iter().enumerate() {
+        let mut cpu = Executor::new(g, &reg, Options::default()).unwrap();
+        let mut dev = GpuExecutor::new(g, gpu()).unwrap();
+        for (name, value) in &params {
+            cpu.set_parameter(name, value.clone()).unwrap();
+            dev.set_parameter(name, value).unwrap();
+        }
+        let want = cpu.run(&feed).unwrap().remove(0);
+        let got = dev.run(&feed).unwrap().remove(0);
+        assert_eq!(got.shape(), want.shape());
+        let (x, y) = (got.to_f64_vec(), want.to_f64_vec());
+        let scale = y.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+        // The block must do something beyond its residual path for the comparison
+        // to mean anything.
+        let moved = inputs[0]
+            .1
+            .to_f64_vec()
+            .iter()
+            .zip(&y)
+            .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()));
+        assert!(
+            moved > 0.05 * scale,
+            "the block barely changes its input: {moved} of {scale}"
+        );
+        errors[k] = x
+            .iter()
+            .zip(&y)
+            .fold(0.0f64, |m, (p, q)| m.max((p - q).abs()))
+            / scale;
+    }
+    (errors[0], errors[1])
+}
+
 #[cfg(feature = "wgpu")]
 mod wgpu {
     use super::*;
@@ -407,6 +488,23 @@ mod wgpu {
     #[test]
     fn f16_kernels_match_the_cpu() {
         suite(device(), DType::F16);
+    }
+
+    #[test]
+    fn the_glm_block_runs_on_the_device_and_matches_the_cpu() {
+        let gpu = || device().clone();
+        let (plain, fused) = glm_block_matches(gpu, DType::F32);
+        eprintln!(
+            "GLM block on {}, f32: max |Δ| / max |y| {plain:.2e} unoptimised, {fused:.2e} fused",
+            device().name()
+        );
+        assert!(plain < 1e-5 && fused < 1e-5, "{plain} {fused}");
+        let (plain, fused) = glm_block_matches(gpu, DType::F16);
+        eprintln!(
+            "GLM block on {}, f16: max |Δ| / max |y| {plain:.2e} unoptimised, {fused:.2e} fused",
+            device().name()
+        );
+        assert!(plain < 1e-2 && fused < 1e-2, "{plain} {fused}");
     }
 
     #[test]

@@ -18,7 +18,10 @@
 //! # fn main() {}
 //! ```
 
+mod exec;
 mod kernels;
+
+pub use exec::{has_gpu_kernel, GpuExecutor};
 
 use autoglm_graph::{BinaryOp, DType, OpKind, ReduceOp, UnaryOp};
 use cubecl::prelude::*;
@@ -67,6 +70,15 @@ impl GpuTensor {
 /// One GPU device of runtime `R` (e.g. [`WgpuRuntime`], [`CudaRuntime`]).
 pub struct Gpu<R: Runtime> {
     client: ComputeClient<R>,
+}
+
+impl<R: Runtime> Clone for Gpu<R> {
+    /// Another handle on the same device (and memory).
+    fn clone(&self) -> Gpu<R> {
+        Gpu {
+            client: self.client.clone(),
+        }
+    }
 }
 
 impl<R: Runtime> std::fmt::Debug for Gpu<R> {
