@@ -1,4 +1,4 @@
-//! Repository automation: `cargo xtask deps | fuzz-check | tidy`.
+//! Repository automation: `cargo xtask deps | fuzz-check | tidy | gpu-check`.
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -100,6 +100,52 @@ fn fuzz_check() -> Result<()> {
     Ok(())
 }
 
+/// Prepares the GPU check for a lent GPU machine (which has no Rust toolchain and takes
+/// at most 64 MiB per call): `gpu_check` built in release with the `wgpu` and `cuda`
+/// features, stripped, with `benches/gpu/run.sh` and `roofline.py`, in
+/// `target/gpu-check/`. On the machine: `bash target/gpu-check/run.sh` (carrying
+/// `target/gpu-check`).
+fn gpu_check() -> Result<()> {
+    let status = cargo()
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "autoglm-ops",
+            "--features",
+            "wgpu,cuda",
+            "--example",
+            "gpu_check",
+        ])
+        .status()?;
+    if !status.success() {
+        bail!("building gpu_check failed");
+    }
+    let dir = root().join("target/gpu-check");
+    std::fs::create_dir_all(&dir)?;
+    let bin = dir.join("gpu_check");
+    std::fs::copy(root().join("target/release/examples/gpu_check"), &bin)?;
+    let stripped = Command::new("strip").arg(&bin).status();
+    if !stripped.is_ok_and(|s| s.success()) {
+        println!("warning: `strip` failed; the binary is unstripped");
+    }
+    for f in ["run.sh", "roofline.py"] {
+        std::fs::copy(root().join("benches/gpu").join(f), dir.join(f))?;
+    }
+    let size: u64 = std::fs::read_dir(&dir)?
+        .map(|e| e.and_then(|e| e.metadata()).map(|m| m.len()))
+        .sum::<std::io::Result<u64>>()?;
+    println!(
+        "target/gpu-check ready ({:.1} MiB): carry it and run `bash target/gpu-check/run.sh` on the GPU machine",
+        size as f64 / (1 << 20) as f64
+    );
+    if size > 60 << 20 {
+        bail!("target/gpu-check is over 60 MiB; a device call carries at most 64 MiB");
+    }
+    Ok(())
+}
+
 /// Repository hygiene; also run as a test (`cargo test -p xtask`).
 fn tidy() -> Result<()> {
     let mut problems = Vec::new();
@@ -157,7 +203,8 @@ fn main() -> Result<()> {
         Some("deps") => deps(),
         Some("fuzz-check") => fuzz_check(),
         Some("tidy") => tidy(),
-        _ => bail!("usage: cargo xtask deps | fuzz-check | tidy"),
+        Some("gpu-check") => gpu_check(),
+        _ => bail!("usage: cargo xtask deps | fuzz-check | tidy | gpu-check"),
     }
 }
 

@@ -18,6 +18,7 @@
 //! # fn main() {}
 //! ```
 
+pub mod conformance;
 mod exec;
 mod kernels;
 
@@ -233,6 +234,41 @@ impl<R: Runtime> Gpu<R> {
         Gpu {
             client: R::client(device),
         }
+    }
+
+    /// [`Gpu::new`], reporting a runtime that cannot start (no driver, no device) as
+    /// an error instead of a panic.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] naming the runtime.
+    pub fn try_new(device: &R::Device) -> Result<Gpu<R>> {
+        let hook = std::panic::take_hook();
+        std::panic::set_hook(Box::new(|_| {}));
+        let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let gpu = Gpu::new(device);
+            let probe = gpu.client.create_from_slice(f32::as_bytes(&[0.0]));
+            let _ = gpu.client.read_one(probe);
+            gpu
+        }));
+        std::panic::set_hook(hook);
+        r.map_err(|_| {
+            Error::Unsupported(format!(
+                "the {} runtime did not start (no driver or device?)",
+                std::any::type_name::<R>()
+                    .rsplit("::")
+                    .next()
+                    .unwrap_or("GPU")
+            ))
+        })
+    }
+
+    /// Waits until every kernel launched so far has finished.
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] if the device reports an error.
+    pub fn sync(&self) -> Result<()> {
+        cubecl::future::block_on(self.client.sync())
+            .map_err(|e| Error::Unsupported(format!("{}: {e:?}", self.name())))
     }
 
     /// The runtime's name (e.g. `wgpu<wgsl>`, `cuda`).
