@@ -85,6 +85,22 @@ pub struct GpuExecutor<R: Runtime> {
     params: Vec<Option<GpuTensor>>,
     steps: Vec<Step>,
     outputs: Vec<usize>,
+    stats: GpuRunStats,
+}
+
+/// What the last run did with device memory.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct GpuRunStats {
+    /// Kernel calls (reshapes are views and count too).
+    pub steps: usize,
+    /// The most bytes the live intermediate values needed at once.
+    pub peak_live_bytes: usize,
+    /// The bytes of every intermediate value added up (what a runtime without reuse
+    /// would hold).
+    pub naive_bytes: usize,
+    /// The bytes the device's memory pool had reserved after the run (parameters,
+    /// inputs and pooled free memory included).
+    pub reserved_bytes: u64,
 }
 
 impl<R: Runtime> std::fmt::Debug for GpuExecutor<R> {
@@ -166,12 +182,18 @@ impl<R: Runtime> GpuExecutor<R> {
             params,
             steps,
             outputs,
+            stats: GpuRunStats::default(),
         })
     }
 
     /// The device.
     pub fn gpu(&self) -> &Gpu<R> {
         &self.gpu
+    }
+
+    /// Memory figures of the last run.
+    pub fn stats(&self) -> GpuRunStats {
+        self.stats
     }
 
     /// Uploads a parameter's value (kept on the device for every run).
@@ -256,6 +278,10 @@ impl<R: Runtime> GpuExecutor<R> {
         }) {
             return Err(Error::Binding(format!("the graph has no input '{n}'")));
         }
+        let bytes = |t: &GpuTensor| t.len() * t.dtype().size_bytes();
+        let mut stats = GpuRunStats::default();
+        let mut live = 0usize;
+        let mut owned = vec![0usize; self.sources.len()];
         for s in &self.steps {
             let fail = |reason: String| Error::Kernel {
                 node: s.node,
@@ -276,11 +302,26 @@ impl<R: Runtime> GpuExecutor<R> {
                 .gpu
                 .run(&s.op, &ins, &shape)
                 .map_err(|e| fail(e.to_string()))?;
+            // A reshape is a view of its input's buffer: it adds no bytes (its
+            // bytes are counted with its source until the source's last use).
+            let b = if matches!(s.op, OpKind::Reshape { .. }) {
+                0
+            } else {
+                bytes(&out)
+            };
+            owned[s.out] = b;
+            live += b;
+            stats.naive_bytes += b;
+            stats.peak_live_bytes = stats.peak_live_bytes.max(live);
+            stats.steps += 1;
             values[s.out] = Some(out);
             for &x in &s.free {
                 values[x] = None;
+                live -= std::mem::take(&mut owned[x]);
             }
         }
+        stats.reserved_bytes = self.gpu.reserved_bytes();
+        self.stats = stats;
         Ok(self
             .outputs
             .iter()

@@ -22,7 +22,7 @@ pub mod conformance;
 mod exec;
 mod kernels;
 
-pub use exec::{has_gpu_kernel, GpuExecutor};
+pub use exec::{has_gpu_kernel, GpuExecutor, GpuRunStats};
 
 use autoglm_graph::{BinaryOp, DType, OpKind, ReduceOp, UnaryOp};
 use cubecl::prelude::*;
@@ -269,6 +269,11 @@ impl<R: Runtime> Gpu<R> {
     pub fn sync(&self) -> Result<()> {
         cubecl::future::block_on(self.client.sync())
             .map_err(|e| Error::Unsupported(format!("{}: {e:?}", self.name())))
+    }
+
+    /// The bytes the device's memory pool holds reserved (0 if it cannot tell).
+    pub fn reserved_bytes(&self) -> u64 {
+        self.client.memory_usage().map_or(0, |u| u.bytes_reserved)
     }
 
     /// The runtime's name (e.g. `wgpu<wgsl>`, `cuda`).
