@@ -68,7 +68,7 @@ impl GpuTensor {
     }
 }
 
-/// One GPU device of runtime `R` (e.g. [`WgpuRuntime`], [`CudaRuntime`]).
+/// One GPU device of runtime `R` (e.g. `WgpuRuntime`, `CudaRuntime`).
 pub struct Gpu<R: Runtime> {
     client: ComputeClient<R>,
 }
