@@ -125,6 +125,9 @@ pub struct TrainArgs {
     /// Clip each instance's log makespan ratio to ±this in the reward.
     #[arg(long, default_value_t = TrainConfig::default().clip)]
     pub clip: f64,
+    /// Weight of losses against the reference in the reward (1: symmetric).
+    #[arg(long, default_value_t = TrainConfig::default().loss_weight)]
+    pub loss_weight: f64,
     /// Train for scheduling without duplication.
     #[arg(long)]
     pub no_duplication: bool,
@@ -141,6 +144,7 @@ fn train_model(a: TrainArgs, out: &mut dyn Write) -> Result<()> {
         sigma: a.sigma,
         max_tasks: a.max_tasks,
         clip: a.clip,
+        loss_weight: a.loss_weight,
         duplicate: !a.no_duplication,
         ..TrainConfig::default()
     };

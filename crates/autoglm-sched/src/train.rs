@@ -72,6 +72,14 @@ pub struct TrainConfig {
     /// percent-level effects training looks for).
     #[serde(default = "default_clip")]
     pub clip: f64,
+    /// Losses against the reference count this many times (1: symmetric); above 1 the
+    /// model is pushed to leave HEFT's order alone where it cannot gain.
+    #[serde(default = "default_loss_weight")]
+    pub loss_weight: f64,
+}
+
+fn default_loss_weight() -> f64 {
+    1.0
 }
 
 fn default_clip() -> f64 {
@@ -94,6 +102,7 @@ impl Default for TrainConfig {
             duplicate: true,
             max_tasks: 300,
             clip: default_clip(),
+            loss_weight: default_loss_weight(),
         }
     }
 }
@@ -188,12 +197,17 @@ impl Instance {
     }
 
     /// log(reference / makespan) of the model `g` with parameters `params`.
-    fn gain(&self, g: &Gcn, params: &[f64], duplicate: bool, clip: f64) -> f64 {
+    fn gain(&self, g: &Gcn, params: &[f64], cfg: &TrainConfig) -> f64 {
         let m = g
-            .schedule_with(params, &self.dag, &self.platform, &self.x, duplicate)
+            .schedule_with(params, &self.dag, &self.platform, &self.x, cfg.duplicate)
             .makespan();
         if self.reference > 0.0 && m > 0.0 {
-            (self.reference / m).ln().clamp(-clip, clip)
+            let r = (self.reference / m).ln().clamp(-cfg.clip, cfg.clip);
+            if r < 0.0 {
+                r * cfg.loss_weight
+            } else {
+                r
+            }
         } else {
             0.0
         }
@@ -203,10 +217,7 @@ impl Instance {
 fn mean_gain(g: &Gcn, params: &[f64], set: &[Instance], cfg: &TrainConfig) -> f64 {
     // Collected before summing, so the sum's order (and the result) never depends on
     // the thread count.
-    let gains: Vec<f64> = set
-        .par_iter()
-        .map(|i| i.gain(g, params, cfg.duplicate, cfg.clip))
-        .collect();
+    let gains: Vec<f64> = set.par_iter().map(|i| i.gain(g, params, cfg)).collect();
     gains.iter().sum::<f64>() / set.len().max(1) as f64
 }
 
