@@ -39,6 +39,19 @@ impl BlockConfig {
         }
     }
 
+    /// A small block for tests: hidden 64, 4 query / 2 KV heads of 16, rotary on 8
+    /// dims, SwiGLU width 96.
+    pub fn small() -> BlockConfig {
+        BlockConfig {
+            hidden: 64,
+            heads: 4,
+            kv_heads: 2,
+            rot: 8,
+            inter: 96,
+            eps: 1e-5,
+        }
+    }
+
     /// The head dim.
     pub fn head_dim(&self) -> u64 {
         self.hidden / self.heads

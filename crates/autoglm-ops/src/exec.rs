@@ -171,30 +171,15 @@ impl Executor {
             };
             sources.push(src);
         }
-        // Liveness: the last step reading each slot.
-        let mut last = vec![None; order.len()];
-        for (i, s) in steps.iter().enumerate() {
-            for &x in &s.inputs {
-                last[x] = Some(i);
-            }
-        }
         let types: Vec<TensorType> = order
             .iter()
             .map(|&n| graph.node(n).map(|x| x.ty.clone()))
             .collect::<autoglm_graph::Result<_>>()?;
-        for (i, s) in steps.iter_mut().enumerate() {
-            let mut dying: Vec<usize> = s
-                .inputs
-                .iter()
-                .copied()
-                .filter(|&x| {
-                    last[x] == Some(i)
-                        && matches!(sources[x], Source::Step)
-                        && !outputs.contains(&x)
-                })
-                .collect();
-            dying.sort_unstable();
-            dying.dedup();
+        let inputs: Vec<&[usize]> = steps.iter().map(|s| s.inputs.as_slice()).collect();
+        let dying_at = dying_values(&inputs, order.len(), &outputs, |x| {
+            matches!(sources[x], Source::Step)
+        });
+        for (s, mut dying) in steps.iter_mut().zip(dying_at) {
             let can_overwrite = |x: usize, s: &Step| {
                 dying.contains(&x)
                     && s.inputs.iter().filter(|&&y| y == x).count() == 1
@@ -593,6 +578,37 @@ impl<'a> Memory<'a> {
         self.pooled += d.capacity_bytes();
         self.free.push(d);
     }
+}
+
+/// Liveness: for each step (given by the value slots it reads, in execution order),
+/// the computed values (`computed(slot)`) it reads last, sorted and without repeats;
+/// graph outputs never die.
+pub(crate) fn dying_values(
+    step_inputs: &[&[usize]],
+    slots: usize,
+    outputs: &[usize],
+    computed: impl Fn(usize) -> bool,
+) -> Vec<Vec<usize>> {
+    let mut last = vec![None; slots];
+    for (i, ins) in step_inputs.iter().enumerate() {
+        for &x in *ins {
+            last[x] = Some(i);
+        }
+    }
+    step_inputs
+        .iter()
+        .enumerate()
+        .map(|(i, ins)| {
+            let mut d: Vec<usize> = ins
+                .iter()
+                .copied()
+                .filter(|&x| last[x] == Some(i) && computed(x) && !outputs.contains(&x))
+                .collect();
+            d.sort_unstable();
+            d.dedup();
+            d
+        })
+        .collect()
 }
 
 /// A symbol's size: bound by an input, or a sum of bound symbols and numbers

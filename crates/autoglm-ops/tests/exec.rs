@@ -11,14 +11,7 @@ use autoglm_graph::{
 use autoglm_ops::{optimize, Device, Error, Executor, Kernel, Operator, Options, Registry, Tensor};
 
 fn small() -> BlockConfig {
-    BlockConfig {
-        hidden: 64,
-        heads: 4,
-        kv_heads: 2,
-        rot: 8,
-        inter: 96,
-        eps: 1e-5,
-    }
+    BlockConfig::small()
 }
 
 fn block_inputs(cfg: &BlockConfig, b: usize, t: usize) -> Vec<(String, Tensor)> {

@@ -392,14 +392,7 @@ pub fn suite<R: Runtime>(gpu: &Gpu<R>, dtype: DType) -> f64 {
 /// executor: the largest difference over the largest output, `dtype` weights and
 /// activations. Returns the two errors.
 pub fn glm_block_matches<R: Runtime>(gpu: impl Fn() -> Gpu<R>, dtype: DType) -> (f64, f64) {
-    let cfg = BlockConfig {
-        hidden: 64,
-        heads: 4,
-        kv_heads: 2,
-        rot: 8,
-        inter: 96,
-        eps: 1e-5,
-    };
+    let cfg = BlockConfig::small();
     let (b, t) = (2usize, 19usize);
     let reg = Registry::with_cpu_kernels();
     let plain = glm_block(&cfg, dtype).unwrap();

@@ -8,7 +8,7 @@ use cubecl::Runtime;
 
 use super::{Gpu, GpuTensor};
 use crate::error::{Error, Result};
-use crate::exec::{check_shape, concrete};
+use crate::exec::{check_shape, concrete, dying_values};
 use crate::tensor::Tensor;
 
 /// Where a value comes from.
@@ -154,26 +154,12 @@ impl<R: Runtime> GpuExecutor<R> {
                 }
             });
         }
-        let mut last = vec![None; order.len()];
-        for (i, s) in steps.iter().enumerate() {
-            for &x in &s.inputs {
-                last[x] = Some(i);
-            }
-        }
-        for (i, s) in steps.iter_mut().enumerate() {
-            let mut dying: Vec<usize> = s
-                .inputs
-                .iter()
-                .copied()
-                .filter(|&x| {
-                    last[x] == Some(i)
-                        && matches!(sources[x], Source::Step)
-                        && !outputs.contains(&x)
-                })
-                .collect();
-            dying.sort_unstable();
-            dying.dedup();
-            s.free = dying;
+        let inputs: Vec<&[usize]> = steps.iter().map(|s| s.inputs.as_slice()).collect();
+        let dying = dying_values(&inputs, order.len(), &outputs, |x| {
+            matches!(sources[x], Source::Step)
+        });
+        for (s, d) in steps.iter_mut().zip(dying) {
+            s.free = d;
         }
         let params = (0..order.len()).map(|_| None).collect();
         Ok(GpuExecutor {
