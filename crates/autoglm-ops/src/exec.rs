@@ -70,7 +70,7 @@ struct Step {
 
 /// Where a value comes from.
 #[derive(Clone)]
-enum Source {
+pub(crate) enum Source {
     Input(String, TensorType),
     Parameter(String, TensorType),
     Constant(Tensor),
@@ -125,60 +125,41 @@ impl Executor {
     /// # Errors
     /// [`Error::NoKernel`]; [`Error::Graph`] if the graph is invalid.
     pub fn new(graph: &Graph, registry: &Registry, options: Options) -> Result<Executor> {
-        graph.verify()?;
-        let order = graph.schedule()?;
-        let slot: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
-        let outputs: Vec<usize> = graph.outputs().iter().map(|o| slot[o]).collect();
-        let mut sources = Vec::with_capacity(order.len());
-        let mut steps = Vec::new();
-        for &n in &order {
-            let node = graph.node(n)?;
-            let src = match &node.op {
-                OpKind::Input { name, ty } => Source::Input(name.clone(), ty.clone()),
-                OpKind::Parameter { name, ty } => Source::Parameter(name.clone(), ty.clone()),
-                OpKind::Constant { value, dtype } => {
-                    Source::Constant(Tensor::scalar(*value, *dtype))
-                }
-                op => {
-                    let kernel = registry
-                        .kernel(op, options.device, node.ty.dtype)
-                        .map_err(|e| match e {
-                            Error::NoKernel {
-                                op, device, dtype, ..
-                            } => Error::NoKernel {
-                                op,
-                                device,
-                                dtype,
-                                node: Some(n),
-                            },
-                            e => e,
-                        })?
-                        .clone();
-                    let inputs: Vec<usize> = graph.inputs(n)?.iter().map(|i| slot[i]).collect();
-                    steps.push(Step {
-                        node: n,
-                        op: op.clone(),
-                        ty: node.ty.clone(),
-                        kernel,
-                        packed: vec![None; inputs.len()],
-                        inputs,
-                        out: slot[&n],
-                        inplace: false,
-                        free: Vec::new(),
-                    });
-                    Source::Step
-                }
-            };
-            sources.push(src);
+        let Plan {
+            sources,
+            steps: planned,
+            outputs,
+            types,
+            dying: dying_at,
+        } = plan(graph)?;
+        let mut steps = Vec::with_capacity(planned.len());
+        for p in planned {
+            let kernel = registry
+                .kernel(&p.op, options.device, p.ty.dtype)
+                .map_err(|e| match e {
+                    Error::NoKernel {
+                        op, device, dtype, ..
+                    } => Error::NoKernel {
+                        op,
+                        device,
+                        dtype,
+                        node: Some(p.node),
+                    },
+                    e => e,
+                })?
+                .clone();
+            steps.push(Step {
+                node: p.node,
+                op: p.op,
+                ty: p.ty,
+                kernel,
+                packed: vec![None; p.inputs.len()],
+                inputs: p.inputs,
+                out: p.out,
+                inplace: false,
+                free: Vec::new(),
+            });
         }
-        let types: Vec<TensorType> = order
-            .iter()
-            .map(|&n| graph.node(n).map(|x| x.ty.clone()))
-            .collect::<autoglm_graph::Result<_>>()?;
-        let inputs: Vec<&[usize]> = steps.iter().map(|s| s.inputs.as_slice()).collect();
-        let dying_at = dying_values(&inputs, order.len(), &outputs, |x| {
-            matches!(sources[x], Source::Step)
-        });
         for (s, mut dying) in steps.iter_mut().zip(dying_at) {
             let can_overwrite = |x: usize, s: &Step| {
                 dying.contains(&x)
@@ -211,7 +192,7 @@ impl Executor {
             .num_threads(options.threads.max(1))
             .build()
             .map_err(|e| Error::Binding(format!("thread pool: {e}")))?;
-        let params = vec![None; order.len()];
+        let params = vec![None; sources.len()];
         Ok(Executor {
             sources,
             params,
@@ -578,6 +559,70 @@ impl<'a> Memory<'a> {
         self.pooled += d.capacity_bytes();
         self.free.push(d);
     }
+}
+
+/// A compute node of a [`Plan`].
+pub(crate) struct PlannedStep {
+    pub(crate) node: NodeId,
+    pub(crate) op: OpKind,
+    pub(crate) ty: TensorType,
+    /// The value slots it reads.
+    pub(crate) inputs: Vec<usize>,
+    /// The slot it writes.
+    pub(crate) out: usize,
+}
+
+/// A graph laid out for execution, shared by the CPU and GPU executors: one value slot
+/// per node in [`Graph::schedule`]'s order, where each value comes from, the compute
+/// nodes in that order, the output slots, each slot's type, and the computed values
+/// each step reads last.
+pub(crate) struct Plan {
+    pub(crate) sources: Vec<Source>,
+    pub(crate) steps: Vec<PlannedStep>,
+    pub(crate) outputs: Vec<usize>,
+    pub(crate) types: Vec<TensorType>,
+    pub(crate) dying: Vec<Vec<usize>>,
+}
+
+/// Lays out `graph` (verified) for execution.
+pub(crate) fn plan(graph: &Graph) -> Result<Plan> {
+    graph.verify()?;
+    let order = graph.schedule()?;
+    let slot: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
+    let outputs: Vec<usize> = graph.outputs().iter().map(|o| slot[o]).collect();
+    let mut sources = Vec::with_capacity(order.len());
+    let mut steps = Vec::new();
+    let mut types = Vec::with_capacity(order.len());
+    for &n in &order {
+        let node = graph.node(n)?;
+        types.push(node.ty.clone());
+        sources.push(match &node.op {
+            OpKind::Input { name, ty } => Source::Input(name.clone(), ty.clone()),
+            OpKind::Parameter { name, ty } => Source::Parameter(name.clone(), ty.clone()),
+            OpKind::Constant { value, dtype } => Source::Constant(Tensor::scalar(*value, *dtype)),
+            op => {
+                steps.push(PlannedStep {
+                    node: n,
+                    op: op.clone(),
+                    ty: node.ty.clone(),
+                    inputs: graph.inputs(n)?.iter().map(|i| slot[i]).collect(),
+                    out: slot[&n],
+                });
+                Source::Step
+            }
+        });
+    }
+    let inputs: Vec<&[usize]> = steps.iter().map(|s| s.inputs.as_slice()).collect();
+    let dying = dying_values(&inputs, order.len(), &outputs, |x| {
+        matches!(sources[x], Source::Step)
+    });
+    Ok(Plan {
+        sources,
+        steps,
+        outputs,
+        types,
+        dying,
+    })
 }
 
 /// Liveness: for each step (given by the value slots it reads, in execution order),

@@ -8,16 +8,8 @@ use cubecl::Runtime;
 
 use super::{Gpu, GpuTensor};
 use crate::error::{Error, Result};
-use crate::exec::{check_shape, concrete, dying_values};
+use crate::exec::{check_shape, concrete, plan, Plan, Source};
 use crate::tensor::Tensor;
-
-/// Where a value comes from.
-enum Source {
-    Input(String, TensorType),
-    Parameter(String, TensorType),
-    Constant(Tensor),
-    Step,
-}
 
 struct Step {
     node: NodeId,
@@ -119,49 +111,34 @@ impl<R: Runtime> GpuExecutor<R> {
     /// [`Error::Unsupported`] naming the first node whose op has no GPU kernel;
     /// [`Error::Graph`] for an invalid graph.
     pub fn new(graph: &Graph, gpu: Gpu<R>) -> Result<GpuExecutor<R>> {
-        graph.verify()?;
-        let order = graph.schedule()?;
-        let slot: HashMap<NodeId, usize> = order.iter().enumerate().map(|(i, &n)| (n, i)).collect();
-        let outputs: Vec<usize> = graph.outputs().iter().map(|o| slot[o]).collect();
-        let mut sources = Vec::with_capacity(order.len());
-        let mut steps = Vec::new();
-        for &n in &order {
-            let node = graph.node(n)?;
-            sources.push(match &node.op {
-                OpKind::Input { name, ty } => Source::Input(name.clone(), ty.clone()),
-                OpKind::Parameter { name, ty } => Source::Parameter(name.clone(), ty.clone()),
-                OpKind::Constant { value, dtype } => {
-                    Source::Constant(Tensor::scalar(*value, *dtype))
-                }
-                op if has_gpu_kernel(op) => {
-                    steps.push(Step {
-                        node: n,
-                        op: op.clone(),
-                        ty: node.ty.clone(),
-                        inputs: graph.inputs(n)?.iter().map(|i| slot[i]).collect(),
-                        out: slot[&n],
-                        free: Vec::new(),
-                    });
-                    Source::Step
-                }
-                op => {
-                    return Err(Error::Unsupported(format!(
-                        "node {n}: no {} kernel for {} on {}",
-                        gpu.name(),
-                        op.name(),
-                        node.ty.dtype
-                    )));
-                }
+        let Plan {
+            sources,
+            steps: planned,
+            outputs,
+            dying,
+            ..
+        } = plan(graph)?;
+        let mut steps = Vec::with_capacity(planned.len());
+        for (p, free) in planned.into_iter().zip(dying) {
+            if !has_gpu_kernel(&p.op) {
+                return Err(Error::Unsupported(format!(
+                    "node {}: no {} kernel for {} on {}",
+                    p.node,
+                    gpu.name(),
+                    p.op.name(),
+                    p.ty.dtype
+                )));
+            }
+            steps.push(Step {
+                node: p.node,
+                op: p.op,
+                ty: p.ty,
+                inputs: p.inputs,
+                out: p.out,
+                free,
             });
         }
-        let inputs: Vec<&[usize]> = steps.iter().map(|s| s.inputs.as_slice()).collect();
-        let dying = dying_values(&inputs, order.len(), &outputs, |x| {
-            matches!(sources[x], Source::Step)
-        });
-        for (s, d) in steps.iter_mut().zip(dying) {
-            s.free = d;
-        }
-        let params = (0..order.len()).map(|_| None).collect();
+        let params = (0..sources.len()).map(|_| None).collect();
         Ok(GpuExecutor {
             gpu,
             sources,

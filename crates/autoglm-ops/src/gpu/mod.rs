@@ -228,6 +228,26 @@ fn axis_index(axis: i64, r: usize) -> Result<usize> {
         .ok_or_else(|| Error::Shape(format!("axis {axis} of rank {r}")))
 }
 
+/// A small array of u32 launch parameters in device memory.
+struct U32s {
+    handle: Handle,
+    len: usize,
+}
+
+impl U32s {
+    fn new<R: Runtime>(gpu: &Gpu<R>, v: &[u32]) -> U32s {
+        U32s {
+            handle: gpu.client.create_from_slice(u32::as_bytes(v)),
+            len: v.len(),
+        }
+    }
+
+    fn arg<R: Runtime>(&self) -> ArrayArg<R> {
+        // SAFETY: the handle was created from a slice of `len` u32s.
+        unsafe { ArrayArg::from_raw_parts(self.handle.clone(), self.len) }
+    }
+}
+
 impl<R: Runtime> Gpu<R> {
     /// The device `device` of runtime `R`.
     pub fn new(device: &R::Device) -> Gpu<R> {
@@ -523,12 +543,11 @@ impl<R: Runtime> Gpu<R> {
                 } else {
                     (shape, sa, sb)
                 };
-                let meta = |v: &[u32]| self.client.create_from_slice(u32::as_bytes(v));
-                let (hs, ha, hb) = (meta(&shape), meta(&sa), meta(&sb));
-                let marg = |h: &Handle, n: usize| {
-                    // SAFETY: each handle was created from a slice of `n` u32s.
-                    unsafe { ArrayArg::from_raw_parts(h.clone(), n) }
-                };
+                let (hs, ha, hb) = (
+                    U32s::new(self, &shape),
+                    U32s::new(self, &sa),
+                    U32s::new(self, &sb),
+                );
                 // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
                 unsafe {
                     kernels::binary::launch_unchecked::<F, R>(
@@ -538,9 +557,9 @@ impl<R: Runtime> Gpu<R> {
                         arg(inputs[0]),
                         arg(inputs[1]),
                         arg(out),
-                        marg(&hs, shape.len()),
-                        marg(&ha, sa.len()),
-                        marg(&hb, sb.len()),
+                        hs.arg(),
+                        ha.arg(),
+                        hb.arg(),
                         code,
                     )
                 };
@@ -665,12 +684,7 @@ impl<R: Runtime> Gpu<R> {
                     )));
                 }
                 let batches = a_off.len();
-                let meta = |v: &[u32]| self.client.create_from_slice(u32::as_bytes(v));
-                let (ha, hb) = (meta(&a_off), meta(&b_off));
-                let marg = |h: &Handle, n: usize| {
-                    // SAFETY: each handle was created from a slice of `n` u32s.
-                    unsafe { ArrayArg::from_raw_parts(h.clone(), n) }
-                };
+                let (ha, hb) = (U32s::new(self, &a_off), U32s::new(self, &b_off));
                 let t = kernels::TILE as usize;
                 let grid =
                     CubeCount::Static(n.div_ceil(t) as u32, m.div_ceil(t) as u32, batches as u32);
@@ -685,8 +699,8 @@ impl<R: Runtime> Gpu<R> {
                         arg(b),
                         arg(bias),
                         arg(out),
-                        marg(&ha, batches),
-                        marg(&hb, batches),
+                        ha.arg(),
+                        hb.arg(),
                         m as u32,
                         k as u32,
                         n as u32,
@@ -833,12 +847,11 @@ impl<R: Runtime> Gpu<R> {
                     .iter()
                     .map(|&x| x as u32)
                     .collect();
-                let meta = |v: &[u32]| self.client.create_from_slice(u32::as_bytes(v));
-                let (hs, hm, hd) = (meta(&mshape), meta(&mstride), meta(&dims));
-                let marg = |h: &Handle, n: usize| {
-                    // SAFETY: each handle was created from a slice of `n` u32s.
-                    unsafe { ArrayArg::from_raw_parts(h.clone(), n) }
-                };
+                let (hs, hm, hd) = (
+                    U32s::new(self, &mshape),
+                    U32s::new(self, &mstride),
+                    U32s::new(self, &dims),
+                );
                 // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
                 unsafe {
                     kernels::attention::launch_unchecked::<F, R>(
@@ -850,9 +863,9 @@ impl<R: Runtime> Gpu<R> {
                         arg(v),
                         arg(mask),
                         arg(out),
-                        marg(&hs, mshape.len()),
-                        marg(&hm, mstride.len()),
-                        marg(&hd, dims.len()),
+                        hs.arg(),
+                        hm.arg(),
+                        hd.arg(),
                         *scale as f32,
                     )
                 };
