@@ -344,11 +344,7 @@ impl Executor {
         for (i, s) in sources.iter().enumerate() {
             values.push(match s {
                 Source::Input(name, ty) => {
-                    let t = inputs
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, t)| *t)
-                        .ok_or_else(|| Error::Binding(format!("input '{name}' is missing")))?;
+                    let t = named_input(inputs, name)?;
                     check_type(name, ty, t, &mut syms)?;
                     Value::Ref(t)
                 }
@@ -623,6 +619,15 @@ pub(crate) fn plan(graph: &Graph) -> Result<Plan> {
         types,
         dying,
     })
+}
+
+/// The value fed for the input `name`.
+pub(crate) fn named_input<'a, T>(inputs: &[(&str, &'a T)], name: &str) -> Result<&'a T> {
+    inputs
+        .iter()
+        .find(|(n, _)| *n == name)
+        .map(|(_, t)| *t)
+        .ok_or_else(|| Error::Binding(format!("input '{name}' is missing")))
 }
 
 /// Liveness: for each step (given by the value slots it reads, in execution order),

@@ -8,7 +8,7 @@ use cubecl::Runtime;
 
 use super::{Gpu, GpuTensor};
 use crate::error::{Error, Result};
-use crate::exec::{check_shape, concrete, plan, Plan, Source};
+use crate::exec::{check_shape, concrete, named_input, plan, Plan, Source};
 use crate::tensor::Tensor;
 
 struct Step {
@@ -210,11 +210,7 @@ impl<R: Runtime> GpuExecutor<R> {
         for (i, s) in self.sources.iter().enumerate() {
             values[i] = match s {
                 Source::Input(name, ty) => {
-                    let t = inputs
-                        .iter()
-                        .find(|(n, _)| n == name)
-                        .map(|(_, t)| *t)
-                        .ok_or_else(|| Error::Binding(format!("input '{name}' is missing")))?;
+                    let t = named_input(inputs, name)?;
                     // Integer inputs live as i32 on the device; their declared type is
                     // checked on the host (`run`).
                     let dtype = match (t.dtype(), ty.dtype) {
