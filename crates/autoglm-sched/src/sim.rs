@@ -199,39 +199,47 @@ pub fn simulate(dag: &Dag, p: &Platform, schedule: &Schedule, cfg: &SimConfig) -
                             .map(|q| q.planned + dag.cost(t) / p.speed[x])
                     })
                     .fold(f64::INFINITY, f64::min);
-                let input_ready = |x: usize| {
-                    let mut r = t_fail;
-                    for &u in &dag.pred[t] {
-                        let b = dag.data[&(u, t)];
-                        let mut a = done[u]
-                            .iter()
-                            .map(|&(wu, f)| f + p.comm(wu, x, b))
-                            .fold(f64::INFINITY, f64::min);
-                        if a.is_infinite() {
-                            if let Some(&(wu, f)) = moved.get(&u) {
-                                a = f + p.comm(wu, x, b);
+                // Where each input can come from (worker, finish): finished copies,
+                // a copy re-queued by this recovery, or one still queued on a live
+                // worker; an input with none is taken as ready at the failure.
+                let origins: Vec<(f64, Vec<(usize, f64)>)> = dag.pred[t]
+                    .iter()
+                    .map(|&u| {
+                        let mut from = done[u].clone();
+                        if from.is_empty() {
+                            if let Some(&m) = moved.get(&u) {
+                                from.push(m);
                             } else if let Some((wu, q)) = live.iter().find_map(|&y| {
                                 queues[y][next[y]..]
                                     .iter()
                                     .find(|q| q.task == u)
                                     .map(|q| (y, q))
                             }) {
-                                a = q.planned + dag.cost(u) / p.speed[wu] + p.comm(wu, x, b);
-                            } else {
-                                a = t_fail;
+                                from.push((wu, q.planned + dag.cost(u) / p.speed[wu]));
                             }
                         }
-                        r = r.max(a);
-                    }
-                    r
+                        (dag.data[&(u, t)], from)
+                    })
+                    .collect();
+                let eft = |x: usize| {
+                    let ready = origins.iter().fold(t_fail, |r, (b, from)| {
+                        let a = from
+                            .iter()
+                            .map(|&(wu, f)| f + p.comm(wu, x, *b))
+                            .fold(f64::INFINITY, f64::min);
+                        r.max(if a.is_finite() { a } else { t_fail })
+                    });
+                    ready.max(avail[x]) + dag.cost(t) / p.speed[x]
                 };
-                let eft = |x: usize| input_ready(x).max(avail[x]) + dag.cost(t) / p.speed[x];
-                let target = live
-                    .iter()
-                    .copied()
-                    .min_by(|&a, &b| eft(a).total_cmp(&eft(b)));
-                if let Some(x) = target.filter(|&x| eft(x) < covered_by) {
-                    let f = eft(x);
+                // The first live worker with the earliest finish.
+                let target = live.iter().map(|&x| (x, eft(x))).fold(
+                    None,
+                    |best: Option<(usize, f64)>, c| match best {
+                        Some(b) if b.1 <= c.1 => Some(b),
+                        _ => Some(c),
+                    },
+                );
+                if let Some((x, f)) = target.filter(|&(_, f)| f < covered_by) {
                     // Queued where its planned start falls, so the worker's own ready
                     // work is not held up waiting for this task's inputs.
                     let planned = f - dag.cost(t) / p.speed[x];

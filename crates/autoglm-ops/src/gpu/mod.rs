@@ -1016,13 +1016,12 @@ impl<R: Runtime> Gpu<R> {
     /// `x` converted to `dtype` (f32, f16, bf16).
     fn cast(&self, x: &GpuTensor, dtype: DType) -> Result<GpuTensor> {
         self.require(dtype)?;
+        if x.dtype == dtype {
+            return Ok(x.clone());
+        }
         let out = self.empty(&x.shape, dtype)?;
-        if x.is_empty() || x.dtype == dtype {
-            return if x.dtype == dtype {
-                Ok(x.clone())
-            } else {
-                Ok(out)
-            };
+        if x.is_empty() {
+            return Ok(out);
         }
         macro_rules! go {
             ($f:ty, $g:ty) => {
