@@ -159,6 +159,28 @@ pub fn suite<R: Runtime>(gpu: &Gpu<R>, dtype: DType) -> f64 {
         }
         let op = OpKind::RmsNorm { eps: 1e-6 };
         worst = worst.max(check(gpu, &reg, &op, &[x.clone(), gamma.clone()], shape));
+        // Other axes: softmax along the first, reductions over the first and over
+        // the first and last together. (The reduction inputs are positive: a sum's
+        // rounding depends on its order, which differs from the CPU's, and is
+        // bounded relative to the sum of magnitudes, not to a sum that cancels.)
+        if shape.len() > 1 {
+            let op = OpKind::Softmax { axis: 0 };
+            worst = worst.max(check(gpu, &reg, &op, std::slice::from_ref(&x), shape));
+            let x = Tensor::random(dtype, shape, 0.1, 3.0, next());
+            for (axes, out) in [
+                (vec![0i64], shape[1..].to_vec()),
+                (vec![0, -1], shape[1..shape.len() - 1].to_vec()),
+            ] {
+                for f in [ReduceOp::Sum, ReduceOp::Max] {
+                    let op = OpKind::Reduce {
+                        f,
+                        axes: axes.clone(),
+                        keep_dims: false,
+                    };
+                    worst = worst.max(check(gpu, &reg, &op, std::slice::from_ref(&x), &out));
+                }
+            }
+        }
         for f in [ReduceOp::Sum, ReduceOp::Mean, ReduceOp::Max, ReduceOp::Min] {
             let op = OpKind::Reduce {
                 f,

@@ -398,7 +398,8 @@ impl<R: Runtime> Gpu<R> {
     /// Computes `op` on device-resident inputs into a new device tensor of shape
     /// `out_shape` (the node's inferred shape) and the first input's element type.
     /// Supported: elementwise unary and binary (broadcasting), SwiGLU, reductions
-    /// over the last axis, softmax over the last axis, LayerNorm, RMSNorm, fused
+    /// over any axes and softmax along any axis (other than the last through a
+    /// permuted copy), LayerNorm, RMSNorm, fused
     /// LayerNorm+GELU, batched matrix products (batch dimensions broadcast) and
     /// `linear`, rotary embedding, gather (embedding lookup; indices uploaded as
     /// i32, out-of-range ones give zeros), and attention and grouped-query attention
@@ -566,23 +567,51 @@ impl<R: Runtime> Gpu<R> {
             }
             OpKind::Softmax { axis } => {
                 arity(1)?;
-                self.last_axis(op, *axis, inputs[0])?;
-                let (rows, cols) = rows_cols(inputs[0])?;
-                if rows == 0 {
-                    return Ok(());
-                }
-                // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
-                unsafe {
-                    kernels::softmax_rows::launch_unchecked::<F, R>(
-                        &self.client,
-                        row_grid(rows),
-                        CubeDim::new_1d(kernels::BLOCK),
-                        arg(inputs[0]),
-                        arg(out),
-                        rows as u32,
-                        cols as u32,
-                    )
+                let x = inputs[0];
+                let r = x.shape.len();
+                let ax = axis_index(*axis, r)?;
+                // Another axis: moved last, normalised as rows, moved back.
+                let perm: Vec<usize> = (0..r).filter(|&d| d != ax).chain([ax]).collect();
+                let (src, dst) = if ax + 1 == r {
+                    (x.clone(), out.clone())
+                } else {
+                    let t = self.permuted::<F>(x, &perm)?;
+                    let o = self.empty(&t.shape, t.dtype)?;
+                    (t, o)
                 };
+                let (rows, cols) = rows_cols(&src)?;
+                if rows > 0 {
+                    // SAFETY: the arguments fit their buffers and the kernel bounds-checks (above).
+                    unsafe {
+                        kernels::softmax_rows::launch_unchecked::<F, R>(
+                            &self.client,
+                            row_grid(rows),
+                            CubeDim::new_1d(kernels::BLOCK),
+                            arg(&src),
+                            arg(&dst),
+                            rows as u32,
+                            cols as u32,
+                        )
+                    };
+                }
+                if ax + 1 != r {
+                    let mut back = vec![0usize; r];
+                    for (i, &p) in perm.iter().enumerate() {
+                        back[p] = i;
+                    }
+                    let ds = row_major(&dst.shape);
+                    let src_strides: Vec<usize> = back.iter().map(|&b| ds[b]).collect();
+                    self.copy::<F>(
+                        &dst,
+                        out,
+                        &out.shape,
+                        &src_strides,
+                        0,
+                        &row_major(&out.shape),
+                        0,
+                        None,
+                    )?;
+                }
             }
             OpKind::LayerNorm { eps }
             | OpKind::FusedLayerNormGelu { eps }
@@ -627,15 +656,33 @@ impl<R: Runtime> Gpu<R> {
             OpKind::Reduce { f, axes, .. } => {
                 arity(1)?;
                 let x = inputs[0];
-                let rank = x.shape.len() as i64;
-                if axes.len() != 1 || (axes[0] != -1 && axes[0] != rank - 1) {
-                    return Err(Error::Shape(format!(
-                        "reduce: the GPU kernels reduce the last axis only, not {axes:?} of rank {rank}"
-                    )));
+                let r = x.shape.len();
+                let mut reduced = axes
+                    .iter()
+                    .map(|&a| axis_index(a, r))
+                    .collect::<Result<Vec<usize>>>()?;
+                reduced.sort_unstable();
+                reduced.dedup();
+                if reduced.is_empty() {
+                    return Err(Error::Shape("reduce: no axes".into()));
                 }
-                let (rows, cols) = rows_cols(x)?;
-                if rows == 0 || cols == 0 {
+                // The reduced axes moved last (in order) make rows of `cols` elements.
+                let perm: Vec<usize> = (0..r)
+                    .filter(|d| !reduced.contains(d))
+                    .chain(reduced.iter().copied())
+                    .collect();
+                let src = if perm.iter().enumerate().all(|(i, &p)| i == p) {
+                    x.clone()
+                } else {
+                    self.permuted::<F>(x, &perm)?
+                };
+                let cols: usize = reduced.iter().map(|&d| x.shape[d]).product();
+                let rows = x.len().checked_div(cols).unwrap_or(0);
+                if cols == 0 {
                     return Err(Error::Shape("reduce: an empty axis".into()));
+                }
+                if rows == 0 {
+                    return Ok(());
                 }
                 let code = match f {
                     ReduceOp::Sum => 0,
@@ -649,7 +696,7 @@ impl<R: Runtime> Gpu<R> {
                         &self.client,
                         row_grid(rows),
                         CubeDim::new_1d(kernels::BLOCK),
-                        arg(x),
+                        arg(&src),
                         arg(out),
                         rows as u32,
                         cols as u32,
@@ -1050,16 +1097,14 @@ impl<R: Runtime> Gpu<R> {
         Ok(out)
     }
 
-    fn last_axis(&self, op: &OpKind, axis: i64, x: &GpuTensor) -> Result<()> {
-        let rank = x.shape.len() as i64;
-        if axis == -1 || axis == rank - 1 {
-            Ok(())
-        } else {
-            Err(Error::Shape(format!(
-                "{}: the GPU kernels work on the last axis only, not {axis} of rank {rank}",
-                op.name()
-            )))
-        }
+    /// `x` with its axes permuted (`perm[i]` is the source axis of axis `i`).
+    fn permuted<F: Float + CubeElement>(&self, x: &GpuTensor, perm: &[usize]) -> Result<GpuTensor> {
+        let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
+        let xs = row_major(&x.shape);
+        let src: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
+        let t = self.empty(&shape, x.dtype)?;
+        self.copy::<F>(x, &t, &shape, &src, 0, &row_major(&shape), 0, None)?;
+        Ok(t)
     }
 }
 
