@@ -52,7 +52,7 @@ impl Default for SamplingOptions {
 }
 
 impl SamplingOptions {
-    fn check(&self) -> Result<()> {
+    pub(crate) fn check(&self) -> Result<()> {
         let bad = |what: &str| Err(Error::Input(format!("sampling option {what}")));
         if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
             return bad("temperature must be ≥ 0");
@@ -75,7 +75,7 @@ pub(crate) fn argmax(xs: &[f32]) -> usize {
 }
 
 /// Picks the next token from one row of logits, given the sequence so far.
-fn pick(logits: &mut [f32], seen: &[u32], o: &SamplingOptions, rng: &mut Pcg64Mcg) -> u32 {
+pub(crate) fn pick(logits: &mut [f32], seen: &[u32], o: &SamplingOptions, rng: &mut Pcg64Mcg) -> u32 {
     if o.repetition_penalty != 1.0 {
         let mut done = vec![false; logits.len()];
         for &id in seen {

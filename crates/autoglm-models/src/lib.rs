@@ -9,6 +9,7 @@ pub mod fuzz;
 mod generate;
 mod init;
 mod model;
+mod paged;
 #[cfg(feature = "tokenizer")]
 mod tokenizer;
 
@@ -19,6 +20,7 @@ pub use error::{Error, Result};
 pub use export::save_pretrained;
 pub use generate::SamplingOptions;
 pub use init::init_weights;
+pub use paged::{Chunk, PagedCache, PagedModel, Sampler};
 pub use model::{
     build_graph, build_training_graph, load_weights, rope_tables, LoadOptions, Model, IGNORE_INDEX,
 };

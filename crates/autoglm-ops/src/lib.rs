@@ -7,13 +7,16 @@ mod exec;
 #[cfg(feature = "gpu")]
 pub mod gpu;
 mod io;
+mod linear;
 mod registry;
+pub mod rows;
 mod tensor;
 mod verify;
 
 pub use error::{Error, Result};
 pub use exec::{Executor, Options, RunStats};
 pub use io::{load_safetensors, save_safetensors};
+pub use linear::PackedMatrix;
 pub use registry::{
     backend_compiled, Cost, Device, DeviceSupport, InplaceFn, Kernel, KernelFn, Operator,
     PackedKernelFn, PrepackFn, Prepacked, Registry,

@@ -2,8 +2,8 @@
 //! ndarray's `matrixmultiply` GEMM), f16/bf16 computed in f32, data movement on every
 //! element type.
 
-mod gemm;
-mod math;
+pub(crate) mod gemm;
+pub(crate) mod math;
 mod reference;
 
 use autoglm_graph::{BinaryOp, DType, OpKind, ReduceOp, UnaryOp};
@@ -411,11 +411,21 @@ fn packed_matmul_into(
     out: &mut Tensor,
 ) -> KResult {
     let (k, n) = (w.k(), w.n());
-    let xa = f32s(x)?;
     if x.shape().last() != Some(&k) || out.shape().last() != Some(&n) {
         return Err(format!("packed matmul: {:?} · [{k}, {n}]", x.shape()));
     }
-    let o = f32s_mut(out)?;
+    packed_matmul_slices(f32s(x)?, w, bias, f32s_mut(out)?)
+}
+
+/// `o = xa · w (+ bias)` for row-major slices, split over the current pool's threads:
+/// by rows, or for a few rows by columns.
+pub(crate) fn packed_matmul_slices(
+    xa: &[f32],
+    w: &gemm::PackedB,
+    bias: Option<&[f32]>,
+    o: &mut [f32],
+) -> KResult {
+    let (k, n) = (w.k(), w.n());
     let rows = xa.len() / k;
     let threads = rayon::current_num_threads();
     if threads <= 1 || rows < 2 * threads {
@@ -429,6 +439,23 @@ fn packed_matmul_into(
         let r = c.len() / n;
         w.gemm(&xa[i * per * k..(i * per + r) * k], bias, c);
     });
+    Ok(())
+}
+
+/// `o = xa · w (+ bias)` with the general GEMM (machines without the packed kernel).
+pub(crate) fn plain_matmul_slices(
+    xa: &[f32],
+    w: &[f32],
+    bias: Option<&[f32]>,
+    o: &mut [f32],
+    m: usize,
+    k: usize,
+    n: usize,
+) -> KResult {
+    gemm(xa, w, o, m, k, n)?;
+    if let Some(bias) = bias {
+        par_rows(o, n, |_, row| math::add_loop(row, Rhs::Rows(bias), false));
+    }
     Ok(())
 }
 

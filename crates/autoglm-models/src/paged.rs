@@ -1,0 +1,609 @@
+//! The decoder for serving: ragged batches over a block-paged key/value cache.
+//!
+//! [`Model`](crate::Model) runs the graph on rectangular batches whose rows share
+//! one length. A server's batch is ragged: one sequence feeds its whole prompt (or a
+//! chunk of it) while others feed one token each, and sequences join and leave
+//! between steps. [`PagedModel::step`] takes such a batch as a list of [`Chunk`]s —
+//! each some consecutive tokens of one sequence at its own positions — and runs
+//! every token through the projections as one matrix (the expensive part, the packed
+//! GEMM of `autoglm-ops`), then attention per token against its own sequence.
+//!
+//! Keys and values live in a [`PagedCache`]: fixed-size blocks of `block_size`
+//! positions, handed out from one preallocated pool. A sequence owns a list of blocks
+//! (its block table), so sequences of any length share the memory without
+//! fragmentation, and finishing (or preempting) a sequence returns its blocks at
+//! once. This is vLLM's PagedAttention layout on the CPU.
+//!
+//! The arithmetic is the graph's (same weight layout, same rotary tables, same row
+//! kernels); logits agree with [`Model::forward`](crate::Model::forward) to float
+//! rounding (tested).
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use autoglm_ops::{rows, PackedMatrix, Tensor};
+use rand::SeedableRng;
+use rand_pcg::Pcg64Mcg;
+use rayon::prelude::*;
+
+use crate::checkpoint::Checkpoint;
+use crate::config::{Activation, ModelConfig, ModelType};
+use crate::error::{Error, Result};
+use crate::generate::{pick, SamplingOptions};
+use crate::model::{f32s, load_weights, rope_tables, transpose};
+
+/// A pool of key/value blocks for every layer of one model.
+#[derive(Debug)]
+pub struct PagedCache {
+    block_size: usize,
+    num_blocks: usize,
+    kv_heads: usize,
+    head_dim: usize,
+    /// Per layer, keys and values: `[block, kv_head, slot, head_dim]`.
+    layers: Vec<(Vec<f32>, Vec<f32>)>,
+    free: Vec<u32>,
+}
+
+impl PagedCache {
+    /// A pool of `num_blocks` blocks of `block_size` positions for `cfg`'s layers.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a zero block size.
+    pub fn new(cfg: &ModelConfig, block_size: usize, num_blocks: usize) -> Result<PagedCache> {
+        if block_size == 0 {
+            return Err(Error::Input("a cache block holds at least one position".into()));
+        }
+        let per_layer = num_blocks * cfg.num_kv_heads * block_size * cfg.head_dim;
+        Ok(PagedCache {
+            block_size,
+            num_blocks,
+            kv_heads: cfg.num_kv_heads,
+            head_dim: cfg.head_dim,
+            layers: (0..cfg.num_layers)
+                .map(|_| (vec![0.0; per_layer], vec![0.0; per_layer]))
+                .collect(),
+            // Popped from the end: hand out low block numbers first.
+            free: (0..num_blocks as u32).rev().collect(),
+        })
+    }
+
+    /// As many blocks as fit in `bytes` (at least one).
+    ///
+    /// # Errors
+    /// As [`PagedCache::new`].
+    pub fn with_memory(cfg: &ModelConfig, block_size: usize, bytes: usize) -> Result<PagedCache> {
+        let per = Self::bytes_per_block(cfg, block_size);
+        PagedCache::new(cfg, block_size, (bytes / per.max(1)).max(1))
+    }
+
+    /// Bytes one block takes over all layers (keys and values, f32).
+    pub fn bytes_per_block(cfg: &ModelConfig, block_size: usize) -> usize {
+        2 * cfg.num_layers * cfg.num_kv_heads * block_size * cfg.head_dim * 4
+    }
+
+    /// Positions per block.
+    pub fn block_size(&self) -> usize {
+        self.block_size
+    }
+
+    /// Blocks in the pool.
+    pub fn num_blocks(&self) -> usize {
+        self.num_blocks
+    }
+
+    /// Blocks not handed out.
+    pub fn free_blocks(&self) -> usize {
+        self.free.len()
+    }
+
+    /// Blocks needed to hold `positions` positions.
+    pub fn blocks_for(&self, positions: usize) -> usize {
+        positions.div_ceil(self.block_size)
+    }
+
+    /// Takes `n` blocks, or none at all (`None`) if fewer are free.
+    pub fn allocate(&mut self, n: usize) -> Option<Vec<u32>> {
+        if n > self.free.len() {
+            return None;
+        }
+        Some(self.free.split_off(self.free.len() - n))
+    }
+
+    /// Grows `table` to hold `positions` positions; `false` (and `table` unchanged)
+    /// if the pool has too few free blocks.
+    pub fn reserve(&mut self, table: &mut Vec<u32>, positions: usize) -> bool {
+        let need = self.blocks_for(positions).saturating_sub(table.len());
+        match self.allocate(need) {
+            Some(b) => {
+                table.extend(b);
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Returns blocks to the pool (a sequence's table when it finishes).
+    pub fn release(&mut self, blocks: &mut Vec<u32>) {
+        self.free.append(blocks);
+    }
+
+}
+
+/// Consecutive tokens of one sequence in a [`PagedModel::step`].
+#[derive(Debug, Clone, Copy)]
+pub struct Chunk<'a> {
+    /// The tokens, at positions `start..start + tokens.len()`.
+    pub tokens: &'a [u32],
+    /// Position of the first token (the sequence's length in the cache before).
+    pub start: usize,
+    /// The sequence's block table, covering at least `start + tokens.len()`
+    /// positions.
+    pub blocks: &'a [u32],
+    /// Whether to return the logits of the chunk's last token.
+    pub logits: bool,
+}
+
+/// One layer's weights, fused where one product serves several projections.
+struct Layer {
+    ln1: (Vec<f32>, Option<Vec<f32>>),
+    ln2: (Vec<f32>, Option<Vec<f32>>),
+    post_attn: Option<Vec<f32>>,
+    post_mlp: Option<Vec<f32>>,
+    /// `[hidden, (heads + 2·kv_heads)·head_dim]`: q, k, v side by side.
+    qkv: PackedMatrix,
+    qkv_b: Option<Vec<f32>>,
+    o: PackedMatrix,
+    o_b: Option<Vec<f32>>,
+    /// SiLU: gate and up side by side `[hidden, 2·inter]`; GELU: fc1.
+    up: PackedMatrix,
+    up_b: Option<Vec<f32>>,
+    down: PackedMatrix,
+    down_b: Option<Vec<f32>>,
+}
+
+/// Scratch buffers of one step, kept between steps.
+#[derive(Default)]
+struct Scratch {
+    x: Vec<f32>,
+    h: Vec<f32>,
+    qkv: Vec<f32>,
+    att: Vec<f32>,
+    o: Vec<f32>,
+    up: Vec<f32>,
+    act: Vec<f32>,
+    m: Vec<f32>,
+    last: Vec<f32>,
+}
+
+/// A decoder for ragged batches over a [`PagedCache`].
+pub struct PagedModel {
+    config: ModelConfig,
+    embed: Vec<f32>,
+    layers: Vec<Layer>,
+    norm: (Vec<f32>, Option<Vec<f32>>),
+    head: PackedMatrix,
+    /// Rotary tables `[max_positions, rotary_dim]`.
+    cos: Vec<f32>,
+    sin: Vec<f32>,
+    pool: std::sync::Arc<rayon::ThreadPool>,
+    scratch: Scratch,
+    weight_bytes: usize,
+}
+
+impl std::fmt::Debug for PagedModel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PagedModel")
+            .field("config", &self.config)
+            .field("threads", &self.pool.current_num_threads())
+            .finish_non_exhaustive()
+    }
+}
+
+/// Columns side by side: `[k, n1] ‖ [k, n2] ‖ … → [k, Σn]`.
+fn hcat(parts: &[&Tensor]) -> (Vec<f32>, usize, usize) {
+    let k = parts[0].shape()[0];
+    let n: usize = parts.iter().map(|t| t.shape()[1]).sum();
+    let mut out = Vec::with_capacity(k * n);
+    for r in 0..k {
+        for t in parts {
+            let c = t.shape()[1];
+            out.extend_from_slice(&f32s(t)[r * c..(r + 1) * c]);
+        }
+    }
+    (out, k, n)
+}
+
+impl PagedModel {
+    /// Loads `dir/config.json` and the checkpoint, with `threads` kernel threads.
+    ///
+    /// # Errors
+    /// As [`crate::Model::load`].
+    pub fn load(dir: &Path, threads: usize) -> Result<PagedModel> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let ck = Checkpoint::open(dir)?;
+        let params = load_weights(&config, &ck)?;
+        PagedModel::from_weights(config, params, threads)
+    }
+
+    /// Builds the model from weights in the graph's layout ([`load_weights`]).
+    ///
+    /// # Errors
+    /// [`Error::Input`] naming a missing weight or one of the wrong size.
+    pub fn from_weights(
+        config: ModelConfig,
+        params: BTreeMap<String, Tensor>,
+        threads: usize,
+    ) -> Result<PagedModel> {
+        let get = |name: &str| -> Result<&Tensor> {
+            params
+                .get(name)
+                .ok_or_else(|| Error::Input(format!("no weight '{name}'")))
+        };
+        let opt = |name: &str| params.get(name).map(|t| f32s(t).to_vec());
+        let packed = |parts: &[&Tensor]| -> Result<PackedMatrix> {
+            let (w, k, n) = hcat(parts);
+            PackedMatrix::new(&w, k, n).map_err(Error::from)
+        };
+        let cat_bias = |names: &[String], widths: &[usize]| -> Option<Vec<f32>> {
+            if names.iter().all(|n| !params.contains_key(n)) {
+                return None;
+            }
+            let mut b = Vec::new();
+            for (n, &w) in names.iter().zip(widths) {
+                match params.get(n) {
+                    Some(t) => b.extend_from_slice(f32s(t)),
+                    None => b.extend(std::iter::repeat_n(0.0, w)),
+                }
+            }
+            Some(b)
+        };
+        let (h, d) = (config.hidden_size, config.head_dim);
+        let (nh, nkv, inter) = (config.num_heads, config.num_kv_heads, config.intermediate_size);
+        let norm = |name: &str| -> Result<(Vec<f32>, Option<Vec<f32>>)> {
+            Ok((f32s(get(&format!("{name}.w"))?).to_vec(), opt(&format!("{name}.b"))))
+        };
+        let mut layers = Vec::with_capacity(config.num_layers);
+        for l in 0..config.num_layers {
+            let p = |n: &str| format!("l{l}.{n}");
+            let qkv = packed(&[get(&p("q.w"))?, get(&p("k.w"))?, get(&p("v.w"))?])?;
+            let qkv_b = cat_bias(
+                &[p("q.b"), p("k.b"), p("v.b")],
+                &[nh * d, nkv * d, nkv * d],
+            );
+            let (up, up_b, down, down_b) = match config.activation {
+                Activation::Silu => (
+                    packed(&[get(&p("gate.w"))?, get(&p("up.w"))?])?,
+                    cat_bias(&[p("gate.b"), p("up.b")], &[inter, inter]),
+                    packed(&[get(&p("down.w"))?])?,
+                    opt(&p("down.b")),
+                ),
+                Activation::Gelu | Activation::GeluTanh => (
+                    packed(&[get(&p("fc1.w"))?])?,
+                    opt(&p("fc1.b")),
+                    packed(&[get(&p("fc2.w"))?])?,
+                    opt(&p("fc2.b")),
+                ),
+            };
+            let glm4 = config.model_type == ModelType::Glm4;
+            layers.push(Layer {
+                ln1: norm(&p("ln1"))?,
+                ln2: norm(&p("ln2"))?,
+                post_attn: if glm4 { Some(norm(&p("post_attn"))?.0) } else { None },
+                post_mlp: if glm4 { Some(norm(&p("post_mlp"))?.0) } else { None },
+                qkv,
+                qkv_b,
+                o: packed(&[get(&p("o.w"))?])?,
+                o_b: opt(&p("o.b")),
+                up,
+                up_b,
+                down,
+                down_b,
+            });
+        }
+        let embed_t = get("embed")?;
+        let head = match params.get("head.w") {
+            Some(t) => packed(&[t])?,
+            None if config.tie_word_embeddings => packed(&[&transpose(embed_t)])?,
+            None => return Err(Error::Input("no weight 'head.w'".into())),
+        };
+        if embed_t.shape() != [config.vocab_size, h] {
+            return Err(Error::Input(format!(
+                "weight 'embed' is {:?}, not [{}, {h}]",
+                embed_t.shape(),
+                config.vocab_size
+            )));
+        }
+        let weight_bytes = params.values().map(|t| t.len() * 4).sum();
+        let positions: Vec<usize> = (0..config.max_position_embeddings.max(1)).collect();
+        let (cos, sin) = rope_tables(&positions, config.rotary_dim, config.rope_theta);
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(threads.max(1))
+            .build()
+            .map_err(|e| Error::Input(format!("kernel threads: {e}")))?;
+        Ok(PagedModel {
+            embed: f32s(embed_t).to_vec(),
+            norm: norm("norm")?,
+            layers,
+            head,
+            cos: f32s(&cos).to_vec(),
+            sin: f32s(&sin).to_vec(),
+            pool: std::sync::Arc::new(pool),
+            scratch: Scratch::default(),
+            weight_bytes,
+            config,
+        })
+    }
+
+    /// The structure.
+    pub fn config(&self) -> &ModelConfig {
+        &self.config
+    }
+
+    /// Bytes of the weights as loaded (f32).
+    pub fn weight_bytes(&self) -> usize {
+        self.weight_bytes
+    }
+
+    /// Kernel threads.
+    pub fn threads(&self) -> usize {
+        self.pool.current_num_threads()
+    }
+
+    /// Runs one step: every chunk's tokens at their positions, writing their keys and
+    /// values into `cache`, and returns the logits `[n, vocab]` of the last token of
+    /// each chunk that asks for them (`n` of them, in chunk order).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for an empty chunk, ids outside the vocabulary, positions
+    /// beyond the model's, or a block table too short for the chunk.
+    pub fn step(&mut self, cache: &mut PagedCache, chunks: &[Chunk<'_>]) -> Result<Vec<f32>> {
+        let cfg = &self.config;
+        let bs = cache.block_size;
+        for (i, c) in chunks.iter().enumerate() {
+            let end = c.start + c.tokens.len();
+            if c.tokens.is_empty() {
+                return Err(Error::Input(format!("chunk {i} has no tokens")));
+            }
+            if end > cfg.max_position_embeddings {
+                return Err(Error::Input(format!(
+                    "chunk {i} reaches position {end}, beyond the model's {}",
+                    cfg.max_position_embeddings
+                )));
+            }
+            if c.blocks.len() * bs < end {
+                return Err(Error::Input(format!(
+                    "chunk {i}: {} blocks of {bs} do not hold {end} positions",
+                    c.blocks.len()
+                )));
+            }
+            if c.blocks.iter().any(|&b| b as usize >= cache.num_blocks) {
+                return Err(Error::Input(format!("chunk {i} names a block outside the cache")));
+            }
+            if let Some(bad) = c.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
+                return Err(Error::Input(format!(
+                    "token id {bad} is outside the vocabulary (size {})",
+                    cfg.vocab_size
+                )));
+            }
+        }
+        let pool = std::sync::Arc::clone(&self.pool);
+        pool.install(|| self.step_in_pool(cache, chunks))
+    }
+
+    fn step_in_pool(&mut self, cache: &mut PagedCache, chunks: &[Chunk<'_>]) -> Result<Vec<f32>> {
+        let cfg = &self.config;
+        let (h, d, nh, nkv) = (cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
+        let eps = cfg.norm_eps as f32;
+        let group = cfg.group();
+        let rot = cfg.rotary_dim;
+        let bs = cache.block_size;
+        // Every token's sequence (chunk) and position.
+        let tokens: Vec<(usize, usize)> = chunks
+            .iter()
+            .enumerate()
+            .flat_map(|(ci, c)| (0..c.tokens.len()).map(move |j| (ci, c.start + j)))
+            .collect();
+        let n = tokens.len();
+        let s = &mut self.scratch;
+        let qkv_w = (nh + 2 * nkv) * d;
+        let up_w = self.layers.first().map_or(0, |l| l.up.n());
+        let inter = self.layers.first().map_or(0, |l| l.down.k());
+        for (buf, len) in [
+            (&mut s.x, n * h),
+            (&mut s.h, n * h),
+            (&mut s.qkv, n * qkv_w),
+            (&mut s.att, n * nh * d),
+            (&mut s.o, n * h),
+            (&mut s.up, n * up_w),
+            (&mut s.act, n * inter),
+            (&mut s.m, n * h),
+        ] {
+            buf.resize(len, 0.0);
+        }
+        for (row, tok) in s
+            .x
+            .chunks_exact_mut(h)
+            .zip(chunks.iter().flat_map(|c| c.tokens))
+        {
+            let t = *tok as usize;
+            row.copy_from_slice(&self.embed[t * h..(t + 1) * h]);
+        }
+        let norm = |x: &[f32], w: &(Vec<f32>, Option<Vec<f32>>), out: &mut [f32]| match &w.1 {
+            Some(b) => rows::layer_norm(x, &w.0, b, eps, out),
+            None => rows::rms_norm(x, &w.0, eps, out),
+        };
+        let scale = 1.0 / (d as f32).sqrt();
+        for (li, layer) in self.layers.iter().enumerate() {
+            norm(&s.x, &layer.ln1, &mut s.h);
+            layer.qkv.matmul(&s.h, layer.qkv_b.as_deref(), &mut s.qkv)?;
+            // Rotary on the first `rot` dims of every query and key head (halves).
+            if rot > 0 {
+                let half = rot / 2;
+                for (row, &(_, pos)) in s.qkv.chunks_exact_mut(qkv_w).zip(&tokens) {
+                    let cos = &self.cos[pos * rot..pos * rot + half];
+                    let sin = &self.sin[pos * rot..pos * rot + half];
+                    for head in row[..(nh + nkv) * d].chunks_exact_mut(d) {
+                        for i in 0..half {
+                            let (a, b) = (head[i], head[i + half]);
+                            head[i] = a * cos[i] - b * sin[i];
+                            head[i + half] = b * cos[i] + a * sin[i];
+                        }
+                    }
+                }
+            }
+            // Keys and values into the cache.
+            let (kv_heads, head_dim) = (cache.kv_heads, cache.head_dim);
+            let offset = move |block: u32, g: usize| (block as usize * kv_heads + g) * bs * head_dim;
+            let (kc, vc) = &mut cache.layers[li];
+            for (row, &(ci, pos)) in s.qkv.chunks_exact(qkv_w).zip(&tokens) {
+                let block = chunks[ci].blocks[pos / bs];
+                let slot = pos % bs;
+                for g in 0..nkv {
+                    let at = (block as usize * nkv + g) * bs * d + slot * d;
+                    kc[at..at + d].copy_from_slice(&row[(nh + g) * d..(nh + g + 1) * d]);
+                    vc[at..at + d]
+                        .copy_from_slice(&row[(nh + nkv + g) * d..(nh + nkv + g + 1) * d]);
+                }
+            }
+            // Attention of every token against its own sequence, causal.
+            let (kc, vc) = (&*kc, &*vc);
+            let qkv = &s.qkv;
+            let attend = |(ti, out): (usize, &mut [f32])| {
+                let (ci, pos) = tokens[ti];
+                let table = chunks[ci].blocks;
+                let len = pos + 1;
+                let mut scores = vec![0.0f32; len];
+                let mut acc = vec![0.0f32; d];
+                for hh in 0..nh {
+                    let g = hh / group;
+                    let q = &qkv[ti * qkv_w + hh * d..ti * qkv_w + (hh + 1) * d];
+                    for (bi, &block) in table.iter().enumerate().take(len.div_ceil(bs)) {
+                        let at = offset(block, g);
+                        let used = (len - bi * bs).min(bs);
+                        rows::dot_rows(&kc[at..at + used * d], q, &mut scores[bi * bs..bi * bs + used]);
+                    }
+                    let mut max = f32::NEG_INFINITY;
+                    for v in scores.iter_mut() {
+                        *v *= scale;
+                        max = max.max(*v);
+                    }
+                    let total = rows::exp_shifted(&mut scores, max);
+                    let o = &mut out[hh * d..(hh + 1) * d];
+                    o.fill(0.0);
+                    for (bi, &block) in table.iter().enumerate().take(len.div_ceil(bs)) {
+                        let at = offset(block, g);
+                        let used = (len - bi * bs).min(bs);
+                        rows::weighted_rows(&scores[bi * bs..bi * bs + used], &vc[at..at + used * d], d, &mut acc);
+                        for (x, a) in o.iter_mut().zip(&acc) {
+                            *x += a;
+                        }
+                    }
+                    let inv = 1.0 / total;
+                    o.iter_mut().for_each(|x| *x *= inv);
+                }
+            };
+            if rayon::current_num_threads() > 1 && n > 1 {
+                s.att.par_chunks_mut(nh * d).enumerate().for_each(attend);
+            } else {
+                s.att.chunks_mut(nh * d).enumerate().for_each(attend);
+            }
+            layer.o.matmul(&s.att, layer.o_b.as_deref(), &mut s.o)?;
+            if let Some(w) = &layer.post_attn {
+                rows::rms_norm(&s.o, w, eps, &mut s.h);
+                std::mem::swap(&mut s.o, &mut s.h);
+            }
+            // The MLP's input: ln2 of the block input (parallel) or of x + attention.
+            if !cfg.parallel_residual {
+                add_into(&mut s.x, &s.o);
+            }
+            norm(&s.x, &layer.ln2, &mut s.h);
+            layer.up.matmul(&s.h, layer.up_b.as_deref(), &mut s.up)?;
+            match cfg.activation {
+                Activation::Silu => {
+                    for (a, gu) in s.act.chunks_exact_mut(inter).zip(s.up.chunks_exact(2 * inter)) {
+                        a.copy_from_slice(&gu[..inter]);
+                        rows::silu(a);
+                        for (x, &u) in a.iter_mut().zip(&gu[inter..]) {
+                            *x *= u;
+                        }
+                    }
+                }
+                Activation::Gelu => {
+                    s.act.copy_from_slice(&s.up);
+                    rows::gelu(&mut s.act);
+                }
+                Activation::GeluTanh => {
+                    s.act.copy_from_slice(&s.up);
+                    rows::gelu_tanh(&mut s.act);
+                }
+            }
+            layer.down.matmul(&s.act, layer.down_b.as_deref(), &mut s.m)?;
+            if let Some(w) = &layer.post_mlp {
+                rows::rms_norm(&s.m, w, eps, &mut s.h);
+                std::mem::swap(&mut s.m, &mut s.h);
+            }
+            if cfg.parallel_residual {
+                add_into(&mut s.x, &s.o);
+            }
+            add_into(&mut s.x, &s.m);
+        }
+        // The last token of each chunk that wants logits.
+        let mut ends = Vec::new();
+        let mut at = 0;
+        for c in chunks {
+            at += c.tokens.len();
+            if c.logits {
+                ends.push(at - 1);
+            }
+        }
+        s.last.clear();
+        for &t in &ends {
+            s.last.extend_from_slice(&s.x[t * h..(t + 1) * h]);
+        }
+        let mut normed = vec![0.0f32; s.last.len()];
+        norm(&s.last, &self.norm, &mut normed);
+        let mut logits = vec![0.0f32; ends.len() * cfg.vocab_size];
+        if !ends.is_empty() {
+            self.head.matmul(&normed, None, &mut logits)?;
+        }
+        Ok(logits)
+    }
+}
+
+fn add_into(x: &mut [f32], y: &[f32]) {
+    for (a, &b) in x.iter_mut().zip(y) {
+        *a += b;
+    }
+}
+
+/// Picks tokens from logits with [`SamplingOptions`]' processors (repetition
+/// penalty, temperature, top-k, top-p; greedy at temperature 0), seeded.
+#[derive(Debug, Clone)]
+pub struct Sampler {
+    options: SamplingOptions,
+    rng: Pcg64Mcg,
+}
+
+impl Sampler {
+    /// A sampler for `options` (its `seed` seeds the generator).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a negative temperature, `top_p` outside (0, 1] or a
+    /// non-positive repetition penalty.
+    pub fn new(options: SamplingOptions) -> Result<Sampler> {
+        options.check()?;
+        let rng = Pcg64Mcg::seed_from_u64(options.seed);
+        Ok(Sampler { options, rng })
+    }
+
+    /// The options.
+    pub fn options(&self) -> &SamplingOptions {
+        &self.options
+    }
+
+    /// The next token given one row of logits (changed in place) and the sequence so
+    /// far (prompt included, for the repetition penalty).
+    pub fn next(&mut self, logits: &mut [f32], seen: &[u32]) -> u32 {
+        pick(logits, seen, &self.options, &mut self.rng)
+    }
+}
