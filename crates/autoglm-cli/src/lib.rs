@@ -11,6 +11,8 @@
 //! autoglm eval rouge --hyp out.txt --refs-jsonl refs.jsonl --types rouge1,rougeL --stem --json
 //! autoglm graph verify-rules my_rules.txt --dtype f32 --dtype bf16 [--builtin] [--json]
 //! autoglm train --model DIR --data train.jsonl --steps 100 --batch-size 8 --lr 1e-4 --schedule cosine --warmup-steps 10 --output OUT
+//! autoglm serve --model runs/quickstart/model [--policy feedback:5000] [--port 8080]
+//! autoglm bench-serve --url http://127.0.0.1:8080 --mode poisson --rates 1,2,4 --gen-tokens 64
 //! autoglm schedule --dag dag.json --platform platform.json --algo heft|cpop|heft-dup [--history runs.jsonl] [--out schedule.json]
 //! ```
 
@@ -22,6 +24,7 @@ pub mod graph;
 pub mod io;
 pub mod model;
 pub mod schedule;
+pub mod serve;
 pub mod train;
 
 use clap::{Parser, Subcommand};
@@ -53,6 +56,12 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Run a YAML task end to end: clean, tokenize, search, evaluate, export.
     Run(auto::RunArgs),
+    /// Serve exported models over HTTP (REST, OpenAI-compatible completions with
+    /// streaming, metrics) with continuous batching.
+    Serve(serve::ServeArgs),
+    /// Load-test a completion server (ours or llama.cpp's): sequential, Poisson or
+    /// closed-loop; JSON lines of throughput and latency.
+    BenchServe(serve::BenchServeArgs),
 }
 
 /// Runs the command line `cli`, writing results to `out`.
@@ -68,5 +77,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Command::Forward(args) => model::forward(args, out),
         Command::Train(args) => train::run(args, out),
         Command::Run(args) => auto::run(args, out),
+        Command::Serve(args) => serve::serve(args, out),
+        Command::BenchServe(args) => serve::bench_serve(args, out),
     }
 }

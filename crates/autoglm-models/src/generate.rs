@@ -75,7 +75,12 @@ pub(crate) fn argmax(xs: &[f32]) -> usize {
 }
 
 /// Picks the next token from one row of logits, given the sequence so far.
-pub(crate) fn pick(logits: &mut [f32], seen: &[u32], o: &SamplingOptions, rng: &mut Pcg64Mcg) -> u32 {
+pub(crate) fn pick(
+    logits: &mut [f32],
+    seen: &[u32],
+    o: &SamplingOptions,
+    rng: &mut Pcg64Mcg,
+) -> u32 {
     if o.repetition_penalty != 1.0 {
         let mut done = vec![false; logits.len()];
         for &id in seen {

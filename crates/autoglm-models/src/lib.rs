@@ -20,9 +20,9 @@ pub use error::{Error, Result};
 pub use export::save_pretrained;
 pub use generate::SamplingOptions;
 pub use init::init_weights;
-pub use paged::{Chunk, PagedCache, PagedModel, Sampler};
 pub use model::{
     build_graph, build_training_graph, load_weights, rope_tables, LoadOptions, Model, IGNORE_INDEX,
 };
+pub use paged::{Chunk, PagedCache, PagedModel, Sampler};
 #[cfg(feature = "tokenizer")]
 pub use tokenizer::TextTokenizer;

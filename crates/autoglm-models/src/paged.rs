@@ -51,7 +51,9 @@ impl PagedCache {
     /// [`Error::Input`] for a zero block size.
     pub fn new(cfg: &ModelConfig, block_size: usize, num_blocks: usize) -> Result<PagedCache> {
         if block_size == 0 {
-            return Err(Error::Input("a cache block holds at least one position".into()));
+            return Err(Error::Input(
+                "a cache block holds at least one position".into(),
+            ));
         }
         let per_layer = num_blocks * cfg.num_kv_heads * block_size * cfg.head_dim;
         Ok(PagedCache {
@@ -126,7 +128,6 @@ impl PagedCache {
     pub fn release(&mut self, blocks: &mut Vec<u32>) {
         self.free.append(blocks);
     }
-
 }
 
 /// Consecutive tokens of one sequence in a [`PagedModel::step`].
@@ -258,18 +259,22 @@ impl PagedModel {
             Some(b)
         };
         let (h, d) = (config.hidden_size, config.head_dim);
-        let (nh, nkv, inter) = (config.num_heads, config.num_kv_heads, config.intermediate_size);
+        let (nh, nkv, inter) = (
+            config.num_heads,
+            config.num_kv_heads,
+            config.intermediate_size,
+        );
         let norm = |name: &str| -> Result<(Vec<f32>, Option<Vec<f32>>)> {
-            Ok((f32s(get(&format!("{name}.w"))?).to_vec(), opt(&format!("{name}.b"))))
+            Ok((
+                f32s(get(&format!("{name}.w"))?).to_vec(),
+                opt(&format!("{name}.b")),
+            ))
         };
         let mut layers = Vec::with_capacity(config.num_layers);
         for l in 0..config.num_layers {
             let p = |n: &str| format!("l{l}.{n}");
             let qkv = packed(&[get(&p("q.w"))?, get(&p("k.w"))?, get(&p("v.w"))?])?;
-            let qkv_b = cat_bias(
-                &[p("q.b"), p("k.b"), p("v.b")],
-                &[nh * d, nkv * d, nkv * d],
-            );
+            let qkv_b = cat_bias(&[p("q.b"), p("k.b"), p("v.b")], &[nh * d, nkv * d, nkv * d]);
             let (up, up_b, down, down_b) = match config.activation {
                 Activation::Silu => (
                     packed(&[get(&p("gate.w"))?, get(&p("up.w"))?])?,
@@ -288,8 +293,16 @@ impl PagedModel {
             layers.push(Layer {
                 ln1: norm(&p("ln1"))?,
                 ln2: norm(&p("ln2"))?,
-                post_attn: if glm4 { Some(norm(&p("post_attn"))?.0) } else { None },
-                post_mlp: if glm4 { Some(norm(&p("post_mlp"))?.0) } else { None },
+                post_attn: if glm4 {
+                    Some(norm(&p("post_attn"))?.0)
+                } else {
+                    None
+                },
+                post_mlp: if glm4 {
+                    Some(norm(&p("post_mlp"))?.0)
+                } else {
+                    None
+                },
                 qkv,
                 qkv_b,
                 o: packed(&[get(&p("o.w"))?])?,
@@ -377,7 +390,9 @@ impl PagedModel {
                 )));
             }
             if c.blocks.iter().any(|&b| b as usize >= cache.num_blocks) {
-                return Err(Error::Input(format!("chunk {i} names a block outside the cache")));
+                return Err(Error::Input(format!(
+                    "chunk {i} names a block outside the cache"
+                )));
             }
             if let Some(bad) = c.tokens.iter().find(|&&t| t as usize >= cfg.vocab_size) {
                 return Err(Error::Input(format!(
@@ -392,7 +407,12 @@ impl PagedModel {
 
     fn step_in_pool(&mut self, cache: &mut PagedCache, chunks: &[Chunk<'_>]) -> Result<Vec<f32>> {
         let cfg = &self.config;
-        let (h, d, nh, nkv) = (cfg.hidden_size, cfg.head_dim, cfg.num_heads, cfg.num_kv_heads);
+        let (h, d, nh, nkv) = (
+            cfg.hidden_size,
+            cfg.head_dim,
+            cfg.num_heads,
+            cfg.num_kv_heads,
+        );
         let eps = cfg.norm_eps as f32;
         let group = cfg.group();
         let rot = cfg.rotary_dim;
@@ -420,10 +440,9 @@ impl PagedModel {
         ] {
             buf.resize(len, 0.0);
         }
-        for (row, tok) in s
-            .x
-            .chunks_exact_mut(h)
-            .zip(chunks.iter().flat_map(|c| c.tokens))
+        for (row, tok) in
+            s.x.chunks_exact_mut(h)
+                .zip(chunks.iter().flat_map(|c| c.tokens))
         {
             let t = *tok as usize;
             row.copy_from_slice(&self.embed[t * h..(t + 1) * h]);
@@ -453,7 +472,8 @@ impl PagedModel {
             }
             // Keys and values into the cache.
             let (kv_heads, head_dim) = (cache.kv_heads, cache.head_dim);
-            let offset = move |block: u32, g: usize| (block as usize * kv_heads + g) * bs * head_dim;
+            let offset =
+                move |block: u32, g: usize| (block as usize * kv_heads + g) * bs * head_dim;
             let (kc, vc) = &mut cache.layers[li];
             for (row, &(ci, pos)) in s.qkv.chunks_exact(qkv_w).zip(&tokens) {
                 let block = chunks[ci].blocks[pos / bs];
@@ -480,7 +500,11 @@ impl PagedModel {
                     for (bi, &block) in table.iter().enumerate().take(len.div_ceil(bs)) {
                         let at = offset(block, g);
                         let used = (len - bi * bs).min(bs);
-                        rows::dot_rows(&kc[at..at + used * d], q, &mut scores[bi * bs..bi * bs + used]);
+                        rows::dot_rows(
+                            &kc[at..at + used * d],
+                            q,
+                            &mut scores[bi * bs..bi * bs + used],
+                        );
                     }
                     let mut max = f32::NEG_INFINITY;
                     for v in scores.iter_mut() {
@@ -493,7 +517,12 @@ impl PagedModel {
                     for (bi, &block) in table.iter().enumerate().take(len.div_ceil(bs)) {
                         let at = offset(block, g);
                         let used = (len - bi * bs).min(bs);
-                        rows::weighted_rows(&scores[bi * bs..bi * bs + used], &vc[at..at + used * d], d, &mut acc);
+                        rows::weighted_rows(
+                            &scores[bi * bs..bi * bs + used],
+                            &vc[at..at + used * d],
+                            d,
+                            &mut acc,
+                        );
                         for (x, a) in o.iter_mut().zip(&acc) {
                             *x += a;
                         }
@@ -520,7 +549,11 @@ impl PagedModel {
             layer.up.matmul(&s.h, layer.up_b.as_deref(), &mut s.up)?;
             match cfg.activation {
                 Activation::Silu => {
-                    for (a, gu) in s.act.chunks_exact_mut(inter).zip(s.up.chunks_exact(2 * inter)) {
+                    for (a, gu) in s
+                        .act
+                        .chunks_exact_mut(inter)
+                        .zip(s.up.chunks_exact(2 * inter))
+                    {
                         a.copy_from_slice(&gu[..inter]);
                         rows::silu(a);
                         for (x, &u) in a.iter_mut().zip(&gu[inter..]) {
@@ -537,7 +570,9 @@ impl PagedModel {
                     rows::gelu_tanh(&mut s.act);
                 }
             }
-            layer.down.matmul(&s.act, layer.down_b.as_deref(), &mut s.m)?;
+            layer
+                .down
+                .matmul(&s.act, layer.down_b.as_deref(), &mut s.m)?;
             if let Some(w) = &layer.post_mlp {
                 rows::rms_norm(&s.m, w, eps, &mut s.h);
                 std::mem::swap(&mut s.m, &mut s.h);

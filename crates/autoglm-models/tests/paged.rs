@@ -20,7 +20,11 @@ fn fixtures() -> Vec<PathBuf> {
 
 fn close(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-6);
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max) / scale
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+        / scale
 }
 
 /// Three sequences fed in a ragged schedule — whole prompts, a prompt in two
@@ -73,7 +77,11 @@ fn ragged_steps_match_the_graph_forward_pass() {
                 worst = worst.max(close(row, last));
             }
         }
-        assert!(worst < 2e-5, "{}: worst scaled difference {worst}", dir.display());
+        assert!(
+            worst < 2e-5,
+            "{}: worst scaled difference {worst}",
+            dir.display()
+        );
         for t in &mut tables {
             cache.release(t);
         }
@@ -98,7 +106,12 @@ fn greedy_decoding_matches_generate() {
         };
         let want: Vec<Vec<u32>> = prompts
             .iter()
-            .map(|p| graph.generate(&[p.clone()], &o, |_, _| {}).unwrap().remove(0))
+            .map(|p| {
+                graph
+                    .generate(&[p.clone()], &o, |_, _| {})
+                    .unwrap()
+                    .remove(0)
+            })
             .collect();
         let mut cache = PagedCache::with_memory(&cfg, 16, 1 << 20).unwrap();
         let mut seqs = prompts.clone();
@@ -125,7 +138,12 @@ fn greedy_decoding_matches_generate() {
             }
         }
         for i in 0..2 {
-            assert_eq!(seqs[i][prompts[i].len()..], want[i][..], "{}", dir.display());
+            assert_eq!(
+                seqs[i][prompts[i].len()..],
+                want[i][..],
+                "{}",
+                dir.display()
+            );
         }
     }
 }
@@ -143,11 +161,15 @@ fn bad_chunks_are_errors() {
         blocks: &t,
         logits: true,
     };
-    let e = paged.step(&mut cache, &[chunk(&[1, 2, 3, 4, 5], 0)]).unwrap_err();
+    let e = paged
+        .step(&mut cache, &[chunk(&[1, 2, 3, 4, 5], 0)])
+        .unwrap_err();
     assert!(e.to_string().contains("do not hold"), "{e}");
     let e = paged.step(&mut cache, &[chunk(&[], 0)]).unwrap_err();
     assert!(e.to_string().contains("no tokens"), "{e}");
-    let e = paged.step(&mut cache, &[chunk(&[u32::MAX], 0)]).unwrap_err();
+    let e = paged
+        .step(&mut cache, &[chunk(&[u32::MAX], 0)])
+        .unwrap_err();
     assert!(e.to_string().contains("vocabulary"), "{e}");
     assert!(cache.allocate(2).is_none());
     assert!(PagedCache::new(&cfg, 0, 2).is_err());

@@ -91,19 +91,25 @@ mod tests {
     #[test]
     fn agrees_with_a_plain_product_for_every_row_count() {
         let (k, n) = (300, 70);
-        let w: Vec<f32> = (0..k * n).map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5).collect();
+        let w: Vec<f32> = (0..k * n)
+            .map(|i| ((i * 7919) % 97) as f32 / 97.0 - 0.5)
+            .collect();
         let b: Vec<f32> = (0..n).map(|j| j as f32 / 10.0).collect();
         let p = PackedMatrix::new(&w, k, n).unwrap();
         for m in [1, 2, 3, 5, 13, 40] {
-            let x: Vec<f32> = (0..m * k).map(|i| ((i * 31) % 17) as f32 / 17.0 - 0.3).collect();
+            let x: Vec<f32> = (0..m * k)
+                .map(|i| ((i * 31) % 17) as f32 / 17.0 - 0.3)
+                .collect();
             let mut out = vec![0.0; m * n];
             p.matmul(&x, Some(&b), &mut out).unwrap();
             for i in 0..m {
                 for j in 0..n {
-                    let want: f32 =
-                        (0..k).map(|t| x[i * k + t] * w[t * n + j]).sum::<f32>() + b[j];
+                    let want: f32 = (0..k).map(|t| x[i * k + t] * w[t * n + j]).sum::<f32>() + b[j];
                     let got = out[i * n + j];
-                    assert!((got - want).abs() <= 1e-4 * (1.0 + want.abs()), "{m} rows, ({i}, {j}): {got} vs {want}");
+                    assert!(
+                        (got - want).abs() <= 1e-4 * (1.0 + want.abs()),
+                        "{m} rows, ({i}, {j}): {got} vs {want}"
+                    );
                 }
             }
         }
