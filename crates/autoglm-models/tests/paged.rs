@@ -108,14 +108,14 @@ fn greedy_decoding_matches_generate() {
             .iter()
             .map(|p| {
                 graph
-                    .generate(&[p.clone()], &o, |_, _| {})
+                    .generate(std::slice::from_ref(p), &o, |_, _| {})
                     .unwrap()
                     .remove(0)
             })
             .collect();
         let mut cache = PagedCache::with_memory(&cfg, 16, 1 << 20).unwrap();
         let mut seqs = prompts.clone();
-        let mut done = vec![0usize; 2];
+        let mut done = [0usize; 2];
         let mut tables = vec![Vec::new(); 2];
         let mut samplers: Vec<Sampler> = (0..2).map(|_| Sampler::new(o.clone()).unwrap()).collect();
         for _ in 0..o.max_new_tokens {

@@ -16,7 +16,7 @@ use std::time::{Instant, SystemTime, UNIX_EPOCH};
 use autoglm_models::SamplingOptions;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path as UrlPath, Request, State};
-use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::http::{header, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
@@ -104,16 +104,21 @@ pub fn router(state: Arc<AppState>) -> Router {
         .route("/v1/models/{name}/infer", post(infer))
         .route("/v1/completions", post(completions))
         .route("/completion", post(llama_completion))
+        .with_state(Arc::clone(&state))
+        .merge(
+            tonic::service::Routes::new(crate::grpc::service(Arc::clone(&state)))
+                .into_axum_router(),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(middleware::from_fn_with_state(Arc::clone(&state), guard))
-        .with_state(state)
+        .layer(middleware::from_fn_with_state(state, guard))
 }
 
 /// Authentication and the per-route HTTP counter.
 async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Response {
     let route = route_label(req.uri().path());
-    let open = matches!(req.uri().path(), "/health" | "/ready");
+    // gRPC checks its own token and answers with gRPC statuses.
+    let open = matches!(req.uri().path(), "/health" | "/ready") || route == "grpc";
     let resp = match (&st.token, open) {
         (Some(token), false) => {
             let ok = req
@@ -138,7 +143,7 @@ async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Res
     resp
 }
 
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
+pub(crate) fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
@@ -154,6 +159,7 @@ fn route_label(path: &str) -> &'static str {
         "/completion" => "/completion",
         p if p.starts_with("/v1/models/") && p.ends_with("/infer") => "/v1/models/{name}/infer",
         p if p.starts_with("/v1/models/") => "/v1/models/{name}/versions/{version}/{action}",
+        p if p.starts_with("/autoglm.serve.v1.") => "grpc",
         _ => "other",
     }
 }
@@ -332,53 +338,93 @@ async fn model_action(
 }
 
 /// A prompt: text (tokenized with the model's tokenizer) or token ids.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Prompt {
+#[derive(Debug)]
+pub(crate) enum Prompt {
+    /// Text.
     Text(String),
+    /// Token ids.
     Ids(Vec<u32>),
 }
 
+impl<'de> Deserialize<'de> for Prompt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Prompt::Text(s)),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect::<Option<Vec<u32>>>()
+                .map(Prompt::Ids)
+                .ok_or_else(|| {
+                    D::Error::custom(
+                        "prompt: a list must hold token ids (integers from 0 to 2^32 - 1)",
+                    )
+                }),
+            _ => Err(D::Error::custom(
+                "prompt must be a string or a list of token ids",
+            )),
+        }
+    }
+}
+
 /// Stop strings: one or several.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-enum Stops {
-    One(String),
-    Many(Vec<String>),
+#[derive(Debug)]
+pub(crate) struct Stops(Vec<String>);
+
+impl<'de> Deserialize<'de> for Stops {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Stops(vec![s])),
+            Value::Array(a) => a
+                .into_iter()
+                .map(|x| match x {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect::<Option<Vec<String>>>()
+                .map(Stops)
+                .ok_or_else(|| D::Error::custom("stop: a list must hold strings")),
+            _ => Err(D::Error::custom(
+                "stop must be a string or a list of strings",
+            )),
+        }
+    }
 }
 
 /// The generation parameters every endpoint shares.
 #[derive(Debug, Deserialize)]
-struct GenParams {
-    prompt: Prompt,
+pub(crate) struct GenParams {
+    pub(crate) prompt: Prompt,
     #[serde(default)]
-    temperature: Option<f32>,
+    pub(crate) temperature: Option<f32>,
     #[serde(default)]
-    top_p: Option<f32>,
+    pub(crate) top_p: Option<f32>,
     #[serde(default)]
-    top_k: Option<usize>,
+    pub(crate) top_k: Option<usize>,
     #[serde(default)]
-    repetition_penalty: Option<f32>,
+    pub(crate) repetition_penalty: Option<f32>,
     #[serde(default)]
-    seed: Option<u64>,
+    pub(crate) seed: Option<u64>,
     #[serde(default)]
-    stop: Option<Stops>,
+    pub(crate) stop: Option<Stops>,
     #[serde(default)]
-    ignore_eos: bool,
+    pub(crate) ignore_eos: bool,
     #[serde(default)]
-    stream: bool,
+    pub(crate) stream: bool,
 }
 
 /// A request made ready for the engine.
-struct Prepared {
-    model: Arc<Loaded>,
-    prompt: Vec<u32>,
-    sampling: SamplingOptions,
-    stop_strings: Vec<String>,
-    key: Option<CacheKey>,
+pub(crate) struct Prepared {
+    pub(crate) model: Arc<Loaded>,
+    pub(crate) prompt: Vec<u32>,
+    pub(crate) sampling: SamplingOptions,
+    pub(crate) stop_strings: Vec<String>,
+    pub(crate) key: Option<CacheKey>,
 }
 
-fn prepare(
+pub(crate) fn prepare(
     st: &AppState,
     model: Option<&str>,
     version: Option<u64>,
@@ -427,11 +473,7 @@ fn prepare(
         ignore_eos: p.ignore_eos,
         seed: p.seed.unwrap_or(0),
     };
-    let stop_strings = match &p.stop {
-        None => Vec::new(),
-        Some(Stops::One(s)) => vec![s.clone()],
-        Some(Stops::Many(v)) => v.clone(),
-    };
+    let stop_strings = p.stop.as_ref().map(|s| s.0.clone()).unwrap_or_default();
     if stop_strings.len() > 4 || stop_strings.iter().any(|s| s.is_empty() || s.len() > 256) {
         return Err(ServeError::bad_request(
             "stop takes at most 4 non-empty strings of at most 256 bytes",
@@ -491,6 +533,8 @@ struct Follow {
     st: Arc<AppState>,
     model: Arc<Loaded>,
     tokens: Vec<u32>,
+    /// Tokens not yet reported (their text ends inside a character).
+    pending: Vec<u32>,
     text_sent: usize,
     text: String,
     stops: Vec<String>,
@@ -500,7 +544,7 @@ struct Follow {
     started: Instant,
 }
 
-enum Step {
+pub(crate) enum Step {
     /// New tokens and the text they completed.
     Delta(Vec<u32>, String),
     /// The end.
@@ -515,6 +559,7 @@ impl Follow {
             st: Arc::clone(st),
             model: Arc::clone(&p.model),
             tokens: Vec::new(),
+            pending: Vec::new(),
             text_sent: 0,
             text: String::new(),
             stops: p.stop_strings.clone(),
@@ -528,11 +573,18 @@ impl Follow {
     /// The text of the tokens so far, held back while it ends inside a character.
     fn push(&mut self, t: u32) -> Option<(Vec<u32>, String)> {
         self.tokens.push(t);
+        self.pending.push(t);
+        self.emit(false)
+    }
+
+    /// The held-back tokens and the new text, unless the text ends inside a
+    /// character and `force` is off.
+    fn emit(&mut self, force: bool) -> Option<(Vec<u32>, String)> {
         let Some(tok) = &self.model.tokenizer else {
-            return Some((vec![t], String::new()));
+            return Some((std::mem::take(&mut self.pending), String::new()));
         };
         let text = tok.decode(&self.tokens).unwrap_or_default();
-        if text.ends_with('\u{FFFD}') {
+        if text.ends_with('\u{FFFD}') && !force {
             return None;
         }
         self.text = text;
@@ -542,7 +594,7 @@ impl Follow {
             .unwrap_or_default()
             .to_string();
         self.text_sent = self.text.len();
-        Some((vec![t], delta))
+        Some((std::mem::take(&mut self.pending), delta))
     }
 
     /// Where a stop string starts in the text, if one appeared.
@@ -600,10 +652,12 @@ impl Follow {
                         );
                     }
                     self.done = Some((s.finish, s));
-                    if !new_tokens.is_empty() {
-                        return Some(Step::Delta(new_tokens, delta));
+                    if !self.pending.is_empty() {
+                        if let Some((ts, d)) = self.emit(true) {
+                            return Some(Step::Delta(ts, d));
+                        }
                     }
-                    return Some(Step::Done(s.finish, s));
+                    return self.finish();
                 }
                 Some(Event::Error(e)) => return Some(Step::Failed(e)),
                 None => {
@@ -621,27 +675,45 @@ impl Follow {
     }
 }
 
+/// The steps of a prepared request (from the cache or the engine), ending with
+/// `Done` or `Failed`; dropping the stream cancels the request.
+pub(crate) fn steps(
+    st: &Arc<AppState>,
+    p: &Prepared,
+) -> ApiResult<impl Stream<Item = Step> + Send + 'static> {
+    let (rx, cached) = start(st, p)?;
+    let f = Follow::new(st, p, cached);
+    Ok(stream::unfold(
+        (f, rx, false),
+        |(mut f, mut rx, ended)| async move {
+            if ended {
+                return None;
+            }
+            let step = match f.next(&mut rx).await {
+                Some(s) => s,
+                None => f.finish()?,
+            };
+            let end = matches!(step, Step::Done(..) | Step::Failed(_));
+            Some((step, (f, rx, end)))
+        },
+    ))
+}
+
 /// Runs a request to the end (non-streaming): tokens, text, the end.
-async fn collect(
+pub(crate) async fn collect(
     st: &Arc<AppState>,
     p: &Prepared,
 ) -> ApiResult<(Vec<u32>, String, FinishReason, Summary)> {
-    let (mut rx, cached) = start(st, p)?;
-    let mut f = Follow::new(st, p, cached);
-    let mut out = Vec::new();
-    loop {
-        let step = match f.next(&mut rx).await {
-            Some(s) => s,
-            None => match f.finish() {
-                Some(s) => s,
-                None => break,
-            },
-        };
+    let mut all = Box::pin(steps(st, p)?);
+    let mut tokens = Vec::new();
+    let mut text = String::new();
+    while let Some(step) = all.next().await {
         match step {
-            Step::Delta(ts, _) => out.extend(ts),
-            Step::Done(reason, s) => {
-                return Ok((out, f.text.clone(), reason, s));
+            Step::Delta(ts, t) => {
+                tokens.extend(ts);
+                text.push_str(&t);
             }
+            Step::Done(reason, s) => return Ok((tokens, text, reason, s)),
             Step::Failed(e) => return Err(e),
         }
     }
@@ -754,25 +826,22 @@ async fn completions(State(st): State<Arc<AppState>>, body: Body) -> ApiResult<R
         }))
         .into_response());
     }
-    let (rx, cached) = start(&st, &p)?;
-    let f = Follow::new(&st, &p, cached);
     let prompt_len = p.prompt.len();
-    let events = follow_stream(
-        f,
-        rx,
+    let events = sse(
+        steps(&st, &p)?,
         move |step| match step {
-            Step::Delta(ts, text) => Some(json!({
+            Step::Delta(ts, text) => json!({
                 "id": id, "object": "text_completion", "created": created, "model": model_id,
                 "choices": [{"text": text, "index": 0, "logprobs": null, "finish_reason": null, "tokens": ts}],
-            })),
-            Step::Done(reason, s) => Some(json!({
+            }),
+            Step::Done(reason, s) => json!({
                 "id": id, "object": "text_completion", "created": created, "model": model_id,
                 "choices": [{"text": "", "index": 0, "logprobs": null, "finish_reason": reason.as_str()}],
                 "usage": {"prompt_tokens": prompt_len, "completion_tokens": s.completion_tokens,
                           "total_tokens": prompt_len + s.completion_tokens},
-            })),
+            }),
             Step::Failed(e) => {
-                Some(json!({"error": {"message": e.message, "type": e.kind, "code": e.status}}))
+                json!({"error": {"message": e.message, "type": e.kind, "code": e.status}})
             }
         },
         true,
@@ -783,47 +852,14 @@ async fn completions(State(st): State<Arc<AppState>>, body: Body) -> ApiResult<R
 }
 
 /// The SSE stream of a request: one event per step, then `[DONE]` if `done_marker`.
-fn follow_stream(
-    f: Follow,
-    rx: UnboundedReceiver<Event>,
-    render: impl FnMut(Step) -> Option<Value> + Send + 'static,
+fn sse(
+    steps: impl Stream<Item = Step> + Send + 'static,
+    mut render: impl FnMut(Step) -> Value + Send + 'static,
     done_marker: bool,
 ) -> impl Stream<Item = Result<SseEvent, std::convert::Infallible>> + Send {
-    struct S<R> {
-        f: Follow,
-        rx: UnboundedReceiver<Event>,
-        render: R,
-        ended: bool,
-        marker: bool,
-    }
-    stream::unfold(
-        S {
-            f,
-            rx,
-            render,
-            ended: false,
-            marker: done_marker,
-        },
-        |mut s| async move {
-            if s.ended {
-                if s.marker {
-                    s.marker = false;
-                    return Some((Ok(SseEvent::default().data("[DONE]")), s));
-                }
-                return None;
-            }
-            let step = match s.f.next(&mut s.rx).await {
-                Some(step) => step,
-                None => s.f.finish()?,
-            };
-            if matches!(step, Step::Done(..) | Step::Failed(_)) {
-                s.ended = true;
-            }
-            let v = (s.render)(step)?;
-            Some((Ok(SseEvent::default().data(v.to_string())), s))
-        },
-    )
-    .boxed()
+    let events = steps.map(move |step| Ok(SseEvent::default().data(render(step).to_string())));
+    let tail = stream::iter(done_marker.then(|| Ok(SseEvent::default().data("[DONE]"))));
+    events.chain(tail)
 }
 
 /// llama.cpp server's `/completion` body (the fields its load generators send).
@@ -860,17 +896,14 @@ async fn llama_completion(State(st): State<Arc<AppState>>, body: Body) -> ApiRes
         }))
         .into_response());
     }
-    let (rx, cached) = start(&st, &p)?;
-    let f = Follow::new(&st, &p, cached);
     let started = Instant::now();
-    let events = follow_stream(
-        f,
-        rx,
+    let events = sse(
+        steps(&st, &p)?,
         move |step| match step {
-            Step::Delta(ts, text) => Some(json!({"content": text, "tokens": ts, "stop": false})),
+            Step::Delta(ts, text) => json!({"content": text, "tokens": ts, "stop": false}),
             Step::Done(reason, s) => {
                 let gen_ms = (s.latency.saturating_sub(s.ttft)).as_secs_f64() * 1e3;
-                Some(json!({
+                json!({
                     "content": "", "tokens": [], "stop": true, "tokens_predicted": s.completion_tokens,
                     "tokens_evaluated": prompt_len,
                     "stop_type": if reason == FinishReason::Stop { "eos" } else { "limit" },
@@ -880,20 +913,13 @@ async fn llama_completion(State(st): State<Arc<AppState>>, body: Body) -> ApiRes
                         "predicted_per_second": if gen_ms > 0.0 { (s.completion_tokens.saturating_sub(1)) as f64 / gen_ms * 1e3 } else { 0.0 },
                         "total_ms": started.elapsed().as_secs_f64() * 1e3,
                     },
-                }))
+                })
             }
             Step::Failed(e) => {
-                Some(json!({"error": {"message": e.message, "type": e.kind, "code": e.status}}))
+                json!({"error": {"message": e.message, "type": e.kind, "code": e.status}})
             }
         },
         false,
     );
     Ok(Sse::new(events).into_response())
-}
-
-/// Reads a header as text (for tests and logs).
-pub fn header_text(h: &HeaderMap, name: &str) -> Option<String> {
-    h.get(name)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_string)
 }

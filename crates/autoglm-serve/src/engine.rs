@@ -186,6 +186,7 @@ impl Engine {
         state
             .free_blocks
             .store(cache.free_blocks(), Ordering::Relaxed);
+        metrics.free_blocks.set(cache.free_blocks() as i64);
         let (tx, rx) = mpsc::channel();
         let max_positions = model.config().max_position_embeddings;
         let vocab = model.config().vocab_size;

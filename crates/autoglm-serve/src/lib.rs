@@ -4,6 +4,7 @@ pub mod api;
 pub mod cache;
 pub mod engine;
 mod error;
+pub mod grpc;
 pub mod loadgen;
 pub mod metrics;
 pub mod policy;

@@ -131,6 +131,8 @@ pub struct Summary {
     pub req_per_s: f64,
     /// Generated tokens per second.
     pub gen_tok_per_s: f64,
+    /// Requests completed within the latency target.
+    pub good: usize,
     /// Completed within the latency target, per second.
     pub goodput_rps: f64,
     /// The latency target, seconds.
@@ -340,6 +342,7 @@ fn summarize(
         duration_s: round(dur, 2),
         req_per_s: round(ok.len() as f64 / dur, 3),
         gen_tok_per_s: round(ok.iter().map(|r| r.tokens).sum::<usize>() as f64 / dur, 1),
+        good,
         goodput_rps: round(good as f64 / dur, 3),
         latency_target_s: target,
         e2e_p50_s: round(percentile(&e2e, 50.0), 3),

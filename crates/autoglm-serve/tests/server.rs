@@ -1,0 +1,463 @@
+//! The real server on a loopback port, over HTTP.
+
+mod common;
+
+use autoglm_models::{LoadOptions, Model, SamplingOptions};
+use common::{call, call_raw, repo_root, spec, sse_events, start};
+use serde_json::{json, Value};
+
+fn greedy(prompt: &[u32], n: usize) -> Vec<u32> {
+    let mut m = Model::load(&common::fixture(), &LoadOptions::default()).unwrap();
+    let o = SamplingOptions {
+        max_new_tokens: n,
+        ignore_eos: true,
+        ..SamplingOptions::default()
+    };
+    m.generate(&[prompt.to_vec()], &o, |_, _| {})
+        .unwrap()
+        .remove(0)
+}
+
+fn ids(v: &Value) -> Vec<u32> {
+    v.as_array()
+        .unwrap_or_else(|| panic!("not a list: {v}"))
+        .iter()
+        .map(|x| x.as_u64().unwrap() as u32)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn inference_endpoints_give_the_models_greedy_tokens() {
+    let root = repo_root();
+    let s = start(root.path(), &[spec("glm", "a")], |_| {}).await;
+    let prompt = [5u32, 9, 2, 7, 11];
+    let want = greedy(&prompt, 12);
+
+    let r = call(s.addr, "GET", "/health", None, None).await;
+    assert_eq!((r.status, r.json()["status"].clone()), (200, json!("ok")));
+    assert_eq!(call(s.addr, "GET", "/ready", None, None).await.status, 200);
+
+    let body = json!({"prompt": prompt, "max_tokens": 12, "ignore_eos": true}).to_string();
+    let r = call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert_eq!(ids(&r.json()["tokens"]), want);
+    assert_eq!(r.json()["finish_reason"], "length");
+
+    // OpenAI completions, whole and streamed (greedy at temperature 0).
+    let body = json!({"model": "glm", "prompt": prompt, "max_tokens": 12, "temperature": 0,
+                      "ignore_eos": true})
+    .to_string();
+    let r = call(s.addr, "POST", "/v1/completions", Some(&body), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let v = r.json();
+    assert_eq!(v["object"], "text_completion");
+    assert_eq!(ids(&v["choices"][0]["tokens"]), want);
+    assert_eq!(v["usage"]["completion_tokens"], 12);
+    let body = json!({"prompt": prompt, "max_tokens": 12, "temperature": 0, "ignore_eos": true,
+                      "stream": true})
+    .to_string();
+    let r = call(s.addr, "POST", "/v1/completions", Some(&body), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.headers["content-type"]
+        .to_str()
+        .unwrap()
+        .starts_with("text/event-stream"));
+    let events = sse_events(&r.body);
+    assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+    let mut streamed = Vec::new();
+    for e in &events[..events.len() - 1] {
+        let v: Value = serde_json::from_str(e).unwrap();
+        if let Some(t) = v["choices"][0].get("tokens") {
+            streamed.extend(ids(t));
+        }
+    }
+    assert_eq!(streamed, want);
+    let last: Value = serde_json::from_str(&events[events.len() - 2]).unwrap();
+    assert_eq!(last["choices"][0]["finish_reason"], "length");
+
+    // llama.cpp's /completion, streamed.
+    let body = json!({"prompt": prompt, "n_predict": 12, "temperature": 0, "ignore_eos": true,
+                      "stream": true})
+    .to_string();
+    let r = call(s.addr, "POST", "/completion", Some(&body), None).await;
+    let events: Vec<Value> = sse_events(&r.body)
+        .iter()
+        .map(|e| serde_json::from_str(e).unwrap())
+        .collect();
+    let toks: Vec<u32> = events.iter().flat_map(|e| ids(&e["tokens"])).collect();
+    assert_eq!(toks, want);
+    assert_eq!(events.last().unwrap()["stop"], true);
+    assert_eq!(events.last().unwrap()["tokens_predicted"], 12);
+
+    // Text prompts go through the model's tokenizer.
+    let body = json!({"prompt": "hello there", "max_tokens": 4, "temperature": 0}).to_string();
+    let r = call(s.addr, "POST", "/v1/completions", Some(&body), None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    assert!(r.json()["choices"][0]["text"].is_string());
+
+    // Metrics saw all of it.
+    let m = call(s.addr, "GET", "/metrics", None, None).await.body;
+    for name in [
+        "autoglm_generated_tokens_total{",
+        "autoglm_batch_size_bucket{",
+        "autoglm_request_latency_seconds_count{",
+        "autoglm_time_to_first_token_seconds_bucket{",
+        "autoglm_queue_depth{",
+        "autoglm_http_requests_total{",
+        "autoglm_response_cache_hits_total",
+    ] {
+        assert!(m.contains(name), "{name} missing from /metrics:\n{m}");
+    }
+    // The OpenAPI document is JSON and lists the routes.
+    let doc = call(s.addr, "GET", "/openapi.json", None, None)
+        .await
+        .json();
+    for p in ["/v1/completions", "/v1/models", "/health", "/metrics"] {
+        assert!(doc["paths"].get(p).is_some(), "{p}");
+    }
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_requests_batch_and_each_gets_its_own_answer() {
+    let root = repo_root();
+    let s = start(root.path(), &[spec("glm", "a")], |c| c.cache_bytes = 0).await;
+    let prompts: Vec<Vec<u32>> = (0..6u32)
+        .map(|i| (0..(3 + i)).map(|j| (i * 7 + j * 3 + 1) % 100).collect())
+        .collect();
+    let tasks: Vec<_> = prompts
+        .iter()
+        .map(|p| {
+            let body = json!({"prompt": p, "max_tokens": 10, "ignore_eos": true}).to_string();
+            let addr = s.addr;
+            tokio::spawn(async move {
+                call(addr, "POST", "/v1/models/glm/infer", Some(&body), None).await
+            })
+        })
+        .collect();
+    for (p, t) in prompts.iter().zip(tasks) {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        assert_eq!(ids(&r.json()["tokens"]), greedy(p, 10), "prompt {p:?}");
+    }
+    let m = call(s.addr, "GET", "/metrics", None, None).await.body;
+    // At least one step ran more than one sequence.
+    let single = m
+        .lines()
+        .find(|l| l.starts_with("autoglm_batch_size_bucket{") && l.contains("le=\"1.0\""))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap();
+    let all = m
+        .lines()
+        .find(|l| l.starts_with("autoglm_batch_size_count{"))
+        .and_then(|l| l.rsplit(' ').next()?.parse::<u64>().ok())
+        .unwrap();
+    assert!(
+        single < all,
+        "every step ran one sequence: {single} of {all}"
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repository_registers_loads_unloads_and_persists() {
+    let root = repo_root();
+    let s = start(root.path(), &[], |c| c.repo.memory_budget = 64 << 20).await;
+    assert_eq!(call(s.addr, "GET", "/ready", None, None).await.status, 503);
+    let reg = |name: &str, path: &str, load: bool| {
+        json!({"name": name, "path": path, "load": load}).to_string()
+    };
+    let r = call(
+        s.addr,
+        "POST",
+        "/v1/models",
+        Some(&reg("glm", "a", true)),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    assert_eq!(r.json()["version"], 1);
+    let r = call(
+        s.addr,
+        "POST",
+        "/v1/models",
+        Some(&reg("glm", "b", false)),
+        None,
+    )
+    .await;
+    assert_eq!(r.json()["version"], 2);
+    assert_eq!(call(s.addr, "GET", "/ready", None, None).await.status, 200);
+    // Paths are confined to the root.
+    let r = call(
+        s.addr,
+        "POST",
+        "/v1/models",
+        Some(&reg("evil", "../", false)),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = call(
+        s.addr,
+        "POST",
+        "/v1/models",
+        Some(&reg("evil", "/etc", false)),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 403, "{}", r.body);
+    let r = call(
+        s.addr,
+        "POST",
+        "/v1/models",
+        Some(&reg("../x", "a", false)),
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 400, "{}", r.body);
+    // Version 2 loads; the latest policy then serves it, and version 1 is not served.
+    let r = call(s.addr, "POST", "/v1/models/glm/versions/2/load", None, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    let list = call(s.addr, "GET", "/v1/models", None, None).await.json();
+    let serving: Vec<u64> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["serving"] == true)
+        .map(|v| v["version"].as_u64().unwrap())
+        .collect();
+    assert_eq!(serving, vec![2]);
+    let body = json!({"prompt": [1, 2, 3], "max_tokens": 2, "version": 1}).to_string();
+    let r = call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None).await;
+    assert_eq!(r.status, 404, "{}", r.body);
+    let r = call(
+        s.addr,
+        "POST",
+        "/v1/models/glm/versions/1/unload",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    s.stop().await;
+    // The registry survives a restart: version 2 comes back loaded, version 1 not.
+    let s = start(root.path(), &[], |c| c.repo.memory_budget = 64 << 20).await;
+    let list = call(s.addr, "GET", "/v1/models", None, None).await.json();
+    let loaded: Vec<(u64, bool)> = list["data"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| {
+            (
+                v["version"].as_u64().unwrap(),
+                v["loaded"].as_bool().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(loaded, vec![(1, false), (2, true)]);
+    let body = json!({"prompt": [1, 2, 3], "max_tokens": 2}).to_string();
+    assert_eq!(
+        call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None)
+            .await
+            .status,
+        200
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_load_over_the_memory_budget_is_refused() {
+    let root = repo_root();
+    // Room for one copy of the fixture and its cache, not two.
+    let s = start(root.path(), &[spec("one", "a")], |c| {
+        c.repo.memory_budget = 6 << 20
+    })
+    .await;
+    let body = json!({"name": "two", "path": "b"}).to_string();
+    let r = call(s.addr, "POST", "/v1/models", Some(&body), None).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    assert!(
+        r.json()["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("budget"),
+        "{}",
+        r.body
+    );
+    // Unloading the first makes room.
+    let r = call(
+        s.addr,
+        "POST",
+        "/v1/models/one/versions/1/unload",
+        None,
+        None,
+    )
+    .await;
+    assert_eq!(r.status, 200);
+    let r = call(s.addr, "POST", "/v1/models/two/versions/1/load", None, None).await;
+    assert_eq!(r.status, 200, "{}", r.body);
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bearer_tokens_guard_everything_but_health() {
+    let root = repo_root();
+    let s = start(root.path(), &[spec("glm", "a")], |c| {
+        c.token = Some("s3cret".into())
+    })
+    .await;
+    assert_eq!(call(s.addr, "GET", "/health", None, None).await.status, 200);
+    let r = call(s.addr, "GET", "/v1/models", None, None).await;
+    assert_eq!(r.status, 401);
+    assert_eq!(r.headers["www-authenticate"], "Bearer");
+    assert_eq!(
+        call(s.addr, "GET", "/v1/models", None, Some("wrong"))
+            .await
+            .status,
+        401
+    );
+    assert_eq!(
+        call(s.addr, "GET", "/v1/models", None, Some("s3cret"))
+            .await
+            .status,
+        200
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_json_errors_naming_the_problem() {
+    let root = repo_root();
+    let s = start(root.path(), &[spec("glm", "a")], |c| {
+        c.limits.max_body_bytes = 4096;
+        c.limits.max_tokens = 64;
+    })
+    .await;
+    let cases: Vec<(&str, &str, Vec<u8>, u16, &str)> = vec![
+        (
+            "POST",
+            "/v1/completions",
+            b"{not json".to_vec(),
+            400,
+            "invalid",
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            br#"{"prompt": 5}"#.to_vec(),
+            400,
+            "prompt",
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            br#"{"prompt": [1], "max_tokens": "x"}"#.to_vec(),
+            400,
+            "invalid type",
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            br#"{"prompt": [1], "max_tokens": 100000}"#.to_vec(),
+            400,
+            "max_tokens",
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            br#"{"prompt": [1], "model": "nope"}"#.to_vec(),
+            404,
+            "nope",
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            br#"{"prompt": [], "max_tokens": 2}"#.to_vec(),
+            400,
+            "empty",
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            br#"{"prompt": [4000000000]}"#.to_vec(),
+            400,
+            "vocabulary",
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            br#"{"prompt": [1], "temperature": -1}"#.to_vec(),
+            400,
+            "temperature",
+        ),
+        (
+            "POST",
+            "/v1/completions",
+            br#"{"prompt": [1], "n": 3}"#.to_vec(),
+            400,
+            "n = 1",
+        ),
+        ("POST", "/v1/completions", vec![b'x'; 10_000], 413, "over"),
+        (
+            "POST",
+            "/v1/models/glm/versions/x/load",
+            vec![],
+            400,
+            "not a number",
+        ),
+        (
+            "POST",
+            "/v1/models/glm/versions/1/explode",
+            vec![],
+            404,
+            "explode",
+        ),
+        ("GET", "/v1/completions", vec![], 405, "method"),
+        ("GET", "/nowhere", vec![], 404, "route"),
+    ];
+    for (method, path, body, status, needle) in cases {
+        let r = call_raw(s.addr, method, path, Some(body.clone()), None).await;
+        assert_eq!(
+            r.status,
+            status,
+            "{method} {path} {:?}: {}",
+            String::from_utf8_lossy(&body[..body.len().min(60)]),
+            r.body
+        );
+        let msg = r.json()["error"]["message"].as_str().unwrap().to_string();
+        assert!(msg.contains(needle), "{path}: '{msg}' lacks '{needle}'");
+    }
+    // The server still answers.
+    let body = json!({"prompt": [1, 2], "max_tokens": 2}).to_string();
+    assert_eq!(
+        call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None)
+            .await
+            .status,
+        200
+    );
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn greedy_answers_come_from_the_response_cache_the_second_time() {
+    let root = repo_root();
+    let s = start(root.path(), &[spec("glm", "a")], |_| {}).await;
+    let body = json!({"prompt": [3, 1, 4, 1, 5], "max_tokens": 6, "ignore_eos": true}).to_string();
+    let a = call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None)
+        .await
+        .json();
+    let b = call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None)
+        .await
+        .json();
+    assert_eq!(a["tokens"], b["tokens"]);
+    let m = call(s.addr, "GET", "/metrics", None, None).await.body;
+    assert!(m.contains("autoglm_response_cache_hits_total 1"), "{m}");
+    // Sampling is not cached.
+    let body =
+        json!({"prompt": [3, 1, 4], "max_tokens": 3, "temperature": 1.0, "seed": 1}).to_string();
+    call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None).await;
+    call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None).await;
+    let m = call(s.addr, "GET", "/metrics", None, None).await.body;
+    assert!(m.contains("autoglm_response_cache_hits_total 1"), "{m}");
+    s.stop().await;
+}
