@@ -26,9 +26,10 @@ for policy in $POLICIES; do
   "$AUTOGLM" bench-serve --url "http://127.0.0.1:$PORT" --mode poisson --rates "${RATES:-2,4,8,12,16,20,24}" \
     --max-s "${MAX_S:-30}" --max-req "${MAX_REQ:-200}" --drain-s 60 --gen-tokens "${GEN:-64}" \
     --latency-target-ms "$TARGET_MS" --label "$policy" --out "$OUT" \
-    | python3 -c 'import json,sys
+    | python3 -c 'import json, sys
 for l in sys.stdin:
-    r=json.loads(l); print(f"  rate {r[\"offered_rps\"]}: sent {r[\"sent\"]} done {r[\"completed\"]} err {r[\"errors\"]} good {r[\"good\"]} goodput {r[\"goodput_rps\"]} req/s, p99 {r[\"e2e_p99_s\"]} s")'
+    r = json.loads(l)
+    print("  rate %s: sent %s done %s err %s good %s goodput %s req/s, p99 %s s" % (r["offered_rps"], r["sent"], r["completed"], r["errors"], r["good"], r["goodput_rps"], r["e2e_p99_s"]))'
   kill -INT $pid; wait $pid 2>/dev/null || true
   rm -rf "$work"
 done

@@ -48,6 +48,11 @@ impl TextTokenizer {
         Ok(enc.get_ids().to_vec())
     }
 
+    /// The id of a token of the vocabulary (special tokens included), if it has one.
+    pub fn token_id(&self, token: &str) -> Option<u32> {
+        self.inner.token_to_id(token)
+    }
+
     /// Text of `ids`, special tokens skipped.
     ///
     /// # Errors

@@ -230,17 +230,18 @@ async fn json_body<T: DeserializeOwned>(st: &AppState, body: Body) -> ApiResult<
                 st.limits.max_body_bytes
             ))
         })?;
-    let mut de = serde_json::Deserializer::from_slice(&bytes);
-    let v = serde_path_to_error(&mut de)?;
+    parse_body(&bytes)
+}
+
+/// Parses a whole JSON body into a request type; errors name the field, line and
+/// column.
+pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let v = T::deserialize(&mut de)
+        .map_err(|e| ServeError::bad_request(format!("invalid request body: {e}")))?;
     de.end()
         .map_err(|e| ServeError::bad_request(format!("invalid JSON body: {e}")))?;
     Ok(v)
-}
-
-fn serde_path_to_error<'de, T: DeserializeOwned>(
-    de: &mut serde_json::Deserializer<serde_json::de::SliceRead<'de>>,
-) -> ApiResult<T> {
-    T::deserialize(de).map_err(|e| ServeError::bad_request(format!("invalid request body: {e}")))
 }
 
 #[derive(Debug, Serialize)]
@@ -276,7 +277,7 @@ async fn list_models(State(st): State<Arc<AppState>>) -> Json<ModelList> {
 
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
-struct RegisterBody {
+pub(crate) struct RegisterBody {
     name: String,
     path: PathBuf,
     #[serde(default)]
@@ -459,8 +460,16 @@ pub(crate) fn prepare(
             if t.len() > st.limits.max_body_bytes {
                 return Err(ServeError::too_large("the prompt is too long"));
             }
-            tok.encode(t)
-                .map_err(|e| ServeError::bad_request(e.to_string()))?
+            let ids = tok
+                .encode(t)
+                .map_err(|e| ServeError::bad_request(e.to_string()))?;
+            match model.template {
+                Some((bos, sep)) => std::iter::once(bos)
+                    .chain(ids)
+                    .chain(std::iter::once(sep))
+                    .collect(),
+                None => ids,
+            }
         }
     };
     let sampling = SamplingOptions {
@@ -746,7 +755,7 @@ fn timings(s: &Summary) -> Value {
 }
 
 #[derive(Debug, Deserialize)]
-struct InferBody {
+pub(crate) struct InferBody {
     #[serde(default)]
     version: Option<u64>,
     #[serde(default = "default_max_tokens")]
@@ -785,7 +794,7 @@ async fn infer(
 }
 
 #[derive(Debug, Deserialize)]
-struct CompletionBody {
+pub(crate) struct CompletionBody {
     #[serde(default)]
     model: Option<String>,
     #[serde(default = "default_max_tokens")]
@@ -864,7 +873,7 @@ fn sse(
 
 /// llama.cpp server's `/completion` body (the fields its load generators send).
 #[derive(Debug, Deserialize)]
-struct LlamaBody {
+pub(crate) struct LlamaBody {
     #[serde(default)]
     model: Option<String>,
     #[serde(default = "default_n_predict")]

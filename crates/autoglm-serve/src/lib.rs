@@ -4,6 +4,8 @@ pub mod api;
 pub mod cache;
 pub mod engine;
 mod error;
+#[doc(hidden)]
+pub mod fuzz;
 pub mod grpc;
 pub mod loadgen;
 pub mod metrics;

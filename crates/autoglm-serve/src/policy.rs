@@ -457,8 +457,17 @@ impl Feedback {
                 let f = (b - i) as f64 / (j - i) as f64;
                 Some(ti + f * (tj - ti))
             }
-            // Pessimistic above what was seen: linear in the batch.
-            (Some((i, ti)), None) => Some(ti * b as f64 / i as f64),
+            // Above what was seen: the slope between the two largest measured
+            // sizes (a step's time grows about linearly in the batch, from a fixed
+            // cost), or proportional to the batch with one measurement.
+            (Some((i, ti)), None) => {
+                let slope = (1..i)
+                    .rev()
+                    .find_map(|h| self.step_s[h].map(|th| (ti - th) / (i - h) as f64))
+                    .filter(|s| *s > 0.0)
+                    .unwrap_or(ti / i as f64);
+                Some(ti + slope * (b - i) as f64)
+            }
             (None, Some((_, tj))) => Some(tj),
             (None, None) => None,
         }
@@ -510,40 +519,46 @@ impl BatchPolicy for Feedback {
         let cap = self.cap();
         let now = view.now;
         let left = |arrived: Instant| target - now.saturating_duration_since(arrived).as_secs_f64();
-        let mut shed = Vec::new();
-        let mut admit = 0;
+        let known = self.step_time(1).is_some();
         let mut batch = view.running.len();
-        // Slack of the running requests: time left over predicted time.
-        let mut tightest = view
+        // The running requests that can still finish in time (time left, tokens
+        // left); those already late count towards nothing, so they do not hold
+        // admission back.
+        let mut alive: Vec<(f64, usize)> = view
             .running
             .iter()
-            .map(|r| left(r.arrived) - self.service(0, r.remaining, batch.max(1)))
-            .fold(f64::INFINITY, f64::min);
+            .map(|r| (left(r.arrived), r.remaining))
+            .filter(|&(l, rem)| l - self.service(0, rem, batch.max(1)) >= 0.0)
+            .collect();
+        let mut shed = Vec::new();
+        let mut admit = 0;
+        let mut blocked = false;
         for (i, w) in view.waiting.iter().enumerate() {
             let b = batch + 1;
             let own = left(w.arrived) - self.service(w.prefill, w.max_new, b);
-            if own < 0.0 && self.step_time(1).is_some() {
+            if own < 0.0 && known {
                 // Misses its deadline even if admitted now (while the step-time model
                 // is still empty, nothing is shed).
                 shed.push(i);
                 continue;
             }
-            if admit == i - shed.len() && b <= cap {
-                // Admitting slows every running request to batch `b`.
-                let slower = view
-                    .running
-                    .iter()
-                    .map(|r| {
-                        left(r.arrived)
-                            - self.service(0, r.remaining, b)
-                            - self.prefill_s.unwrap_or(0.0) * w.prefill as f64
-                    })
-                    .fold(f64::INFINITY, f64::min);
-                if slower >= 0.0 || tightest < 0.0 && slower >= tightest {
-                    admit += 1;
-                    batch = b;
-                    tightest = tightest.min(own).min(slower);
-                }
+            if blocked || b > cap {
+                blocked = true;
+                continue;
+            }
+            // Admitting slows every live request to batch `b` and delays it by this
+            // prompt's prefill.
+            let delay = self.correction * self.prefill_s.unwrap_or(0.0) * w.prefill as f64;
+            let fits = alive
+                .iter()
+                .all(|&(l, rem)| l - self.service(0, rem, b) - delay >= 0.0);
+            if fits || !known {
+                admit += 1;
+                batch = b;
+                alive.push((left(w.arrived), w.max_new));
+            } else {
+                // First come, first served: nobody overtakes a request held back.
+                blocked = true;
             }
         }
         Decision {

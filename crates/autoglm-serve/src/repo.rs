@@ -83,6 +83,10 @@ pub struct Loaded {
     pub bytes: usize,
     /// The batching policy.
     pub policy: PolicyConfig,
+    /// For a model exported by `autoglm run` (`autoglm.json` beside it), the ids of
+    /// `<s>` and `<sep>`: text prompts are the task's inputs and are wrapped as
+    /// `<s> input <sep>`, the form the model was trained on.
+    pub template: Option<(u32, u32)>,
 }
 
 struct Version {
@@ -375,6 +379,10 @@ impl Repository {
             .map_err(|e| ServeError::bad_request(format!("{}: {e}", path.display())))?;
         let tokenizer =
             TextTokenizer::from_dir(&path).map_err(|e| ServeError::bad_request(e.to_string()))?;
+        let template = tokenizer
+            .as_ref()
+            .filter(|_| path.join("autoglm.json").is_file())
+            .and_then(|t| Some((t.token_id("<s>")?, t.token_id("<sep>")?)));
         let engine = Engine::start(
             model,
             self.cfg.engine.clone(),
@@ -389,6 +397,7 @@ impl Repository {
             tokenizer,
             bytes,
             policy,
+            template,
         });
         {
             let mut models = self.lock();

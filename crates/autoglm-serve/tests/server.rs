@@ -461,3 +461,45 @@ async fn greedy_answers_come_from_the_response_cache_the_second_time() {
     assert!(m.contains("autoglm_response_cache_hits_total 1"), "{m}");
     s.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shutdown_drains_in_flight_requests() {
+    let root = repo_root();
+    let s = start(root.path(), &[spec("glm", "a")], |c| c.cache_bytes = 0).await;
+    let addr = s.addr;
+    let tasks: Vec<_> = (0..4u32)
+        .map(|i| {
+            let body = json!({"prompt": [i + 1, 2, 3], "max_tokens": 250, "ignore_eos": true,
+                              "stream": true, "temperature": 0})
+            .to_string();
+            tokio::spawn(
+                async move { call(addr, "POST", "/v1/completions", Some(&body), None).await },
+            )
+        })
+        .collect();
+    // Stop the server while they run.
+    let mut running = false;
+    for _ in 0..1000 {
+        let m = call(addr, "GET", "/metrics", None, None).await.body;
+        running = m
+            .lines()
+            .any(|l| l.starts_with("autoglm_running_sequences{") && !l.ends_with(" 0"));
+        if running {
+            break;
+        }
+    }
+    assert!(running, "no request was running");
+    s.stop().await;
+    for t in tasks {
+        let r = t.await.unwrap();
+        assert_eq!(r.status, 200, "{}", r.body);
+        let events = sse_events(&r.body);
+        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+        let n: usize = events[..events.len() - 1]
+            .iter()
+            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+            .filter_map(|v| v["choices"][0]["tokens"].as_array().map(Vec::len))
+            .sum();
+        assert_eq!(n, 250);
+    }
+}
