@@ -686,3 +686,96 @@ search: {trials: 3, evaluations: 8, threads: 1, pruner: none, decoding: {max_new
         "{err}"
     );
 }
+
+/// `autoglm serve` on a free port in one thread, `autoglm bench-serve` against it in
+/// another: every request completes with the tokens asked for, and the server stops
+/// by itself.
+#[test]
+fn serve_and_bench_serve() {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../autoglm-models/tests/fixtures/glm_gqa_bias");
+    let root = tempfile::tempdir().unwrap();
+    let model = root.path().join("glm");
+    std::fs::create_dir(&model).unwrap();
+    for e in std::fs::read_dir(&fixture).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
+    }
+    // A free port: bind, read it, let go.
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let (m, p) = (model.to_str().unwrap().to_string(), port.to_string());
+    let server = std::thread::spawn(move || {
+        autoglm(&[
+            "serve",
+            "--model",
+            &m,
+            "--port",
+            &p,
+            "--exit-after-s",
+            "8",
+            "--kv-cache-mib",
+            "4",
+        ])
+    });
+    let url = format!("http://127.0.0.1:{port}");
+    let mut up = false;
+    for _ in 0..100 {
+        if std::net::TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            up = true;
+            break;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    assert!(up, "the server did not come up");
+    let out = autoglm(&[
+        "bench-serve",
+        "--url",
+        &url,
+        "--mode",
+        "closed",
+        "--concurrency",
+        "3",
+        "--max-req",
+        "9",
+        "--max-s",
+        "5",
+        "--gen-tokens",
+        "8",
+        "--prompt-len",
+        "5",
+        "--vocab",
+        "300",
+    ])
+    .unwrap();
+    let s: Value = serde_json::from_str(out.lines().next().unwrap()).unwrap();
+    assert_eq!(
+        (
+            s["sent"].as_u64(),
+            s["completed"].as_u64(),
+            s["errors"].as_u64()
+        ),
+        (Some(9), Some(9), Some(0)),
+        "{s}"
+    );
+    assert!(s["gen_tok_per_s"].as_f64().unwrap() > 0.0);
+    let log = server.join().unwrap().unwrap();
+    assert!(
+        log.contains("listening on http://127.0.0.1:") && log.contains("stopped"),
+        "{log}"
+    );
+    // Bad arguments are errors, not panics.
+    assert!(autoglm(&["serve", "--model", "/nonexistent/dir"]).is_err());
+    assert!(autoglm(&[
+        "serve",
+        "--model",
+        model.to_str().unwrap(),
+        "--policy",
+        "fifo"
+    ])
+    .is_err());
+    assert!(autoglm(&["bench-serve", "--url", "ftp://x"]).is_err());
+}

@@ -399,13 +399,13 @@ impl<'de> Deserialize<'de> for Stops {
 pub(crate) struct GenParams {
     pub(crate) prompt: Prompt,
     #[serde(default)]
-    pub(crate) temperature: Option<f32>,
+    pub(crate) temperature: Option<f64>,
     #[serde(default)]
-    pub(crate) top_p: Option<f32>,
+    pub(crate) top_p: Option<f64>,
     #[serde(default)]
-    pub(crate) top_k: Option<usize>,
+    pub(crate) top_k: Option<u32>,
     #[serde(default)]
-    pub(crate) repetition_penalty: Option<f32>,
+    pub(crate) repetition_penalty: Option<f64>,
     #[serde(default)]
     pub(crate) seed: Option<u64>,
     #[serde(default)]
@@ -425,12 +425,28 @@ pub(crate) struct Prepared {
     pub(crate) key: Option<CacheKey>,
 }
 
+/// A request's number as f32: beyond f32's range is an error naming the field; a
+/// positive value stays positive (below f32's range it would round to 0, which the
+/// sampler rightly refuses).
+fn to_f32(name: &str, x: f64) -> ApiResult<f32> {
+    if x.abs() > f64::from(f32::MAX) {
+        return Err(ServeError::bad_request(format!(
+            "{name} {x} is beyond the range of a 32-bit float"
+        )));
+    }
+    Ok(if x > 0.0 {
+        (x as f32).max(f32::MIN_POSITIVE)
+    } else {
+        x as f32
+    })
+}
+
 pub(crate) fn prepare(
     st: &AppState,
     model: Option<&str>,
     version: Option<u64>,
     p: &GenParams,
-    max_tokens: usize,
+    max_tokens: Option<usize>,
     default_temperature: f32,
 ) -> ApiResult<Prepared> {
     let name = match model {
@@ -445,12 +461,6 @@ pub(crate) fn prepare(
         _ => (name, version),
     };
     let model = st.repo.get(&name, version)?;
-    if max_tokens > st.limits.max_tokens {
-        return Err(ServeError::bad_request(format!(
-            "max_tokens {max_tokens} is over this server's limit of {}",
-            st.limits.max_tokens
-        )));
-    }
     let prompt = match &p.prompt {
         Prompt::Ids(ids) => ids.clone(),
         Prompt::Text(t) => {
@@ -472,16 +482,52 @@ pub(crate) fn prepare(
             }
         }
     };
+    // No max_tokens (llama.cpp's n_predict −1): up to the model's context.
+    let max_tokens = max_tokens.unwrap_or_else(|| {
+        st.limits
+            .max_tokens
+            .min(
+                model
+                    .config
+                    .max_position_embeddings
+                    .saturating_sub(prompt.len()),
+            )
+            .max(1)
+    });
+    if max_tokens == 0 {
+        return Err(ServeError::bad_request("max_tokens must be at least 1"));
+    }
+    if max_tokens > st.limits.max_tokens {
+        return Err(ServeError::bad_request(format!(
+            "max_tokens {max_tokens} is over this server's limit of {}",
+            st.limits.max_tokens
+        )));
+    }
     let sampling = SamplingOptions {
         max_new_tokens: max_tokens,
-        temperature: p.temperature.unwrap_or(default_temperature),
-        top_k: p.top_k.unwrap_or(0),
-        top_p: p.top_p.unwrap_or(1.0),
-        repetition_penalty: p.repetition_penalty.unwrap_or(1.0),
+        temperature: match p.temperature {
+            Some(t) => to_f32("temperature", t)?,
+            None => default_temperature,
+        },
+        top_k: p.top_k.unwrap_or(0) as usize,
+        // A positive top_p below f32's range still keeps the most likely token.
+        top_p: p.top_p.map_or(1.0, |x| {
+            if x > 0.0 {
+                (x as f32).max(f32::MIN_POSITIVE)
+            } else {
+                x as f32
+            }
+        }),
+        repetition_penalty: p
+            .repetition_penalty
+            .map_or(Ok(1.0), |x| to_f32("repetition_penalty", x))?,
         stop_tokens: Vec::new(),
         ignore_eos: p.ignore_eos,
         seed: p.seed.unwrap_or(0),
     };
+    // Bad sampling options are the request's fault: 400 now, not an error event later.
+    autoglm_models::Sampler::new(sampling.clone())
+        .map_err(|e| ServeError::bad_request(e.to_string()))?;
     let stop_strings = p.stop.as_ref().map(|s| s.0.clone()).unwrap_or_default();
     if stop_strings.len() > 4 || stop_strings.iter().any(|s| s.is_empty() || s.len() > 256) {
         return Err(ServeError::bad_request(
@@ -779,7 +825,14 @@ async fn infer(
             "infer does not stream; use /v1/completions with \"stream\": true",
         ));
     }
-    let p = prepare(&st, Some(&name), b.version, &b.params, b.max_tokens, 0.0)?;
+    let p = prepare(
+        &st,
+        Some(&name),
+        b.version,
+        &b.params,
+        Some(b.max_tokens),
+        0.0,
+    )?;
     let (tokens, text, finish, s) = collect(&st, &p).await?;
     Ok(Json(json!({
         "model": p.model.name,
@@ -805,6 +858,10 @@ pub(crate) struct CompletionBody {
     logprobs: Option<Value>,
     #[serde(default)]
     echo: Option<bool>,
+    /// OpenAI's end-user id (accepted, not used).
+    #[serde(default)]
+    #[allow(dead_code)]
+    user: Option<String>,
     #[serde(flatten)]
     params: GenParams,
 }
@@ -820,7 +877,14 @@ async fn completions(State(st): State<Arc<AppState>>, body: Body) -> ApiResult<R
         ));
     }
     // OpenAI's default temperature is 1.
-    let p = prepare(&st, b.model.as_deref(), None, &b.params, b.max_tokens, 1.0)?;
+    let p = prepare(
+        &st,
+        b.model.as_deref(),
+        None,
+        &b.params,
+        Some(b.max_tokens),
+        1.0,
+    )?;
     let id = completion_id();
     let model_id = format!("{}:{}", p.model.name, p.model.version);
     let created = now_secs();
@@ -888,11 +952,12 @@ fn default_n_predict() -> i64 {
 
 async fn llama_completion(State(st): State<Arc<AppState>>, body: Body) -> ApiResult<Response> {
     let b: LlamaBody = json_body(&st, body).await?;
-    let max = if b.n_predict < 0 {
-        st.limits.max_tokens.min(256)
-    } else {
-        b.n_predict as usize
-    };
+    if b.n_predict < -1 {
+        return Err(ServeError::bad_request(
+            "n_predict must be -1 (up to the end of the context) or positive",
+        ));
+    }
+    let max = usize::try_from(b.n_predict).ok();
     // llama.cpp's default temperature is 0.8.
     let p = prepare(&st, b.model.as_deref(), None, &b.params, max, 0.8)?;
     let prompt_len = p.prompt.len();

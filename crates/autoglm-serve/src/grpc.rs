@@ -73,9 +73,13 @@ impl InferenceService {
         };
         let params = GenParams {
             prompt,
-            temperature: Some(r.temperature),
-            top_p: Some(if r.top_p == 0.0 { 1.0 } else { r.top_p }),
-            top_k: Some(r.top_k as usize),
+            temperature: Some(f64::from(r.temperature)),
+            top_p: Some(if r.top_p == 0.0 {
+                1.0
+            } else {
+                f64::from(r.top_p)
+            }),
+            top_k: Some(r.top_k),
             repetition_penalty: None,
             seed: Some(r.seed),
             stop: None,
@@ -89,7 +93,7 @@ impl InferenceService {
             model,
             version,
             &params,
-            r.max_tokens as usize,
+            Some(r.max_tokens as usize),
             0.0,
         )
         .map_err(status)

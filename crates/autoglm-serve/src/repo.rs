@@ -247,7 +247,7 @@ impl Repository {
             self.root.join(path)
         };
         let canon = full.canonicalize().map_err(|e| {
-            ServeError::bad_request(format!("model directory {}: {e}", path.display()))
+            ServeError::not_found(format!("model directory {}: {e}", path.display()))
         })?;
         let rel = canon.strip_prefix(&self.root).map_err(|_| {
             ServeError::forbidden(format!(
@@ -256,7 +256,7 @@ impl Repository {
             ))
         })?;
         if !canon.is_dir() || !canon.join("config.json").is_file() {
-            return Err(ServeError::bad_request(format!(
+            return Err(ServeError::not_found(format!(
                 "{} is not a model directory (no config.json)",
                 path.display()
             )));
@@ -269,8 +269,8 @@ impl Repository {
     /// policies. Returns the version.
     ///
     /// # Errors
-    /// 400 for a bad name or a directory that is not a model, 403 outside the root,
-    /// 409 if that version exists.
+    /// 400 for a bad name or policy, 404 for a directory that does not exist or
+    /// holds no `config.json`, 403 outside the root, 409 if that version exists.
     pub fn register(
         &self,
         name: &str,
