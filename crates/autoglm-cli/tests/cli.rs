@@ -687,20 +687,25 @@ search: {trials: 3, evaluations: 8, threads: 1, pruner: none, decoding: {max_new
     );
 }
 
+/// A copy of the models crate's GLM fixture at `to` (a model directory to serve).
+fn copy_fixture(to: &Path) -> PathBuf {
+    let fixture =
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../autoglm-models/tests/fixtures/glm_gqa_bias");
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(&fixture).unwrap() {
+        let e = e.unwrap();
+        std::fs::copy(e.path(), to.join(e.file_name())).unwrap();
+    }
+    to.to_path_buf()
+}
+
 /// `autoglm serve` on a free port in one thread, `autoglm bench-serve` against it in
 /// another: every request completes with the tokens asked for, and the server stops
 /// by itself.
 #[test]
 fn serve_and_bench_serve() {
-    let fixture =
-        Path::new(env!("CARGO_MANIFEST_DIR")).join("../autoglm-models/tests/fixtures/glm_gqa_bias");
     let root = tempfile::tempdir().unwrap();
-    let model = root.path().join("glm");
-    std::fs::create_dir(&model).unwrap();
-    for e in std::fs::read_dir(&fixture).unwrap() {
-        let e = e.unwrap();
-        std::fs::copy(e.path(), model.join(e.file_name())).unwrap();
-    }
+    let model = copy_fixture(&root.path().join("glm"));
     // A free port: bind, read it, let go.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
@@ -778,4 +783,39 @@ fn serve_and_bench_serve() {
     ])
     .is_err());
     assert!(autoglm(&["bench-serve", "--url", "ftp://x"]).is_err());
+}
+
+/// `serve.yaml` is read (paths relative to it), and bad fields are errors naming them.
+#[test]
+fn serve_reads_its_yaml() {
+    let root = tempfile::tempdir().unwrap();
+    copy_fixture(&root.path().join("models/glm"));
+    // The example's settings, with this model and a free port.
+    let example = std::fs::read_to_string(
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../examples/serve.yaml"),
+    )
+    .unwrap()
+    .replace("port: 8080", "port: 0")
+    .replace("runs/quickstart/model", "models/glm");
+    let yaml = root.path().join("serve.yaml");
+    std::fs::write(&yaml, example).unwrap();
+    let out = autoglm(&[
+        "serve",
+        "--config",
+        yaml.to_str().unwrap(),
+        "--exit-after-s",
+        "0.5",
+    ])
+    .unwrap();
+    assert!(
+        out.contains("model quickstart version 1 (models/glm; feedback, loaded)"),
+        "{out}"
+    );
+    assert!(out.contains("stopped"), "{out}");
+    assert!(root.path().join("autoglm-registry.json").exists());
+    std::fs::write(&yaml, "port: 0\nthreds: 2\n").unwrap();
+    let e = autoglm(&["serve", "--config", yaml.to_str().unwrap()])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("threds"), "{e}");
 }

@@ -395,17 +395,18 @@ impl BatchPolicy for RateTable {
 ///
 /// It keeps a model of the step time as a function of the batch size — an
 /// exponentially weighted average per size, measured on every step, interpolated
-/// between measured sizes — and a correction factor: the measured latency of
-/// finished requests over the latency the model predicted for them when they were
+/// between measured sizes and extrapolated by the slope of the two largest — and a
+/// correction factor: the measured latency of finished requests over the latency the model predicted for them when they were
 /// admitted (so queueing effects and prefill the model does not see are learned).
 /// Before each step:
 /// - **Cap**: the largest batch (up to `max_batch`) at which a typical request —
 ///   the recent average of generated tokens — still finishes within the target, by
 ///   the corrected model. Throughput grows with the batch while each request's steps
 ///   slow down, so this is the batch that moves the most requests within the target.
-/// - **Admission**: a waiting request joins if the cap has room and, with it in the
-///   batch, every running request still meets its deadline (arrival + target) by
-///   the model.
+/// - **Admission**: in arrival order, a waiting request joins if the cap has room
+///   and, with it in the batch, every running request that can still meet its
+///   deadline (arrival + target) still does by the model; requests already late
+///   count towards nothing and do not hold admission back.
 /// - **Shedding**: a waiting request that would miss its deadline even if admitted
 ///   now is refused at once (503 with Retry-After) rather than left to grow the
 ///   queue: it could not count towards goodput, and serving it would make the
@@ -443,8 +444,8 @@ impl Feedback {
     }
 
     /// Predicted seconds per step at batch `b`: measured, else interpolated between
-    /// the nearest measured sizes, else extrapolated linearly from the nearest one
-    /// (a step's time grows at most in proportion to its batch).
+    /// the nearest measured sizes, else extrapolated above the largest by the slope
+    /// between the two largest (proportionally with only one measured).
     pub fn step_time(&self, b: usize) -> Option<f64> {
         let b = b.clamp(1, self.max_batch);
         if let Some(t) = self.step_s[b] {

@@ -3,7 +3,7 @@
 mod common;
 
 use autoglm_models::{LoadOptions, Model, SamplingOptions};
-use common::{call, call_raw, repo_root, spec, sse_events, start};
+use common::{call, call_raw, post, repo_root, spec, sse_events, start};
 use serde_json::{json, Value};
 
 fn greedy(prompt: &[u32], n: usize) -> Vec<u32> {
@@ -38,7 +38,7 @@ async fn inference_endpoints_give_the_models_greedy_tokens() {
     assert_eq!(call(s.addr, "GET", "/ready", None, None).await.status, 200);
 
     let body = json!({"prompt": prompt, "max_tokens": 12, "ignore_eos": true}).to_string();
-    let r = call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None).await;
+    let r = post(s.addr, "/v1/models/glm/infer", &body).await;
     assert_eq!(r.status, 200, "{}", r.body);
     assert_eq!(ids(&r.json()["tokens"]), want);
     assert_eq!(r.json()["finish_reason"], "length");
@@ -167,53 +167,18 @@ async fn repository_registers_loads_unloads_and_persists() {
     let reg = |name: &str, path: &str, load: bool| {
         json!({"name": name, "path": path, "load": load}).to_string()
     };
-    let r = call(
-        s.addr,
-        "POST",
-        "/v1/models",
-        Some(&reg("glm", "a", true)),
-        None,
-    )
-    .await;
+    let r = post(s.addr, "/v1/models", &reg("glm", "a", true)).await;
     assert_eq!(r.status, 201, "{}", r.body);
     assert_eq!(r.json()["version"], 1);
-    let r = call(
-        s.addr,
-        "POST",
-        "/v1/models",
-        Some(&reg("glm", "b", false)),
-        None,
-    )
-    .await;
+    let r = post(s.addr, "/v1/models", &reg("glm", "b", false)).await;
     assert_eq!(r.json()["version"], 2);
     assert_eq!(call(s.addr, "GET", "/ready", None, None).await.status, 200);
     // Paths are confined to the root.
-    let r = call(
-        s.addr,
-        "POST",
-        "/v1/models",
-        Some(&reg("evil", "../", false)),
-        None,
-    )
-    .await;
+    let r = post(s.addr, "/v1/models", &reg("evil", "../", false)).await;
     assert_eq!(r.status, 403, "{}", r.body);
-    let r = call(
-        s.addr,
-        "POST",
-        "/v1/models",
-        Some(&reg("evil", "/etc", false)),
-        None,
-    )
-    .await;
+    let r = post(s.addr, "/v1/models", &reg("evil", "/etc", false)).await;
     assert_eq!(r.status, 403, "{}", r.body);
-    let r = call(
-        s.addr,
-        "POST",
-        "/v1/models",
-        Some(&reg("../x", "a", false)),
-        None,
-    )
-    .await;
+    let r = post(s.addr, "/v1/models", &reg("../x", "a", false)).await;
     assert_eq!(r.status, 400, "{}", r.body);
     // Version 2 loads; the latest policy then serves it, and version 1 is not served.
     let r = call(s.addr, "POST", "/v1/models/glm/versions/2/load", None, None).await;
@@ -228,7 +193,7 @@ async fn repository_registers_loads_unloads_and_persists() {
         .collect();
     assert_eq!(serving, vec![2]);
     let body = json!({"prompt": [1, 2, 3], "max_tokens": 2, "version": 1}).to_string();
-    let r = call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None).await;
+    let r = post(s.addr, "/v1/models/glm/infer", &body).await;
     assert_eq!(r.status, 404, "{}", r.body);
     let r = call(
         s.addr,
@@ -257,9 +222,7 @@ async fn repository_registers_loads_unloads_and_persists() {
     assert_eq!(loaded, vec![(1, false), (2, true)]);
     let body = json!({"prompt": [1, 2, 3], "max_tokens": 2}).to_string();
     assert_eq!(
-        call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None)
-            .await
-            .status,
+        post(s.addr, "/v1/models/glm/infer", &body).await.status,
         200
     );
     s.stop().await;
@@ -430,9 +393,7 @@ async fn bad_requests_get_json_errors_naming_the_problem() {
     // The server still answers.
     let body = json!({"prompt": [1, 2], "max_tokens": 2}).to_string();
     assert_eq!(
-        call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None)
-            .await
-            .status,
+        post(s.addr, "/v1/models/glm/infer", &body).await.status,
         200
     );
     s.stop().await;
@@ -443,20 +404,16 @@ async fn greedy_answers_come_from_the_response_cache_the_second_time() {
     let root = repo_root();
     let s = start(root.path(), &[spec("glm", "a")], |_| {}).await;
     let body = json!({"prompt": [3, 1, 4, 1, 5], "max_tokens": 6, "ignore_eos": true}).to_string();
-    let a = call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None)
-        .await
-        .json();
-    let b = call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None)
-        .await
-        .json();
+    let a = post(s.addr, "/v1/models/glm/infer", &body).await.json();
+    let b = post(s.addr, "/v1/models/glm/infer", &body).await.json();
     assert_eq!(a["tokens"], b["tokens"]);
     let m = call(s.addr, "GET", "/metrics", None, None).await.body;
     assert!(m.contains("autoglm_response_cache_hits_total 1"), "{m}");
     // Sampling is not cached.
     let body =
         json!({"prompt": [3, 1, 4], "max_tokens": 3, "temperature": 1.0, "seed": 1}).to_string();
-    call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None).await;
-    call(s.addr, "POST", "/v1/models/glm/infer", Some(&body), None).await;
+    post(s.addr, "/v1/models/glm/infer", &body).await;
+    post(s.addr, "/v1/models/glm/infer", &body).await;
     let m = call(s.addr, "GET", "/metrics", None, None).await.body;
     assert!(m.contains("autoglm_response_cache_hits_total 1"), "{m}");
     s.stop().await;

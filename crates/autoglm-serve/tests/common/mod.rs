@@ -95,6 +95,11 @@ impl Resp {
     }
 }
 
+/// A POST of a JSON body, without a token.
+pub async fn post(addr: SocketAddr, path: &str, body: &str) -> Resp {
+    call(addr, "POST", path, Some(body), None).await
+}
+
 /// One request on its own connection.
 pub async fn call(
     addr: SocketAddr,
