@@ -100,6 +100,25 @@ struct Model {
     versions: BTreeMap<u64, Version>,
 }
 
+impl Model {
+    /// Whether the version policy lets version `v` serve (`Latest`: the highest
+    /// loaded version).
+    fn serves(&self, v: u64) -> bool {
+        match self.version_policy {
+            VersionPolicy::All => true,
+            VersionPolicy::Pinned(p) => v == p,
+            VersionPolicy::Latest => {
+                self.versions
+                    .iter()
+                    .rev()
+                    .find(|(_, x)| x.loaded.is_some())
+                    .map(|(&k, _)| k)
+                    == Some(v)
+            }
+        }
+    }
+}
+
 /// What `GET /v1/models` lists per version.
 #[derive(Debug, Clone, Serialize, Deserialize, PartialEq)]
 pub struct VersionInfo {
@@ -460,21 +479,9 @@ impl Repository {
         let m = models
             .get(name)
             .ok_or_else(|| ServeError::not_found(format!("no model '{name}'")))?;
-        let serving = |v: u64| match m.version_policy {
-            VersionPolicy::All => true,
-            VersionPolicy::Pinned(p) => v == p,
-            VersionPolicy::Latest => {
-                m.versions
-                    .iter()
-                    .rev()
-                    .find(|(_, x)| x.loaded.is_some())
-                    .map(|(&k, _)| k)
-                    == Some(v)
-            }
-        };
         let pick = match version {
             Some(v) => {
-                if !serving(v) {
+                if !m.serves(v) {
                     return Err(ServeError::not_found(format!(
                         "version {v} of model '{name}' is not served (version policy {:?})",
                         m.version_policy
@@ -486,7 +493,7 @@ impl Repository {
                 .versions
                 .iter()
                 .rev()
-                .find(|(&k, x)| x.loaded.is_some() && serving(k))
+                .find(|(&k, x)| x.loaded.is_some() && m.serves(k))
                 .map(|(_, x)| x),
         };
         pick.and_then(|x| x.loaded.clone()).ok_or_else(|| {
@@ -515,19 +522,8 @@ impl Repository {
         let models = self.lock();
         let mut out = Vec::new();
         for (name, m) in models.iter() {
-            let latest = m
-                .versions
-                .iter()
-                .rev()
-                .find(|(_, x)| x.loaded.is_some())
-                .map(|(&k, _)| k);
             for (&v, x) in &m.versions {
-                let serving = x.loaded.is_some()
-                    && match m.version_policy {
-                        VersionPolicy::All => true,
-                        VersionPolicy::Pinned(p) => p == v,
-                        VersionPolicy::Latest => latest == Some(v),
-                    };
+                let serving = x.loaded.is_some() && m.serves(v);
                 out.push(VersionInfo {
                     name: name.clone(),
                     version: v,
