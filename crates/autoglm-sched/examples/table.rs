@@ -3,7 +3,8 @@
 //! percentile), and `auto`'s worst ratio to the best of HEFT, CPOP and all-on-the-
 //! fastest (must be ≤ 1). Every schedule is validated.
 //!
-//! `cargo run --release -p autoglm-sched --example table -- DAGS_ROOT [SET_DIR...] [--model FILE]`
+//! `cargo run --release -p autoglm-sched --example table -- DAGS_ROOT [SET_DIR...] [--model FILE] [--per-dag]`
+//! (`--per-dag`: each DAG's makespan / lower bound per algorithm on stderr)
 //! (sets default to `random` and `wfcommons` under DAGS_ROOT; platforms from
 //! `DAGS_ROOT/platforms`).
 
@@ -35,6 +36,13 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             Gcn::from_json(&std::fs::read_to_string(path)?)?
         }
         None => Gcn::pretrained(),
+    };
+    let per_dag = match args.iter().position(|a| a == "--per-dag") {
+        Some(i) => {
+            args.remove(i);
+            true
+        }
+        None => false,
     };
     let sched = Scheduler::new(model);
     let root = std::path::PathBuf::from(
@@ -88,6 +96,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 for k in 0..ALGOS.len() {
                     log_rel[k] += (ms[k] / ms[0]).ln();
                     over_lb[k].push(ms[k] / lb);
+                }
+                if per_dag {
+                    let r: Vec<String> = ms.iter().map(|m| format!("{:.4}", m / lb)).collect();
+                    eprintln!("{plat} {} n={} {}", dag.name, dag.len(), r.join(" "));
                 }
                 let classic = ms[0].min(ms[2]).min(ms[3]);
                 auto_worst = auto_worst.max(ms[6] / classic);

@@ -3,11 +3,13 @@
 
 use std::time::{Duration, Instant};
 
-use rand::SeedableRng;
+use rand::{RngExt, SeedableRng};
 use rand_distr::{Distribution, StandardNormal};
 
 use crate::gcn::Gcn;
-use crate::list::{cpop, heft, heft_dup, schedule_on, upward_rank};
+use crate::list::{
+    cpop, heft, heft_dup, primary_workers, schedule_assigned, schedule_on, upward_rank,
+};
 use crate::model::{Dag, Platform, Schedule};
 
 /// A scheduling algorithm.
@@ -43,6 +45,7 @@ pub struct Scheduler {
     budget: Duration,
     search: usize,
     search_seed: u64,
+    moves: usize,
 }
 
 impl Default for Scheduler {
@@ -59,6 +62,7 @@ impl Scheduler {
             budget: Duration::from_millis(500),
             search: 48,
             search_seed: 1,
+            moves: 3000,
         }
     }
 
@@ -75,6 +79,15 @@ impl Scheduler {
     pub fn with_search(mut self, tries: usize, seed: u64) -> Scheduler {
         self.search = tries;
         self.search_seed = seed;
+        self
+    }
+
+    /// Sets how many single-task moves (a task to another worker, or two tasks
+    /// swapping workers) `auto` tries last, on the best schedule found so far with
+    /// every task pinned to its worker (default 3,000; 0 turns it off). They share the
+    /// search's seed and the budget.
+    pub fn with_moves(mut self, tries: usize) -> Scheduler {
+        self.moves = tries;
         self
     }
 
@@ -101,9 +114,12 @@ impl Scheduler {
     /// and the GCN restricted to the fastest speed class and to the workers at least
     /// half as fast as the fastest (which pays when communication dominates); then a
     /// seeded local search over perturbations of the winner's priorities (see
-    /// [`Scheduler::with_search`]). Its `scheduler` field names the winner, e.g.
-    /// `auto:GCN+dup` or `auto:search`. Deterministic unless the budget cuts the
-    /// search short (only on DAGs of thousands of tasks or slow machines).
+    /// [`Scheduler::with_search`]), and last single-task moves between workers that
+    /// favour the tasks on the schedule's critical chain (see
+    /// [`Scheduler::with_moves`]). Its `scheduler` field names the winner, e.g.
+    /// `auto:GCN+dup`, `auto:search` or `auto:moves`. Deterministic unless the budget
+    /// cuts the search short (on DAGs of several hundred tasks or more, or slow
+    /// machines).
     pub fn auto(&self, dag: &Dag, p: &Platform) -> Schedule {
         let start = Instant::now();
         // Each priority is computed once and serves every candidate that uses it.
@@ -185,9 +201,109 @@ impl Scheduler {
             let s = schedule_on(dag, p, &tried, "search", dup, &workers);
             consider(&mut best, &mut how, s, Some((&tried, dup, &workers)));
         }
+        // Then moves of single tasks to other workers: the winner's order with each
+        // task pinned to its worker, one task re-pinned at a time; a move is kept if
+        // the makespan does not grow (equal ones too, to drift across the plateaus
+        // that makespans have).
+        let (order, dup, workers) = how.clone();
+        let mut assign = primary_workers(&best, dag.len());
+        let mut current = best.makespan();
+        let mut critical = critical_chain(dag, p, &best);
+        for _ in 0..self.moves {
+            if start.elapsed() > self.budget || workers.len() < 2 {
+                break;
+            }
+            let v = if rng.random_bool(0.5) && !critical.is_empty() {
+                critical[rng.random_range(0..critical.len())]
+            } else {
+                rng.random_range(0..dag.len())
+            };
+            let (u, w) = if rng.random_bool(0.5) {
+                (v, workers[rng.random_range(0..workers.len())])
+            } else {
+                let u = rng.random_range(0..dag.len());
+                (u, assign[v])
+            };
+            if w == assign[u] {
+                continue;
+            }
+            let before = assign.clone();
+            assign[v] = assign[u];
+            assign[u] = w;
+            let s = schedule_assigned(dag, p, &order, "moves", dup, &assign);
+            if s.makespan() <= current {
+                current = s.makespan();
+                critical = critical_chain(dag, p, &s);
+                consider(&mut best, &mut how, s, None);
+            } else {
+                assign = before;
+            }
+        }
         best.scheduler = format!("auto:{}", best.scheduler);
         best
     }
+}
+
+/// The tasks on a critical chain of `s`: from the copy that finishes last, back
+/// through whichever made it start when it did — the arrival of a parent's data or the
+/// end of the previous copy on its worker — to a copy that starts at 0.
+fn critical_chain(dag: &Dag, p: &Platform, s: &Schedule) -> Vec<usize> {
+    let Some(last) = s
+        .assignments
+        .iter()
+        .enumerate()
+        .max_by(|a, b| a.1.finish.total_cmp(&b.1.finish))
+        .map(|(i, _)| i)
+    else {
+        return Vec::new();
+    };
+    // The copies of each task, and each worker's copies in time order.
+    let mut copies: Vec<Vec<usize>> = vec![Vec::new(); dag.len()];
+    let mut on: Vec<Vec<usize>> = vec![Vec::new(); p.workers()];
+    for (i, a) in s.assignments.iter().enumerate() {
+        copies[a.task].push(i);
+        on[a.worker].push(i);
+    }
+    for list in &mut on {
+        list.sort_by(|&x, &y| s.assignments[x].start.total_cmp(&s.assignments[y].start));
+    }
+    let tol = 1e-9 * s.makespan().max(1.0);
+    let mut chain = Vec::new();
+    let mut at = last;
+    for _ in 0..s.assignments.len() {
+        let a = s.assignments[at];
+        chain.push(a.task);
+        if a.start <= tol {
+            break;
+        }
+        // The parent copy whose data arrived last, if it arrived at the start.
+        let parent = dag.pred[a.task]
+            .iter()
+            .filter_map(|&u| {
+                copies[u]
+                    .iter()
+                    .map(|&c| {
+                        let x = s.assignments[c];
+                        (
+                            c,
+                            x.finish + p.comm(x.worker, a.worker, dag.data[&(u, a.task)]),
+                        )
+                    })
+                    .min_by(|x, y| x.1.total_cmp(&y.1))
+            })
+            .max_by(|x, y| x.1.total_cmp(&y.1));
+        let previous = on[a.worker]
+            .iter()
+            .copied()
+            .filter(|&c| s.assignments[c].finish <= a.start + tol && c != at)
+            .max_by(|&x, &y| s.assignments[x].finish.total_cmp(&s.assignments[y].finish));
+        at = match (parent, previous) {
+            (Some((c, t)), _) if t >= a.start - tol => c,
+            (_, Some(c)) if s.assignments[c].finish >= a.start - tol => c,
+            _ => break,
+        };
+    }
+    chain
 }
 
 #[cfg(test)]
@@ -195,6 +311,46 @@ mod tests {
     use super::*;
     use crate::generate::{random_platform, RandomDag};
     use crate::validate;
+
+    #[test]
+    fn the_critical_chain_runs_from_the_makespan_back_to_time_zero() {
+        for seed in 0..4 {
+            let p = random_platform(seed, 8, 1.25e7, 1e-2).unwrap();
+            let dag = RandomDag::default().generate(seed).unwrap();
+            for s in [heft(&dag, &p), heft_dup(&dag, &p)] {
+                let chain = critical_chain(&dag, &p, &s);
+                let last = |t: usize| {
+                    s.assignments
+                        .iter()
+                        .filter(|a| a.task == t)
+                        .map(|a| a.finish)
+                        .fold(0.0f64, f64::max)
+                };
+                let first = |t: usize| {
+                    s.assignments
+                        .iter()
+                        .filter(|a| a.task == t)
+                        .map(|a| a.start)
+                        .fold(f64::INFINITY, f64::min)
+                };
+                assert_eq!(last(chain[0]), s.makespan());
+                assert_eq!(first(*chain.last().unwrap()), 0.0, "{chain:?}");
+                // Each link is a parent or a task before it on some worker: the chain's
+                // busy time plus waits accounts for the whole makespan.
+                assert!(chain.len() >= 2);
+            }
+        }
+    }
+
+    #[test]
+    fn moves_only_improve_and_stay_valid() {
+        let p = random_platform(3, 8, 1.25e8, 1e-4).unwrap();
+        let dag = RandomDag::default().generate(3).unwrap();
+        let without = Scheduler::default().with_moves(0).auto(&dag, &p);
+        let with = Scheduler::default().with_moves(500).auto(&dag, &p);
+        assert!(validate(&dag, &p, &with).0.is_empty());
+        assert!(with.makespan() <= without.makespan());
+    }
 
     #[test]
     fn auto_is_valid_and_never_worse_than_the_classics() {

@@ -293,6 +293,59 @@ pub(crate) fn schedule_on(
     duplicate: bool,
     workers: &[usize],
 ) -> Schedule {
+    schedule_where(dag, p, priority, name, duplicate, Workers::Any(workers))
+}
+
+/// List scheduling by `priority` with every task on the worker `assign` names (in the
+/// first idle gap after its data arrive; with duplication, a copy of its latest-arriving
+/// parent may still be made on that worker).
+pub(crate) fn schedule_assigned(
+    dag: &Dag,
+    p: &Platform,
+    priority: &[f64],
+    name: &str,
+    duplicate: bool,
+    assign: &[usize],
+) -> Schedule {
+    schedule_where(dag, p, priority, name, duplicate, Workers::Fixed(assign))
+}
+
+/// The worker of each task's first copy in `s` (the one list scheduling placed; later
+/// copies are duplicates made for its children).
+pub(crate) fn primary_workers(s: &Schedule, n: usize) -> Vec<usize> {
+    let mut w = vec![usize::MAX; n];
+    for a in s.assignments.iter().rev() {
+        w[a.task] = a.worker;
+    }
+    w
+}
+
+/// Where list scheduling may put a task.
+#[derive(Clone, Copy)]
+enum Workers<'a> {
+    /// On whichever of these finishes it first.
+    Any(&'a [usize]),
+    /// On the worker this names for it.
+    Fixed(&'a [usize]),
+}
+
+impl<'a> Workers<'a> {
+    fn of(self, v: usize) -> &'a [usize] {
+        match self {
+            Workers::Any(ws) => ws,
+            Workers::Fixed(a) => std::slice::from_ref(&a[v]),
+        }
+    }
+}
+
+fn schedule_where(
+    dag: &Dag,
+    p: &Platform,
+    priority: &[f64],
+    name: &str,
+    duplicate: bool,
+    workers: Workers,
+) -> Schedule {
     let mut tpos = vec![0usize; dag.len()];
     for (k, &u) in dag.topo.iter().enumerate() {
         tpos[u] = k;
@@ -308,13 +361,15 @@ pub(crate) fn schedule_on(
     let mut s = Schedule::new(dag, p, name);
     if order_is_feasible(dag, &order) {
         for v in order {
-            s.assignments.extend(st.place(v, workers.iter().copied()));
+            s.assignments
+                .extend(st.place(v, workers.of(v).iter().copied()));
         }
         return s;
     }
     let mut heap = ReadyQueue::new(dag, priority, &tpos);
     while let Some(v) = heap.pop() {
-        s.assignments.extend(st.place(v, workers.iter().copied()));
+        s.assignments
+            .extend(st.place(v, workers.of(v).iter().copied()));
         heap.done(v);
     }
     s
