@@ -227,8 +227,8 @@ impl Scheduler {
             if w == assign[u] {
                 continue;
             }
-            let before = assign.clone();
-            assign[v] = assign[u];
+            let (was_u, was_v) = (assign[u], assign[v]);
+            assign[v] = was_u;
             assign[u] = w;
             let s = schedule_assigned(dag, p, &order, "moves", dup, &assign);
             if s.makespan() <= current {
@@ -236,7 +236,8 @@ impl Scheduler {
                 critical = critical_chain(dag, p, &s);
                 consider(&mut best, &mut how, s, None);
             } else {
-                assign = before;
+                assign[v] = was_v;
+                assign[u] = was_u;
             }
         }
         best.scheduler = format!("auto:{}", best.scheduler);
@@ -257,7 +258,9 @@ fn critical_chain(dag: &Dag, p: &Platform, s: &Schedule) -> Vec<usize> {
     else {
         return Vec::new();
     };
-    // The copies of each task, and each worker's copies in time order.
+    // The copies of each task, and each worker's copies in time order (so that among
+    // copies finishing at the same instant — zero-length tasks — the one started last,
+    // right before, is taken).
     let mut copies: Vec<Vec<usize>> = vec![Vec::new(); dag.len()];
     let mut on: Vec<Vec<usize>> = vec![Vec::new(); p.workers()];
     for (i, a) in s.assignments.iter().enumerate() {
