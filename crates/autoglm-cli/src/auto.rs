@@ -86,7 +86,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
                 value,
                 seconds,
             } => {
-                if !state.starts_with("failed") {
+                if !state.is_failed() {
                     trials.inc(1);
                 }
                 if let Some(v) = value {

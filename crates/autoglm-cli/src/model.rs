@@ -4,7 +4,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
-use autoglm_models::{BeamOptions, LoadOptions, Model, SamplingOptions, TextTokenizer};
+use autoglm_models::{GenerationOptions, LoadOptions, Model, StreamDecoder, TextTokenizer};
 use clap::Args;
 
 /// Where a model lives and how to run it.
@@ -139,7 +139,7 @@ fn parse_ids(s: &str, what: &str) -> Result<Vec<u32>> {
 pub fn generate(a: GenerateArgs, out: &mut dyn Write) -> Result<()> {
     let mut m = a.model.load()?;
     let tok = TextTokenizer::from_dir(&a.model.model)?;
-    let opts = SamplingOptions {
+    let opts = GenerationOptions {
         max_new_tokens: a.max_new_tokens,
         temperature: a.temperature,
         top_k: a.top_k,
@@ -148,26 +148,11 @@ pub fn generate(a: GenerateArgs, out: &mut dyn Write) -> Result<()> {
         stop_tokens: a.stop.clone(),
         ignore_eos: a.ignore_eos,
         seed: a.seed,
-    };
-    if a.num_beams > 1 && a.temperature != 0.0 {
-        bail!("--num-beams > 1 decodes deterministically: drop --temperature");
-    }
-    let beam = BeamOptions {
         num_beams: a.num_beams.max(1),
-        max_new_tokens: a.max_new_tokens,
         length_penalty: a.length_penalty,
-        repetition_penalty: a.repetition_penalty,
-        stop_tokens: a.stop.clone(),
-        ignore_eos: a.ignore_eos,
-        ..BeamOptions::default()
+        ..GenerationOptions::default()
     };
-    let decode = |m: &mut Model, prompts: &[Vec<u32>]| -> Result<Vec<Vec<u32>>> {
-        Ok(if beam.num_beams > 1 {
-            m.beam_search_best(prompts, &beam)?
-        } else {
-            m.generate(prompts, &opts, |_, _| {})?
-        })
-    };
+    opts.check()?;
     let need_tok = || {
         tok.as_ref().with_context(|| {
             format!(
@@ -201,7 +186,7 @@ pub fn generate(a: GenerateArgs, out: &mut dyn Write) -> Result<()> {
                 .with_context(|| format!("writing {}", output.display()))?,
         );
         for chunk in prompts.chunks(a.batch_size.max(1)) {
-            for ids in decode(&mut m, chunk)? {
+            for ids in m.generate(chunk, &opts, |_, _| {})? {
                 let line = if a.ids {
                     ids.iter().map(u32::to_string).collect::<Vec<_>>().join(",")
                 } else {
@@ -224,8 +209,8 @@ pub fn generate(a: GenerateArgs, out: &mut dyn Write) -> Result<()> {
         (None, Some(ids)) => (ids.clone(), false),
         (None, None) => bail!("give --prompt, --prompt-ids or --input-file"),
     };
-    if beam.num_beams > 1 {
-        let ids = decode(&mut m, &[prompt])?.swap_remove(0);
+    if opts.is_beam_search() {
+        let ids = m.generate(&[prompt], &opts, |_, _| {})?.swap_remove(0);
         let line = if text {
             need_tok()?.decode(&ids)?
         } else {
@@ -234,37 +219,29 @@ pub fn generate(a: GenerateArgs, out: &mut dyn Write) -> Result<()> {
         writeln!(out, "{line}")?;
         return Ok(());
     }
-    // Stream: ids as they come, or the text decoded so far minus what was printed.
-    let mut new: Vec<u32> = Vec::new();
-    let mut printed = String::new();
-    let mut failure = None;
+    // Stream: ids as they come, or text as soon as it is whole.
+    let tok = if text { Some(need_tok()?) } else { None };
+    let mut stream = StreamDecoder::new();
+    let mut failure: Option<anyhow::Error> = None;
     m.generate(&[prompt], &opts, |_, t| {
-        new.push(t);
-        let r = if text {
-            match tok.as_ref().map(|k| k.decode(&new)) {
-                Some(Ok(s)) if !s.ends_with('\u{fffd}') && s.starts_with(&printed) => {
-                    let r = write!(out, "{}", &s[printed.len()..]);
-                    printed = s;
-                    r
-                }
-                _ => Ok(()),
-            }
-        } else {
-            write!(out, "{}{t}", if new.len() > 1 { "," } else { "" })
-        };
-        if let Err(e) = r.and_then(|()| out.flush()) {
-            failure.get_or_insert(e);
+        if failure.is_some() {
+            return;
         }
+        let r = match stream.push(tok, t) {
+            Ok(Some(d)) if text => write!(out, "{}", d.text).map_err(Into::into),
+            Ok(Some(_)) => {
+                let sep = if stream.tokens().len() > 1 { "," } else { "" };
+                write!(out, "{sep}{t}").map_err(Into::into)
+            }
+            Ok(None) => Ok(()),
+            Err(e) => Err(e.into()),
+        };
+        failure = r.and_then(|()| out.flush().map_err(Into::into)).err();
     })?;
     if let Some(e) = failure {
-        return Err(e.into());
+        return Err(e);
     }
-    if text {
-        let full = need_tok()?.decode(&new)?;
-        if let Some(rest) = full.strip_prefix(&printed) {
-            write!(out, "{rest}")?;
-        }
-    }
+    write!(out, "{}", stream.finish(tok)?.text)?;
     writeln!(out)?;
     Ok(())
 }

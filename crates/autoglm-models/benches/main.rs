@@ -5,7 +5,7 @@
 use std::hint::black_box;
 use std::path::Path;
 
-use autoglm_models::{LoadOptions, Model, SamplingOptions};
+use autoglm_models::{GenerationOptions, LoadOptions, Model};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn bench(c: &mut Criterion) {
@@ -22,10 +22,10 @@ fn bench(c: &mut Criterion) {
         });
     });
     let prompt = vec![(3u32..22).collect::<Vec<_>>()];
-    let opts = SamplingOptions {
+    let opts = GenerationOptions {
         max_new_tokens: 12,
         ignore_eos: true,
-        ..SamplingOptions::default()
+        ..GenerationOptions::default()
     };
     c.bench_function("generate/glm_tiny/19+12", |b| {
         b.iter(|| {

@@ -10,7 +10,7 @@ use std::io::{BufRead, Write};
 use std::path::PathBuf;
 use std::time::Instant;
 
-use autoglm_models::{LoadOptions, Model, SamplingOptions};
+use autoglm_models::{GenerationOptions, LoadOptions, Model};
 use clap::Parser;
 
 #[derive(Parser)]
@@ -62,10 +62,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let batch = ids(a.batch, a.seq);
     let prompt = ids(1, a.seq);
     let new_tokens = a.decode.unwrap_or(128);
-    let sampling = SamplingOptions {
+    let sampling = GenerationOptions {
         max_new_tokens: new_tokens,
         ignore_eos: true,
-        ..SamplingOptions::default()
+        ..GenerationOptions::default()
     };
     let forward_ms = |m: &mut Model| -> Result<f64, Box<dyn std::error::Error>> {
         let t0 = Instant::now();

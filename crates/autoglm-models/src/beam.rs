@@ -7,6 +7,7 @@
 //! Each prompt's beams run as rows of one batch with a shared key/value cache whose
 //! rows are gathered after every step; a prompt whose search is over leaves the batch.
 
+use crate::decode::GenerationOptions;
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Model};
 
@@ -22,45 +23,6 @@ pub enum EarlyStopping {
     /// As `Heuristic`, but with a positive length penalty the running beam is scored at
     /// the longest length it could reach (`early_stopping="never"`).
     Never,
-}
-
-/// Beam search settings. The default is 4 beams, length penalty 1, up to 32 tokens.
-#[derive(Debug, Clone, PartialEq)]
-pub struct BeamOptions {
-    /// Beams per prompt (1 is greedy decoding).
-    pub num_beams: usize,
-    /// Hypotheses returned per prompt, best first (at most `num_beams`).
-    pub num_return_sequences: usize,
-    /// Tokens to generate at most, per prompt.
-    pub max_new_tokens: usize,
-    /// Exponent of the length that divides a finished hypothesis' summed log-probability
-    /// (above 0 favours longer outputs).
-    pub length_penalty: f32,
-    /// When to stop.
-    pub early_stopping: EarlyStopping,
-    /// Repetition penalty on the log-probabilities of tokens already in the beam,
-    /// prompt included (`1`: off), as transformers' processor applies it.
-    pub repetition_penalty: f32,
-    /// Tokens that end a hypothesis (kept in it); the model's EOS tokens are added
-    /// unless `ignore_eos`.
-    pub stop_tokens: Vec<u32>,
-    /// Do not stop at the model's EOS tokens.
-    pub ignore_eos: bool,
-}
-
-impl Default for BeamOptions {
-    fn default() -> Self {
-        BeamOptions {
-            num_beams: 4,
-            num_return_sequences: 1,
-            max_new_tokens: 32,
-            length_penalty: 1.0,
-            early_stopping: EarlyStopping::Heuristic,
-            repetition_penalty: 1.0,
-            stop_tokens: Vec::new(),
-            ignore_eos: false,
-        }
-    }
 }
 
 /// A finished hypothesis: its new tokens (a stop token included) and its score.
@@ -93,56 +55,25 @@ fn log_softmax(row: &[f32]) -> Vec<f32> {
 }
 
 impl Model {
-    /// The new tokens of each prompt's best hypothesis ([`Model::beam_search`]; empty
-    /// when `max_new_tokens` is 0).
-    ///
-    /// # Errors
-    /// As [`Model::beam_search`].
-    pub fn beam_search_best(
-        &mut self,
-        prompts: &[Vec<u32>],
-        options: &BeamOptions,
-    ) -> Result<Vec<Vec<u32>>> {
-        Ok(self
-            .beam_search(prompts, options)?
-            .into_iter()
-            .map(|h| h.into_iter().next().map(|h| h.tokens).unwrap_or_default())
-            .collect())
-    }
-
     /// Beam search for each prompt (token ids): up to `num_return_sequences`
     /// hypotheses per prompt, best first.
     ///
     /// # Errors
-    /// [`Error::Input`] for an empty batch or prompt, `num_beams` 0 or
-    /// `num_return_sequences` outside `1..=num_beams`, a non-positive repetition
-    /// penalty, or ids outside the vocabulary; errors of the executor.
+    /// [`Error::Option`] for options [`GenerationOptions::check`] refuses;
+    /// [`Error::Input`] for an empty batch or prompt, or ids outside the vocabulary;
+    /// errors of the executor.
     pub fn beam_search(
         &mut self,
         prompts: &[Vec<u32>],
-        options: &BeamOptions,
+        options: &GenerationOptions,
     ) -> Result<Vec<Vec<Hypothesis>>> {
+        options.check()?;
         let nb = options.num_beams;
         if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
             return Err(Error::Input("beam search needs non-empty prompts".into()));
         }
-        if nb == 0 || options.num_return_sequences == 0 || options.num_return_sequences > nb {
-            return Err(Error::Input(format!(
-                "beam search needs num_beams ≥ 1 and 1 ≤ num_return_sequences ≤ num_beams \
-                 (got {nb} and {})",
-                options.num_return_sequences
-            )));
-        }
-        if !(options.repetition_penalty > 0.0 && options.repetition_penalty.is_finite()) {
-            return Err(Error::Input(
-                "sampling option repetition_penalty must be > 0".into(),
-            ));
-        }
         let cfg = self.config().clone();
-        let mut stops = options.stop_tokens.clone();
-        if !options.ignore_eos {
-            stops.extend(&cfg.eos_token_ids);
-        }
+        let stops = options.stops(&cfg);
         let pad = cfg.pad_token_id.unwrap_or(0);
         let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
         let mut searches: Vec<Search> = prompts

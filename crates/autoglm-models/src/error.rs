@@ -39,6 +39,14 @@ pub enum Error {
     /// Running it failed.
     #[error("executor: {0}")]
     Ops(#[from] autoglm_ops::Error),
+    /// A generation option is out of range or does not fit the others.
+    #[error("generation option {option} {reason}")]
+    Option {
+        /// The option (a field of `GenerationOptions`).
+        option: &'static str,
+        /// What is wrong with it.
+        reason: String,
+    },
     /// A request this model cannot serve (token id outside the vocabulary, empty batch…).
     #[error("{0}")]
     Input(String),

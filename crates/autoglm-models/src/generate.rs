@@ -9,63 +9,9 @@
 use rand::{RngExt, SeedableRng};
 use rand_pcg::Pcg64Mcg;
 
+use crate::decode::GenerationOptions;
 use crate::error::{Error, Result};
 use crate::model::{KvCache, Model};
-
-/// How to pick tokens. The default is greedy decoding of up to 32 tokens.
-#[derive(Debug, Clone, PartialEq)]
-pub struct SamplingOptions {
-    /// Tokens to generate at most, per prompt.
-    pub max_new_tokens: usize,
-    /// Softmax temperature; `0` decodes greedily (argmax, first index on ties).
-    pub temperature: f32,
-    /// Keep only the `top_k` most likely tokens (`0`: all).
-    pub top_k: usize,
-    /// Keep the smallest set of most likely tokens whose probability reaches `top_p`
-    /// (`1`: all).
-    pub top_p: f32,
-    /// Divide positive logits (multiply negative ones) of tokens already in the
-    /// sequence, prompt included, by this (`1`: off), as transformers does.
-    pub repetition_penalty: f32,
-    /// Tokens that end a sequence (kept in the output). The model's EOS tokens are
-    /// added by [`Model::generate`] unless `ignore_eos`.
-    pub stop_tokens: Vec<u32>,
-    /// Do not stop at the model's EOS tokens.
-    pub ignore_eos: bool,
-    /// Seed of the sampler.
-    pub seed: u64,
-}
-
-impl Default for SamplingOptions {
-    fn default() -> Self {
-        SamplingOptions {
-            max_new_tokens: 32,
-            temperature: 0.0,
-            top_k: 0,
-            top_p: 1.0,
-            repetition_penalty: 1.0,
-            stop_tokens: Vec::new(),
-            ignore_eos: false,
-            seed: 0,
-        }
-    }
-}
-
-impl SamplingOptions {
-    pub(crate) fn check(&self) -> Result<()> {
-        let bad = |what: &str| Err(Error::Input(format!("sampling option {what}")));
-        if !(self.temperature >= 0.0 && self.temperature.is_finite()) {
-            return bad("temperature must be ≥ 0");
-        }
-        if !(self.top_p > 0.0 && self.top_p <= 1.0) {
-            return bad("top_p must be in (0, 1]");
-        }
-        if !(self.repetition_penalty > 0.0 && self.repetition_penalty.is_finite()) {
-            return bad("repetition_penalty must be > 0");
-        }
-        Ok(())
-    }
-}
 
 /// Index of the largest value (the first of equal ones), as `torch.argmax`.
 pub(crate) fn argmax(xs: &[f32]) -> usize {
@@ -78,7 +24,7 @@ pub(crate) fn argmax(xs: &[f32]) -> usize {
 pub(crate) fn pick(
     logits: &mut [f32],
     seen: &[u32],
-    o: &SamplingOptions,
+    o: &GenerationOptions,
     rng: &mut Pcg64Mcg,
 ) -> u32 {
     if o.repetition_penalty != 1.0 {
@@ -140,28 +86,40 @@ pub(crate) fn pick(
 }
 
 impl Model {
-    /// Continues each prompt (token ids) until a stop token or `max_new_tokens`,
-    /// calling `on_token(row, token)` as each token is chosen (for streaming), and
-    /// returns the new tokens of each row (a stop token included).
+    /// Continues each prompt (token ids) until a stop token or `max_new_tokens`, the
+    /// one decoding entry point: greedy decoding or sampling (`num_beams` 1), calling
+    /// `on_token(row, token)` as each token is chosen (for streaming), or beam search
+    /// (`num_beams` > 1), calling it with each prompt's best hypothesis once the
+    /// search is over. Returns the new tokens of each row (a stop token included;
+    /// for beam search, the best hypothesis — [`Model::beam_search`] gives the
+    /// n best with their scores).
     ///
     /// # Errors
-    /// [`Error::Input`] for an empty batch or prompt, bad sampling options, or ids
-    /// outside the vocabulary; errors of the executor.
+    /// [`Error::Option`] for bad options; [`Error::Input`] for an empty batch or
+    /// prompt or ids outside the vocabulary; errors of the executor.
     pub fn generate(
         &mut self,
         prompts: &[Vec<u32>],
-        options: &SamplingOptions,
+        options: &GenerationOptions,
         mut on_token: impl FnMut(usize, u32),
     ) -> Result<Vec<Vec<u32>>> {
         options.check()?;
+        if options.is_beam_search() {
+            let best: Vec<Vec<u32>> = self
+                .beam_search(prompts, options)?
+                .into_iter()
+                .map(|h| h.into_iter().next().map(|h| h.tokens).unwrap_or_default())
+                .collect();
+            for (row, tokens) in best.iter().enumerate() {
+                tokens.iter().for_each(|&t| on_token(row, t));
+            }
+            return Ok(best);
+        }
         if prompts.is_empty() || prompts.iter().any(Vec::is_empty) {
             return Err(Error::Input("generate needs non-empty prompts".into()));
         }
         let cfg = self.config().clone();
-        let mut stops = options.stop_tokens.clone();
-        if !options.ignore_eos {
-            stops.extend(&cfg.eos_token_ids);
-        }
+        let stops = options.stops(&cfg);
         let pad = cfg.pad_token_id.unwrap_or(0);
         let b = prompts.len();
         let width = prompts.iter().map(Vec::len).max().unwrap_or(0);
@@ -229,27 +187,27 @@ mod tests {
     fn processors_follow_transformers() {
         let mut rng = Pcg64Mcg::seed_from_u64(1);
         // Repetition penalty: positive logits divided, negative multiplied.
-        let o = SamplingOptions {
+        let o = GenerationOptions {
             repetition_penalty: 2.0,
-            ..SamplingOptions::default()
+            ..GenerationOptions::default()
         };
         let mut l = vec![4.0, 3.0, -1.0];
         assert_eq!(pick(&mut l, &[0, 0, 2], &o, &mut rng), 1);
         assert_eq!(l, vec![2.0, 3.0, -2.0]);
         // top-k 1 is greedy whatever the temperature.
-        let o = SamplingOptions {
+        let o = GenerationOptions {
             temperature: 5.0,
             top_k: 1,
-            ..SamplingOptions::default()
+            ..GenerationOptions::default()
         };
         for _ in 0..20 {
             assert_eq!(pick(&mut [0.0, 1.0, 0.5], &[], &o, &mut rng), 1);
         }
         // top-p: 0.6 keeps the two most likely of probabilities 0.5/0.3/0.2.
-        let o = SamplingOptions {
+        let o = GenerationOptions {
             temperature: 1.0,
             top_p: 0.6,
-            ..SamplingOptions::default()
+            ..GenerationOptions::default()
         };
         let base = [0.5f32.ln(), 0.3f32.ln(), 0.2f32.ln()];
         let mut counts = [0usize; 3];

@@ -3,6 +3,7 @@
 mod beam;
 mod checkpoint;
 mod config;
+mod decode;
 mod error;
 mod export;
 pub mod fuzz;
@@ -13,12 +14,14 @@ mod paged;
 #[cfg(feature = "tokenizer")]
 mod tokenizer;
 
-pub use beam::{BeamOptions, EarlyStopping, Hypothesis};
+pub use beam::{EarlyStopping, Hypothesis};
 pub use checkpoint::Checkpoint;
 pub use config::{Activation, ModelConfig, ModelType};
+#[cfg(feature = "tokenizer")]
+pub use decode::StreamDecoder;
+pub use decode::{Delta, GenerationOptions};
 pub use error::{Error, Result};
 pub use export::save_pretrained;
-pub use generate::SamplingOptions;
 pub use init::init_weights;
 pub use model::{
     build_graph, build_training_graph, load_weights, rope_tables, LoadOptions, Model, IGNORE_INDEX,

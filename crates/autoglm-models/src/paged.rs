@@ -28,8 +28,9 @@ use rayon::prelude::*;
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{Activation, ModelConfig, ModelType};
+use crate::decode::GenerationOptions;
 use crate::error::{Error, Result};
-use crate::generate::{pick, SamplingOptions};
+use crate::generate::pick;
 use crate::model::{f32s, load_weights, rope_tables, transpose};
 
 /// A pool of key/value blocks for every layer of one model.
@@ -611,11 +612,12 @@ fn add_into(x: &mut [f32], y: &[f32]) {
     }
 }
 
-/// Picks tokens from logits with [`SamplingOptions`]' processors (repetition
-/// penalty, temperature, top-k, top-p; greedy at temperature 0), seeded.
+/// Picks tokens from logits with [`GenerationOptions`]' processors (repetition
+/// penalty, temperature, top-k, top-p; greedy at temperature 0), seeded. Beam search
+/// is not a per-token choice and has no sampler.
 #[derive(Debug, Clone)]
 pub struct Sampler {
-    options: SamplingOptions,
+    options: GenerationOptions,
     rng: Pcg64Mcg,
 }
 
@@ -623,16 +625,22 @@ impl Sampler {
     /// A sampler for `options` (its `seed` seeds the generator).
     ///
     /// # Errors
-    /// [`Error::Input`] for a negative temperature, `top_p` outside (0, 1] or a
-    /// non-positive repetition penalty.
-    pub fn new(options: SamplingOptions) -> Result<Sampler> {
+    /// [`Error::Option`] for options [`GenerationOptions::check`] refuses or beam
+    /// search (`num_beams` > 1).
+    pub fn new(options: GenerationOptions) -> Result<Sampler> {
         options.check()?;
+        if options.is_beam_search() {
+            return Err(Error::Option {
+                option: "num_beams",
+                reason: "must be 1 here: beam search is not a per-token choice".into(),
+            });
+        }
         let rng = Pcg64Mcg::seed_from_u64(options.seed);
         Ok(Sampler { options, rng })
     }
 
     /// The options.
-    pub fn options(&self) -> &SamplingOptions {
+    pub fn options(&self) -> &GenerationOptions {
         &self.options
     }
 

@@ -4,8 +4,8 @@
 use std::path::{Path, PathBuf};
 
 use autoglm_models::{
-    init_weights, load_weights, save_pretrained, Checkpoint, LoadOptions, Model, ModelConfig,
-    SamplingOptions,
+    init_weights, load_weights, save_pretrained, Checkpoint, GenerationOptions, LoadOptions, Model,
+    ModelConfig,
 };
 use serde::Deserialize;
 
@@ -133,10 +133,10 @@ fn greedy_generation_with_the_cache_matches_transformers() {
             continue;
         }
         let mut m = Model::load(&dir, &LoadOptions::default()).unwrap();
-        let opts = SamplingOptions {
+        let opts = GenerationOptions {
             max_new_tokens: exp.greedy.max_new_tokens,
             ignore_eos: true,
-            ..SamplingOptions::default()
+            ..GenerationOptions::default()
         };
         let mut streamed = Vec::new();
         let out = m
@@ -162,10 +162,10 @@ fn batched_greedy_generation_matches_transformers() {
         }
         let mut m = Model::load(&dir, &LoadOptions::default()).unwrap();
         let gb = &exp.greedy_batch;
-        let opts = SamplingOptions {
+        let opts = GenerationOptions {
             max_new_tokens: gb.max_new_tokens,
             ignore_eos: true,
-            ..SamplingOptions::default()
+            ..GenerationOptions::default()
         };
         let out = m.generate(&gb.prompts, &opts, |_, _| {}).unwrap();
         assert_eq!(out, gb.outputs, "{}", dir.display());
@@ -182,10 +182,10 @@ fn batched_generation_equals_one_by_one() {
             vec![17, 3],
             vec![250, 251, 252, 8],
         ];
-        let opts = SamplingOptions {
+        let opts = GenerationOptions {
             max_new_tokens: 6,
             ignore_eos: true,
-            ..SamplingOptions::default()
+            ..GenerationOptions::default()
         };
         let together = m.generate(&prompts, &opts, |_, _| {}).unwrap();
         for (p, t) in prompts.iter().zip(&together) {
@@ -380,7 +380,7 @@ struct BeamCase {
 /// hypotheses with its scores (`make_beam_fixtures.py`).
 #[test]
 fn beam_search_matches_transformers() {
-    use autoglm_models::{BeamOptions, EarlyStopping};
+    use autoglm_models::EarlyStopping;
     let mut checked = 0;
     for dir in fixtures() {
         let Ok(text) = std::fs::read_to_string(dir.join("beam.json")) else {
@@ -395,7 +395,7 @@ fn beam_search_matches_transformers() {
                 serde_json::Value::Bool(false) => EarlyStopping::Heuristic,
                 _ => EarlyStopping::Never,
             };
-            let opts = BeamOptions {
+            let opts = GenerationOptions {
                 num_beams: c.num_beams,
                 num_return_sequences: c.num_return_sequences,
                 max_new_tokens: c.max_new_tokens,
@@ -404,8 +404,15 @@ fn beam_search_matches_transformers() {
                 repetition_penalty: c.repetition_penalty,
                 stop_tokens: vec![c.eos_token_id],
                 ignore_eos: true,
+                ..GenerationOptions::default()
             };
             let got = m.beam_search(&c.prompts, &opts).unwrap();
+            // The one decoding entry point gives the best hypothesis of each prompt.
+            let best = m.generate(&c.prompts, &opts, |_, _| {}).unwrap();
+            let want_best: Vec<Vec<u32>> = got.iter().map(|h| h[0].tokens.clone()).collect();
+            if c.num_beams > 1 {
+                assert_eq!(best, want_best, "{} case {i}: generate", dir.display());
+            }
             assert_eq!(got.len(), c.outputs.len());
             for (g, want) in got.iter().zip(&c.outputs) {
                 let gt: Vec<&Vec<u32>> = g.iter().map(|h| &h.tokens).collect();
@@ -430,7 +437,6 @@ fn beam_search_matches_transformers() {
 /// One beam is greedy decoding.
 #[test]
 fn one_beam_is_greedy() {
-    use autoglm_models::BeamOptions;
     for dir in fixtures() {
         let exp = expected(&dir);
         if exp.weights_dtype != "float32" {
@@ -438,14 +444,59 @@ fn one_beam_is_greedy() {
         }
         let mut m = Model::load(&dir, &LoadOptions::default()).unwrap();
         let gb = &exp.greedy_batch;
-        let opts = BeamOptions {
+        let opts = GenerationOptions {
             num_beams: 1,
             max_new_tokens: gb.max_new_tokens,
             ignore_eos: true,
-            ..BeamOptions::default()
+            ..GenerationOptions::default()
         };
         let out = m.beam_search(&gb.prompts, &opts).unwrap();
         let tokens: Vec<Vec<u32>> = out.into_iter().map(|h| h[0].tokens.clone()).collect();
         assert_eq!(tokens, gb.outputs, "{}", dir.display());
     }
+}
+
+/// The streaming detokenizer releases whole characters only, holds back the tokens
+/// of a character cut in two, and adds up to the whole continuation's text.
+#[test]
+fn stream_decoder_holds_back_partial_characters() {
+    use autoglm_models::{StreamDecoder, TextTokenizer};
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/glm_gqa_bias");
+    let tok = TextTokenizer::from_dir(&dir).unwrap().unwrap();
+    let ids = tok.encode("café über 日本 ok").unwrap();
+    let mut s = StreamDecoder::new();
+    let (mut text, mut released, mut held) = (String::new(), Vec::new(), 0);
+    for &t in &ids {
+        match s.push(Some(&tok), t).unwrap() {
+            Some(d) => {
+                assert!(!d.text.contains('\u{FFFD}'), "{:?}", d.text);
+                text.push_str(&d.text);
+                released.extend(d.tokens);
+            }
+            None => held += 1,
+        }
+    }
+    let d = s.finish(Some(&tok)).unwrap();
+    text.push_str(&d.text);
+    released.extend(d.tokens);
+    assert!(held >= 4, "multi-byte characters held back {held} times");
+    assert_eq!(released, ids);
+    assert_eq!(text, tok.decode(&ids).unwrap());
+    assert_eq!(s.text(), text);
+    // A stream cut inside a character releases the rest at the end, U+FFFD and all.
+    let mut s = StreamDecoder::new();
+    let cut = &ids[..ids.len() - 4];
+    let mut out = String::new();
+    for &t in cut {
+        if let Some(d) = s.push(Some(&tok), t).unwrap() {
+            out.push_str(&d.text);
+        }
+    }
+    out.push_str(&s.finish(Some(&tok)).unwrap().text);
+    assert_eq!(out, tok.decode(cut).unwrap());
+    // Without a tokenizer every token is released at once.
+    let mut s = StreamDecoder::new();
+    let d = s.push(None, 7).unwrap().unwrap();
+    assert_eq!((d.tokens, d.text), (vec![7], String::new()));
+    assert!(s.finish(None).unwrap().tokens.is_empty());
 }

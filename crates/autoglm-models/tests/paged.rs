@@ -3,7 +3,7 @@
 use std::path::{Path, PathBuf};
 
 use autoglm_models::{
-    Chunk, LoadOptions, Model, ModelConfig, PagedCache, PagedModel, Sampler, SamplingOptions,
+    Chunk, GenerationOptions, LoadOptions, Model, ModelConfig, PagedCache, PagedModel, Sampler,
 };
 
 fn fixtures() -> Vec<PathBuf> {
@@ -99,10 +99,10 @@ fn greedy_decoding_matches_generate() {
         let mut graph = Model::load(&dir, &LoadOptions::default()).unwrap();
         let mut paged = PagedModel::load(&dir, 1).unwrap();
         let prompts: Vec<Vec<u32>> = vec![vec![5, 9, 2, 7], vec![3, 1]];
-        let o = SamplingOptions {
+        let o = GenerationOptions {
             max_new_tokens: 12,
             ignore_eos: true,
-            ..SamplingOptions::default()
+            ..GenerationOptions::default()
         };
         let want: Vec<Vec<u32>> = prompts
             .iter()

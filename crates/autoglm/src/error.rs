@@ -34,6 +34,12 @@ pub enum Error {
     /// Training.
     #[error(transparent)]
     Train(#[from] autoglm_train::Error),
+    /// The search's study: its journal, sampler or a trial's parameters.
+    #[error("search: {0}")]
+    Tune(#[from] autoglm_tune::Error),
+    /// Scoring outputs (BLEU, ROUGE).
+    #[error("scoring: {0}")]
+    Eval(#[from] autoglm_eval::Error),
     /// Something the data cannot support (no training rows left, say).
     #[error("{0}")]
     Input(String),

@@ -15,5 +15,5 @@ pub mod tokenizer;
 pub mod trial;
 
 pub use error::{Error, Result};
-pub use search::{AutoTrainer, Evaluation, Event, Summary};
+pub use search::{AutoTrainer, Evaluation, Event, Summary, TrialEnd};
 pub use task::{DataConfig, Format, OnMalformed, Split, Task, TestSource};

@@ -65,13 +65,51 @@ pub enum Event {
     End {
         /// The trial.
         number: u64,
-        /// `complete`, `pruned` or `failed` (with the error).
-        state: String,
+        /// How it ended.
+        state: TrialEnd,
         /// Its dev metric, when complete.
         value: Option<f64>,
         /// Seconds it took.
         seconds: f64,
     },
+}
+
+/// How a trial of a search ended (displayed as `complete`, `pruned`, `failed: …`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum TrialEnd {
+    /// Scored on dev.
+    Complete {
+        /// Whether it met the task's constraints (only such trials can be chosen).
+        eligible: bool,
+    },
+    /// Stopped early by the pruner (or the time budget) before its last evaluation.
+    Pruned,
+    /// It failed; the study records it as failed and the search goes on.
+    Failed {
+        /// The error, as displayed.
+        error: String,
+    },
+}
+
+impl TrialEnd {
+    /// Whether the trial failed (complete and pruned trials count towards the
+    /// budget; failed ones do not).
+    pub fn is_failed(&self) -> bool {
+        matches!(self, TrialEnd::Failed { .. })
+    }
+}
+
+impl std::fmt::Display for TrialEnd {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            TrialEnd::Complete { eligible: true } => f.write_str("complete"),
+            TrialEnd::Complete { eligible: false } => {
+                f.write_str("complete (over a constraint, not eligible)")
+            }
+            TrialEnd::Pruned => f.write_str("pruned"),
+            TrialEnd::Failed { error } => write!(f, "failed: {error}"),
+        }
+    }
 }
 
 /// What a search did.
@@ -235,8 +273,7 @@ impl AutoTrainer {
 
     fn study(&self) -> Result<Study> {
         let s = &self.task.search;
-        let storage = Storage::journal(&self.dir.join("study.jsonl"))
-            .map_err(|e| Error::Input(format!("study journal: {e}")))?;
+        let storage = Storage::journal(&self.dir.join("study.jsonl"))?;
         let seed = Seed(s.seed);
         let study = Study::maximize(seed).with_storage(storage);
         let study = match s.sampler {
@@ -282,17 +319,15 @@ impl AutoTrainer {
         let started = Instant::now();
         let s = self.task.search.clone();
         let mut study = self.study()?;
-        let tune = |e: autoglm_tune::Error| Error::Input(format!("search: {e}"));
-        for t in study.trials().map_err(tune)? {
+        for t in study.trials()? {
             if t.state == TrialState::Running {
-                study.tell(t.number, Outcome::Failed).map_err(tune)?;
-                study.enqueue(t.params.clone()).map_err(tune)?;
+                study.tell(t.number, Outcome::Failed)?;
+                study.enqueue(t.params.clone())?;
             }
         }
         let counted = |study: &mut Study| -> Result<usize> {
             Ok(study
-                .trials()
-                .map_err(tune)?
+                .trials()?
                 .iter()
                 .filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
                 .count())
@@ -317,12 +352,12 @@ impl AutoTrainer {
         };
         while counted(&mut study)? < s.trials && !over(&started) && !too_late(&took, &started) {
             let (number, structure, hyper) = {
-                let mut trial = study.ask().map_err(tune)?;
+                let mut trial = study.ask()?;
                 let number = trial.number();
-                let (structure, hyper) = self.suggest(&mut trial).map_err(tune)?;
+                let (structure, hyper) = self.suggest(&mut trial)?;
                 (number, structure, hyper)
             };
-            let params = study.trial(number).map_err(tune)?.params().map_err(tune)?;
+            let params = study.trial(number)?.params()?;
             on(&Event::Start {
                 number,
                 params,
@@ -390,22 +425,19 @@ impl AutoTrainer {
             let (state, value) = match result {
                 Ok(trained) => {
                     let o = &trained.outcome;
-                    let mut t = study.trial(number).map_err(tune)?;
-                    t.set_user_attr("outcome", serde_json::to_value(o).expect("serializable"))
-                        .map_err(tune)?;
+                    let mut t = study.trial(number)?;
+                    t.set_user_attr("outcome", serde_json::to_value(o).expect("serializable"))?;
                     t.set_user_attr(
                         "structure",
                         serde_json::to_value(&structure).expect("serializable"),
-                    )
-                    .map_err(tune)?;
-                    t.set_user_attr("hyper", serde_json::to_value(&hyper).expect("serializable"))
-                        .map_err(tune)?;
+                    )?;
+                    t.set_user_attr("hyper", serde_json::to_value(&hyper).expect("serializable"))?;
                     let constraints = s.constraints.values(o);
                     let feasible = constraints
                         .as_ref()
                         .is_none_or(|c| c.iter().all(|&x| x <= 0.0));
                     if let Some(c) = constraints {
-                        t.set_constraints(c).map_err(tune)?;
+                        t.set_constraints(c)?;
                     }
                     match o.dev {
                         Some(dev) => {
@@ -414,27 +446,26 @@ impl AutoTrainer {
                                 self.save_best(&trained, number)?;
                                 best = Some((number, v));
                             }
-                            study.tell(number, v).map_err(tune)?;
+                            study.tell(number, v)?;
                             took.push(t0.elapsed().as_secs_f64());
-                            let state = if feasible {
-                                "complete"
-                            } else {
-                                "complete (over a constraint, not eligible)"
-                            };
-                            (state.to_owned(), Some(v))
+                            (TrialEnd::Complete { eligible: feasible }, Some(v))
                         }
                         None => {
-                            study.tell(number, Outcome::Pruned).map_err(tune)?;
-                            ("pruned".to_owned(), None)
+                            study.tell(number, Outcome::Pruned)?;
+                            (TrialEnd::Pruned, None)
                         }
                     }
                 }
                 Err(e) => {
-                    let mut t = study.trial(number).map_err(tune)?;
-                    t.set_user_attr("error", e.to_string().into())
-                        .map_err(tune)?;
-                    study.tell(number, Outcome::Failed).map_err(tune)?;
-                    (format!("failed: {e}"), None)
+                    let mut t = study.trial(number)?;
+                    t.set_user_attr("error", e.to_string().into())?;
+                    study.tell(number, Outcome::Failed)?;
+                    (
+                        TrialEnd::Failed {
+                            error: e.to_string(),
+                        },
+                        None,
+                    )
                 }
             };
             on(&Event::End {
@@ -444,11 +475,10 @@ impl AutoTrainer {
                 seconds,
             });
         }
-        let trials = study.trials().map_err(tune)?;
+        let trials = study.trials()?;
         let n = |st: TrialState| trials.iter().filter(|t| t.state == st).count();
         let best = study
-            .best_trial()
-            .map_err(tune)?
+            .best_trial()?
             .and_then(|t| Some((t.number, t.value()?, t.params)));
         Ok(Summary {
             complete: n(TrialState::Complete),
@@ -465,9 +495,7 @@ impl AutoTrainer {
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["number"].as_u64());
-        let best = study
-            .best_trial()
-            .map_err(|e| Error::Input(format!("search: {e}")))?;
+        let best = study.best_trial()?;
         Ok(best.and_then(|t| (Some(t.number) == saved).then_some((t.number, t.value()?))))
     }
 
@@ -625,8 +653,7 @@ impl AutoTrainer {
     /// # Errors
     /// Journal and I/O errors.
     pub fn write_report(&self) -> Result<PathBuf> {
-        let storage = Storage::journal(&self.dir.join("study.jsonl"))
-            .map_err(|e| Error::Input(format!("study journal: {e}")))?;
+        let storage = Storage::journal(&self.dir.join("study.jsonl"))?;
         let html = crate::report::html(
             &self.task.name,
             storage.trials(),

@@ -7,7 +7,7 @@
 use std::time::Instant;
 
 use autoglm_eval::{corpus_bleu, BleuConfig, RougeConfig, RougeScorer, RougeType};
-use autoglm_models::{init_weights, BeamOptions, LoadOptions, Model, ModelConfig, SamplingOptions};
+use autoglm_models::{init_weights, GenerationOptions, LoadOptions, Model, ModelConfig};
 use autoglm_train::{Control, Dataset, Example, Schedule, TrainConfig, Trainer};
 use serde::{Deserialize, Serialize};
 
@@ -233,20 +233,14 @@ pub struct Scores {
 /// BLEU and ROUGE-L of `hyps` against `refs`.
 ///
 /// # Errors
-/// [`Error::Input`] for an input without references.
+/// [`Error::Eval`] for an input without references.
 pub fn score(hyps: &[String], refs: &[Vec<String>]) -> Result<Scores> {
-    let bleu = corpus_bleu(hyps, refs, &BleuConfig::default())
-        .map_err(|e| Error::Input(format!("BLEU: {e}")))?
-        .score;
-    let rouge = RougeScorer::new(&[RougeType::L], RougeConfig::default())
-        .map_err(|e| Error::Input(format!("ROUGE: {e}")))?;
+    let bleu = corpus_bleu(hyps, refs, &BleuConfig::default())?.score;
+    let rouge = RougeScorer::new(&[RougeType::L], RougeConfig::default())?;
     let mut total = 0.0;
     for (h, r) in hyps.iter().zip(refs) {
         let r: Vec<&str> = r.iter().map(String::as_str).collect();
-        total += rouge
-            .score_multi(&r, h)
-            .map_err(|e| Error::Input(format!("ROUGE: {e}")))?[0]
-            .fmeasure;
+        total += rouge.score_multi(&r, h)?[0].fmeasure;
     }
     Ok(Scores {
         bleu,
@@ -267,34 +261,24 @@ pub fn generate(
 ) -> Result<(Vec<String>, f64)> {
     // The task's `</s>` ends an output, whatever a fine-tuned checkpoint's config says.
     let stop = vec![tok.special_ids()[2]];
-    let greedy = SamplingOptions {
-        max_new_tokens: decoding.max_new_tokens,
-        repetition_penalty: decoding.repetition_penalty,
-        stop_tokens: stop.clone(),
-        ..SamplingOptions::default()
-    };
-    let beam = BeamOptions {
+    let options = GenerationOptions {
         num_beams: decoding.beams(),
         max_new_tokens: decoding.max_new_tokens,
         length_penalty: decoding.penalty(),
         repetition_penalty: decoding.repetition_penalty,
         stop_tokens: stop,
-        ..BeamOptions::default()
+        ..GenerationOptions::default()
     };
     let mut out = Vec::with_capacity(inputs.len());
     let (mut tokens, started) = (0usize, Instant::now());
     // Beam search runs `num_beams` rows per prompt: fewer prompts per batch.
-    let per_batch = (decoding.batch_size / beam.num_beams).max(1);
+    let per_batch = (decoding.batch_size / options.num_beams).max(1);
     for chunk in inputs.chunks(per_batch) {
         let prompts = chunk
             .iter()
             .map(|i| tok.prompt(i))
             .collect::<Result<Vec<_>>>()?;
-        let outs = if beam.num_beams == 1 {
-            model.generate(&prompts, &greedy, |_, _| {})?
-        } else {
-            model.beam_search_best(&prompts, &beam)?
-        };
+        let outs = model.generate(&prompts, &options, |_, _| {})?;
         for ids in outs {
             tokens += ids.len();
             out.push(tok.decode(&ids)?.trim().to_owned());

@@ -80,7 +80,7 @@ search: {{trials: {trials}, evaluations: 2, threads: 2, pruner: none, decoding: 
     let outs = m
         .generate(
             &[ids],
-            &autoglm_models::SamplingOptions::default(),
+            &autoglm_models::GenerationOptions::default(),
             |_, _| {},
         )
         .unwrap();
