@@ -82,6 +82,43 @@ fn deps() -> Result<()> {
             }
         }
     }
+    // Upper layers never reach down-stack crates' consumers: the models crate knows
+    // nothing of training or serving, serving nothing of the AutoTrainer.
+    let above: [(&str, &[&str]); 5] = [
+        (
+            "autoglm-ops",
+            &[
+                "autoglm-models",
+                "autoglm-train",
+                "autoglm-serve",
+                "autoglm",
+                "autoglm-cli",
+            ],
+        ),
+        (
+            "autoglm-models",
+            &["autoglm-train", "autoglm-serve", "autoglm", "autoglm-cli"],
+        ),
+        (
+            "autoglm-train",
+            &["autoglm-serve", "autoglm", "autoglm-cli"],
+        ),
+        (
+            "autoglm-serve",
+            &["autoglm", "autoglm-train", "autoglm-cli"],
+        ),
+        ("autoglm", &["autoglm-serve", "autoglm-cli"]),
+    ];
+    for (c, forbidden) in above {
+        if !crates.iter().any(|x| x == c) {
+            continue;
+        }
+        for d in normal_deps(c)? {
+            if forbidden.contains(&d.as_str()) {
+                problems.push(format!("{c} must not depend on {d}"));
+            }
+        }
+    }
     for c in &crates {
         if c == "autoglm-cli" {
             continue;

@@ -136,14 +136,14 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         "nearest-neighbour retrieval baseline: dev BLEU {:.2} ROUGE-L {:.4}; test BLEU {:.2} ROUGE-L {:.4}",
         e.retrieval_dev.bleu, e.retrieval_dev.rouge_l, e.retrieval_test.bleu, e.retrieval_test.rouge_l
     )?;
-    let model_dir = at.output_dir().join("model");
+    let model_dir = at.run_dir().model();
     at.export(&model_dir)?;
     let report = at.write_report()?;
     writeln!(
         out,
         "exported to {}; test outputs in {}; report in {}",
         model_dir.display(),
-        at.output_dir().join("predictions/test.txt").display(),
+        at.run_dir().test_predictions().display(),
         report.display()
     )?;
     Ok(())

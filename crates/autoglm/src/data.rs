@@ -18,6 +18,7 @@ use serde_json::Value;
 
 use crate::clean::{Cleaner, CleaningReport, Row, Verdict};
 use crate::error::{write_json, write_lines, Error, Result};
+use crate::rundir::DataDir;
 use crate::task::{Format, OnMalformed, Task};
 
 /// An input with every reference text given for it (dev and test sets).
@@ -419,8 +420,9 @@ fn write_jsonl<T: Serialize>(path: &Path, rows: &[T]) -> Result<()> {
 /// training row is left.
 pub fn prepare(task: &Task, dir: &Path) -> Result<Prepared> {
     std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
+    let files = DataDir::new(dir);
     let d = &task.data;
-    let qpath = dir.join("quarantine.jsonl");
+    let qpath = files.quarantine();
     let mut quarantine = Quarantine {
         out: BufWriter::new(File::create(&qpath).map_err(|e| Error::io(&qpath, e))?),
         path: qpath.clone(),
@@ -531,7 +533,7 @@ pub fn prepare(task: &Task, dir: &Path) -> Result<Prepared> {
     }
     let (test_inputs, test_refs) = match (test_now, test_given_inputs) {
         (Some(items), _) => {
-            let refs_path = dir.join("test_references.jsonl");
+            let refs_path = files.test_references();
             let lists: Vec<&Vec<String>> = items.iter().map(|i| &i.references).collect();
             write_jsonl(&refs_path, &lists)?;
             (
@@ -568,10 +570,10 @@ pub fn prepare(task: &Task, dir: &Path) -> Result<Prepared> {
     report.dev_items = dev.len();
     report.dev_references = dev.iter().map(|i| i.references.len()).sum();
     report.test_items = test_inputs.len();
-    write_jsonl(&dir.join("train.jsonl"), &train)?;
-    write_jsonl(&dir.join("dev.jsonl"), &dev)?;
-    write_lines(&dir.join("test_inputs.txt"), &test_inputs)?;
-    write_json(&dir.join("report.json"), &report)?;
+    write_jsonl(&files.train(), &train)?;
+    write_jsonl(&files.dev(), &dev)?;
+    write_lines(&files.test_inputs(), &test_inputs)?;
+    write_json(&files.report(), &report)?;
     Ok(Prepared {
         train,
         dev,

@@ -8,6 +8,7 @@ mod error;
 pub mod fuzz;
 pub mod quickstart;
 mod report;
+mod rundir;
 mod search;
 pub mod space;
 mod task;
@@ -15,5 +16,6 @@ pub mod tokenizer;
 pub mod trial;
 
 pub use error::{Error, Result};
+pub use rundir::{DataDir, RunDir};
 pub use search::{AutoTrainer, Evaluation, Event, Summary, TrialEnd};
 pub use task::{DataConfig, Format, OnMalformed, Split, Task, TestSource};

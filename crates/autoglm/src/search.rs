@@ -19,6 +19,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{prepare, Item, Prepared};
 use crate::error::{write, write_json, write_lines, Error, Result};
+use crate::rundir::{
+    RunDir, BEST_DEV_OUTPUTS, BEST_TRIAL, MODEL_AUTOGLM, MODEL_CONFIG, MODEL_GENERATION_CONFIG,
+    MODEL_TOKENIZER, MODEL_WEIGHTS,
+};
 use crate::space::{Choice, PrunerKind, SamplerKind};
 use crate::task::Task;
 use crate::tokenizer::TaskTokenizer;
@@ -151,7 +155,7 @@ pub struct Evaluation {
 pub struct AutoTrainer {
     task: Task,
     base: Option<Base>,
-    dir: PathBuf,
+    run: RunDir,
     data: Prepared,
     tok: TaskTokenizer,
     train: Dataset,
@@ -186,15 +190,15 @@ impl AutoTrainer {
     /// # Errors
     /// Data, tokenizer and I/O errors.
     pub fn new(task: Task) -> Result<AutoTrainer> {
-        let dir = task.output_dir().to_owned();
-        let data = prepare(&task, &dir.join("data"))?;
+        let run = RunDir::new(task.output_dir());
+        let data = prepare(&task, run.data().root())?;
         let base = match &task.model.checkpoint {
             Some(d) => Some(Base::load(d)?),
             None => None,
         };
         let tok = match (&task.tokenizer.path, &task.model.checkpoint) {
             (Some(p), _) => TaskTokenizer::load(p)?,
-            (None, Some(d)) => TaskTokenizer::load(&d.join("tokenizer.json"))?,
+            (None, Some(d)) => TaskTokenizer::load(&d.join(MODEL_TOKENIZER))?,
             (None, None) => TaskTokenizer::train(
                 &task.tokenizer,
                 data.train
@@ -202,7 +206,7 @@ impl AutoTrainer {
                     .flat_map(|r| [r.input.as_str(), r.target.as_str()]),
             )?,
         };
-        tok.save(&dir.join("tokenizer.json"))?;
+        tok.save(&run.tokenizer())?;
         let mut max_len = task.search.max_len;
         if let Some(b) = &base {
             if tok.vocab_size() > b.config.vocab_size {
@@ -241,7 +245,7 @@ impl AutoTrainer {
         Ok(AutoTrainer {
             task,
             base,
-            dir,
+            run,
             data,
             tok,
             train,
@@ -268,12 +272,17 @@ impl AutoTrainer {
 
     /// The output directory.
     pub fn output_dir(&self) -> &Path {
-        &self.dir
+        self.run.root()
+    }
+
+    /// The output directory's layout.
+    pub fn run_dir(&self) -> &RunDir {
+        &self.run
     }
 
     fn study(&self) -> Result<Study> {
         let s = &self.task.search;
-        let storage = Storage::journal(&self.dir.join("study.jsonl"))?;
+        let storage = Storage::journal(&self.run.journal())?;
         let seed = Seed(s.seed);
         let study = Study::maximize(seed).with_storage(storage);
         let study = match s.sampler {
@@ -491,7 +500,7 @@ impl AutoTrainer {
 
     /// The best complete trial whose model is saved (from an earlier run).
     fn best_trial(&self, study: &mut Study) -> Result<Option<(u64, f64)>> {
-        let saved: Option<u64> = std::fs::read_to_string(self.dir.join("best/trial.json"))
+        let saved: Option<u64> = std::fs::read_to_string(self.run.best_trial())
             .ok()
             .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
             .and_then(|v| v["number"].as_u64());
@@ -564,16 +573,16 @@ impl AutoTrainer {
     }
 
     fn save_best(&self, trained: &crate::trial::Trained, number: u64) -> Result<()> {
-        let dir = self.dir.join("best");
-        let tmp = self.dir.join(".best.tmp");
+        let dir = self.run.best();
+        let tmp = self.run.best_staging();
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(|e| Error::io(&tmp, e))?;
         }
         save_pretrained(&tmp, &trained.config, &trained.weights)?;
-        self.tok.save(&tmp.join("tokenizer.json"))?;
+        self.tok.save(&tmp.join(MODEL_TOKENIZER))?;
         let info = serde_json::json!({"number": number, "outcome": trained.outcome});
-        write_json(&tmp.join("trial.json"), &info)?;
-        write_lines(&tmp.join("dev_outputs.txt"), &trained.dev_outputs)?;
+        write_json(&tmp.join(BEST_TRIAL), &info)?;
+        write_lines(&tmp.join(BEST_DEV_OUTPUTS), &trained.dev_outputs)?;
         if dir.exists() {
             std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
         }
@@ -587,8 +596,8 @@ impl AutoTrainer {
     /// # Errors
     /// No saved best model; model, generation and I/O errors.
     pub fn evaluate(&self) -> Result<Evaluation> {
-        let best = self.dir.join("best");
-        if !best.join("config.json").exists() {
+        let best = self.run.best();
+        if !best.join(MODEL_CONFIG).exists() {
             return Err(Error::Input(format!(
                 "no trained model in {} (no trial completed)",
                 best.display()
@@ -618,9 +627,11 @@ impl AutoTrainer {
         let (dec, dev) = best.ok_or_else(|| Error::Task("search.decoding: no settings".into()))?;
         let dec = &dec;
         let (test_outs, _) = generate(&mut model, &self.tok, &self.data.test_inputs, dec)?;
-        let pred = self.dir.join("predictions");
-        std::fs::create_dir_all(&pred).map_err(|e| Error::io(&pred, e))?;
-        write_lines(&pred.join("test.txt"), &test_outs)?;
+        let pred = self.run.test_predictions();
+        if let Some(parent) = pred.parent() {
+            std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
+        }
+        write_lines(&pred, &test_outs)?;
         let test_refs = self.data.test_references()?;
         let test = score(&test_outs, &test_refs)?;
         let nn = crate::baseline::Retrieval::new(&self.data.train);
@@ -635,13 +646,13 @@ impl AutoTrainer {
             retrieval_dev: score(&guess(&dev_inputs), &dev_refs)?,
             retrieval_test: score(&guess(&self.data.test_inputs), &test_refs)?,
         };
-        write_json(&self.dir.join("scores.json"), &ev)?;
+        write_json(&self.run.scores(), &ev)?;
         Ok(ev)
     }
 
     /// The scores [`AutoTrainer::evaluate`] wrote to `OUTPUT/scores.json`, if any.
     pub fn evaluation(&self) -> Option<Evaluation> {
-        std::fs::read_to_string(self.dir.join("scores.json"))
+        std::fs::read_to_string(self.run.scores())
             .ok()
             .and_then(|t| serde_json::from_str(&t).ok())
     }
@@ -653,14 +664,14 @@ impl AutoTrainer {
     /// # Errors
     /// Journal and I/O errors.
     pub fn write_report(&self) -> Result<PathBuf> {
-        let storage = Storage::journal(&self.dir.join("study.jsonl"))?;
+        let storage = Storage::journal(&self.run.journal())?;
         let html = crate::report::html(
             &self.task.name,
             storage.trials(),
             &self.data.report,
             self.evaluation(),
         );
-        let p = self.dir.join("report.html");
+        let p = self.run.report();
         write(&p, html)?;
         Ok(p)
     }
@@ -672,9 +683,9 @@ impl AutoTrainer {
     /// # Errors
     /// No saved best model; I/O errors.
     pub fn export(&self, dir: &Path) -> Result<()> {
-        let best = self.dir.join("best");
+        let best = self.run.best();
         std::fs::create_dir_all(dir).map_err(|e| Error::io(dir, e))?;
-        for f in ["config.json", "model.safetensors", "tokenizer.json"] {
+        for f in [MODEL_CONFIG, MODEL_WEIGHTS, MODEL_TOKENIZER] {
             std::fs::copy(best.join(f), dir.join(f)).map_err(|e| Error::io(&best.join(f), e))?;
         }
         let [pad, bos, eos, _] = self.tok.special_ids();
@@ -690,25 +701,25 @@ impl AutoTrainer {
             "num_beams": dec.num_beams.values()[0],
             "length_penalty": dec.length_penalty.values()[0],
         });
-        write_json(&dir.join("generation_config.json"), &gen)?;
-        let read = |name: &str| -> serde_json::Value {
-            std::fs::read_to_string(self.dir.join(name))
+        write_json(&dir.join(MODEL_GENERATION_CONFIG), &gen)?;
+        let read = |path: PathBuf| -> serde_json::Value {
+            std::fs::read_to_string(path)
                 .ok()
                 .and_then(|t| serde_json::from_str(&t).ok())
                 .unwrap_or(serde_json::Value::Null)
         };
-        let history: Vec<serde_json::Value> = std::fs::read_to_string(self.dir.join("study.jsonl"))
+        let history: Vec<serde_json::Value> = std::fs::read_to_string(self.run.journal())
             .unwrap_or_default()
             .lines()
             .filter_map(|l| serde_json::from_str(l).ok())
             .collect();
         let info = serde_json::json!({
             "task": self.task,
-            "best": read("best/trial.json"),
-            "scores": read("scores.json"),
+            "best": read(self.run.best_trial()),
+            "scores": read(self.run.scores()),
             "data": self.data.report,
             "journal": history,
         });
-        write_json(&dir.join("autoglm.json"), &info)
+        write_json(&dir.join(MODEL_AUTOGLM), &info)
     }
 }
