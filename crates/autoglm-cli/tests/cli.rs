@@ -477,6 +477,61 @@ fn forward_and_generate_match_transformers() {
     assert!(format!("{e:#}").contains("config.json"), "{e:#}");
 }
 
+/// What `generate` streams is, byte for byte, the whole continuation decoded at once
+/// (text) or its ids joined by commas, then a newline — sampled continuations of
+/// the random-weight fixture are mostly byte-level tokens that split characters, so
+/// the hold-back is exercised.
+#[test]
+fn generate_streams_exactly_the_whole_decoded_continuation() {
+    use autoglm_models::{GenerationOptions, LoadOptions, Model, TextTokenizer};
+    let dir = fixture("glm_gqa_bias");
+    let d = dir.to_str().unwrap();
+    let tok = TextTokenizer::from_dir(&dir).unwrap().unwrap();
+    let mut m = Model::load(&dir, &LoadOptions::default()).unwrap();
+    let mut split = 0;
+    for seed in 0..6u64 {
+        let opts = GenerationOptions {
+            max_new_tokens: 24,
+            temperature: 1.0,
+            seed,
+            ignore_eos: true,
+            ..GenerationOptions::default()
+        };
+        let prompt = tok.encode("café 日本").unwrap();
+        let new = m
+            .generate(&[prompt], &opts, |_, _| {})
+            .unwrap()
+            .swap_remove(0);
+        let text = tok.decode(&new).unwrap();
+        split += usize::from(text.contains('\u{FFFD}') || !text.is_ascii());
+        let seed_s = seed.to_string();
+        let args = [
+            "generate",
+            "--model",
+            d,
+            "--prompt",
+            "café 日本",
+            "--max-new-tokens",
+            "24",
+            "--temperature",
+            "1",
+            "--seed",
+            &seed_s,
+            "--ignore-eos",
+        ];
+        assert_eq!(autoglm(&args).unwrap(), format!("{text}\n"), "seed {seed}");
+        let ids = tok.encode("café 日本").unwrap();
+        let ids: Vec<String> = ids.iter().map(u32::to_string).collect();
+        let mut args = args.to_vec();
+        args[3] = "--prompt-ids";
+        let joined = ids.join(",");
+        args[4] = &joined;
+        let want: Vec<String> = new.iter().map(u32::to_string).collect();
+        assert_eq!(autoglm(&args).unwrap(), format!("{}\n", want.join(",")));
+    }
+    assert!(split > 0, "no continuation had multi-byte text");
+}
+
 /// `autoglm train` on text rows (the fixture's tokenizer), then a run killed
 /// (SIGKILL) after its first checkpoints and resumed with `--resume`: the resumed
 /// `losses.jsonl` equals an uninterrupted run's, and the trained model loads.
