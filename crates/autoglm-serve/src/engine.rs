@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
-use autoglm_models::{Chunk, PagedCache, PagedModel, Sampler, SamplingOptions};
+use autoglm_models::{Chunk, GenerationOptions, PagedCache, PagedModel, Sampler};
 use tokio::sync::mpsc::UnboundedSender;
 
 use crate::error::ServeError;
@@ -56,7 +56,7 @@ pub struct GenRequest {
     /// Prompt token ids.
     pub prompt: Vec<u32>,
     /// How to pick tokens (`max_new_tokens`, stops, temperature…).
-    pub sampling: SamplingOptions,
+    pub sampling: GenerationOptions,
     /// Where events go; dropping the receiver cancels the request.
     pub events: UnboundedSender<Event>,
 }
@@ -369,10 +369,7 @@ impl Loop {
     fn accept(&mut self, req: GenRequest, arrived: Instant) {
         self.policy.on_arrival(arrived);
         self.metrics.arrivals.inc();
-        let mut stops = req.sampling.stop_tokens.clone();
-        if !req.sampling.ignore_eos {
-            stops.extend(&self.model.config().eos_token_ids);
-        }
+        let stops = req.sampling.stops(self.model.config());
         let max_new = req.sampling.max_new_tokens;
         let sampler = match Sampler::new(req.sampling) {
             Ok(s) => s,

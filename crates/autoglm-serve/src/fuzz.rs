@@ -1,7 +1,11 @@
 //! Entry points for the fuzz target `fuzz/fuzz_targets/serve_requests.rs`: request
 //! parsing must return errors, never panic.
 
-use crate::api::{parse_body, CompletionBody, InferBody, LlamaBody, RegisterBody};
+use crate::http::admin::RegisterBody;
+use crate::http::llama::LlamaBody;
+use crate::http::openai::CompletionBody;
+use crate::http::parse_body;
+use crate::http::rest::InferBody;
 use crate::policy::PolicyConfig;
 
 /// Parses `data` as every request body the API reads and, as text, as a policy's

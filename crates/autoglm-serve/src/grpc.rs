@@ -1,7 +1,7 @@
 //! The gRPC service (`proto/autoglm_serve.proto`, package `autoglm.serve.v1`):
 //! inference, whole or streamed, and the repository's load, unload and list. It
-//! shares the HTTP API's request preparation, engine and response cache, and is
-//! served on the same port (HTTP/2).
+//! shares the HTTP API's request preparation (`request`), engine and response
+//! cache, and is served on the same port (HTTP/2) by the HTTP router.
 
 use std::pin::Pin;
 use std::sync::Arc;
@@ -9,8 +9,9 @@ use std::sync::Arc;
 use futures_util::Stream;
 use tonic::{Request, Response, Status};
 
-use crate::api::{self, AppState, GenParams, Prompt, Step};
 use crate::error::ServeError;
+use crate::request::{self, GenParams, Prepared, Prompt, Step};
+use crate::state::AppState;
 
 /// The generated messages, server and client.
 #[allow(missing_docs, unreachable_pub, clippy::all, clippy::pedantic)]
@@ -50,22 +51,19 @@ fn status(e: ServeError) -> Status {
 
 impl InferenceService {
     fn check_token<T>(&self, req: &Request<T>) -> Result<(), Status> {
-        let Some(token) = &self.state.token else {
-            return Ok(());
-        };
         let given = req
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "));
-        if given.is_some_and(|t| api::constant_time_eq(t.as_bytes(), token.as_bytes())) {
+        if self.state.admits(given) {
             Ok(())
         } else {
             Err(Status::unauthenticated("a valid bearer token is required"))
         }
     }
 
-    fn prepare(&self, r: &InferRequest) -> Result<api::Prepared, Status> {
+    fn prepare(&self, r: &InferRequest) -> Result<Prepared, Status> {
         let prompt = if r.prompt_ids.is_empty() {
             Prompt::Text(r.prompt_text.clone())
         } else {
@@ -88,7 +86,7 @@ impl InferenceService {
         };
         let model = (!r.model.is_empty()).then_some(r.model.as_str());
         let version = (r.version != 0).then_some(r.version);
-        api::prepare(
+        request::prepare(
             &self.state,
             model,
             version,
@@ -118,7 +116,7 @@ impl Inference for InferenceService {
     async fn infer(&self, req: Request<InferRequest>) -> Result<Response<InferResponse>, Status> {
         self.check_token(&req)?;
         let p = self.prepare(req.get_ref())?;
-        let (tokens, text, finish, _) = api::collect(&self.state, &p).await.map_err(status)?;
+        let (tokens, text, finish, _) = request::collect(&self.state, &p).await.map_err(status)?;
         Ok(Response::new(InferResponse {
             model: p.model.name.clone(),
             version: p.model.version,
@@ -138,7 +136,7 @@ impl Inference for InferenceService {
     ) -> Result<Response<Self::InferStreamStream>, Status> {
         self.check_token(&req)?;
         let p = self.prepare(req.get_ref())?;
-        let steps = api::steps(&self.state, &p).map_err(status)?;
+        let steps = request::steps(&self.state, &p).map_err(status)?;
         let out = futures_util::StreamExt::map(steps, |step| match step {
             Step::Delta(tokens, text) => Ok(InferChunk {
                 tokens,

@@ -1,16 +1,18 @@
 #![doc = include_str!("../README.md")]
 
-pub mod api;
 pub mod cache;
 pub mod engine;
 mod error;
 #[doc(hidden)]
 pub mod fuzz;
 pub mod grpc;
+pub mod http;
 pub mod loadgen;
 pub mod metrics;
 pub mod policy;
 pub mod repo;
+mod request;
+mod state;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -20,12 +22,12 @@ use std::sync::Arc;
 
 use serde::Deserialize;
 
-pub use api::{AppState, Limits};
 pub use engine::{Engine, EngineConfig, Event, FinishReason, GenRequest, Summary};
 pub use error::ServeError;
 pub use metrics::Metrics;
 pub use policy::{BatchPolicy, PolicyConfig};
 pub use repo::{RepoConfig, Repository, VersionPolicy};
+pub use state::{AppState, Limits};
 
 /// Everything a server needs.
 #[derive(Debug, Clone)]
@@ -219,7 +221,7 @@ impl Server {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         let state = Arc::clone(&self.state);
-        let app = api::router(Arc::clone(&self.state));
+        let app = http::router(Arc::clone(&self.state));
         let st = Arc::clone(&state);
         axum::serve(self.listener, app)
             .with_graceful_shutdown(async move {

@@ -4,16 +4,16 @@ mod common;
 
 use std::time::Duration;
 
-use autoglm_models::{LoadOptions, Model, ModelConfig, PagedCache, PagedModel, SamplingOptions};
+use autoglm_models::{GenerationOptions, LoadOptions, Model, ModelConfig, PagedCache, PagedModel};
 use autoglm_serve::policy::PolicyConfig;
 use autoglm_serve::{Engine, EngineConfig, Event, GenRequest, Metrics};
 use tokio::sync::mpsc::unbounded_channel;
 
-fn greedy(n: usize) -> SamplingOptions {
-    SamplingOptions {
+fn greedy(n: usize) -> GenerationOptions {
+    GenerationOptions {
         max_new_tokens: n,
         ignore_eos: true,
-        ..SamplingOptions::default()
+        ..GenerationOptions::default()
     }
 }
 

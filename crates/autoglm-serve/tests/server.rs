@@ -2,16 +2,16 @@
 
 mod common;
 
-use autoglm_models::{LoadOptions, Model, SamplingOptions};
+use autoglm_models::{GenerationOptions, LoadOptions, Model};
 use common::{call, call_raw, post, repo_root, spec, sse_events, start};
 use serde_json::{json, Value};
 
 fn greedy(prompt: &[u32], n: usize) -> Vec<u32> {
     let mut m = Model::load(&common::fixture(), &LoadOptions::default()).unwrap();
-    let o = SamplingOptions {
+    let o = GenerationOptions {
         max_new_tokens: n,
         ignore_eos: true,
-        ..SamplingOptions::default()
+        ..GenerationOptions::default()
     };
     m.generate(&[prompt.to_vec()], &o, |_, _| {})
         .unwrap()

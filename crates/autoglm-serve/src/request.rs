@@ -1,0 +1,460 @@
+//! Request preparation, shared by the HTTP and gRPC APIs: the generation
+//! parameters every endpoint takes, their checks and defaults (`prepare`), the
+//! start of a request (response cache or engine), and the state machine that turns
+//! the engine's tokens into text, applies stop strings and fills the cache
+//! (`steps`, `collect`).
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use autoglm_models::GenerationOptions;
+use futures_util::stream::{self, Stream, StreamExt};
+use serde::Deserialize;
+use serde_json::Value;
+use tokio::sync::mpsc::{unbounded_channel, UnboundedReceiver};
+
+use crate::cache::{CacheKey, Cached};
+use crate::engine::{Event, FinishReason, GenRequest, Summary};
+use crate::error::ServeError;
+use crate::repo::Loaded;
+use crate::state::AppState;
+
+type ApiResult<T> = Result<T, ServeError>;
+
+/// A prompt: text (tokenized with the model's tokenizer) or token ids.
+#[derive(Debug)]
+pub(crate) enum Prompt {
+    /// Text.
+    Text(String),
+    /// Token ids.
+    Ids(Vec<u32>),
+}
+
+impl<'de> Deserialize<'de> for Prompt {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Prompt::Text(s)),
+            Value::Array(a) => a
+                .iter()
+                .map(|x| x.as_u64().and_then(|n| u32::try_from(n).ok()))
+                .collect::<Option<Vec<u32>>>()
+                .map(Prompt::Ids)
+                .ok_or_else(|| {
+                    D::Error::custom(
+                        "prompt: a list must hold token ids (integers from 0 to 2^32 - 1)",
+                    )
+                }),
+            _ => Err(D::Error::custom(
+                "prompt must be a string or a list of token ids",
+            )),
+        }
+    }
+}
+
+/// Stop strings: one or several.
+#[derive(Debug)]
+pub(crate) struct Stops(Vec<String>);
+
+impl<'de> Deserialize<'de> for Stops {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        match Value::deserialize(d)? {
+            Value::String(s) => Ok(Stops(vec![s])),
+            Value::Array(a) => a
+                .into_iter()
+                .map(|x| match x {
+                    Value::String(s) => Some(s),
+                    _ => None,
+                })
+                .collect::<Option<Vec<String>>>()
+                .map(Stops)
+                .ok_or_else(|| D::Error::custom("stop: a list must hold strings")),
+            _ => Err(D::Error::custom(
+                "stop must be a string or a list of strings",
+            )),
+        }
+    }
+}
+
+/// The generation parameters every endpoint shares.
+#[derive(Debug, Deserialize)]
+pub(crate) struct GenParams {
+    pub(crate) prompt: Prompt,
+    #[serde(default)]
+    pub(crate) temperature: Option<f64>,
+    #[serde(default)]
+    pub(crate) top_p: Option<f64>,
+    #[serde(default)]
+    pub(crate) top_k: Option<u32>,
+    #[serde(default)]
+    pub(crate) repetition_penalty: Option<f64>,
+    #[serde(default)]
+    pub(crate) seed: Option<u64>,
+    #[serde(default)]
+    pub(crate) stop: Option<Stops>,
+    #[serde(default)]
+    pub(crate) ignore_eos: bool,
+    #[serde(default)]
+    pub(crate) stream: bool,
+}
+
+/// A request made ready for the engine.
+pub(crate) struct Prepared {
+    pub(crate) model: Arc<Loaded>,
+    pub(crate) prompt: Vec<u32>,
+    pub(crate) sampling: GenerationOptions,
+    pub(crate) stop_strings: Vec<String>,
+    pub(crate) key: Option<CacheKey>,
+}
+
+/// A request's number as f32: beyond f32's range is an error naming the field; a
+/// positive value stays positive (below f32's range it would round to 0, which the
+/// sampler rightly refuses).
+fn to_f32(name: &str, x: f64) -> ApiResult<f32> {
+    if x.abs() > f64::from(f32::MAX) {
+        return Err(ServeError::bad_request(format!(
+            "{name} {x} is beyond the range of a 32-bit float"
+        )));
+    }
+    Ok(if x > 0.0 {
+        (x as f32).max(f32::MIN_POSITIVE)
+    } else {
+        x as f32
+    })
+}
+
+pub(crate) fn prepare(
+    st: &AppState,
+    model: Option<&str>,
+    version: Option<u64>,
+    p: &GenParams,
+    max_tokens: Option<usize>,
+    default_temperature: f32,
+) -> ApiResult<Prepared> {
+    let name = match model {
+        Some(m) => m.to_string(),
+        None => st.repo.sole_model().ok_or_else(|| {
+            ServeError::bad_request("'model' is required when more than one model is loaded")
+        })?,
+    };
+    // `name:version` as listed by GET /v1/models.
+    let (name, version) = match (name.rsplit_once(':'), version) {
+        (Some((n, v)), None) if v.parse::<u64>().is_ok() => (n.to_string(), v.parse().ok()),
+        _ => (name, version),
+    };
+    let model = st.repo.get(&name, version)?;
+    let prompt = match &p.prompt {
+        Prompt::Ids(ids) => ids.clone(),
+        Prompt::Text(t) => {
+            let tok = model.tokenizer.as_ref().ok_or_else(|| {
+                ServeError::bad_request("this model has no tokenizer: send the prompt as token ids")
+            })?;
+            if t.len() > st.limits.max_body_bytes {
+                return Err(ServeError::too_large("the prompt is too long"));
+            }
+            let ids = tok
+                .encode(t)
+                .map_err(|e| ServeError::bad_request(e.to_string()))?;
+            match model.template {
+                Some((bos, sep)) => std::iter::once(bos)
+                    .chain(ids)
+                    .chain(std::iter::once(sep))
+                    .collect(),
+                None => ids,
+            }
+        }
+    };
+    // No max_tokens (llama.cpp's n_predict −1): up to the model's context.
+    let max_tokens = max_tokens.unwrap_or_else(|| {
+        st.limits
+            .max_tokens
+            .min(
+                model
+                    .config
+                    .max_position_embeddings
+                    .saturating_sub(prompt.len()),
+            )
+            .max(1)
+    });
+    if max_tokens == 0 {
+        return Err(ServeError::bad_request("max_tokens must be at least 1"));
+    }
+    if max_tokens > st.limits.max_tokens {
+        return Err(ServeError::bad_request(format!(
+            "max_tokens {max_tokens} is over this server's limit of {}",
+            st.limits.max_tokens
+        )));
+    }
+    let sampling = GenerationOptions {
+        max_new_tokens: max_tokens,
+        temperature: match p.temperature {
+            Some(t) => to_f32("temperature", t)?,
+            None => default_temperature,
+        },
+        top_k: p.top_k.unwrap_or(0) as usize,
+        // A positive top_p below f32's range still keeps the most likely token.
+        top_p: p.top_p.map_or(1.0, |x| {
+            if x > 0.0 {
+                (x as f32).max(f32::MIN_POSITIVE)
+            } else {
+                x as f32
+            }
+        }),
+        repetition_penalty: p
+            .repetition_penalty
+            .map_or(Ok(1.0), |x| to_f32("repetition_penalty", x))?,
+        stop_tokens: Vec::new(),
+        ignore_eos: p.ignore_eos,
+        seed: p.seed.unwrap_or(0),
+        ..GenerationOptions::default()
+    };
+    // Bad sampling options are the request's fault: 400 now, not an error event later.
+    autoglm_models::Sampler::new(sampling.clone())
+        .map_err(|e| ServeError::bad_request(e.to_string()))?;
+    let stop_strings = p.stop.as_ref().map(|s| s.0.clone()).unwrap_or_default();
+    if stop_strings.len() > 4 || stop_strings.iter().any(|s| s.is_empty() || s.len() > 256) {
+        return Err(ServeError::bad_request(
+            "stop takes at most 4 non-empty strings of at most 256 bytes",
+        ));
+    }
+    if !stop_strings.is_empty() && model.tokenizer.is_none() {
+        return Err(ServeError::bad_request(
+            "stop strings need a model with a tokenizer",
+        ));
+    }
+    let key = (sampling.temperature == 0.0 && stop_strings.is_empty()).then(|| CacheKey {
+        model: model.name.clone(),
+        version: model.version,
+        prompt: prompt.clone(),
+        max_new: max_tokens,
+        stops: Vec::new(),
+        ignore_eos: sampling.ignore_eos,
+        repetition_penalty: sampling.repetition_penalty.to_bits(),
+    });
+    Ok(Prepared {
+        model,
+        prompt,
+        sampling,
+        stop_strings,
+        key,
+    })
+}
+
+/// The events of a prepared request: from the cache, or from the engine.
+fn start(st: &AppState, p: &Prepared) -> ApiResult<(UnboundedReceiver<Event>, bool)> {
+    let (tx, rx) = unbounded_channel();
+    if let Some(hit) = p.key.as_ref().and_then(|k| st.cache.get(k)) {
+        for &t in &hit.tokens {
+            let _ = tx.send(Event::Token(t));
+        }
+        let _ = tx.send(Event::Done(Summary {
+            finish: hit.finish,
+            prompt_tokens: p.prompt.len(),
+            completion_tokens: hit.tokens.len(),
+            queued: std::time::Duration::ZERO,
+            ttft: std::time::Duration::ZERO,
+            latency: std::time::Duration::ZERO,
+            preempted: 0,
+        }));
+        return Ok((rx, true));
+    }
+    p.model.engine.submit(GenRequest {
+        prompt: p.prompt.clone(),
+        sampling: p.sampling.clone(),
+        events: tx,
+    })?;
+    Ok((rx, false))
+}
+
+/// Follows a request's tokens, turning them into text and applying stop strings.
+struct Follow {
+    st: Arc<AppState>,
+    model: Arc<Loaded>,
+    tokens: Vec<u32>,
+    /// Tokens not yet reported (their text ends inside a character).
+    pending: Vec<u32>,
+    text_sent: usize,
+    text: String,
+    stops: Vec<String>,
+    key: Option<CacheKey>,
+    from_cache: bool,
+    done: Option<(FinishReason, Summary)>,
+    started: Instant,
+}
+
+pub(crate) enum Step {
+    /// New tokens and the text they completed.
+    Delta(Vec<u32>, String),
+    /// The end.
+    Done(FinishReason, Summary),
+    /// A failure.
+    Failed(ServeError),
+}
+
+impl Follow {
+    fn new(st: &Arc<AppState>, p: &Prepared, from_cache: bool) -> Follow {
+        Follow {
+            st: Arc::clone(st),
+            model: Arc::clone(&p.model),
+            tokens: Vec::new(),
+            pending: Vec::new(),
+            text_sent: 0,
+            text: String::new(),
+            stops: p.stop_strings.clone(),
+            key: p.key.clone(),
+            from_cache,
+            done: None,
+            started: Instant::now(),
+        }
+    }
+
+    /// The text of the tokens so far, held back while it ends inside a character.
+    fn push(&mut self, t: u32) -> Option<(Vec<u32>, String)> {
+        self.tokens.push(t);
+        self.pending.push(t);
+        self.emit(false)
+    }
+
+    /// The held-back tokens and the new text, unless the text ends inside a
+    /// character and `force` is off.
+    fn emit(&mut self, force: bool) -> Option<(Vec<u32>, String)> {
+        let Some(tok) = &self.model.tokenizer else {
+            return Some((std::mem::take(&mut self.pending), String::new()));
+        };
+        let text = tok.decode(&self.tokens).unwrap_or_default();
+        if text.ends_with('\u{FFFD}') && !force {
+            return None;
+        }
+        self.text = text;
+        let delta = self
+            .text
+            .get(self.text_sent..)
+            .unwrap_or_default()
+            .to_string();
+        self.text_sent = self.text.len();
+        Some((std::mem::take(&mut self.pending), delta))
+    }
+
+    /// Where a stop string starts in the text, if one appeared.
+    fn stop_at(&self) -> Option<usize> {
+        self.stops
+            .iter()
+            .filter_map(|s| self.text.find(s.as_str()))
+            .min()
+    }
+
+    async fn next(&mut self, rx: &mut UnboundedReceiver<Event>) -> Option<Step> {
+        if self.done.is_some() {
+            return None;
+        }
+        let mut new_tokens = Vec::new();
+        let mut delta = String::new();
+        loop {
+            let ev = rx.recv().await;
+            match ev {
+                Some(Event::Token(t)) => {
+                    if let Some((ts, d)) = self.push(t) {
+                        new_tokens.extend(ts);
+                        delta.push_str(&d);
+                        if let Some(at) = self.stop_at() {
+                            // Cut the text at the stop string and end: dropping the
+                            // receiver cancels the rest in the engine.
+                            let keep_from = self.text_sent - delta.len();
+                            let cut = at.saturating_sub(keep_from).min(delta.len());
+                            delta.truncate(cut);
+                            self.text.truncate(at);
+                            let s = Summary {
+                                finish: FinishReason::Stop,
+                                prompt_tokens: 0,
+                                completion_tokens: self.tokens.len(),
+                                queued: std::time::Duration::ZERO,
+                                ttft: std::time::Duration::ZERO,
+                                latency: self.started.elapsed(),
+                                preempted: 0,
+                            };
+                            self.done = Some((FinishReason::Stop, s));
+                            rx.close();
+                            return Some(Step::Delta(new_tokens, delta));
+                        }
+                        return Some(Step::Delta(new_tokens, delta));
+                    }
+                }
+                Some(Event::Done(s)) => {
+                    if let (Some(k), false) = (&self.key, self.from_cache) {
+                        self.st.cache.put(
+                            k.clone(),
+                            Cached {
+                                tokens: self.tokens.clone(),
+                                finish: s.finish,
+                            },
+                        );
+                    }
+                    self.done = Some((s.finish, s));
+                    if !self.pending.is_empty() {
+                        if let Some((ts, d)) = self.emit(true) {
+                            return Some(Step::Delta(ts, d));
+                        }
+                    }
+                    return self.finish();
+                }
+                Some(Event::Error(e)) => return Some(Step::Failed(e)),
+                None => {
+                    return Some(Step::Failed(ServeError::internal(
+                        "the engine dropped the request",
+                    )))
+                }
+            }
+        }
+    }
+
+    /// After a `Delta` that ended the request, the final step.
+    fn finish(&mut self) -> Option<Step> {
+        self.done.take().map(|(f, s)| Step::Done(f, s))
+    }
+}
+
+/// The steps of a prepared request (from the cache or the engine), ending with
+/// `Done` or `Failed`; dropping the stream cancels the request.
+pub(crate) fn steps(
+    st: &Arc<AppState>,
+    p: &Prepared,
+) -> ApiResult<impl Stream<Item = Step> + Send + 'static> {
+    let (rx, cached) = start(st, p)?;
+    let f = Follow::new(st, p, cached);
+    Ok(stream::unfold(
+        (f, rx, false),
+        |(mut f, mut rx, ended)| async move {
+            if ended {
+                return None;
+            }
+            let step = match f.next(&mut rx).await {
+                Some(s) => s,
+                None => f.finish()?,
+            };
+            let end = matches!(step, Step::Done(..) | Step::Failed(_));
+            Some((step, (f, rx, end)))
+        },
+    ))
+}
+
+/// Runs a request to the end (non-streaming): tokens, text, the end.
+pub(crate) async fn collect(
+    st: &Arc<AppState>,
+    p: &Prepared,
+) -> ApiResult<(Vec<u32>, String, FinishReason, Summary)> {
+    let mut all = Box::pin(steps(st, p)?);
+    let mut tokens = Vec::new();
+    let mut text = String::new();
+    while let Some(step) = all.next().await {
+        match step {
+            Step::Delta(ts, t) => {
+                tokens.extend(ts);
+                text.push_str(&t);
+            }
+            Step::Done(reason, s) => return Ok((tokens, text, reason, s)),
+            Step::Failed(e) => return Err(e),
+        }
+    }
+    Err(ServeError::internal("the request ended without a result"))
+}
