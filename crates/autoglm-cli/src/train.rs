@@ -1,12 +1,15 @@
 //! `autoglm train`: train a Hugging Face GLM-family checkpoint on JSONL data.
 
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::num::{NonZeroU64, NonZeroUsize};
+use std::path::PathBuf;
 use std::time::Instant;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{bail, Result};
 use autoglm_models::TextTokenizer;
-use autoglm_train::{Control, Dataset, OptimizerKind, Schedule, Tokenize, TrainConfig, Trainer};
+use autoglm_train::{
+    Control, Dataset, OptimizerKind, RunOptions, Schedule, Tokenize, TrainConfig, TrainRun,
+};
 use clap::Args;
 
 /// `autoglm train`.
@@ -82,7 +85,7 @@ pub struct TrainArgs {
     #[arg(long, default_value = "f32", value_parser = ["f32", "bf16", "f16"])]
     pub dtype: String,
     /// Write a checkpoint (`OUTPUT/checkpoint-STEP`, the previous one removed) every
-    /// this many steps.
+    /// this many steps (0: never).
     #[arg(long)]
     pub save_every: Option<u64>,
     /// Continue from the latest checkpoint in `--output` (its settings; `--steps`
@@ -136,42 +139,6 @@ impl TrainArgs {
     }
 }
 
-/// The checkpoint directories in `dir`, by step.
-fn checkpoints(dir: &Path) -> Vec<(u64, PathBuf)> {
-    let mut out: Vec<(u64, PathBuf)> = std::fs::read_dir(dir)
-        .into_iter()
-        .flatten()
-        .flatten()
-        .filter_map(|e| {
-            let name = e.file_name().to_string_lossy().into_owned();
-            let step = name.strip_prefix("checkpoint-")?.parse().ok()?;
-            Some((step, e.path()))
-        })
-        .collect();
-    out.sort();
-    out
-}
-
-/// Keeps the first `steps` lines of a `losses.jsonl` (a resumed run rewrites the rest).
-fn truncate_losses(path: &Path, steps: u64) -> Result<()> {
-    let text = match std::fs::read_to_string(path) {
-        Ok(t) => t,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
-    };
-    let kept: String = text
-        .lines()
-        .filter(|l| {
-            serde_json::from_str::<serde_json::Value>(l)
-                .ok()
-                .and_then(|v| v["step"].as_u64())
-                .is_some_and(|s| s <= steps)
-        })
-        .map(|l| format!("{l}\n"))
-        .collect();
-    std::fs::write(path, kept).with_context(|| format!("writing {}", path.display()))
-}
-
 /// `autoglm train`.
 ///
 /// # Errors
@@ -179,37 +146,27 @@ fn truncate_losses(path: &Path, steps: u64) -> Result<()> {
 /// is not finite, or files that cannot be written.
 pub fn run(args: TrainArgs, out: &mut dyn Write) -> Result<()> {
     let config = args.config()?;
-    std::fs::create_dir_all(&args.output)
-        .with_context(|| format!("creating {}", args.output.display()))?;
-    let losses_path = args.output.join("losses.jsonl");
-    let latest = if args.resume {
-        checkpoints(&args.output).pop()
-    } else {
-        None
+    let options = RunOptions {
+        save_every: args.save_every.and_then(NonZeroU64::new),
+        keep_last: NonZeroUsize::new(1),
+        resume: args.resume,
+        copy_files_from: Some(args.model.clone()),
     };
-    let mut trainer = match &latest {
-        Some((step, dir)) => {
-            truncate_losses(&losses_path, *step)?;
-            writeln!(out, "resuming from {} (step {step})", dir.display())?;
-            Trainer::resume_with(dir, |c| {
-                c.steps = args.steps;
-                c.threads = args.threads;
-            })
-            .with_context(|| format!("resuming from {}", dir.display()))?
-        }
-        None => {
-            std::fs::write(&losses_path, "")
-                .with_context(|| format!("writing {}", losses_path.display()))?;
-            Trainer::from_pretrained(&args.model, config)
-                .with_context(|| format!("loading {}", args.model.display()))?
-        }
-    };
+    let mut run = TrainRun::start_or_resume(&args.output, &args.model, config, options)?;
+    if let Some(ck) = run.resumed_from() {
+        writeln!(
+            out,
+            "resuming from {} (step {})",
+            ck.path.display(),
+            ck.step
+        )?;
+    }
     let tokenizer = TextTokenizer::from_dir(&args.model)?;
     let data = Dataset::read_jsonl(
         &args.data,
         tokenizer.as_ref().map(|t| t as &dyn Tokenize),
-        trainer.model_config().vocab_size,
-        trainer.config().max_len,
+        run.trainer().model_config().vocab_size,
+        run.trainer().config().max_len,
     )?;
     writeln!(
         out,
@@ -224,58 +181,21 @@ pub fn run(args: TrainArgs, out: &mut dyn Write) -> Result<()> {
         },
         data.truncated
     )?;
-    let mut log = std::fs::OpenOptions::new()
-        .append(true)
-        .create(true)
-        .open(&losses_path)
-        .with_context(|| format!("opening {}", losses_path.display()))?;
     let started = Instant::now();
-    let total = trainer.config().steps;
-    let mut last_loss = f64::NAN;
-    let output = args.output.clone();
-    trainer.fit(&data, |t, r| {
-        last_loss = r.loss;
-        let mut line = serde_json::json!({"step": r.step, "loss": r.loss, "lr": r.lr, "grad_norm": r.grad_norm});
-        if r.skipped {
-            line["skipped"] = true.into();
-        }
-        writeln!(log, "{line}").and_then(|()| log.flush()).map_err(|e| {
-            autoglm_train::Error::Input(format!("{}: {e}", losses_path.display()))
-        })?;
+    let total = run.trainer().config().steps;
+    let last = run.fit(&data, |_, r| {
         let _ = writeln!(
             out,
             "step {}/{total}  loss {:.6}  lr {:.3e}  grad norm {:.4}",
             r.step, r.loss, r.lr, r.grad_norm
         );
-        if args.save_every.is_some_and(|k| k > 0 && r.step % k == 0 && r.step < total) {
-            let dir = output.join(format!("checkpoint-{}", r.step));
-            t.save_checkpoint(&dir)?;
-            for (_, old) in checkpoints(&output).into_iter().filter(|(s, _)| *s != r.step) {
-                let _ = std::fs::remove_dir_all(old);
-            }
-        }
         Ok(Control::Continue)
     })?;
-    trainer
-        .save_pretrained(&args.output)
-        .with_context(|| format!("writing {}", args.output.display()))?;
-    for f in [
-        "tokenizer.json",
-        "tokenizer_config.json",
-        "special_tokens_map.json",
-        "generation_config.json",
-    ] {
-        let src = args.model.join(f);
-        if src.exists() {
-            std::fs::copy(&src, args.output.join(f))
-                .with_context(|| format!("copying {}", src.display()))?;
-        }
-    }
     let summary = serde_json::json!({
-        "steps": trainer.steps_done(),
-        "final_loss": last_loss,
+        "steps": run.trainer().steps_done(),
+        "final_loss": last.map_or(f64::NAN, |r| r.loss),
         "seconds": started.elapsed().as_secs_f64(),
-        "peak_step_bytes": trainer.peak_step_bytes(),
+        "peak_step_bytes": run.trainer().peak_step_bytes(),
         "output": args.output,
     });
     writeln!(out, "{summary}")?;

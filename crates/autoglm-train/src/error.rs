@@ -35,6 +35,52 @@ pub enum Error {
     /// Running the graph.
     #[error("executor: {0}")]
     Ops(#[from] autoglm_ops::Error),
+    /// A checkpoint's `trainer_state.json` could not be parsed.
+    #[error("{path}: {source}")]
+    TrainerState {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A checkpoint path that does not end in a directory name (`/`, `..`).
+    #[error("{path}: a checkpoint needs a directory name")]
+    CheckpointPath {
+        /// The path.
+        path: PathBuf,
+    },
+    /// Resuming from a checkpoint directory failed.
+    #[error("resuming from {path}: {source}")]
+    Resume {
+        /// The checkpoint directory.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: Box<Error>,
+    },
+    /// A line of a loss log (`losses.jsonl`) is not a loss record.
+    #[error("{path}:{line}: {source}")]
+    LossLog {
+        /// The file.
+        path: PathBuf,
+        /// 1-based line number.
+        line: usize,
+        /// Why.
+        #[source]
+        source: serde_json::Error,
+    },
+    /// A file could not be copied into the run directory.
+    #[error("copying {from} to {to}: {source}")]
+    Copy {
+        /// The source file.
+        from: PathBuf,
+        /// The destination.
+        to: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// Invalid settings or state.
     #[error("{0}")]
     Input(String),

@@ -324,8 +324,8 @@ impl Trainer {
     /// [`Trainer::save_checkpoint`]): weights, optimizer state, step and settings.
     ///
     /// # Errors
-    /// As [`Trainer::from_pretrained`]; [`Error::Input`] for a directory without
-    /// trainer state.
+    /// As [`Trainer::from_pretrained`]; [`Error::Io`] for a directory without
+    /// `trainer_state.json`, [`Error::TrainerState`] for one that cannot be parsed.
     pub fn resume(dir: &Path) -> Result<Trainer> {
         Trainer::resume_with(dir, |_| {})
     }
@@ -338,8 +338,11 @@ impl Trainer {
     pub fn resume_with(dir: &Path, adjust: impl FnOnce(&mut TrainConfig)) -> Result<Trainer> {
         let path = dir.join("trainer_state.json");
         let text = std::fs::read_to_string(&path).map_err(io(&path))?;
-        let mut state: TrainerState = serde_json::from_str(&text)
-            .map_err(|e| Error::Input(format!("{}: {e}", path.display())))?;
+        let mut state: TrainerState =
+            serde_json::from_str(&text).map_err(|source| Error::TrainerState {
+                path: path.clone(),
+                source,
+            })?;
         adjust(&mut state.config);
         let mut t = Trainer::from_pretrained(dir, state.config)?;
         let opt_path = dir.join("optimizer.safetensors");
@@ -669,17 +672,18 @@ impl Trainer {
         Ok(())
     }
 
-    /// Writes a checkpoint to `dir` (replaced whole; written beside it first, then
-    /// renamed, so a kill leaves either the old or the new one): the model as
-    /// [`Trainer::save_pretrained`], `optimizer.safetensors` and
-    /// `trainer_state.json`.
+    /// Writes a checkpoint to `dir` (replaced whole; written to `.NAME.tmp` beside it
+    /// first, synced to disk, then renamed, so a kill or a crash leaves either the old
+    /// or the new one): the model as [`Trainer::save_pretrained`],
+    /// `optimizer.safetensors` and, last, `trainer_state.json`.
     ///
     /// # Errors
+    /// [`Error::CheckpointPath`] for a path without a directory name;
     /// [`Error::Io`] / [`Error::Model`] naming what could not be written.
     pub fn save_checkpoint(&self, dir: &Path) -> Result<()> {
-        let name = dir
-            .file_name()
-            .ok_or_else(|| Error::Input(format!("{}: not a directory name", dir.display())))?;
+        let name = dir.file_name().ok_or_else(|| Error::CheckpointPath {
+            path: dir.to_owned(),
+        })?;
         let tmp: PathBuf = dir.with_file_name(format!(".{}.tmp", name.to_string_lossy()));
         if tmp.exists() {
             std::fs::remove_dir_all(&tmp).map_err(io(&tmp))?;
@@ -695,11 +699,53 @@ impl Trainer {
         let path = tmp.join("trainer_state.json");
         let text = serde_json::to_string_pretty(&state).expect("JSON");
         std::fs::write(&path, text).map_err(io(&path))?;
+        sync_tree(&tmp)?;
         if dir.exists() {
             std::fs::remove_dir_all(dir).map_err(io(dir))?;
         }
         std::fs::rename(&tmp, dir).map_err(io(dir))?;
+        if let Some(parent) = dir.parent() {
+            sync_dir(parent);
+        }
         Ok(())
+    }
+}
+
+/// The step recorded in checkpoint directory `dir` if it is complete: every file
+/// [`Trainer::save_checkpoint`] writes is there and `trainer_state.json` (written last)
+/// parses. `None` for a half-written or foreign directory.
+pub(crate) fn checkpoint_step(dir: &Path) -> Option<u64> {
+    let files = ["config.json", "model.safetensors", "optimizer.safetensors"];
+    if !files.iter().all(|f| dir.join(f).is_file()) {
+        return None;
+    }
+    let text = std::fs::read_to_string(dir.join("trainer_state.json")).ok()?;
+    let state: TrainerState = serde_json::from_str(&text).ok()?;
+    Some(state.step)
+}
+
+/// Flushes every file in `dir` (one level) and the directory itself to disk.
+fn sync_tree(dir: &Path) -> Result<()> {
+    for entry in std::fs::read_dir(dir).map_err(io(dir))? {
+        let path = entry.map_err(io(dir))?.path();
+        if path.is_file() {
+            // Opened for writing: Windows flushes only through a writable handle.
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(&path)
+                .and_then(|f| f.sync_all())
+                .map_err(io(&path))?;
+        }
+    }
+    sync_dir(dir);
+    Ok(())
+}
+
+/// Flushes a directory's entries to disk where the platform allows opening a
+/// directory (best effort: a rename is atomic without it, only not yet durable).
+pub(crate) fn sync_dir(dir: &Path) {
+    if let Ok(f) = std::fs::File::open(dir) {
+        let _ = f.sync_all();
     }
 }
 
