@@ -6,7 +6,7 @@ use std::collections::HashMap;
 
 use autoglm_graph::{BinaryOp, DType, Dim, Graph, NodeId, OpKind, TensorType};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, KernelError, Result};
 use crate::registry::{Device, Kernel, Prepacked, Registry};
 use crate::tensor::{Data, Tensor};
 
@@ -377,23 +377,19 @@ impl Executor {
         pool.install(|| -> Result<()> {
             for (si, s) in steps.iter().enumerate() {
                 let started = profile.as_ref().map(|_| std::time::Instant::now());
-                let shape = concrete(&s.ty, &syms).map_err(|reason| Error::Kernel {
-                    node: s.node,
+                let fail = |source: KernelError| Error::Kernel {
+                    node: Some(s.node),
                     op: s.op.name(),
-                    reason,
-                })?;
-                let fail = |reason: String| Error::Kernel {
-                    node: s.node,
-                    op: s.op.name(),
-                    reason,
+                    source,
                 };
+                let shape = concrete(&s.ty, &syms).map_err(fail)?;
                 let n: usize = shape.iter().product();
                 run.naive_bytes += n * s.ty.dtype.size_bytes();
                 let result = if s.inplace {
                     let Value::Own(mut io) =
                         std::mem::replace(&mut values[s.inputs[0]], Value::Empty)
                     else {
-                        return Err(fail("in-place input is not an owned buffer".into()));
+                        return Err(fail("the in-place input is not an owned buffer".into()));
                     };
                     let rest: Vec<&Tensor> =
                         s.inputs[1..].iter().map(|&x| values[x].get()).collect();
@@ -694,14 +690,14 @@ fn sum_of_terms(s: &str, syms: &HashMap<String, usize>) -> Option<usize> {
 pub(crate) fn concrete(
     ty: &TensorType,
     syms: &HashMap<String, usize>,
-) -> std::result::Result<Vec<usize>, String> {
+) -> std::result::Result<Vec<usize>, KernelError> {
     ty.shape
         .iter()
         .map(|d| match d {
             Dim::Known(n) => Ok(*n as usize),
-            Dim::Sym(s) => {
-                resolve(s, syms).ok_or_else(|| format!("the size '{s}' is not bound by any input"))
-            }
+            Dim::Sym(s) => resolve(s, syms).ok_or_else(|| KernelError::UnboundSize {
+                symbol: s.to_string(),
+            }),
         })
         .collect()
 }

@@ -13,7 +13,7 @@ pub mod rows;
 mod tensor;
 mod verify;
 
-pub use error::{Error, Result};
+pub use error::{Error, KernelError, Result};
 pub use exec::{Executor, Options, RunStats};
 pub use io::{load_safetensors, save_safetensors};
 pub use linear::PackedMatrix;

@@ -64,7 +64,8 @@ impl PackedMatrix {
     /// the columns).
     ///
     /// # Errors
-    /// [`Error::Shape`] when the sizes do not agree.
+    /// [`Error::Shape`] when the sizes do not agree; [`Error::Kernel`] if the product
+    /// fails.
     pub fn matmul(&self, x: &[f32], bias: Option<&[f32]>, out: &mut [f32]) -> Result<()> {
         let (k, n) = (self.k, self.n);
         let m = x.len() / k;
@@ -80,7 +81,11 @@ impl PackedMatrix {
             Inner::Packed(w) => cpu::packed_matmul_slices(x, w, bias, out),
             Inner::Plain(w) => cpu::plain_matmul_slices(x, w, bias, out, m, k, n),
         }
-        .map_err(Error::Shape)
+        .map_err(|source| Error::Kernel {
+            node: None,
+            op: "matmul".into(),
+            source,
+        })
     }
 }
 

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use autoglm_graph::{Attrs, DType, Graph, KernelSupport, OpDef, OpKind, TensorType};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, KernelError, Result};
 use crate::tensor::Tensor;
 
 /// Where a kernel runs.
@@ -53,15 +53,16 @@ impl fmt::Display for Device {
 }
 
 /// A kernel computing a node's value into `out` (allocated by the caller with the
-/// node's concrete shape and type) from its inputs.
+/// node's concrete shape and type) from its inputs; it reports a failure as a
+/// [`KernelError`], which the executor wraps in [`Error::Kernel`] with the node.
 pub type KernelFn =
-    Arc<dyn Fn(&OpKind, &[&Tensor], &mut Tensor) -> Result<(), String> + Send + Sync>;
+    Arc<dyn Fn(&OpKind, &[&Tensor], &mut Tensor) -> Result<(), KernelError> + Send + Sync>;
 
 /// A kernel that overwrites its first input with the result (`io`), given the other
 /// inputs; the executor uses it when the first input is not needed afterwards and has
 /// the result's shape and type.
 pub type InplaceFn =
-    Arc<dyn Fn(&OpKind, &mut Tensor, &[&Tensor]) -> Result<(), String> + Send + Sync>;
+    Arc<dyn Fn(&OpKind, &mut Tensor, &[&Tensor]) -> Result<(), KernelError> + Send + Sync>;
 
 /// What a kernel derived once from an input that does not change between runs (a
 /// bound parameter): a weight matrix in the layout the kernel's
@@ -75,7 +76,7 @@ pub type PrepackFn = Arc<dyn Fn(&OpKind, usize, &Tensor) -> Option<Prepacked> + 
 /// A kernel given, besides its inputs, the prepacked form of each input that has one.
 /// The tensors are passed as well, unchanged.
 pub type PackedKernelFn = Arc<
-    dyn Fn(&OpKind, &[&Tensor], &[Option<&Prepacked>], &mut Tensor) -> Result<(), String>
+    dyn Fn(&OpKind, &[&Tensor], &[Option<&Prepacked>], &mut Tensor) -> Result<(), KernelError>
         + Send
         + Sync,
 >;
@@ -104,7 +105,10 @@ impl fmt::Debug for Kernel {
 impl Kernel {
     /// A kernel from a function.
     pub fn new(
-        run: impl Fn(&OpKind, &[&Tensor], &mut Tensor) -> Result<(), String> + Send + Sync + 'static,
+        run: impl Fn(&OpKind, &[&Tensor], &mut Tensor) -> Result<(), KernelError>
+            + Send
+            + Sync
+            + 'static,
     ) -> Kernel {
         Kernel {
             run: Arc::new(run),
@@ -119,7 +123,7 @@ impl Kernel {
     pub fn with_prepack(
         mut self,
         pack: impl Fn(&OpKind, usize, &Tensor) -> Option<Prepacked> + Send + Sync + 'static,
-        run: impl Fn(&OpKind, &[&Tensor], &[Option<&Prepacked>], &mut Tensor) -> Result<(), String>
+        run: impl Fn(&OpKind, &[&Tensor], &[Option<&Prepacked>], &mut Tensor) -> Result<(), KernelError>
             + Send
             + Sync
             + 'static,
@@ -132,7 +136,7 @@ impl Kernel {
     #[must_use]
     pub fn with_inplace(
         mut self,
-        f: impl Fn(&OpKind, &mut Tensor, &[&Tensor]) -> Result<(), String> + Send + Sync + 'static,
+        f: impl Fn(&OpKind, &mut Tensor, &[&Tensor]) -> Result<(), KernelError> + Send + Sync + 'static,
     ) -> Kernel {
         self.inplace = Some(Arc::new(f));
         self

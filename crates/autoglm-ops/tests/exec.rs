@@ -8,7 +8,9 @@ use autoglm_graph::{
     apply_rules, builtin_rules, Attrs, BinaryOp, DType, Dim, Graph, NodeId, OpDef, OpKind, Pattern,
     Rule, TensorType, UnaryOp,
 };
-use autoglm_ops::{optimize, Device, Error, Executor, Kernel, Operator, Options, Registry, Tensor};
+use autoglm_ops::{
+    optimize, Device, Error, Executor, Kernel, KernelError, Operator, Options, Registry, Tensor,
+};
 
 fn small() -> BlockConfig {
     BlockConfig::small()
@@ -248,6 +250,124 @@ fn a_user_operator_runs_by_kernel_or_by_decomposition() {
     let mut e = Executor::new(&g, &reg, Options::default()).unwrap();
     let out = e.run(&[("x", &x.cast(DType::BF16))]).unwrap();
     assert_eq!(out[0].to_f64_vec(), [0.0, 0.0, 2.0, 5.0]);
+}
+
+/// Runs `op` on `inputs` as a one-node graph.
+fn run_one(reg: &Registry, op: OpKind, inputs: &[Tensor]) -> Result<Vec<Tensor>, Error> {
+    let mut g = Graph::new();
+    reg.register_ops_with(&mut g);
+    let ids = inputs
+        .iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let ty = TensorType::new(t.dtype(), t.shape().iter().map(|&d| d as u64));
+            g.input(&format!("i{i}"), ty)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let y = g.add(op, &ids)?;
+    g.set_outputs(&[y])?;
+    let names: Vec<String> = (0..inputs.len()).map(|i| format!("i{i}")).collect();
+    let feed: Vec<(&str, &Tensor)> = names.iter().map(String::as_str).zip(inputs).collect();
+    Executor::new(&g, reg, Options::default())?.run(&feed)
+}
+
+#[test]
+fn kernel_errors_are_typed_sources() {
+    use std::error::Error as _;
+    let reg = Registry::with_cpu_kernels();
+    // A built-in kernel's typed error, with the node around it and as its source.
+    let data = Tensor::zeros(DType::F32, &[4, 2]);
+    let idx = Tensor::new(&[1], autoglm_ops::Data::I64(vec![9])).unwrap();
+    let err = run_one(&reg, OpKind::Gather { axis: 0 }, &[data, idx]).unwrap_err();
+    let Error::Kernel {
+        node: Some(_),
+        op,
+        source,
+    } = &err
+    else {
+        panic!("{err:?}")
+    };
+    assert_eq!(op, "gather");
+    assert_eq!(
+        source,
+        &KernelError::IndexOutOfRange {
+            index: 9.0,
+            size: 4
+        }
+    );
+    assert!(
+        err.to_string()
+            .ends_with("(gather): index 9 is outside 0..4"),
+        "{err}"
+    );
+    let chained = err.source().expect("a source");
+    assert_eq!(chained.to_string(), "index 9 is outside 0..4");
+    assert!(chained.downcast_ref::<KernelError>().is_some());
+    // Negative padding lengths, out-of-range labels: typed too.
+    let lens = Tensor::new(&[1], autoglm_ops::Data::I64(vec![-2])).unwrap();
+    let like = Tensor::zeros(DType::I64, &[1, 3]);
+    let err = run_one(
+        &reg,
+        OpKind::PaddingMask { dtype: DType::F32 },
+        &[lens, like],
+    )
+    .unwrap_err();
+    assert!(
+        matches!(
+            err,
+            Error::Kernel {
+                source: KernelError::NegativeLength { row: 0, .. },
+                ..
+            }
+        ),
+        "{err}"
+    );
+
+    // A user kernel returning a plain message (`?` on a `&str`, `.into()` on a
+    // `String`) gives `KernelError::Other`.
+    #[derive(Debug)]
+    struct Fails;
+    impl OpDef for Fails {
+        fn name(&self) -> &str {
+            "fails"
+        }
+        fn arity(&self) -> Option<usize> {
+            Some(1)
+        }
+        fn infer(&self, _: &Attrs, inputs: &[&TensorType]) -> Result<TensorType, String> {
+            Ok(inputs[0].clone())
+        }
+    }
+    impl Operator for Fails {
+        fn kernels(&self) -> Vec<(Device, DType, Kernel)> {
+            let k = Kernel::new(|_, ins, _| {
+                let x = ins[0].as_f32().ok_or("f32 only")?;
+                if x.iter().all(|&v| v == 0.0) {
+                    return Err("all zeros".into());
+                }
+                Err(format!("failed on {} elements", x.len()).into())
+            });
+            vec![(Device::Cpu, DType::F32, k)]
+        }
+    }
+    let mut reg = reg;
+    reg.register_operator(Arc::new(Fails));
+    let op = OpKind::Custom {
+        name: "fails".into(),
+        attrs: Attrs::new(),
+    };
+    let x = Tensor::zeros(DType::F32, &[3]);
+    let err = run_one(&reg, op.clone(), &[x]).unwrap_err();
+    assert!(
+        matches!(&err, Error::Kernel { source: KernelError::Other(m), .. } if m == "all zeros"),
+        "{err}"
+    );
+    let x = Tensor::from_f32(&[3], vec![1.0; 3]).unwrap();
+    let err = run_one(&reg, op, &[x]).unwrap_err();
+    assert!(
+        err.to_string().ends_with("(fails): failed on 3 elements"),
+        "{err}"
+    );
 }
 
 #[test]

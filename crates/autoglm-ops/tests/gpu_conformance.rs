@@ -64,7 +64,19 @@ mod wgpu {
             .upload(&Tensor::from_f32(&[4], vec![0.0; 4]).unwrap())
             .unwrap();
         let add = OpKind::Binary { f: BinaryOp::Add };
-        let e = gpu.run(&add, &[&x, &y], &[2, 4]).unwrap_err().to_string();
+        let e = gpu.run(&add, &[&x, &y], &[2, 4]).unwrap_err();
+        assert!(
+            matches!(
+                &e,
+                autoglm_ops::Error::Kernel {
+                    node: None,
+                    source: autoglm_ops::KernelError::Broadcast { .. },
+                    ..
+                }
+            ),
+            "{e:?}"
+        );
+        let e = e.to_string();
         assert!(e.contains("does not broadcast"), "{e}");
         let e = gpu
             .run(&OpKind::MatMul, &[&x, &x], &[2, 2])

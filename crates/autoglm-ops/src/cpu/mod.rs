@@ -12,25 +12,50 @@ use ndarray::{
 };
 use rayon::prelude::*;
 
+use crate::error::KernelError;
 use crate::registry::{Device, Kernel, KernelFn, Prepacked, Registry};
 use crate::tensor::{Data, Tensor};
 use math::Rhs;
 use std::sync::Arc;
 
-type KResult = Result<(), String>;
+type KResult = Result<(), KernelError>;
 
 /// Elements per task below which a kernel does not split its work across threads.
 const PAR_GRAIN: usize = 1 << 15;
 
-fn f32s(t: &Tensor) -> Result<&[f32], String> {
-    t.as_f32()
-        .ok_or_else(|| format!("expected an f32 tensor, got {}", t.dtype()))
+/// The error for a tensor of type `got` where the kernel takes f32.
+fn not_f32(what: &'static str, got: DType) -> KernelError {
+    KernelError::DType {
+        what,
+        expected: DType::F32,
+        got,
+    }
 }
 
-fn f32s_mut(t: &mut Tensor) -> Result<&mut [f32], String> {
+fn f32s(t: &Tensor) -> Result<&[f32], KernelError> {
+    t.as_f32().ok_or_else(|| not_f32("an input", t.dtype()))
+}
+
+fn f32s_mut(t: &mut Tensor) -> Result<&mut [f32], KernelError> {
     let d = t.dtype();
-    t.as_f32_mut()
-        .ok_or_else(|| format!("expected an f32 output, got {d}"))
+    t.as_f32_mut().ok_or_else(|| not_f32("the output", d))
+}
+
+fn f32_view(t: &Tensor) -> Result<ArrayViewD<'_, f32>, KernelError> {
+    t.view_f32().ok_or_else(|| not_f32("an input", t.dtype()))
+}
+
+fn f32_view_mut(t: &mut Tensor) -> Result<ArrayViewMutD<'_, f32>, KernelError> {
+    let d = t.dtype();
+    t.view_f32_mut().ok_or_else(|| not_f32("the output", d))
+}
+
+/// The error for a kernel called for an op it does not compute.
+pub(crate) fn wrong_op(kernel: &'static str, op: &OpKind) -> KernelError {
+    KernelError::WrongOp {
+        kernel,
+        op: op.name(),
+    }
 }
 
 fn axis_of(a: i64, rank: usize) -> usize {
@@ -79,10 +104,10 @@ fn unary_loop(f: UnaryOp) -> fn(&mut [f32]) {
 
 /// The f32 unary kernel: copy in cache-sized blocks, then apply in place.
 fn unary_kernel() -> Kernel {
-    fn f_of(op: &OpKind) -> Result<fn(&mut [f32]), String> {
+    fn f_of(op: &OpKind) -> Result<fn(&mut [f32]), KernelError> {
         match op {
             OpKind::Unary { f } => Ok(unary_loop(*f)),
-            other => Err(format!("unary kernel given {}", other.name())),
+            other => Err(wrong_op("unary", other)),
         }
     }
     Kernel::new(|op, ins, out| {
@@ -109,7 +134,7 @@ fn unary_kernel() -> Kernel {
 /// An in-place binary loop: `io`, the other operand, and whether to swap them.
 type BinaryLoop = fn(&mut [f32], Rhs<'_>, bool);
 
-fn binary_loop(op: &OpKind) -> Result<BinaryLoop, String> {
+fn binary_loop(op: &OpKind) -> Result<BinaryLoop, KernelError> {
     Ok(match op {
         OpKind::Binary { f } => match f {
             BinaryOp::Add => math::add_loop,
@@ -121,7 +146,7 @@ fn binary_loop(op: &OpKind) -> Result<BinaryLoop, String> {
             BinaryOp::Min => math::min_loop,
         },
         OpKind::SwiGlu => math::swiglu_loop,
-        other => return Err(format!("binary kernel given {}", other.name())),
+        other => return Err(wrong_op("binary", other)),
     })
 }
 
@@ -170,11 +195,15 @@ fn binary_into(op: &OpKind, io: &mut Tensor, b: &Tensor, swap: bool) -> KResult 
         Some(rhs) => par_rows(f32s_mut(io)?, 1, |_, o| f(o, rhs, swap)),
         None => {
             let g = binary_scalar(op);
-            let bv = b.view_f32().ok_or("f32 view")?;
-            let mut v = io.view_f32_mut().ok_or("f32 view")?;
+            let bv = f32_view(b)?;
+            let mut v = f32_view_mut(io)?;
             let bb = bv
                 .broadcast(v.raw_dim())
-                .ok_or_else(|| format!("{:?} does not broadcast to {so:?}", b.shape()))?;
+                .ok_or_else(|| KernelError::Broadcast {
+                    what: "operand",
+                    from: b.shape().to_vec(),
+                    to: so.clone(),
+                })?;
             Zip::from(&mut v).and(&bb).for_each(|x, &y| {
                 *x = if swap { g(y, *x) } else { g(*x, y) };
             });
@@ -194,11 +223,15 @@ fn binary_kernel() -> Kernel {
             (b, a, true)
         } else {
             // Both broadcast: materialise the first at the output's shape.
-            let av = a.view_f32().ok_or("f32 view")?;
+            let av = f32_view(a)?;
             let ab = av
                 .broadcast(IxDyn(&so))
-                .ok_or_else(|| format!("{:?} does not broadcast to {so:?}", a.shape()))?;
-            out.view_f32_mut().ok_or("f32 view")?.assign(&ab);
+                .ok_or_else(|| KernelError::Broadcast {
+                    what: "operand",
+                    from: a.shape().to_vec(),
+                    to: so.clone(),
+                })?;
+            f32_view_mut(out)?.assign(&ab);
             return binary_into(op, out, b, false);
         };
         f32s_mut(out)?.copy_from_slice(f32s(first)?);
@@ -234,7 +267,7 @@ fn norm_kernel() -> Kernel {
                     math::rms_norm(&x[r0 * n..r0 * n + o.len()], g, eps, o);
                 });
             }
-            other => return Err(format!("norm kernel given {}", other.name())),
+            other => return Err(wrong_op("norm", other)),
         }
         Ok(())
     })
@@ -243,14 +276,14 @@ fn norm_kernel() -> Kernel {
 fn softmax_kernel() -> Kernel {
     fn apply(op: &OpKind, io: &mut Tensor) -> KResult {
         let OpKind::Softmax { axis } = op else {
-            return Err("softmax kernel given another op".into());
+            return Err(wrong_op("softmax", op));
         };
         let ax = axis_of(*axis, io.shape().len());
         let n = io.shape()[ax];
         if ax + 1 == io.shape().len() {
             par_rows(f32s_mut(io)?, n, |_, o| math::softmax_rows(o, n));
         } else {
-            let mut v = io.view_f32_mut().ok_or("f32 view")?;
+            let mut v = f32_view_mut(io)?;
             let mut tmp = vec![0.0f32; n];
             for mut lane in v.lanes_mut(Axis(ax)) {
                 tmp.iter_mut().zip(lane.iter()).for_each(|(t, &x)| *t = x);
@@ -270,7 +303,7 @@ fn softmax_kernel() -> Kernel {
 fn reduce_kernel() -> Kernel {
     Kernel::new(|op, ins, out| {
         let OpKind::Reduce { f, axes, .. } = op else {
-            return Err("reduce kernel given another op".into());
+            return Err(wrong_op("reduce", op));
         };
         let x = ins[0];
         let rank = x.shape().len();
@@ -286,7 +319,7 @@ fn reduce_kernel() -> Kernel {
             }
             return Ok(());
         }
-        let mut v = x.view_f32().ok_or("f32 view")?.to_owned();
+        let mut v = f32_view(x)?.to_owned();
         for &a in ax.iter().rev() {
             let n = v.shape()[a];
             v = v.map_axis(Axis(a), |lane| reduce_slice(*f, lane.iter().copied(), n));
@@ -307,9 +340,9 @@ fn reduce_slice(f: ReduceOp, xs: impl Iterator<Item = f32>, n: usize) -> f32 {
 
 /// `c = a · b` for row-major slices.
 fn gemm(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) -> KResult {
-    let av = ArrayView2::from_shape((m, k), a).map_err(|e| e.to_string())?;
-    let bv = ArrayView2::from_shape((k, n), b).map_err(|e| e.to_string())?;
-    let mut cv = ArrayViewMut2::from_shape((m, n), c).map_err(|e| e.to_string())?;
+    let av = ArrayView2::from_shape((m, k), a)?;
+    let bv = ArrayView2::from_shape((k, n), b)?;
+    let mut cv = ArrayViewMut2::from_shape((m, n), c)?;
     general_mat_mul(1.0, &av, &bv, 0.0, &mut cv);
     Ok(())
 }
@@ -412,7 +445,11 @@ fn packed_matmul_into(
 ) -> KResult {
     let (k, n) = (w.k(), w.n());
     if x.shape().last() != Some(&k) || out.shape().last() != Some(&n) {
-        return Err(format!("packed matmul: {:?} · [{k}, {n}]", x.shape()));
+        return Err(KernelError::Shape(format!(
+            "{:?} · packed [{k}, {n}] → {:?}",
+            x.shape(),
+            out.shape()
+        )));
     }
     packed_matmul_slices(f32s(x)?, w, bias, f32s_mut(out)?)
 }
@@ -471,7 +508,7 @@ fn matmul_kernel() -> Kernel {
             });
             Ok(())
         }
-        other => Err(format!("matmul kernel given {}", other.name())),
+        other => Err(wrong_op("matmul", other)),
     })
     .with_prepack(
         // A rank-2 f32 right operand (a weight) is packed; nothing else is.
@@ -489,7 +526,7 @@ fn matmul_kernel() -> Kernel {
                 .copied()
                 .flatten()
                 .and_then(|p| p.downcast_ref::<gemm::PackedB>())
-                .ok_or("matmul: the weight is not packed")?;
+                .ok_or("the packed kernel was called without a packed weight")?;
             let bias = match op {
                 OpKind::Linear => Some(f32s(ins[2])?),
                 _ => None,
@@ -517,7 +554,7 @@ fn attention_kernel() -> Kernel {
     Kernel::new(|op, ins, out| match op {
         OpKind::Attention { scale } => attention(ins, out, *scale as f32, Keys::Transposed),
         OpKind::GroupedAttention { scale } => attention(ins, out, *scale as f32, Keys::Rows),
-        _ => Err("attention kernel given another op".into()),
+        other => Err(wrong_op("attention", other)),
     })
 }
 
@@ -533,7 +570,9 @@ fn attention(ins: &[&Tensor], out: &mut Tensor, scale: f32, keys: Keys) -> KResu
         Keys::Rows => {
             let (hq, hkv) = (q.shape()[r - 3], k.shape()[r - 3]);
             if hkv == 0 || hq % hkv != 0 {
-                return Err(format!("{hq} query heads do not share {hkv} key heads"));
+                return Err(KernelError::Shape(format!(
+                    "{hq} query heads do not share {hkv} key heads"
+                )));
             }
             (k.shape()[r - 2], hq / hkv)
         }
@@ -551,17 +590,23 @@ fn attention(ins: &[&Tensor], out: &mut Tensor, scale: f32, keys: Keys) -> KResu
         (f32s(mask)?, batch_offsets(&mshape[..r - 2], &batch, t * s))
     } else {
         // Broadcast the mask's last two dims to [t, s] once.
-        let mv = mask.view_f32().ok_or("f32 view")?;
+        let mv = f32_view(mask)?;
         let mut target = batch.clone();
         target.extend([t, s]);
         owned = mv
             .broadcast(IxDyn(&target))
-            .ok_or_else(|| format!("mask {ms:?} does not broadcast to {target:?}"))?
+            .ok_or_else(|| KernelError::Broadcast {
+                what: "mask",
+                from: ms.to_vec(),
+                to: target.clone(),
+            })?
             .as_standard_layout()
             .into_owned();
         let n: usize = batch.iter().product();
         (
-            owned.as_slice().ok_or("contiguous")?,
+            owned
+                .as_slice()
+                .ok_or("the broadcast mask is not contiguous")?,
             (0..n).map(|i| i * t * s).collect(),
         )
     };
@@ -628,20 +673,16 @@ fn attention(ins: &[&Tensor], out: &mut Tensor, scale: f32, keys: Keys) -> KResu
                     };
                     kp.gemm_part(q_op, d, width, None, sc, width);
                 } else {
-                    let qv =
-                        ArrayView2::from_shape((rows, d), q_rows).map_err(|e| e.to_string())?;
-                    let mut cv = ArrayViewMut2::from_shape((rows, width), &mut *sc)
-                        .map_err(|e| e.to_string())?;
+                    let qv = ArrayView2::from_shape((rows, d), q_rows)?;
+                    let mut cv = ArrayViewMut2::from_shape((rows, width), &mut *sc)?;
                     match keys {
                         Keys::Transposed => {
-                            let kv =
-                                ArrayView2::from_shape((d, s), k_i).map_err(|e| e.to_string())?;
+                            let kv = ArrayView2::from_shape((d, s), k_i)?;
                             let kv = kv.slice(ndarray::s![.., ..width]);
                             general_mat_mul(1.0, &qv, &kv, 0.0, &mut cv);
                         }
                         Keys::Rows => {
-                            let kv =
-                                ArrayView2::from_shape((s, d), k_i).map_err(|e| e.to_string())?;
+                            let kv = ArrayView2::from_shape((s, d), k_i)?;
                             let kv = kv.slice(ndarray::s![..width, ..]);
                             general_mat_mul(1.0, &qv, &kv.t(), 0.0, &mut cv);
                         }
@@ -689,9 +730,12 @@ fn cross_entropy_kernel() -> Kernel {
         let (ignore, backward) = match op {
             OpKind::CrossEntropy { ignore_index } => (*ignore_index, false),
             OpKind::CrossEntropyBackward { ignore_index } => (*ignore_index, true),
-            other => return Err(format!("cross-entropy kernel given {}", other.name())),
+            other => return Err(wrong_op("cross-entropy", other)),
         };
-        let vocab = *ins[0].shape().last().ok_or("logits of rank 0")?;
+        let vocab = *ins[0]
+            .shape()
+            .last()
+            .ok_or_else(|| KernelError::Shape("logits of rank 0".into()))?;
         let x = f32s(ins[0])?;
         let rows = x.len() / vocab.max(1);
         let targets = reference::ce_targets(ins[1], ignore, rows, vocab)?;
@@ -732,7 +776,7 @@ fn cross_entropy_kernel() -> Kernel {
 fn rope_kernel() -> Kernel {
     Kernel::new(|op, ins, out| {
         let OpKind::Rope { rot } = op else {
-            return Err("rope kernel given another op".into());
+            return Err(wrong_op("rope", op));
         };
         let rot = *rot as usize;
         let half = rot / 2;
@@ -783,7 +827,7 @@ fn padding_mask_kernel() -> Kernel {
         for (b, row) in o.chunks_exact_mut(t.max(1)).enumerate() {
             let n = lens.data().get_f64(b);
             if n < 0.0 {
-                return Err(format!("padding_mask: length {n} of row {b} is negative"));
+                return Err(KernelError::NegativeLength { row: b, length: n });
             }
             for (j, v) in row.iter_mut().enumerate() {
                 *v = if (j as f64) < n {
@@ -808,11 +852,10 @@ macro_rules! same_type {
             (Data::I64($x), Data::I64($y)) => $body,
             (Data::I32($x), Data::I32($y)) => $body,
             (Data::Bool($x), Data::Bool($y)) => $body,
-            (a, o) => Err(format!(
-                "element types differ: {} and {}",
-                a.dtype(),
-                o.dtype()
-            )),
+            (a, o) => Err(KernelError::MixedDTypes {
+                first: a.dtype(),
+                second: o.dtype(),
+            }),
         }
     };
 }
@@ -830,8 +873,8 @@ fn movement_kernel() -> Kernel {
                 Ok(())
             }),
             OpKind::Permute { perm } => same_type!(x.data(), out.data_mut(), (a, o) => {
-                let v = ArrayViewD::from_shape(IxDyn(&sx), &a[..]).map_err(|e| e.to_string())?;
-                let mut ov = ArrayViewMutD::from_shape(IxDyn(&so), &mut o[..]).map_err(|e| e.to_string())?;
+                let v = ArrayViewD::from_shape(IxDyn(&sx), &a[..])?;
+                let mut ov = ArrayViewMutD::from_shape(IxDyn(&so), &mut o[..])?;
                 ov.assign(&v.permuted_axes(IxDyn(perm)));
                 Ok(())
             }),
@@ -848,8 +891,12 @@ fn movement_kernel() -> Kernel {
                 Ok(())
             }),
             OpKind::ExpandAs => same_type!(x.data(), out.data_mut(), (a, o) => {
-                let v = ArrayViewD::from_shape(IxDyn(&sx), &a[..]).map_err(|e| e.to_string())?;
-                let b = v.broadcast(IxDyn(&so)).ok_or("expand_as: the input does not broadcast")?;
+                let v = ArrayViewD::from_shape(IxDyn(&sx), &a[..])?;
+                let b = v.broadcast(IxDyn(&so)).ok_or_else(|| KernelError::Broadcast {
+                    what: "input",
+                    from: sx.clone(),
+                    to: so.clone(),
+                })?;
                 for (dst, src) in o.iter_mut().zip(b.iter()) {
                     dst.clone_from(src);
                 }
@@ -897,12 +944,12 @@ fn movement_kernel() -> Kernel {
                     .map(|i| {
                         let v = idx.data().get_f64(i);
                         if v < 0.0 || v >= size as f64 {
-                            Err(format!("gather index {v} is outside 0..{size}"))
+                            Err(KernelError::IndexOutOfRange { index: v, size })
                         } else {
                             Ok(v as usize)
                         }
                     })
-                    .collect::<Result<Vec<usize>, String>>()?;
+                    .collect::<Result<Vec<usize>, KernelError>>()?;
                 let outer: usize = sx[..ax].iter().product();
                 let inner: usize = sx[ax + 1..].iter().product();
                 same_type!(x.data(), out.data_mut(), (a, o) => {
@@ -932,7 +979,7 @@ fn movement_kernel() -> Kernel {
                     Ok(())
                 })
             }
-            other => Err(format!("movement kernel given {}", other.name())),
+            other => Err(wrong_op("movement", other)),
         }
     })
 }
@@ -940,7 +987,7 @@ fn movement_kernel() -> Kernel {
 fn cast_kernel() -> Kernel {
     Kernel::new(|op, ins, out| {
         let OpKind::Cast { to } = op else {
-            return Err("cast kernel given another op".into());
+            return Err(wrong_op("cast", op));
         };
         let c = ins[0].cast(*to);
         *out.data_mut() = c.into_parts().1;
@@ -952,24 +999,36 @@ fn where_kernel() -> Kernel {
     Kernel::new(|_, ins, out| {
         let so = IxDyn(out.shape());
         let Data::Bool(c) = ins[0].data() else {
-            return Err("where needs a bool condition".into());
+            return Err(KernelError::DType {
+                what: "the condition",
+                expected: DType::Bool,
+                got: ins[0].dtype(),
+            });
         };
-        let cv =
-            ArrayViewD::from_shape(IxDyn(ins[0].shape()), &c[..]).map_err(|e| e.to_string())?;
+        let to = out.shape().to_vec();
+        let no_broadcast = |what: &'static str, t: &Tensor| KernelError::Broadcast {
+            what,
+            from: t.shape().to_vec(),
+            to: to.clone(),
+        };
+        let cv = ArrayViewD::from_shape(IxDyn(ins[0].shape()), &c[..])?;
         let cb = cv
             .broadcast(so.clone())
-            .ok_or("condition does not broadcast")?;
+            .ok_or_else(|| no_broadcast("condition", ins[0]))?;
         let (sa, sb) = (IxDyn(ins[1].shape()), IxDyn(ins[2].shape()));
         let oshape = so.clone();
         same_type!(ins[1].data(), out.data_mut(), (a, o) => {
             let Some(b) = typed_like(ins[2].data(), a) else {
-                return Err("where: value types differ".into());
+                return Err(KernelError::MixedDTypes {
+                    first: ins[1].dtype(),
+                    second: ins[2].dtype(),
+                });
             };
-            let av = ArrayViewD::from_shape(sa.clone(), &a[..]).map_err(|e| e.to_string())?;
-            let bv = ArrayViewD::from_shape(sb.clone(), b).map_err(|e| e.to_string())?;
-            let ab = av.broadcast(so.clone()).ok_or("value does not broadcast")?;
-            let bb = bv.broadcast(so.clone()).ok_or("value does not broadcast")?;
-            let mut ov = ArrayViewMutD::from_shape(oshape.clone(), &mut o[..]).map_err(|e| e.to_string())?;
+            let av = ArrayViewD::from_shape(sa.clone(), &a[..])?;
+            let bv = ArrayViewD::from_shape(sb.clone(), b)?;
+            let ab = av.broadcast(so.clone()).ok_or_else(|| no_broadcast("value", ins[1]))?;
+            let bb = bv.broadcast(so.clone()).ok_or_else(|| no_broadcast("value", ins[2]))?;
+            let mut ov = ArrayViewMutD::from_shape(oshape.clone(), &mut o[..])?;
             Zip::from(&mut ov).and(&cb).and(&ab).and(&bb).for_each(|o, &c, x, y| {
                 *o = if c { *x } else { *y };
             });
@@ -1074,7 +1133,7 @@ pub(crate) fn register(r: &mut Registry) {
     let mv = movement_kernel().with_inplace(|op, _io, _| match op {
         // A reshape of a dead input only relabels it (the executor sets the shape).
         OpKind::Reshape { .. } => Ok(()),
-        other => Err(format!("{} has no in-place form", other.name())),
+        other => Err(KernelError::NoInplace { op: other.name() }),
     });
     let plain_mv = movement_kernel();
     for t in ALL_TYPES {

@@ -3,11 +3,12 @@
 //! precision), and the training ops (log-softmax, cross-entropy and its gradient,
 //! scatter-add) in f32 as well.
 
-use autoglm_graph::{BinaryOp, OpKind, ReduceOp, UnaryOp};
+use autoglm_graph::{BinaryOp, DType, OpKind, ReduceOp, UnaryOp};
 use ndarray::linalg::general_mat_mul;
 use ndarray::{ArrayView2, ArrayViewD, ArrayViewMut2, ArrayViewMutD, Axis, IxDyn, Zip};
 
-use super::{axis_of, batch_offsets, KResult};
+use super::{axis_of, batch_offsets, wrong_op, KResult};
+use crate::error::KernelError;
 use crate::registry::Kernel;
 use crate::tensor::{Data, Tensor};
 
@@ -22,6 +23,8 @@ pub(crate) trait Real:
     + std::fmt::Debug
     + 'static
 {
+    /// The element type.
+    const DTYPE: DType;
     /// The error function.
     fn erf(self) -> Self;
     /// A tensor's elements, if of this type.
@@ -31,6 +34,7 @@ pub(crate) trait Real:
 }
 
 impl Real for f32 {
+    const DTYPE: DType = DType::F32;
     fn erf(self) -> f32 {
         libm::erff(self)
     }
@@ -43,6 +47,7 @@ impl Real for f32 {
 }
 
 impl Real for f64 {
+    const DTYPE: DType = DType::F64;
     fn erf(self) -> f64 {
         libm::erf(self)
     }
@@ -64,22 +69,30 @@ fn c<T: Real>(x: f64) -> T {
     T::from(x).expect("a float constant")
 }
 
-fn xs<T: Real>(t: &Tensor) -> Result<&[T], String> {
-    T::of(t).ok_or_else(|| format!("unexpected element type {}", t.dtype()))
+fn xs<T: Real>(t: &Tensor) -> Result<&[T], KernelError> {
+    T::of(t).ok_or_else(|| KernelError::DType {
+        what: "an input",
+        expected: T::DTYPE,
+        got: t.dtype(),
+    })
 }
 
-fn xs_mut<T: Real>(t: &mut Tensor) -> Result<&mut [T], String> {
+fn xs_mut<T: Real>(t: &mut Tensor) -> Result<&mut [T], KernelError> {
     let d = t.dtype();
-    T::of_mut(t).ok_or_else(|| format!("unexpected output type {d}"))
+    T::of_mut(t).ok_or(KernelError::DType {
+        what: "the output",
+        expected: T::DTYPE,
+        got: d,
+    })
 }
 
-fn view<T: Real>(t: &Tensor) -> Result<ArrayViewD<'_, T>, String> {
-    ArrayViewD::from_shape(IxDyn(t.shape()), xs(t)?).map_err(|e| e.to_string())
+fn view<T: Real>(t: &Tensor) -> Result<ArrayViewD<'_, T>, KernelError> {
+    Ok(ArrayViewD::from_shape(IxDyn(t.shape()), xs(t)?)?)
 }
 
-fn view_mut<T: Real>(t: &mut Tensor) -> Result<ArrayViewMutD<'_, T>, String> {
+fn view_mut<T: Real>(t: &mut Tensor) -> Result<ArrayViewMutD<'_, T>, KernelError> {
     let shape = t.shape().to_vec();
-    ArrayViewMutD::from_shape(IxDyn(&shape), xs_mut(t)?).map_err(|e| e.to_string())
+    Ok(ArrayViewMutD::from_shape(IxDyn(&shape), xs_mut(t)?)?)
 }
 
 fn sigmoid<T: Real>(x: T) -> T {
@@ -235,7 +248,7 @@ fn compute<T: Real>(op: &OpKind, ins: &[&Tensor], out: &mut Tensor) -> KResult {
             for (b, row) in xs_mut::<T>(out)?.chunks_exact_mut(t.max(1)).enumerate() {
                 let n = lens.data().get_f64(b);
                 if n < 0.0 {
-                    return Err(format!("padding_mask: length {n} of row {b} is negative"));
+                    return Err(KernelError::NegativeLength { row: b, length: n });
                 }
                 for (j, v) in row.iter_mut().enumerate() {
                     *v = if (j as f64) < n {
@@ -255,18 +268,22 @@ fn compute<T: Real>(op: &OpKind, ins: &[&Tensor], out: &mut Tensor) -> KResult {
             cross_entropy::<T>(*ignore_index, ins[0], ins[1], Some(dy), out)
         }
         OpKind::ScatterAdd { axis } => scatter_add::<T>(*axis, ins, out),
-        other => Err(format!("no generic kernel for {}", other.name())),
+        other => Err(wrong_op("generic", other)),
     }
 }
 
 /// `out = f(a, b)` with NumPy broadcasting.
 fn broadcast2<T: Real>(a: &Tensor, b: &Tensor, out: &mut Tensor, f: impl Fn(T, T) -> T) -> KResult {
-    let so = IxDyn(out.shape());
+    let to = out.shape().to_vec();
+    let so = IxDyn(&to);
     let (av, bv) = (view::<T>(a)?, view::<T>(b)?);
-    let ab = av
-        .broadcast(so.clone())
-        .ok_or("operand does not broadcast")?;
-    let bb = bv.broadcast(so).ok_or("operand does not broadcast")?;
+    let no_broadcast = |t: &Tensor| KernelError::Broadcast {
+        what: "operand",
+        from: t.shape().to_vec(),
+        to: to.clone(),
+    };
+    let ab = av.broadcast(so.clone()).ok_or_else(|| no_broadcast(a))?;
+    let bb = bv.broadcast(so.clone()).ok_or_else(|| no_broadcast(b))?;
     let mut o = view_mut::<T>(out)?;
     Zip::from(&mut o)
         .and(&ab)
@@ -294,7 +311,10 @@ fn norm<T: Real>(op: &OpKind, eps: f64, ins: &[&Tensor], out: &mut Tensor) -> KR
         let mean = xrow.iter().copied().sum::<T>() / nf;
         let var = xrow.iter().map(|&v| (v - mean) * (v - mean)).sum::<T>() / nf;
         let r = T::one() / (var + eps).sqrt();
-        let b = b.ok_or("layer norm without a shift")?;
+        let b = b.ok_or(KernelError::Arity {
+            expected: 3,
+            got: ins.len(),
+        })?;
         for (((o, &v), &w), &s) in orow.iter_mut().zip(xrow).zip(g).zip(b) {
             let y = (v - mean) * r * w + s;
             *o = if let OpKind::FusedLayerNormGelu { .. } = op {
@@ -352,7 +372,9 @@ fn matmul<T: Real>(a: &Tensor, b: &Tensor, out: &mut Tensor) -> KResult {
     let (sa, sb, so) = (a.shape().to_vec(), b.shape().to_vec(), out.shape().to_vec());
     let (ra, rb, ro) = (sa.len(), sb.len(), so.len());
     if ra < 2 || rb < 2 || ro < 2 {
-        return Err(format!("matrix product of ranks {ra} and {rb}"));
+        return Err(KernelError::Shape(format!(
+            "matrix product of {sa:?} and {sb:?} into {so:?}"
+        )));
     }
     let (m, k, n) = (sa[ra - 2], sa[ra - 1], sb[rb - 1]);
     // Linear's weight is rank 2 under an input of any rank: fold the rows.
@@ -368,11 +390,9 @@ fn matmul<T: Real>(a: &Tensor, b: &Tensor, out: &mut Tensor) -> KResult {
         .enumerate()
         .take(oa.len())
     {
-        let av =
-            ArrayView2::from_shape((m, k), &xa[oa[i]..oa[i] + m * k]).map_err(|e| e.to_string())?;
-        let bv =
-            ArrayView2::from_shape((k, n), &xb[ob[i]..ob[i] + k * n]).map_err(|e| e.to_string())?;
-        let mut ov = ArrayViewMut2::from_shape((m, n), oc).map_err(|e| e.to_string())?;
+        let av = ArrayView2::from_shape((m, k), &xa[oa[i]..oa[i] + m * k])?;
+        let bv = ArrayView2::from_shape((k, n), &xb[ob[i]..ob[i] + k * n])?;
+        let mut ov = ArrayViewMut2::from_shape((m, n), oc)?;
         general_mat_mul(T::one(), &av, &bv, T::zero(), &mut ov);
     }
     Ok(())
@@ -386,7 +406,9 @@ fn attention<T: Real>(op: &OpKind, scale: T, ins: &[&Tensor], out: &mut Tensor) 
     let (s, group) = if grouped {
         let (hq, hkv) = (q.shape()[r - 3], k.shape()[r - 3]);
         if hkv == 0 || hq % hkv != 0 {
-            return Err(format!("{hq} query heads do not share {hkv} key heads"));
+            return Err(KernelError::Shape(format!(
+                "{hq} query heads do not share {hkv} key heads"
+            )));
         }
         (k.shape()[r - 2], hq / hkv)
     } else {
@@ -399,10 +421,14 @@ fn attention<T: Real>(op: &OpKind, scale: T, ins: &[&Tensor], out: &mut Tensor) 
     let mv = view::<T>(mask)?;
     let m = mv
         .broadcast(IxDyn(&target))
-        .ok_or("the mask does not broadcast to the scores")?
+        .ok_or_else(|| KernelError::Broadcast {
+            what: "mask",
+            from: mask.shape().to_vec(),
+            to: target.clone(),
+        })?
         .as_standard_layout()
         .into_owned();
-    let xm = m.as_slice().ok_or("contiguous mask")?;
+    let xm = m.as_slice().ok_or("the broadcast mask is not contiguous")?;
     let o = xs_mut::<T>(out)?;
     let mut sc = vec![T::zero(); s];
     for (i, oh) in o.chunks_exact_mut((t * e).max(1)).enumerate() {
@@ -445,16 +471,19 @@ pub(super) fn ce_targets(
     ignore: i64,
     rows: usize,
     vocab: usize,
-) -> Result<Vec<Option<usize>>, String> {
+) -> Result<Vec<Option<usize>>, KernelError> {
     (0..rows)
         .map(|i| {
             let l = labels.data().get_f64(i) as i64;
             if l == ignore {
                 Ok(None)
             } else if l < 0 || l as usize >= vocab {
-                Err(format!(
-                    "cross_entropy: label {l} at position {i} is outside 0..{vocab} (and not the ignore index {ignore})"
-                ))
+                Err(KernelError::LabelOutOfRange {
+                    label: l,
+                    position: i,
+                    classes: vocab,
+                    ignore_index: ignore,
+                })
             } else {
                 Ok(Some(l as usize))
             }
@@ -470,7 +499,10 @@ fn cross_entropy<T: Real>(
     dy: Option<T>,
     out: &mut Tensor,
 ) -> KResult {
-    let vocab = *logits.shape().last().ok_or("logits of rank 0")?;
+    let vocab = *logits
+        .shape()
+        .last()
+        .ok_or_else(|| KernelError::Shape("logits of rank 0".into()))?;
     let x = xs::<T>(logits)?;
     let targets = ce_targets(labels, ignore, x.len() / vocab.max(1), vocab)?;
     let count = targets.iter().filter(|t| t.is_some()).count();
@@ -529,7 +561,7 @@ fn scatter_add<T: Real>(axis: i64, ins: &[&Tensor], out: &mut Tensor) -> KResult
         for n in 0..idx.len() {
             let v = idx.data().get_f64(n);
             if v < 0.0 || v >= size as f64 {
-                return Err(format!("scatter_add index {v} is outside 0..{size}"));
+                return Err(KernelError::IndexOutOfRange { index: v, size });
             }
             let dst = (i * size + v as usize) * inner;
             for (a, &b) in o[dst..dst + inner].iter_mut().zip(&upd[p..p + inner]) {

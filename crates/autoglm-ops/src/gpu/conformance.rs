@@ -393,7 +393,16 @@ pub fn suite<R: Runtime>(gpu: &Gpu<R>, dtype: DType) -> f64 {
             let e = gpu
                 .run(&OpKind::Cast { to }, &[&gpu.upload(&x).unwrap()], x.shape())
                 .unwrap_err();
-            assert!(matches!(e, crate::Error::Unsupported(_)), "{e}");
+            assert!(
+                matches!(
+                    e,
+                    crate::Error::Kernel {
+                        source: crate::KernelError::UnsupportedDType { .. },
+                        ..
+                    }
+                ),
+                "{e}"
+            );
             continue;
         }
         let got = gpu

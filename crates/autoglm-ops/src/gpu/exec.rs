@@ -7,7 +7,7 @@ use autoglm_graph::{DType, Graph, NodeId, OpKind, TensorType};
 use cubecl::Runtime;
 
 use super::{Gpu, GpuTensor};
-use crate::error::{Error, Result};
+use crate::error::{Error, KernelError, Result};
 use crate::exec::{check_shape, concrete, named_input, plan, Plan, Source};
 use crate::tensor::Tensor;
 
@@ -242,10 +242,10 @@ impl<R: Runtime> GpuExecutor<R> {
         let mut live = 0usize;
         let mut owned = vec![0usize; self.sources.len()];
         for s in &self.steps {
-            let fail = |reason: String| Error::Kernel {
-                node: s.node,
+            let fail = |source: KernelError| Error::Kernel {
+                node: Some(s.node),
                 op: s.op.name(),
-                reason,
+                source,
             };
             let shape = concrete(&s.ty, &syms).map_err(fail)?;
             let ins: Vec<&GpuTensor> = s
@@ -257,10 +257,7 @@ impl<R: Runtime> GpuExecutor<R> {
                         .expect("inputs come earlier in the order")
                 })
                 .collect();
-            let out = self
-                .gpu
-                .run(&s.op, &ins, &shape)
-                .map_err(|e| fail(e.to_string()))?;
+            let out = self.gpu.run_kernel(&s.op, &ins, &shape).map_err(fail)?;
             // A reshape is a view of its input's buffer: it adds no bytes (its
             // bytes are counted with its source until the source's last use).
             let b = if matches!(s.op, OpKind::Reshape { .. }) {

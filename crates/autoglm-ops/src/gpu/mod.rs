@@ -29,7 +29,7 @@ use cubecl::prelude::*;
 use cubecl::server::Handle;
 use half::{bf16, f16};
 
-use crate::error::{Error, Result};
+use crate::error::{Error, KernelError, Result};
 use crate::tensor::{Data, Tensor};
 
 #[cfg(feature = "cuda")]
@@ -90,6 +90,17 @@ impl<R: Runtime> std::fmt::Debug for Gpu<R> {
     }
 }
 
+/// A kernel's result.
+type KResult<T> = std::result::Result<T, KernelError>;
+
+/// The error for a tensor beyond the GPU kernels' 32-bit indices.
+fn too_large(shape: &[usize]) -> KernelError {
+    KernelError::TooLarge {
+        shape: shape.to_vec(),
+        bits: 32,
+    }
+}
+
 fn element_size(dtype: DType) -> Option<usize> {
     match dtype {
         DType::F32 | DType::I32 => Some(4),
@@ -131,22 +142,21 @@ fn binary_code(f: BinaryOp) -> u32 {
 
 /// Strides of `shape` (row-major) broadcast to `out` (right-aligned; 0 where `shape`
 /// has 1 or lacks the dimension).
-fn broadcast_strides(shape: &[usize], out: &[usize]) -> Result<Vec<u32>> {
+fn broadcast_strides(shape: &[usize], out: &[usize]) -> KResult<Vec<u32>> {
+    let no_broadcast = || KernelError::Broadcast {
+        what: "operand",
+        from: shape.to_vec(),
+        to: out.to_vec(),
+    };
     let mut strides = vec![0u32; out.len()];
     let mut stride = 1usize;
     for k in 0..shape.len() {
         let d = shape[shape.len() - 1 - k];
-        let o = out
-            .len()
-            .checked_sub(1 + k)
-            .ok_or_else(|| Error::Shape(format!("{shape:?} has more dimensions than {out:?}")))?;
+        let o = out.len().checked_sub(1 + k).ok_or_else(no_broadcast)?;
         if d == out[o] {
-            strides[o] = u32::try_from(stride)
-                .map_err(|_| Error::Shape(format!("{shape:?} is too large for the GPU kernels")))?;
+            strides[o] = u32::try_from(stride).map_err(|_| too_large(shape))?;
         } else if d != 1 {
-            return Err(Error::Shape(format!(
-                "{shape:?} does not broadcast to {out:?}"
-            )));
+            return Err(no_broadcast());
         }
         stride *= d;
     }
@@ -180,8 +190,8 @@ fn matmul_offsets(
     a: &[usize],
     b: &[usize],
     out: &[usize],
-) -> Result<(usize, usize, usize, Vec<u32>, Vec<u32>)> {
-    let bad = || Error::Shape(format!("matmul: {a:?} · {b:?} → {out:?}"));
+) -> KResult<(usize, usize, usize, Vec<u32>, Vec<u32>)> {
+    let bad = || KernelError::Shape(format!("{a:?} · {b:?} → {out:?}"));
     if a.len() < 2 || b.len() < 2 || out.len() < 2 {
         return Err(bad());
     }
@@ -203,7 +213,7 @@ fn matmul_offsets(
             ia += c * sa[d] as usize;
             ib += c * sb[d] as usize;
         }
-        let fit = |x: usize| u32::try_from(x).map_err(|_| bad());
+        let fit = |x: usize| u32::try_from(x).map_err(|_| too_large(out));
         oa.push(fit(ia * m * k)?);
         obb.push(fit(ib * k * n)?);
     }
@@ -219,13 +229,16 @@ fn row_major(shape: &[usize]) -> Vec<usize> {
     s
 }
 
-/// A possibly negative axis of a rank-`r` tensor.
-fn axis_index(axis: i64, r: usize) -> Result<usize> {
+/// A possibly negative axis (the attribute `name`) of a rank-`r` tensor.
+fn axis_index(name: &str, axis: i64, r: usize) -> KResult<usize> {
     let a = if axis < 0 { axis + r as i64 } else { axis };
     usize::try_from(a)
         .ok()
         .filter(|&a| a < r)
-        .ok_or_else(|| Error::Shape(format!("axis {axis} of rank {r}")))
+        .ok_or_else(|| KernelError::Attribute {
+            name: name.to_owned(),
+            reason: format!("axis {axis} of rank {r}"),
+        })
 }
 
 /// A small array of u32 launch parameters in device memory.
@@ -384,9 +397,11 @@ impl<R: Runtime> Gpu<R> {
     }
 
     /// An uninitialised device tensor.
-    fn empty(&self, shape: &[usize], dtype: DType) -> Result<GpuTensor> {
-        let size =
-            element_size(dtype).ok_or_else(|| Error::Shape(format!("no {dtype} GPU tensors")))?;
+    fn empty(&self, shape: &[usize], dtype: DType) -> KResult<GpuTensor> {
+        let size = element_size(dtype).ok_or_else(|| KernelError::UnsupportedDType {
+            dtype,
+            by: "the GPU kernels".into(),
+        })?;
         let n: usize = shape.iter().product();
         Ok(GpuTensor {
             handle: self.client.empty((n * size).max(4)),
@@ -408,17 +423,32 @@ impl<R: Runtime> Gpu<R> {
     /// expand-as and casts between the float types.
     ///
     /// # Errors
-    /// [`Error::Shape`] for an op, type or shape the GPU kernels do not cover, or
-    /// inputs that do not fit.
+    /// [`Error::Kernel`] (without a node) for an op, type or shape the GPU kernels do
+    /// not cover, or inputs that do not fit; its [`KernelError`] says which.
     pub fn run(
         &self,
         op: &OpKind,
         inputs: &[&GpuTensor],
         out_shape: &[usize],
     ) -> Result<GpuTensor> {
+        self.run_kernel(op, inputs, out_shape)
+            .map_err(|source| Error::Kernel {
+                node: None,
+                op: op.name(),
+                source,
+            })
+    }
+
+    /// [`Gpu::run`], the error not yet wrapped.
+    pub(crate) fn run_kernel(
+        &self,
+        op: &OpKind,
+        inputs: &[&GpuTensor],
+        out_shape: &[usize],
+    ) -> KResult<GpuTensor> {
         let first = inputs
             .first()
-            .ok_or_else(|| Error::Shape(format!("{} has no inputs", op.name())))?;
+            .ok_or_else(|| KernelError::Shape("no inputs".into()))?;
         // Every input has the first one's type, but gather's indices (i32).
         let index_slot = matches!(op, OpKind::Gather { .. }).then_some(1);
         if let Some(t) = inputs
@@ -427,19 +457,17 @@ impl<R: Runtime> Gpu<R> {
             .find(|&(i, t)| Some(i) != index_slot && t.dtype != first.dtype)
             .map(|(_, t)| t)
         {
-            return Err(Error::Shape(format!(
-                "{}: mixed input types {} and {}",
-                op.name(),
-                first.dtype,
-                t.dtype
-            )));
+            return Err(KernelError::MixedDTypes {
+                first: first.dtype,
+                second: t.dtype,
+            });
         }
         match op {
             // A view: the same buffer under the new shape.
             OpKind::Reshape { .. } => {
                 if out_shape.iter().product::<usize>() != first.len() {
-                    return Err(Error::Shape(format!(
-                        "reshape: {:?} to {out_shape:?}",
+                    return Err(KernelError::Shape(format!(
+                        "{:?} to {out_shape:?}",
                         first.shape
                     )));
                 }
@@ -457,7 +485,12 @@ impl<R: Runtime> Gpu<R> {
             DType::F32 => self.launch::<f32>(op, inputs, &out)?,
             DType::F16 => self.launch::<f16>(op, inputs, &out)?,
             DType::BF16 => self.launch::<bf16>(op, inputs, &out)?,
-            other => return Err(Error::Shape(format!("no {other} GPU kernels"))),
+            other => {
+                return Err(KernelError::UnsupportedDType {
+                    dtype: other,
+                    by: "the GPU kernels".into(),
+                })
+            }
         }
         Ok(out)
     }
@@ -467,16 +500,15 @@ impl<R: Runtime> Gpu<R> {
         op: &OpKind,
         inputs: &[&GpuTensor],
         out: &GpuTensor,
-    ) -> Result<()> {
+    ) -> KResult<()> {
         let arity = |k: usize| {
             if inputs.len() == k {
                 Ok(())
             } else {
-                Err(Error::Shape(format!(
-                    "{} takes {k} inputs, got {}",
-                    op.name(),
-                    inputs.len()
-                )))
+                Err(KernelError::Arity {
+                    expected: k,
+                    got: inputs.len(),
+                })
             }
         };
         // Every launch below: the handles hold at least the lengths given (tensors are
@@ -486,14 +518,11 @@ impl<R: Runtime> Gpu<R> {
             // SAFETY: `t.handle` holds `t.len()` elements (allocated from its shape).
             unsafe { ArrayArg::from_raw_parts(t.handle.clone(), t.len()) }
         };
-        let rows_cols = |t: &GpuTensor| -> Result<(usize, usize)> {
+        let rows_cols = |t: &GpuTensor| -> KResult<(usize, usize)> {
             let cols = *t.shape.last().unwrap_or(&1);
             let rows = t.len().checked_div(cols).unwrap_or(0);
             if u32::try_from(t.len()).is_err() {
-                return Err(Error::Shape(format!(
-                    "{:?} is too large for the GPU kernels",
-                    t.shape
-                )));
+                return Err(too_large(&t.shape));
             }
             Ok((rows, cols))
         };
@@ -501,8 +530,8 @@ impl<R: Runtime> Gpu<R> {
             OpKind::Unary { f } => {
                 arity(1)?;
                 if inputs[0].shape != out.shape {
-                    return Err(Error::Shape(format!(
-                        "unary: {:?} → {:?}",
+                    return Err(KernelError::Shape(format!(
+                        "{:?} → {:?}",
                         inputs[0].shape, out.shape
                     )));
                 }
@@ -527,8 +556,8 @@ impl<R: Runtime> Gpu<R> {
                     OpKind::Binary { f } => binary_code(*f),
                     _ if inputs[0].shape == inputs[1].shape => 7,
                     _ => {
-                        return Err(Error::Shape(format!(
-                            "swiglu: gate {:?} and up {:?} differ",
+                        return Err(KernelError::Shape(format!(
+                            "gate {:?} and up {:?} differ",
                             inputs[0].shape, inputs[1].shape
                         )))
                     }
@@ -569,7 +598,7 @@ impl<R: Runtime> Gpu<R> {
                 arity(1)?;
                 let x = inputs[0];
                 let r = x.shape.len();
-                let ax = axis_index(*axis, r)?;
+                let ax = axis_index("axis", *axis, r)?;
                 // Another axis: moved last, normalised as rows, moved back.
                 let perm: Vec<usize> = (0..r).filter(|&d| d != ax).chain([ax]).collect();
                 let (src, dst) = if ax + 1 == r {
@@ -625,9 +654,8 @@ impl<R: Runtime> Gpu<R> {
                 let (rows, cols) = rows_cols(inputs[0])?;
                 for t in &inputs[1..] {
                     if t.len() != cols {
-                        return Err(Error::Shape(format!(
-                            "{}: scale/shift of {:?} for rows of {cols}",
-                            op.name(),
+                        return Err(KernelError::Shape(format!(
+                            "scale/shift of {:?} for rows of {cols}",
                             t.shape
                         )));
                     }
@@ -659,12 +687,15 @@ impl<R: Runtime> Gpu<R> {
                 let r = x.shape.len();
                 let mut reduced = axes
                     .iter()
-                    .map(|&a| axis_index(a, r))
-                    .collect::<Result<Vec<usize>>>()?;
+                    .map(|&a| axis_index("axes", a, r))
+                    .collect::<KResult<Vec<usize>>>()?;
                 reduced.sort_unstable();
                 reduced.dedup();
                 if reduced.is_empty() {
-                    return Err(Error::Shape("reduce: no axes".into()));
+                    return Err(KernelError::Attribute {
+                        name: "axes".into(),
+                        reason: "no axes".into(),
+                    });
                 }
                 // The reduced axes moved last (in order) make rows of `cols` elements.
                 let perm: Vec<usize> = (0..r)
@@ -679,7 +710,10 @@ impl<R: Runtime> Gpu<R> {
                 let cols: usize = reduced.iter().map(|&d| x.shape[d]).product();
                 let rows = x.len().checked_div(cols).unwrap_or(0);
                 if cols == 0 {
-                    return Err(Error::Shape("reduce: an empty axis".into()));
+                    return Err(KernelError::Shape(format!(
+                        "{:?}: an empty axis among {reduced:?}",
+                        x.shape
+                    )));
                 }
                 if rows == 0 {
                     return Ok(());
@@ -711,8 +745,8 @@ impl<R: Runtime> Gpu<R> {
                 let (m, k, n, a_off, b_off) = if linear {
                     let k = *a.shape.last().unwrap_or(&0);
                     if b.shape.len() != 2 || b.shape[0] != k || inputs[2].len() != b.shape[1] {
-                        return Err(Error::Shape(format!(
-                            "linear: x {:?}, w {:?}, b {:?}",
+                        return Err(KernelError::Shape(format!(
+                            "x {:?}, w {:?}, b {:?}",
                             a.shape, b.shape, inputs[2].shape
                         )));
                     }
@@ -725,9 +759,9 @@ impl<R: Runtime> Gpu<R> {
                     return Ok(());
                 }
                 if k == 0 {
-                    return Err(Error::Shape(format!(
-                        "{}: an empty inner dimension",
-                        op.name()
+                    return Err(KernelError::Shape(format!(
+                        "{:?} · {:?}: an empty inner dimension",
+                        a.shape, b.shape
                     )));
                 }
                 let batches = a_off.len();
@@ -760,8 +794,8 @@ impl<R: Runtime> Gpu<R> {
                 let x = inputs[0];
                 let r = x.shape.len();
                 if r < 2 {
-                    return Err(Error::Shape(format!(
-                        "rope: x {:?} needs [..., t, d]",
+                    return Err(KernelError::Shape(format!(
+                        "x {:?} needs [..., t, d]",
                         x.shape
                     )));
                 }
@@ -771,8 +805,8 @@ impl<R: Runtime> Gpu<R> {
                     || inputs[1].len() != t * rot
                     || inputs[2].len() != t * rot
                 {
-                    return Err(Error::Shape(format!(
-                        "rope: x {:?}, cos {:?}, sin {:?}, rot {rot}",
+                    return Err(KernelError::Shape(format!(
+                        "x {:?}, cos {:?}, sin {:?}, rot {rot}",
                         x.shape, inputs[1].shape, inputs[2].shape
                     )));
                 }
@@ -799,15 +833,19 @@ impl<R: Runtime> Gpu<R> {
                 arity(2)?;
                 let (x, ids) = (inputs[0], inputs[1]);
                 if ids.dtype != DType::I32 {
-                    return Err(Error::Shape(format!(
-                        "gather: indices of type {}",
-                        ids.dtype
-                    )));
+                    return Err(KernelError::DType {
+                        what: "the indices",
+                        expected: DType::I32,
+                        got: ids.dtype,
+                    });
                 }
                 let r = x.shape.len() as i64;
                 let ax = if *axis < 0 { axis + r } else { *axis };
                 if !(0..r).contains(&ax) {
-                    return Err(Error::Shape(format!("gather: axis {axis} of rank {r}")));
+                    return Err(KernelError::Attribute {
+                        name: "axis".into(),
+                        reason: format!("axis {axis} of rank {r}"),
+                    });
                 }
                 let ax = ax as usize;
                 let size = x.shape[ax];
@@ -835,13 +873,9 @@ impl<R: Runtime> Gpu<R> {
                 let r = q.shape.len();
                 let grouped = matches!(op, OpKind::GroupedAttention { .. });
                 let bad = |why: &str| {
-                    Error::Shape(format!(
-                        "{}: q {:?}, k {:?}, v {:?}, mask {:?}: {why}",
-                        op.name(),
-                        q.shape,
-                        kk.shape,
-                        v.shape,
-                        mask.shape
+                    KernelError::Shape(format!(
+                        "q {:?}, k {:?}, v {:?}, mask {:?}: {why}",
+                        q.shape, kk.shape, v.shape, mask.shape
                     ))
                 };
                 if r < 2 || kk.shape.len() != r || v.shape.len() != r {
@@ -874,8 +908,8 @@ impl<R: Runtime> Gpu<R> {
                     (1, s, 1)
                 };
                 if e > kernels::MAX_HEAD {
-                    return Err(bad(&format!(
-                        "value heads above {} elements",
+                    return Err(KernelError::Unsupported(format!(
+                        "value heads of {e} elements (at most {} on the GPU)",
                         kernels::MAX_HEAD
                     )));
                 }
@@ -927,7 +961,10 @@ impl<R: Runtime> Gpu<R> {
                         .iter()
                         .any(|&p| p >= r || std::mem::replace(&mut seen[p], true))
                 {
-                    return Err(Error::Shape(format!("permute {perm:?} of {:?}", x.shape)));
+                    return Err(KernelError::Attribute {
+                        name: "perm".into(),
+                        reason: format!("{perm:?} does not permute the axes of {:?}", x.shape),
+                    });
                 }
                 let xs = row_major(&x.shape);
                 let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
@@ -937,10 +974,13 @@ impl<R: Runtime> Gpu<R> {
             OpKind::Slice { axis, start, end } => {
                 arity(1)?;
                 let x = inputs[0];
-                let ax = axis_index(*axis, x.shape.len())?;
+                let ax = axis_index("axis", *axis, x.shape.len())?;
                 let (a, b) = (*start as usize, (*end as usize).min(x.shape[ax]));
                 if a > b {
-                    return Err(Error::Shape(format!("slice {a}..{b} of {:?}", x.shape)));
+                    return Err(KernelError::Attribute {
+                        name: "start".into(),
+                        reason: format!("slice {a}..{b} of axis {ax} of {:?}", x.shape),
+                    });
                 }
                 let xs = row_major(&x.shape);
                 let mut shape = x.shape.clone();
@@ -948,13 +988,13 @@ impl<R: Runtime> Gpu<R> {
                 self.copy::<F>(x, out, &shape, &xs, a * xs[ax], &row_major(&shape), 0, None)?;
             }
             OpKind::Concat { axis } => {
-                let ax = axis_index(*axis, out.shape.len())?;
+                let ax = axis_index("axis", *axis, out.shape.len())?;
                 let os = row_major(&out.shape);
                 let mut at = 0usize;
                 for x in inputs {
                     if x.shape.len() != out.shape.len() {
-                        return Err(Error::Shape(format!(
-                            "concat: {:?} into {:?}",
+                        return Err(KernelError::Shape(format!(
+                            "{:?} into {:?}",
                             x.shape, out.shape
                         )));
                     }
@@ -971,8 +1011,8 @@ impl<R: Runtime> Gpu<R> {
                     at += x.shape[ax];
                 }
                 if at != out.shape[ax] {
-                    return Err(Error::Shape(format!(
-                        "concat: inputs fill {at} of {:?}",
+                    return Err(KernelError::Shape(format!(
+                        "the inputs fill {at} of {:?}",
                         out.shape
                     )));
                 }
@@ -980,7 +1020,7 @@ impl<R: Runtime> Gpu<R> {
             OpKind::RepeatInterleave { axis, repeats } => {
                 arity(1)?;
                 let x = inputs[0];
-                let ax = axis_index(*axis, x.shape.len())?;
+                let ax = axis_index("axis", *axis, x.shape.len())?;
                 let mut shape = x.shape.clone();
                 shape[ax] *= *repeats as usize;
                 let mut div = vec![1usize; shape.len()];
@@ -997,12 +1037,7 @@ impl<R: Runtime> Gpu<R> {
                     .collect();
                 self.copy::<F>(x, out, &out.shape, &xs, 0, &row_major(&out.shape), 0, None)?;
             }
-            other => {
-                return Err(Error::Shape(format!(
-                    "no GPU kernel for {} yet",
-                    other.name()
-                )));
-            }
+            _ => return Err(KernelError::Unsupported("no GPU kernel yet".into())),
         }
         Ok(())
     }
@@ -1019,7 +1054,7 @@ impl<R: Runtime> Gpu<R> {
         os: &[usize],
         o_off: usize,
         div: Option<&[usize]>,
-    ) -> Result<()> {
+    ) -> KResult<()> {
         let count: usize = shape.iter().product();
         if count == 0 {
             return Ok(());
@@ -1036,12 +1071,8 @@ impl<R: Runtime> Gpu<R> {
         }
         let meta: Vec<u32> = meta
             .into_iter()
-            .map(|v| {
-                u32::try_from(v).map_err(|_| {
-                    Error::Shape(format!("{shape:?} is too large for the GPU kernels"))
-                })
-            })
-            .collect::<Result<_>>()?;
+            .map(|v| u32::try_from(v).map_err(|_| too_large(shape)))
+            .collect::<KResult<_>>()?;
         let h = self.client.create_from_slice(u32::as_bytes(&meta));
         // SAFETY: `x` and `out` hold their shapes' elements, the meta handle `meta.len()`
         // u32s, and the region's indices stay inside both (checked by the callers'
@@ -1061,8 +1092,13 @@ impl<R: Runtime> Gpu<R> {
     }
 
     /// `x` converted to `dtype` (f32, f16, bf16).
-    fn cast(&self, x: &GpuTensor, dtype: DType) -> Result<GpuTensor> {
-        self.require(dtype)?;
+    fn cast(&self, x: &GpuTensor, dtype: DType) -> KResult<GpuTensor> {
+        if !self.supports(dtype) {
+            return Err(KernelError::UnsupportedDType {
+                dtype,
+                by: self.name(),
+            });
+        }
         if x.dtype == dtype {
             return Ok(x.clone());
         }
@@ -1092,13 +1128,21 @@ impl<R: Runtime> Gpu<R> {
             (DType::F16, DType::BF16) => go!(f16, bf16),
             (DType::BF16, DType::F32) => go!(bf16, f32),
             (DType::BF16, DType::F16) => go!(bf16, f16),
-            (a, b) => return Err(Error::Shape(format!("no GPU cast from {a} to {b}"))),
+            (a, b) => {
+                return Err(KernelError::Unsupported(format!(
+                    "no GPU cast from {a} to {b}"
+                )))
+            }
         }
         Ok(out)
     }
 
     /// `x` with its axes permuted (`perm[i]` is the source axis of axis `i`).
-    fn permuted<F: Float + CubeElement>(&self, x: &GpuTensor, perm: &[usize]) -> Result<GpuTensor> {
+    fn permuted<F: Float + CubeElement>(
+        &self,
+        x: &GpuTensor,
+        perm: &[usize],
+    ) -> KResult<GpuTensor> {
         let shape: Vec<usize> = perm.iter().map(|&p| x.shape[p]).collect();
         let xs = row_major(&x.shape);
         let src: Vec<usize> = perm.iter().map(|&p| xs[p]).collect();
