@@ -181,7 +181,7 @@ pub fn serve(args: ServeArgs, out: &mut dyn Write) -> Result<()> {
     rt.block_on(async {
         let (server, warnings) = Server::bind(cfg, &models)
             .await
-            .map_err(|e| anyhow::anyhow!("{}", e.message))?;
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
         for w in warnings {
             writeln!(out, "warning: {w}")?;
         }

@@ -100,7 +100,7 @@ pub struct Summary {
 }
 
 /// An event of one request.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug)]
 pub enum Event {
     /// A generated token.
     Token(u32),
@@ -181,7 +181,10 @@ impl Engine {
     ) -> Result<Engine, ServeError> {
         let cache =
             PagedCache::with_memory(model.config(), config.block_size, config.kv_cache_bytes)
-                .map_err(|e| ServeError::internal(format!("key/value cache: {e}")))?;
+                .map_err(|e| ServeError::Engine {
+                    context: "key/value cache",
+                    source: Arc::new(e),
+                })?;
         let state = Arc::new(EngineState::default());
         state
             .free_blocks
@@ -209,7 +212,10 @@ impl Engine {
                 }
                 .run(rx)
             })
-            .map_err(|e| ServeError::internal(format!("engine thread: {e}")))?;
+            .map_err(|source| ServeError::Io {
+                context: "engine thread".into(),
+                source,
+            })?;
         Ok(Engine {
             tx: Some(tx),
             thread: Some(thread),
@@ -231,16 +237,16 @@ impl Engine {
     pub fn submit(&self, req: GenRequest) -> Result<(), ServeError> {
         let total = req.prompt.len() + req.sampling.max_new_tokens;
         if req.prompt.is_empty() {
-            return Err(ServeError::bad_request("the prompt is empty"));
+            return Err(ServeError::BadRequest("the prompt is empty".into()));
         }
         if let Some(bad) = req.prompt.iter().find(|&&t| t as usize >= self.vocab) {
-            return Err(ServeError::bad_request(format!(
+            return Err(ServeError::BadRequest(format!(
                 "token id {bad} is outside the vocabulary (size {})",
                 self.vocab
             )));
         }
         if total > self.max_positions {
-            return Err(ServeError::bad_request(format!(
+            return Err(ServeError::BadRequest(format!(
                 "prompt ({} tokens) + max_tokens ({}) exceeds the model's {} positions",
                 req.prompt.len(),
                 req.sampling.max_new_tokens,
@@ -248,17 +254,23 @@ impl Engine {
             )));
         }
         if (total + 1).div_ceil(self.block_size) > self.num_blocks {
-            return Err(ServeError::bad_request(format!(
+            return Err(ServeError::BadRequest(format!(
                 "prompt + max_tokens = {total} tokens needs more key/value memory than this server has ({} positions)",
                 self.num_blocks * self.block_size
             )));
         }
         if self.state.closed.load(Ordering::Acquire) {
-            return Err(ServeError::unavailable("the model is shutting down", 1));
+            return Err(ServeError::Unavailable {
+                message: "the model is shutting down".into(),
+                retry_after: 1,
+            });
         }
         if self.state.waiting.fetch_add(1, Ordering::AcqRel) >= self.max_waiting {
             self.state.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(ServeError::unavailable("the queue is full", 1));
+            return Err(ServeError::Unavailable {
+                message: "the queue is full".into(),
+                retry_after: 1,
+            });
         }
         let sent = self
             .tx
@@ -266,7 +278,10 @@ impl Engine {
             .is_some_and(|tx| tx.send((req, Instant::now())).is_ok());
         if !sent {
             self.state.waiting.fetch_sub(1, Ordering::AcqRel);
-            return Err(ServeError::unavailable("the engine stopped", 1));
+            return Err(ServeError::Unavailable {
+                message: "the engine stopped".into(),
+                retry_after: 1,
+            });
         }
         Ok(())
     }
@@ -375,9 +390,7 @@ impl Loop {
             Ok(s) => s,
             Err(e) => {
                 self.state.waiting.fetch_sub(1, Ordering::AcqRel);
-                let _ = req
-                    .events
-                    .send(Event::Error(ServeError::bad_request(e.to_string())));
+                let _ = req.events.send(Event::Error(ServeError::Model(e)));
                 return;
             }
         };
@@ -464,10 +477,11 @@ impl Loop {
                     self.state.waiting.fetch_sub(1, Ordering::AcqRel);
                 }
                 self.metrics.shed.inc();
-                let _ = s.events.send(Event::Error(ServeError::unavailable(
-                    "the server cannot finish this request within its latency target now",
-                    1,
-                )));
+                let _ = s.events.send(Event::Error(ServeError::Unavailable {
+                    message: "the server cannot finish this request within its latency target now"
+                        .into(),
+                    retry_after: 1,
+                }));
             }
         }
         let mut admitted = 0;
@@ -552,10 +566,10 @@ impl Loop {
                 // this unreachable): fail it cleanly.
                 if let Some(mut s) = self.running.pop() {
                     self.cache.release(&mut s.blocks);
-                    let _ = s.events.send(Event::Error(ServeError::unavailable(
-                        "out of key/value memory",
-                        1,
-                    )));
+                    let _ = s.events.send(Event::Error(ServeError::Unavailable {
+                        message: "out of key/value memory".into(),
+                        retry_after: 1,
+                    }));
                 }
                 return Vec::new();
             }
@@ -600,14 +614,16 @@ impl Loop {
             Err(e) => {
                 // Not expected (inputs are checked on submit): fail the batch, keep
                 // serving.
+                let e = Arc::new(e);
                 let mut failed: Vec<usize> = plan.iter().map(|&(si, _)| si).collect();
                 failed.sort_unstable_by(|a, b| b.cmp(a));
                 for si in failed {
                     let mut s = self.running.remove(si);
                     self.cache.release(&mut s.blocks);
-                    let _ = s.events.send(Event::Error(ServeError::internal(format!(
-                        "model step: {e}"
-                    ))));
+                    let _ = s.events.send(Event::Error(ServeError::Engine {
+                        context: "model step",
+                        source: Arc::clone(&e),
+                    }));
                 }
                 return;
             }

@@ -18,8 +18,8 @@ pub fn check_request(data: &[u8]) {
         parse_body::<LlamaBody>(data).err(),
     ];
     for e in errs.into_iter().flatten() {
-        assert_eq!(e.status, 400);
-        assert!(!e.message.is_empty());
+        assert_eq!(e.status(), 400);
+        assert!(!e.to_string().is_empty());
     }
     if let Ok(text) = std::str::from_utf8(data) {
         if let Ok(p) = PolicyConfig::parse(text) {

@@ -37,7 +37,7 @@ pub fn service(state: Arc<AppState>) -> InferenceServer<InferenceService> {
 }
 
 fn status(e: ServeError) -> Status {
-    let code = match e.status {
+    let code = match e.status() {
         400 | 413 => tonic::Code::InvalidArgument,
         401 => tonic::Code::Unauthenticated,
         403 => tonic::Code::PermissionDenied,
@@ -46,7 +46,7 @@ fn status(e: ServeError) -> Status {
         503 => tonic::Code::Unavailable,
         _ => tonic::Code::Internal,
     };
-    Status::new(code, e.message)
+    Status::new(code, e.to_string())
 }
 
 impl InferenceService {

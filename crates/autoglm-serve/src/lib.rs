@@ -182,10 +182,16 @@ impl Server {
             Ok::<_, ServeError>((repo, warnings))
         })
         .await
-        .map_err(|e| ServeError::internal(format!("start: {e}")))??;
+        .map_err(|source| ServeError::Task {
+            context: "start".into(),
+            source,
+        })??;
         let listener = tokio::net::TcpListener::bind(config.addr)
             .await
-            .map_err(|e| ServeError::internal(format!("bind {}: {e}", config.addr)))?;
+            .map_err(|source| ServeError::Io {
+                context: format!("bind {}", config.addr),
+                source,
+            })?;
         let state = Arc::new(AppState {
             repo: Arc::new(repo),
             metrics,

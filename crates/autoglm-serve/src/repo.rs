@@ -168,7 +168,7 @@ pub fn check_name(name: &str) -> Result<(), ServeError> {
     if ok {
         Ok(())
     } else {
-        Err(ServeError::bad_request(format!(
+        Err(ServeError::BadRequest(format!(
             "model name '{}' must be 1-64 characters of A-Z a-z 0-9 . _ - (not starting with '.')",
             name.chars().take(80).collect::<String>()
         )))
@@ -186,8 +186,9 @@ impl Repository {
         cfg: RepoConfig,
         metrics: Arc<Metrics>,
     ) -> Result<(Repository, Vec<String>), ServeError> {
-        let root = cfg.root.canonicalize().map_err(|e| {
-            ServeError::internal(format!("repository root {}: {e}", cfg.root.display()))
+        let root = cfg.root.canonicalize().map_err(|e| ServeError::Io {
+            context: format!("repository root {}", cfg.root.display()),
+            source: e,
         })?;
         let repo = Repository {
             cfg,
@@ -198,10 +199,15 @@ impl Repository {
         let file = repo.root.join(REGISTRY_FILE);
         let mut warnings = Vec::new();
         if file.exists() {
-            let text = std::fs::read_to_string(&file)
-                .map_err(|e| ServeError::internal(format!("{}: {e}", file.display())))?;
-            let saved: Saved = serde_json::from_str(&text)
-                .map_err(|e| ServeError::internal(format!("{}: {e}", file.display())))?;
+            let text = std::fs::read_to_string(&file).map_err(|source| ServeError::Io {
+                context: file.display().to_string(),
+                source,
+            })?;
+            let saved: Saved =
+                serde_json::from_str(&text).map_err(|source| ServeError::Registry {
+                    context: file.display().to_string(),
+                    source,
+                })?;
             {
                 let mut models = repo.lock();
                 for (name, m) in &saved.models {
@@ -231,8 +237,7 @@ impl Repository {
                 for (&v, s) in &m.versions {
                     if s.loaded {
                         if let Err(e) = repo.load(name, v) {
-                            warnings
-                                .push(format!("{name} version {v} not reloaded: {}", e.message));
+                            warnings.push(format!("{name} version {v} not reloaded: {e}"));
                         }
                     }
                 }
@@ -265,17 +270,18 @@ impl Repository {
         } else {
             self.root.join(path)
         };
-        let canon = full.canonicalize().map_err(|e| {
-            ServeError::not_found(format!("model directory {}: {e}", path.display()))
+        let canon = full.canonicalize().map_err(|e| ServeError::NoDirectory {
+            path: path.to_path_buf(),
+            source: e,
         })?;
         let rel = canon.strip_prefix(&self.root).map_err(|_| {
-            ServeError::forbidden(format!(
+            ServeError::Forbidden(format!(
                 "model directory {} is outside the repository root",
                 path.display()
             ))
         })?;
         if !canon.is_dir() || !canon.join("config.json").is_file() {
-            return Err(ServeError::not_found(format!(
+            return Err(ServeError::NotFound(format!(
                 "{} is not a model directory (no config.json)",
                 path.display()
             )));
@@ -300,11 +306,10 @@ impl Repository {
     ) -> Result<u64, ServeError> {
         check_name(name)?;
         if let Some(p) = &policy {
-            p.check().map_err(ServeError::bad_request)?;
+            p.check().map_err(ServeError::BadRequest)?;
         }
         let rel = self.confine(path)?;
-        ModelConfig::from_file(&self.root.join(&rel).join("config.json"))
-            .map_err(|e| ServeError::bad_request(e.to_string()))?;
+        ModelConfig::from_file(&self.root.join(&rel).join("config.json"))?;
         let v = {
             let mut models = self.lock();
             let m = models.entry(name.to_string()).or_insert_with(|| Model {
@@ -322,10 +327,10 @@ impl Repository {
             }
             let v = version.unwrap_or_else(|| m.versions.keys().next_back().map_or(1, |&v| v + 1));
             if v == 0 {
-                return Err(ServeError::bad_request("versions start at 1"));
+                return Err(ServeError::BadRequest("versions start at 1".into()));
             }
             if m.versions.contains_key(&v) {
-                return Err(ServeError::conflict(format!(
+                return Err(ServeError::Conflict(format!(
                     "model '{name}' already has version {v}"
                 )));
             }
@@ -345,7 +350,7 @@ impl Repository {
     /// Bytes a version would take loaded: its weights as f32 (the output head twice
     /// when tied, once packed) and the key/value cache.
     fn estimate(&self, dir: &Path, cfg: &ModelConfig) -> Result<usize, ServeError> {
-        let ck = Checkpoint::open(dir).map_err(|e| ServeError::bad_request(e.to_string()))?;
+        let ck = Checkpoint::open(dir)?;
         let params: usize = ck
             .names()
             .filter_map(|n| ck.shape(n))
@@ -373,31 +378,32 @@ impl Repository {
             let models = self.lock();
             let m = models
                 .get(name)
-                .ok_or_else(|| ServeError::not_found(format!("no model '{name}'")))?;
+                .ok_or_else(|| ServeError::NotFound(format!("no model '{name}'")))?;
             let v = m.versions.get(&version).ok_or_else(|| {
-                ServeError::not_found(format!("model '{name}' has no version {version}"))
+                ServeError::NotFound(format!("model '{name}' has no version {version}"))
             })?;
             if v.loaded.is_some() {
                 return Ok(());
             }
             (self.root.join(&v.path), m.policy.clone())
         };
-        let config = ModelConfig::from_file(&path.join("config.json"))
-            .map_err(|e| ServeError::bad_request(e.to_string()))?;
+        let config = ModelConfig::from_file(&path.join("config.json"))?;
         let bytes = self.estimate(&path, &config)?;
         let used = self.used_bytes();
         if used + bytes > self.cfg.memory_budget {
-            return Err(ServeError::conflict(format!(
+            return Err(ServeError::Conflict(format!(
                 "loading '{name}' version {version} needs {} MiB, but {} MiB of the {} MiB budget are in use",
                 bytes >> 20,
                 used >> 20,
                 self.cfg.memory_budget >> 20
             )));
         }
-        let model = PagedModel::load(&path, self.cfg.threads)
-            .map_err(|e| ServeError::bad_request(format!("{}: {e}", path.display())))?;
-        let tokenizer =
-            TextTokenizer::from_dir(&path).map_err(|e| ServeError::bad_request(e.to_string()))?;
+        let model =
+            PagedModel::load(&path, self.cfg.threads).map_err(|source| ServeError::Load {
+                path: path.clone(),
+                source,
+            })?;
+        let tokenizer = TextTokenizer::from_dir(&path)?;
         let template = tokenizer
             .as_ref()
             .filter(|_| path.join("autoglm.json").is_file())
@@ -426,13 +432,13 @@ impl Repository {
                 .get_mut(name)
                 .and_then(|m| m.versions.get_mut(&version))
                 .ok_or_else(|| {
-                    ServeError::not_found(format!("model '{name}' version {version} was removed"))
+                    ServeError::NotFound(format!("model '{name}' version {version} was removed"))
                 })?;
             if v.loaded.is_some() {
                 return Ok(());
             }
             if used + bytes > self.cfg.memory_budget {
-                return Err(ServeError::conflict(format!(
+                return Err(ServeError::Conflict(format!(
                     "loading '{name}' version {version} would exceed the {} MiB budget",
                     self.cfg.memory_budget >> 20
                 )));
@@ -454,7 +460,7 @@ impl Repository {
                 .get_mut(name)
                 .and_then(|m| m.versions.get_mut(&version))
                 .ok_or_else(|| {
-                    ServeError::not_found(format!("model '{name}' has no version {version}"))
+                    ServeError::NotFound(format!("model '{name}' has no version {version}"))
                 })?;
             v.loaded.take()
         };
@@ -478,11 +484,11 @@ impl Repository {
         let models = self.lock();
         let m = models
             .get(name)
-            .ok_or_else(|| ServeError::not_found(format!("no model '{name}'")))?;
+            .ok_or_else(|| ServeError::NotFound(format!("no model '{name}'")))?;
         let pick = match version {
             Some(v) => {
                 if !m.serves(v) {
-                    return Err(ServeError::not_found(format!(
+                    return Err(ServeError::NotFound(format!(
                         "version {v} of model '{name}' is not served (version policy {:?})",
                         m.version_policy
                     )));
@@ -497,7 +503,7 @@ impl Repository {
                 .map(|(_, x)| x),
         };
         pick.and_then(|x| x.loaded.clone()).ok_or_else(|| {
-            ServeError::not_found(format!(
+            ServeError::NotFound(format!(
                 "model '{name}'{} is not loaded",
                 version.map(|v| format!(" version {v}")).unwrap_or_default()
             ))
@@ -601,11 +607,16 @@ impl Repository {
         };
         let file = self.root.join(REGISTRY_FILE);
         let tmp = self.root.join(format!("{REGISTRY_FILE}.tmp"));
-        let text = serde_json::to_string_pretty(&saved)
-            .map_err(|e| ServeError::internal(format!("registry: {e}")))?;
+        let text = serde_json::to_string_pretty(&saved).map_err(|source| ServeError::Registry {
+            context: "registry".into(),
+            source,
+        })?;
         std::fs::write(&tmp, text)
             .and_then(|()| std::fs::rename(&tmp, &file))
-            .map_err(|e| ServeError::internal(format!("{}: {e}", file.display())))
+            .map_err(|source| ServeError::Io {
+                context: file.display().to_string(),
+                source,
+            })
     }
 }
 

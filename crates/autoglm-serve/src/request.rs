@@ -113,7 +113,7 @@ pub(crate) struct Prepared {
 /// sampler rightly refuses).
 fn to_f32(name: &str, x: f64) -> ApiResult<f32> {
     if x.abs() > f64::from(f32::MAX) {
-        return Err(ServeError::bad_request(format!(
+        return Err(ServeError::BadRequest(format!(
             "{name} {x} is beyond the range of a 32-bit float"
         )));
     }
@@ -135,7 +135,7 @@ pub(crate) fn prepare(
     let name = match model {
         Some(m) => m.to_string(),
         None => st.repo.sole_model().ok_or_else(|| {
-            ServeError::bad_request("'model' is required when more than one model is loaded")
+            ServeError::BadRequest("'model' is required when more than one model is loaded".into())
         })?,
     };
     // `name:version` as listed by GET /v1/models.
@@ -148,14 +148,14 @@ pub(crate) fn prepare(
         Prompt::Ids(ids) => ids.clone(),
         Prompt::Text(t) => {
             let tok = model.tokenizer.as_ref().ok_or_else(|| {
-                ServeError::bad_request("this model has no tokenizer: send the prompt as token ids")
+                ServeError::BadRequest(
+                    "this model has no tokenizer: send the prompt as token ids".into(),
+                )
             })?;
             if t.len() > st.limits.max_body_bytes {
-                return Err(ServeError::too_large("the prompt is too long"));
+                return Err(ServeError::TooLarge("the prompt is too long".into()));
             }
-            let ids = tok
-                .encode(t)
-                .map_err(|e| ServeError::bad_request(e.to_string()))?;
+            let ids = tok.encode(t)?;
             match model.template {
                 Some((bos, sep)) => std::iter::once(bos)
                     .chain(ids)
@@ -178,10 +178,12 @@ pub(crate) fn prepare(
             .max(1)
     });
     if max_tokens == 0 {
-        return Err(ServeError::bad_request("max_tokens must be at least 1"));
+        return Err(ServeError::BadRequest(
+            "max_tokens must be at least 1".into(),
+        ));
     }
     if max_tokens > st.limits.max_tokens {
-        return Err(ServeError::bad_request(format!(
+        return Err(ServeError::BadRequest(format!(
             "max_tokens {max_tokens} is over this server's limit of {}",
             st.limits.max_tokens
         )));
@@ -210,17 +212,16 @@ pub(crate) fn prepare(
         ..GenerationOptions::default()
     };
     // Bad sampling options are the request's fault: 400 now, not an error event later.
-    autoglm_models::Sampler::new(sampling.clone())
-        .map_err(|e| ServeError::bad_request(e.to_string()))?;
+    autoglm_models::Sampler::new(sampling.clone())?;
     let stop_strings = p.stop.as_ref().map(|s| s.0.clone()).unwrap_or_default();
     if stop_strings.len() > 4 || stop_strings.iter().any(|s| s.is_empty() || s.len() > 256) {
-        return Err(ServeError::bad_request(
-            "stop takes at most 4 non-empty strings of at most 256 bytes",
+        return Err(ServeError::BadRequest(
+            "stop takes at most 4 non-empty strings of at most 256 bytes".into(),
         ));
     }
     if !stop_strings.is_empty() && model.tokenizer.is_none() {
-        return Err(ServeError::bad_request(
-            "stop strings need a model with a tokenizer",
+        return Err(ServeError::BadRequest(
+            "stop strings need a model with a tokenizer".into(),
         ));
     }
     let key = (sampling.temperature == 0.0 && stop_strings.is_empty()).then(|| CacheKey {
@@ -400,8 +401,8 @@ impl Follow {
                 }
                 Some(Event::Error(e)) => return Some(Step::Failed(e)),
                 None => {
-                    return Some(Step::Failed(ServeError::internal(
-                        "the engine dropped the request",
+                    return Some(Step::Failed(ServeError::Internal(
+                        "the engine dropped the request".into(),
                     )))
                 }
             }
@@ -456,5 +457,7 @@ pub(crate) async fn collect(
             Step::Failed(e) => return Err(e),
         }
     }
-    Err(ServeError::internal("the request ended without a result"))
+    Err(ServeError::Internal(
+        "the request ended without a result".into(),
+    ))
 }

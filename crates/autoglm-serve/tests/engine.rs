@@ -122,17 +122,17 @@ async fn impossible_requests_and_a_full_queue_are_refused() {
     // Longer than the whole cache (12 blocks of 4).
     let (r, _) = submit(vec![1; 40], 20);
     let err = r.unwrap_err();
-    assert_eq!(err.status, 400);
-    assert!(err.message.contains("key/value memory"), "{}", err.message);
+    assert_eq!(err.status(), 400);
+    assert!(err.to_string().contains("key/value memory"), "{err}");
     let (r, _) = submit(vec![], 2);
-    assert_eq!(r.unwrap_err().status, 400);
+    assert_eq!(r.unwrap_err().status(), 400);
     let (a, _ra) = submit(vec![1, 2], 2);
     let (b, _rb) = submit(vec![1, 2], 2);
     a.unwrap();
     b.unwrap();
     let (c, _) = submit(vec![1, 2], 2);
     let err = c.unwrap_err();
-    assert_eq!((err.status, err.retry_after), (503, Some(1)));
+    assert_eq!((err.status(), err.retry_after()), (503, Some(1)));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

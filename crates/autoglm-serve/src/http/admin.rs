@@ -82,7 +82,10 @@ pub(super) async fn register_model(
         Ok(v)
     })
     .await
-    .map_err(|e| ServeError::internal(format!("register: {e}")))??;
+    .map_err(|source| ServeError::Task {
+        context: "register".into(),
+        source,
+    })??;
     Ok((
         StatusCode::CREATED,
         Json(json!({"name": name, "version": version, "loaded": load})),
@@ -96,19 +99,22 @@ pub(super) async fn model_action(
 ) -> ApiResult<Json<Value>> {
     let v: u64 = version
         .parse()
-        .map_err(|_| ServeError::bad_request(format!("version '{version}' is not a number")))?;
+        .map_err(|_| ServeError::BadRequest(format!("version '{version}' is not a number")))?;
     let repo = Arc::clone(&st.repo);
     let n = name.clone();
     let act = action.clone();
     tokio::task::spawn_blocking(move || match act.as_str() {
         "load" => repo.load(&n, v),
         "unload" => repo.unload(&n, v),
-        other => Err(ServeError::not_found(format!(
+        other => Err(ServeError::NotFound(format!(
             "no action '{other}' (load, unload)"
         ))),
     })
     .await
-    .map_err(|e| ServeError::internal(format!("{action}: {e}")))??;
+    .map_err(|source| ServeError::Task {
+        context: action.clone(),
+        source,
+    })??;
     Ok(Json(
         json!({"name": name, "version": v, "loaded": action == "load"}),
     ))

@@ -35,8 +35,8 @@ fn default_n_predict() -> i64 {
 pub(super) async fn completion(State(st): State<Arc<AppState>>, body: Body) -> ApiResult<Response> {
     let b: LlamaBody = json_body(&st, body).await?;
     if b.n_predict < -1 {
-        return Err(ServeError::bad_request(
-            "n_predict must be -1 (up to the end of the context) or positive",
+        return Err(ServeError::BadRequest(
+            "n_predict must be -1 (up to the end of the context) or positive".into(),
         ));
     }
     let max = usize::try_from(b.n_predict).ok();

@@ -36,9 +36,10 @@ use crate::state::AppState;
 
 impl IntoResponse for ServeError {
     fn into_response(self) -> Response {
-        let status = StatusCode::from_u16(self.status).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
+        let status =
+            StatusCode::from_u16(self.status()).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
         let mut r = (status, Json(error_json(&self))).into_response();
-        if let Some(s) = self.retry_after {
+        if let Some(s) = self.retry_after() {
             r.headers_mut()
                 .insert(header::RETRY_AFTER, HeaderValue::from(s));
         }
@@ -92,7 +93,8 @@ async fn guard(State(st): State<Arc<AppState>>, req: Request, next: Next) -> Res
     let resp = if open || st.admits(bearer) {
         next.run(req).await
     } else {
-        let mut r = ServeError::unauthorized("a valid bearer token is required").into_response();
+        let mut r =
+            ServeError::Unauthorized("a valid bearer token is required".into()).into_response();
         r.headers_mut()
             .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         r
@@ -119,16 +121,11 @@ fn route_label(path: &str) -> &'static str {
 }
 
 async fn not_found() -> ServeError {
-    ServeError::not_found("no such route")
+    ServeError::NotFound("no such route".into())
 }
 
 async fn method_not_allowed() -> ServeError {
-    ServeError {
-        status: 405,
-        kind: "invalid_request_error",
-        message: "method not allowed on this route".into(),
-        retry_after: None,
-    }
+    ServeError::MethodNotAllowed
 }
 
 async fn health() -> Json<Value> {
@@ -138,9 +135,17 @@ async fn health() -> Json<Value> {
 async fn ready(State(st): State<Arc<AppState>>) -> Response {
     let loaded = st.repo.loaded().len();
     if st.draining.load(Ordering::Acquire) {
-        ServeError::unavailable("shutting down", 5).into_response()
+        ServeError::Unavailable {
+            message: "shutting down".into(),
+            retry_after: 5,
+        }
+        .into_response()
     } else if loaded == 0 {
-        ServeError::unavailable("no model is loaded", 5).into_response()
+        ServeError::Unavailable {
+            message: "no model is loaded".into(),
+            retry_after: 5,
+        }
+        .into_response()
     } else {
         Json(json!({"status": "ready", "models_loaded": loaded})).into_response()
     }
@@ -179,7 +184,7 @@ pub(crate) async fn json_body<T: DeserializeOwned>(st: &AppState, body: Body) ->
     let bytes: Bytes = axum::body::to_bytes(body, st.limits.max_body_bytes)
         .await
         .map_err(|_| {
-            ServeError::too_large(format!(
+            ServeError::TooLarge(format!(
                 "the request body is over {} bytes (or was cut off)",
                 st.limits.max_body_bytes
             ))
@@ -192,9 +197,9 @@ pub(crate) async fn json_body<T: DeserializeOwned>(st: &AppState, body: Body) ->
 pub(crate) fn parse_body<T: DeserializeOwned>(bytes: &[u8]) -> ApiResult<T> {
     let mut de = serde_json::Deserializer::from_slice(bytes);
     let v = T::deserialize(&mut de)
-        .map_err(|e| ServeError::bad_request(format!("invalid request body: {e}")))?;
+        .map_err(|e| ServeError::BadRequest(format!("invalid request body: {e}")))?;
     de.end()
-        .map_err(|e| ServeError::bad_request(format!("invalid JSON body: {e}")))?;
+        .map_err(|e| ServeError::BadRequest(format!("invalid JSON body: {e}")))?;
     Ok(v)
 }
 
@@ -215,7 +220,7 @@ pub(crate) fn timings(s: &Summary) -> Value {
 
 /// An error as a JSON value (the body of an error response, or an SSE event).
 pub(crate) fn error_json(e: &ServeError) -> Value {
-    json!({"error": {"message": e.message, "type": e.kind, "code": e.status}})
+    json!({"error": {"message": e.to_string(), "type": e.kind(), "code": e.status()}})
 }
 
 /// The SSE stream of a request: one event per step, then `[DONE]` if `done_marker`.

@@ -43,11 +43,11 @@ pub(super) async fn completions(
 ) -> ApiResult<Response> {
     let b: CompletionBody = json_body(&st, body).await?;
     if b.n.is_some_and(|n| n != 1) {
-        return Err(ServeError::bad_request("only n = 1 is supported"));
+        return Err(ServeError::BadRequest("only n = 1 is supported".into()));
     }
     if b.logprobs.as_ref().is_some_and(|v| !v.is_null()) || b.echo == Some(true) {
-        return Err(ServeError::bad_request(
-            "logprobs and echo are not supported",
+        return Err(ServeError::BadRequest(
+            "logprobs and echo are not supported".into(),
         ));
     }
     // OpenAI's default temperature is 1.

@@ -32,8 +32,8 @@ pub(super) async fn infer(
 ) -> ApiResult<Response> {
     let b: InferBody = json_body(&st, body).await?;
     if b.params.stream {
-        return Err(ServeError::bad_request(
-            "infer does not stream; use /v1/completions with \"stream\": true",
+        return Err(ServeError::BadRequest(
+            "infer does not stream; use /v1/completions with \"stream\": true".into(),
         ));
     }
     let p = prepare(
