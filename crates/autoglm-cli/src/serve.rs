@@ -1,14 +1,16 @@
 //! `autoglm serve` (the model server) and `autoglm bench-serve` (its load generator).
 
+pub mod loadgen;
+
 use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
-use autoglm_serve::loadgen::{self, Api, LoadConfig, Mode};
 use autoglm_serve::{ModelSpec, PolicyConfig, ServeFile, Server, ServerConfig};
 use clap::{Args, ValueEnum};
+use loadgen::{Api, LoadConfig, Mode};
 
 /// `autoglm serve`.
 #[derive(Debug, Args)]

@@ -7,7 +7,6 @@ mod error;
 pub mod fuzz;
 pub mod grpc;
 pub mod http;
-pub mod loadgen;
 pub mod metrics;
 pub mod policy;
 pub mod repo;
