@@ -7,7 +7,7 @@
 use std::sync::Arc;
 use std::time::Instant;
 
-use autoglm_models::GenerationOptions;
+use autoglm_models::{Delta, GenerationOptions, StreamDecoder};
 use futures_util::stream::{self, Stream, StreamExt};
 use serde::Deserialize;
 use serde_json::Value;
@@ -272,11 +272,9 @@ fn start(st: &AppState, p: &Prepared) -> ApiResult<(UnboundedReceiver<Event>, bo
 struct Follow {
     st: Arc<AppState>,
     model: Arc<Loaded>,
-    tokens: Vec<u32>,
-    /// Tokens not yet reported (their text ends inside a character).
-    pending: Vec<u32>,
-    text_sent: usize,
-    text: String,
+    /// The tokens so far and the text released (held back while it ends inside a
+    /// character).
+    decoder: StreamDecoder,
     stops: Vec<String>,
     key: Option<CacheKey>,
     from_cache: bool,
@@ -298,10 +296,7 @@ impl Follow {
         Follow {
             st: Arc::clone(st),
             model: Arc::clone(&p.model),
-            tokens: Vec::new(),
-            pending: Vec::new(),
-            text_sent: 0,
-            text: String::new(),
+            decoder: StreamDecoder::new(),
             stops: p.stop_strings.clone(),
             key: p.key.clone(),
             from_cache,
@@ -310,38 +305,11 @@ impl Follow {
         }
     }
 
-    /// The text of the tokens so far, held back while it ends inside a character.
-    fn push(&mut self, t: u32) -> Option<(Vec<u32>, String)> {
-        self.tokens.push(t);
-        self.pending.push(t);
-        self.emit(false)
-    }
-
-    /// The held-back tokens and the new text, unless the text ends inside a
-    /// character and `force` is off.
-    fn emit(&mut self, force: bool) -> Option<(Vec<u32>, String)> {
-        let Some(tok) = &self.model.tokenizer else {
-            return Some((std::mem::take(&mut self.pending), String::new()));
-        };
-        let text = tok.decode(&self.tokens).unwrap_or_default();
-        if text.ends_with('\u{FFFD}') && !force {
-            return None;
-        }
-        self.text = text;
-        let delta = self
-            .text
-            .get(self.text_sent..)
-            .unwrap_or_default()
-            .to_string();
-        self.text_sent = self.text.len();
-        Some((std::mem::take(&mut self.pending), delta))
-    }
-
     /// Where a stop string starts in the text, if one appeared.
     fn stop_at(&self) -> Option<usize> {
         self.stops
             .iter()
-            .filter_map(|s| self.text.find(s.as_str()))
+            .filter_map(|s| self.decoder.text().find(s.as_str()))
             .min()
     }
 
@@ -349,26 +317,24 @@ impl Follow {
         if self.done.is_some() {
             return None;
         }
-        let mut new_tokens = Vec::new();
-        let mut delta = String::new();
         loop {
             let ev = rx.recv().await;
             match ev {
                 Some(Event::Token(t)) => {
-                    if let Some((ts, d)) = self.push(t) {
-                        new_tokens.extend(ts);
-                        delta.push_str(&d);
+                    let released = match self.decoder.push(self.model.tokenizer.as_ref(), t) {
+                        Ok(r) => r,
+                        Err(e) => return Some(Step::Failed(ServeError::Model(e))),
+                    };
+                    if let Some(Delta { tokens, mut text }) = released {
                         if let Some(at) = self.stop_at() {
-                            // Cut the text at the stop string and end: dropping the
-                            // receiver cancels the rest in the engine.
-                            let keep_from = self.text_sent - delta.len();
-                            let cut = at.saturating_sub(keep_from).min(delta.len());
-                            delta.truncate(cut);
-                            self.text.truncate(at);
+                            // Cut the new text at the stop string and end: dropping
+                            // the receiver cancels the rest in the engine.
+                            let keep_from = self.decoder.text().len() - text.len();
+                            text.truncate(at.saturating_sub(keep_from).min(text.len()));
                             let s = Summary {
                                 finish: FinishReason::Stop,
                                 prompt_tokens: 0,
-                                completion_tokens: self.tokens.len(),
+                                completion_tokens: self.decoder.tokens().len(),
                                 queued: std::time::Duration::ZERO,
                                 ttft: std::time::Duration::ZERO,
                                 latency: self.started.elapsed(),
@@ -376,9 +342,8 @@ impl Follow {
                             };
                             self.done = Some((FinishReason::Stop, s));
                             rx.close();
-                            return Some(Step::Delta(new_tokens, delta));
                         }
-                        return Some(Step::Delta(new_tokens, delta));
+                        return Some(Step::Delta(tokens, text));
                     }
                 }
                 Some(Event::Done(s)) => {
@@ -386,16 +351,18 @@ impl Follow {
                         self.st.cache.put(
                             k.clone(),
                             Cached {
-                                tokens: self.tokens.clone(),
+                                tokens: self.decoder.tokens().to_vec(),
                                 finish: s.finish,
                             },
                         );
                     }
                     self.done = Some((s.finish, s));
-                    if !self.pending.is_empty() {
-                        if let Some((ts, d)) = self.emit(true) {
-                            return Some(Step::Delta(ts, d));
-                        }
+                    if !self.decoder.pending().is_empty() {
+                        // The stream ended: what was held back goes out as it is.
+                        return Some(match self.decoder.finish(self.model.tokenizer.as_ref()) {
+                            Ok(d) => Step::Delta(d.tokens, d.text),
+                            Err(e) => Step::Failed(ServeError::Model(e)),
+                        });
                     }
                     return self.finish();
                 }
