@@ -181,8 +181,29 @@ type NgramKey = u128;
 #[derive(Debug, Clone)]
 pub struct BleuRefs {
     vocab: Vocab,
+    /// Every n-gram of the references to a dense id `0, 1, 2, …`.
     ngrams: FxHashMap<NgramKey, u32>,
+    /// By n-gram id: its largest count in one reference.
+    max_counts: Vec<u32>,
     lens: Vec<u64>,
+}
+
+/// Per-thread scratch space of BLEU, reused from line to line.
+#[derive(Default)]
+struct Scratch {
+    /// Token ids of the references (concatenated).
+    ids: Vec<u32>,
+    /// Counts by n-gram id; all zero between calls.
+    counts: Vec<u32>,
+    /// Ids whose count is not zero.
+    seen: Vec<u32>,
+    /// By hypothesis n-gram id: its count in the current reference, and the largest
+    /// count in one reference so far; all zero between calls.
+    ref_counts: Vec<(u32, u32)>,
+}
+
+thread_local! {
+    static SCRATCH: std::cell::RefCell<Scratch> = std::cell::RefCell::new(Scratch::default());
 }
 
 /// The BLEU metric with a fixed configuration.
@@ -352,34 +373,64 @@ impl Metric for Bleu {
     fn prepare_refs(&self, refs: &[&str]) -> BleuRefs {
         let order = self.config.max_ngram_order;
         let mut vocab = Vocab::default();
-        let mut ngrams: FxHashMap<NgramKey, u32> = FxHashMap::default();
         let mut lens = Vec::with_capacity(refs.len());
-        let mut this: FxHashMap<NgramKey, u32> = FxHashMap::default();
-        let mut ids: Vec<u32> = Vec::new();
-        for r in refs {
-            let tok = self.preprocess(r);
+        SCRATCH.with(|sc| {
+            let Scratch {
+                ids, counts, seen, ..
+            } = &mut *sc.borrow_mut();
             ids.clear();
-            for t in py_split(&tok) {
-                // Ids start at 1: 0 marks hypothesis tokens that no reference has.
-                ids.push(vocab.intern(t) + 1);
+            let mut bound = 0;
+            for r in refs {
+                let tok = self.preprocess(r);
+                let start = ids.len();
+                for t in py_split(&tok) {
+                    // Ids start at 1: 0 marks hypothesis tokens that no reference has.
+                    ids.push(vocab.intern(t) + 1);
+                }
+                let len = ids.len() - start;
+                lens.push(len as u64);
+                bound += (1..=order)
+                    .map(|n| (len + 1).saturating_sub(n))
+                    .sum::<usize>();
             }
-            lens.push(ids.len() as u64);
-            this.clear();
-            for n in 1..=order {
-                for w in ids.windows(n) {
-                    *this.entry(key(w)).or_insert(0) += 1;
+            let mut ngrams: FxHashMap<NgramKey, u32> =
+                FxHashMap::with_capacity_and_hasher(bound, Default::default());
+            let mut max_counts: Vec<u32> = Vec::with_capacity(bound);
+            if counts.len() < bound {
+                counts.resize(bound, 0);
+            }
+            let mut start = 0;
+            for &len in &lens {
+                let r = &ids[start..start + len as usize];
+                start += len as usize;
+                seen.clear();
+                for n in 1..=order {
+                    for w in r.windows(n) {
+                        let next = ngrams.len() as u32;
+                        let id = *ngrams.entry(key(w)).or_insert(next);
+                        if id == next {
+                            max_counts.push(0);
+                        }
+                        let c = &mut counts[id as usize];
+                        if *c == 0 {
+                            seen.push(id);
+                        }
+                        *c += 1;
+                    }
+                }
+                for &id in seen.iter() {
+                    let c = std::mem::take(&mut counts[id as usize]);
+                    let m = &mut max_counts[id as usize];
+                    *m = (*m).max(c);
                 }
             }
-            for (&k, &c) in &this {
-                let e = ngrams.entry(k).or_insert(0);
-                *e = (*e).max(c);
+            BleuRefs {
+                vocab,
+                ngrams,
+                max_counts,
+                lens,
             }
-        }
-        BleuRefs {
-            vocab,
-            ngrams,
-            lens,
-        }
+        })
     }
 
     fn segment_stats(&self, hyp: &str, refs: &BleuRefs) -> BleuStats {
@@ -395,25 +446,109 @@ impl Metric for Bleu {
             ref_len: closest_ref_len(hyp_len, &refs.lens),
             ..BleuStats::default()
         };
-        let mut counts: FxHashMap<NgramKey, u32> = FxHashMap::default();
-        for n in 1..=order {
-            if ids.len() < n {
-                break;
+        SCRATCH.with(|sc| {
+            let Scratch { counts, seen, .. } = &mut *sc.borrow_mut();
+            if counts.len() < refs.max_counts.len() {
+                counts.resize(refs.max_counts.len(), 0);
             }
-            stats.total[n - 1] = (ids.len() + 1 - n) as u64;
-            counts.clear();
-            for w in ids.windows(n) {
-                if w.contains(&0) {
-                    continue;
+            for n in 1..=order {
+                if ids.len() < n {
+                    break;
                 }
-                *counts.entry(key(w)).or_insert(0) += 1;
-            }
-            for (k, &c) in &counts {
-                if let Some(&r) = refs.ngrams.get(k) {
-                    stats.correct[n - 1] += c.min(r) as u64;
+                stats.total[n - 1] = (ids.len() + 1 - n) as u64;
+                // Count the hypothesis n-grams that some reference has, then clip.
+                seen.clear();
+                for w in ids.windows(n) {
+                    if w.contains(&0) {
+                        continue;
+                    }
+                    if let Some(&id) = refs.ngrams.get(&key(w)) {
+                        let c = &mut counts[id as usize];
+                        if *c == 0 {
+                            seen.push(id);
+                        }
+                        *c += 1;
+                    }
+                }
+                for &id in seen.iter() {
+                    let c = std::mem::take(&mut counts[id as usize]);
+                    stats.correct[n - 1] += c.min(refs.max_counts[id as usize]) as u64;
                 }
             }
-        }
+        });
+        stats
+    }
+
+    fn segment_stats_unprepared(&self, hyp: &str, refs: &[&str]) -> BleuStats {
+        // The references serve this hypothesis only: index the hypothesis' n-grams and
+        // count the references' ones among them.
+        let order = self.config.max_ngram_order;
+        let mut vocab = Vocab::default();
+        let tok = self.preprocess(hyp);
+        // Ids start at 1: 0 marks reference tokens that the hypothesis does not have.
+        let ids: Vec<u32> = py_split(&tok).map(|t| vocab.intern(t) + 1).collect();
+        let hyp_len = ids.len() as u64;
+        let mut stats = BleuStats {
+            hyp_len,
+            ..BleuStats::default()
+        };
+        let bound: usize = (1..=order).map(|n| (ids.len() + 1).saturating_sub(n)).sum();
+        let mut ngrams: FxHashMap<NgramKey, u32> =
+            FxHashMap::with_capacity_and_hasher(bound, Default::default());
+        // Ids of the n-grams of order n are `ends[n - 2]..ends[n - 1]` (from 0 for n = 1).
+        let mut ends = [0usize; MAX_NGRAM_ORDER];
+        SCRATCH.with(|sc| {
+            let Scratch {
+                counts, ref_counts, ..
+            } = &mut *sc.borrow_mut();
+            if counts.len() < bound {
+                counts.resize(bound, 0);
+            }
+            if ref_counts.len() < bound {
+                ref_counts.resize(bound, (0, 0));
+            }
+            for n in 1..=order.min(ids.len()) {
+                stats.total[n - 1] = (ids.len() + 1 - n) as u64;
+                for w in ids.windows(n) {
+                    let next = ngrams.len() as u32;
+                    let id = *ngrams.entry(key(w)).or_insert(next);
+                    counts[id as usize] += 1;
+                }
+                ends[n - 1] = ngrams.len();
+            }
+            let n_ids = ngrams.len();
+            let mut lens = Vec::with_capacity(refs.len());
+            let mut rids: Vec<u32> = Vec::new();
+            for r in refs {
+                let tok = self.preprocess(r);
+                rids.clear();
+                rids.extend(py_split(&tok).map(|t| vocab.get(t).map_or(0, |id| id + 1)));
+                lens.push(rids.len() as u64);
+                for n in 1..=order.min(ids.len()) {
+                    for w in rids.windows(n) {
+                        if w.contains(&0) {
+                            continue;
+                        }
+                        if let Some(&id) = ngrams.get(&key(w)) {
+                            ref_counts[id as usize].0 += 1;
+                        }
+                    }
+                }
+                for (c, max) in &mut ref_counts[..n_ids] {
+                    *max = (*max).max(std::mem::take(c));
+                }
+            }
+            stats.ref_len = closest_ref_len(hyp_len, &lens);
+            let mut start = 0;
+            for n in 1..=order.min(ids.len()) {
+                for id in start..ends[n - 1] {
+                    let c = std::mem::take(&mut counts[id]);
+                    let (_, max) = std::mem::take(&mut ref_counts[id]);
+                    stats.correct[n - 1] += c.min(max) as u64;
+                }
+                start = ends[n - 1];
+            }
+        });
         stats
     }
 
@@ -492,4 +627,98 @@ pub fn sentence_bleu(hyp: &str, refs: &[&str], config: &BleuConfig) -> Result<Bl
     let bleu = Bleu::new(config.clone())?;
     let stats = bleu.line_stats(hyp, refs)?;
     Ok(bleu.sentence_score_from(&stats))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// sacrebleu's statistics the plain way: per-reference counters of token n-grams,
+    /// clipped by the largest count in any reference.
+    fn naive_stats(m: &Bleu, hyp: &str, refs: &[&str]) -> BleuStats {
+        use std::collections::HashMap;
+        let order = m.config().max_ngram_order;
+        let counter = |s: &str| -> (u64, HashMap<Vec<String>, u64>) {
+            let tok = m.preprocess(s);
+            let words: Vec<String> = py_split(&tok).map(str::to_owned).collect();
+            let mut c: HashMap<Vec<String>, u64> = HashMap::new();
+            for n in 1..=order {
+                for w in words.windows(n) {
+                    *c.entry(w.to_vec()).or_default() += 1;
+                }
+            }
+            (words.len() as u64, c)
+        };
+        let (hyp_len, h) = counter(hyp);
+        let mut max_ref: HashMap<Vec<String>, u64> = HashMap::new();
+        let mut lens = Vec::new();
+        for r in refs {
+            let (len, c) = counter(r);
+            lens.push(len);
+            for (k, n) in c {
+                let e = max_ref.entry(k).or_default();
+                *e = (*e).max(n);
+            }
+        }
+        let mut stats = BleuStats {
+            hyp_len,
+            ref_len: closest_ref_len(hyp_len, &lens),
+            ..BleuStats::default()
+        };
+        for (k, &n) in &h {
+            stats.total[k.len() - 1] += n;
+            stats.correct[k.len() - 1] += n.min(max_ref.get(k).copied().unwrap_or(0));
+        }
+        stats
+    }
+
+    #[test]
+    fn indexed_statistics_equal_plain_counting() {
+        const WORDS: [&str; 8] = ["a", "b", "the", "cat", ".", "a", "b", "Cat"];
+        let mut seed = 0x2545_F491_4F6C_DD1Du64;
+        let mut next = move || {
+            seed ^= seed << 13;
+            seed ^= seed >> 7;
+            seed ^= seed << 17;
+            seed
+        };
+        let mut line = |max_len: u64| -> String {
+            let len = next() % (max_len + 1);
+            (0..len)
+                .map(|_| WORDS[(next() % WORDS.len() as u64) as usize])
+                .collect::<Vec<_>>()
+                .join(" ")
+        };
+        for round in 0..300 {
+            let m = Bleu::new(
+                BleuConfig {
+                    max_ngram_order: 1 + round % 4,
+                    ..BleuConfig::default()
+                }
+                .with_lowercase(round % 3 == 1),
+            )
+            .expect("config");
+            let max_len = [0, 2, 8, 40, 200][round % 5];
+            let lines: Vec<Vec<String>> = (0..3)
+                .map(|_| (0..1 + round % 4).map(|_| line(max_len)).collect())
+                .collect();
+            let prepared: Vec<BleuRefs> = lines
+                .iter()
+                .map(|r| m.prepare_refs(&r.iter().map(String::as_str).collect::<Vec<_>>()))
+                .collect();
+            for _ in 0..3 {
+                for (r, p) in lines.iter().zip(&prepared) {
+                    let refs: Vec<&str> = r.iter().map(String::as_str).collect();
+                    let hyp = line(max_len);
+                    let want = naive_stats(&m, &hyp, &refs);
+                    assert_eq!(m.segment_stats(&hyp, p), want, "{hyp:?} {refs:?}");
+                    assert_eq!(
+                        m.segment_stats_unprepared(&hyp, &refs),
+                        want,
+                        "{hyp:?} {refs:?}"
+                    );
+                }
+            }
+        }
+    }
 }

@@ -21,6 +21,14 @@ pub trait Metric: Sync {
     fn prepare_refs(&self, refs: &[&str]) -> Self::Refs;
     /// Statistics of one hypothesis against its prepared references.
     fn segment_stats(&self, hyp: &str, refs: &Self::Refs) -> Self::Stats;
+    /// Statistics of one hypothesis against raw references (at least one) that are
+    /// scored against this hypothesis only: the same as
+    /// `segment_stats(hyp, &prepare_refs(refs))`, which is the default. A metric may
+    /// override it to do less work when the references are not reused (chrF indexes
+    /// the hypothesis' n-grams instead of the references').
+    fn segment_stats_unprepared(&self, hyp: &str, refs: &[&str]) -> Self::Stats {
+        self.segment_stats(hyp, &self.prepare_refs(refs))
+    }
     /// The statistics of an empty corpus.
     fn zero_stats(&self) -> Self::Stats;
     /// `acc += stats`, in the order sacrebleu sums (line order).
@@ -48,7 +56,7 @@ pub trait Metric: Sync {
         if refs.is_empty() {
             return Err(Error::NoReference { line: 1 });
         }
-        Ok(self.segment_stats(hyp, &self.prepare_refs(refs)))
+        Ok(self.segment_stats_unprepared(hyp, refs))
     }
 }
 
@@ -96,8 +104,7 @@ impl<'m, M: Metric> Corpus<'m, M> {
                 line: self.lines.len() + 1,
             });
         }
-        let prepared = self.metric.prepare_refs(refs);
-        self.push(self.metric.segment_stats(hyp, &prepared), refs.len());
+        self.push(self.metric.segment_stats_unprepared(hyp, refs), refs.len());
         Ok(())
     }
 
@@ -227,7 +234,7 @@ pub fn score_corpus_par<'m, M: Metric, H: AsRef<str> + Sync, R: AsRef<str> + Syn
         .zip(refs.par_iter())
         .map(|(h, r)| {
             let r: Vec<&str> = r.iter().map(|x| x.as_ref()).collect();
-            metric.segment_stats(h.as_ref(), &metric.prepare_refs(&r))
+            metric.segment_stats_unprepared(h.as_ref(), &r)
         })
         .collect();
     let mut corpus = Corpus::new(metric);
@@ -240,7 +247,9 @@ pub fn score_corpus_par<'m, M: Metric, H: AsRef<str> + Sync, R: AsRef<str> + Syn
 /// Scores several systems on the same lines and references: each line's references
 /// are prepared once and every system's hypothesis for that line is scored right away,
 /// while the prepared references are hot in cache (much faster than one system after
-/// the other when there are many systems or many references).
+/// the other when there are many systems or many references). With one system, each
+/// line's references serve one hypothesis, so they are not prepared
+/// ([`Metric::segment_stats_unprepared`]).
 ///
 /// # Errors
 /// A system whose line count differs from the references ([`Error::LengthMismatch`]),
@@ -271,6 +280,11 @@ pub fn score_systems<'m, M: Metric, H: AsRef<str>, R: AsRef<str>>(
     for (i, r) in refs.iter().enumerate() {
         buf.clear();
         buf.extend(r.iter().map(|x| x.as_ref()));
+        if let [sys] = systems {
+            let stats = metric.segment_stats_unprepared(sys[i].as_ref(), &buf);
+            corpora[0].add_stats(stats, r.len());
+            continue;
+        }
         let prepared = metric.prepare_refs(&buf);
         for (c, sys) in corpora.iter_mut().zip(systems) {
             c.add_prepared(sys[i].as_ref(), &prepared, r.len());

@@ -57,7 +57,9 @@ fn bleu_config(tok: &str) -> BleuConfig {
     }
 }
 
-/// Scores every system with prepared references; returns per-system corpora.
+/// Scores every system, every other one with prepared references and the others with
+/// raw ones (`Corpus::add`, which does not prepare them), so that both ways are checked;
+/// returns per-system corpora.
 fn run<'m, M: Metric>(
     m: &'m M,
     d: &Data,
@@ -67,11 +69,17 @@ fn run<'m, M: Metric>(
     d.hyps
         .iter()
         .filter(|(name, _)| only(name))
-        .map(|(name, hyps)| {
+        .enumerate()
+        .map(|(k, (name, hyps))| {
             assert_eq!(hyps.len(), d.refs.len(), "{name}");
             let mut c = Corpus::new(m);
             for ((h, p), r) in hyps.iter().zip(&prepared).zip(&d.refs) {
-                c.add_prepared(h, p, r.len());
+                if k % 2 == 0 {
+                    c.add_prepared(h, p, r.len());
+                } else {
+                    let r: Vec<&str> = r.iter().map(String::as_str).collect();
+                    c.add(h, &r).expect("references");
+                }
             }
             (name.clone(), c)
         })
