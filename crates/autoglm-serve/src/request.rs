@@ -276,6 +276,9 @@ struct Follow {
     /// character).
     decoder: StreamDecoder,
     stops: Vec<String>,
+    /// Bytes of the decoder's text sent to the client: with stop strings, a tail
+    /// that could be the start of one is held back until it cannot.
+    sent: usize,
     key: Option<CacheKey>,
     from_cache: bool,
     done: Option<(FinishReason, Summary)>,
@@ -298,6 +301,7 @@ impl Follow {
             model: Arc::clone(&p.model),
             decoder: StreamDecoder::new(),
             stops: p.stop_strings.clone(),
+            sent: 0,
             key: p.key.clone(),
             from_cache,
             done: None,
@@ -305,12 +309,52 @@ impl Follow {
         }
     }
 
-    /// Where a stop string starts in the text, if one appeared.
+    /// Where the first stop string starts in the text, if one appeared.
     fn stop_at(&self) -> Option<usize> {
+        let text = self.decoder.text();
+        // A stop string ends in the unsent part (every earlier one was caught):
+        // search from where the longest could start.
+        let longest = self.stops.iter().map(String::len).max().unwrap_or(0);
+        let mut from = self.sent.saturating_sub(longest);
+        while !text.is_char_boundary(from) {
+            from -= 1;
+        }
         self.stops
             .iter()
-            .filter_map(|s| self.decoder.text().find(s.as_str()))
+            .filter_map(|s| text[from..].find(s.as_str()).map(|i| from + i))
             .min()
+    }
+
+    /// Bytes at the end of the unsent text that may be the start of a stop string.
+    fn stop_prefix_len(&self) -> usize {
+        stop_prefix_len(&self.decoder.text()[self.sent..], &self.stops)
+    }
+
+    /// The text not sent yet, cut at a stop string (then `true`: the request ends)
+    /// or, unless `last`, short of a possible one.
+    fn delta(&mut self, last: bool) -> (String, bool) {
+        let text = self.decoder.text();
+        let (end, stopped) = match self.stop_at() {
+            Some(at) => (at, true),
+            None if last => (text.len(), false),
+            None => (text.len() - self.stop_prefix_len(), false),
+        };
+        let out = text[self.sent..end.max(self.sent)].to_string();
+        self.sent = end.max(self.sent);
+        (out, stopped)
+    }
+
+    /// The summary of a request a stop string ended.
+    fn stopped(&self) -> Summary {
+        Summary {
+            finish: FinishReason::Stop,
+            prompt_tokens: 0,
+            completion_tokens: self.decoder.tokens().len(),
+            queued: std::time::Duration::ZERO,
+            ttft: std::time::Duration::ZERO,
+            latency: self.started.elapsed(),
+            preempted: 0,
+        }
     }
 
     async fn next(&mut self, rx: &mut UnboundedReceiver<Event>) -> Option<Step> {
@@ -325,28 +369,17 @@ impl Follow {
                         Ok(r) => r,
                         Err(e) => return Some(Step::Failed(ServeError::Model(e))),
                     };
-                    if let Some(Delta { tokens, mut text }) = released {
-                        if let Some(at) = self.stop_at() {
-                            // Cut the new text at the stop string and end: dropping
-                            // the receiver cancels the rest in the engine.
-                            let keep_from = self.decoder.text().len() - text.len();
-                            text.truncate(at.saturating_sub(keep_from).min(text.len()));
-                            let s = Summary {
-                                finish: FinishReason::Stop,
-                                prompt_tokens: 0,
-                                completion_tokens: self.decoder.tokens().len(),
-                                queued: std::time::Duration::ZERO,
-                                ttft: std::time::Duration::ZERO,
-                                latency: self.started.elapsed(),
-                                preempted: 0,
-                            };
-                            self.done = Some((FinishReason::Stop, s));
+                    if let Some(Delta { tokens, .. }) = released {
+                        let (text, stopped) = self.delta(false);
+                        if stopped {
+                            // Dropping the receiver cancels the rest in the engine.
+                            self.done = Some((FinishReason::Stop, self.stopped()));
                             rx.close();
                         }
                         return Some(Step::Delta(tokens, text));
                     }
                 }
-                Some(Event::Done(s)) => {
+                Some(Event::Done(mut s)) => {
                     if let (Some(k), false) = (&self.key, self.from_cache) {
                         self.st.cache.put(
                             k.clone(),
@@ -356,15 +389,23 @@ impl Follow {
                             },
                         );
                     }
-                    self.done = Some((s.finish, s));
-                    if !self.decoder.pending().is_empty() {
-                        // The stream ended: what was held back goes out as it is.
-                        return Some(match self.decoder.finish(self.model.tokenizer.as_ref()) {
-                            Ok(d) => Step::Delta(d.tokens, d.text),
-                            Err(e) => Step::Failed(ServeError::Model(e)),
-                        });
+                    let held_text = self.sent < self.decoder.text().len();
+                    if self.decoder.pending().is_empty() && !held_text {
+                        self.done = Some((s.finish, s));
+                        return self.finish();
                     }
-                    return self.finish();
+                    // The stream ended: what was held back goes out as it is, up to
+                    // a stop string the last characters may complete.
+                    let tokens = match self.decoder.finish(self.model.tokenizer.as_ref()) {
+                        Ok(d) => d.tokens,
+                        Err(e) => return Some(Step::Failed(ServeError::Model(e))),
+                    };
+                    let (text, stopped) = self.delta(true);
+                    if stopped {
+                        s.finish = FinishReason::Stop;
+                    }
+                    self.done = Some((s.finish, s));
+                    return Some(Step::Delta(tokens, text));
                 }
                 Some(Event::Error(e)) => return Some(Step::Failed(e)),
                 None => {
@@ -380,6 +421,20 @@ impl Follow {
     fn finish(&mut self) -> Option<Step> {
         self.done.take().map(|(f, s)| Step::Done(f, s))
     }
+}
+
+/// The length of the longest end of `text` that is a proper start of one of `stops`
+/// (held back until the next tokens say whether it is one, as OpenAI's and vLLM's
+/// servers do, so no part of a stop string is ever sent); on character boundaries.
+fn stop_prefix_len(text: &str, stops: &[String]) -> usize {
+    let longest = stops.iter().map(String::len).max().unwrap_or(0);
+    (1..longest.min(text.len() + 1))
+        .rev()
+        .find(|&k| {
+            let start = text.len() - k;
+            text.is_char_boundary(start) && stops.iter().any(|s| s.starts_with(&text[start..]))
+        })
+        .unwrap_or(0)
 }
 
 /// The steps of a prepared request (from the cache or the engine), ending with
@@ -427,4 +482,26 @@ pub(crate) async fn collect(
     Err(ServeError::Internal(
         "the request ended without a result".into(),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::stop_prefix_len;
+
+    #[test]
+    fn held_back_tails_are_proper_starts_of_stop_strings() {
+        let stops = |v: &[&str]| v.iter().map(|s| s.to_string()).collect::<Vec<_>>();
+        assert_eq!(stop_prefix_len("abcJ", &stops(&["Jver"])), 1);
+        assert_eq!(stop_prefix_len("abcJve", &stops(&["Jver"])), 3);
+        // A whole stop string is found by the search, not held back.
+        assert_eq!(stop_prefix_len("abJver", &stops(&["Jver"])), 0);
+        assert_eq!(stop_prefix_len("abc", &stops(&["Jver"])), 0);
+        assert_eq!(stop_prefix_len("abc", &[]), 0);
+        // The longest match wins; multi-byte stops cut on character boundaries.
+        assert_eq!(stop_prefix_len("x ne", &stops(&["never", "e!"])), 2);
+        assert_eq!(stop_prefix_len("x ne", &stops(&[" never", "e!"])), 3);
+        assert_eq!(stop_prefix_len("café", &stops(&["é fin"])), "é".len());
+        assert_eq!(stop_prefix_len("日", &stops(&["日本"])), 3);
+        assert_eq!(stop_prefix_len("", &stops(&["ab"])), 0);
+    }
 }
