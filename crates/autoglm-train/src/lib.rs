@@ -10,10 +10,11 @@ mod trainer;
 pub use data::{Batch, Dataset, Example, Order, Tokenize};
 pub use error::{Error, Result};
 pub use optim::{
-    clip_coefficient, clip_grad_norm, global_norm, LrSchedule, Optimizer, OptimizerKind, Schedule,
+    clip_coefficient, clip_grad_norm, global_norm, DecayShape, LrSchedule, Optimizer,
+    OptimizerKind, Schedule,
 };
 pub use run::{
     checkpoints, latest_checkpoint, read_loss_log, CheckpointDir, LossRecord, RunOptions, TrainRun,
     CHECKPOINT_PREFIX, LOSS_LOG, TOKENIZER_FILES,
 };
-pub use trainer::{Control, StepReport, TrainConfig, Trainer};
+pub use trainer::{Control, StepReport, TrainConfig, Trainer, TrainerSnapshot};

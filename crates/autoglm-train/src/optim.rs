@@ -1,8 +1,8 @@
 //! Optimizers as update kernels over f32 master weights (AdamW with decoupled weight
 //! decay and SGD with momentum, step for step as PyTorch's single-tensor
 //! implementations), learning-rate schedules as transformers'
-//! `get_*_schedule_with_warmup`, and clipping by global norm as
-//! `torch.nn.utils.clip_grad_norm_`.
+//! `get_*_schedule_with_warmup` and `get_wsd_schedule` (warmup–stable–decay), and
+//! clipping by global norm as `torch.nn.utils.clip_grad_norm_`.
 
 use std::collections::BTreeMap;
 
@@ -23,6 +23,46 @@ pub enum Schedule {
     Linear,
     /// Half a cosine from the base rate to 0 at the last step.
     Cosine,
+    /// Warmup–stable–decay (Hägele et al. 2024, "Scaling Laws and Compute-Optimal
+    /// Training Beyond Fixed Training Durations"; transformers' `get_wsd_schedule`):
+    /// the base rate until the cooldown, which takes the last
+    /// [`LrSchedule::decay_steps`] steps of the run down to
+    /// [`LrSchedule::min_lr_ratio`] of the base rate in the shape
+    /// [`LrSchedule::decay_shape`]. Before the cooldown the rate does not depend on
+    /// the run's length, so a run can be extended, or cooled down from any step of its
+    /// stable phase and continued from there ([`crate::Trainer::cooldown_branch`]).
+    #[serde(alias = "warmup_stable_decay")]
+    Wsd,
+}
+
+/// The shape of a warmup–stable–decay cooldown, as transformers' `decay_type`
+/// (`progress` runs from 0 at the cooldown's first step to `(n − 1)/n` at its last).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(rename_all = "snake_case")]
+pub enum DecayShape {
+    /// `1 − progress`.
+    Linear,
+    /// Half a cosine, `½ (1 + cos(π · progress))` (transformers' default, with
+    /// `num_cycles = 0.5`).
+    Cosine,
+    /// `1 − √progress`, the cooldown Hägele et al. found best (the default here).
+    #[default]
+    #[serde(rename = "1-sqrt", alias = "one_minus_sqrt")]
+    OneMinusSqrt,
+}
+
+impl std::str::FromStr for DecayShape {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, Self::Err> {
+        match s {
+            "linear" => Ok(DecayShape::Linear),
+            "cosine" => Ok(DecayShape::Cosine),
+            "1-sqrt" | "one_minus_sqrt" => Ok(DecayShape::OneMinusSqrt),
+            other => Err(format!(
+                "unknown cooldown shape '{other}' (linear, cosine or 1-sqrt)"
+            )),
+        }
+    }
 }
 
 impl std::str::FromStr for Schedule {
@@ -32,8 +72,9 @@ impl std::str::FromStr for Schedule {
             "constant" => Ok(Schedule::Constant),
             "linear" => Ok(Schedule::Linear),
             "cosine" => Ok(Schedule::Cosine),
+            "wsd" | "warmup_stable_decay" => Ok(Schedule::Wsd),
             other => Err(format!(
-                "unknown schedule '{other}' (constant, linear or cosine)"
+                "unknown schedule '{other}' (constant, linear, cosine or wsd)"
             )),
         }
     }
@@ -50,18 +91,38 @@ pub struct LrSchedule {
     pub warmup_steps: u64,
     /// The length of the run.
     pub total_steps: u64,
+    /// [`Schedule::Wsd`]: the cooldown's length, the last steps of the run
+    /// (transformers' `num_decay_steps`).
+    #[serde(default)]
+    pub decay_steps: u64,
+    /// [`Schedule::Wsd`]: the cooldown's shape (transformers' `decay_type`).
+    #[serde(default)]
+    pub decay_shape: DecayShape,
+    /// [`Schedule::Wsd`]: the rate at the end of the cooldown, and at the start of
+    /// the warm-up, as a fraction of the base rate (transformers' `min_lr_ratio`).
+    #[serde(default)]
+    pub min_lr_ratio: f64,
 }
 
 impl LrSchedule {
     /// The rate of optimizer step `step` (counting from 0), as transformers' scheduler
     /// gives it: step 0 of a warm-up runs at rate 0.
+    ///
+    /// [`Schedule::Wsd`] is transformers' `get_wsd_schedule(optimizer,
+    /// num_warmup_steps=warmup_steps, num_decay_steps=decay_steps,
+    /// num_training_steps=total_steps, warmup_type="linear", decay_type=…,
+    /// min_lr_ratio=…)` operation for operation (`_get_wsd_scheduler_lambda`, then
+    /// `LambdaLR`'s `base · factor`): the warm-up rises linearly from
+    /// `min_lr_ratio · base` (not from 0, unlike the other shapes), the cooldown
+    /// starts at step `total_steps − decay_steps`, and steps from `total_steps` on run
+    /// at `min_lr_ratio · base`.
     pub fn lr(&self, step: u64) -> f64 {
         let (s, w, n) = (
             step as f64,
             self.warmup_steps as f64,
             self.total_steps as f64,
         );
-        if step < self.warmup_steps {
+        if step < self.warmup_steps && self.schedule != Schedule::Wsd {
             return self.base * s / w.max(1.0);
         }
         let factor = match self.schedule {
@@ -71,8 +132,48 @@ impl LrSchedule {
                 let progress = (s - w) / (n - w).max(1.0);
                 (0.5 * (1.0 + (std::f64::consts::PI * progress).cos())).max(0.0)
             }
+            Schedule::Wsd => self.wsd_factor(step),
         };
         self.base * factor
+    }
+
+    /// The step at which a [`Schedule::Wsd`] cooldown starts (`total_steps −
+    /// decay_steps`, at least 0); none for the other shapes. The rate of every step
+    /// before it depends on the warm-up and the base rate only.
+    pub fn cooldown_start(&self) -> Option<u64> {
+        (self.schedule == Schedule::Wsd).then(|| self.total_steps.saturating_sub(self.decay_steps))
+    }
+
+    /// The factor of transformers' `_get_wsd_scheduler_lambda` with a linear warm-up
+    /// (the number of stable steps is `total − warmup − decay`, signed as in Python).
+    fn wsd_factor(&self, step: u64) -> f64 {
+        let r = self.min_lr_ratio;
+        let (t, w, d) = (
+            i128::from(step),
+            i128::from(self.warmup_steps),
+            i128::from(self.decay_steps),
+        );
+        // num_warmup_steps + num_stable_steps.
+        let decay_start = i128::from(self.total_steps) - d;
+        if t < w {
+            let progress = t as f64 / w.max(1) as f64;
+            return (progress * (1.0 - r) + r).max(0.0);
+        }
+        if t < decay_start {
+            return 1.0;
+        }
+        if t < decay_start + d {
+            let progress = (t - decay_start) as f64 / d.max(1) as f64;
+            let factor = match self.decay_shape {
+                DecayShape::Linear => 1.0 - progress,
+                // transformers: cos(π · num_cycles · 2 · progress) with num_cycles ½;
+                // the factors of two are exact, so this is the same number.
+                DecayShape::Cosine => 0.5 * (1.0 + (std::f64::consts::PI * progress).cos()),
+                DecayShape::OneMinusSqrt => 1.0 - progress.sqrt(),
+            };
+            return (factor * (1.0 - r) + r).max(0.0);
+        }
+        r
     }
 }
 
@@ -375,6 +476,7 @@ mod tests {
             schedule,
             warmup_steps: 2,
             total_steps: 10,
+            ..wsd(0, DecayShape::Linear, 0.0)
         };
         // get_cosine_schedule_with_warmup(opt, 2, 10): 0, 0.5, 1, then half a cosine.
         let c = s(Schedule::Cosine);
@@ -386,6 +488,163 @@ mod tests {
         let l = s(Schedule::Linear);
         assert!((l.lr(6) - 0.5).abs() < 1e-12);
         assert_eq!(s(Schedule::Constant).lr(7), 1.0);
+    }
+
+    /// A warmup–stable–decay schedule: base 3e-3, 3 warm-up steps, 13 in all.
+    fn wsd(decay_steps: u64, decay_shape: DecayShape, min_lr_ratio: f64) -> LrSchedule {
+        LrSchedule {
+            base: 3e-3,
+            schedule: Schedule::Wsd,
+            warmup_steps: 3,
+            total_steps: 13,
+            decay_steps,
+            decay_shape,
+            min_lr_ratio,
+        }
+    }
+
+    #[test]
+    fn wsd_follows_transformers_get_wsd_schedule() {
+        // get_wsd_schedule(opt, num_warmup_steps=3, num_decay_steps=5,
+        // num_training_steps=13, decay_type=…, min_lr_ratio=0.1) with lr 3e-3: the
+        // warm-up rises from 0.1 · lr, 5 stable steps (3..8), the cooldown over steps
+        // 8..13 at progress (t − 8)/5, then 0.1 · lr. Expected values are
+        // `3e-3 * _get_wsd_scheduler_lambda(t, …)` evaluated in Python (its formula
+        // transcribed; the repr of each float), and by hand: linear at t = 9,
+        // 1 − 0.2 = 0.8 → (0.8 · 0.9 + 0.1) · 3e-3 = 0.00246.
+        let head = [
+            0.00030000000000000003,
+            0.0012000000000000001,
+            0.0021,
+            0.003,
+            0.003,
+            0.003,
+            0.003,
+            0.003,
+            0.003,
+        ];
+        let tails = [
+            (
+                DecayShape::Linear,
+                [
+                    0.0024600000000000004,
+                    0.00192,
+                    0.0013800000000000002,
+                    0.0008399999999999999,
+                ],
+            ),
+            (
+                DecayShape::OneMinusSqrt,
+                [
+                    0.0017925232921501139,
+                    0.001292370063509075,
+                    0.0009085889930479949,
+                    0.0005850465843002272,
+                ],
+            ),
+            (
+                DecayShape::Cosine,
+                [
+                    0.002742172942406179,
+                    0.002067172942406179,
+                    0.0012328270575938213,
+                    0.0005578270575938212,
+                ],
+            ),
+        ];
+        for (shape, tail) in tails {
+            let s = wsd(5, shape, 0.1);
+            let got: Vec<f64> = (0..15).map(|t| s.lr(t)).collect();
+            let want: Vec<f64> = head
+                .iter()
+                .chain(&tail)
+                .chain(&[0.00030000000000000003; 2])
+                .copied()
+                .collect();
+            for (t, (g, w)) in got.iter().zip(&want).enumerate() {
+                // Sums, products and square roots round exactly as Python's; the
+                // cosine is libm's, equal to within an ulp.
+                let tol = if shape == DecayShape::Cosine {
+                    1e-18
+                } else {
+                    0.0
+                };
+                assert!((g - w).abs() <= tol, "{shape:?} step {t}: {g:e} vs {w:e}");
+            }
+            assert_eq!(s.cooldown_start(), Some(8));
+        }
+        // min_lr_ratio 0, no warm-up, 1-sqrt: a cooldown of 3 from step 4 of 7
+        // (1 − √(1/3), 1 − √(2/3)), then 0.
+        let s = LrSchedule {
+            base: 1e-3,
+            warmup_steps: 0,
+            total_steps: 7,
+            ..wsd(3, DecayShape::OneMinusSqrt, 0.0)
+        };
+        let got: Vec<f64> = (0..8).map(|t| s.lr(t)).collect();
+        let want = [
+            0.001,
+            0.001,
+            0.001,
+            0.001,
+            0.001,
+            0.0004226497308103743,
+            0.00018350341907227396,
+            0.0,
+        ];
+        assert_eq!(got, want);
+        assert_eq!("1-sqrt".parse(), Ok(DecayShape::OneMinusSqrt));
+        assert_eq!("wsd".parse(), Ok(Schedule::Wsd));
+        assert_eq!(
+            serde_json::to_string(&DecayShape::OneMinusSqrt).unwrap(),
+            "\"1-sqrt\""
+        );
+        assert_eq!(
+            serde_json::from_str::<Schedule>("\"warmup_stable_decay\"").unwrap(),
+            Schedule::Wsd
+        );
+    }
+
+    #[test]
+    fn wsd_before_the_cooldown_does_not_depend_on_the_length() {
+        // The key property for continuation: a run planned longer has the same rates
+        // up to the shorter plan's cooldown start.
+        for shape in [DecayShape::Linear, DecayShape::OneMinusSqrt] {
+            let short = LrSchedule {
+                total_steps: 10,
+                ..wsd(2, shape, 0.05)
+            };
+            for (total, decay) in [(20, 4), (100, 2), (11, 1), (1_000_000, 10_000)] {
+                let long = LrSchedule {
+                    total_steps: total,
+                    decay_steps: decay,
+                    ..short
+                };
+                for t in 0..8 {
+                    assert_eq!(short.lr(t).to_bits(), long.lr(t).to_bits(), "{t}");
+                }
+                // The cooldown from the same stable point is the same whatever the
+                // length of the longer plan around it.
+                let branch = LrSchedule {
+                    total_steps: 8 + decay,
+                    ..long
+                };
+                assert_eq!(branch.lr(8), branch.base);
+                for t in 9..8 + decay {
+                    assert!(branch.lr(t) < branch.lr(t - 1), "{t}");
+                }
+                assert_eq!(branch.lr(8 + decay), branch.base * 0.05);
+            }
+            // transformers' cooldown starts at progress 0: its first step is at the peak.
+            assert_eq!(short.lr(8), short.lr(7));
+            assert!(short.lr(9) < short.lr(8));
+            assert_eq!(short.lr(10), short.base * 0.05);
+        }
+        // Old checkpoints' schedules (no WSD fields) still parse.
+        let old = r#"{"base":0.001,"schedule":"cosine","warmup_steps":2,"total_steps":10}"#;
+        let s: LrSchedule = serde_json::from_str(old).unwrap();
+        assert_eq!((s.decay_steps, s.min_lr_ratio), (0, 0.0));
+        assert_eq!(s.cooldown_start(), None);
     }
 
     #[test]

@@ -308,9 +308,10 @@ impl std::fmt::Debug for TrainRun {
 impl TrainRun {
     /// The run in `dir` training the Hugging Face checkpoint in `model` with
     /// `config`, or, with [`RunOptions::resume`] and a complete checkpoint in `dir`,
-    /// that run continued: its saved settings, with `steps` and `threads` from
-    /// `config` (the others fix the loss curve; change them with
-    /// [`TrainRun::open`]'s `adjust`).
+    /// that run continued: its saved settings, with `steps`, `decay_steps` (the plan
+    /// of a [`crate::Schedule::Wsd`] run: a checkpoint of its stable phase continues
+    /// into a longer plan exactly) and `threads` from `config` (the others fix the
+    /// loss curve; change them with [`TrainRun::open`]'s `adjust`).
     ///
     /// # Errors
     /// As [`TrainRun::open`] and [`Trainer::from_pretrained`].
@@ -320,13 +321,14 @@ impl TrainRun {
         config: TrainConfig,
         options: RunOptions,
     ) -> Result<TrainRun> {
-        let (steps, threads) = (config.steps, config.threads);
+        let (steps, decay_steps, threads) = (config.steps, config.decay_steps, config.threads);
         TrainRun::open(
             dir,
             options,
             || Trainer::from_pretrained(model, config),
             |c| {
                 c.steps = steps;
+                c.decay_steps = decay_steps;
                 c.threads = threads;
             },
         )
@@ -439,13 +441,65 @@ impl TrainRun {
     pub fn fit(
         &mut self,
         data: &Dataset,
+        on_step: impl FnMut(&mut Trainer, &StepReport) -> Result<Control>,
+    ) -> Result<Option<StepReport>> {
+        let last = self.fit_steps(data, u64::MAX, on_step)?;
+        self.finish()?;
+        Ok(last)
+    }
+
+    /// [`TrainRun::fit`] up to step `until` at most (a rung of a
+    /// [`crate::Schedule::Wsd`] run's stable phase, say): steps are logged and due
+    /// checkpoints written as by `fit`, but the final model is written only when the
+    /// run reaches its configured length. Save the rung with
+    /// [`TrainRun::save_checkpoint`] and score it with
+    /// [`Trainer::cooldown_branch`] (through [`TrainRun::trainer_mut`]; the branch's
+    /// steps are not logged).
+    ///
+    /// Returns the last step's report (none if no step was left to take).
+    ///
+    /// # Errors
+    /// As [`TrainRun::fit`].
+    pub fn fit_to(
+        &mut self,
+        data: &Dataset,
+        until: u64,
+        on_step: impl FnMut(&mut Trainer, &StepReport) -> Result<Control>,
+    ) -> Result<Option<StepReport>> {
+        let last = self.fit_steps(data, until, on_step)?;
+        if self.trainer.steps_done() >= self.trainer.config().steps {
+            self.finish()?;
+        }
+        Ok(last)
+    }
+
+    /// Writes `checkpoint-STEP` for the trainer's current step now (the state at a
+    /// rung, so a killed search loses no finished rung) and removes the checkpoints
+    /// [`RunOptions::keep_last`] no longer keeps.
+    ///
+    /// # Errors
+    /// As [`Trainer::save_checkpoint`]; [`Error::Io`] naming a checkpoint that could
+    /// not be removed.
+    pub fn save_checkpoint(&self) -> Result<CheckpointDir> {
+        let step = self.trainer.steps_done();
+        let path = self.dir.join(format!("{CHECKPOINT_PREFIX}{step}"));
+        self.trainer.save_checkpoint(&path)?;
+        rotate(&self.dir, step, self.options.keep_last)?;
+        Ok(CheckpointDir { step, path })
+    }
+
+    /// The loop of [`TrainRun::fit`] and [`TrainRun::fit_to`]: log, checkpoint, call.
+    fn fit_steps(
+        &mut self,
+        data: &Dataset,
+        until: u64,
         mut on_step: impl FnMut(&mut Trainer, &StepReport) -> Result<Control>,
     ) -> Result<Option<StepReport>> {
         let total = self.trainer.config().steps;
         let (dir, options, log) = (&self.dir, &self.options, &mut self.log);
         let log_path = dir.join(LOSS_LOG);
         let mut last = None;
-        self.trainer.fit(data, |t, r| {
+        self.trainer.fit_to(data, until, |t, r| {
             last = Some(*r);
             let mut line = serde_json::to_string(&LossRecord::from(r)).expect("JSON");
             line.push('\n');
@@ -462,6 +516,11 @@ impl TrainRun {
             }
             on_step(t, r)
         })?;
+        Ok(last)
+    }
+
+    /// Writes the final model and the files of [`RunOptions::copy_files_from`].
+    fn finish(&self) -> Result<()> {
         self.trainer.save_pretrained(&self.dir)?;
         if let Some(from) = &self.options.copy_files_from {
             for f in TOKENIZER_FILES {
@@ -477,7 +536,7 @@ impl TrainRun {
             }
         }
         sync_dir(&self.dir);
-        Ok(last)
+        Ok(())
     }
 }
 

@@ -18,7 +18,9 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{Batch, Dataset, Order};
 use crate::error::{io, Error, Result};
-use crate::optim::{clip_coefficient, global_norm, LrSchedule, Optimizer, OptimizerKind, Schedule};
+use crate::optim::{
+    clip_coefficient, global_norm, DecayShape, LrSchedule, Optimizer, OptimizerKind, Schedule,
+};
 
 /// How to train.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -38,6 +40,15 @@ pub struct TrainConfig {
     pub schedule: Schedule,
     /// Steps of linear warm-up.
     pub warmup_steps: u64,
+    /// [`Schedule::Wsd`]: steps of cooldown at the end of the run (the stable phase
+    /// ends at `steps − decay_steps`); see [`Trainer::plan_cooldown`] and
+    /// [`Trainer::cooldown_branch`]. Other shapes ignore it.
+    pub decay_steps: u64,
+    /// [`Schedule::Wsd`]: the cooldown's shape.
+    pub decay_shape: DecayShape,
+    /// [`Schedule::Wsd`]: the rate the cooldown ends at (and the warm-up starts
+    /// from) as a fraction of `lr`, in [0, 1].
+    pub min_lr_ratio: f64,
     /// Clip the gradients' global norm to this (none: no clipping).
     pub clip_norm: Option<f64>,
     /// Permute the examples each epoch (seeded); off: file order.
@@ -78,6 +89,9 @@ impl Default for TrainConfig {
             optimizer: OptimizerKind::adamw(),
             schedule: Schedule::Constant,
             warmup_steps: 0,
+            decay_steps: 0,
+            decay_shape: DecayShape::default(),
+            min_lr_ratio: 0.0,
             clip_norm: Some(1.0),
             shuffle: true,
             seed: 42,
@@ -98,6 +112,9 @@ impl TrainConfig {
             schedule: self.schedule,
             warmup_steps: self.warmup_steps,
             total_steps: self.steps,
+            decay_steps: self.decay_steps,
+            decay_shape: self.decay_shape,
+            min_lr_ratio: self.min_lr_ratio,
         }
     }
 
@@ -117,6 +134,12 @@ impl TrainConfig {
             return Err(Error::Input(format!(
                 "learning rate {} is not valid",
                 self.lr
+            )));
+        }
+        if !(0.0..=1.0).contains(&self.min_lr_ratio) {
+            return Err(Error::Input(format!(
+                "min_lr_ratio {} is not in [0, 1]",
+                self.min_lr_ratio
             )));
         }
         Ok(())
@@ -149,6 +172,34 @@ pub enum Control {
     Continue,
     /// Stop training now.
     Stop,
+}
+
+/// A trainer's state in memory ([`Trainer::snapshot`]), for [`Trainer::restore`].
+#[derive(Clone)]
+pub struct TrainerSnapshot {
+    step: u64,
+    config: TrainConfig,
+    /// The executor's parameters (storage type), in the trainer's parameter order.
+    params: Vec<Tensor>,
+    masters: Vec<Tensor>,
+    opt: Optimizer,
+    loss_scale: Option<LossScale>,
+}
+
+impl TrainerSnapshot {
+    /// The step it was taken at.
+    pub fn step(&self) -> u64 {
+        self.step
+    }
+}
+
+impl std::fmt::Debug for TrainerSnapshot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TrainerSnapshot")
+            .field("step", &self.step)
+            .field("parameters", &self.params.len())
+            .finish_non_exhaustive()
+    }
 }
 
 /// The state a checkpoint records besides weights and optimizer.
@@ -368,6 +419,8 @@ impl Trainer {
     /// Changes the run's length to `steps` optimizer steps with `warmup_steps` of
     /// warmup (a run cut short to fit a time budget, say): the learning-rate schedule
     /// follows the new length from the next step, and [`Trainer::fit`] stops there.
+    /// With [`Schedule::Wsd`] the cooldown keeps its length and moves to the new end
+    /// ([`Trainer::plan_cooldown`] sets both and checks that the move is exact).
     ///
     /// # Errors
     /// [`Error::Input`] when `steps` is below the steps already taken.
@@ -381,6 +434,141 @@ impl Trainer {
         self.config.steps = steps;
         self.config.warmup_steps = warmup_steps.min(steps);
         Ok(())
+    }
+
+    /// Plans a [`Schedule::Wsd`] run's cooldown: the stable phase runs until step
+    /// `start`, then `decay_steps` steps cool down (the run's length becomes
+    /// `start + decay_steps`). Extending a run this way is exact: a trainer in the
+    /// stable phase at step `s`, planned on to any `start ≥ s`, takes the same steps
+    /// as a run planned that way from the start (the rates before the cooldown do not
+    /// depend on where it starts).
+    ///
+    /// # Errors
+    /// [`Error::Input`] when the schedule is not WSD, when `start` is before the steps
+    /// already taken or inside the warm-up, or when the trainer has already taken
+    /// steps of its current plan's cooldown (its state is no longer a stable-phase state; continue from a
+    /// checkpoint or [`TrainerSnapshot`] taken before the cooldown).
+    pub fn plan_cooldown(&mut self, start: u64, decay_steps: u64) -> Result<()> {
+        self.check_stable("plan a cooldown")?;
+        if start < self.step {
+            return Err(Error::Input(format!(
+                "cannot start the cooldown at step {start}: {} steps are done",
+                self.step
+            )));
+        }
+        if start < self.config.warmup_steps {
+            return Err(Error::Input(format!(
+                "cannot start the cooldown at step {start}, inside the warm-up of {} steps",
+                self.config.warmup_steps
+            )));
+        }
+        let steps = start.checked_add(decay_steps).ok_or_else(|| {
+            Error::Input(format!(
+                "a cooldown of {decay_steps} steps from {start} is too long"
+            ))
+        })?;
+        self.config.steps = steps;
+        self.config.decay_steps = decay_steps;
+        Ok(())
+    }
+
+    /// Checks that the trainer is in a [`Schedule::Wsd`] run before its cooldown (in
+    /// the warm-up or the stable phase: no cooldown step taken).
+    fn check_stable(&self, what: &str) -> Result<()> {
+        let schedule = self.config.lr_schedule();
+        let Some(start) = schedule.cooldown_start() else {
+            return Err(Error::Input(format!(
+                "cannot {what}: the learning-rate schedule is {:?}, not wsd",
+                self.config.schedule
+            )));
+        };
+        if self.step > start {
+            return Err(Error::Input(format!(
+                "cannot {what}: step {} is past the cooldown start {start}, so the weights are no longer those of the stable phase (continue from a checkpoint taken before the cooldown)",
+                self.step
+            )));
+        }
+        Ok(())
+    }
+
+    /// A copy of everything the next steps read: the weights (the f32 masters and
+    /// the executor's copies), the optimizer's moments and step, the loss scale, the
+    /// step (which fixes the data position: [`Order`] is a function of it) and the
+    /// settings. [`Trainer::restore`] puts it back.
+    pub fn snapshot(&self) -> TrainerSnapshot {
+        TrainerSnapshot {
+            step: self.step,
+            config: self.config.clone(),
+            params: self
+                .names
+                .iter()
+                .filter_map(|n| self.exec.parameter(n).cloned())
+                .collect(),
+            masters: self.masters.clone(),
+            opt: self.opt.clone(),
+            loss_scale: self.loss_scale,
+        }
+    }
+
+    /// Puts back the state of [`Trainer::snapshot`]: the trainer then continues
+    /// exactly as it would have from there.
+    ///
+    /// # Errors
+    /// [`Error::Input`] for a snapshot of a trainer of another model.
+    pub fn restore(&mut self, snapshot: TrainerSnapshot) -> Result<()> {
+        if snapshot.params.len() != self.names.len() || snapshot.masters.len() != self.masters.len()
+        {
+            return Err(Error::Input(
+                "the snapshot is of a trainer with other parameters".into(),
+            ));
+        }
+        for (name, t) in self.names.iter().zip(snapshot.params) {
+            self.exec.set_parameter(name, t)?;
+        }
+        self.masters = snapshot.masters;
+        self.opt = snapshot.opt;
+        self.loss_scale = snapshot.loss_scale;
+        self.step = snapshot.step;
+        self.config = snapshot.config;
+        Ok(())
+    }
+
+    /// Scores a rung of a [`Schedule::Wsd`] run: from the current step `s` of the
+    /// stable phase, runs a cooldown of `decay_steps` steps on `data` (the batches of
+    /// steps `s … s + decay_steps − 1`, the rates of a run planned as `s` stable steps
+    /// and that cooldown), calls `evaluate` with the cooled-down trainer and the
+    /// branch's step reports (evaluate the dev loss, generate, save the weights), then
+    /// restores the trainer to step `s` exactly ([`Trainer::snapshot`]) and returns
+    /// `evaluate`'s answer. The trainer is restored whether the branch succeeds or
+    /// not.
+    ///
+    /// A run that branches cooldowns at rungs and continues its stable phase in
+    /// between ([`Trainer::plan_cooldown`]) ends with the weights of a run trained
+    /// straight through with its last cooldown, bit for bit.
+    ///
+    /// # Errors
+    /// As [`Trainer::plan_cooldown`] (not WSD, still in the warm-up, or past the
+    /// cooldown start), as [`Trainer::fit`], and `evaluate`'s error.
+    pub fn cooldown_branch<R>(
+        &mut self,
+        decay_steps: u64,
+        data: &Dataset,
+        evaluate: impl FnOnce(&mut Trainer, &[StepReport]) -> Result<R>,
+    ) -> Result<R> {
+        self.check_stable("branch a cooldown")?;
+        let snapshot = self.snapshot();
+        let branch = || {
+            self.plan_cooldown(self.step, decay_steps)?;
+            let mut reports = Vec::new();
+            self.fit(data, |_, r| {
+                reports.push(*r);
+                Ok(Control::Continue)
+            })?;
+            evaluate(self, &reports)
+        };
+        let result = branch();
+        self.restore(snapshot)?;
+        result
     }
 
     /// Steps taken.
@@ -640,6 +828,21 @@ impl Trainer {
     pub fn fit(
         &mut self,
         data: &Dataset,
+        on_step: impl FnMut(&mut Trainer, &StepReport) -> Result<Control>,
+    ) -> Result<()> {
+        self.fit_to(data, u64::MAX, on_step)
+    }
+
+    /// [`Trainer::fit`] up to step `until` at most (a rung of a multi-fidelity
+    /// search in a [`Schedule::Wsd`] run's stable phase, say), and never past the
+    /// configured steps.
+    ///
+    /// # Errors
+    /// As [`Trainer::fit`].
+    pub fn fit_to(
+        &mut self,
+        data: &Dataset,
+        until: u64,
         mut on_step: impl FnMut(&mut Trainer, &StepReport) -> Result<Control>,
     ) -> Result<()> {
         if data.examples.is_empty() {
@@ -647,7 +850,7 @@ impl Trainer {
         }
         let order = self.order_of(data);
         let accum = self.config.grad_accum as u64;
-        while self.step < self.config.steps {
+        while self.step < self.config.steps.min(until) {
             let micro = (0..accum)
                 .map(|j| {
                     let idx = order.batch(self.step * accum + j);
@@ -762,7 +965,41 @@ fn f32_mut(t: &mut Tensor) -> Result<&mut [f32]> {
 
 #[cfg(test)]
 mod tests {
-    use super::LossScale;
+    use super::*;
+
+    #[test]
+    fn snapshots_restore_the_loss_scale_and_old_trainer_states_load() {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../autoglm-models/tests/fixtures/glm_gqa_bias");
+        let config = TrainConfig {
+            dtype: DType::F16,
+            schedule: Schedule::Wsd,
+            ..TrainConfig::default()
+        };
+        let mut t = Trainer::from_pretrained(&dir, config).unwrap();
+        let snap = t.snapshot();
+        t.loss_scale = Some(LossScale {
+            scale: 8.0,
+            good_steps: 3,
+        });
+        t.step = 5;
+        t.config.steps = 7;
+        t.restore(snap).unwrap();
+        assert_eq!(t.loss_scale, Some(LossScale::new()));
+        assert_eq!((t.step, t.config.steps), (0, 100));
+        // A trainer state written before the WSD settings existed.
+        let old = r#"{"step": 3, "config": {"steps": 8, "batch_size": 3, "grad_accum": 2,
+            "lr": 0.003, "optimizer": {"kind": "adam_w", "betas": [0.9, 0.999], "eps": 1e-8,
+            "weight_decay": 0.01}, "schedule": "cosine", "warmup_steps": 2, "clip_norm": 1.0,
+            "shuffle": true, "seed": 7, "threads": 1, "max_len": null,
+            "group_by_length": false, "checkpointing": false, "dtype": "f32"}}"#;
+        let state: TrainerState = serde_json::from_str(old).unwrap();
+        assert_eq!(state.config.schedule, Schedule::Cosine);
+        assert_eq!(
+            (state.config.decay_steps, state.config.min_lr_ratio),
+            (0, 0.0)
+        );
+    }
 
     #[test]
     fn loss_scale_halves_on_overflow_and_doubles_after_2000_good_steps() {
