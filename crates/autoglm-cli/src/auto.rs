@@ -109,7 +109,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     trials.finish_and_clear();
     writeln!(
         out,
-        "search: {} complete, {} pruned, {} failed in {:.0} s; best {}",
+        "search: {} complete, {} pruned, {} failed in {:.0} s; best {}; stopped: {}",
         summary.complete,
         summary.pruned,
         summary.failed,
@@ -117,7 +117,8 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         summary
             .best
             .as_ref()
-            .map_or("none".into(), |(n, v, _)| format!("trial {n} (dev {v:.3})"))
+            .map_or("none".into(), |(n, v, _)| format!("trial {n} (dev {v:.3})")),
+        summary.stop
     )?;
     let e = at.evaluate()?;
     writeln!(

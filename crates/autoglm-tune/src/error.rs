@@ -47,6 +47,16 @@ pub enum Error {
         /// Values given.
         got: usize,
     },
+    /// Every point of a finite search space has been evaluated or is running (failed
+    /// trials aside), so [`crate::Study::ask`] has nothing new to propose; the space is
+    /// the one the study's trials have suggested from so far.
+    #[error(
+        "the search space is exhausted: all {points} of its points were evaluated or are running"
+    )]
+    SpaceExhausted {
+        /// Distinct points seen (complete, pruned or running trials).
+        points: u64,
+    },
     /// A journal file could not be read or written.
     #[error("{path}: {source}")]
     Io {
@@ -65,6 +75,10 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A multi-fidelity plan or loop that cannot run (its budgets, its limits, a
+    /// multi-objective study); says what would fit.
+    #[error("multi-fidelity search: {0}")]
+    MultiFidelity(String),
 }
 
 /// `Result` with this crate's [`enum@Error`].

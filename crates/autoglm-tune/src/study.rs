@@ -1,12 +1,13 @@
 //! Studies: ask/tell and the optimisation loop.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::pareto;
 use crate::pruner::{NopPruner, Pruner};
+use crate::sampler::seen::{self, Point, Seen};
 use crate::sampler::{RandomSampler, Sampler, SamplerContext};
 use crate::space::{Distribution, ParamValue, Params, SearchSpace};
 use crate::storage::{intersection_space, Event, Storage};
@@ -72,13 +73,38 @@ impl From<Error> for TrialError {
     }
 }
 
-/// Why [`Study::optimize`] returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Why a search stopped: [`Study::optimize`], or a loop of the caller's own (serialised
+/// as `trial_budget`, `time_budget`, `space_exhausted`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
 #[non_exhaustive]
 pub enum StopReason {
     /// The requested number of trials ran.
     TrialBudget,
+    /// The time budget ran out, or too little of it was left for another trial (for
+    /// loops with a time budget; [`Study::optimize`] has none).
+    TimeBudget,
+    /// Every point of the (finite) search space was evaluated or is running: see
+    /// [`Error::SpaceExhausted`].
+    SpaceExhausted,
 }
+
+impl std::fmt::Display for StopReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            StopReason::TrialBudget => "trial budget spent",
+            StopReason::TimeBudget => "time budget spent",
+            StopReason::SpaceExhausted => "search space exhausted",
+        })
+    }
+}
+
+/// How many times the study asks the sampler again for a proposal that repeats a seen
+/// point before it changes the proposal itself.
+const REDRAWS: usize = 3;
+
+/// Random points (or values) tried when no value near a repeated proposal is new.
+const RANDOM_TRIES: usize = 16;
 
 /// What [`Study::optimize`] did.
 #[derive(Debug, Clone, PartialEq)]
@@ -121,12 +147,52 @@ pub struct OptimizeReport {
 /// assert!(best.value().unwrap() < 5.0);
 /// # Ok(()) }
 /// ```
+///
+/// # No point twice
+/// A new trial never gets the parameters of a complete, pruned or running trial, whatever
+/// the sampler (values are compared after their distribution's rounding, floats exactly):
+/// - the joint proposal made at [`Study::ask`] (over the parameters all complete trials
+///   share) that repeats a seen point, or that only leads to seen points, is asked
+///   for again, up to 3 times (stochastic samplers draw anew; a sampler that proposes
+///   the same point again is deterministic, and is not asked further), then changed by
+///   the study: one parameter moved as little as possible (a neighbouring grid value or
+///   choice, or a continuous value by at most 1 % of its range, inwards at a bound),
+///   else a random point, else no joint proposal;
+/// - every other value a trial suggests (define-by-run [`Trial::suggest`] and
+///   [`Study::ask_space`], which suggests the whole point in order) is checked with the
+///   values the trial already has: if every completion of them is seen, it is drawn
+///   again from the sampler, then replaced by the nearest value that is not, so the
+///   last parameter of a trial cannot complete a seen point, nor an earlier one lead
+///   only to seen points.
+///
+/// Which points exist is inferred from the trials: a parameter that every seen trial
+/// extending the values so far has, with one finite distribution, is assumed to follow
+/// them in any trial. That holds when the parameters a trial suggests depend only on
+/// the values it suggested before (a fixed space, or one with conditions); an objective
+/// that suggests other parameters for other reasons may still repeat a point, and a
+/// parameter no trial has suggested yet is unknown. A trial that suggests no parameter
+/// is no point (a study of a fixed configuration may run it any number of times). When
+/// every point of a finite space is seen, [`Study::ask`] fails with
+/// [`Error::SpaceExhausted`] and [`Study::optimize`] stops with
+/// [`StopReason::SpaceExhausted`].
+///
+/// Not covered: trials claimed from the queue ([`Study::enqueue`], e.g. a killed trial
+/// rerun with its parameters) are run as given; failed trials are not seen, so their
+/// point may come again; a running trial counts with the parameters it has so far, and
+/// the trials of other processes sharing a journal as of the last read, so two workers
+/// asking at the same moment may still coincide; if no value of the parameter being
+/// suggested avoids a seen point (only possible when the trials' structure contradicts
+/// the inference above), the proposal is kept.
 pub struct Study {
     pub(crate) storage: Storage,
     sampler: Box<dyn Sampler>,
     pruner: Box<dyn Pruner>,
     directions: Vec<Direction>,
     relative: BTreeMap<u64, BTreeMap<String, f64>>,
+    /// Draws for proposals that repeat a seen point.
+    fallback: RandomSampler,
+    /// Trials of this process claimed from the queue: exempt from de-duplication.
+    enqueued: BTreeSet<u64>,
 }
 
 impl std::fmt::Debug for Study {
@@ -156,6 +222,8 @@ impl Study {
             pruner: Box::new(NopPruner),
             directions: directions.to_vec(),
             relative: BTreeMap::new(),
+            fallback: RandomSampler::new(Seed(seed.0 ^ 0xd1b5_4a32_d192_ed03)),
+            enqueued: BTreeSet::new(),
         }
     }
 
@@ -198,25 +266,29 @@ impl Study {
     }
 
     /// Starts a trial: takes the oldest enqueued one if any, else a new one, and lets
-    /// the sampler propose the parameters that all complete trials share.
+    /// the sampler propose the parameters that all complete trials share (a proposal
+    /// that repeats a seen point is drawn again: see [No point twice](Study#no-point-twice)).
     ///
     /// # Errors
-    /// Storage errors.
+    /// [`Error::SpaceExhausted`] when nothing is enqueued and every point of a finite
+    /// space is seen (complete, pruned or running); storage errors.
     pub fn ask(&mut self) -> Result<Trial<'_>> {
         let ev = self.storage.commit(|trials| {
-            Ok(
-                match trials.iter().find(|t| t.state == TrialState::Waiting) {
-                    Some(t) => Event::Claim { number: t.number },
-                    None => Event::Create {
-                        number: trials.len() as u64,
-                        state: TrialState::Running,
-                        params: Params::new(),
-                    },
-                },
-            )
+            if let Some(t) = trials.iter().find(|t| t.state == TrialState::Waiting) {
+                return Ok(Event::Claim { number: t.number });
+            }
+            if let Some(points) = Seen::new(trials, None).exhausted(&Point::new()) {
+                return Err(Error::SpaceExhausted { points });
+            }
+            Ok(Event::Create {
+                number: trials.len() as u64,
+                state: TrialState::Running,
+                params: Params::new(),
+            })
         })?;
-        let number = match ev {
-            Event::Claim { number } | Event::Create { number, .. } => number,
+        let (number, claimed) = match ev {
+            Event::Claim { number } => (number, true),
+            Event::Create { number, .. } => (number, false),
             _ => unreachable!("ask commits a claim or a create"),
         };
         let space = intersection_space(self.storage.trials());
@@ -225,16 +297,126 @@ impl Study {
             directions: &self.directions,
             number,
         };
-        let rel = self.sampler.sample_relative(&ctx, &space);
-        let rel = rel
-            .into_iter()
-            .filter(|(k, _)| space.contains_key(k))
-            .collect();
+        let rel = valid(self.sampler.sample_relative(&ctx, &space), &space);
+        let rel = if claimed {
+            self.enqueued.insert(number);
+            rel
+        } else {
+            self.unseen_relative(number, &space, rel)
+        };
         self.relative.insert(number, rel);
         Ok(Trial {
             study: self,
             number,
         })
+    }
+
+    /// `rel`, the sampler's joint proposal for trial `number`, or, if it leads only to
+    /// seen points, another proposal (see [No point twice](Study#no-point-twice)).
+    fn unseen_relative(
+        &mut self,
+        number: u64,
+        space: &BTreeMap<String, Distribution>,
+        rel: BTreeMap<String, f64>,
+    ) -> BTreeMap<String, f64> {
+        let seen = Seen::new(self.storage.trials(), Some(number));
+        let is_seen = |p: &BTreeMap<String, f64>| seen.exhausted(&seen::point(space, p)).is_some();
+        if rel.is_empty() || !is_seen(&rel) {
+            return rel;
+        }
+        let mut last = rel.clone();
+        for _ in 0..REDRAWS {
+            let ctx = SamplerContext {
+                trials: self.storage.trials(),
+                directions: &self.directions,
+                number,
+            };
+            let again = valid(self.sampler.sample_relative(&ctx, space), space);
+            if again.is_empty() || !is_seen(&again) {
+                return again;
+            }
+            if again == last {
+                break;
+            }
+            last = again;
+        }
+        // One parameter moved as little as possible.
+        let base = seen::point(space, &rel);
+        let mut moves: Vec<(f64, &str, f64)> = Vec::new();
+        for (k, &x) in &rel {
+            let limit = seen.blocking(&base, k) + 1;
+            for (dist, y) in seen::neighbours(&space[k], x, limit, &mut self.fallback) {
+                moves.push((dist, k, y));
+            }
+        }
+        moves.sort_by(|a, b| a.0.total_cmp(&b.0));
+        for (_, k, y) in moves {
+            let mut p = rel.clone();
+            p.insert(k.to_owned(), y);
+            if !is_seen(&p) {
+                return p;
+            }
+        }
+        for _ in 0..RANDOM_TRIES {
+            let p: BTreeMap<String, f64> = rel
+                .keys()
+                .map(|k| (k.clone(), space[k].from_unit(self.fallback.unit())))
+                .collect();
+            if !is_seen(&p) {
+                return p;
+            }
+        }
+        // Let the parameters be suggested one by one, each checked on its own.
+        BTreeMap::new()
+    }
+
+    /// `x`, the value proposed for parameter `name` of trial `number`, or, if with the
+    /// trial's other values it leads only to seen points, another value (see
+    /// [No point twice](Study#no-point-twice)).
+    fn unseen_value(&mut self, number: u64, name: &str, d: &Distribution, x: f64) -> f64 {
+        let trials = self.storage.trials();
+        let seen = Seen::new(trials, Some(number));
+        let mut partial = seen::trial_point(&trials[number as usize]);
+        let mut is_seen = |y: f64| {
+            seen::canonical(d, y).is_some_and(|c| {
+                partial.insert(name, (d, c));
+                seen.with(name, d, c).exhausted(&partial).is_some()
+            })
+        };
+        if !is_seen(x) {
+            return x;
+        }
+        let mut last = x;
+        for _ in 0..REDRAWS {
+            let ctx = SamplerContext {
+                trials,
+                directions: &self.directions,
+                number,
+            };
+            let y = self.sampler.sample_independent(&ctx, name, d);
+            if seen::canonical(d, y).is_some() && !is_seen(y) {
+                return y;
+            }
+            if y == last {
+                break;
+            }
+            last = y;
+        }
+        let mut with = seen::trial_point(&trials[number as usize]);
+        with.insert(name, (d, seen::canonical(d, x).unwrap_or(0.0)));
+        let limit = seen.blocking(&with, name) + 1;
+        for (_, y) in seen::neighbours(d, x, limit, &mut self.fallback) {
+            if !is_seen(y) {
+                return y;
+            }
+        }
+        for _ in 0..RANDOM_TRIES {
+            let y = d.from_unit(self.fallback.unit());
+            if !is_seen(y) {
+                return y;
+            }
+        }
+        x
     }
 
     /// The handle of running trial `number` (e.g. one started by [`Study::ask_space`]),
@@ -324,6 +506,11 @@ impl Study {
                     self.sampler.sample_independent(&ctx, name, &d)
                 }
             };
+            let x = if self.enqueued.contains(&number) {
+                x
+            } else {
+                self.unseen_value(number, name, &d, x)
+            };
             d.to_external(x)
         };
         let v = value.clone();
@@ -405,6 +592,7 @@ impl Study {
             })
         })?;
         self.relative.remove(&number);
+        self.enqueued.remove(&number);
         match ev {
             Event::Finish { state, .. } => Ok(state),
             _ => unreachable!("tell commits a finish"),
@@ -414,6 +602,8 @@ impl Study {
     /// Runs `n_trials` trials of `objective`, which returns an `f64` (one objective) or
     /// a `Vec<f64>` (one value per direction). An objective error, a non-finite value or
     /// a wrong number of values fails that trial only; [`TrialError::Pruned`] prunes it.
+    /// Stops early, with [`StopReason::SpaceExhausted`], when every point of a finite
+    /// space is seen.
     ///
     /// # Errors
     /// Storage errors (objective failures are recorded, not returned).
@@ -430,7 +620,14 @@ impl Study {
         };
         let n_obj = self.directions.len();
         for _ in 0..n_trials {
-            let mut trial = self.ask()?;
+            let mut trial = match self.ask() {
+                Ok(t) => t,
+                Err(Error::SpaceExhausted { .. }) => {
+                    report.stop_reason = StopReason::SpaceExhausted;
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
             let number = trial.number();
             let result = objective(&mut trial);
             let outcome = match result.map(Into::into) {
@@ -510,4 +707,19 @@ impl Study {
             .map(|(t, _)| t.clone())
             .collect())
     }
+}
+
+/// The proposals of `rel` for parameters of `space` whose values are in their
+/// distribution (the others are left to independent sampling).
+fn valid(
+    rel: BTreeMap<String, f64>,
+    space: &BTreeMap<String, Distribution>,
+) -> BTreeMap<String, f64> {
+    rel.into_iter()
+        .filter(|(k, x)| {
+            space
+                .get(k)
+                .is_some_and(|d| seen::canonical(d, *x).is_some())
+        })
+        .collect()
 }

@@ -1,13 +1,14 @@
 //! Integration tests of autoglm-tune through its public API.
 
+use std::collections::BTreeMap;
 use std::path::Path;
 use std::process::Command;
 
 use autoglm_tune::{
-    AutoSampler, Direction, Distribution, FrozenTrial, GpSampler, HyperbandPruner, MedianPruner,
-    Nsga2Config, Nsga2Sampler, Outcome, ParamValue, Params, Pruner, QmcSampler, RandomSampler,
-    Sampler, SearchSpace, Seed, Storage, Study, SuccessiveHalvingPruner, TpeSampler, TrialError,
-    TrialState,
+    AutoSampler, Direction, Distribution, Error, FrozenTrial, GpSampler, HyperbandPruner,
+    MedianPruner, Nsga2Config, Nsga2Sampler, Outcome, ParamValue, Params, Pruner, QmcSampler,
+    RandomSampler, Sampler, SamplerContext, SearchSpace, Seed, StopReason, Storage, Study,
+    SuccessiveHalvingPruner, TpeSampler, TrialError, TrialState,
 };
 use proptest::prelude::*;
 
@@ -650,4 +651,249 @@ fn fuzz_checks_accept_samples() {
 
 fn space_json() -> String {
     serde_json::to_string(&space()).unwrap()
+}
+
+// ---------------------------------------------------------------- no point twice
+
+/// The points of the trials in `states`, as text.
+fn points(study: &mut Study, states: &[TrialState]) -> Vec<String> {
+    study
+        .trials()
+        .unwrap()
+        .iter()
+        .filter(|t| states.contains(&t.state))
+        .map(|t| serde_json::to_string(&t.params).unwrap())
+        .collect()
+}
+
+fn distinct(mut v: Vec<String>) -> usize {
+    v.sort();
+    v.dedup();
+    v.len()
+}
+
+const SEEN: [TrialState; 3] = [
+    TrialState::Complete,
+    TrialState::Pruned,
+    TrialState::Running,
+];
+
+#[test]
+fn a_finite_space_gives_each_point_once_then_is_exhausted() {
+    for kind in 0..6 {
+        for seed in 0..3 {
+            // 3 × 2 choices, define-by-run, some trials pruned (pruned points are seen).
+            let mut study = study_with(kind, seed);
+            let report = study
+                .optimize(20, |t| {
+                    let a = t.suggest_categorical("a", ["p", "q", "r"])?;
+                    let b = t.suggest_categorical("b", [true, false])?;
+                    if a == "q".into() && b == true.into() {
+                        return Err(TrialError::Pruned);
+                    }
+                    Ok(t.number() as f64)
+                })
+                .unwrap();
+            assert_eq!(report.stop_reason, StopReason::SpaceExhausted, "{kind}");
+            assert_eq!((report.completed, report.pruned), (5, 1), "sampler {kind}");
+            assert_eq!(distinct(points(&mut study, &SEEN)), 6, "sampler {kind}");
+            let e = study.ask().map(|t| t.number()).unwrap_err();
+            assert!(
+                matches!(e, Error::SpaceExhausted { points: 6 }),
+                "sampler {kind}: {e}"
+            );
+            // 10 × 3 with an integer and a stepped float: the models (after their 10
+            // random trials) propose jointly; the GP's proposals are deterministic.
+            let mut study = study_with(kind, seed);
+            let report = study
+                .optimize(40, |t| {
+                    let k = t.suggest_int("k", 0, 9, false)?;
+                    let x = t.suggest("x", Distribution::float(0.0, 1.0).step(0.5))?;
+                    Ok((k as f64 - 9.0).abs() + x.as_f64().unwrap())
+                })
+                .unwrap();
+            assert_eq!(report.stop_reason, StopReason::SpaceExhausted, "{kind}");
+            assert_eq!(report.completed, 30, "sampler {kind}");
+            assert_eq!(distinct(points(&mut study, &SEEN)), 30, "sampler {kind}");
+        }
+    }
+}
+
+#[test]
+fn ask_space_covers_a_conditional_space_once() {
+    // sgd × momentum (2) × k (2) + adam × k (2) = 6 points.
+    let sp = SearchSpace::default()
+        .with("opt", Distribution::categorical(["sgd", "adam"]))
+        .unwrap()
+        .with_conditional(
+            "momentum",
+            Distribution::categorical([0.0, 0.9]),
+            "opt",
+            ["sgd"],
+        )
+        .unwrap()
+        .with("k", Distribution::int(1, 2))
+        .unwrap();
+    for kind in 0..6 {
+        let mut study = study_with(kind, 5);
+        let mut n = 0;
+        loop {
+            match study.ask_space(&sp) {
+                Ok((num, p)) => {
+                    study.tell(num, p["k"].as_f64().unwrap()).unwrap();
+                    n += 1;
+                }
+                Err(Error::SpaceExhausted { points }) => {
+                    assert_eq!(points, 6, "sampler {kind}");
+                    break;
+                }
+                Err(e) => panic!("{e}"),
+            }
+            assert!(n <= 6, "sampler {kind}: a point came twice");
+        }
+        assert_eq!(n, 6, "sampler {kind}");
+        assert_eq!(distinct(points(&mut study, &SEEN)), 6, "sampler {kind}");
+    }
+}
+
+#[test]
+fn models_converging_to_a_bound_never_repeat_a_point() {
+    for name in ["tpe", "gp", "auto", "nsga2"] {
+        let study = Study::minimize(Seed(2));
+        let mut study = match name {
+            "tpe" => study.with_sampler(TpeSampler::new(Seed(2))),
+            "gp" => study.with_sampler(GpSampler::new(Seed(2))),
+            "auto" => study.with_sampler(AutoSampler::new(Seed(2), Some(60))),
+            _ => study_with(4, 2),
+        };
+        // The optimum is the bound x = 1 (with k = 0; k makes the space mixed).
+        study
+            .optimize(60, |t| {
+                let x = t.suggest_float("x", 0.0, 1.0, false)?;
+                let k = t.suggest_int("k", 0, 3, false)?;
+                Ok(-x + 0.01 * k as f64)
+            })
+            .unwrap();
+        let p = points(&mut study, &SEEN);
+        assert_eq!(p.len(), 60);
+        assert_eq!(distinct(p), 60, "{name} repeated a point");
+        // The models do converge to the bound (where they would repeat themselves).
+        let best = study.best_trial().unwrap().unwrap();
+        let x = best.params["x"].as_f64().unwrap();
+        assert!(name == "nsga2" || x > 0.99, "{name}: {best:?}");
+    }
+}
+
+/// Proposes the same point every time: all parameters at their upper bound.
+struct AtTheTop;
+
+impl Sampler for AtTheTop {
+    fn sample_relative(
+        &mut self,
+        _ctx: &SamplerContext<'_>,
+        space: &BTreeMap<String, Distribution>,
+    ) -> BTreeMap<String, f64> {
+        space
+            .iter()
+            .map(|(k, d)| (k.clone(), d.from_unit(1.0)))
+            .collect()
+    }
+
+    fn sample_independent(&mut self, _: &SamplerContext<'_>, _: &str, d: &Distribution) -> f64 {
+        d.from_unit(1.0)
+    }
+}
+
+#[test]
+fn a_deterministic_sampler_is_moved_one_step_at_a_time() {
+    let mut study = Study::minimize(Seed(0)).with_sampler(AtTheTop);
+    let mut seq = Vec::new();
+    let report = study
+        .optimize(50, |t| {
+            let a = t.suggest_int("a", 0, 10, false)?;
+            let b = t.suggest_categorical("b", ["u", "v", "w"])?;
+            seq.push((a, b.as_str().unwrap().to_owned()));
+            Ok(0.0)
+        })
+        .unwrap();
+    let first: Vec<(i64, &str)> = seq[..5].iter().map(|(a, b)| (*a, b.as_str())).collect();
+    // One parameter changes at a time, by the smallest step on the unit scale (a's
+    // steps are 1/11, b's 1/3).
+    assert_eq!(first, [(10, "w"), (9, "w"), (8, "w"), (7, "w"), (10, "v")]);
+    assert_eq!(report.stop_reason, StopReason::SpaceExhausted);
+    assert_eq!(report.completed, 33);
+    // A continuous parameter at its bound moves inwards by at most 1 % of its range.
+    let mut study = Study::minimize(Seed(0)).with_sampler(AtTheTop);
+    study
+        .optimize(20, |t| Ok(t.suggest_float("x", 0.0, 2.0, false)?))
+        .unwrap();
+    let p = points(&mut study, &SEEN);
+    assert_eq!(distinct(p), 20);
+    for t in study.trials().unwrap() {
+        let x = t.params["x"].as_f64().unwrap();
+        assert!((1.98..=2.0).contains(&x), "{x}");
+    }
+}
+
+#[test]
+fn enqueued_points_run_and_failed_points_come_again() {
+    let ab = |t: &mut autoglm_tune::Trial<'_>| t.suggest_categorical("x", ["a", "b"]);
+    let mut study = Study::minimize(Seed(1));
+    // Running trials are seen: two pending trials take both points.
+    let n0 = {
+        let mut t = study.ask().unwrap();
+        ab(&mut t).unwrap();
+        t.number()
+    };
+    let n1 = {
+        let mut t = study.ask().unwrap();
+        ab(&mut t).unwrap();
+        t.number()
+    };
+    assert_eq!(distinct(points(&mut study, &[TrialState::Running])), 2);
+    assert!(matches!(
+        study.ask().map(|t| t.number()),
+        Err(Error::SpaceExhausted { points: 2 })
+    ));
+    // A failed trial's point is free again.
+    study.tell(n0, Outcome::Failed).unwrap();
+    study.tell(n1, 1.0).unwrap();
+    let failed = study.trials().unwrap()[n0 as usize].params["x"].clone();
+    let mut t = study.ask().unwrap();
+    assert_eq!(ab(&mut t).unwrap(), failed);
+    let n = t.number();
+    study.tell(n, 2.0).unwrap();
+    assert!(study.ask().is_err());
+    // An enqueued point runs even though it is seen, and does not stop the study.
+    let mut fixed = Params::new();
+    fixed.insert("x".into(), failed.clone());
+    study.enqueue(fixed).unwrap();
+    let mut t = study.ask().unwrap();
+    assert_eq!(ab(&mut t).unwrap(), failed);
+    let n = t.number();
+    study.tell(n, 3.0).unwrap();
+    assert_eq!(points(&mut study, &[TrialState::Complete]).len(), 3);
+    let e = study.ask().map(|t| t.number()).unwrap_err();
+    assert_eq!(
+        e.to_string(),
+        "the search space is exhausted: all 2 of its points were evaluated or are running"
+    );
+    let report = study
+        .optimize(5, |t| {
+            ab(t)?;
+            Ok(0.0)
+        })
+        .unwrap();
+    assert_eq!(report.stop_reason, StopReason::SpaceExhausted);
+    assert_eq!(report.completed, 0);
+}
+
+#[test]
+fn a_study_without_parameters_is_never_exhausted() {
+    let mut study = Study::minimize(Seed(0));
+    let report = study.optimize(3, |t| Ok(t.number() as f64)).unwrap();
+    assert_eq!(
+        (report.stop_reason, report.completed),
+        (StopReason::TrialBudget, 3)
+    );
 }

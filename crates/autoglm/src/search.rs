@@ -10,7 +10,7 @@ use autoglm_models::{save_pretrained, LoadOptions, Model};
 use autoglm_train::{Control, Dataset, Example};
 use autoglm_tune::{
     AutoSampler, Distribution, MedianPruner, NopPruner, Outcome, ParamValue, Params, RandomSampler,
-    Seed, Storage, Study, SuccessiveHalvingPruner, TpeSampler, TrialState,
+    Seed, StopReason, Storage, Study, SuccessiveHalvingPruner, TpeSampler, TrialState,
 };
 use autoglm_tune::{GpConfig, GpSampler, TpeConfig};
 use rand::seq::SliceRandom;
@@ -129,6 +129,9 @@ pub struct Summary {
     pub best: Option<(u64, f64, Params)>,
     /// Seconds this call spent.
     pub seconds: f64,
+    /// Why it stopped: the trial budget, the time budget, or a finite space of which
+    /// every point was tried (no point is tried twice).
+    pub stop: StopReason,
 }
 
 /// Scores of the chosen model and of the retrieval baseline.
@@ -318,9 +321,10 @@ impl AutoTrainer {
         })
     }
 
-    /// Runs trials until the task's trial or time budget is spent, calling `on` with
-    /// progress. Finished trials of an earlier run (same output directory) count and
-    /// are not rerun; trials a kill interrupted are rerun with their parameters.
+    /// Runs trials until the task's trial or time budget is spent, or every point of a
+    /// finite space was tried, calling `on` with progress. Finished trials of an
+    /// earlier run (same output directory) count and are not rerun; trials a kill
+    /// interrupted are rerun with their parameters.
     ///
     /// # Errors
     /// Journal and I/O errors (a trial's own error fails that trial only).
@@ -359,9 +363,21 @@ impl AutoTrainer {
             let left = m * 60.0 - started.elapsed().as_secs_f64();
             left < 0.5 * t[t.len() / 2]
         };
-        while counted(&mut study)? < s.trials && !over(&started) && !too_late(&took, &started) {
+        let stop = loop {
+            if counted(&mut study)? >= s.trials {
+                break StopReason::TrialBudget;
+            }
+            if over(&started) || too_late(&took, &started) {
+                break StopReason::TimeBudget;
+            }
             let (number, structure, hyper) = {
-                let mut trial = study.ask()?;
+                let mut trial = match study.ask() {
+                    Ok(t) => t,
+                    Err(autoglm_tune::Error::SpaceExhausted { .. }) => {
+                        break StopReason::SpaceExhausted
+                    }
+                    Err(e) => return Err(e.into()),
+                };
                 let number = trial.number();
                 let (structure, hyper) = self.suggest(&mut trial)?;
                 (number, structure, hyper)
@@ -483,7 +499,7 @@ impl AutoTrainer {
                 value,
                 seconds,
             });
-        }
+        };
         let trials = study.trials()?;
         let n = |st: TrialState| trials.iter().filter(|t| t.state == st).count();
         let best = study
@@ -495,6 +511,7 @@ impl AutoTrainer {
             failed: n(TrialState::Failed),
             best,
             seconds: started.elapsed().as_secs_f64(),
+            stop,
         })
     }
 
@@ -721,5 +738,55 @@ impl AutoTrainer {
             "journal": history,
         });
         write_json(&dir.join(MODEL_AUTOGLM), &info)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A space of two points (the hidden size; everything else fixed) and a budget
+    /// of five trials: two trials run, then the search ends as exhausted, not failed;
+    /// a rerun starts none.
+    #[test]
+    fn an_exhausted_space_ends_the_search() {
+        let dir = tempfile::tempdir().unwrap();
+        crate::quickstart::write_corpus(&dir.path().join("data"), 120, 6, 6, 3).unwrap();
+        let path = dir.path().join("task.yaml");
+        std::fs::write(
+            &path,
+            "name: two
+data: {input: meaning, target: text, train: data/train.jsonl, dev: data/dev.jsonl, test: {file: data/test.jsonl}}
+tokenizer: {vocab_size: 300}
+model: {layers: 1, hidden: [16, 32], heads: 2, kv_heads: 1, mlp_ratio: 2.0}
+training: {lr: 3.0e-3, batch_size: 16, epochs: 0.5, weight_decay: 0.1}
+search: {trials: 5, evaluations: 1, threads: 1, pruner: none, decoding: {max_new_tokens: 8}}
+",
+        )
+        .unwrap();
+        let mut started = Vec::new();
+        let s = AutoTrainer::from_yaml(&path)
+            .unwrap()
+            .search(|e| {
+                if let Event::Start { params, .. } = e {
+                    started.push(params["hidden"].clone());
+                }
+            })
+            .unwrap();
+        assert_eq!((s.complete, s.pruned, s.failed), (2, 0, 0), "{s:?}");
+        assert_eq!(s.stop, StopReason::SpaceExhausted);
+        assert_ne!(started[0], started[1]);
+        let json = serde_json::to_string(&s).unwrap();
+        assert!(json.contains(r#""stop":"space_exhausted""#), "{json}");
+        assert_eq!(serde_json::from_str::<Summary>(&json).unwrap(), s);
+        let mut again = 0;
+        let s = AutoTrainer::from_yaml(&path)
+            .unwrap()
+            .search(|e| again += usize::from(matches!(e, Event::Start { .. })))
+            .unwrap();
+        assert_eq!(
+            (again, s.complete, s.stop),
+            (0, 2, StopReason::SpaceExhausted)
+        );
     }
 }

@@ -11,6 +11,7 @@ mod gp;
 mod nsga2;
 mod qmc;
 mod random;
+pub(crate) mod seen;
 mod tpe;
 
 use std::collections::BTreeMap;
