@@ -4,6 +4,7 @@
 mod error;
 pub mod fuzz;
 mod importance;
+mod multifidelity;
 mod pareto;
 mod pruner;
 pub mod sampler;
@@ -14,6 +15,10 @@ mod trial;
 
 pub use error::{Error, Result};
 pub use importance::param_importances;
+pub use multifidelity::{
+    Bracket, BudgetModel, FidelityRunner, Hyperband, MultiFidelity, MultiFidelityReport,
+    MultiFidelityStop, Rung, HYPERBAND_ATTR,
+};
 pub use pruner::{HyperbandPruner, MedianPruner, NopPruner, Pruner, SuccessiveHalvingPruner};
 pub use sampler::{
     AutoSampler, GpConfig, GpSampler, Nsga2Config, Nsga2Sampler, QmcSampler, RandomSampler,

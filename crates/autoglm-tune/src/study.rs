@@ -291,12 +291,15 @@ impl Study {
             Event::Create { number, .. } => (number, false),
             _ => unreachable!("ask commits a claim or a create"),
         };
-        let space = intersection_space(self.storage.trials());
         let ctx = SamplerContext {
             trials: self.storage.trials(),
             directions: &self.directions,
             number,
         };
+        let space = self
+            .sampler
+            .relative_space(&ctx)
+            .unwrap_or_else(|| intersection_space(self.storage.trials()));
         let rel = valid(self.sampler.sample_relative(&ctx, &space), &space);
         let rel = if claimed {
             self.enqueued.insert(number);

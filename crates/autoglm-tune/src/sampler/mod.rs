@@ -48,6 +48,18 @@ pub struct SamplerContext<'a> {
 
 /// A strategy for choosing parameters.
 pub trait Sampler: Send {
+    /// The parameters to propose jointly at the start of a trial; `None` (the
+    /// default) takes the study's intersection space (the parameters every complete
+    /// trial shares, [`crate::intersection_space`]). A sampler that models another
+    /// view of the trials ([`crate::BudgetModel`]) returns that view's space.
+    fn relative_space(
+        &mut self,
+        ctx: &SamplerContext<'_>,
+    ) -> Option<BTreeMap<String, Distribution>> {
+        let _ = ctx;
+        None
+    }
+
     /// Joint proposal for `space` (parameter name → distribution) at the start of a
     /// trial, as internal values; parameters left out are sampled independently.
     fn sample_relative(

@@ -1,0 +1,794 @@
+//! Multi-fidelity search: Hyperband's brackets of successive halving over a budget
+//! (training steps, epochs, data size), where promoting a trial **continues** it from
+//! the budget it reached instead of restarting it, and a model-based sampler that
+//! learns from every bracket (BOHB, Falkner et al. 2018).
+//!
+//! * [`Hyperband`]: the bracket plan (Li et al. 2018). Iteration `k` runs bracket
+//!   `s = s_max − (k mod (s_max + 1))`: `n = ⌈(s_max + 1)/(s + 1) · η^s⌉` new trials
+//!   at budget `R·η^−s`, the best `⌊n_i/η⌋` of each rung promoted to `η` times the
+//!   budget, up to the maximum budget `R`.
+//! * [`FidelityRunner`]: what the caller supplies — bring a trial from one budget to
+//!   a larger one and return its score there.
+//! * [`MultiFidelity::optimize`]: the loop. Each finished rung is recorded in the
+//!   study as the trial's intermediate value at step = budget (and the trial's
+//!   bracket as the user attribute `hyperband`), so a killed run resumes where it
+//!   was: finished rungs are neither lost nor repeated, an interrupted rung is rerun
+//!   from the trial's previous rung. A trial that is not promoted is told
+//!   [`Outcome::Pruned`] (it keeps its last rung's score), one that reaches the
+//!   maximum budget is told its score.
+//! * [`BudgetModel`]: a sampler wrapper that fits the inner sampler (TPE, GP, …) on
+//!   the largest budget with enough observations, every bracket's trials included
+//!   (unlike a Hyperband pruner, which limits each trial to the competitors of its own
+//!   bracket).
+//!
+//! ```
+//! use autoglm_tune::{BudgetModel, Hyperband, MultiFidelity, Seed, Study, TpeSampler};
+//! # fn main() -> autoglm_tune::Result<()> {
+//! let mut study = Study::minimize(Seed(1))
+//!     .with_sampler(BudgetModel::new(TpeSampler::new(Seed(1))));
+//! let plan = Hyperband::new(1, 27, 3)?;
+//! // A "training run" whose loss falls with the budget and is lowest at x = 0.3.
+//! let report = MultiFidelity::new(plan).with_iterations(4).optimize(
+//!     &mut study,
+//!     &mut |trial: &mut autoglm_tune::Trial<'_>, _from: u64, to: u64| {
+//!         let x = trial.suggest_float("x", 0.0, 1.0, false)?;
+//!         Ok((x - 0.3).powi(2) + 1.0 / to as f64)
+//!     },
+//! )?;
+//! assert_eq!(report.iterations, 4);
+//! let best = study.best_trial()?.expect("a trial reached the full budget");
+//! assert_eq!(best.intermediate.keys().last(), Some(&27));
+//! # Ok(()) }
+//! ```
+
+use std::collections::BTreeMap;
+use std::time::Instant;
+
+use crate::error::{Error, Result};
+use crate::sampler::{Sampler, SamplerContext};
+use crate::space::Distribution;
+use crate::storage::intersection_space;
+use crate::study::{Direction, Outcome, Study, TrialError};
+use crate::trial::{FrozenTrial, Trial, TrialState};
+
+/// The user attribute that records a trial's Hyperband iteration and bracket.
+pub const HYPERBAND_ATTR: &str = "hyperband";
+
+/// Hyperband's bracket plan over budgets `min_budget..=max_budget` with reduction
+/// factor `eta`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Hyperband {
+    min_budget: u64,
+    max_budget: u64,
+    eta: u64,
+    s_max: u32,
+}
+
+/// One rung of a bracket: how many trials run to which budget.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rung {
+    /// Trials at this rung.
+    pub trials: usize,
+    /// The budget they reach.
+    pub budget: u64,
+}
+
+/// One bracket: successive halving from its first rung to the maximum budget.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Bracket {
+    /// Hyperband's `s` (the number of halvings; 0 runs every trial at the maximum).
+    pub s: u32,
+    /// Its rungs, smallest budget first; the last is at the maximum budget.
+    pub rungs: Vec<Rung>,
+}
+
+impl Hyperband {
+    /// The plan for budgets from `min_budget` to `max_budget` with reduction factor
+    /// `eta` (3 is Hyperband's and BOHB's default).
+    ///
+    /// # Errors
+    /// [`Error::MultiFidelity`] when `min_budget` is 0, `max_budget < min_budget` or
+    /// `eta < 2`.
+    pub fn new(min_budget: u64, max_budget: u64, eta: u64) -> Result<Hyperband> {
+        if min_budget == 0 || max_budget < min_budget {
+            return Err(Error::MultiFidelity(format!(
+                "budgets must satisfy 1 ≤ min_budget ≤ max_budget (got {min_budget} and {max_budget})"
+            )));
+        }
+        if eta < 2 {
+            return Err(Error::MultiFidelity(format!(
+                "eta must be at least 2 (got {eta})"
+            )));
+        }
+        let mut s_max = 0u32;
+        let mut r = min_budget;
+        while r.saturating_mul(eta) <= max_budget {
+            r *= eta;
+            s_max += 1;
+        }
+        Ok(Hyperband {
+            min_budget,
+            max_budget,
+            eta,
+            s_max,
+        })
+    }
+
+    /// The smallest budget a trial runs to.
+    pub fn min_budget(&self) -> u64 {
+        self.min_budget
+    }
+
+    /// The budget of a complete trial.
+    pub fn max_budget(&self) -> u64 {
+        self.max_budget
+    }
+
+    /// The reduction factor.
+    pub fn eta(&self) -> u64 {
+        self.eta
+    }
+
+    /// Brackets in a cycle (`s_max + 1`).
+    pub fn n_brackets(&self) -> u32 {
+        self.s_max + 1
+    }
+
+    /// The bracket of iteration `k` (they cycle from the most to the least
+    /// aggressive).
+    pub fn bracket(&self, iteration: u64) -> Bracket {
+        let s = self.s_max - (iteration % u64::from(self.s_max + 1)) as u32;
+        let eta = self.eta as f64;
+        let n = (f64::from(self.s_max + 1) / f64::from(s + 1) * eta.powi(s as i32)).ceil();
+        let rungs = (0..=s)
+            .map(|i| {
+                // Budgets: R·η^(i−s), the last exactly R, none below the minimum.
+                let div = self.eta.pow(s - i);
+                let budget = (self.max_budget / div).max(self.min_budget);
+                let trials = (n / eta.powi(i as i32)).floor().max(1.0) as usize;
+                Rung { trials, budget }
+            })
+            .collect();
+        Bracket { s, rungs }
+    }
+}
+
+/// Brings trials from one budget to a larger one: the caller's training loop.
+pub trait FidelityRunner {
+    /// Runs trial `trial` from budget `from` (0: a fresh start; otherwise the budget
+    /// of its previous rung, from which it continues) to `to`, and returns its score
+    /// at `to` in the study's direction. The first call for a trial suggests its
+    /// parameters; later calls get the same values from the same `suggest_*` calls.
+    ///
+    /// # Errors
+    /// [`TrialError::Failed`] fails the trial (it leaves the bracket);
+    /// [`TrialError::Pruned`] prunes it at its last rung.
+    fn advance(
+        &mut self,
+        trial: &mut Trial<'_>,
+        from: u64,
+        to: u64,
+    ) -> std::result::Result<f64, TrialError>;
+}
+
+impl<F> FidelityRunner for F
+where
+    F: FnMut(&mut Trial<'_>, u64, u64) -> std::result::Result<f64, TrialError>,
+{
+    fn advance(
+        &mut self,
+        trial: &mut Trial<'_>,
+        from: u64,
+        to: u64,
+    ) -> std::result::Result<f64, TrialError> {
+        self(trial, from, to)
+    }
+}
+
+/// Why [`MultiFidelity::optimize`] returned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum MultiFidelityStop {
+    /// The requested number of iterations (brackets) finished.
+    Iterations,
+    /// The next rung would take the budget total over its limit.
+    BudgetSpent,
+    /// The deadline passed.
+    Deadline,
+}
+
+/// What [`MultiFidelity::optimize`] did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MultiFidelityReport {
+    /// Why it stopped.
+    pub stop: MultiFidelityStop,
+    /// Iterations (brackets) finished, over all runs of the study.
+    pub iterations: u64,
+    /// Budget spent by this call (the sum of `to − from` over its advances).
+    pub budget_spent: u64,
+    /// Rungs run by this call.
+    pub rungs_run: usize,
+}
+
+/// The multi-fidelity loop over a [`Hyperband`] plan.
+#[derive(Debug, Clone)]
+pub struct MultiFidelity {
+    plan: Hyperband,
+    iterations: Option<u64>,
+    budget_limit: Option<u64>,
+    deadline: Option<Instant>,
+}
+
+/// Where a trial stands in its bracket, from the journal.
+#[derive(Debug, Clone)]
+struct Member {
+    number: u64,
+    state: TrialState,
+    /// Rung scores by budget.
+    scores: BTreeMap<u64, f64>,
+}
+
+impl MultiFidelity {
+    /// The loop over `plan`, without limits (give at least one).
+    pub fn new(plan: Hyperband) -> MultiFidelity {
+        MultiFidelity {
+            plan,
+            iterations: None,
+            budget_limit: None,
+            deadline: None,
+        }
+    }
+
+    /// Stop once `n` iterations (brackets) are finished, counting earlier runs.
+    pub fn with_iterations(mut self, n: u64) -> MultiFidelity {
+        self.iterations = Some(n);
+        self
+    }
+
+    /// Stop before a rung that would take this call's spent budget over `total`.
+    pub fn with_budget(mut self, total: u64) -> MultiFidelity {
+        self.budget_limit = Some(total);
+        self
+    }
+
+    /// Stop before starting a rung after `deadline`.
+    pub fn with_deadline(mut self, deadline: Instant) -> MultiFidelity {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// The plan.
+    pub fn plan(&self) -> &Hyperband {
+        &self.plan
+    }
+
+    /// Runs brackets until a limit is reached, continuing the study's unfinished
+    /// bracket first (after a kill: interrupted rungs rerun from the trial's previous
+    /// rung, finished ones are kept).
+    ///
+    /// # Errors
+    /// [`Error::MultiFidelity`] without any limit or for a multi-objective study;
+    /// storage errors.
+    pub fn optimize(
+        &self,
+        study: &mut Study,
+        runner: &mut impl FidelityRunner,
+    ) -> Result<MultiFidelityReport> {
+        if self.iterations.is_none() && self.budget_limit.is_none() && self.deadline.is_none() {
+            return Err(Error::MultiFidelity(
+                "give a limit: iterations, a budget total or a deadline".into(),
+            ));
+        }
+        if study.directions().len() != 1 {
+            return Err(Error::MultiFidelity(
+                "the study must have a single objective".into(),
+            ));
+        }
+        let direction = study.directions()[0];
+        let mut report = MultiFidelityReport {
+            stop: MultiFidelityStop::Iterations,
+            iterations: 0,
+            budget_spent: 0,
+            rungs_run: 0,
+        };
+        let mut iteration = 0u64;
+        loop {
+            let members = self.members(study, iteration)?;
+            let bracket = self.plan.bracket(iteration);
+            let finished = members.len() >= bracket.rungs[0].trials
+                && members.iter().all(|m| m.state.is_finished());
+            if finished {
+                iteration += 1;
+                report.iterations = iteration;
+                continue;
+            }
+            if self.iterations.is_some_and(|n| iteration >= n) {
+                report.stop = MultiFidelityStop::Iterations;
+                return Ok(report);
+            }
+            if let Some(stop) =
+                self.run_bracket(study, runner, iteration, &bracket, direction, &mut report)?
+            {
+                report.stop = stop;
+                return Ok(report);
+            }
+        }
+    }
+
+    /// The trials of iteration `k`, in number order.
+    fn members(&self, study: &mut Study, k: u64) -> Result<Vec<Member>> {
+        Ok(study
+            .trials()?
+            .into_iter()
+            .filter(|t| iteration_of(t) == Some(k))
+            .map(|t| Member {
+                number: t.number,
+                state: t.state,
+                scores: t.intermediate.clone(),
+            })
+            .collect())
+    }
+
+    /// Runs (or continues) one bracket; `Some(reason)` when a limit stopped it.
+    fn run_bracket(
+        &self,
+        study: &mut Study,
+        runner: &mut impl FidelityRunner,
+        k: u64,
+        bracket: &Bracket,
+        direction: Direction,
+        report: &mut MultiFidelityReport,
+    ) -> Result<Option<MultiFidelityStop>> {
+        // Rung 0: the bracket's trials, created as needed.
+        let mut alive: Vec<u64> = self.members(study, k)?.iter().map(|m| m.number).collect();
+        let mut from = 0;
+        for (i, rung) in bracket.rungs.iter().enumerate() {
+            if i == 0 {
+                while alive.len() < rung.trials {
+                    if let Some(stop) = self.limit(report, rung.budget) {
+                        return Ok(Some(stop));
+                    }
+                    let mut trial = study.ask()?;
+                    trial.set_user_attr(
+                        HYPERBAND_ATTR,
+                        serde_json::json!({"iteration": k, "bracket": bracket.s}),
+                    )?;
+                    let number = trial.number();
+                    alive.push(number);
+                    self.advance(study, runner, number, 0, rung.budget, report)?;
+                }
+            }
+            // Every member without this rung's score runs it (a resumed run's
+            // interrupted rung, or a promoted trial).
+            for &number in &alive {
+                let m = self.member(study, number)?;
+                if m.scores.contains_key(&rung.budget) || m.state.is_finished() {
+                    continue;
+                }
+                if let Some(stop) = self.limit(report, rung.budget - from) {
+                    return Ok(Some(stop));
+                }
+                self.advance(study, runner, number, from, rung.budget, report)?;
+            }
+            // Rank the rung and promote the best, the rest pruned here.
+            let mut scored: Vec<(f64, u64)> = Vec::new();
+            for &number in &alive {
+                let m = self.member(study, number)?;
+                if let (Some(&v), TrialState::Running) = (m.scores.get(&rung.budget), m.state) {
+                    scored.push((v, number));
+                }
+            }
+            scored.sort_by(|a, b| {
+                let c = a.0.total_cmp(&b.0);
+                let c = if direction == Direction::Maximize {
+                    c.reverse()
+                } else {
+                    c
+                };
+                c.then(a.1.cmp(&b.1))
+            });
+            let last = i + 1 == bracket.rungs.len();
+            let keep = if last {
+                0
+            } else {
+                bracket.rungs[i + 1].trials.min(scored.len())
+            };
+            for &(v, number) in &scored[keep..] {
+                if last {
+                    study.tell(number, v)?;
+                } else {
+                    study.tell(number, Outcome::Pruned)?;
+                }
+            }
+            alive = scored[..keep].iter().map(|&(_, n)| n).collect();
+            from = rung.budget;
+        }
+        Ok(None)
+    }
+
+    fn member(&self, study: &Study, number: u64) -> Result<Member> {
+        let t = study
+            .storage()
+            .trials()
+            .get(number as usize)
+            .ok_or(Error::UnknownTrial(number))?;
+        Ok(Member {
+            number,
+            state: t.state,
+            scores: t.intermediate.clone(),
+        })
+    }
+
+    /// Whether a limit stops the loop before spending `cost` more.
+    fn limit(&self, report: &MultiFidelityReport, cost: u64) -> Option<MultiFidelityStop> {
+        if self.deadline.is_some_and(|d| Instant::now() >= d) {
+            return Some(MultiFidelityStop::Deadline);
+        }
+        if self
+            .budget_limit
+            .is_some_and(|b| report.budget_spent + cost > b)
+        {
+            return Some(MultiFidelityStop::BudgetSpent);
+        }
+        None
+    }
+
+    /// One rung of one trial: the runner's advance, its score recorded at step
+    /// `to`; a failure or pruning ends the trial.
+    fn advance(
+        &self,
+        study: &mut Study,
+        runner: &mut impl FidelityRunner,
+        number: u64,
+        from: u64,
+        to: u64,
+        report: &mut MultiFidelityReport,
+    ) -> Result<()> {
+        let result = {
+            let mut trial = study.trial(number)?;
+            runner.advance(&mut trial, from, to)
+        };
+        report.budget_spent += to - from;
+        report.rungs_run += 1;
+        match result {
+            Ok(v) if v.is_finite() => study.trial(number)?.report(to, v),
+            Ok(v) => {
+                let mut t = study.trial(number)?;
+                t.set_user_attr(
+                    "fail_reason",
+                    serde_json::Value::String(format!("score {v} at budget {to}")),
+                )?;
+                study.tell(number, Outcome::Failed).map(|_| ())
+            }
+            Err(TrialError::Pruned) => study.tell(number, Outcome::Pruned).map(|_| ()),
+            Err(TrialError::Failed(msg)) => {
+                study
+                    .trial(number)?
+                    .set_user_attr("fail_reason", serde_json::Value::String(msg))?;
+                study.tell(number, Outcome::Failed).map(|_| ())
+            }
+        }
+    }
+}
+
+/// The Hyperband iteration a trial belongs to, if it is a multi-fidelity trial.
+fn iteration_of(t: &FrozenTrial) -> Option<u64> {
+    t.user_attrs.get(HYPERBAND_ATTR)?.get("iteration")?.as_u64()
+}
+
+/// A sampler fitted on one budget of a multi-fidelity study, as BOHB: the largest
+/// budget at which at least `min_points` trials have a score (default: the number
+/// of parameters + 2), each such trial seen as complete with its score there (in
+/// whatever bracket it ran), trials still running seen as running (so constant
+/// liars and believers still spread the proposals), every other trial hidden. With
+/// no budget that has enough scores the inner sampler sees no complete trial and
+/// draws as it does at the start of a study.
+#[derive(Debug, Clone)]
+pub struct BudgetModel<S> {
+    inner: S,
+    min_points: Option<usize>,
+}
+
+impl<S: Sampler> BudgetModel<S> {
+    /// `inner` fitted on the largest budget with enough scores.
+    pub fn new(inner: S) -> BudgetModel<S> {
+        BudgetModel {
+            inner,
+            min_points: None,
+        }
+    }
+
+    /// Requires `n` scores at a budget before the model uses it.
+    pub fn with_min_points(mut self, n: usize) -> BudgetModel<S> {
+        self.min_points = Some(n);
+        self
+    }
+
+    /// The trials as the inner sampler sees them, and the budget they are scored at.
+    pub fn view(&self, trials: &[FrozenTrial], current: u64) -> (Vec<FrozenTrial>, Option<u64>) {
+        let dims = trials
+            .iter()
+            .map(|t| t.distributions.len())
+            .max()
+            .unwrap_or(0);
+        let need = self.min_points.unwrap_or(dims + 2).max(1);
+        let mut counts: BTreeMap<u64, usize> = BTreeMap::new();
+        for t in trials {
+            if t.state != TrialState::Failed {
+                for &b in t.intermediate.keys() {
+                    *counts.entry(b).or_default() += 1;
+                }
+            }
+        }
+        let budget = counts
+            .iter()
+            .rev()
+            .find(|(_, &n)| n >= need)
+            .map(|(&b, _)| b);
+        let view = trials
+            .iter()
+            .filter_map(|t| {
+                let score = budget
+                    .filter(|_| t.state != TrialState::Failed)
+                    .and_then(|b| t.intermediate.get(&b));
+                match (score, t.state) {
+                    (Some(&v), _) => {
+                        let mut c = t.clone();
+                        c.state = TrialState::Complete;
+                        c.values = Some(vec![v]);
+                        Some(c)
+                    }
+                    (None, TrialState::Running) => Some(t.clone()),
+                    _ if t.number == current => Some(t.clone()),
+                    _ => None,
+                }
+            })
+            .collect();
+        (view, budget)
+    }
+
+    fn with_view<R>(
+        &mut self,
+        ctx: &SamplerContext<'_>,
+        f: impl FnOnce(&mut S, &SamplerContext<'_>) -> R,
+    ) -> R {
+        let (view, _) = self.view(ctx.trials, ctx.number);
+        let vctx = SamplerContext {
+            trials: &view,
+            directions: ctx.directions,
+            number: ctx.number,
+        };
+        f(&mut self.inner, &vctx)
+    }
+}
+
+impl<S: Sampler> Sampler for BudgetModel<S> {
+    fn relative_space(
+        &mut self,
+        ctx: &SamplerContext<'_>,
+    ) -> Option<BTreeMap<String, Distribution>> {
+        let (view, _) = self.view(ctx.trials, ctx.number);
+        let vctx = SamplerContext {
+            trials: &view,
+            directions: ctx.directions,
+            number: ctx.number,
+        };
+        Some(
+            self.inner
+                .relative_space(&vctx)
+                .unwrap_or_else(|| intersection_space(&view)),
+        )
+    }
+
+    fn sample_relative(
+        &mut self,
+        ctx: &SamplerContext<'_>,
+        space: &BTreeMap<String, Distribution>,
+    ) -> BTreeMap<String, f64> {
+        self.with_view(ctx, |inner, vctx| inner.sample_relative(vctx, space))
+    }
+
+    fn sample_independent(
+        &mut self,
+        ctx: &SamplerContext<'_>,
+        name: &str,
+        distribution: &Distribution,
+    ) -> f64 {
+        self.with_view(ctx, |inner, vctx| {
+            inner.sample_independent(vctx, name, distribution)
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{RandomSampler, Seed, Storage, TpeSampler};
+
+    #[test]
+    fn brackets_follow_hyperband() {
+        let p = Hyperband::new(1, 27, 3).unwrap();
+        assert_eq!(p.n_brackets(), 4);
+        let rungs = |k| {
+            p.bracket(k)
+                .rungs
+                .iter()
+                .map(|r| (r.trials, r.budget))
+                .collect::<Vec<_>>()
+        };
+        // Li et al. 2018, Table 1 shape for R = 27, η = 3.
+        assert_eq!(rungs(0), [(27, 1), (9, 3), (3, 9), (1, 27)]);
+        assert_eq!(rungs(1), [(12, 3), (4, 9), (1, 27)]);
+        assert_eq!(rungs(2), [(6, 9), (2, 27)]);
+        assert_eq!(rungs(3), [(4, 27)]);
+        assert_eq!(rungs(4), rungs(0));
+        // Budgets that are not powers of η: the last rung is the maximum exactly.
+        let p = Hyperband::new(100, 1000, 3).unwrap();
+        assert_eq!(p.n_brackets(), 3);
+        let b = p.bracket(0);
+        assert_eq!(b.rungs.last().unwrap().budget, 1000);
+        assert!(b.rungs.iter().all(|r| r.budget >= 100));
+        assert!(Hyperband::new(0, 10, 3).is_err());
+        assert!(Hyperband::new(10, 5, 3).is_err());
+        assert!(Hyperband::new(1, 5, 1).is_err());
+    }
+
+    /// Scores of a curve that falls with the budget, best at x = 0.3.
+    fn curve(x: f64, budget: u64) -> f64 {
+        (x - 0.3).powi(2) + 1.0 / budget as f64
+    }
+
+    #[test]
+    fn promoted_trials_continue_and_rungs_are_recorded() {
+        let mut study = Study::minimize(Seed(3)).with_sampler(RandomSampler::new(Seed(3)));
+        let mut calls: Vec<(u64, u64, u64)> = Vec::new();
+        let plan = Hyperband::new(1, 9, 3).unwrap();
+        let report = MultiFidelity::new(plan)
+            .with_iterations(3)
+            .optimize(&mut study, &mut |t: &mut Trial<'_>, from: u64, to: u64| {
+                let x = t.suggest_float("x", 0.0, 1.0, false)?;
+                calls.push((t.number(), from, to));
+                Ok(curve(x, to))
+            })
+            .unwrap();
+        assert_eq!(report.iterations, 3);
+        assert_eq!(report.stop, MultiFidelityStop::Iterations);
+        // Bracket s=2: 9 trials at 1, 3 continue 1→3, 1 continues 3→9; s=1: 5 at 3,
+        // 1 continues 3→9; s=0: 3 at 9.
+        let count = |f: u64, t: u64| calls.iter().filter(|c| (c.1, c.2) == (f, t)).count();
+        assert_eq!(count(0, 1), 9);
+        assert_eq!(count(1, 3), 3);
+        assert_eq!(count(3, 9), 2);
+        assert_eq!(count(0, 3), 5);
+        assert_eq!(count(0, 9), 3);
+        assert_eq!(calls.len(), 22);
+        let budget: u64 = calls.iter().map(|c| c.2 - c.1).sum();
+        assert_eq!(report.budget_spent, budget);
+        let trials = study.trials().unwrap();
+        assert_eq!(trials.len(), 17);
+        // Every rung a trial ran is its intermediate value at that budget; those at
+        // the maximum are complete with that score, the rest pruned at their last.
+        for t in &trials {
+            let mine: Vec<u64> = calls
+                .iter()
+                .filter(|c| c.0 == t.number)
+                .map(|c| c.2)
+                .collect();
+            assert_eq!(t.intermediate.keys().copied().collect::<Vec<_>>(), mine);
+            let x = t.params["x"].as_f64().unwrap();
+            for (&b, &v) in &t.intermediate {
+                assert_eq!(v, curve(x, b));
+            }
+            match t.state {
+                TrialState::Complete => assert_eq!(mine.last(), Some(&9)),
+                TrialState::Pruned => assert!(mine.last() < Some(&9)),
+                s => panic!("trial {} {s:?}", t.number),
+            }
+        }
+        // Promotion keeps the best of a rung.
+        let rung1: Vec<&FrozenTrial> = trials
+            .iter()
+            .filter(|t| iteration_of(t) == Some(0))
+            .collect();
+        let mut at1: Vec<(f64, bool)> = rung1
+            .iter()
+            .map(|t| (t.intermediate[&1], t.intermediate.contains_key(&3)))
+            .collect();
+        at1.sort_by(|a, b| a.0.total_cmp(&b.0));
+        assert!(at1[..3].iter().all(|x| x.1) && at1[3..].iter().all(|x| !x.1));
+    }
+
+    #[test]
+    fn a_killed_run_loses_and_repeats_no_finished_rung() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("study.jsonl");
+        let plan = Hyperband::new(1, 9, 3).unwrap();
+        let open = || {
+            Study::minimize(Seed(5))
+                .with_sampler(RandomSampler::new(Seed(5)))
+                .with_storage(Storage::journal(&path).unwrap())
+        };
+        let mut calls: Vec<(u64, u64, u64)> = Vec::new();
+        // Killed in its 12th rung (trial 9's first continuation, 1 → 3).
+        let killed = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            let mut study = open();
+            MultiFidelity::new(plan).with_iterations(2).optimize(
+                &mut study,
+                &mut |t: &mut Trial<'_>, from: u64, to: u64| {
+                    let x = t.suggest_float("x", 0.0, 1.0, false)?;
+                    if calls.len() == 11 {
+                        panic!("killed");
+                    }
+                    calls.push((t.number(), from, to));
+                    Ok(curve(x, to))
+                },
+            )
+        }));
+        assert!(killed.is_err());
+        assert_eq!(calls.len(), 11);
+        let mut study = open();
+        let report = MultiFidelity::new(plan)
+            .with_iterations(2)
+            .optimize(&mut study, &mut |t: &mut Trial<'_>, from: u64, to: u64| {
+                let x = t.suggest_float("x", 0.0, 1.0, false)?;
+                calls.push((t.number(), from, to));
+                Ok(curve(x, to))
+            })
+            .unwrap();
+        assert_eq!(report.iterations, 2);
+        // The interrupted rung ran once after the restart; nothing ran twice.
+        let mut seen = calls.clone();
+        seen.sort_unstable();
+        seen.dedup();
+        assert_eq!(seen.len(), calls.len(), "{calls:?}");
+        // Bracket s=2 (9 + 3 + 1 rungs) and s=1 (5 + 1).
+        assert_eq!(calls.len(), 19);
+        for t in study.trials().unwrap() {
+            assert!(t.state.is_finished(), "trial {} {:?}", t.number, t.state);
+        }
+    }
+
+    #[test]
+    fn limits_stop_before_a_rung_and_the_model_sees_every_bracket() {
+        let mut study =
+            Study::minimize(Seed(1)).with_sampler(BudgetModel::new(TpeSampler::new(Seed(1))));
+        let plan = Hyperband::new(1, 9, 3).unwrap();
+        let report = MultiFidelity::new(plan)
+            .with_budget(20)
+            .optimize(&mut study, &mut |t: &mut Trial<'_>, _from: u64, to: u64| {
+                let x = t.suggest_float("x", 0.0, 1.0, false)?;
+                Ok(curve(x, to))
+            })
+            .unwrap();
+        assert_eq!(report.stop, MultiFidelityStop::BudgetSpent);
+        assert!(report.budget_spent <= 20);
+        let trials = study.trials().unwrap();
+        let model = BudgetModel::new(RandomSampler::new(Seed(0)));
+        let (view, budget) = model.view(&trials, u64::MAX);
+        // Nine trials scored at budget 1 (3 needed: one parameter + 2) and three at 3.
+        assert_eq!(budget, Some(3));
+        assert_eq!(
+            view.iter()
+                .filter(|t| t.state == TrialState::Complete)
+                .count(),
+            3
+        );
+        for t in view.iter().filter(|t| t.state == TrialState::Complete) {
+            assert_eq!(t.value(), Some(t.intermediate[&3]));
+        }
+        // No trial of the study is complete yet, so its own intersection space is
+        // empty; the model's space (from the view) lets TPE propose jointly.
+        assert!(intersection_space(&trials).is_empty());
+        let mut model = model;
+        let ctx = SamplerContext {
+            trials: &trials,
+            directions: &[Direction::Minimize],
+            number: u64::MAX,
+        };
+        let space = model.relative_space(&ctx).unwrap();
+        assert_eq!(space.keys().collect::<Vec<_>>(), ["x"]);
+        let e =
+            MultiFidelity::new(plan).optimize(&mut study, &mut |_: &mut Trial<'_>, _, _| Ok(0.0));
+        assert!(matches!(e, Err(Error::MultiFidelity(_))));
+    }
+}
