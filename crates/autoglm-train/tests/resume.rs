@@ -12,8 +12,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
 use autoglm_train::{
-    checkpoints, read_loss_log, Control, Dataset, Example, RunOptions, Schedule, TrainConfig,
-    TrainRun,
+    checkpoints, read_loss_log, Control, Dataset, RunOptions, Schedule, TrainConfig, TrainRun,
 };
 
 /// `DIR|STEP`: train in `DIR`, wait to be killed after step `STEP`.
@@ -21,38 +20,15 @@ const CHILD: &str = "AUTOGLM_TRAIN_RESUME_CHILD";
 
 const TEST: &str = "killed_run_resumes_with_the_same_loss_curve_and_weights";
 
+mod common;
+
 fn model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../autoglm-models/tests/fixtures/glm_gqa_bias")
+    common::fixture("glm_gqa_bias")
 }
 
-/// 10 examples of 6–13 tokens from a fixed pseudo-random stream, every other one with
-/// a masked prompt.
+/// 10 examples of 6–13 tokens, every other one with a masked prompt.
 fn data() -> Dataset {
-    let mut x: u64 = 12345;
-    let mut next = || {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (x >> 33) as u32
-    };
-    let examples = (0..10)
-        .map(|i| {
-            let len = 6 + (next() % 8) as usize;
-            let ids: Vec<u32> = (0..len).map(|_| 3 + next() % 317).collect();
-            let mut labels: Vec<i64> = ids.iter().map(|&v| i64::from(v)).collect();
-            if i % 2 == 1 {
-                labels[..3].fill(-100);
-            }
-            Example {
-                input_ids: ids,
-                labels,
-            }
-        })
-        .collect();
-    Dataset {
-        examples,
-        ..Dataset::default()
-    }
+    common::dataset(10, 320, 12345)
 }
 
 fn config() -> TrainConfig {

@@ -1,47 +1,18 @@
 //! The trainer on the tiny fixture checkpoints of autoglm-models: overfitting one
 //! batch, determinism, exact resumption from a checkpoint, data errors.
 
-use std::path::{Path, PathBuf};
-
 use autoglm_train::{Batch, Control, Dataset, Example, Schedule, TrainConfig, Trainer};
 
-fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("../autoglm-models/tests/fixtures")
-        .join(name)
-}
+mod common;
 
-/// `n` examples of 6–13 tokens from a fixed pseudo-random stream, every other one
-/// with a masked prompt.
+use common::fixture;
+
 fn examples(n: usize, vocab: u32) -> Vec<Example> {
-    let mut x: u64 = 12345;
-    let mut next = || {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (x >> 33) as u32
-    };
-    (0..n)
-        .map(|i| {
-            let len = 6 + (next() % 8) as usize;
-            let ids: Vec<u32> = (0..len).map(|_| 3 + next() % (vocab - 3)).collect();
-            let mut labels: Vec<i64> = ids.iter().map(|&v| i64::from(v)).collect();
-            if i % 2 == 1 {
-                labels[..3].fill(-100);
-            }
-            Example {
-                input_ids: ids,
-                labels,
-            }
-        })
-        .collect()
+    common::examples(n, vocab, 12345)
 }
 
 fn dataset(n: usize, vocab: u32) -> Dataset {
-    Dataset {
-        examples: examples(n, vocab),
-        ..Dataset::default()
-    }
+    common::dataset(n, vocab, 12345)
 }
 
 fn run(trainer: &mut Trainer, data: &Dataset) -> Vec<f64> {

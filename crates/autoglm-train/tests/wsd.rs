@@ -5,47 +5,23 @@
 //! directory reopened after the rung.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 use autoglm_graph::DType;
 use autoglm_ops::Tensor;
 use autoglm_train::{
-    Control, Dataset, DecayShape, Example, LossRecord, RunOptions, Schedule, StepReport,
-    TrainConfig, TrainRun, Trainer,
+    Control, Dataset, DecayShape, LossRecord, RunOptions, Schedule, StepReport, TrainConfig,
+    TrainRun, Trainer,
 };
 
+mod common;
+
 fn model() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../autoglm-models/tests/fixtures/glm_gqa_bias")
+    common::fixture("glm_gqa_bias")
 }
 
-/// `n` examples of 6–13 tokens from a fixed pseudo-random stream (seeded by `seed`),
-/// every other one with a masked prompt.
 fn dataset(n: usize, seed: u64) -> Dataset {
-    let mut x = seed;
-    let mut next = || {
-        x = x
-            .wrapping_mul(6364136223846793005)
-            .wrapping_add(1442695040888963407);
-        (x >> 33) as u32
-    };
-    let examples = (0..n)
-        .map(|i| {
-            let len = 6 + (next() % 8) as usize;
-            let ids: Vec<u32> = (0..len).map(|_| 3 + next() % 317).collect();
-            let mut labels: Vec<i64> = ids.iter().map(|&v| i64::from(v)).collect();
-            if i % 2 == 1 {
-                labels[..3].fill(-100);
-            }
-            Example {
-                input_ids: ids,
-                labels,
-            }
-        })
-        .collect();
-    Dataset {
-        examples,
-        ..Dataset::default()
-    }
+    common::dataset(n, 320, seed)
 }
 
 /// A WSD run planned as `steps` steps, the last `decay_steps` of them cooldown.
