@@ -228,6 +228,16 @@ struct Member {
     scores: BTreeMap<u64, f64>,
 }
 
+impl Member {
+    fn of(t: &FrozenTrial) -> Member {
+        Member {
+            number: t.number,
+            state: t.state,
+            scores: t.intermediate.clone(),
+        }
+    }
+}
+
 impl MultiFidelity {
     /// The loop over `plan`, without limits (give at least one).
     pub fn new(plan: Hyperband) -> MultiFidelity {
@@ -285,6 +295,9 @@ impl MultiFidelity {
             ));
         }
         let direction = study.directions()[0];
+        // Catch up once with other writers of a shared journal; from here on the
+        // study's own view is current (every rung and verdict is committed through it).
+        study.storage.refresh()?;
         let mut report = MultiFidelityReport {
             stop: MultiFidelityStop::Iterations,
             iterations: 0,
@@ -293,7 +306,7 @@ impl MultiFidelity {
         };
         let mut iteration = 0u64;
         loop {
-            let members = self.members(study, iteration)?;
+            let members = self.members(study, iteration);
             let bracket = self.plan.bracket(iteration);
             let finished = members.len() >= bracket.rungs[0].trials
                 && members.iter().all(|m| m.state.is_finished());
@@ -316,17 +329,14 @@ impl MultiFidelity {
     }
 
     /// The trials of iteration `k`, in number order.
-    fn members(&self, study: &mut Study, k: u64) -> Result<Vec<Member>> {
-        Ok(study
-            .trials()?
-            .into_iter()
+    fn members(&self, study: &Study, k: u64) -> Vec<Member> {
+        study
+            .storage()
+            .trials()
+            .iter()
             .filter(|t| iteration_of(t) == Some(k))
-            .map(|t| Member {
-                number: t.number,
-                state: t.state,
-                scores: t.intermediate.clone(),
-            })
-            .collect())
+            .map(Member::of)
+            .collect()
     }
 
     /// Runs (or continues) one bracket; `Some(reason)` when a limit stopped it.
@@ -340,7 +350,7 @@ impl MultiFidelity {
         report: &mut MultiFidelityReport,
     ) -> Result<Option<MultiFidelityStop>> {
         // Rung 0: the bracket's trials, created as needed.
-        let mut alive: Vec<u64> = self.members(study, k)?.iter().map(|m| m.number).collect();
+        let mut alive: Vec<u64> = self.members(study, k).iter().map(|m| m.number).collect();
         let mut from = 0;
         for (i, rung) in bracket.rungs.iter().enumerate() {
             if i == 0 {
@@ -407,16 +417,12 @@ impl MultiFidelity {
     }
 
     fn member(&self, study: &Study, number: u64) -> Result<Member> {
-        let t = study
+        study
             .storage()
             .trials()
             .get(number as usize)
-            .ok_or(Error::UnknownTrial(number))?;
-        Ok(Member {
-            number,
-            state: t.state,
-            scores: t.intermediate.clone(),
-        })
+            .map(Member::of)
+            .ok_or(Error::UnknownTrial(number))
     }
 
     /// Whether a limit stops the loop before spending `cost` more.
