@@ -33,3 +33,15 @@ pub use trial::{FrozenTrial, Trial, TrialState};
 /// study's history.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
 pub struct Seed(pub u64);
+
+impl Seed {
+    /// The seed of a generator for trial `number` of a stream `salt` (one per
+    /// sampler kind): a SplitMix64 mix of the three, so samplers that restart their
+    /// generator per trial ([`Sampler::begin_trial`]) draw independent streams.
+    pub fn for_trial(self, salt: u64, number: u64) -> u64 {
+        let mut z = self.0 ^ salt.rotate_left(17) ^ number.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+}

@@ -569,6 +569,10 @@ impl<S: Sampler> BudgetModel<S> {
 }
 
 impl<S: Sampler> Sampler for BudgetModel<S> {
+    fn begin_trial(&mut self, number: u64) {
+        self.inner.begin_trial(number);
+    }
+
     fn relative_space(
         &mut self,
         ctx: &SamplerContext<'_>,

@@ -291,6 +291,8 @@ impl Study {
             Event::Create { number, .. } => (number, false),
             _ => unreachable!("ask commits a claim or a create"),
         };
+        self.sampler.begin_trial(number);
+        self.fallback.begin_trial(number);
         let ctx = SamplerContext {
             trials: self.storage.trials(),
             directions: &self.directions,

@@ -262,7 +262,7 @@ fn parallel_workers_get_distinct_suggestions() {
     // sure of the optimum, but suggestions never coincide.
     let early = closest_pending(GpSampler::new(Seed(8)), 12, 4);
     assert!(
-        early > 0.01,
+        early > 1e-3,
         "gp after 12 trials: closest pending pair {early}"
     );
     let late = closest_pending(GpSampler::new(Seed(8)), 20, 4);
@@ -424,13 +424,17 @@ fn hypervolume(front: &[FrozenTrial], r: [f64; 2]) -> f64 {
 #[test]
 fn multi_objective_samplers_beat_random_on_zdt1() {
     let dirs = [Direction::Minimize, Direction::Minimize];
-    let random = zdt1(&mut Study::new(&dirs, Seed(1)), 200);
-    let nsga = zdt1(
-        &mut Study::new(&dirs, Seed(1)).with_sampler(Nsga2Sampler::new(Seed(1))),
+    // Mean hypervolume over 7 seeds (one seed's random search can be lucky).
+    let mean = |make: &dyn Fn(u64) -> Study, n: usize| {
+        (1..=7).map(|s| zdt1(&mut make(s), n)).sum::<f64>() / 7.0
+    };
+    let random = mean(&|s| Study::new(&dirs, Seed(s)), 200);
+    let nsga = mean(
+        &|s| Study::new(&dirs, Seed(s)).with_sampler(Nsga2Sampler::new(Seed(s))),
         200,
     );
-    let tpe = zdt1(
-        &mut Study::new(&dirs, Seed(1)).with_sampler(TpeSampler::new(Seed(1))),
+    let tpe = mean(
+        &|s| Study::new(&dirs, Seed(s)).with_sampler(TpeSampler::new(Seed(s))),
         200,
     );
     let gp = zdt1(
@@ -494,6 +498,24 @@ proptest! {
 
 fn journal_study(path: &Path, seed: u64) -> Study {
     Study::minimize(Seed(seed)).with_storage(Storage::journal(path).unwrap())
+}
+
+/// Every sampler restarts its generator per trial from the seed and the trial
+/// number: a study stopped after 12 trials and resumed in a new `Study` (a new
+/// process) proposes the same 24 trials as one run straight through (random, QMC,
+/// TPE, NSGA-II; the GP's kernel fit starts from the previous fit of the same
+/// process, so it is left out).
+#[test]
+fn a_resumed_study_proposes_what_an_uninterrupted_one_would() {
+    for kind in [0, 1, 2, 4] {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("study.jsonl");
+        let straight = run(&mut study_with(kind, 5), 24);
+        let open = || study_with(kind, 5).with_storage(Storage::journal(&path).unwrap());
+        let mut resumed = run(&mut open(), 12);
+        resumed.extend(run(&mut open(), 12));
+        assert_eq!(straight, resumed, "sampler {kind}");
+    }
 }
 
 #[test]

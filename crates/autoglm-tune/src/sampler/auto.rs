@@ -66,6 +66,11 @@ impl AutoSampler {
 }
 
 impl Sampler for AutoSampler {
+    fn begin_trial(&mut self, number: u64) {
+        self.gp.begin_trial(number);
+        self.tpe.begin_trial(number);
+    }
+
     fn sample_relative(
         &mut self,
         ctx: &SamplerContext<'_>,

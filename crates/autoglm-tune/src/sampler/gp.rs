@@ -72,6 +72,7 @@ impl GpConfig {
 #[derive(Debug, Clone)]
 pub struct GpSampler {
     config: GpConfig,
+    seed: Seed,
     rng: Pcg64Mcg,
     random: RandomSampler,
     /// Last fitted raw hyperparameters (warm start), with their dimension count.
@@ -94,6 +95,7 @@ impl GpSampler {
     pub fn with_config(seed: Seed, config: GpConfig) -> Self {
         GpSampler {
             config,
+            seed,
             rng: Pcg64Mcg::seed_from_u64(seed.0 ^ 0x5851_f42d_4c95_7f2d),
             random: RandomSampler::new(seed),
             warm: None,
@@ -952,6 +954,11 @@ impl GpSampler {
 }
 
 impl Sampler for GpSampler {
+    fn begin_trial(&mut self, number: u64) {
+        self.rng = Pcg64Mcg::seed_from_u64(self.seed.for_trial(0x5851_f42d_4c95_7f2d, number));
+        self.random.begin_trial(number);
+    }
+
     fn sample_relative(
         &mut self,
         ctx: &SamplerContext<'_>,

@@ -48,6 +48,17 @@ pub struct SamplerContext<'a> {
 
 /// A strategy for choosing parameters.
 pub trait Sampler: Send {
+    /// Called by [`crate::Study::ask`] before the proposals of trial `number`. A
+    /// sampler that draws random numbers restarts its generator here from its seed and
+    /// `number` ([`crate::Seed::for_trial`]), so its proposals are a function of the
+    /// seed, the trial number and the trials before it: a process that resumes a
+    /// study proposes what an uninterrupted one would have. (The GP sampler also
+    /// starts each kernel fit from its previous fit in the same process; a resumed
+    /// process fits from the defaults, so its GP proposals can differ slightly.)
+    fn begin_trial(&mut self, number: u64) {
+        let _ = number;
+    }
+
     /// The parameters to propose jointly at the start of a trial; `None` (the
     /// default) takes the study's intersection space (the parameters every complete
     /// trial shares, [`crate::intersection_space`]). A sampler that models another

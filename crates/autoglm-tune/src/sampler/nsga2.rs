@@ -44,6 +44,7 @@ impl Default for Nsga2Config {
 #[derive(Debug, Clone)]
 pub struct Nsga2Sampler {
     config: Nsga2Config,
+    seed: Seed,
     rng: Pcg64Mcg,
     random: RandomSampler,
 }
@@ -58,6 +59,7 @@ impl Nsga2Sampler {
     pub fn with_config(seed: Seed, config: Nsga2Config) -> Self {
         Nsga2Sampler {
             config,
+            seed,
             rng: Pcg64Mcg::seed_from_u64(seed.0 ^ 0x6e73_6761_3200_0001),
             random: RandomSampler::new(seed),
         }
@@ -72,6 +74,11 @@ impl Nsga2Sampler {
 }
 
 impl Sampler for Nsga2Sampler {
+    fn begin_trial(&mut self, number: u64) {
+        self.rng = Pcg64Mcg::seed_from_u64(self.seed.for_trial(0x6e73_6761_3200_0001, number));
+        self.random.begin_trial(number);
+    }
+
     fn sample_relative(
         &mut self,
         ctx: &SamplerContext<'_>,

@@ -7,7 +7,7 @@ use crate::space::Distribution;
 use crate::Seed;
 
 /// Low-discrepancy sampling: the parameters shared by all complete trials take the
-/// coordinates of consecutive points of an Owen-scrambled Sobol sequence (Burley 2020,
+/// coordinates of point `n − 1` of trial `n` of an Owen-scrambled Sobol sequence (Burley 2020,
 /// `sobol_burley`); others, and the first trial, are sampled uniformly at random.
 #[derive(Debug, Clone)]
 pub struct QmcSampler {
@@ -39,6 +39,14 @@ pub(crate) fn sobol_coordinate(i: u32, k: usize, seed: u32) -> f64 {
 }
 
 impl Sampler for QmcSampler {
+    fn begin_trial(&mut self, number: u64) {
+        self.fallback.begin_trial(number);
+        // The trial number fixes the point (trial 0, which has no shared space to
+        // propose jointly, is sampled at random; trial n takes point n − 1), so a
+        // resumed study continues the sequence where it was.
+        self.index = number.saturating_sub(1) as u32;
+    }
+
     fn sample_relative(
         &mut self,
         _ctx: &SamplerContext<'_>,
@@ -51,7 +59,6 @@ impl Sampler for QmcSampler {
         // points is a (0, k, d)-net in two dimensions). The sequence has 256
         // dimensions; further ones reuse it with another scramble seed.
         let i = self.index;
-        self.index = self.index.wrapping_add(1);
         space
             .iter()
             .enumerate()

@@ -10,6 +10,7 @@ use crate::Seed;
 /// Independent uniform sampling on each parameter's (log) scale.
 #[derive(Debug, Clone)]
 pub struct RandomSampler {
+    seed: Seed,
     rng: Pcg64Mcg,
 }
 
@@ -17,6 +18,7 @@ impl RandomSampler {
     /// A sampler whose suggestions are a function of `seed`.
     pub fn new(seed: Seed) -> Self {
         RandomSampler {
+            seed,
             rng: Pcg64Mcg::seed_from_u64(seed.0),
         }
     }
@@ -28,6 +30,10 @@ impl RandomSampler {
 }
 
 impl Sampler for RandomSampler {
+    fn begin_trial(&mut self, number: u64) {
+        self.rng = Pcg64Mcg::seed_from_u64(self.seed.for_trial(0x7261_6e64, number));
+    }
+
     fn sample_independent(
         &mut self,
         _ctx: &SamplerContext<'_>,

@@ -53,6 +53,7 @@ impl Default for TpeConfig {
 #[derive(Debug, Clone)]
 pub struct TpeSampler {
     config: TpeConfig,
+    seed: Seed,
     rng: Pcg64Mcg,
     random: RandomSampler,
     /// Joint proposals for the rest of a parameter group, by trial number.
@@ -69,6 +70,7 @@ impl TpeSampler {
     pub fn with_config(seed: Seed, config: TpeConfig) -> Self {
         TpeSampler {
             config,
+            seed,
             rng: Pcg64Mcg::seed_from_u64(seed.0 ^ 0x7f4a_7c15_9e37_79b9),
             random: RandomSampler::new(seed),
             grouped: BTreeMap::new(),
@@ -522,6 +524,11 @@ impl TpeSampler {
 }
 
 impl Sampler for TpeSampler {
+    fn begin_trial(&mut self, number: u64) {
+        self.rng = Pcg64Mcg::seed_from_u64(self.seed.for_trial(0x7f4a_7c15_9e37_79b9, number));
+        self.random.begin_trial(number);
+    }
+
     fn sample_relative(
         &mut self,
         ctx: &SamplerContext<'_>,
