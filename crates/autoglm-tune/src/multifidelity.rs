@@ -48,7 +48,7 @@ use crate::error::{Error, Result};
 use crate::sampler::{Sampler, SamplerContext};
 use crate::space::Distribution;
 use crate::storage::intersection_space;
-use crate::study::{Direction, Outcome, Study, TrialError};
+use crate::study::{Direction, Outcome, StopReason, Study, TrialError};
 use crate::trial::{FrozenTrial, Trial, TrialState};
 
 /// The user attribute that records a trial's Hyperband iteration and bracket.
@@ -185,29 +185,22 @@ where
     }
 }
 
-/// Why [`MultiFidelity::optimize`] returned.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-#[non_exhaustive]
-pub enum MultiFidelityStop {
-    /// The requested number of iterations (brackets) finished.
-    Iterations,
-    /// The next rung would take the budget total over its limit.
-    BudgetSpent,
-    /// The deadline passed.
-    Deadline,
-}
-
 /// What [`MultiFidelity::optimize`] did.
 #[derive(Debug, Clone, PartialEq)]
 pub struct MultiFidelityReport {
-    /// Why it stopped.
-    pub stop: MultiFidelityStop,
+    /// Why it stopped: [`StopReason::IterationBudget`], [`StopReason::StepBudget`]
+    /// (the budget total), [`StopReason::TimeBudget`] (the deadline, or a rung that
+    /// would not end before it), [`StopReason::TrialBudget`] or
+    /// [`StopReason::SpaceExhausted`].
+    pub stop: StopReason,
     /// Iterations (brackets) finished, over all runs of the study.
     pub iterations: u64,
     /// Budget spent by this call (the sum of `to − from` over its advances).
     pub budget_spent: u64,
     /// Rungs run by this call.
     pub rungs_run: usize,
+    /// Seconds of this call's rungs (the runner's time).
+    pub seconds: f64,
 }
 
 /// The multi-fidelity loop over a [`Hyperband`] plan.
@@ -217,6 +210,7 @@ pub struct MultiFidelity {
     iterations: Option<u64>,
     budget_limit: Option<u64>,
     deadline: Option<Instant>,
+    trials: Option<usize>,
 }
 
 /// Where a trial stands in its bracket, from the journal.
@@ -246,6 +240,7 @@ impl MultiFidelity {
             iterations: None,
             budget_limit: None,
             deadline: None,
+            trials: None,
         }
     }
 
@@ -261,9 +256,17 @@ impl MultiFidelity {
         self
     }
 
-    /// Stop before starting a rung after `deadline`.
+    /// Stop before a rung that would not end by `deadline`: once this call has run a
+    /// rung, a rung is started only if, at the call's measured seconds per budget unit
+    /// (every rung so far, scoring included), it ends before the deadline.
     pub fn with_deadline(mut self, deadline: Instant) -> MultiFidelity {
         self.deadline = Some(deadline);
+        self
+    }
+
+    /// Stop before creating a trial beyond `n` multi-fidelity trials in the study.
+    pub fn with_trials(mut self, n: usize) -> MultiFidelity {
+        self.trials = Some(n);
         self
     }
 
@@ -284,9 +287,13 @@ impl MultiFidelity {
         study: &mut Study,
         runner: &mut impl FidelityRunner,
     ) -> Result<MultiFidelityReport> {
-        if self.iterations.is_none() && self.budget_limit.is_none() && self.deadline.is_none() {
+        if self.iterations.is_none()
+            && self.budget_limit.is_none()
+            && self.deadline.is_none()
+            && self.trials.is_none()
+        {
             return Err(Error::MultiFidelity(
-                "give a limit: iterations, a budget total or a deadline".into(),
+                "give a limit: iterations, a budget total, a deadline or trials".into(),
             ));
         }
         if study.directions().len() != 1 {
@@ -299,10 +306,11 @@ impl MultiFidelity {
         // study's own view is current (every rung and verdict is committed through it).
         study.storage.refresh()?;
         let mut report = MultiFidelityReport {
-            stop: MultiFidelityStop::Iterations,
+            stop: StopReason::IterationBudget,
             iterations: 0,
             budget_spent: 0,
             rungs_run: 0,
+            seconds: 0.0,
         };
         let mut iteration = 0u64;
         loop {
@@ -316,7 +324,7 @@ impl MultiFidelity {
                 continue;
             }
             if self.iterations.is_some_and(|n| iteration >= n) {
-                report.stop = MultiFidelityStop::Iterations;
+                report.stop = StopReason::IterationBudget;
                 return Ok(report);
             }
             if let Some(stop) =
@@ -348,7 +356,7 @@ impl MultiFidelity {
         bracket: &Bracket,
         direction: Direction,
         report: &mut MultiFidelityReport,
-    ) -> Result<Option<MultiFidelityStop>> {
+    ) -> Result<Option<StopReason>> {
         // Rung 0: the bracket's trials, created as needed.
         let mut alive: Vec<u64> = self.members(study, k).iter().map(|m| m.number).collect();
         let mut from = 0;
@@ -358,7 +366,24 @@ impl MultiFidelity {
                     if let Some(stop) = self.limit(report, rung.budget) {
                         return Ok(Some(stop));
                     }
-                    let mut trial = study.ask()?;
+                    if self.trials.is_some_and(|n| {
+                        study
+                            .storage()
+                            .trials()
+                            .iter()
+                            .filter(|t| iteration_of(t).is_some())
+                            .count()
+                            >= n
+                    }) {
+                        return Ok(Some(StopReason::TrialBudget));
+                    }
+                    let mut trial = match study.ask() {
+                        Ok(t) => t,
+                        Err(Error::SpaceExhausted { .. }) => {
+                            return Ok(Some(StopReason::SpaceExhausted))
+                        }
+                        Err(e) => return Err(e),
+                    };
                     trial.set_user_attr(
                         HYPERBAND_ATTR,
                         serde_json::json!({"iteration": k, "bracket": bracket.s}),
@@ -426,15 +451,19 @@ impl MultiFidelity {
     }
 
     /// Whether a limit stops the loop before spending `cost` more.
-    fn limit(&self, report: &MultiFidelityReport, cost: u64) -> Option<MultiFidelityStop> {
-        if self.deadline.is_some_and(|d| Instant::now() >= d) {
-            return Some(MultiFidelityStop::Deadline);
+    fn limit(&self, report: &MultiFidelityReport, cost: u64) -> Option<StopReason> {
+        if let Some(d) = self.deadline {
+            let rate = report.seconds / report.budget_spent.max(1) as f64;
+            let needs = std::time::Duration::from_secs_f64(rate * cost as f64);
+            if Instant::now() + needs >= d {
+                return Some(StopReason::TimeBudget);
+            }
         }
         if self
             .budget_limit
             .is_some_and(|b| report.budget_spent + cost > b)
         {
-            return Some(MultiFidelityStop::BudgetSpent);
+            return Some(StopReason::StepBudget);
         }
         None
     }
@@ -450,10 +479,12 @@ impl MultiFidelity {
         to: u64,
         report: &mut MultiFidelityReport,
     ) -> Result<()> {
+        let started = Instant::now();
         let result = {
             let mut trial = study.trial(number)?;
             runner.advance(&mut trial, from, to)
         };
+        report.seconds += started.elapsed().as_secs_f64();
         report.budget_spent += to - from;
         report.rungs_run += 1;
         match result {
@@ -662,7 +693,7 @@ mod tests {
             })
             .unwrap();
         assert_eq!(report.iterations, 3);
-        assert_eq!(report.stop, MultiFidelityStop::Iterations);
+        assert_eq!(report.stop, StopReason::IterationBudget);
         // Bracket s=2: 9 trials at 1, 3 continue 1→3, 1 continues 3→9; s=1: 5 at 3,
         // 1 continues 3→9; s=0: 3 at 9.
         let count = |f: u64, t: u64| calls.iter().filter(|c| (c.1, c.2) == (f, t)).count();
@@ -770,7 +801,7 @@ mod tests {
                 Ok(curve(x, to))
             })
             .unwrap();
-        assert_eq!(report.stop, MultiFidelityStop::BudgetSpent);
+        assert_eq!(report.stop, StopReason::StepBudget);
         assert!(report.budget_spent <= 20);
         let trials = study.trials().unwrap();
         let model = BudgetModel::new(RandomSampler::new(Seed(0)));
@@ -800,5 +831,57 @@ mod tests {
         let e =
             MultiFidelity::new(plan).optimize(&mut study, &mut |_: &mut Trial<'_>, _, _| Ok(0.0));
         assert!(matches!(e, Err(Error::MultiFidelity(_))));
+    }
+
+    #[test]
+    fn trial_limits_exhausted_spaces_and_deadlines_stop_the_loop() {
+        let plan = Hyperband::new(1, 9, 3).unwrap();
+        let run = |t: &mut Trial<'_>, _from: u64, to: u64| {
+            let x = t.suggest_float("x", 0.0, 1.0, false)?;
+            Ok(curve(x, to))
+        };
+        let mut study = Study::minimize(Seed(2));
+        let r = MultiFidelity::new(plan)
+            .with_trials(5)
+            .optimize(&mut study, &mut run.clone())
+            .unwrap();
+        assert_eq!(
+            (r.stop, study.trials().unwrap().len()),
+            (StopReason::TrialBudget, 5)
+        );
+        // Three points in all: the first bracket wants nine trials.
+        let mut study = Study::minimize(Seed(2));
+        let r = MultiFidelity::new(plan)
+            .with_iterations(3)
+            .optimize(&mut study, &mut |t: &mut Trial<'_>, _, to: u64| {
+                let k = t.suggest_categorical("k", [1i64, 2, 3])?;
+                Ok(k.as_f64().unwrap_or(0.0) / to as f64)
+            })
+            .unwrap();
+        assert_eq!(
+            (r.stop, study.trials().unwrap().len()),
+            (StopReason::SpaceExhausted, 3)
+        );
+        // 5 ms per budget unit, a deadline 60 ms away: rungs start only while the
+        // measured rate says they end in time.
+        let started = Instant::now();
+        let deadline = started + std::time::Duration::from_millis(60);
+        let mut study = Study::minimize(Seed(2));
+        let r = MultiFidelity::new(plan)
+            .with_deadline(deadline)
+            .optimize(&mut study, &mut |t: &mut Trial<'_>, from: u64, to: u64| {
+                std::thread::sleep(std::time::Duration::from_millis(5 * (to - from)));
+                run(t, from, to)
+            })
+            .unwrap();
+        assert_eq!(r.stop, StopReason::TimeBudget);
+        assert!(r.rungs_run >= 2, "{r:?}");
+        assert!(r.seconds >= 0.005 * r.budget_spent as f64);
+        // A rung predicted to end after the deadline is not started (the sleeps are at
+        // least their length; the margin is the scheduler's).
+        assert!(
+            Instant::now() < deadline + std::time::Duration::from_millis(40),
+            "{r:?}"
+        );
     }
 }

@@ -73,8 +73,9 @@ impl From<Error> for TrialError {
     }
 }
 
-/// Why a search stopped: [`Study::optimize`], or a loop of the caller's own (serialised
-/// as `trial_budget`, `time_budget`, `space_exhausted`).
+/// Why a search stopped: [`Study::optimize`], [`crate::MultiFidelity::optimize`], or a
+/// loop of the caller's own (serialised as `trial_budget`, `time_budget`,
+/// `space_exhausted`, `iteration_budget`, `step_budget`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 #[non_exhaustive]
@@ -87,6 +88,11 @@ pub enum StopReason {
     /// Every point of the (finite) search space was evaluated or is running: see
     /// [`Error::SpaceExhausted`].
     SpaceExhausted,
+    /// The requested number of multi-fidelity iterations (Hyperband brackets) ran.
+    IterationBudget,
+    /// The next rung of a multi-fidelity search would take the budget it spends
+    /// (training steps, say) over its limit.
+    StepBudget,
 }
 
 impl std::fmt::Display for StopReason {
@@ -95,6 +101,8 @@ impl std::fmt::Display for StopReason {
             StopReason::TrialBudget => "trial budget spent",
             StopReason::TimeBudget => "time budget spent",
             StopReason::SpaceExhausted => "search space exhausted",
+            StopReason::IterationBudget => "iteration (bracket) budget spent",
+            StopReason::StepBudget => "step budget spent",
         })
     }
 }
