@@ -80,6 +80,16 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
                 steps: n,
                 dev_loss,
             } => format!("trial {number}: step {step}/{n}  dev loss {dev_loss:.4}"),
+            Event::Rung {
+                number,
+                epochs,
+                steps: n,
+                dev_loss,
+                value,
+            } => format!(
+                "trial {number}: rung {epochs} epochs ({n} steps with cooldown)  dev loss {dev_loss:.4}{}",
+                value.map_or(String::new(), |v| format!(", dev {v:.3}"))
+            ),
             Event::End {
                 number,
                 state,

@@ -362,6 +362,11 @@ impl MultiFidelity {
         let mut from = 0;
         for (i, rung) in bracket.rungs.iter().enumerate() {
             if i == 0 {
+                // A resumed run first finishes the rung its members were in (so the
+                // next trial is proposed from the history an uninterrupted run had).
+                if let Some(stop) = self.run_rung(study, runner, &alive, 0, rung.budget, report)? {
+                    return Ok(Some(stop));
+                }
                 while alive.len() < rung.trials {
                     if let Some(stop) = self.limit(report, rung.budget) {
                         return Ok(Some(stop));
@@ -395,15 +400,8 @@ impl MultiFidelity {
             }
             // Every member without this rung's score runs it (a resumed run's
             // interrupted rung, or a promoted trial).
-            for &number in &alive {
-                let m = self.member(study, number)?;
-                if m.scores.contains_key(&rung.budget) || m.state.is_finished() {
-                    continue;
-                }
-                if let Some(stop) = self.limit(report, rung.budget - from) {
-                    return Ok(Some(stop));
-                }
-                self.advance(study, runner, number, from, rung.budget, report)?;
+            if let Some(stop) = self.run_rung(study, runner, &alive, from, rung.budget, report)? {
+                return Ok(Some(stop));
             }
             // Rank the rung and promote the best, the rest pruned here.
             let mut scored: Vec<(f64, u64)> = Vec::new();
@@ -437,6 +435,30 @@ impl MultiFidelity {
             }
             alive = scored[..keep].iter().map(|&(_, n)| n).collect();
             from = rung.budget;
+        }
+        Ok(None)
+    }
+
+    /// Runs rung `from → to` for each of `alive` that has no score there yet;
+    /// `Some(reason)` when a limit stopped it.
+    fn run_rung(
+        &self,
+        study: &mut Study,
+        runner: &mut impl FidelityRunner,
+        alive: &[u64],
+        from: u64,
+        to: u64,
+        report: &mut MultiFidelityReport,
+    ) -> Result<Option<StopReason>> {
+        for &number in alive {
+            let m = self.member(study, number)?;
+            if m.scores.contains_key(&to) || m.state.is_finished() {
+                continue;
+            }
+            if let Some(stop) = self.limit(report, to - from) {
+                return Ok(Some(stop));
+            }
+            self.advance(study, runner, number, from, to, report)?;
         }
         Ok(None)
     }

@@ -182,4 +182,13 @@ impl Trial<'_> {
     pub fn params(&mut self) -> Result<Params> {
         Ok(self.study.storage.trial(self.number)?.params)
     }
+
+    /// The intermediate values reported so far, by step (a multi-fidelity trial's
+    /// rung scores, by budget).
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn intermediate(&mut self) -> Result<std::collections::BTreeMap<u64, f64>> {
+        Ok(self.study.storage.trial(self.number)?.intermediate)
+    }
 }

@@ -5,6 +5,7 @@ pub mod baseline;
 pub mod clean;
 pub mod data;
 mod error;
+mod fidelity;
 pub mod fuzz;
 pub mod quickstart;
 mod report;

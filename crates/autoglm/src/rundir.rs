@@ -6,6 +6,8 @@
 //!   data/            cleaned splits (DataDir)
 //!   tokenizer.json   the task's tokenizer
 //!   study.jsonl      the search's journal (rerunning continues it)
+//!   trials/N/stable  a multi-fidelity trial's checkpoint at its last rung (removed
+//!                    once the trial is finished)
 //!   best/            the best trial's model so far (config, weights, tokenizer,
 //!                    trial.json, dev_outputs.txt); written as .best.tmp, then renamed
 //!   predictions/test.txt
@@ -53,6 +55,17 @@ impl RunDir {
     /// The search's journal: `study.jsonl`.
     pub fn journal(&self) -> PathBuf {
         self.root.join("study.jsonl")
+    }
+
+    /// Trial `number`'s checkpoint in the constant-rate phase of a multi-fidelity
+    /// search: `trials/N/stable`.
+    pub fn trial_checkpoint(&self, number: u64) -> PathBuf {
+        self.trial_dir(number).join("stable")
+    }
+
+    /// Trial `number`'s directory: `trials/N`.
+    pub fn trial_dir(&self, number: u64) -> PathBuf {
+        self.root.join("trials").join(number.to_string())
     }
 
     /// The best trial's model: `best/` (a Hugging Face directory with `trial.json`

@@ -12,18 +12,21 @@ use autoglm_tune::{
     AutoSampler, Distribution, MedianPruner, NopPruner, Outcome, ParamValue, Params, RandomSampler,
     Seed, StopReason, Storage, Study, SuccessiveHalvingPruner, TpeSampler, TrialState,
 };
-use autoglm_tune::{GpConfig, GpSampler, TpeConfig};
+use autoglm_tune::{
+    BudgetModel, GpConfig, GpSampler, Hyperband, MultiFidelity, TpeConfig, TrialError,
+};
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{prepare, Item, Prepared};
 use crate::error::{write, write_json, write_lines, Error, Result};
+use crate::fidelity::{rung, RungOptions, RungSteps};
 use crate::rundir::{
     RunDir, BEST_DEV_OUTPUTS, BEST_TRIAL, MODEL_AUTOGLM, MODEL_CONFIG, MODEL_GENERATION_CONFIG,
     MODEL_TOKENIZER, MODEL_WEIGHTS,
 };
-use crate::space::{Choice, PrunerKind, SamplerKind};
+use crate::space::{Choice, HyperbandConfig, PrunerKind, SamplerKind};
 use crate::task::Task;
 use crate::tokenizer::TaskTokenizer;
 use crate::trial::{
@@ -64,6 +67,19 @@ pub enum Event {
         steps: u64,
         /// Dev loss.
         dev_loss: f64,
+    },
+    /// A rung of a multi-fidelity trial was scored.
+    Rung {
+        /// The trial.
+        number: u64,
+        /// Its training length now, in epochs (constant-rate phase).
+        epochs: f64,
+        /// Steps of the rung's run (constant rate and cooldown).
+        steps: u64,
+        /// Dev loss (all of dev) after the cooldown.
+        dev_loss: f64,
+        /// The search's metric on all of dev (the top rung only).
+        value: Option<f64>,
     },
     /// A trial ended.
     End {
@@ -164,7 +180,27 @@ pub struct AutoTrainer {
     train: Dataset,
     dev_loss: Dataset,
     dev_search: Vec<Item>,
+    /// Dev-loss examples of all of dev (the multi-fidelity search's rung scores).
+    dev_loss_all: Dataset,
     max_len: usize,
+}
+
+/// Constant-rate steps a multi-fidelity search's smallest rung must hold.
+const MIN_RUNG_STEPS: u64 = 10;
+
+/// Steps timed by [`AutoTrainer::check_time`] (after two that warm up).
+const PROBE_STEPS: u64 = 6;
+
+/// Thousandths of an epoch: the multi-fidelity budget unit.
+fn units(epochs: f64) -> u64 {
+    (epochs * 1000.0).round().max(1.0) as u64
+}
+
+/// Optimizer steps of `budget` thousandths of an epoch of `n` rows at `batch`.
+fn rung_steps(budget: u64, n: usize, batch: usize) -> u64 {
+    ((budget as f64 / 1000.0 * n as f64) / batch.max(1) as f64)
+        .ceil()
+        .max(1.0) as u64
 }
 
 /// Room left in the model's positions for generated tokens beyond the training
@@ -245,6 +281,17 @@ impl AutoTrainer {
         if dev_search.is_empty() {
             return Err(Error::Input("no dev items to choose a model on".into()));
         }
+        let dev_loss_all = if task.search.hyperband.is_some() {
+            Dataset {
+                examples: item_examples(&tok, &data.dev)?
+                    .into_iter()
+                    .map(|e| cut(e, max_len))
+                    .collect(),
+                ..Dataset::default()
+            }
+        } else {
+            Dataset::default()
+        };
         Ok(AutoTrainer {
             task,
             base,
@@ -254,6 +301,7 @@ impl AutoTrainer {
             train,
             dev_loss,
             dev_search,
+            dev_loss_all,
             max_len: max_len + GENERATION_MARGIN,
         })
     }
@@ -328,7 +376,16 @@ impl AutoTrainer {
     ///
     /// # Errors
     /// Journal and I/O errors (a trial's own error fails that trial only).
-    pub fn search(&mut self, mut on: impl FnMut(&Event)) -> Result<Summary> {
+    pub fn search(&mut self, on: impl FnMut(&Event)) -> Result<Summary> {
+        match self.task.search.hyperband.clone() {
+            Some(hb) => self.search_hyperband(&hb, on),
+            None => self.search_trials(on),
+        }
+    }
+
+    /// The search without `hyperband`: every trial its full length, the pruner
+    /// stopping trials early.
+    fn search_trials(&mut self, mut on: impl FnMut(&Event)) -> Result<Summary> {
         let started = Instant::now();
         let s = self.task.search.clone();
         let mut study = self.study()?;
@@ -515,6 +572,312 @@ impl AutoTrainer {
         })
     }
 
+    /// The multi-fidelity search (`search.hyperband`): Hyperband's brackets over
+    /// training epochs, run by autoglm-tune's [`MultiFidelity`] with a BOHB model
+    /// (or random sampling); each rung continues its trial from its checkpoint (see
+    /// [`crate::space::HyperbandConfig`]).
+    fn search_hyperband(
+        &mut self,
+        hb: &HyperbandConfig,
+        mut on: impl FnMut(&Event),
+    ) -> Result<Summary> {
+        let started = Instant::now();
+        let s = self.task.search.clone();
+        let n_train = self.train.examples.len();
+        let max_epochs = self.task.training.max_epochs();
+        let plan = Hyperband::new(units(hb.min_epochs), units(max_epochs), hb.eta)?;
+        self.check_rungs(hb)?;
+        if let Some(m) = s.minutes {
+            self.check_time(hb, m)?;
+        }
+        let mut study = self.study_hyperband()?;
+        self.remove_finished_checkpoints(&mut study)?;
+        let mut best = self.best_trial(&mut study)?;
+        let deadline = s
+            .minutes
+            .map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
+        let mut mf = MultiFidelity::new(plan).with_trials(s.trials);
+        if let Some(n) = hb.brackets {
+            mf = mf.with_iterations(n);
+        }
+        if let Some(d) = deadline {
+            mf = mf.with_deadline(d);
+        }
+        let data = TrialData {
+            tok: &self.tok,
+            train: &self.train,
+            dev_loss: &self.dev_loss_all,
+            dev: &self.data.dev,
+            max_len: self.max_len,
+            base: self.base.as_ref(),
+        };
+        let this = &*self;
+        let report = mf.optimize(
+            &mut study,
+            &mut |trial: &mut autoglm_tune::Trial<'_>, from: u64, to: u64| {
+                let number = trial.number();
+                let (structure, hyper) = this.suggest(trial)?;
+                let steps_of = |b: u64| rung_steps(b, n_train, hyper.batch_size);
+                let stable = steps_of(to);
+                let steps = RungSteps {
+                    from: if from == 0 { 0 } else { steps_of(from) },
+                    stable,
+                    cooldown: ((hb.cooldown * stable as f64).round() as u64).max(1),
+                    warmup: (hyper.warmup * steps_of(plan.min_budget()) as f64).round() as u64,
+                };
+                on(&Event::Start {
+                    number,
+                    params: trial.params()?,
+                    steps: steps.stable + steps.cooldown,
+                });
+                let t0 = Instant::now();
+                let checkpoint = this.run.trial_checkpoint(number);
+                let top = to == plan.max_budget();
+                let opts = RungOptions {
+                    seed: s.seed.wrapping_add(number),
+                    threads: s.threads,
+                    deadline,
+                    checkpoint: &checkpoint,
+                    top,
+                    decoding: &s.decoding,
+                };
+                let result = rung(&data, &structure, &hyper, steps, opts, |p| {
+                    if let Progress::Step { step, steps, loss } = p {
+                        on(&Event::Step {
+                            number,
+                            step,
+                            steps,
+                            loss,
+                        });
+                    }
+                });
+                let end = |on: &mut dyn FnMut(&Event), state, value| {
+                    on(&Event::End {
+                        number,
+                        state,
+                        value,
+                        seconds: t0.elapsed().as_secs_f64(),
+                    });
+                };
+                let r = match result {
+                    Ok(Some(r)) => r,
+                    Ok(None) => {
+                        end(&mut on, TrialEnd::Pruned, None);
+                        return Err(TrialError::Pruned);
+                    }
+                    Err(e) => {
+                        let error = e.to_string();
+                        end(
+                            &mut on,
+                            TrialEnd::Failed {
+                                error: error.clone(),
+                            },
+                            None,
+                        );
+                        return Err(TrialError::Failed(error));
+                    }
+                };
+                let value = match &r.trained {
+                    Some(trained) => {
+                        let o = &trained.outcome;
+                        let mut o = o.clone();
+                        // The dev-loss curve: minus each rung's score, by steps.
+                        let mut curve: Vec<(u64, f64)> = trial
+                            .intermediate()?
+                            .iter()
+                            .map(|(&b, &v)| {
+                                let st = steps_of(b);
+                                (st + ((hb.cooldown * st as f64).round() as u64).max(1), -v)
+                            })
+                            .collect();
+                        curve.extend(o.curve.iter().copied());
+                        o.curve = curve;
+                        let json = |v: serde_json::Result<serde_json::Value>| {
+                            v.map_err(|e| TrialError::Failed(e.to_string()))
+                        };
+                        trial.set_user_attr("outcome", json(serde_json::to_value(&o))?)?;
+                        trial
+                            .set_user_attr("structure", json(serde_json::to_value(&structure))?)?;
+                        trial.set_user_attr("hyper", json(serde_json::to_value(&hyper))?)?;
+                        let constraints = s.constraints.values(&o);
+                        let feasible = constraints
+                            .as_ref()
+                            .is_none_or(|c| c.iter().all(|&x| x <= 0.0));
+                        if let Some(c) = constraints {
+                            trial.set_constraints(c)?;
+                        }
+                        let v = s.metric.of(&o.dev.expect("a top rung is scored"));
+                        if feasible && best.as_ref().is_none_or(|b| v > b.1) {
+                            this.save_best(trained, number)
+                                .map_err(|e| TrialError::Failed(e.to_string()))?;
+                            best = Some((number, v));
+                        }
+                        end(&mut on, TrialEnd::Complete { eligible: feasible }, Some(v));
+                        Some(v)
+                    }
+                    None => None,
+                };
+                on(&Event::Rung {
+                    number,
+                    epochs: to as f64 / 1000.0,
+                    steps: steps.stable + steps.cooldown,
+                    dev_loss: r.dev_loss,
+                    value,
+                });
+                if top {
+                    let dir = this.run.trial_dir(number);
+                    std::fs::remove_dir_all(&dir)
+                        .map_err(|e| TrialError::Failed(format!("{}: {e}", dir.display())))?;
+                }
+                Ok(value.unwrap_or(-r.dev_loss))
+            },
+        )?;
+        self.remove_finished_checkpoints(&mut study)?;
+        let trials = study.trials()?;
+        let n = |st: TrialState| trials.iter().filter(|t| t.state == st).count();
+        let best = study
+            .best_trial()?
+            .and_then(|t| Some((t.number, t.value()?, t.params)));
+        Ok(Summary {
+            complete: n(TrialState::Complete),
+            pruned: n(TrialState::Pruned),
+            failed: n(TrialState::Failed),
+            best,
+            seconds: started.elapsed().as_secs_f64(),
+            stop: report.stop,
+        })
+    }
+
+    /// The study of a multi-fidelity search: the journal, BOHB's model (TPE, or the
+    /// GP, fitted on the largest rung with enough scores) or random sampling.
+    fn study_hyperband(&self) -> Result<Study> {
+        let s = &self.task.search;
+        let storage = Storage::journal(&self.run.journal())?;
+        let seed = Seed(s.seed);
+        let study = Study::maximize(seed).with_storage(storage);
+        let mut tpe = TpeConfig::default();
+        tpe.n_startup_trials = 1;
+        Ok(match s.sampler {
+            SamplerKind::Auto | SamplerKind::Tpe => {
+                study.with_sampler(BudgetModel::new(TpeSampler::with_config(seed, tpe)))
+            }
+            SamplerKind::Gp => {
+                let mut c = GpConfig::default();
+                c.n_startup_trials = 1;
+                study.with_sampler(BudgetModel::new(GpSampler::with_config(seed, c)))
+            }
+            SamplerKind::Random => study.with_sampler(RandomSampler::new(seed)),
+        })
+    }
+
+    /// Removes the checkpoints of finished trials (a trial not promoted keeps its
+    /// checkpoint until then).
+    fn remove_finished_checkpoints(&self, study: &mut Study) -> Result<()> {
+        for t in study.trials()? {
+            let dir = self.run.trial_dir(t.number);
+            if t.state.is_finished() && dir.exists() {
+                std::fs::remove_dir_all(&dir).map_err(|e| Error::io(&dir, e))?;
+            }
+        }
+        Ok(())
+    }
+
+    /// The smallest rung must hold [`MIN_RUNG_STEPS`] constant-rate steps at the
+    /// largest batch size.
+    fn check_rungs(&self, hb: &HyperbandConfig) -> Result<()> {
+        let n = self.train.examples.len();
+        let batch = self
+            .task
+            .training
+            .batch_size
+            .values()
+            .map_or(1.0, |v| v.iter().copied().fold(1.0, f64::max)) as usize;
+        let steps = rung_steps(units(hb.min_epochs), n, batch);
+        if steps < MIN_RUNG_STEPS {
+            let fits = (MIN_RUNG_STEPS * batch as u64) as f64 / n.max(1) as f64;
+            return Err(Error::Task(format!(
+                "search.hyperband.min_epochs: {} epochs of {n} training rows are {steps} steps at batch size {batch};                  a rung needs at least {MIN_RUNG_STEPS} steps: min_epochs ≥ {:.3} fits",
+                hb.min_epochs,
+                (fits * 1000.0).ceil() / 1000.0
+            )));
+        }
+        Ok(())
+    }
+
+    /// Times a few steps of the smallest structure at the smallest batch size: the
+    /// time budget must hold one full-length trial of it (training.epochs and its
+    /// cooldown).
+    fn check_time(&self, hb: &HyperbandConfig, minutes: f64) -> Result<()> {
+        let m = &self.task.model;
+        let h = &self.task.training;
+        let low = |c: &Choice| match c {
+            Choice::Fixed(x) => *x,
+            Choice::Among(v) => v.iter().copied().fold(f64::INFINITY, f64::min),
+            Choice::Range { low, .. } => *low,
+        };
+        let hidden = low(&m.hidden) as usize;
+        let structure = match &self.base {
+            Some(b) => b.structure(),
+            None => Structure {
+                layers: low(&m.layers) as usize,
+                hidden,
+                heads: low(&m.heads) as usize,
+                kv_heads: low(&m.kv_heads) as usize,
+                intermediate: (((hidden as f64 * low(&m.mlp_ratio)) / 8.0).round() as usize).max(1)
+                    * 8,
+                rotary: low(&m.rotary),
+                tie_embeddings: m.tie_embeddings,
+            },
+        };
+        let hyper = Hyper {
+            lr: low(&h.lr),
+            batch_size: low(&h.batch_size) as usize,
+            steps: PROBE_STEPS + 2,
+            warmup: 0.0,
+            weight_decay: low(&h.weight_decay),
+        };
+        let data = TrialData {
+            tok: &self.tok,
+            train: &self.train,
+            dev_loss: &self.dev_loss_all,
+            dev: &self.data.dev,
+            max_len: self.max_len,
+            base: self.base.as_ref(),
+        };
+        let (config, weights, _) = crate::trial::initial(&data, &structure, 0)?;
+        let tc = crate::trial::train_config(
+            &hyper,
+            autoglm_train::Schedule::Constant,
+            hyper.steps,
+            0,
+            0,
+            self.task.search.threads,
+        );
+        let mut trainer = autoglm_train::Trainer::new(config, weights, tc)?;
+        let mut t0 = None;
+        trainer.fit(&self.train, |_, r| {
+            if r.step == 2 {
+                t0 = Some(Instant::now());
+            }
+            Ok(Control::Continue)
+        })?;
+        let per_step = t0.map_or(0.0, |t| t.elapsed().as_secs_f64()) / PROBE_STEPS as f64;
+        let per_epoch = per_step * self.train.examples.len() as f64 / hyper.batch_size as f64;
+        let epochs = self.task.training.max_epochs();
+        let needs = per_epoch * epochs * (1.0 + hb.cooldown) / 60.0;
+        if needs > minutes {
+            let holds = minutes * 60.0 / per_epoch.max(1e-9) / (1.0 + hb.cooldown);
+            return Err(Error::Task(format!(
+                "search.minutes: {minutes} minutes hold about {holds:.2} epochs (with cooldown) of the smallest structure                  ({} layers, hidden {}) on this machine; one full-length trial of it (training.epochs {epochs} and its                  cooldown) needs about {needs:.1} minutes: give minutes ≥ {:.1} or training.epochs ≤ {:.2}",
+                structure.layers,
+                structure.hidden,
+                needs.ceil(),
+                holds
+            )));
+        }
+        Ok(())
+    }
+
     /// The best complete trial whose model is saved (from an earlier run).
     fn best_trial(&self, study: &mut Study) -> Result<Option<(u64, f64)>> {
         let saved: Option<u64> = std::fs::read_to_string(self.run.best_trial())
@@ -575,7 +938,11 @@ impl AutoTrainer {
             }
         };
         let batch = get("batch_size", &h.batch_size, true)? as usize;
-        let epochs = get("epochs", &h.epochs, false)?;
+        // A multi-fidelity search's budget is the training length: not searched.
+        let epochs = match self.task.search.hyperband {
+            Some(_) => h.max_epochs(),
+            None => get("epochs", &h.epochs, false)?,
+        };
         let steps = ((epochs * self.train.examples.len() as f64) / batch as f64)
             .ceil()
             .max(1.0) as u64;

@@ -178,6 +178,17 @@ fn d_wd() -> Choice {
     Choice::Among(vec![0.0, 0.01, 0.1])
 }
 
+impl HyperSpace {
+    /// The largest `epochs` value (a range's upper end).
+    pub fn max_epochs(&self) -> f64 {
+        match &self.epochs {
+            Choice::Fixed(x) => *x,
+            Choice::Among(v) => v.iter().copied().fold(0.0, f64::max),
+            Choice::Range { high, .. } => *high,
+        }
+    }
+}
+
 impl Default for HyperSpace {
     fn default() -> Self {
         HyperSpace {
@@ -288,6 +299,83 @@ pub struct SearchConfig {
     /// Budgets a model must meet to be chosen (measured per trial).
     #[serde(default)]
     pub constraints: Constraints,
+    /// Multi-fidelity search (Hyperband brackets over training epochs, BOHB's model):
+    /// see [`HyperbandConfig`]. Absent: every trial trains its full length, stopped
+    /// early only by `pruner`.
+    #[serde(default)]
+    pub hyperband: Option<HyperbandConfig>,
+}
+
+/// `search.hyperband:`: successive halving over training length, promoted trials
+/// continuing from their checkpoint.
+///
+/// The budget unit is the epoch (counted in thousandths). A trial's rungs run at
+/// `min_epochs · ηᵏ` epochs up to the largest `training.epochs` value (which is then
+/// not searched: the budget takes its place). Trials train with a
+/// warmup-stable-decay learning rate: the warm-up (`training.warmup` as a share of
+/// the smallest rung), a constant rate, and at each rung a cooldown branch of
+/// `cooldown` × the rung's steps, after which the trial is scored: minus the dev loss
+/// on all of dev below the top rung, the search's metric on all of dev (generated
+/// with the first decoding settings) at the top rung. A promoted trial continues its
+/// constant-rate phase from its checkpoint (`OUTPUT/trials/N/stable`), so a trial
+/// that reaches the top rung has trained exactly as one run of that length would.
+/// The model (`sampler`: `auto` and `tpe` give TPE, `gp` the GP) is fitted on the
+/// largest rung with enough scores, every bracket's trials included (BOHB);
+/// `random` samples uniformly with the same brackets. `pruner` is not used (the
+/// brackets decide).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HyperbandConfig {
+    /// Epochs of the smallest rung.
+    pub min_epochs: f64,
+    /// Reduction factor η: a rung keeps the best 1/η of its trials.
+    #[serde(default = "d_eta")]
+    pub eta: u64,
+    /// Cooldown steps of a rung's score, as a share of its constant-rate steps.
+    #[serde(default = "d_cooldown")]
+    pub cooldown: f64,
+    /// Hyperband iterations (brackets) at most, besides `trials` and `minutes`.
+    #[serde(default)]
+    pub brackets: Option<u64>,
+}
+
+fn d_eta() -> u64 {
+    3
+}
+fn d_cooldown() -> f64 {
+    0.2
+}
+
+impl HyperbandConfig {
+    /// Checks the values against the largest `training.epochs` value.
+    ///
+    /// # Errors
+    /// [`Error::Task`] naming the field.
+    pub fn check(&self, max_epochs: f64) -> Result<()> {
+        let bad = |f: &str, why: String| Err(Error::Task(format!("search.hyperband.{f}: {why}")));
+        if !(self.min_epochs.is_finite() && self.min_epochs > 0.0) {
+            return bad("min_epochs", format!("{} must be > 0", self.min_epochs));
+        }
+        if self.min_epochs > max_epochs {
+            return bad(
+                "min_epochs",
+                format!(
+                    "{} is more than the largest training.epochs value, {max_epochs}",
+                    self.min_epochs
+                ),
+            );
+        }
+        if self.eta < 2 {
+            return bad("eta", format!("{} must be at least 2", self.eta));
+        }
+        if !(self.cooldown > 0.0 && self.cooldown <= 1.0) {
+            return bad("cooldown", format!("{} must be in (0, 1]", self.cooldown));
+        }
+        if self.brackets == Some(0) {
+            return bad("brackets", "must be at least 1".into());
+        }
+        Ok(())
+    }
 }
 
 /// Limits on a candidate model, measured by the executor in each trial: a trial
@@ -363,6 +451,7 @@ impl Default for SearchConfig {
             decoding: Decoding::default(),
             max_len: d_max_len(),
             constraints: Constraints::default(),
+            hyperband: None,
         }
     }
 }
@@ -439,6 +528,19 @@ pub fn check(model: &ModelSpace, hyper: &HyperSpace, search: &SearchConfig) -> R
     }
     if search.minutes.is_some_and(|m| m.is_nan() || m <= 0.0) {
         return Err(Error::Task("search.minutes must be positive".into()));
+    }
+    if let Some(hb) = &search.hyperband {
+        hb.check(hyper.max_epochs())?;
+        if hyper
+            .warmup
+            .values()
+            .is_none_or(|v| v.iter().any(|&w| w >= 1.0))
+        {
+            return Err(Error::Task(
+                "training.warmup: with search.hyperband, a value or list below 1 (a share of the smallest rung)"
+                    .into(),
+            ));
+        }
     }
     search.decoding.validate()
 }

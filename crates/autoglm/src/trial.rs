@@ -441,6 +441,87 @@ pub enum Progress {
     },
 }
 
+/// A trial's training settings: AdamW (β 0.9/0.999, its weight decay), global-norm
+/// clipping at 1, shuffled length-grouped batches, `steps` steps with `warmup` of
+/// linear warm-up and the given schedule.
+pub(crate) fn train_config(
+    hyper: &Hyper,
+    schedule: Schedule,
+    steps: u64,
+    warmup: u64,
+    seed: u64,
+    threads: usize,
+) -> TrainConfig {
+    TrainConfig {
+        steps,
+        batch_size: hyper.batch_size,
+        lr: hyper.lr,
+        optimizer: autoglm_train::OptimizerKind::AdamW {
+            betas: (0.9, 0.999),
+            eps: 1e-8,
+            weight_decay: hyper.weight_decay,
+        },
+        schedule,
+        warmup_steps: warmup,
+        clip_norm: Some(1.0),
+        shuffle: true,
+        seed,
+        threads,
+        group_by_length: true,
+        ..TrainConfig::default()
+    }
+}
+
+/// The initial configuration and weights of a trial: the base checkpoint's, or
+/// `structure` initialised from `seed`; and its parameter count.
+pub(crate) fn initial(
+    data: &TrialData<'_>,
+    structure: &Structure,
+    seed: u64,
+) -> Result<(
+    ModelConfig,
+    std::collections::BTreeMap<String, autoglm_ops::Tensor>,
+    usize,
+)> {
+    let (config, weights) = match data.base {
+        Some(b) => (b.config.clone(), b.weights.clone()),
+        None => {
+            let config = structure.config(data.tok, data.max_len)?;
+            let weights = init_weights(&config, 0.02, seed)?;
+            (config, weights)
+        }
+    };
+    let parameters = weights
+        .iter()
+        .filter(|(k, _)| !(config.tie_word_embeddings && k.as_str() == "head.w"))
+        .map(|(_, t)| t.len())
+        .sum();
+    Ok((config, weights, parameters))
+}
+
+/// Dev outputs of `weights` for `data.dev` with `decoding`, their scores, and the
+/// decoding time per new token.
+pub(crate) fn score_dev(
+    data: &TrialData<'_>,
+    config: &ModelConfig,
+    weights: std::collections::BTreeMap<String, autoglm_ops::Tensor>,
+    decoding: &Decoding,
+    threads: usize,
+) -> Result<(Scores, f64, Vec<String>)> {
+    let mut model = Model::from_weights(
+        config.clone(),
+        weights,
+        &LoadOptions {
+            threads,
+            ..LoadOptions::default()
+        },
+    )?;
+    let inputs: Vec<String> = data.dev.iter().map(|i| i.input.clone()).collect();
+    let (outs, ms) = generate(&mut model, data.tok, &inputs, decoding)?;
+    let refs: Vec<Vec<String>> = data.dev.iter().map(|i| i.references.clone()).collect();
+    Ok((score(&outs, &refs)?, ms, outs))
+}
+
 /// Steps timed (after the first two, which build and warm up the plan) before a run
 /// is fitted to its deadline.
 const PROBE_STEPS: u64 = 10;
@@ -469,37 +550,15 @@ pub fn run(
         deadline,
     } = opts;
     let started = Instant::now();
-    let (config, weights) = match data.base {
-        Some(b) => (b.config.clone(), b.weights.clone()),
-        None => {
-            let config = structure.config(data.tok, data.max_len)?;
-            let weights = init_weights(&config, 0.02, seed)?;
-            (config, weights)
-        }
-    };
-    let parameters = weights
-        .iter()
-        .filter(|(k, _)| !(config.tie_word_embeddings && k.as_str() == "head.w"))
-        .map(|(_, t)| t.len())
-        .sum();
-    let tc = TrainConfig {
-        steps: hyper.steps,
-        batch_size: hyper.batch_size,
-        lr: hyper.lr,
-        optimizer: autoglm_train::OptimizerKind::AdamW {
-            betas: (0.9, 0.999),
-            eps: 1e-8,
-            weight_decay: hyper.weight_decay,
-        },
-        schedule: Schedule::Cosine,
-        warmup_steps: (hyper.warmup * hyper.steps as f64).round() as u64,
-        clip_norm: Some(1.0),
-        shuffle: true,
+    let (config, weights, parameters) = initial(data, structure, seed)?;
+    let tc = train_config(
+        hyper,
+        Schedule::Cosine,
+        hyper.steps,
+        (hyper.warmup * hyper.steps as f64).round() as u64,
         seed,
         threads,
-        group_by_length: true,
-        ..TrainConfig::default()
-    };
+    );
     let mut trainer = Trainer::new(config.clone(), weights, tc)?;
     let (mut curve, mut stopped, mut train_loss) = (Vec::new(), false, f64::NAN);
     let evaluations = evaluations.max(1);
@@ -571,18 +630,8 @@ pub fn run(
     let (dev, ms_per_token, dev_outputs) = if stopped {
         (None, None, Vec::new())
     } else {
-        let mut model = Model::from_weights(
-            config.clone(),
-            weights.clone(),
-            &LoadOptions {
-                threads,
-                ..LoadOptions::default()
-            },
-        )?;
-        let inputs: Vec<String> = data.dev.iter().map(|i| i.input.clone()).collect();
-        let (outs, ms) = generate(&mut model, data.tok, &inputs, decoding)?;
-        let refs: Vec<Vec<String>> = data.dev.iter().map(|i| i.references.clone()).collect();
-        (Some(score(&outs, &refs)?), Some(ms), outs)
+        let (s, ms, outs) = score_dev(data, &config, weights.clone(), decoding, threads)?;
+        (Some(s), Some(ms), outs)
     };
     Ok(Trained {
         outcome: Outcome {
