@@ -52,6 +52,10 @@ pub(crate) struct Rung {
     pub dev_loss: f64,
     /// The cooled-down model, scored on dev (top rung only).
     pub trained: Option<Trained>,
+    /// Seconds per training step of this rung (constant-rate and cooldown steps).
+    pub seconds_per_step: f64,
+    /// Seconds of scoring (the dev loss, and generation at the top rung).
+    pub score_seconds: f64,
 }
 
 /// Runs one rung of `structure` × `hyper` from the trial's checkpoint (a fresh start
@@ -104,6 +108,7 @@ pub(crate) fn rung(
     let total = steps.stable + steps.cooldown;
     let late = || opts.deadline.is_some_and(|d| Instant::now() >= d);
     let mut stopped = false;
+    let (step0, fit0) = (trainer.steps_done(), Instant::now());
     trainer.fit_to(data.train, steps.stable, |_, r| {
         on(Progress::Step {
             step: r.step,
@@ -124,8 +129,10 @@ pub(crate) fn rung(
     }
     trainer.save_checkpoint(ck)?;
     let top = opts.top;
+    let mut trained_at = Instant::now();
     let (dev_loss, train_loss, cooled) =
         trainer.cooldown_branch(steps.cooldown, data.train, |t, reports| {
+            trained_at = Instant::now();
             let loss = t.eval_loss(data.dev_loss)?;
             let last = reports.last().map_or(f64::NAN, |r| r.loss);
             Ok((loss, last, top.then(|| t.weights())))
@@ -159,5 +166,11 @@ pub(crate) fn rung(
         }
         None => None,
     };
-    Ok(Some(Rung { dev_loss, trained }))
+    let trained_steps = (steps.stable - step0 + steps.cooldown).max(1);
+    Ok(Some(Rung {
+        dev_loss,
+        trained,
+        seconds_per_step: (trained_at - fit0).as_secs_f64() / trained_steps as f64,
+        score_seconds: trained_at.elapsed().as_secs_f64(),
+    }))
 }

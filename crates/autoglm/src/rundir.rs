@@ -8,6 +8,7 @@
 //!   study.jsonl      the search's journal (rerunning continues it)
 //!   trials/N/stable  a multi-fidelity trial's checkpoint at its last rung (removed
 //!                    once the trial is finished)
+//!   extension.json   the incumbent's extension to the time budget (multi-fidelity)
 //!   best/            the best trial's model so far (config, weights, tokenizer,
 //!                    trial.json, dev_outputs.txt); written as .best.tmp, then renamed
 //!   predictions/test.txt
@@ -66,6 +67,12 @@ impl RunDir {
     /// Trial `number`'s directory: `trials/N`.
     pub fn trial_dir(&self, number: u64) -> PathBuf {
         self.root.join("trials").join(number.to_string())
+    }
+
+    /// What the extension of a multi-fidelity search's incumbent ran:
+    /// `extension.json`.
+    pub fn extension(&self) -> PathBuf {
+        self.root.join("extension.json")
     }
 
     /// The best trial's model: `best/` (a Hugging Face directory with `trial.json`

@@ -3,6 +3,7 @@
 //! without rerunning finished trials), each trial scored on dev; the best model is
 //! kept, scored on test once the search is over, and exported.
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -21,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{prepare, Item, Prepared};
 use crate::error::{write, write_json, write_lines, Error, Result};
-use crate::fidelity::{rung, RungOptions, RungSteps};
+use crate::fidelity::{rung, Rung, RungOptions, RungSteps};
 use crate::rundir::{
     RunDir, BEST_DEV_OUTPUTS, BEST_TRIAL, MODEL_AUTOGLM, MODEL_CONFIG, MODEL_GENERATION_CONFIG,
     MODEL_TOKENIZER, MODEL_WEIGHTS,
@@ -190,6 +191,17 @@ const MIN_RUNG_STEPS: u64 = 10;
 
 /// Steps timed by [`AutoTrainer::check_time`] (after two that warm up).
 const PROBE_STEPS: u64 = 6;
+
+/// Seconds kept in hand when the incumbent is extended to the deadline.
+const EXTENSION_MARGIN_S: f64 = 10.0;
+
+/// What [`AutoTrainer::extend`] works with.
+struct Extension<'a> {
+    hb: &'a HyperbandConfig,
+    plan: &'a Hyperband,
+    deadline: Instant,
+    timing: &'a BTreeMap<u64, (f64, f64)>,
+}
 
 /// Thousandths of an epoch: the multi-fidelity budget unit.
 fn units(epochs: f64) -> u64 {
@@ -612,6 +624,8 @@ impl AutoTrainer {
             base: self.base.as_ref(),
         };
         let this = &*self;
+        // Seconds per training step and of scoring, by trial (this process's rungs).
+        let mut timing: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
         let report = mf.optimize(
             &mut study,
             &mut |trial: &mut autoglm_tune::Trial<'_>, from: u64, to: u64| {
@@ -630,6 +644,13 @@ impl AutoTrainer {
                     params: trial.params()?,
                     steps: steps.stable + steps.cooldown,
                 });
+                if from == 0 {
+                    let json = |v: serde_json::Result<serde_json::Value>| {
+                        v.map_err(|e| TrialError::Failed(e.to_string()))
+                    };
+                    trial.set_user_attr("structure", json(serde_json::to_value(&structure))?)?;
+                    trial.set_user_attr("hyper", json(serde_json::to_value(&hyper))?)?;
+                }
                 let t0 = Instant::now();
                 let checkpoint = this.run.trial_checkpoint(number);
                 let top = to == plan.max_budget();
@@ -696,9 +717,6 @@ impl AutoTrainer {
                             v.map_err(|e| TrialError::Failed(e.to_string()))
                         };
                         trial.set_user_attr("outcome", json(serde_json::to_value(&o))?)?;
-                        trial
-                            .set_user_attr("structure", json(serde_json::to_value(&structure))?)?;
-                        trial.set_user_attr("hyper", json(serde_json::to_value(&hyper))?)?;
                         let constraints = s.constraints.values(&o);
                         let feasible = constraints
                             .as_ref()
@@ -724,20 +742,29 @@ impl AutoTrainer {
                     dev_loss: r.dev_loss,
                     value,
                 });
-                if top {
-                    let dir = this.run.trial_dir(number);
-                    std::fs::remove_dir_all(&dir)
-                        .map_err(|e| TrialError::Failed(format!("{}: {e}", dir.display())))?;
-                }
+                timing.insert(number, (r.seconds_per_step, r.score_seconds));
                 Ok(value.unwrap_or(-r.dev_loss))
             },
         )?;
+        let mut extended = None;
+        if let (StopReason::TimeBudget, Some(d)) = (report.stop, deadline) {
+            let ext = Extension {
+                hb,
+                plan: &plan,
+                deadline: d,
+                timing: &timing,
+            };
+            extended = self.extend(&mut study, &ext, &mut best, &mut on)?;
+        }
         self.remove_finished_checkpoints(&mut study)?;
         let trials = study.trials()?;
         let n = |st: TrialState| trials.iter().filter(|t| t.state == st).count();
-        let best = study
-            .best_trial()?
-            .and_then(|t| Some((t.number, t.value()?, t.params)));
+        let best = match extended {
+            Some(b) => Some(b),
+            None => study
+                .best_trial()?
+                .and_then(|t| Some((t.number, t.value()?, t.params))),
+        };
         Ok(Summary {
             complete: n(TrialState::Complete),
             pruned: n(TrialState::Pruned),
@@ -746,6 +773,148 @@ impl AutoTrainer {
             seconds: started.elapsed().as_secs_f64(),
             stop: report.stop,
         })
+    }
+
+    /// The time a multi-fidelity search has left when no further rung fits goes to
+    /// its incumbent (the best complete trial; without one, the best trial at the
+    /// highest rung reached): its constant-rate phase continues from its checkpoint
+    /// for as many steps as fit (cooldown and scoring included), then cools down and
+    /// is scored on all of dev like a top rung. The longer model replaces the chosen
+    /// one if it scores higher (or if there was none); `OUTPUT/extension.json` records
+    /// what ran. Returns the chosen trial, its new score and parameters when it did.
+    fn extend(
+        &self,
+        study: &mut Study,
+        ext: &Extension<'_>,
+        best: &mut Option<(u64, f64)>,
+        on: &mut impl FnMut(&Event),
+    ) -> Result<Option<(u64, f64, Params)>> {
+        let trials = study.trials()?;
+        let target = match study.best_trial()? {
+            Some(t) => Some(t),
+            None => trials
+                .iter()
+                .filter(|t| t.state != TrialState::Failed)
+                .filter_map(|t| Some((t, t.intermediate.iter().next_back()?)))
+                .max_by(|(_, a), (_, b)| a.0.cmp(b.0).then(a.1.total_cmp(b.1)))
+                .map(|(t, _)| t.clone()),
+        };
+        let Some(t) = target else { return Ok(None) };
+        let (Some(&(per_step, score_seconds)), Some(&reached)) =
+            (ext.timing.get(&t.number), t.intermediate.keys().next_back())
+        else {
+            return Ok(None);
+        };
+        let checkpoint = self.run.trial_checkpoint(t.number);
+        let attr = |k: &str| t.user_attrs.get(k).cloned().unwrap_or_default();
+        let (Ok(structure), Ok(hyper), true) = (
+            serde_json::from_value::<Structure>(attr("structure")),
+            serde_json::from_value::<Hyper>(attr("hyper")),
+            checkpoint.exists(),
+        ) else {
+            return Ok(None);
+        };
+        let n_train = self.train.examples.len();
+        let c = ext.hb.cooldown;
+        let from = rung_steps(reached, n_train, hyper.batch_size);
+        let left = ext
+            .deadline
+            .saturating_duration_since(Instant::now())
+            .as_secs_f64()
+            - 1.5 * score_seconds
+            - EXTENSION_MARGIN_S;
+        // e more constant-rate steps, then a cooldown of c · (from + e).
+        let fits = left / per_step.max(1e-9);
+        let more = ((fits - c * from as f64) / (1.0 + c)).floor();
+        if more < 0.1 * from as f64 {
+            return Ok(None);
+        }
+        let stable = from + more as u64;
+        let steps = RungSteps {
+            from,
+            stable,
+            cooldown: ((c * stable as f64).round() as u64).max(1),
+            warmup: (hyper.warmup
+                * rung_steps(ext.plan.min_budget(), n_train, hyper.batch_size) as f64)
+                .round() as u64,
+        };
+        let number = t.number;
+        on(&Event::Start {
+            number,
+            params: t.params.clone(),
+            steps: steps.stable + steps.cooldown,
+        });
+        let t0 = Instant::now();
+        let s = &self.task.search;
+        let data = TrialData {
+            tok: &self.tok,
+            train: &self.train,
+            dev_loss: &self.dev_loss_all,
+            dev: &self.data.dev,
+            max_len: self.max_len,
+            base: self.base.as_ref(),
+        };
+        let opts = RungOptions {
+            seed: s.seed.wrapping_add(number),
+            threads: s.threads,
+            deadline: Some(ext.deadline),
+            checkpoint: &checkpoint,
+            top: true,
+            decoding: &s.decoding,
+        };
+        let r = rung(&data, &structure, &hyper, steps, opts, |p| {
+            if let Progress::Step { step, steps, loss } = p {
+                on(&Event::Step {
+                    number,
+                    step,
+                    steps,
+                    loss,
+                });
+            }
+        })?;
+        let Some(Rung {
+            dev_loss,
+            trained: Some(trained),
+            ..
+        }) = r
+        else {
+            return Ok(None);
+        };
+        let o = &trained.outcome;
+        let v = s.metric.of(&o.dev.expect("a top rung is scored"));
+        let feasible = s
+            .constraints
+            .values(o)
+            .is_none_or(|c| c.iter().all(|&x| x <= 0.0));
+        let before = t.value();
+        let chosen = feasible && before.is_none_or(|b| v > b);
+        on(&Event::Rung {
+            number,
+            epochs: (stable * hyper.batch_size as u64) as f64 / n_train as f64,
+            steps: steps.stable + steps.cooldown,
+            dev_loss,
+            value: Some(v),
+        });
+        on(&Event::End {
+            number,
+            state: TrialEnd::Complete { eligible: feasible },
+            value: Some(v),
+            seconds: t0.elapsed().as_secs_f64(),
+        });
+        write_json(
+            &self.run.extension(),
+            &serde_json::json!({
+                "number": number, "from_steps": from, "stable_steps": stable,
+                "cooldown_steps": steps.cooldown, "value_before": before, "value": v,
+                "dev_loss": dev_loss, "chosen": chosen,
+            }),
+        )?;
+        if !chosen {
+            return Ok(None);
+        }
+        self.save_best(&trained, number)?;
+        *best = Some((number, v));
+        Ok(Some((number, v, t.params.clone())))
     }
 
     /// The study of a multi-fidelity search: the journal, BOHB's model (TPE, or the

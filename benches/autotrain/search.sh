@@ -1,0 +1,88 @@
+#!/usr/bin/env bash
+# Issue 25's search protocols: the multi-fidelity search against random search, the
+# search as it was, the default configuration and random sampling in the same
+# brackets, at equal wall time.
+#
+#   benches/autotrain/search.sh gate [SEED ...]   # 10,000-row E2E subset, 10 minutes
+#                                                 # (seeds 1 2 3 4 5 unless given)
+#   benches/autotrain/search.sh tables            # rewrite the tables from the runs
+#
+# Runs go to target/autotrain/gate/METHOD-sSEED/ (task.yaml, log.txt with a Unix
+# time before every line, the run's output directory). Two runs at a time, each with
+# one kernel thread (search.threads: 1), every method the same way. Methods:
+#   a  the multi-fidelity search (search.hyperband, BOHB's TPE model)
+#   b  random search, every trial at full length, no pruner
+#   c  the search as it was at issue 25's start (auto sampler, median pruner)
+#   d  the default configuration (middle of every range), one run fitted to the budget
+#   e  random sampling in the same brackets as a
+# Tables: target/autotrain/gate.md and gate.json (tables.py).
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+SHARED=$(cd "$ROOT/../shared" && pwd)
+OUT="$ROOT/target/autotrain"
+MINUTES=${MINUTES:-10}
+SUBSET_SHA=a1aff39cb94cd37cbc5052410b9dc935d73b9a0bcc1bb314abe207ff583d1e8f
+
+task() { # METHOD SEED -> task.yaml on stdout
+  local m=$1 seed=$2 model training search
+  model='{layers: {low: 2, high: 4}, hidden: [128, 192, 256], heads: [4], kv_heads: [1, 2], mlp_ratio: {low: 2.0, high: 3.0}, rotary: [0.5]}'
+  training='{lr: {low: 1.0e-3, high: 6.0e-3, log: true}, batch_size: [32, 64], epochs: {low: 1.0, high: 4.0}}'
+  case $m in
+    a) search="sampler: auto, trials: 1000, hyperband: {min_epochs: 0.444, eta: 3}" ;;
+    b) search="sampler: random, pruner: none, trials: 1000" ;;
+    c) search="sampler: auto, pruner: median, trials: 12, evaluations: 4" ;;
+    d) model='{layers: 3, hidden: 192, heads: 4, kv_heads: 2, mlp_ratio: 2.5, rotary: 0.5}'
+       training='{lr: 2.449e-3, batch_size: 32, epochs: 100.0, weight_decay: 0.01}'
+       search="trials: 1, pruner: none" ;;
+    e) search="sampler: random, trials: 1000, hyperband: {min_epochs: 0.444, eta: 3}" ;;
+  esac
+  cat <<YAML
+name: gate-$m-s$seed
+data:
+  input: mr
+  target: ref
+  train: $OUT/e2e10k/train.jsonl
+  dev: $SHARED/data/e2e/dev.jsonl
+  test: {inputs: $SHARED/data/e2e/derived/mr.txt, references: $SHARED/data/e2e/derived/refs.jsonl}
+cleaning:
+  - normalize: nfkc
+  - whitespace: collapse
+  - required: [input, target]
+  - length: {field: target, min_words: 2, max_words: 250}
+  - dedup: pair
+tokenizer: {vocab_size: 1024}
+model: $model
+training: $training
+search: {$search, metric: rouge_l, minutes: $MINUTES, threads: 1, seed: $seed, max_len: 256,
+  decoding: {max_new_tokens: 160, num_beams: 5, length_penalty: [1.0, 0.6, 1.4]}}
+YAML
+}
+
+run_one() { # METHOD SEED
+  local dir="$OUT/gate/$1-s$2"
+  if [ -f "$dir/run/scores.json" ]; then echo "skip $1-s$2 (done)"; return; fi
+  rm -rf "$dir" && mkdir -p "$dir"
+  task "$1" "$2" > "$dir/task.yaml"
+  echo "start $1-s$2 $(date -u +%FT%TZ)"
+  /usr/bin/time -v "$ROOT/target/release/autoglm" run "$dir/task.yaml" --output "$dir/run" 2> "$dir/time.txt" \
+    | while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done > "$dir/log.txt"
+  echo "end $1-s$2 $(date -u +%FT%TZ)"
+}
+export -f task run_one
+export OUT SHARED ROOT MINUTES
+
+case ${1:-} in
+  gate)
+    shift
+    seeds=${*:-1 2 3 4 5}
+    cargo build --release -p autoglm-cli --manifest-path "$ROOT/Cargo.toml"
+    python3 "$ROOT/benches/autotrain/make_e2e_subset.py" "$OUT/e2e10k/train.jsonl" | tee /dev/stderr \
+      | grep -q "$SUBSET_SHA" || { echo "the subset's sha256 differs" >&2; exit 1; }
+    jobs=()
+    for s in $seeds; do for m in a b c d e; do jobs+=("$m $s"); done; done
+    printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'run_one "$0" "$1"'
+    python3 "$ROOT/benches/autotrain/tables.py" "$OUT/gate" ;;
+  tables)
+    python3 "$ROOT/benches/autotrain/tables.py" "$OUT/gate" ;;
+  *) sed -n '2,22p' "$0"; exit 2 ;;
+esac

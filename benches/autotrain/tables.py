@@ -1,0 +1,125 @@
+#!/usr/bin/env python3
+"""Tables of issue 25's gate protocol from the runs search.sh wrote.
+
+    python3 benches/autotrain/tables.py target/autotrain/gate
+
+For every run METHOD-sSEED: the final scores (run/scores.json: the chosen model on
+all of dev with the decoding chosen there, and on test) and the anytime curve — the
+search metric on all of dev of the incumbent full-length model (a trial that
+completed: "trial N: complete, dev V" in log.txt) against seconds since the search
+started (the log's first line, written once the data are ready). Writes gate.md and
+gate.json beside the run folders' parent and prints the table.
+"""
+
+import json
+import pathlib
+import re
+import statistics
+import sys
+
+METHODS = {
+    "a": "(a) multi-fidelity search (hyperband, BOHB TPE)",
+    "b": "(b) random search, full length, no pruner",
+    "c": "(c) search at the issue's start (auto + median)",
+    "d": "(d) default configuration, one run",
+    "e": "(e) random sampling, same brackets as (a)",
+}
+COMPLETE = re.compile(r"^trial (\d+): complete(?: \([^)]*\))?, dev ([-0-9.]+) in")
+
+
+def run(dir: pathlib.Path) -> dict | None:
+    scores = dir / "run" / "scores.json"
+    log = dir / "log.txt"
+    if not scores.exists() or not log.exists():
+        return None
+    s = json.loads(scores.read_text())
+    lines = [l.split(" ", 1) for l in log.read_text().splitlines() if " " in l]
+    t0 = float(lines[0][0])
+    curve, best = [], None
+    for ts, text in lines:
+        m = COMPLETE.match(text)
+        if m:
+            v = float(m.group(2))
+            if best is None or v > best:
+                best = v
+                curve.append((round(float(ts) - t0, 1), v))
+    return {
+        "dev": s["dev"],
+        "test": s["test"],
+        "decoding": s["decoding"],
+        "curve": curve,
+        "final": best,
+        "last_line": lines[-1][1] if lines else "",
+    }
+
+
+def reach(curve, target):
+    """Seconds until the incumbent first reaches `target` (None: never)."""
+    for t, v in curve:
+        if v >= target - 1e-12:
+            return t
+    return None
+
+
+def fmt(xs):
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return f"{xs[0]:.4g}"
+    return f"{statistics.mean(xs):.4g} ± {statistics.stdev(xs):.2g}"
+
+
+def main() -> int:
+    root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/autotrain/gate")
+    runs: dict[str, dict[int, dict]] = {m: {} for m in METHODS}
+    for d in sorted(root.iterdir()):
+        m = re.fullmatch(r"([a-e])-s(\d+)", d.name)
+        if m and (r := run(d)):
+            runs[m.group(1)][int(m.group(2))] = r
+    rows = []
+    out = ["| method | seeds | dev BLEU | dev ROUGE-L | test BLEU | test ROUGE-L | search metric (dev, incumbent) |",
+           "|---|---|---|---|---|---|---|"]
+    for m, name in METHODS.items():
+        r = runs[m]
+        seeds = sorted(r)
+        col = lambda f: [f(r[s]) for s in seeds]
+        out.append(
+            f"| {name} | {','.join(map(str, seeds)) or '–'} | {fmt(col(lambda x: x['dev']['bleu']))} | "
+            f"{fmt(col(lambda x: x['dev']['rouge_l']))} | {fmt(col(lambda x: x['test']['bleu']))} | "
+            f"{fmt(col(lambda x: x['test']['rouge_l']))} | {fmt([v for v in col(lambda x: x['final']) if v is not None])} |"
+        )
+    out.append("")
+    out.append("Per seed (dev BLEU / dev ROUGE-L / test BLEU / test ROUGE-L):")
+    out.append("")
+    for m in METHODS:
+        for s, r in sorted(runs[m].items()):
+            out.append(
+                f"- {m} seed {s}: {r['dev']['bleu']:.2f} / {r['dev']['rouge_l']:.4f} / "
+                f"{r['test']['bleu']:.2f} / {r['test']['rouge_l']:.4f}; incumbent curve (s, dev metric) {r['curve']}"
+            )
+    b_final = [r["final"] for r in runs["b"].values() if r["final"] is not None]
+    t_rand = [r["curve"][-1][0] for r in runs["b"].values() if r["curve"]]
+    summary = {}
+    if b_final and t_rand:
+        target = statistics.mean(b_final)
+        t_new = [reach(r["curve"], target) for r in runs["a"].values()]
+        T_rand = statistics.median(t_rand)
+        # A seed that never reaches the target counts as +∞ in the median.
+        T_new = statistics.median([t if t is not None else float("inf") for t in t_new]) if t_new else None
+        summary = {"b_mean_final": target, "T_rand": T_rand, "T_new": T_new, "a_reach": t_new}
+        out.append("")
+        out.append(
+            f"T_rand (median time (b)'s incumbent reaches its final value) = {T_rand:.0f} s; "
+            f"T_new (median time (a)'s incumbent reaches (b)'s mean final {target:.4f}) = "
+            + (f"{T_new:.0f} s" if T_new is not None and T_new != float('inf') else "not reached")
+            + f" (per seed: {t_new}); target T_new ≤ 0.6 · T_rand = {0.6 * T_rand:.0f} s"
+        )
+    text = "\n".join(out) + "\n"
+    (root.parent / "gate.md").write_text(text)
+    (root.parent / "gate.json").write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))
+    print(text)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
