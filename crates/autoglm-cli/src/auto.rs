@@ -87,7 +87,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
                 dev_loss,
                 value,
             } => format!(
-                "trial {number}: rung {epochs} epochs ({n} steps with cooldown)  dev loss {dev_loss:.4}{}",
+                "trial {number}: rung {epochs:.3} epochs ({n} steps with cooldown)  dev loss {dev_loss:.4}{}",
                 value.map_or(String::new(), |v| format!(", dev {v:.3}"))
             ),
             Event::End {

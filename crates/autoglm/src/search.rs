@@ -192,6 +192,12 @@ const MIN_RUNG_STEPS: u64 = 10;
 /// Steps timed by [`AutoTrainer::check_time`] (after two that warm up).
 const PROBE_STEPS: u64 = 6;
 
+/// Whether a trial ran in a multi-fidelity search (its intermediate values are rung
+/// scores by budget).
+fn iteration_of_attr(t: &autoglm_tune::FrozenTrial) -> bool {
+    t.user_attrs.contains_key(autoglm_tune::HYPERBAND_ATTR)
+}
+
 /// Seconds kept in hand when the incumbent is extended to the deadline.
 const EXTENSION_MARGIN_S: f64 = 10.0;
 
@@ -401,6 +407,7 @@ impl AutoTrainer {
         let started = Instant::now();
         let s = self.task.search.clone();
         let mut study = self.study()?;
+        self.warm_start(&mut study)?;
         for t in study.trials()? {
             if t.state == TrialState::Running {
                 study.tell(t.number, Outcome::Failed)?;
@@ -603,6 +610,7 @@ impl AutoTrainer {
             self.check_time(hb, m)?;
         }
         let mut study = self.study_hyperband()?;
+        self.warm_start(&mut study)?;
         self.remove_finished_checkpoints(&mut study)?;
         let mut best = self.best_trial(&mut study)?;
         let deadline = s
@@ -779,7 +787,9 @@ impl AutoTrainer {
     /// its incumbent (the best complete trial; without one, the best trial at the
     /// highest rung reached): its constant-rate phase continues from its checkpoint
     /// for as many steps as fit (cooldown and scoring included), then cools down and
-    /// is scored on all of dev like a top rung. The longer model replaces the chosen
+    /// is scored on all of dev like a top rung. Without a complete trial this always
+    /// runs (with no extra steps if none fit), so a time budget too short for any
+    /// full-length trial still ends with a model. The longer model replaces the chosen
     /// one if it scores higher (or if there was none); `OUTPUT/extension.json` records
     /// what ran. Returns the chosen trial, its new score and parameters when it did.
     fn extend(
@@ -825,8 +835,13 @@ impl AutoTrainer {
             - EXTENSION_MARGIN_S;
         // e more constant-rate steps, then a cooldown of c · (from + e).
         let fits = left / per_step.max(1e-9);
-        let more = ((fits - c * from as f64) / (1.0 + c)).floor();
-        if more < 0.1 * from as f64 {
+        let more = ((fits - c * from as f64) / (1.0 + c)).floor().max(0.0);
+        // A complete incumbent is extended when that is worth it; a search that ended
+        // before any trial completed still hands back a model: the best trial at the
+        // highest rung, extended as far as fits (maybe not at all), cooled down and
+        // scored even past the deadline.
+        let complete = t.value().is_some();
+        if complete && more < 0.1 * from as f64 {
             return Ok(None);
         }
         let stable = from + more as u64;
@@ -857,7 +872,7 @@ impl AutoTrainer {
         let opts = RungOptions {
             seed: s.seed.wrapping_add(number),
             threads: s.threads,
-            deadline: Some(ext.deadline),
+            deadline: complete.then_some(ext.deadline),
             checkpoint: &checkpoint,
             top: true,
             decoding: &s.decoding,
@@ -915,6 +930,82 @@ impl AutoTrainer {
         self.save_best(&trained, number)?;
         *best = Some((number, v));
         Ok(Some((number, v, t.params.clone())))
+    }
+
+    /// Enqueues the best configurations of the `search.warm_start` journals as the
+    /// first trials of a new study (a study with trials already is left alone: a
+    /// resumed run was seeded when it started).
+    fn warm_start(&self, study: &mut Study) -> Result<()> {
+        let s = &self.task.search;
+        if let Some(p) = s.warm_start.iter().find(|p| !p.is_file()) {
+            return Err(Error::Task(format!(
+                "search.warm_start: {}: no such journal",
+                p.display()
+            )));
+        }
+        if s.warm_start.is_empty() || !study.trials()?.is_empty() {
+            return Ok(());
+        }
+        for path in &s.warm_start {
+            let earlier = Storage::journal(path)?;
+            // Rank: the largest budget reached, then the score there (a trial's value
+            // when it has no intermediate values).
+            let mut ranked: Vec<((u64, f64), Params)> = earlier
+                .trials()
+                .iter()
+                .filter(|t| t.state != TrialState::Failed && t.state != TrialState::Running)
+                .filter_map(|t| {
+                    let key = match t.intermediate.iter().next_back() {
+                        Some((&b, &v)) if iteration_of_attr(t) => (b, v),
+                        _ => (u64::MAX, t.value()?),
+                    };
+                    key.1.is_finite().then(|| (key, t.params.clone()))
+                })
+                .collect();
+            ranked.sort_by(|a, b| b.0 .0.cmp(&a.0 .0).then(b.0 .1.total_cmp(&a.0 .1)));
+            for (_, params) in ranked.into_iter().take(s.warm_start_trials) {
+                let kept: Params = params
+                    .iter()
+                    .filter_map(|(name, v)| Some((name.clone(), self.fit_space(name, v)?)))
+                    .collect();
+                if !kept.is_empty() {
+                    study.enqueue(kept)?;
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// `value` as the task's space gives parameter `name` (an integer range's value
+    /// as an integer, a list's as a float), or none when the space does not search
+    /// `name` or does not hold `value`.
+    fn fit_space(&self, name: &str, value: &ParamValue) -> Option<ParamValue> {
+        let (m, h) = (&self.task.model, &self.task.training);
+        let structure = self.base.is_none();
+        let (choice, int) = match name {
+            "layers" if structure => (&m.layers, true),
+            "hidden" if structure => (&m.hidden, true),
+            "heads" if structure => (&m.heads, true),
+            "kv_heads" if structure => (&m.kv_heads, true),
+            "mlp_ratio" if structure => (&m.mlp_ratio, false),
+            "rotary" if structure => (&m.rotary, false),
+            "lr" => (&h.lr, false),
+            "batch_size" => (&h.batch_size, true),
+            "epochs" if self.task.search.hyperband.is_none() => (&h.epochs, false),
+            "warmup" => (&h.warmup, false),
+            "weight_decay" => (&h.weight_decay, false),
+            _ => return None,
+        };
+        let x = value.as_f64()?;
+        match choice {
+            Choice::Among(v) if v.len() > 1 && v.contains(&x) => Some(ParamValue::Float(x)),
+            Choice::Range { low, high, .. } if (*low..=*high).contains(&x) => Some(if int {
+                ParamValue::Int(x.round() as i64)
+            } else {
+                ParamValue::Float(x)
+            }),
+            _ => None,
+        }
     }
 
     /// The study of a multi-fidelity search: the journal, BOHB's model (TPE, or the

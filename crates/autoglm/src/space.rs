@@ -304,6 +304,24 @@ pub struct SearchConfig {
     /// early only by `pruner`.
     #[serde(default)]
     pub hyperband: Option<HyperbandConfig>,
+    /// Journals (`study.jsonl`) of earlier runs on related tasks, relative to the
+    /// task file: a new search starts with their best configurations (see
+    /// [`SearchConfig::warm_start_trials`]).
+    #[serde(default)]
+    pub warm_start: Vec<std::path::PathBuf>,
+    /// Configurations taken from each `warm_start` journal: its best trials, ranked
+    /// by the score at the largest budget each reached (a multi-fidelity journal) or
+    /// by value, enqueued as the new search's first trials. Parameters the new space
+    /// lacks are dropped and values outside it are left to the sampler; the sampler's
+    /// model learns from the new task's scores only (the transfer is the initial
+    /// design, as meta-learned initialisation does: no score of another task is mixed
+    /// with this task's, whose scale may differ).
+    #[serde(default = "d_warm")]
+    pub warm_start_trials: usize,
+}
+
+fn d_warm() -> usize {
+    3
 }
 
 /// `search.hyperband:`: successive halving over training length, promoted trials
@@ -452,6 +470,8 @@ impl Default for SearchConfig {
             max_len: d_max_len(),
             constraints: Constraints::default(),
             hyperband: None,
+            warm_start: Vec::new(),
+            warm_start_trials: d_warm(),
         }
     }
 }

@@ -234,6 +234,9 @@ impl Task {
         if let Some(p) = &mut self.model.checkpoint {
             abs(p);
         }
+        for p in &mut self.search.warm_start {
+            abs(p);
+        }
         match &mut self.output {
             Some(p) => abs(p),
             None => self.output = Some(base.join("runs").join(&self.name)),

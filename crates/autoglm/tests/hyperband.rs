@@ -165,3 +165,50 @@ fn impossible_budgets_say_what_fits() {
     let e = search(&path, &mut Vec::new()).unwrap_err().to_string();
     assert!(e.contains("search.hyperband.min_epochs: 9"), "{e}");
 }
+
+/// A second search warm-started from the first one's journal starts with the first
+/// one's best configurations, restricted to its own space (here `layers` is fixed,
+/// so it is dropped); a missing journal is an error naming it.
+#[test]
+fn warm_start_enqueues_the_best_earlier_configurations() {
+    let a = tempfile::tempdir().unwrap();
+    search(&write_task(a.path(), HB), &mut Vec::new()).unwrap();
+    let earlier = trials(a.path());
+    let mut ranked: Vec<&FrozenTrial> = earlier.iter().collect();
+    ranked.sort_by(|x, y| {
+        let k = |t: &FrozenTrial| {
+            let (b, v) = t.intermediate.iter().next_back().unwrap();
+            (*b, *v)
+        };
+        k(y).0.cmp(&k(x).0).then(k(y).1.total_cmp(&k(x).1))
+    });
+    let b = tempfile::tempdir().unwrap();
+    let journal = a.path().join("runs/hb/study.jsonl");
+    let path = write_task(
+        b.path(),
+        &format!(
+            "warm_start: [{}], warm_start_trials: 2, hyperband: {{min_epochs: 0.7, eta: 3, brackets: 1}}",
+            journal.display()
+        ),
+    );
+    let text = std::fs::read_to_string(&path)
+        .unwrap()
+        .replace("layers: {low: 1, high: 2}", "layers: 1");
+    std::fs::write(&path, text).unwrap();
+    search(&path, &mut Vec::new()).unwrap();
+    let now = trials(b.path());
+    for (t, e) in now.iter().zip(&ranked).take(2) {
+        let mut want = e.params.clone();
+        want.remove("layers");
+        assert_eq!(t.params, want, "trial {}", t.number);
+    }
+    let path = write_task(
+        b.path(),
+        "warm_start: [nowhere.jsonl], hyperband: {min_epochs: 0.7}",
+    );
+    let e = search(&path, &mut Vec::new()).unwrap_err().to_string();
+    assert!(
+        e.contains("search.warm_start:") && e.contains("nowhere.jsonl: no such journal"),
+        "{e}"
+    );
+}
