@@ -90,6 +90,9 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
                 "trial {number}: rung {epochs:.3} epochs ({n} steps with cooldown)  dev loss {dev_loss:.4}{}",
                 value.map_or(String::new(), |v| format!(", dev {v:.3}"))
             ),
+            Event::Extend { seconds } => {
+                format!("brackets over: the incumbent gets the {seconds:.0} s left")
+            }
             Event::End {
                 number,
                 state,

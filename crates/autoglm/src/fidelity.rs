@@ -28,6 +28,25 @@ pub(crate) struct RungSteps {
     pub warmup: u64,
 }
 
+impl RungSteps {
+    /// A rung from `from` to `stable` constant-rate steps with a cooldown of `share` ×
+    /// `stable` steps (at least one).
+    pub(crate) fn new(from: u64, stable: u64, share: f64, warmup: u64) -> RungSteps {
+        RungSteps {
+            from,
+            stable,
+            cooldown: cooldown_steps(share, stable),
+            warmup,
+        }
+    }
+}
+
+/// The cooldown of a rung of `stable` constant-rate steps: `share` of them, at least
+/// one.
+pub(crate) fn cooldown_steps(share: f64, stable: u64) -> u64 {
+    ((share * stable as f64).round() as u64).max(1)
+}
+
 /// How a rung runs.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct RungOptions<'a> {

@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{prepare, Item, Prepared};
 use crate::error::{write, write_json, write_lines, Error, Result};
-use crate::fidelity::{rung, Rung, RungOptions, RungSteps};
+use crate::fidelity::{cooldown_steps, rung, Rung, RungOptions, RungSteps};
 use crate::rundir::{
     RunDir, BEST_DEV_OUTPUTS, BEST_TRIAL, MODEL_AUTOGLM, MODEL_CONFIG, MODEL_GENERATION_CONFIG,
     MODEL_TOKENIZER, MODEL_WEIGHTS,
@@ -81,6 +81,12 @@ pub enum Event {
         dev_loss: f64,
         /// The search's metric on all of dev (the top rung only).
         value: Option<f64>,
+    },
+    /// A multi-fidelity search's brackets are over: the time left goes to the
+    /// incumbent.
+    Extend {
+        /// Seconds left.
+        seconds: f64,
     },
     /// A trial ended.
     End {
@@ -181,7 +187,8 @@ pub struct AutoTrainer {
     train: Dataset,
     dev_loss: Dataset,
     dev_search: Vec<Item>,
-    /// Dev-loss examples of all of dev (the multi-fidelity search's rung scores).
+    /// Dev-loss examples of every dev input with its first reference (the
+    /// multi-fidelity search's rung scores).
     dev_loss_all: Dataset,
     max_len: usize,
 }
@@ -191,6 +198,23 @@ const MIN_RUNG_STEPS: u64 = 10;
 
 /// Steps timed by [`AutoTrainer::check_time`] (after two that warm up).
 const PROBE_STEPS: u64 = 6;
+
+/// `value` as JSON for a trial attribute.
+fn to_json(value: &impl Serialize) -> std::result::Result<serde_json::Value, TrialError> {
+    serde_json::to_value(value).map_err(|e| TrialError::Failed(e.to_string()))
+}
+
+/// Passes a training step of trial `number` on as an [`Event::Step`].
+fn step_event(on: &mut impl FnMut(&Event), number: u64, p: Progress) {
+    if let Progress::Step { step, steps, loss } = p {
+        on(&Event::Step {
+            number,
+            step,
+            steps,
+            loss,
+        });
+    }
+}
 
 /// Whether a trial ran in a multi-fidelity search (its intermediate values are rung
 /// scores by budget).
@@ -300,11 +324,15 @@ impl AutoTrainer {
             return Err(Error::Input("no dev items to choose a model on".into()));
         }
         let dev_loss_all = if task.search.hyperband.is_some() {
+            // Every dev input once, with its first reference.
+            let examples = data
+                .dev
+                .iter()
+                .filter_map(|it| Some(tok.example(&it.input, it.references.first()?)))
+                .map(|e| e.map(|e| cut(e, max_len)))
+                .collect::<Result<_>>()?;
             Dataset {
-                examples: item_examples(&tok, &data.dev)?
-                    .into_iter()
-                    .map(|e| cut(e, max_len))
-                    .collect(),
+                examples,
                 ..Dataset::default()
             }
         } else {
@@ -603,7 +631,7 @@ impl AutoTrainer {
         let started = Instant::now();
         let s = self.task.search.clone();
         let n_train = self.train.examples.len();
-        let max_epochs = self.task.training.max_epochs();
+        let max_epochs = hb.top_epochs(&self.task.training);
         let plan = Hyperband::new(units(hb.min_epochs), units(max_epochs), hb.eta)?;
         self.check_rungs(hb)?;
         if let Some(m) = s.minutes {
@@ -620,17 +648,13 @@ impl AutoTrainer {
         if let Some(n) = hb.brackets {
             mf = mf.with_iterations(n);
         }
-        if let Some(d) = deadline {
-            mf = mf.with_deadline(d);
+        if let Some(m) = s.minutes {
+            // The brackets get their share of the time; the rest goes to the incumbent.
+            mf = mf.with_deadline(
+                started + std::time::Duration::from_secs_f64(m * 60.0 * hb.search_share),
+            );
         }
-        let data = TrialData {
-            tok: &self.tok,
-            train: &self.train,
-            dev_loss: &self.dev_loss_all,
-            dev: &self.data.dev,
-            max_len: self.max_len,
-            base: self.base.as_ref(),
-        };
+        let data = self.data_all_dev();
         let this = &*self;
         // Seconds per training step and of scoring, by trial (this process's rungs).
         let mut timing: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
@@ -641,23 +665,17 @@ impl AutoTrainer {
                 let (structure, hyper) = this.suggest(trial)?;
                 let steps_of = |b: u64| rung_steps(b, n_train, hyper.batch_size);
                 let stable = steps_of(to);
-                let steps = RungSteps {
-                    from: if from == 0 { 0 } else { steps_of(from) },
-                    stable,
-                    cooldown: ((hb.cooldown * stable as f64).round() as u64).max(1),
-                    warmup: (hyper.warmup * steps_of(plan.min_budget()) as f64).round() as u64,
-                };
+                let warmup = (hyper.warmup * steps_of(plan.min_budget()) as f64).round() as u64;
+                let from_steps = if from == 0 { 0 } else { steps_of(from) };
+                let steps = RungSteps::new(from_steps, stable, hb.cooldown, warmup);
                 on(&Event::Start {
                     number,
                     params: trial.params()?,
                     steps: steps.stable + steps.cooldown,
                 });
                 if from == 0 {
-                    let json = |v: serde_json::Result<serde_json::Value>| {
-                        v.map_err(|e| TrialError::Failed(e.to_string()))
-                    };
-                    trial.set_user_attr("structure", json(serde_json::to_value(&structure))?)?;
-                    trial.set_user_attr("hyper", json(serde_json::to_value(&hyper))?)?;
+                    trial.set_user_attr("structure", to_json(&structure)?)?;
+                    trial.set_user_attr("hyper", to_json(&hyper)?)?;
                 }
                 let t0 = Instant::now();
                 let checkpoint = this.run.trial_checkpoint(number);
@@ -671,14 +689,7 @@ impl AutoTrainer {
                     decoding: &s.decoding,
                 };
                 let result = rung(&data, &structure, &hyper, steps, opts, |p| {
-                    if let Progress::Step { step, steps, loss } = p {
-                        on(&Event::Step {
-                            number,
-                            step,
-                            steps,
-                            loss,
-                        });
-                    }
+                    step_event(&mut on, number, p)
                 });
                 let end = |on: &mut dyn FnMut(&Event), state, value| {
                     on(&Event::End {
@@ -716,15 +727,12 @@ impl AutoTrainer {
                             .iter()
                             .map(|(&b, &v)| {
                                 let st = steps_of(b);
-                                (st + ((hb.cooldown * st as f64).round() as u64).max(1), -v)
+                                (st + cooldown_steps(hb.cooldown, st), -v)
                             })
                             .collect();
                         curve.extend(o.curve.iter().copied());
                         o.curve = curve;
-                        let json = |v: serde_json::Result<serde_json::Value>| {
-                            v.map_err(|e| TrialError::Failed(e.to_string()))
-                        };
-                        trial.set_user_attr("outcome", json(serde_json::to_value(&o))?)?;
+                        trial.set_user_attr("outcome", to_json(&o)?)?;
                         let constraints = s.constraints.values(&o);
                         let feasible = constraints
                             .as_ref()
@@ -756,6 +764,9 @@ impl AutoTrainer {
         )?;
         let mut extended = None;
         if let (StopReason::TimeBudget, Some(d)) = (report.stop, deadline) {
+            on(&Event::Extend {
+                seconds: d.saturating_duration_since(Instant::now()).as_secs_f64(),
+            });
             let ext = Extension {
                 hb,
                 plan: &plan,
@@ -845,14 +856,9 @@ impl AutoTrainer {
             return Ok(None);
         }
         let stable = from + more as u64;
-        let steps = RungSteps {
-            from,
-            stable,
-            cooldown: ((c * stable as f64).round() as u64).max(1),
-            warmup: (hyper.warmup
-                * rung_steps(ext.plan.min_budget(), n_train, hyper.batch_size) as f64)
-                .round() as u64,
-        };
+        let warmup =
+            hyper.warmup * rung_steps(ext.plan.min_budget(), n_train, hyper.batch_size) as f64;
+        let steps = RungSteps::new(from, stable, c, warmup.round() as u64);
         let number = t.number;
         on(&Event::Start {
             number,
@@ -861,14 +867,7 @@ impl AutoTrainer {
         });
         let t0 = Instant::now();
         let s = &self.task.search;
-        let data = TrialData {
-            tok: &self.tok,
-            train: &self.train,
-            dev_loss: &self.dev_loss_all,
-            dev: &self.data.dev,
-            max_len: self.max_len,
-            base: self.base.as_ref(),
-        };
+        let data = self.data_all_dev();
         let opts = RungOptions {
             seed: s.seed.wrapping_add(number),
             threads: s.threads,
@@ -878,14 +877,7 @@ impl AutoTrainer {
             decoding: &s.decoding,
         };
         let r = rung(&data, &structure, &hyper, steps, opts, |p| {
-            if let Progress::Step { step, steps, loss } = p {
-                on(&Event::Step {
-                    number,
-                    step,
-                    steps,
-                    loss,
-                });
-            }
+            step_event(&mut *on, number, p)
         })?;
         let Some(Rung {
             dev_loss,
@@ -930,6 +922,19 @@ impl AutoTrainer {
         self.save_best(&trained, number)?;
         *best = Some((number, v));
         Ok(Some((number, v, t.params.clone())))
+    }
+
+    /// The trials' data with the dev loss and generation on all of dev (the
+    /// multi-fidelity search's).
+    fn data_all_dev(&self) -> TrialData<'_> {
+        TrialData {
+            tok: &self.tok,
+            train: &self.train,
+            dev_loss: &self.dev_loss_all,
+            dev: &self.data.dev,
+            max_len: self.max_len,
+            base: self.base.as_ref(),
+        }
     }
 
     /// Enqueues the best configurations of the `search.warm_start` journals as the
@@ -1056,7 +1061,7 @@ impl AutoTrainer {
         if steps < MIN_RUNG_STEPS {
             let fits = (MIN_RUNG_STEPS * batch as u64) as f64 / n.max(1) as f64;
             return Err(Error::Task(format!(
-                "search.hyperband.min_epochs: {} epochs of {n} training rows are {steps} steps at batch size {batch};                  a rung needs at least {MIN_RUNG_STEPS} steps: min_epochs ≥ {:.3} fits",
+                "search.hyperband.min_epochs: {} epochs of {n} training rows are {steps} steps at batch size {batch}; a rung needs at least {MIN_RUNG_STEPS} steps: min_epochs ≥ {:.3} fits",
                 hb.min_epochs,
                 (fits * 1000.0).ceil() / 1000.0
             )));
@@ -1096,14 +1101,7 @@ impl AutoTrainer {
             warmup: 0.0,
             weight_decay: low(&h.weight_decay),
         };
-        let data = TrialData {
-            tok: &self.tok,
-            train: &self.train,
-            dev_loss: &self.dev_loss_all,
-            dev: &self.data.dev,
-            max_len: self.max_len,
-            base: self.base.as_ref(),
-        };
+        let data = self.data_all_dev();
         let (config, weights, _) = crate::trial::initial(&data, &structure, 0)?;
         let tc = crate::trial::train_config(
             &hyper,
@@ -1123,12 +1121,12 @@ impl AutoTrainer {
         })?;
         let per_step = t0.map_or(0.0, |t| t.elapsed().as_secs_f64()) / PROBE_STEPS as f64;
         let per_epoch = per_step * self.train.examples.len() as f64 / hyper.batch_size as f64;
-        let epochs = self.task.training.max_epochs();
+        let epochs = hb.top_epochs(&self.task.training);
         let needs = per_epoch * epochs * (1.0 + hb.cooldown) / 60.0;
         if needs > minutes {
             let holds = minutes * 60.0 / per_epoch.max(1e-9) / (1.0 + hb.cooldown);
             return Err(Error::Task(format!(
-                "search.minutes: {minutes} minutes hold about {holds:.2} epochs (with cooldown) of the smallest structure                  ({} layers, hidden {}) on this machine; one full-length trial of it (training.epochs {epochs} and its                  cooldown) needs about {needs:.1} minutes: give minutes ≥ {:.1} or training.epochs ≤ {:.2}",
+                "search.minutes: {minutes} minutes hold about {holds:.2} epochs (with cooldown) of the smallest structure ({} layers, hidden {}) on this machine; one full-length trial of it (training.epochs {epochs} and its cooldown) needs about {needs:.1} minutes: give minutes ≥ {:.1} or training.epochs ≤ {:.2}",
                 structure.layers,
                 structure.hidden,
                 needs.ceil(),
@@ -1199,8 +1197,8 @@ impl AutoTrainer {
         };
         let batch = get("batch_size", &h.batch_size, true)? as usize;
         // A multi-fidelity search's budget is the training length: not searched.
-        let epochs = match self.task.search.hyperband {
-            Some(_) => h.max_epochs(),
+        let epochs = match &self.task.search.hyperband {
+            Some(hb) => hb.top_epochs(h),
             None => get("epochs", &h.epochs, false)?,
         };
         let steps = ((epochs * self.train.examples.len() as f64) / batch as f64)

@@ -328,15 +328,19 @@ fn d_warm() -> usize {
 /// continuing from their checkpoint.
 ///
 /// The budget unit is the epoch (counted in thousandths). A trial's rungs run at
-/// `min_epochs · ηᵏ` epochs up to the largest `training.epochs` value (which is then
-/// not searched: the budget takes its place). Trials train with a
+/// `min_epochs · ηᵏ` epochs up to `max_epochs` (default: the largest
+/// `training.epochs` value; `epochs` is then not searched: the budget takes its
+/// place). Trials train with a
 /// warmup-stable-decay learning rate: the warm-up (`training.warmup` as a share of
 /// the smallest rung), a constant rate, and at each rung a cooldown branch of
 /// `cooldown` × the rung's steps, after which the trial is scored: minus the dev loss
-/// on all of dev below the top rung, the search's metric on all of dev (generated
-/// with the first decoding settings) at the top rung. A promoted trial continues its
-/// constant-rate phase from its checkpoint (`OUTPUT/trials/N/stable`), so a trial
-/// that reaches the top rung has trained exactly as one run of that length would.
+/// over every dev input (with its first reference) below the top rung, the search's
+/// metric on all of dev (generated with the first decoding settings) at the top
+/// rung. A promoted trial continues its constant-rate phase from its checkpoint
+/// (`OUTPUT/trials/N/stable`), so a trial that reaches the top rung has trained
+/// exactly as one run of that length would. With `minutes`, the brackets get
+/// `search_share` of the time and the rest extends the incumbent from its
+/// checkpoint (`OUTPUT/extension.json`).
 /// The model (`sampler`: `auto` and `tpe` give TPE, `gp` the GP) is fitted on the
 /// largest rung with enough scores, every bracket's trials included (BOHB);
 /// `random` samples uniformly with the same brackets. `pruner` is not used (the
@@ -355,6 +359,19 @@ pub struct HyperbandConfig {
     /// Hyperband iterations (brackets) at most, besides `trials` and `minutes`.
     #[serde(default)]
     pub brackets: Option<u64>,
+    /// Epochs of the top rung (default: the largest `training.epochs` value).
+    #[serde(default)]
+    pub max_epochs: Option<f64>,
+    /// With `minutes`: the share of the time the brackets get (no rung starts that
+    /// would end after it); the rest extends the incumbent — its constant-rate phase
+    /// continues from its checkpoint for as long as fits, then cools down — and the
+    /// longer model is chosen if it scores higher on dev. 1: brackets to the end.
+    #[serde(default = "d_share")]
+    pub search_share: f64,
+}
+
+fn d_share() -> f64 {
+    0.5
 }
 
 fn d_eta() -> u64 {
@@ -365,11 +382,17 @@ fn d_cooldown() -> f64 {
 }
 
 impl HyperbandConfig {
+    /// Epochs of the top rung: `max_epochs`, else the largest `training.epochs`.
+    pub fn top_epochs(&self, training: &HyperSpace) -> f64 {
+        self.max_epochs.unwrap_or_else(|| training.max_epochs())
+    }
+
     /// Checks the values against the largest `training.epochs` value.
     ///
     /// # Errors
     /// [`Error::Task`] naming the field.
-    pub fn check(&self, max_epochs: f64) -> Result<()> {
+    pub fn check(&self, training_max: f64) -> Result<()> {
+        let max_epochs = self.max_epochs.unwrap_or(training_max);
         let bad = |f: &str, why: String| Err(Error::Task(format!("search.hyperband.{f}: {why}")));
         if !(self.min_epochs.is_finite() && self.min_epochs > 0.0) {
             return bad("min_epochs", format!("{} must be > 0", self.min_epochs));
@@ -378,9 +401,18 @@ impl HyperbandConfig {
             return bad(
                 "min_epochs",
                 format!(
-                    "{} is more than the largest training.epochs value, {max_epochs}",
+                    "{} is more than the top rung's {max_epochs} epochs",
                     self.min_epochs
                 ),
+            );
+        }
+        if self.max_epochs.is_some_and(|m| !(m.is_finite() && m > 0.0)) {
+            return bad("max_epochs", "must be > 0".into());
+        }
+        if !(self.search_share > 0.0 && self.search_share <= 1.0) {
+            return bad(
+                "search_share",
+                format!("{} must be in (0, 1]", self.search_share),
             );
         }
         if self.eta < 2 {
