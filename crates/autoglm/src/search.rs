@@ -223,7 +223,12 @@ fn iteration_of_attr(t: &autoglm_tune::FrozenTrial) -> bool {
 }
 
 /// Seconds kept in hand when the incumbent is extended to the deadline.
-const EXTENSION_MARGIN_S: f64 = 10.0;
+const EXTENSION_MARGIN_S: f64 = 15.0;
+
+/// The beams of the search's decoding (its first settings).
+fn first_beams(d: &crate::trial::Decoding) -> f64 {
+    d.num_beams.values().first().copied().unwrap_or(1).max(1) as f64
+}
 
 /// What [`AutoTrainer::extend`] works with.
 struct Extension<'a> {
@@ -838,11 +843,22 @@ impl AutoTrainer {
         let n_train = self.train.examples.len();
         let c = ext.hb.cooldown;
         let from = rung_steps(reached, n_train, hyper.batch_size);
+        // Scoring: the dev loss as measured at the trial's last rung, and generation
+        // (measured there if that was the top rung, else estimated as one training
+        // step per batch of beam rows, twice).
+        let beams = first_beams(&self.task.search.decoding);
+        let generation =
+            self.data.dev.len() as f64 * beams / hyper.batch_size.max(1) as f64 * per_step * 2.0;
+        let scoring = if reached >= ext.plan.max_budget() {
+            score_seconds
+        } else {
+            score_seconds + generation
+        };
         let left = ext
             .deadline
             .saturating_duration_since(Instant::now())
             .as_secs_f64()
-            - 1.5 * score_seconds
+            - 1.2 * scoring
             - EXTENSION_MARGIN_S;
         // e more constant-rate steps, then a cooldown of c · (from + e).
         let fits = left / per_step.max(1e-9);
