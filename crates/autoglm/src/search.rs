@@ -199,6 +199,32 @@ const MIN_RUNG_STEPS: u64 = 10;
 /// Steps timed by [`AutoTrainer::check_time`] (after two that warm up).
 const PROBE_STEPS: u64 = 6;
 
+/// A search's summary from its journal: trials by state, the best trial (`best`
+/// when given, else the study's), the seconds since `started`, why it stopped.
+fn summarize(
+    study: &mut Study,
+    best: Option<(u64, f64, Params)>,
+    started: Instant,
+    stop: StopReason,
+) -> Result<Summary> {
+    let trials = study.trials()?;
+    let n = |st: TrialState| trials.iter().filter(|t| t.state == st).count();
+    let best = match best {
+        Some(b) => Some(b),
+        None => study
+            .best_trial()?
+            .and_then(|t| Some((t.number, t.value()?, t.params))),
+    };
+    Ok(Summary {
+        complete: n(TrialState::Complete),
+        pruned: n(TrialState::Pruned),
+        failed: n(TrialState::Failed),
+        best,
+        seconds: started.elapsed().as_secs_f64(),
+        stop,
+    })
+}
+
 /// `value` as JSON for a trial attribute.
 fn to_json(value: &impl Serialize) -> std::result::Result<serde_json::Value, TrialError> {
     serde_json::to_value(value).map_err(|e| TrialError::Failed(e.to_string()))
@@ -609,19 +635,7 @@ impl AutoTrainer {
                 seconds,
             });
         };
-        let trials = study.trials()?;
-        let n = |st: TrialState| trials.iter().filter(|t| t.state == st).count();
-        let best = study
-            .best_trial()?
-            .and_then(|t| Some((t.number, t.value()?, t.params)));
-        Ok(Summary {
-            complete: n(TrialState::Complete),
-            pruned: n(TrialState::Pruned),
-            failed: n(TrialState::Failed),
-            best,
-            seconds: started.elapsed().as_secs_f64(),
-            stop,
-        })
+        summarize(&mut study, None, started, stop)
     }
 
     /// The multi-fidelity search (`search.hyperband`): Hyperband's brackets over
@@ -781,22 +795,7 @@ impl AutoTrainer {
             extended = self.extend(&mut study, &ext, &mut best, &mut on)?;
         }
         self.remove_finished_checkpoints(&mut study)?;
-        let trials = study.trials()?;
-        let n = |st: TrialState| trials.iter().filter(|t| t.state == st).count();
-        let best = match extended {
-            Some(b) => Some(b),
-            None => study
-                .best_trial()?
-                .and_then(|t| Some((t.number, t.value()?, t.params))),
-        };
-        Ok(Summary {
-            complete: n(TrialState::Complete),
-            pruned: n(TrialState::Pruned),
-            failed: n(TrialState::Failed),
-            best,
-            seconds: started.elapsed().as_secs_f64(),
-            stop: report.stop,
-        })
+        summarize(&mut study, extended, started, report.stop)
     }
 
     /// The time a multi-fidelity search has left when no further rung fits goes to
