@@ -10,8 +10,8 @@ use autoglm_train::{Control, Schedule, Trainer};
 
 use crate::error::{Error, Result};
 use crate::trial::{
-    initial, score_dev, train_config, Decoding, Hyper, Outcome, Progress, Structure, Trained,
-    TrialData,
+    initial, parameter_count, score_dev, train_config, Decoding, Hyper, Outcome, Progress,
+    Structure, Trained, TrialData,
 };
 
 /// Steps of one rung: the constant-rate phase ends at `stable`, then `cooldown` steps
@@ -93,7 +93,6 @@ pub(crate) fn rung(
     mut on: impl FnMut(Progress),
 ) -> Result<Option<Rung>> {
     let started = Instant::now();
-    let (config, weights, parameters) = initial(data, structure, opts.seed)?;
     let ck = opts.checkpoint;
     let from_stable = steps.from;
     let mut trainer = if ck.join("trainer_state.json").exists() {
@@ -108,6 +107,7 @@ pub(crate) fn rung(
         }
         t
     } else if from_stable == 0 {
+        let (config, weights, _) = initial(data, structure, opts.seed)?;
         let tc = train_config(
             hyper,
             Schedule::Wsd,
@@ -116,7 +116,7 @@ pub(crate) fn rung(
             opts.seed,
             opts.threads,
         );
-        Trainer::new(config.clone(), weights, tc)?
+        Trainer::new(config, weights, tc)?
     } else {
         return Err(Error::Input(format!(
             "{}: no checkpoint to continue from (step {from_stable})",
@@ -124,6 +124,7 @@ pub(crate) fn rung(
         )));
     };
     trainer.plan_cooldown(steps.stable, steps.cooldown)?;
+    let config = trainer.model_config().clone();
     let total = steps.stable + steps.cooldown;
     let late = || opts.deadline.is_some_and(|d| Instant::now() >= d);
     let mut stopped = false;
@@ -164,6 +165,7 @@ pub(crate) fn rung(
     let peak_step_bytes = trainer.peak_step_bytes();
     let trained = match cooled {
         Some(weights) => {
+            let parameters = parameter_count(&config, &weights);
             let (dev, ms, outs) =
                 score_dev(data, &config, weights.clone(), opts.decoding, opts.threads)?;
             Some(Trained {

@@ -491,12 +491,20 @@ pub(crate) fn initial(
             (config, weights)
         }
     };
-    let parameters = weights
+    let parameters = parameter_count(&config, &weights);
+    Ok((config, weights, parameters))
+}
+
+/// Parameters of a model's weights (a tied output head counted once).
+pub(crate) fn parameter_count(
+    config: &ModelConfig,
+    weights: &std::collections::BTreeMap<String, autoglm_ops::Tensor>,
+) -> usize {
+    weights
         .iter()
         .filter(|(k, _)| !(config.tie_word_embeddings && k.as_str() == "head.w"))
         .map(|(_, t)| t.len())
-        .sum();
-    Ok((config, weights, parameters))
+        .sum()
 }
 
 /// Dev outputs of `weights` for `data.dev` with `decoding`, their scores, and the
