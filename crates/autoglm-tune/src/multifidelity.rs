@@ -359,6 +359,30 @@ impl MultiFidelity {
     ) -> Result<Option<StopReason>> {
         // Rung 0: the bracket's trials, created as needed.
         let mut alive: Vec<u64> = self.members(study, k).iter().map(|m| m.number).collect();
+        // A trial a kill left between its creation and its bracket attribute joins the
+        // bracket with the proposal it was created with.
+        let orphans: Vec<u64> = study
+            .storage()
+            .trials()
+            .iter()
+            .filter(|t| {
+                t.state == TrialState::Running
+                    && iteration_of(t).is_none()
+                    && t.params.is_empty()
+                    && t.intermediate.is_empty()
+            })
+            .map(|t| t.number)
+            .collect();
+        for number in orphans {
+            if alive.len() >= bracket.rungs[0].trials {
+                break;
+            }
+            study.reask(number)?.set_user_attr(
+                HYPERBAND_ATTR,
+                serde_json::json!({"iteration": k, "bracket": bracket.s}),
+            )?;
+            alive.push(number);
+        }
         let mut from = 0;
         for (i, rung) in bracket.rungs.iter().enumerate() {
             if i == 0 {
@@ -905,5 +929,37 @@ mod tests {
             Instant::now() < deadline + std::time::Duration::from_millis(40),
             "{r:?}"
         );
+    }
+
+    #[test]
+    fn a_trial_killed_before_its_bracket_attribute_joins_the_bracket() {
+        let plan = Hyperband::new(1, 9, 3).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let open = |name: &str| {
+            Study::minimize(Seed(4))
+                .with_sampler(BudgetModel::new(TpeSampler::new(Seed(4))))
+                .with_storage(Storage::journal(&dir.path().join(name)).unwrap())
+        };
+        let run = |study: &mut Study| {
+            MultiFidelity::new(plan)
+                .with_iterations(1)
+                .optimize(study, &mut |t: &mut Trial<'_>, _from: u64, to: u64| {
+                    let x = t.suggest_float("x", 0.0, 1.0, false)?;
+                    Ok(curve(x, to))
+                })
+                .unwrap();
+            study.trials().unwrap()
+        };
+        let straight = run(&mut open("a.jsonl"));
+        // Killed between the create and the bracket attribute of its first trial.
+        open("b.jsonl").ask().unwrap();
+        let resumed = run(&mut open("b.jsonl"));
+        assert_eq!(straight.len(), resumed.len());
+        for (a, b) in straight.iter().zip(&resumed) {
+            assert_eq!(
+                (&a.params, &a.intermediate, a.state),
+                (&b.params, &b.intermediate, b.state)
+            );
+        }
     }
 }

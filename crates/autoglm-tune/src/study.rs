@@ -299,6 +299,36 @@ impl Study {
             Event::Create { number, .. } => (number, false),
             _ => unreachable!("ask commits a claim or a create"),
         };
+        self.propose(number, claimed);
+        Ok(Trial {
+            study: self,
+            number,
+        })
+    }
+
+    /// Trial `number` again, running and without any parameter yet (a process killed
+    /// between [`Study::ask`] and its first suggestion left it so), with the proposal
+    /// `ask` made for it: the sampler restarts from the trial number and sees the same
+    /// trials before it, so a resumed loop continues as an uninterrupted one would.
+    ///
+    /// A trial that already has parameters is returned as it is.
+    ///
+    /// # Errors
+    /// As [`Study::trial`]: an unknown or finished trial.
+    pub fn reask(&mut self, number: u64) -> Result<Trial<'_>> {
+        let fresh = self.running(number)?.params.is_empty();
+        if fresh && !self.relative.contains_key(&number) {
+            self.propose(number, false);
+        }
+        Ok(Trial {
+            study: self,
+            number,
+        })
+    }
+
+    /// The sampler's joint proposal for trial `number` (a claimed, enqueued trial
+    /// keeps its values and is exempt from the repeat check).
+    fn propose(&mut self, number: u64, claimed: bool) {
         self.sampler.begin_trial(number);
         self.fallback.begin_trial(number);
         let ctx = SamplerContext {
@@ -318,10 +348,6 @@ impl Study {
             self.unseen_relative(number, &space, rel)
         };
         self.relative.insert(number, rel);
-        Ok(Trial {
-            study: self,
-            number,
-        })
     }
 
     /// `rel`, the sampler's joint proposal for trial `number`, or, if it leads only to
