@@ -554,8 +554,9 @@ impl MultiFidelity {
     }
 }
 
-/// The Hyperband iteration a trial belongs to, if it is a multi-fidelity trial.
-fn iteration_of(t: &FrozenTrial) -> Option<u64> {
+/// The Hyperband iteration a trial belongs to, if it is a multi-fidelity trial (its
+/// intermediate values are then rung scores by budget).
+pub fn iteration_of(t: &FrozenTrial) -> Option<u64> {
     t.user_attrs.get(HYPERBAND_ATTR)?.get("iteration")?.as_u64()
 }
 

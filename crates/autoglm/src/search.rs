@@ -242,12 +242,6 @@ fn step_event(on: &mut impl FnMut(&Event), number: u64, p: Progress) {
     }
 }
 
-/// Whether a trial ran in a multi-fidelity search (its intermediate values are rung
-/// scores by budget).
-fn iteration_of_attr(t: &autoglm_tune::FrozenTrial) -> bool {
-    t.user_attrs.contains_key(autoglm_tune::HYPERBAND_ATTR)
-}
-
 /// Seconds kept in hand when the incumbent is extended to the deadline.
 const EXTENSION_MARGIN_S: f64 = 15.0;
 
@@ -976,7 +970,7 @@ impl AutoTrainer {
                 .filter(|t| t.state != TrialState::Failed && t.state != TrialState::Running)
                 .filter_map(|t| {
                     let key = match t.intermediate.iter().next_back() {
-                        Some((&b, &v)) if iteration_of_attr(t) => (b, v),
+                        Some((&b, &v)) if autoglm_tune::iteration_of(t).is_some() => (b, v),
                         _ => (u64::MAX, t.value()?),
                     };
                     key.1.is_finite().then(|| (key, t.params.clone()))
