@@ -10,8 +10,10 @@
 # Runs go to target/autotrain/gate/METHOD-sSEED/ (task.yaml, log.txt with a Unix
 # time before every line, the run's output directory). Two runs at a time, each with
 # one kernel thread (search.threads: 1), every method the same way. Methods:
-#   a  the multi-fidelity search (search.hyperband: rungs 0.148 → 1.333 epochs, η = 3,
-#      BOHB's TPE model; half the time for the brackets, the rest extends the incumbent)
+#   a  the multi-fidelity search (search.hyperband: rungs 0.17 → 1.53 budget units, an
+#      epoch of the middle structure's compute each, η = 3, the middle configuration
+#      first, BOHB's TPE model; 60 % of the time for the brackets, the rest extends
+#      the incumbent)
 #   b  random search, every trial at full length, no pruner
 #   c  the search as it was at issue 25's start (auto sampler, median pruner)
 #   d  the default configuration (middle of every range), one run fitted to the budget
@@ -26,16 +28,17 @@ SUBSET_SHA=a1aff39cb94cd37cbc5052410b9dc935d73b9a0bcc1bb314abe207ff583d1e8f
 
 task() { # METHOD SEED -> task.yaml on stdout
   local m=$1 seed=$2 model training search
+  local HB='min_epochs: 0.17, max_epochs: 1.53, eta: 3, search_share: 0.6'
   model='{layers: {low: 2, high: 4}, hidden: [128, 192, 256], heads: [4], kv_heads: [1, 2], mlp_ratio: {low: 2.0, high: 3.0}, rotary: [0.5]}'
   training='{lr: {low: 1.0e-3, high: 6.0e-3, log: true}, batch_size: [32, 64], epochs: {low: 1.0, high: 4.0}}'
   case $m in
-    a) search="sampler: auto, trials: 1000, hyperband: {min_epochs: 0.148, max_epochs: 1.333, eta: 3}" ;;
+    a) search="sampler: auto, trials: 1000, hyperband: {$HB}" ;;
     b) search="sampler: random, pruner: none, trials: 1000" ;;
     c) search="sampler: auto, pruner: median, trials: 12, evaluations: 4" ;;
     d) model='{layers: 3, hidden: 192, heads: 4, kv_heads: 2, mlp_ratio: 2.5, rotary: 0.5}'
        training='{lr: 2.449e-3, batch_size: 32, epochs: 100.0, weight_decay: 0.01}'
        search="trials: 1, pruner: none" ;;
-    e) search="sampler: random, trials: 1000, hyperband: {min_epochs: 0.148, max_epochs: 1.333, eta: 3}" ;;
+    e) search="sampler: random, trials: 1000, hyperband: {$HB}" ;;
   esac
   cat <<YAML
 name: gate-$m-s$seed

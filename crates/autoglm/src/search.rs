@@ -27,7 +27,7 @@ use crate::rundir::{
     RunDir, BEST_DEV_OUTPUTS, BEST_TRIAL, MODEL_AUTOGLM, MODEL_CONFIG, MODEL_GENERATION_CONFIG,
     MODEL_TOKENIZER, MODEL_WEIGHTS,
 };
-use crate::space::{Choice, HyperbandConfig, PrunerKind, SamplerKind};
+use crate::space::{BudgetUnit, Choice, HyperbandConfig, PrunerKind, SamplerKind};
 use crate::task::Task;
 use crate::tokenizer::TaskTokenizer;
 use crate::trial::{
@@ -258,14 +258,30 @@ struct Extension<'a> {
     timing: &'a BTreeMap<u64, (f64, f64)>,
 }
 
+/// Names of the parameters a trial may suggest.
+const PARAMS: [&str; 11] = [
+    "layers",
+    "hidden",
+    "heads",
+    "kv_heads",
+    "mlp_ratio",
+    "rotary",
+    "lr",
+    "batch_size",
+    "epochs",
+    "warmup",
+    "weight_decay",
+];
+
 /// Thousandths of an epoch: the multi-fidelity budget unit.
 fn units(epochs: f64) -> u64 {
     (epochs * 1000.0).round().max(1.0) as u64
 }
 
-/// Optimizer steps of `budget` thousandths of an epoch of `n` rows at `batch`.
-fn rung_steps(budget: u64, n: usize, batch: usize) -> u64 {
-    ((budget as f64 / 1000.0 * n as f64) / batch.max(1) as f64)
+/// Optimizer steps of `budget` thousandths of a budget unit of `n` rows at `batch`
+/// for a structure that costs `cost` budget units per epoch.
+fn rung_steps(budget: u64, n: usize, batch: usize, cost: f64) -> u64 {
+    ((budget as f64 / 1000.0 / cost * n as f64) / batch.max(1) as f64)
         .ceil()
         .max(1.0) as u64
 }
@@ -651,7 +667,11 @@ impl AutoTrainer {
             self.check_time(hb, m)?;
         }
         let mut study = self.study_hyperband()?;
+        let fresh = study.trials()?.is_empty();
         self.warm_start(&mut study)?;
+        if fresh && hb.default_first {
+            study.enqueue(self.default_params())?;
+        }
         self.remove_finished_checkpoints(&mut study)?;
         let mut best = self.best_trial(&mut study)?;
         let deadline = s
@@ -676,7 +696,8 @@ impl AutoTrainer {
             &mut |trial: &mut autoglm_tune::Trial<'_>, from: u64, to: u64| {
                 let number = trial.number();
                 let (structure, hyper) = this.suggest(trial)?;
-                let steps_of = |b: u64| rung_steps(b, n_train, hyper.batch_size);
+                let cost = this.cost(hb, &structure);
+                let steps_of = |b: u64| rung_steps(b, n_train, hyper.batch_size, cost);
                 let stable = steps_of(to);
                 let warmup = (hyper.warmup * steps_of(plan.min_budget()) as f64).round() as u64;
                 let from_steps = if from == 0 { 0 } else { steps_of(from) };
@@ -766,7 +787,7 @@ impl AutoTrainer {
                 };
                 on(&Event::Rung {
                     number,
-                    epochs: to as f64 / 1000.0,
+                    epochs: (steps.stable * hyper.batch_size as u64) as f64 / n_train as f64,
                     steps: steps.stable + steps.cooldown,
                     dev_loss: r.dev_loss,
                     value,
@@ -835,7 +856,8 @@ impl AutoTrainer {
         };
         let n_train = self.train.examples.len();
         let c = ext.hb.cooldown;
-        let from = rung_steps(reached, n_train, hyper.batch_size);
+        let cost = self.cost(ext.hb, &structure);
+        let from = rung_steps(reached, n_train, hyper.batch_size, cost);
         // Scoring: the dev loss as measured at the trial's last rung, and generation
         // (measured there if that was the top rung, else estimated as one training
         // step per batch of beam rows, twice).
@@ -865,8 +887,8 @@ impl AutoTrainer {
             return Ok(None);
         }
         let stable = from + more as u64;
-        let warmup =
-            hyper.warmup * rung_steps(ext.plan.min_budget(), n_train, hyper.batch_size) as f64;
+        let warmup = hyper.warmup
+            * rung_steps(ext.plan.min_budget(), n_train, hyper.batch_size, cost) as f64;
         let steps = RungSteps::new(from, stable, c, warmup.round() as u64);
         let number = t.number;
         on(&Event::Start {
@@ -994,9 +1016,25 @@ impl AutoTrainer {
     /// as an integer, a list's as a float), or none when the space does not search
     /// `name` or does not hold `value`.
     fn fit_space(&self, name: &str, value: &ParamValue) -> Option<ParamValue> {
+        let (choice, int) = self.space_of(name)?;
+        let x = value.as_f64()?;
+        match choice {
+            Choice::Among(v) if v.len() > 1 && v.contains(&x) => Some(ParamValue::Float(x)),
+            Choice::Range { low, high, .. } if (*low..=*high).contains(&x) => Some(if int {
+                ParamValue::Int(x.round() as i64)
+            } else {
+                ParamValue::Float(x)
+            }),
+            _ => None,
+        }
+    }
+
+    /// The choice the task's space gives parameter `name` and whether it is an
+    /// integer, or none when the space does not search `name`.
+    fn space_of(&self, name: &str) -> Option<(&Choice, bool)> {
         let (m, h) = (&self.task.model, &self.task.training);
         let structure = self.base.is_none();
-        let (choice, int) = match name {
+        Some(match name {
             "layers" if structure => (&m.layers, true),
             "hidden" if structure => (&m.hidden, true),
             "heads" if structure => (&m.heads, true),
@@ -1009,16 +1047,63 @@ impl AutoTrainer {
             "warmup" => (&h.warmup, false),
             "weight_decay" => (&h.weight_decay, false),
             _ => return None,
-        };
-        let x = value.as_f64()?;
-        match choice {
-            Choice::Among(v) if v.len() > 1 && v.contains(&x) => Some(ParamValue::Float(x)),
-            Choice::Range { low, high, .. } if (*low..=*high).contains(&x) => Some(if int {
-                ParamValue::Int(x.round() as i64)
-            } else {
-                ParamValue::Float(x)
-            }),
-            _ => None,
+        })
+    }
+
+    /// Every searched parameter at the middle of its range ([`Choice::middle`]).
+    fn default_params(&self) -> Params {
+        PARAMS
+            .iter()
+            .filter_map(|&name| {
+                let (choice, _) = self.space_of(name)?;
+                let v = self.fit_space(name, &ParamValue::Float(choice.middle()))?;
+                Some((name.to_string(), v))
+            })
+            .collect()
+    }
+
+    /// The structure with every model choice at `pick` of it (the base model's when
+    /// fine-tuning).
+    fn structure_with(&self, pick: impl Fn(&Choice) -> f64) -> Structure {
+        let m = &self.task.model;
+        match &self.base {
+            Some(b) => b.structure(),
+            None => {
+                let hidden = pick(&m.hidden).round() as usize;
+                Structure {
+                    layers: pick(&m.layers).round() as usize,
+                    hidden,
+                    heads: pick(&m.heads).round() as usize,
+                    kv_heads: pick(&m.kv_heads).round() as usize,
+                    intermediate: (((hidden as f64 * pick(&m.mlp_ratio)) / 8.0).round() as usize)
+                        .max(1)
+                        * 8,
+                    rotary: pick(&m.rotary),
+                    tie_embeddings: m.tie_embeddings,
+                }
+            }
+        }
+    }
+
+    /// Budget units one epoch of `structure` costs: its multiply-adds per token over
+    /// the middle structure's (`unit: compute`), or 1 (`unit: epochs`).
+    fn cost(&self, hb: &HyperbandConfig, structure: &Structure) -> f64 {
+        match hb.unit {
+            BudgetUnit::Epochs => 1.0,
+            BudgetUnit::Compute => {
+                let n = self.train.examples.len().max(1) as f64;
+                let mean_len = self
+                    .train
+                    .examples
+                    .iter()
+                    .map(|e| e.input_ids.len())
+                    .sum::<usize>() as f64
+                    / n;
+                let vocab = self.tok.vocab_size();
+                let reference = self.structure_with(Choice::middle);
+                structure.macs_per_token(vocab, mean_len)
+                    / reference.macs_per_token(vocab, mean_len).max(1.0)
+            }
         }
     }
 
@@ -1066,12 +1151,18 @@ impl AutoTrainer {
             .batch_size
             .values()
             .map_or(1.0, |v| v.iter().copied().fold(1.0, f64::max)) as usize;
-        let steps = rung_steps(units(hb.min_epochs), n, batch);
+        // The largest structure trains the fewest steps per budget unit.
+        let cost = self.cost(hb, &self.structure_with(Choice::highest));
+        let steps = rung_steps(units(hb.min_epochs), n, batch, cost);
         if steps < MIN_RUNG_STEPS {
-            let fits = (MIN_RUNG_STEPS * batch as u64) as f64 / n.max(1) as f64;
+            let fits = (MIN_RUNG_STEPS * batch as u64) as f64 * cost / n.max(1) as f64;
             return Err(Error::Task(format!(
-                "search.hyperband.min_epochs: {} epochs of {n} training rows are {steps} steps at batch size {batch}; a rung needs at least {MIN_RUNG_STEPS} steps: min_epochs ≥ {:.3} fits",
+                "search.hyperband.min_epochs: {} epochs{} of {n} training rows are {steps} steps at batch size {batch}; a rung needs at least {MIN_RUNG_STEPS} steps: min_epochs ≥ {:.3} fits",
                 hb.min_epochs,
+                match hb.unit {
+                    BudgetUnit::Compute => " (of the middle structure's compute: the largest structure's)",
+                    BudgetUnit::Epochs => "",
+                },
                 (fits * 1000.0).ceil() / 1000.0
             )));
         }
@@ -1082,27 +1173,9 @@ impl AutoTrainer {
     /// time budget must hold one full-length trial of it (training.epochs and its
     /// cooldown).
     fn check_time(&self, hb: &HyperbandConfig, minutes: f64) -> Result<()> {
-        let m = &self.task.model;
         let h = &self.task.training;
-        let low = |c: &Choice| match c {
-            Choice::Fixed(x) => *x,
-            Choice::Among(v) => v.iter().copied().fold(f64::INFINITY, f64::min),
-            Choice::Range { low, .. } => *low,
-        };
-        let hidden = low(&m.hidden) as usize;
-        let structure = match &self.base {
-            Some(b) => b.structure(),
-            None => Structure {
-                layers: low(&m.layers) as usize,
-                hidden,
-                heads: low(&m.heads) as usize,
-                kv_heads: low(&m.kv_heads) as usize,
-                intermediate: (((hidden as f64 * low(&m.mlp_ratio)) / 8.0).round() as usize).max(1)
-                    * 8,
-                rotary: low(&m.rotary),
-                tie_embeddings: m.tie_embeddings,
-            },
-        };
+        let low = Choice::lowest;
+        let structure = self.structure_with(low);
         let hyper = Hyper {
             lr: low(&h.lr),
             batch_size: low(&h.batch_size) as usize,
@@ -1129,7 +1202,10 @@ impl AutoTrainer {
             Ok(Control::Continue)
         })?;
         let per_step = t0.map_or(0.0, |t| t.elapsed().as_secs_f64()) / PROBE_STEPS as f64;
-        let per_epoch = per_step * self.train.examples.len() as f64 / hyper.batch_size as f64;
+        // Seconds per budget unit: an epoch, or (unit: compute) 1 / cost epochs.
+        let per_epoch = per_step * self.train.examples.len() as f64
+            / hyper.batch_size as f64
+            / self.cost(hb, &structure);
         let epochs = hb.top_epochs(&self.task.training);
         let needs = per_epoch * epochs * (1.0 + hb.cooldown) / 60.0;
         if needs > minutes {

@@ -42,6 +42,40 @@ impl Choice {
         }
     }
 
+    /// The smallest value it can take.
+    pub fn lowest(&self) -> f64 {
+        match self {
+            Choice::Fixed(x) => *x,
+            Choice::Among(v) => v.iter().copied().fold(f64::INFINITY, f64::min),
+            Choice::Range { low, .. } => *low,
+        }
+    }
+
+    /// The largest value it can take.
+    pub fn highest(&self) -> f64 {
+        match self {
+            Choice::Fixed(x) => *x,
+            Choice::Among(v) => v.iter().copied().fold(f64::NEG_INFINITY, f64::max),
+            Choice::Range { high, .. } => *high,
+        }
+    }
+
+    /// The middle of the choice: a range's midpoint (geometric on a log scale), the
+    /// middle of a sorted list (the lower of its two middle values when the list is
+    /// even).
+    pub fn middle(&self) -> f64 {
+        match self {
+            Choice::Fixed(x) => *x,
+            Choice::Among(v) => {
+                let mut v = v.clone();
+                v.sort_by(f64::total_cmp);
+                v.get(v.len().saturating_sub(1) / 2).copied().unwrap_or(0.0)
+            }
+            Choice::Range { low, high, log } if *log => (low * high).sqrt(),
+            Choice::Range { low, high, .. } => (low + high) / 2.0,
+        }
+    }
+
     fn check(&self, what: &str, integer: bool, positive: bool) -> Result<()> {
         let bad = |m: String| Err(Error::Task(format!("{what}: {m}")));
         let ok = |x: f64| {
@@ -181,11 +215,7 @@ fn d_wd() -> Choice {
 impl HyperSpace {
     /// The largest `epochs` value (a range's upper end).
     pub fn max_epochs(&self) -> f64 {
-        match &self.epochs {
-            Choice::Fixed(x) => *x,
-            Choice::Among(v) => v.iter().copied().fold(0.0, f64::max),
-            Choice::Range { high, .. } => *high,
-        }
+        self.epochs.highest().max(0.0)
     }
 }
 
@@ -327,10 +357,18 @@ fn d_warm() -> usize {
 /// `search.hyperband:`: successive halving over training length, promoted trials
 /// continuing from their checkpoint.
 ///
-/// The budget unit is the epoch (counted in thousandths). A trial's rungs run at
-/// `min_epochs · ηᵏ` epochs up to `max_epochs` (default: the largest
+/// The budget unit (`unit`) is by default the compute of one epoch of the
+/// *middle structure* (every model choice at its middle, [`Choice::middle`]): a
+/// trial's rung at budget `b` trains `b × (the middle structure's multiply-adds per
+/// token / its own)` epochs, so a small structure trains more epochs than a large one
+/// and each rung compares trials at equal compute — as the time-budgeted run that
+/// follows the brackets will. `unit: epochs` counts plain epochs instead. Budgets
+/// are counted in thousandths. A trial's rungs run at
+/// `min_epochs · ηᵏ` budget units up to `max_epochs` (default: the largest
 /// `training.epochs` value; `epochs` is then not searched: the budget takes its
-/// place). Trials train with a
+/// place). A fresh search's first trial is the middle of every searched range
+/// (after any `search.warm_start` trials; `default_first: false` leaves it out), so
+/// the search starts where a hand-set default would. Trials train with a
 /// warmup-stable-decay learning rate: the warm-up (`training.warmup` as a share of
 /// the smallest rung), a constant rate, and at each rung a cooldown branch of
 /// `cooldown` × the rung's steps, after which the trial is scored: minus the dev loss
@@ -368,6 +406,26 @@ pub struct HyperbandConfig {
     /// longer model is chosen if it scores higher on dev. 1: brackets to the end.
     #[serde(default = "d_share")]
     pub search_share: f64,
+    /// What a budget unit is: the compute of an epoch of the middle structure
+    /// (`compute`, the default) or an epoch of the trial's own (`epochs`).
+    #[serde(default)]
+    pub unit: BudgetUnit,
+    /// A fresh search's first trial is the middle of every searched range.
+    #[serde(default = "yes")]
+    pub default_first: bool,
+}
+
+/// `search.hyperband.unit`: what one budget unit (an "epoch" of `min_epochs` and
+/// `max_epochs`) trains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BudgetUnit {
+    /// The multiply-adds of one epoch of the middle structure: a trial trains
+    /// `epochs × middle MACs per token / its MACs per token` epochs.
+    #[default]
+    Compute,
+    /// One epoch of the trial's own structure.
+    Epochs,
 }
 
 fn d_share() -> f64 {
@@ -595,4 +653,21 @@ pub fn check(model: &ModelSpace, hyper: &HyperSpace, search: &SearchConfig) -> R
         }
     }
     search.decoding.validate()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_middle_of_a_choice() {
+        assert_eq!(Choice::Fixed(3.0).middle(), 3.0);
+        assert_eq!(Choice::Among(vec![256.0, 128.0, 192.0]).middle(), 192.0);
+        assert_eq!(Choice::Among(vec![64.0, 32.0]).middle(), 32.0);
+        assert_eq!(Choice::range(2.0, 4.0, false).middle(), 3.0);
+        let lr = Choice::range(1e-3, 6e-3, true).middle();
+        assert!((lr - 6e-6f64.sqrt()).abs() < 1e-15);
+        let c = Choice::Among(vec![0.1, 0.0, 0.01]);
+        assert_eq!((c.lowest(), c.highest()), (0.0, 0.1));
+    }
 }

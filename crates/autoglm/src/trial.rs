@@ -35,6 +35,20 @@ pub struct Structure {
 }
 
 impl Structure {
+    /// Multiply-adds of one forward pass per token, for a vocabulary and a mean
+    /// sequence length: the attention and SwiGLU projections, the attention scores
+    /// and weighted values over half the sequence on average (causal), and the
+    /// output head. Training costs about three times this; only ratios are used.
+    pub fn macs_per_token(&self, vocab: usize, mean_len: f64) -> f64 {
+        let h = self.hidden as f64;
+        let kv = (self.kv_heads * (self.hidden / self.heads.max(1))) as f64;
+        let per_layer = 2.0 * h * h
+            + 2.0 * h * kv
+            + 3.0 * h * self.intermediate as f64
+            + 2.0 * h * mean_len / 2.0;
+        self.layers as f64 * per_layer + h * vocab as f64
+    }
+
     /// The model configuration for a vocabulary and a longest sequence, as a
     /// transformers `GlmForCausalLM` `config.json` reads.
     ///
@@ -657,4 +671,31 @@ pub fn run(
         weights,
         dev_outputs,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn multiply_adds_per_token_count_every_projection() {
+        let s = Structure {
+            layers: 2,
+            hidden: 64,
+            heads: 4,
+            kv_heads: 2,
+            intermediate: 128,
+            rotary: 0.5,
+            tie_embeddings: true,
+        };
+        // Per layer: q and o 64·64 each, k and v 64·32 each, SwiGLU 3·64·128,
+        // scores and values over 10 / 2 positions; the head 64·100.
+        let per_layer = 2.0 * 4096.0 + 2.0 * 2048.0 + 3.0 * 8192.0 + 2.0 * 64.0 * 5.0;
+        assert_eq!(s.macs_per_token(100, 10.0), 2.0 * per_layer + 6400.0);
+        let deeper = Structure {
+            layers: 4,
+            ..s.clone()
+        };
+        assert!(deeper.macs_per_token(100, 10.0) > 1.9 * s.macs_per_token(100, 10.0));
+    }
 }

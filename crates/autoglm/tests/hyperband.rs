@@ -10,7 +10,7 @@ use autoglm::{AutoTrainer, Event, Summary};
 use autoglm_tune::{FrozenTrial, Storage, TrialState};
 
 /// A small task: 150 training rows, a structure and learning-rate space, Hyperband
-/// over 0.7 → 6.3 epochs (η = 3: 9 trials, 3 promoted, 1 to the top), one bracket.
+/// over 0.8 → 7.2 budget units (epochs of the middle structure's compute) (η = 3: 9 trials, 3 promoted, 1 to the top), one bracket.
 fn write_task(dir: &Path, extra: &str) -> PathBuf {
     autoglm::quickstart::write_corpus(&dir.join("data"), 150, 6, 4, 11).unwrap();
     let path = dir.join("task.yaml");
@@ -21,7 +21,7 @@ fn write_task(dir: &Path, extra: &str) -> PathBuf {
 data: {{input: meaning, target: text, train: data/train.jsonl, dev: data/dev.jsonl, test: {{file: data/test.jsonl}}}}
 tokenizer: {{vocab_size: 300}}
 model: {{layers: {{low: 1, high: 2}}, hidden: [16, 32], heads: 2, kv_heads: 1, mlp_ratio: 2.0}}
-training: {{lr: {{low: 1.0e-3, high: 1.0e-2, log: true}}, batch_size: 8, epochs: 6.3, warmup: 0.2}}
+training: {{lr: {{low: 1.0e-3, high: 1.0e-2, log: true}}, batch_size: 4, epochs: 7.2, warmup: 0.2}}
 search: {{seed: 3, threads: 1, trials: 50, decoding: {{max_new_tokens: 8, num_beams: 1}}, {extra}}}
 "
         ),
@@ -30,7 +30,7 @@ search: {{seed: 3, threads: 1, trials: 50, decoding: {{max_new_tokens: 8, num_be
     path
 }
 
-const HB: &str = "hyperband: {min_epochs: 0.7, eta: 3, brackets: 1}";
+const HB: &str = "hyperband: {min_epochs: 0.8, eta: 3, brackets: 1}";
 
 fn search(path: &Path, events: &mut Vec<Event>) -> autoglm::Result<Summary> {
     AutoTrainer::from_yaml(path)?.search(|e| {
@@ -74,19 +74,19 @@ fn rungs_are_journaled_and_a_killed_search_resumes_to_the_same_choice() {
         .map(|t| t.intermediate.keys().copied().collect())
         .collect();
     assert_eq!(
-        budgets.iter().filter(|b| *b == &[700]).count(),
+        budgets.iter().filter(|b| *b == &[800]).count(),
         6,
         "{budgets:?}"
     );
-    assert_eq!(budgets.iter().filter(|b| *b == &[700, 2100]).count(), 2);
+    assert_eq!(budgets.iter().filter(|b| *b == &[800, 2400]).count(), 2);
     assert_eq!(
-        budgets.iter().filter(|b| *b == &[700, 2100, 6300]).count(),
+        budgets.iter().filter(|b| *b == &[800, 2400, 7200]).count(),
         1
     );
     // The top rung's score is the dev metric; the lower ones minus the dev loss.
     let top = ta.iter().find(|t| t.state == TrialState::Complete).unwrap();
-    assert_eq!(top.value(), Some(top.intermediate[&6300]));
-    assert!(top.intermediate[&700] < 0.0 && top.intermediate[&6300] >= 0.0);
+    assert_eq!(top.value(), Some(top.intermediate[&7200]));
+    assert!(top.intermediate[&800] < 0.0 && top.intermediate[&7200] >= 0.0);
     assert_eq!(straight.best.as_ref().unwrap().0, top.number);
     // Finished trials leave no checkpoint behind.
     assert!(
@@ -148,13 +148,13 @@ fn impossible_budgets_say_what_fits() {
     let path = write_task(dir.path(), "hyperband: {min_epochs: 0.1, eta: 3}");
     let e = search(&path, &mut Vec::new()).unwrap_err().to_string();
     assert!(
-        e.contains("search.hyperband.min_epochs: 0.1 epochs of 150 training rows are 2 steps")
-            && e.contains("min_epochs ≥ 0.534 fits"),
+        e.contains("search.hyperband.min_epochs: 0.1 epochs (of the middle structure's compute: the largest structure's) of 150 training rows are 2 steps")
+            && e.contains("min_epochs ≥ 0.719 fits"),
         "{e}"
     );
     let path = write_task(
         dir.path(),
-        "minutes: 0.001, hyperband: {min_epochs: 0.7, eta: 3}",
+        "minutes: 0.001, hyperband: {min_epochs: 0.8, eta: 3}",
     );
     let e = search(&path, &mut Vec::new()).unwrap_err().to_string();
     assert!(
@@ -187,7 +187,7 @@ fn warm_start_enqueues_the_best_earlier_configurations() {
     let path = write_task(
         b.path(),
         &format!(
-            "warm_start: [{}], warm_start_trials: 2, hyperband: {{min_epochs: 0.7, eta: 3, brackets: 1}}",
+            "warm_start: [{}], warm_start_trials: 2, hyperband: {{min_epochs: 0.8, eta: 3, brackets: 1}}",
             journal.display()
         ),
     );
