@@ -1116,14 +1116,22 @@ impl AutoTrainer {
         let study = Study::maximize(seed).with_storage(storage);
         let mut tpe = TpeConfig::default();
         tpe.n_startup_trials = 1;
+        let dims = self.default_params().len();
+        let min_points = s
+            .hyperband
+            .as_ref()
+            .and_then(|hb| hb.min_points)
+            .unwrap_or((dims + 1).div_ceil(2));
         Ok(match s.sampler {
-            SamplerKind::Auto | SamplerKind::Tpe => {
-                study.with_sampler(BudgetModel::new(TpeSampler::with_config(seed, tpe)))
-            }
+            SamplerKind::Auto | SamplerKind::Tpe => study.with_sampler(
+                BudgetModel::new(TpeSampler::with_config(seed, tpe)).with_min_points(min_points),
+            ),
             SamplerKind::Gp => {
                 let mut c = GpConfig::default();
                 c.n_startup_trials = 1;
-                study.with_sampler(BudgetModel::new(GpSampler::with_config(seed, c)))
+                study.with_sampler(
+                    BudgetModel::new(GpSampler::with_config(seed, c)).with_min_points(min_points),
+                )
             }
             SamplerKind::Random => study.with_sampler(RandomSampler::new(seed)),
         })

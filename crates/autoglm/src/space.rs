@@ -380,7 +380,7 @@ fn d_warm() -> usize {
 /// `search_share` of the time and the rest extends the incumbent from its
 /// checkpoint (`OUTPUT/extension.json`).
 /// The model (`sampler`: `auto` and `tpe` give TPE, `gp` the GP) is fitted on the
-/// largest rung with enough scores, every bracket's trials included (BOHB);
+/// largest rung with `min_points` scores, every bracket's trials included (BOHB);
 /// `random` samples uniformly with the same brackets. `pruner` is not used (the
 /// brackets decide).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -413,6 +413,12 @@ pub struct HyperbandConfig {
     /// A fresh search's first trial is the middle of every searched range.
     #[serde(default = "yes")]
     pub default_first: bool,
+    /// Scores a rung needs before the model (TPE or GP) is fitted on it (default:
+    /// half of BOHB's parameters + 1, rounded up — 4 for 7 searched parameters — so
+    /// that within the first bracket, often the only one a short budget holds, the
+    /// model already proposes the later trials).
+    #[serde(default)]
+    pub min_points: Option<usize>,
 }
 
 /// `search.hyperband.unit`: what one budget unit (an "epoch" of `min_epochs` and
@@ -478,6 +484,9 @@ impl HyperbandConfig {
         }
         if !(self.cooldown > 0.0 && self.cooldown <= 1.0) {
             return bad("cooldown", format!("{} must be in (0, 1]", self.cooldown));
+        }
+        if self.min_points == Some(0) {
+            return bad("min_points", "must be at least 1".into());
         }
         if self.brackets == Some(0) {
             return bad("brackets", "must be at least 1".into());
