@@ -5,6 +5,8 @@
 #
 #   benches/autotrain/search.sh gate [SEED ...]   # 10,000-row E2E subset, 10 minutes
 #                                                 # (seeds 1 2 3 4 5 unless given)
+#   benches/autotrain/search.sh warm [SEED ...]   # point 3: warm start on a second task
+#                                                 # (seeds 1 2 3; needs the gate's (a) runs)
 #   benches/autotrain/search.sh tables            # rewrite the tables from the runs
 #
 # Runs go to target/autotrain/gate/METHOD-sSEED/ (task.yaml, log.txt with a Unix
@@ -39,15 +41,16 @@ task() { # METHOD SEED -> task.yaml on stdout
        training='{lr: 2.449e-3, batch_size: 32, epochs: 100.0, weight_decay: 0.01}'
        search="trials: 1, pruner: none" ;;
     e) search="sampler: random, trials: 1000, hyperband: {$HB}" ;;
+    w) search="sampler: auto, trials: 1000, warm_start: [$WARM], hyperband: {$HB}" ;;
   esac
   cat <<YAML
 name: gate-$m-s$seed
 data:
   input: mr
   target: ref
-  train: $OUT/e2e10k/train.jsonl
-  dev: $SHARED/data/e2e/dev.jsonl
-  test: {inputs: $SHARED/data/e2e/derived/mr.txt, references: $SHARED/data/e2e/derived/refs.jsonl}
+  train: ${TRAIN:-$OUT/e2e10k/train.jsonl}
+  dev: ${DEV:-$SHARED/data/e2e/dev.jsonl}
+  test: {inputs: ${TEST_IN:-$SHARED/data/e2e/derived/mr.txt}, references: ${TEST_REFS:-$SHARED/data/e2e/derived/refs.jsonl}}
 cleaning:
   - normalize: nfkc
   - whitespace: collapse
@@ -62,8 +65,8 @@ search: {$search, metric: rouge_l, minutes: $MINUTES, threads: 1, seed: $seed, m
 YAML
 }
 
-run_one() { # METHOD SEED
-  local dir="$OUT/gate/$1-s$2"
+run_one() { # METHOD SEED [DIR]
+  local dir="${3:-$OUT/gate/$1-s$2}"
   if [ -f "$dir/run/scores.json" ]; then echo "skip $1-s$2 (done)"; return; fi
   rm -rf "$dir" && mkdir -p "$dir"
   task "$1" "$2" > "$dir/task.yaml"
@@ -86,6 +89,24 @@ case ${1:-} in
     for s in $seeds; do for m in a b c d e; do jobs+=("$m $s"); done; done
     printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'run_one "$0" "$1"'
     python3 "$ROOT/benches/autotrain/tables.py" "$OUT/gate" ;;
+  warm)
+    # Point 3: a second task (the football corpus of scripts/make_unseen_corpus.py),
+    # searched as (a) cold and warm-started from the gate's (a) journal of the same
+    # seed; both at 10 minutes, side by side.
+    shift
+    seeds=${*:-1 2 3}
+    cargo build --release -p autoglm-cli --manifest-path "$ROOT/Cargo.toml"
+    python3 "$ROOT/scripts/make_unseen_corpus.py" "$OUT/unseen"
+    export TRAIN="$OUT/unseen/train.jsonl" DEV="$OUT/unseen/dev.jsonl" \
+      TEST_IN="$OUT/unseen/derived/mr.txt" TEST_REFS="$OUT/unseen/derived/refs.jsonl"
+    jobs=()
+    for s in $seeds; do
+      [ -f "$OUT/gate/a-s$s/run/study.jsonl" ] || { echo "run the gate's (a) seed $s first" >&2; exit 1; }
+      jobs+=("a $s $OUT/warm/cold-s$s" "w $s $OUT/warm/warm-s$s")
+    done
+    printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c \
+      'WARM="$OUT/gate/a-s$1/run/study.jsonl" run_one "$0" "$1" "$2"'
+    python3 "$ROOT/benches/autotrain/tables.py" --warm "$OUT/warm" ;;
   tables)
     python3 "$ROOT/benches/autotrain/tables.py" "$OUT/gate" ;;
   *) sed -n '2,22p' "$0"; exit 2 ;;

@@ -2,6 +2,7 @@
 """Tables of issue 25's gate protocol from the runs search.sh wrote.
 
     python3 benches/autotrain/tables.py target/autotrain/gate
+    python3 benches/autotrain/tables.py --warm target/autotrain/warm
 
 For every run METHOD-sSEED: the final scores (run/scores.json: the chosen model on
 all of dev with the decoding chosen there, and on test) and the anytime curve — the
@@ -69,7 +70,36 @@ def fmt(xs):
     return f"{statistics.mean(xs):.4g} ± {statistics.stdev(xs):.2g}"
 
 
+def warm(root: pathlib.Path) -> int:
+    """Point 3: for each seed, the cold search's final dev score and when it got
+    there, and when the warm-started search first reached it."""
+    out = ["| seed | cold final (dev metric) | cold reaches it at | warm reaches it at | warm final |",
+           "|---|---|---|---|---|"]
+    rows = {}
+    for d in sorted(root.iterdir()):
+        m = re.fullmatch(r"cold-s(\d+)", d.name)
+        if not m:
+            continue
+        s = int(m.group(1))
+        cold, hot = run(d), run(root / f"warm-s{s}")
+        if not cold or not hot or cold["final"] is None:
+            continue
+        t_cold = reach(cold["curve"], cold["final"])
+        t_warm = reach(hot["curve"], cold["final"])
+        rows[s] = {"cold_final": cold["final"], "t_cold": t_cold, "t_warm": t_warm,
+                   "warm_final": hot["final"], "cold": cold, "warm": hot}
+        out.append(f"| {s} | {cold['final']:.4f} | {t_cold} s | "
+                   + (f"{t_warm} s" if t_warm is not None else "never") + f" | {hot['final']} |")
+    text = "\n".join(out) + "\n"
+    (root.parent / "warm.md").write_text(text)
+    (root.parent / "warm.json").write_text(json.dumps(rows, indent=1))
+    print(text)
+    return 0
+
+
 def main() -> int:
+    if len(sys.argv) > 2 and sys.argv[1] == "--warm":
+        return warm(pathlib.Path(sys.argv[2]))
     root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/autotrain/gate")
     runs: dict[str, dict[int, dict]] = {m: {} for m in METHODS}
     for d in sorted(root.iterdir()):
@@ -97,6 +127,20 @@ def main() -> int:
                 f"- {m} seed {s}: {r['dev']['bleu']:.2f} / {r['dev']['rouge_l']:.4f} / "
                 f"{r['test']['bleu']:.2f} / {r['test']['rouge_l']:.4f}; incumbent curve (s, dev metric) {r['curve']}"
             )
+    out.append("")
+    out.append("Paired by seed, (a) − method, mean ± sd over the seeds both ran (dev BLEU / dev ROUGE-L / test BLEU / test ROUGE-L):")
+    out.append("")
+    for m in METHODS:
+        if m == "a":
+            continue
+        seeds = sorted(set(runs["a"]) & set(runs[m]))
+        if not seeds:
+            continue
+        cells = []
+        for split, metric in [("dev", "bleu"), ("dev", "rouge_l"), ("test", "bleu"), ("test", "rouge_l")]:
+            d = [runs["a"][s][split][metric] - runs[m][s][split][metric] for s in seeds]
+            cells.append(f"{statistics.mean(d):+.4g} ± {statistics.stdev(d):.2g}" if len(d) > 1 else f"{d[0]:+.4g}")
+        out.append(f"- (a) − ({m}), seeds {','.join(map(str, seeds))}: " + " / ".join(cells))
     b_final = [r["final"] for r in runs["b"].values() if r["final"] is not None]
     t_rand = [r["curve"][-1][0] for r in runs["b"].values() if r["curve"]]
     summary = {}
