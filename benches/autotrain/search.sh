@@ -96,7 +96,8 @@ case ${1:-} in
     shift
     seeds=${*:-1 2 3}
     cargo build --release -p autoglm-cli --manifest-path "$ROOT/Cargo.toml"
-    python3 "$ROOT/scripts/make_unseen_corpus.py" "$OUT/unseen"
+    # 3,000 training inputs (about 10,500 rows, the size of the gate's subset).
+    python3 "$ROOT/scripts/make_unseen_corpus.py" "$OUT/unseen" --train 3000
     export TRAIN="$OUT/unseen/train.jsonl" DEV="$OUT/unseen/dev.jsonl" \
       TEST_IN="$OUT/unseen/derived/mr.txt" TEST_REFS="$OUT/unseen/derived/refs.jsonl"
     jobs=()

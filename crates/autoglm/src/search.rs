@@ -1217,9 +1217,17 @@ impl AutoTrainer {
         let epochs = hb.top_epochs(&self.task.training);
         let needs = per_epoch * epochs * (1.0 + hb.cooldown) / 60.0;
         if needs > minutes {
+            let field = match hb.max_epochs {
+                Some(_) => "search.hyperband.max_epochs",
+                None => "training.epochs",
+            };
+            let unit = match hb.unit {
+                BudgetUnit::Compute => "budget units (epochs of the middle structure's compute)",
+                BudgetUnit::Epochs => "epochs",
+            };
             let holds = minutes * 60.0 / per_epoch.max(1e-9) / (1.0 + hb.cooldown);
             return Err(Error::Task(format!(
-                "search.minutes: {minutes} minutes hold about {holds:.2} epochs (with cooldown) of the smallest structure ({} layers, hidden {}) on this machine; one full-length trial of it (training.epochs {epochs} and its cooldown) needs about {needs:.1} minutes: give minutes ≥ {:.1} or training.epochs ≤ {:.2}",
+                "search.minutes: {minutes} minutes hold about {holds:.2} {unit} (with cooldown) of the smallest structure ({} layers, hidden {}) on this machine; one full-length trial of it ({field} {epochs} and its cooldown) needs about {needs:.1} minutes: give minutes ≥ {:.1} or {field} ≤ {:.2}",
                 structure.layers,
                 structure.hidden,
                 needs.ceil(),
