@@ -7,6 +7,8 @@
 #                                                 # (seeds 1 2 3 4 5 unless given)
 #   benches/autotrain/search.sh warm [SEED ...]   # point 3: warm start on a second task
 #                                                 # (seeds 1 2 3; needs the gate's (a) runs)
+#   benches/autotrain/search.sh workers           # search.workers: 2 trials × 1 thread
+#                                                 # against 1 trial × 2 threads, by size
 #   benches/autotrain/search.sh tables            # rewrite the tables from the runs
 #
 # Runs go to target/autotrain/gate/METHOD-sSEED/ (task.yaml, log.txt with a Unix
@@ -108,7 +110,31 @@ case ${1:-} in
     printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c \
       'WARM="$OUT/gate/a-s$1/run/study.jsonl" run_one "$0" "$1" "$2"'
     python3 "$ROOT/benches/autotrain/tables.py" --warm "$OUT/warm" ;;
+  workers)
+    # search.workers: two trials side by side on one kernel thread each against one
+    # trial at a time on two threads, per model size (the structure fixed, the
+    # learning rate searched; one bracket: 4 rungs of 0.1 budget units side by side
+    # in pairs, then the best alone to 0.4 on both threads), one run at a time.
+    cargo build --release -p autoglm-cli --manifest-path "$ROOT/Cargo.toml"
+    python3 "$ROOT/benches/autotrain/make_e2e_subset.py" "$OUT/e2e10k/train.jsonl" >/dev/null
+    for size in "small 2 128" "middle 3 192" "large 4 256"; do
+      set -- $size
+      for wt in "1 2" "2 2"; do
+        w=${wt% *} t=${wt#* }
+        dir="$OUT/workers/$1-w$w"
+        rm -rf "$dir" && mkdir -p "$dir"
+        task a 1 | sed -e "s|^name: .*|name: workers-$1-w$w|" \
+          -e "s|^model: .*|model: {layers: $2, hidden: $3, heads: 4, kv_heads: 2, mlp_ratio: 2.5, rotary: 0.5}|" \
+          -e "s|^training: .*|training: {lr: {low: 1.0e-3, high: 6.0e-3, log: true}, batch_size: 32, epochs: 0.4}|" \
+          -e "s|^search: .*|search: {sampler: random, trials: 100, workers: $w, threads: $t, seed: 1, max_len: 256, metric: rouge_l, hyperband: {min_epochs: 0.1, eta: 4, brackets: 1},|" \
+          -e "s|decoding: .*|decoding: {max_new_tokens: 64, num_beams: 1}}|" > "$dir/task.yaml"
+        echo "start $1 workers $w threads $t $(date -u +%FT%TZ)"
+        "$ROOT/target/release/autoglm" run "$dir/task.yaml" --output "$dir/run" \
+          | while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done > "$dir/log.txt"
+      done
+    done
+    python3 "$ROOT/benches/autotrain/tables.py" --workers "$OUT/workers" ;;
   tables)
     python3 "$ROOT/benches/autotrain/tables.py" "$OUT/gate" ;;
-  *) sed -n '2,22p' "$0"; exit 2 ;;
+  *) sed -n '2,24p' "$0"; exit 2 ;;
 esac

@@ -3,6 +3,7 @@
 
     python3 benches/autotrain/tables.py target/autotrain/gate
     python3 benches/autotrain/tables.py --warm target/autotrain/warm
+    python3 benches/autotrain/tables.py --workers target/autotrain/workers
 
 For every run METHOD-sSEED: the final scores (run/scores.json: the chosen model on
 all of dev with the decoding chosen there, and on test) and the anytime curve — the
@@ -97,9 +98,42 @@ def warm(root: pathlib.Path) -> int:
     return 0
 
 
+def workers(root: pathlib.Path) -> int:
+    """search.sh workers: wall seconds of the 4 first rungs (side by side in pairs
+    with workers 2) and of the whole search, per size, 1 × 2 threads against 2 × 1."""
+    out = ["| structure | 1 trial × 2 threads: first 4 rungs, search (s) | 2 trials × 1 thread: first 4 rungs, search (s) | speed-up of the first 4 rungs | speed-up of the search |",
+           "|---|---|---|---|---|"]
+    rows = {}
+    for size in ["small", "middle", "large"]:
+        cells = {}
+        for w in [1, 2]:
+            log = root / f"{size}-w{w}" / "log.txt"
+            if not log.exists():
+                continue
+            lines = [l.split(" ", 1) for l in log.read_text().splitlines() if " " in l]
+            t0 = float(lines[0][0])
+            rungs = [float(t) for t, l in lines if re.match(r"trial \d+: rung ", l)]
+            total = next((float(m.group(1)) for _, l in lines if (m := re.search(r"failed in ([0-9.]+) s", l))), None)
+            if len(rungs) >= 4 and total is not None:
+                cells[w] = (rungs[3] - t0, total)
+        if len(cells) == 2:
+            rows[size] = {"w1": cells[1], "w2": cells[2]}
+            out.append(
+                f"| {size} | {cells[1][0]:.1f}, {cells[1][1]:.0f} | {cells[2][0]:.1f}, {cells[2][1]:.0f} | "
+                f"{cells[1][0] / cells[2][0]:.2f}× | {cells[1][1] / cells[2][1]:.2f}× |"
+            )
+    text = "\n".join(out)
+    (root.parent / "workers.md").write_text(text + "\n")
+    (root.parent / "workers.json").write_text(json.dumps(rows, indent=1))
+    print(text)
+    return 0
+
+
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--warm":
         return warm(pathlib.Path(sys.argv[2]))
+    if len(sys.argv) > 2 and sys.argv[1] == "--workers":
+        return workers(pathlib.Path(sys.argv[2]))
     root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/autotrain/gate")
     runs: dict[str, dict[int, dict]] = {m: {} for m in METHODS}
     for d in sorted(root.iterdir()):

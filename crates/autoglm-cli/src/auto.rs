@@ -90,6 +90,20 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
                 "trial {number}: rung {epochs:.3} epochs ({n} steps with cooldown)  dev loss {dev_loss:.4}{}",
                 value.map_or(String::new(), |v| format!(", dev {v:.3}"))
             ),
+            Event::Workers {
+                workers,
+                threads,
+                resumed,
+            } => {
+                if *workers == 1 {
+                    return;
+                }
+                format!(
+                    "workers: {workers} trials side by side, {threads} kernel thread{} each{}",
+                    if *threads == 1 { "" } else { "s" },
+                    if *resumed { " (as the journal started)" } else { "" }
+                )
+            }
             Event::Extend { seconds } => {
                 format!("brackets over: the incumbent gets the {seconds:.0} s left")
             }

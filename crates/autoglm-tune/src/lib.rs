@@ -16,8 +16,8 @@ mod trial;
 pub use error::{Error, Result};
 pub use importance::param_importances;
 pub use multifidelity::{
-    iteration_of, Bracket, BudgetModel, FidelityRunner, Hyperband, MultiFidelity,
-    MultiFidelityReport, Rung, HYPERBAND_ATTR,
+    iteration_of, BatchRunner, Bracket, BudgetModel, FidelityRunner, Hyperband, MultiFidelity,
+    MultiFidelityReport, Rung, RungDone, RungJob, HYPERBAND_ATTR,
 };
 pub use pruner::{HyperbandPruner, MedianPruner, NopPruner, Pruner, SuccessiveHalvingPruner};
 pub use sampler::{

@@ -171,6 +171,58 @@ pub trait FidelityRunner {
     ) -> std::result::Result<f64, TrialError>;
 }
 
+/// One rung of one trial in a batch ([`BatchRunner::advance_batch`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RungJob {
+    /// The trial.
+    pub number: u64,
+    /// The budget it continues from (0: a fresh start).
+    pub from: u64,
+    /// The budget of the rung.
+    pub to: u64,
+}
+
+/// What [`BatchRunner::advance_batch`] hands back for each finished rung: the
+/// job's index in the batch and the rung's result (as [`FidelityRunner::advance`]'s).
+pub type RungDone<'a> =
+    dyn FnMut(&mut Study, usize, std::result::Result<f64, TrialError>) -> Result<()> + 'a;
+
+/// A runner that can run several rungs side by side ([`MultiFidelity::with_workers`]).
+pub trait BatchRunner: FidelityRunner {
+    /// Runs the rungs `jobs` (at most the loop's workers, all of one rung of one
+    /// bracket) and calls `done` on the calling thread for each as it finishes, in
+    /// the order they finish (the loop records its score right away, so a kill loses
+    /// no finished rung). Prepare the trials one after another through `study`, in
+    /// the jobs' order (`study.trial(number)`: a trial's first rung suggests its
+    /// parameters, and the sampler sees the trials prepared before it as running:
+    /// TPE's constant liar and the GP's believer keep them apart); then train them
+    /// side by side. The default runs them one after another with
+    /// [`FidelityRunner::advance`].
+    ///
+    /// # Errors
+    /// Errors of `done` (storage) and of the runner itself that are not a trial's.
+    fn advance_batch(
+        &mut self,
+        study: &mut Study,
+        jobs: &[RungJob],
+        done: &mut RungDone<'_>,
+    ) -> Result<()> {
+        for (i, j) in jobs.iter().enumerate() {
+            let r = {
+                let mut t = study.trial(j.number)?;
+                self.advance(&mut t, j.from, j.to)
+            };
+            done(study, i, r)?;
+        }
+        Ok(())
+    }
+}
+
+impl<F> BatchRunner for F where
+    F: FnMut(&mut Trial<'_>, u64, u64) -> std::result::Result<f64, TrialError>
+{
+}
+
 impl<F> FidelityRunner for F
 where
     F: FnMut(&mut Trial<'_>, u64, u64) -> std::result::Result<f64, TrialError>,
@@ -199,7 +251,8 @@ pub struct MultiFidelityReport {
     pub budget_spent: u64,
     /// Rungs run by this call.
     pub rungs_run: usize,
-    /// Seconds of this call's rungs (the runner's time).
+    /// Wall seconds of this call's rungs (batches of rungs run side by side count
+    /// once).
     pub seconds: f64,
 }
 
@@ -211,6 +264,15 @@ pub struct MultiFidelity {
     budget_limit: Option<u64>,
     deadline: Option<Instant>,
     trials: Option<usize>,
+    workers: usize,
+}
+
+/// A report being filled in, and the budget of its batches (each batch of rungs
+/// counted once: its rungs ran side by side), which with the report's seconds gives
+/// the wall time per budget unit the deadline is checked with.
+struct Tally {
+    report: MultiFidelityReport,
+    batch_budget: u64,
 }
 
 /// Where a trial stands in its bracket, from the journal.
@@ -241,7 +303,19 @@ impl MultiFidelity {
             budget_limit: None,
             deadline: None,
             trials: None,
+            workers: 1,
         }
+    }
+
+    /// Runs up to `n` rungs side by side (at least 1, the default): a rung's trials
+    /// go to the runner's [`BatchRunner::advance_batch`] in batches of `n`, and the
+    /// first rung of a bracket asks `n` new trials at a time (each proposed with the
+    /// ones before it running). Scores are recorded as rungs finish; the next batch
+    /// is proposed from all of them, so with a step or trial budget the proposals
+    /// depend only on the rungs' results, not on which finished first.
+    pub fn with_workers(mut self, n: usize) -> MultiFidelity {
+        self.workers = n.max(1);
+        self
     }
 
     /// Stop once `n` iterations (brackets) are finished, counting earlier runs.
@@ -285,7 +359,7 @@ impl MultiFidelity {
     pub fn optimize(
         &self,
         study: &mut Study,
-        runner: &mut impl FidelityRunner,
+        runner: &mut impl BatchRunner,
     ) -> Result<MultiFidelityReport> {
         if self.iterations.is_none()
             && self.budget_limit.is_none()
@@ -305,12 +379,15 @@ impl MultiFidelity {
         // Catch up once with other writers of a shared journal; from here on the
         // study's own view is current (every rung and verdict is committed through it).
         study.storage.refresh()?;
-        let mut report = MultiFidelityReport {
-            stop: StopReason::IterationBudget,
-            iterations: 0,
-            budget_spent: 0,
-            rungs_run: 0,
-            seconds: 0.0,
+        let mut tally = Tally {
+            report: MultiFidelityReport {
+                stop: StopReason::IterationBudget,
+                iterations: 0,
+                budget_spent: 0,
+                rungs_run: 0,
+                seconds: 0.0,
+            },
+            batch_budget: 0,
         };
         let mut iteration = 0u64;
         loop {
@@ -320,18 +397,18 @@ impl MultiFidelity {
                 && members.iter().all(|m| m.state.is_finished());
             if finished {
                 iteration += 1;
-                report.iterations = iteration;
+                tally.report.iterations = iteration;
                 continue;
             }
             if self.iterations.is_some_and(|n| iteration >= n) {
-                report.stop = StopReason::IterationBudget;
-                return Ok(report);
+                tally.report.stop = StopReason::IterationBudget;
+                return Ok(tally.report);
             }
             if let Some(stop) =
-                self.run_bracket(study, runner, iteration, &bracket, direction, &mut report)?
+                self.run_bracket(study, runner, iteration, &bracket, direction, &mut tally)?
             {
-                report.stop = stop;
-                return Ok(report);
+                tally.report.stop = stop;
+                return Ok(tally.report);
             }
         }
     }
@@ -351,11 +428,11 @@ impl MultiFidelity {
     fn run_bracket(
         &self,
         study: &mut Study,
-        runner: &mut impl FidelityRunner,
+        runner: &mut impl BatchRunner,
         k: u64,
         bracket: &Bracket,
         direction: Direction,
-        report: &mut MultiFidelityReport,
+        tally: &mut Tally,
     ) -> Result<Option<StopReason>> {
         // Rung 0: the bracket's trials, created as needed.
         let mut alive: Vec<u64> = self.members(study, k).iter().map(|m| m.number).collect();
@@ -388,43 +465,58 @@ impl MultiFidelity {
             if i == 0 {
                 // A resumed run first finishes the rung its members were in (so the
                 // next trial is proposed from the history an uninterrupted run had).
-                if let Some(stop) = self.run_rung(study, runner, &alive, 0, rung.budget, report)? {
+                if let Some(stop) = self.run_rung(study, runner, &alive, 0, rung.budget, tally)? {
                     return Ok(Some(stop));
                 }
                 while alive.len() < rung.trials {
-                    if let Some(stop) = self.limit(report, rung.budget) {
+                    if let Some(stop) = self.limit(tally, rung.budget) {
                         return Ok(Some(stop));
                     }
-                    if self.trials.is_some_and(|n| {
-                        study
-                            .storage()
-                            .trials()
-                            .iter()
-                            .filter(|t| iteration_of(t).is_some())
-                            .count()
-                            >= n
-                    }) {
+                    let created = study
+                        .storage()
+                        .trials()
+                        .iter()
+                        .filter(|t| iteration_of(t).is_some())
+                        .count();
+                    let room = self
+                        .trials
+                        .map_or(usize::MAX, |n| n.saturating_sub(created));
+                    if room == 0 {
                         return Ok(Some(StopReason::TrialBudget));
                     }
-                    let mut trial = match study.ask() {
-                        Ok(t) => t,
-                        Err(Error::SpaceExhausted { .. }) => {
-                            return Ok(Some(StopReason::SpaceExhausted))
-                        }
-                        Err(e) => return Err(e),
-                    };
-                    trial.set_user_attr(
-                        HYPERBAND_ATTR,
-                        serde_json::json!({"iteration": k, "bracket": bracket.s}),
-                    )?;
-                    let number = trial.number();
-                    alive.push(number);
-                    self.advance(study, runner, number, 0, rung.budget, report)?;
+                    let want = self.workers.min(rung.trials - alive.len()).min(room);
+                    let mut jobs = Vec::with_capacity(want);
+                    let mut exhausted = false;
+                    for _ in 0..want {
+                        let mut trial = match study.ask() {
+                            Ok(t) => t,
+                            Err(Error::SpaceExhausted { .. }) => {
+                                exhausted = true;
+                                break;
+                            }
+                            Err(e) => return Err(e),
+                        };
+                        trial.set_user_attr(
+                            HYPERBAND_ATTR,
+                            serde_json::json!({"iteration": k, "bracket": bracket.s}),
+                        )?;
+                        let number = trial.number();
+                        alive.push(number);
+                        jobs.push(RungJob {
+                            number,
+                            from: 0,
+                            to: rung.budget,
+                        });
+                    }
+                    self.advance(study, runner, &jobs, tally)?;
+                    if exhausted {
+                        return Ok(Some(StopReason::SpaceExhausted));
+                    }
                 }
             }
             // Every member without this rung's score runs it (a resumed run's
             // interrupted rung, or a promoted trial).
-            if let Some(stop) = self.run_rung(study, runner, &alive, from, rung.budget, report)? {
+            if let Some(stop) = self.run_rung(study, runner, &alive, from, rung.budget, tally)? {
                 return Ok(Some(stop));
             }
             // Rank the rung and promote the best, the rest pruned here.
@@ -463,26 +555,29 @@ impl MultiFidelity {
         Ok(None)
     }
 
-    /// Runs rung `from → to` for each of `alive` that has no score there yet;
-    /// `Some(reason)` when a limit stopped it.
+    /// Runs rung `from → to` for each of `alive` that has no score there yet, in
+    /// batches of the workers; `Some(reason)` when a limit stopped it.
     fn run_rung(
         &self,
         study: &mut Study,
-        runner: &mut impl FidelityRunner,
+        runner: &mut impl BatchRunner,
         alive: &[u64],
         from: u64,
         to: u64,
-        report: &mut MultiFidelityReport,
+        tally: &mut Tally,
     ) -> Result<Option<StopReason>> {
+        let mut todo = Vec::new();
         for &number in alive {
             let m = self.member(study, number)?;
-            if m.scores.contains_key(&to) || m.state.is_finished() {
-                continue;
+            if !(m.scores.contains_key(&to) || m.state.is_finished()) {
+                todo.push(RungJob { number, from, to });
             }
-            if let Some(stop) = self.limit(report, to - from) {
+        }
+        for jobs in todo.chunks(self.workers) {
+            if let Some(stop) = self.limit(tally, to - from) {
                 return Ok(Some(stop));
             }
-            self.advance(study, runner, number, from, to, report)?;
+            self.advance(study, runner, jobs, tally)?;
         }
         Ok(None)
     }
@@ -496,10 +591,11 @@ impl MultiFidelity {
             .ok_or(Error::UnknownTrial(number))
     }
 
-    /// Whether a limit stops the loop before spending `cost` more.
-    fn limit(&self, report: &MultiFidelityReport, cost: u64) -> Option<StopReason> {
+    /// Whether a limit stops the loop before a batch of rungs of `cost` each.
+    fn limit(&self, tally: &Tally, cost: u64) -> Option<StopReason> {
+        let report = &tally.report;
         if let Some(d) = self.deadline {
-            let rate = report.seconds / report.budget_spent.max(1) as f64;
+            let rate = report.seconds / tally.batch_budget.max(1) as f64;
             let needs = std::time::Duration::from_secs_f64(rate * cost as f64);
             if Instant::now() + needs >= d {
                 return Some(StopReason::TimeBudget);
@@ -514,42 +610,57 @@ impl MultiFidelity {
         None
     }
 
-    /// One rung of one trial: the runner's advance, its score recorded at step
-    /// `to`; a failure or pruning ends the trial.
+    /// A batch of rungs (one rung of several trials, side by side): the runner's
+    /// advance, each score recorded at step `to` as it finishes; a failure or
+    /// pruning ends the trial.
     fn advance(
         &self,
         study: &mut Study,
-        runner: &mut impl FidelityRunner,
-        number: u64,
-        from: u64,
-        to: u64,
-        report: &mut MultiFidelityReport,
+        runner: &mut impl BatchRunner,
+        jobs: &[RungJob],
+        tally: &mut Tally,
     ) -> Result<()> {
-        let started = Instant::now();
-        let result = {
-            let mut trial = study.trial(number)?;
-            runner.advance(&mut trial, from, to)
+        let Some(first) = jobs.first() else {
+            return Ok(());
         };
+        let started = Instant::now();
+        let mut record = |study: &mut Study, i: usize, result| {
+            let RungJob { number, to, .. } = jobs[i];
+            record_rung(study, number, to, result)
+        };
+        runner.advance_batch(study, jobs, &mut record)?;
+        let report = &mut tally.report;
         report.seconds += started.elapsed().as_secs_f64();
-        report.budget_spent += to - from;
-        report.rungs_run += 1;
-        match result {
-            Ok(v) if v.is_finite() => study.trial(number)?.report(to, v),
-            Ok(v) => {
-                let mut t = study.trial(number)?;
-                t.set_user_attr(
-                    "fail_reason",
-                    serde_json::Value::String(format!("score {v} at budget {to}")),
-                )?;
-                study.tell(number, Outcome::Failed).map(|_| ())
-            }
-            Err(TrialError::Pruned) => study.tell(number, Outcome::Pruned).map(|_| ()),
-            Err(TrialError::Failed(msg)) => {
-                study
-                    .trial(number)?
-                    .set_user_attr("fail_reason", serde_json::Value::String(msg))?;
-                study.tell(number, Outcome::Failed).map(|_| ())
-            }
+        report.budget_spent += jobs.iter().map(|j| j.to - j.from).sum::<u64>();
+        report.rungs_run += jobs.len();
+        tally.batch_budget += first.to - first.from;
+        Ok(())
+    }
+}
+
+/// Records one rung's result: its score at step `to`, or the trial failed or pruned.
+fn record_rung(
+    study: &mut Study,
+    number: u64,
+    to: u64,
+    result: std::result::Result<f64, TrialError>,
+) -> Result<()> {
+    match result {
+        Ok(v) if v.is_finite() => study.trial(number)?.report(to, v),
+        Ok(v) => {
+            let mut t = study.trial(number)?;
+            t.set_user_attr(
+                "fail_reason",
+                serde_json::Value::String(format!("score {v} at budget {to}")),
+            )?;
+            study.tell(number, Outcome::Failed).map(|_| ())
+        }
+        Err(TrialError::Pruned) => study.tell(number, Outcome::Pruned).map(|_| ()),
+        Err(TrialError::Failed(msg)) => {
+            study
+                .trial(number)?
+                .set_user_attr("fail_reason", serde_json::Value::String(msg))?;
+            study.tell(number, Outcome::Failed).map(|_| ())
         }
     }
 }
@@ -784,6 +895,113 @@ mod tests {
             .collect();
         at1.sort_by(|a, b| a.0.total_cmp(&b.0));
         assert!(at1[..3].iter().all(|x| x.1) && at1[3..].iter().all(|x| !x.1));
+    }
+
+    /// A batch runner that prepares its jobs in order and finishes them in `order`
+    /// (forward or reversed), as threads might.
+    struct Batches {
+        reversed: bool,
+        batches: Vec<Vec<RungJob>>,
+    }
+
+    impl FidelityRunner for Batches {
+        fn advance(
+            &mut self,
+            t: &mut Trial<'_>,
+            _from: u64,
+            to: u64,
+        ) -> std::result::Result<f64, TrialError> {
+            let x = t.suggest_float("x", 0.0, 1.0, false)?;
+            Ok(curve(x, to))
+        }
+    }
+
+    impl BatchRunner for Batches {
+        fn advance_batch(
+            &mut self,
+            study: &mut Study,
+            jobs: &[RungJob],
+            done: &mut RungDone<'_>,
+        ) -> Result<()> {
+            self.batches.push(jobs.to_vec());
+            let mut results = Vec::new();
+            for j in jobs {
+                let mut t = study.trial(j.number)?;
+                results.push(self.advance(&mut t, j.from, j.to));
+            }
+            let mut order: Vec<usize> = (0..jobs.len()).collect();
+            if self.reversed {
+                order.reverse();
+            }
+            for i in order {
+                done(study, i, results[i].clone())?;
+            }
+            Ok(())
+        }
+    }
+
+    #[test]
+    fn workers_run_rungs_in_batches_whatever_order_they_finish_in() {
+        let plan = Hyperband::new(1, 9, 3).unwrap();
+        let run = |reversed: bool| {
+            let mut study =
+                Study::minimize(Seed(4)).with_sampler(BudgetModel::new(TpeSampler::new(Seed(4))));
+            let mut runner = Batches {
+                reversed,
+                batches: Vec::new(),
+            };
+            let report = MultiFidelity::new(plan)
+                .with_workers(4)
+                .with_iterations(3)
+                .optimize(&mut study, &mut runner)
+                .unwrap();
+            (study.trials().unwrap(), runner.batches, report)
+        };
+        let (forward, batches, report) = run(false);
+        let (reversed, _, _) = run(true);
+        // Proposals depend on the batches' results, not on which rung ended first.
+        assert_eq!(forward.len(), reversed.len());
+        for (a, b) in forward.iter().zip(&reversed) {
+            assert_eq!(
+                (&a.params, &a.intermediate, a.state, &a.values),
+                (&b.params, &b.intermediate, b.state, &b.values)
+            );
+        }
+        // Hyperband's shape, in batches of at most 4 of one rung: bracket s=2 asks
+        // 9 trials as 4 + 4 + 1 and continues 3, then 1; s=1 asks 5 as 4 + 1.
+        let shape: Vec<(usize, u64, u64)> = batches
+            .iter()
+            .map(|b| (b.len(), b[0].from, b[0].to))
+            .collect();
+        assert_eq!(
+            shape,
+            [
+                (4, 0, 1),
+                (4, 0, 1),
+                (1, 0, 1),
+                (3, 1, 3),
+                (1, 3, 9),
+                (4, 0, 3),
+                (1, 0, 3),
+                (1, 3, 9),
+                (3, 0, 9)
+            ]
+        );
+        assert!(batches
+            .iter()
+            .all(|b| b.iter().all(|j| (j.from, j.to) == (b[0].from, b[0].to))));
+        assert_eq!(report.rungs_run, 22);
+        assert_eq!(report.iterations, 3);
+        // No two trials of a batch got the same point (the constant liar).
+        for b in &batches {
+            let xs: Vec<f64> = b
+                .iter()
+                .map(|j| forward[j.number as usize].params["x"].as_f64().unwrap())
+                .collect();
+            for (i, x) in xs.iter().enumerate() {
+                assert!(!xs[..i].contains(x), "{xs:?}");
+            }
+        }
     }
 
     #[test]

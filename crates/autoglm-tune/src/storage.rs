@@ -55,6 +55,10 @@ pub(crate) enum Event {
         state: TrialState,
         values: Option<Vec<f64>>,
     },
+    StudyAttr {
+        key: String,
+        value: serde_json::Value,
+    },
 }
 
 struct Journal {
@@ -69,6 +73,7 @@ struct Journal {
 /// Trial storage: in memory, or a journal file.
 pub struct Storage {
     trials: Vec<FrozenTrial>,
+    study_attrs: BTreeMap<String, serde_json::Value>,
     journal: Option<Journal>,
     warnings: Vec<String>,
 }
@@ -100,6 +105,7 @@ impl Storage {
     pub fn in_memory() -> Self {
         Storage {
             trials: Vec::new(),
+            study_attrs: BTreeMap::new(),
             journal: None,
             warnings: Vec::new(),
         }
@@ -119,6 +125,7 @@ impl Storage {
             .map_err(io_err(path))?;
         let mut s = Storage {
             trials: Vec::new(),
+            study_attrs: BTreeMap::new(),
             journal: Some(Journal {
                 path: path.to_owned(),
                 file,
@@ -161,10 +168,12 @@ impl Storage {
                     line: j.lines,
                     reason,
                 })?;
-            apply(&mut self.trials, &ev, true).map_err(|reason| Error::Journal {
-                path: j.path.clone(),
-                line: j.lines,
-                reason,
+            apply(&mut self.trials, &mut self.study_attrs, &ev, true).map_err(|reason| {
+                Error::Journal {
+                    path: j.path.clone(),
+                    line: j.lines,
+                    reason,
+                }
             })?;
         }
         j.offset += complete as u64;
@@ -214,7 +223,7 @@ impl Storage {
             let ev = make(&self.trials)?;
             // Check first, write the line, then change the state: a failed write
             // leaves both as they were.
-            apply(&mut self.trials, &ev, false).map_err(Error::Space)?;
+            apply(&mut self.trials, &mut self.study_attrs, &ev, false).map_err(Error::Space)?;
             if let Some(j) = self.journal.as_mut() {
                 let mut line = serde_json::to_vec(&ev).expect("events serialize");
                 line.push(b'\n');
@@ -223,7 +232,7 @@ impl Storage {
                 j.offset += line.len() as u64;
                 j.lines += 1;
             }
-            apply(&mut self.trials, &ev, true).map_err(Error::Space)?;
+            apply(&mut self.trials, &mut self.study_attrs, &ev, true).map_err(Error::Space)?;
             Ok(ev)
         })();
         if let Some(j) = &self.journal {
@@ -276,6 +285,25 @@ impl Storage {
         .map(drop)
     }
 
+    /// The study's user attributes, as of the last read or write.
+    pub fn study_user_attrs(&self) -> &BTreeMap<String, serde_json::Value> {
+        &self.study_attrs
+    }
+
+    pub(crate) fn set_study_user_attr(
+        &mut self,
+        key: &str,
+        value: serde_json::Value,
+    ) -> Result<()> {
+        self.commit(|_| {
+            Ok(Event::StudyAttr {
+                key: key.to_owned(),
+                value,
+            })
+        })
+        .map(drop)
+    }
+
     pub(crate) fn set_constraints(&mut self, number: u64, values: Vec<f64>) -> Result<()> {
         self.commit(|_| Ok(Event::Constraints { number, values }))
             .map(drop)
@@ -284,7 +312,12 @@ impl Storage {
 
 /// Applies one event (or only checks it, without `mutate`); an inconsistent event is
 /// an error message and changes nothing.
-fn apply(trials: &mut Vec<FrozenTrial>, ev: &Event, mutate: bool) -> Result<(), String> {
+fn apply(
+    trials: &mut Vec<FrozenTrial>,
+    study_attrs: &mut BTreeMap<String, serde_json::Value>,
+    ev: &Event,
+    mutate: bool,
+) -> Result<(), String> {
     let get = |trials: &mut Vec<FrozenTrial>, n: u64| -> Result<usize, String> {
         let i = n as usize;
         if i < trials.len() {
@@ -383,6 +416,11 @@ fn apply(trials: &mut Vec<FrozenTrial>, ev: &Event, mutate: bool) -> Result<(), 
             }
             trials[i].state = *state;
             trials[i].values.clone_from(values);
+        }
+        Event::StudyAttr { key, value } => {
+            if mutate {
+                study_attrs.insert(key.clone(), value.clone());
+            }
         }
     }
     Ok(())

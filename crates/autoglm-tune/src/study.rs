@@ -273,6 +273,20 @@ impl Study {
         &self.storage
     }
 
+    /// Sets a user attribute of the study (journaled, as Optuna's
+    /// `study.set_user_attr`): for settings a resumed run must reuse.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn set_user_attr(&mut self, key: &str, value: serde_json::Value) -> Result<()> {
+        self.storage.set_study_user_attr(key, value)
+    }
+
+    /// The study's user attributes (as of the last read or write).
+    pub fn user_attrs(&self) -> &std::collections::BTreeMap<String, serde_json::Value> {
+        self.storage.study_user_attrs()
+    }
+
     /// Starts a trial: takes the oldest enqueued one if any, else a new one, and lets
     /// the sampler propose the parameters that all complete trials share (a proposal
     /// that repeats a seen point is drawn again: see [No point twice](Study#no-point-twice)).

@@ -535,6 +535,20 @@ fn journal_resumes_a_study() {
 }
 
 #[test]
+fn study_attributes_are_journaled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("study.jsonl");
+    let mut s = journal_study(&path, 1);
+    assert!(s.user_attrs().is_empty());
+    s.set_user_attr("workers", serde_json::json!(3)).unwrap();
+    run(&mut s, 2);
+    s.set_user_attr("workers", serde_json::json!(4)).unwrap();
+    let again = journal_study(&path, 1);
+    assert_eq!(again.user_attrs()["workers"], serde_json::json!(4));
+    assert_eq!(again.storage().study_user_attrs().len(), 1);
+}
+
+#[test]
 fn torn_last_line_is_skipped_then_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("study.jsonl");

@@ -62,11 +62,31 @@ pub(crate) struct RungOptions<'a> {
     pub top: bool,
     /// How the top rung generates dev outputs.
     pub decoding: &'a Decoding,
+    /// Train the constant-rate phase by the clock instead of to `stable` steps: it
+    /// ends once the cooldown (this share of the constant-rate steps so far) and
+    /// the given seconds of scoring, at the rate measured so far, would end at the
+    /// given instant (or at `stable` steps, whichever comes first).
+    pub until: Option<Until>,
+}
+
+/// The end of a constant-rate phase run by the clock ([`RungOptions::until`]).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Until {
+    /// When the rung should be scored.
+    pub end: Instant,
+    /// The cooldown's share of the constant-rate steps.
+    pub cooldown: f64,
+    /// Seconds the scoring after the cooldown is expected to take.
+    pub scoring: f64,
 }
 
 /// What a rung measured.
 #[derive(Debug)]
 pub(crate) struct Rung {
+    /// Constant-rate steps at its end (fewer than planned when run by the clock).
+    pub stable: u64,
+    /// Steps of its cooldown branch.
+    pub cooldown: u64,
     /// Dev loss after the cooldown.
     pub dev_loss: f64,
     /// The cooled-down model, scored on dev (top rung only).
@@ -139,11 +159,25 @@ pub(crate) fn rung(
             stopped = true;
             return Ok(Control::Stop);
         }
+        if let Some(u) = opts.until {
+            let per_step = fit0.elapsed().as_secs_f64() / (r.step - step0).max(1) as f64;
+            let rest = u.cooldown * r.step as f64 * per_step + u.scoring;
+            if Instant::now() + std::time::Duration::from_secs_f64(rest) >= u.end {
+                return Ok(Control::Stop);
+            }
+        }
         Ok(Control::Continue)
     })?;
     if stopped {
         return Ok(None);
     }
+    // Run by the clock, the constant-rate phase may have ended early.
+    let stable = trainer.steps_done();
+    let decay = match opts.until {
+        Some(u) if stable < steps.stable => cooldown_steps(u.cooldown, stable),
+        _ => steps.cooldown,
+    };
+    let total = stable + decay;
     if let Some(parent) = ck.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
@@ -151,7 +185,7 @@ pub(crate) fn rung(
     let top = opts.top;
     let mut trained_at = Instant::now();
     let (dev_loss, train_loss, cooled) =
-        trainer.cooldown_branch(steps.cooldown, data.train, |t, reports| {
+        trainer.cooldown_branch(decay, data.train, |t, reports| {
             trained_at = Instant::now();
             let loss = t.eval_loss(data.dev_loss)?;
             let last = reports.last().map_or(f64::NAN, |r| r.loss);
@@ -187,8 +221,10 @@ pub(crate) fn rung(
         }
         None => None,
     };
-    let trained_steps = (steps.stable - step0 + steps.cooldown).max(1);
+    let trained_steps = (stable - step0 + decay).max(1);
     Ok(Some(Rung {
+        stable,
+        cooldown: decay,
         dev_loss,
         trained,
         seconds_per_step: (trained_at - fit0).as_secs_f64() / trained_steps as f64,

@@ -14,7 +14,8 @@ use autoglm_tune::{
     Seed, StopReason, Storage, Study, SuccessiveHalvingPruner, TpeSampler, TrialState,
 };
 use autoglm_tune::{
-    BudgetModel, GpConfig, GpSampler, Hyperband, MultiFidelity, TpeConfig, TrialError,
+    BatchRunner, BudgetModel, FidelityRunner, GpConfig, GpSampler, Hyperband, MultiFidelity,
+    RungDone, RungJob, TpeConfig, TrialError,
 };
 use rand::seq::SliceRandom;
 use rand::SeedableRng;
@@ -22,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{prepare, Item, Prepared};
 use crate::error::{write, write_json, write_lines, Error, Result};
-use crate::fidelity::{cooldown_steps, rung, Rung, RungOptions, RungSteps};
+use crate::fidelity::{cooldown_steps, rung, Rung, RungOptions, RungSteps, Until};
 use crate::rundir::{
     RunDir, BEST_DEV_OUTPUTS, BEST_TRIAL, MODEL_AUTOGLM, MODEL_CONFIG, MODEL_GENERATION_CONFIG,
     MODEL_TOKENIZER, MODEL_WEIGHTS,
@@ -81,6 +82,16 @@ pub enum Event {
         dev_loss: f64,
         /// The search's metric on all of dev (the top rung only).
         value: Option<f64>,
+    },
+    /// A multi-fidelity search's trials side by side (`search.workers`, or the
+    /// number its journal was started with when it resumes).
+    Workers {
+        /// Trials trained side by side.
+        workers: usize,
+        /// Kernel threads of each.
+        threads: usize,
+        /// Whether the search resumes a journal.
+        resumed: bool,
     },
     /// A multi-fidelity search's brackets are over: the time left goes to the
     /// incumbent.
@@ -284,6 +295,305 @@ fn rung_steps(budget: u64, n: usize, batch: usize, cost: f64) -> u64 {
     ((budget as f64 / 1000.0 / cost * n as f64) / batch.max(1) as f64)
         .ceil()
         .max(1.0) as u64
+}
+
+/// The study attribute that keeps a multi-fidelity search's `search.workers`, so a
+/// resumed search runs with the workers it started with.
+const WORKERS_ATTR: &str = "workers";
+
+/// What the rungs of a multi-fidelity search share, read-only (the threads of
+/// rungs run side by side borrow it).
+struct RungShared<'a> {
+    at: &'a AutoTrainer,
+    hb: &'a HyperbandConfig,
+    plan: &'a Hyperband,
+    data: TrialData<'a>,
+    deadline: Option<Instant>,
+}
+
+/// What the rungs of a multi-fidelity search update, on the calling thread.
+struct RungState<'f, F> {
+    /// The best complete trial and its score (its model saved as `best/`).
+    best: Option<(u64, f64)>,
+    /// Seconds per training step and of scoring, by trial (this process's rungs).
+    timing: BTreeMap<u64, (f64, f64)>,
+    on: &'f mut F,
+}
+
+/// Runs the rungs of [`AutoTrainer::search_hyperband`] for autoglm-tune's
+/// [`MultiFidelity`] loop: one at a time, or a batch of `search.workers` rungs side by
+/// side, each on its own threads (prepared and recorded on the calling thread, which
+/// also passes their progress on).
+struct RungRunner<'a, 'f, F> {
+    shared: RungShared<'a>,
+    state: RungState<'f, F>,
+}
+
+/// A rung ready to train: what [`RungShared::prepare`] worked out.
+struct RungPlan {
+    number: u64,
+    structure: Structure,
+    hyper: Hyper,
+    /// Budget units of the structure's epoch.
+    cost: f64,
+    steps: RungSteps,
+    top: bool,
+    checkpoint: PathBuf,
+    started: Instant,
+}
+
+/// What a thread of a batch of rungs sends back.
+enum RungMsg {
+    Progress(usize, Progress),
+    Done(usize, Box<Result<Option<Rung>>>),
+}
+
+impl RungShared<'_> {
+    /// Constant-rate steps of `budget` thousandths of a budget unit.
+    fn steps_of(&self, budget: u64, hyper: &Hyper, cost: f64) -> u64 {
+        rung_steps(budget, self.at.train.examples.len(), hyper.batch_size, cost)
+    }
+
+    /// Suggests (or reads back) the trial's parameters and plans its rung
+    /// `from → to`; announces it.
+    fn prepare(
+        &self,
+        trial: &mut autoglm_tune::Trial<'_>,
+        from: u64,
+        to: u64,
+        on: &mut impl FnMut(&Event),
+    ) -> std::result::Result<RungPlan, TrialError> {
+        let number = trial.number();
+        let (structure, hyper) = self.at.suggest(trial)?;
+        let cost = self.at.cost(self.hb, &structure);
+        let stable = self.steps_of(to, &hyper, cost);
+        let warmup =
+            (hyper.warmup * self.steps_of(self.plan.min_budget(), &hyper, cost) as f64).round();
+        let from_steps = if from == 0 {
+            0
+        } else {
+            self.steps_of(from, &hyper, cost)
+        };
+        let steps = RungSteps::new(from_steps, stable, self.hb.cooldown, warmup as u64);
+        on(&Event::Start {
+            number,
+            params: trial.params()?,
+            steps: steps.stable + steps.cooldown,
+        });
+        if from == 0 {
+            trial.set_user_attr("structure", to_json(&structure)?)?;
+            trial.set_user_attr("hyper", to_json(&hyper)?)?;
+        }
+        Ok(RungPlan {
+            number,
+            structure,
+            hyper,
+            cost,
+            steps,
+            top: to == self.plan.max_budget(),
+            checkpoint: self.at.run.trial_checkpoint(number),
+            started: Instant::now(),
+        })
+    }
+
+    /// Trains and scores a planned rung on `threads` kernel threads (any thread).
+    fn train(
+        &self,
+        p: &RungPlan,
+        threads: usize,
+        on: impl FnMut(Progress),
+    ) -> Result<Option<Rung>> {
+        let s = &self.at.task.search;
+        let opts = RungOptions {
+            seed: s.seed.wrapping_add(p.number),
+            threads,
+            deadline: self.deadline,
+            checkpoint: &p.checkpoint,
+            top: p.top,
+            decoding: &s.decoding,
+            until: None,
+        };
+        rung(&self.data, &p.structure, &p.hyper, p.steps, opts, on)
+    }
+}
+
+impl<F: FnMut(&Event)> RungState<'_, F> {
+    /// Records a trained rung in its trial (a top rung's outcome, the best model)
+    /// and returns its score for the loop.
+    fn record(
+        &mut self,
+        shared: &RungShared<'_>,
+        trial: &mut autoglm_tune::Trial<'_>,
+        p: &RungPlan,
+        result: Result<Option<Rung>>,
+    ) -> std::result::Result<f64, TrialError> {
+        let number = p.number;
+        let end = |on: &mut F, state, value| {
+            on(&Event::End {
+                number,
+                state,
+                value,
+                seconds: p.started.elapsed().as_secs_f64(),
+            });
+        };
+        let r = match result {
+            Ok(Some(r)) => r,
+            Ok(None) => {
+                end(&mut *self.on, TrialEnd::Pruned, None);
+                return Err(TrialError::Pruned);
+            }
+            Err(e) => {
+                let error = e.to_string();
+                end(
+                    &mut *self.on,
+                    TrialEnd::Failed {
+                        error: error.clone(),
+                    },
+                    None,
+                );
+                return Err(TrialError::Failed(error));
+            }
+        };
+        let s = &shared.at.task.search;
+        let cooldown = shared.hb.cooldown;
+        let value = match &r.trained {
+            Some(trained) => {
+                let mut o = trained.outcome.clone();
+                // The dev-loss curve: minus each rung's score, by steps.
+                let mut curve: Vec<(u64, f64)> = trial
+                    .intermediate()?
+                    .iter()
+                    .map(|(&b, &v)| {
+                        let st = shared.steps_of(b, &p.hyper, p.cost);
+                        (st + cooldown_steps(cooldown, st), -v)
+                    })
+                    .collect();
+                curve.extend(o.curve.iter().copied());
+                o.curve = curve;
+                trial.set_user_attr("outcome", to_json(&o)?)?;
+                let constraints = s.constraints.values(&o);
+                let feasible = constraints
+                    .as_ref()
+                    .is_none_or(|c| c.iter().all(|&x| x <= 0.0));
+                if let Some(c) = constraints {
+                    trial.set_constraints(c)?;
+                }
+                let v = s.metric.of(&o.dev.expect("a top rung is scored"));
+                if feasible && self.best.as_ref().is_none_or(|b| v > b.1) {
+                    shared
+                        .at
+                        .save_best(trained, number)
+                        .map_err(|e| TrialError::Failed(e.to_string()))?;
+                    self.best = Some((number, v));
+                }
+                end(
+                    &mut *self.on,
+                    TrialEnd::Complete { eligible: feasible },
+                    Some(v),
+                );
+                Some(v)
+            }
+            None => None,
+        };
+        let n_train = shared.at.train.examples.len();
+        (self.on)(&Event::Rung {
+            number,
+            epochs: (p.steps.stable * p.hyper.batch_size as u64) as f64 / n_train as f64,
+            steps: p.steps.stable + p.steps.cooldown,
+            dev_loss: r.dev_loss,
+            value,
+        });
+        self.timing
+            .insert(number, (r.seconds_per_step, r.score_seconds));
+        Ok(value.unwrap_or(-r.dev_loss))
+    }
+}
+
+impl<F: FnMut(&Event)> FidelityRunner for RungRunner<'_, '_, F> {
+    fn advance(
+        &mut self,
+        trial: &mut autoglm_tune::Trial<'_>,
+        from: u64,
+        to: u64,
+    ) -> std::result::Result<f64, TrialError> {
+        let Self { shared, state } = self;
+        let p = shared.prepare(trial, from, to, &mut *state.on)?;
+        let number = p.number;
+        let threads = shared.at.task.search.threads;
+        let result = shared.train(&p, threads, |pr| step_event(&mut *state.on, number, pr));
+        state.record(shared, trial, &p, result)
+    }
+}
+
+impl<F: FnMut(&Event)> BatchRunner for RungRunner<'_, '_, F> {
+    fn advance_batch(
+        &mut self,
+        study: &mut Study,
+        jobs: &[RungJob],
+        done: &mut RungDone<'_>,
+    ) -> autoglm_tune::Result<()> {
+        if jobs.len() == 1 {
+            let j = jobs[0];
+            let r = {
+                let mut t = study.trial(j.number)?;
+                self.advance(&mut t, j.from, j.to)
+            };
+            return done(study, 0, r);
+        }
+        let Self { shared, state } = self;
+        // Prepared one after another, in order: each proposal sees the ones before
+        // it running.
+        let mut plans = Vec::with_capacity(jobs.len());
+        for (i, j) in jobs.iter().enumerate() {
+            let p = {
+                let mut t = study.trial(j.number)?;
+                shared.prepare(&mut t, j.from, j.to, &mut *state.on)
+            };
+            match p {
+                Ok(p) => plans.push(Some(p)),
+                Err(e) => {
+                    plans.push(None);
+                    done(study, i, Err(e))?;
+                }
+            }
+        }
+        // The search's threads split between the rungs of the batch.
+        let threads = (shared.at.task.search.threads / jobs.len()).max(1);
+        let shared = &*shared;
+        let plans = &plans;
+        std::thread::scope(|scope| {
+            let (tx, rx) = std::sync::mpsc::channel();
+            for (i, p) in plans.iter().enumerate() {
+                let Some(p) = p else { continue };
+                let tx = tx.clone();
+                scope.spawn(move || {
+                    let r = shared.train(p, threads, |pr| {
+                        let _ = tx.send(RungMsg::Progress(i, pr));
+                    });
+                    let _ = tx.send(RungMsg::Done(i, Box::new(r)));
+                });
+            }
+            drop(tx);
+            for msg in rx {
+                match msg {
+                    RungMsg::Progress(i, pr) => {
+                        if let Some(p) = &plans[i] {
+                            step_event(&mut *state.on, p.number, pr);
+                        }
+                    }
+                    RungMsg::Done(i, r) => {
+                        let Some(p) = &plans[i] else { continue };
+                        let v = {
+                            let mut t = study.trial(p.number)?;
+                            state.record(shared, &mut t, p, *r)
+                        };
+                        done(study, i, v)?;
+                    }
+                }
+            }
+            Ok(())
+        })
+    }
 }
 
 /// Room left in the model's positions for generated tokens beyond the training
@@ -659,7 +969,6 @@ impl AutoTrainer {
     ) -> Result<Summary> {
         let started = Instant::now();
         let s = self.task.search.clone();
-        let n_train = self.train.examples.len();
         let max_epochs = hb.top_epochs(&self.task.training);
         let plan = Hyperband::new(units(hb.min_epochs), units(max_epochs), hb.eta)?;
         self.check_rungs(hb)?;
@@ -673,7 +982,24 @@ impl AutoTrainer {
             study.enqueue(self.default_params())?;
         }
         self.remove_finished_checkpoints(&mut study)?;
-        let mut best = self.best_trial(&mut study)?;
+        let best = self.best_trial(&mut study)?;
+        let workers = match study
+            .user_attrs()
+            .get(WORKERS_ATTR)
+            .and_then(|v| v.as_u64())
+        {
+            Some(n) => n as usize,
+            None => {
+                study.set_user_attr(WORKERS_ATTR, serde_json::json!(s.workers))?;
+                s.workers
+            }
+        }
+        .max(1);
+        on(&Event::Workers {
+            workers,
+            threads: (s.threads / workers).max(1),
+            resumed: !fresh,
+        });
         let deadline = s
             .minutes
             .map(|m| started + std::time::Duration::from_secs_f64(m * 60.0));
@@ -687,115 +1013,24 @@ impl AutoTrainer {
                 started + std::time::Duration::from_secs_f64(m * 60.0 * hb.search_share),
             );
         }
-        let data = self.data_all_dev();
-        let this = &*self;
-        // Seconds per training step and of scoring, by trial (this process's rungs).
-        let mut timing: BTreeMap<u64, (f64, f64)> = BTreeMap::new();
-        let report = mf.optimize(
-            &mut study,
-            &mut |trial: &mut autoglm_tune::Trial<'_>, from: u64, to: u64| {
-                let number = trial.number();
-                let (structure, hyper) = this.suggest(trial)?;
-                let cost = this.cost(hb, &structure);
-                let steps_of = |b: u64| rung_steps(b, n_train, hyper.batch_size, cost);
-                let stable = steps_of(to);
-                let warmup = (hyper.warmup * steps_of(plan.min_budget()) as f64).round() as u64;
-                let from_steps = if from == 0 { 0 } else { steps_of(from) };
-                let steps = RungSteps::new(from_steps, stable, hb.cooldown, warmup);
-                on(&Event::Start {
-                    number,
-                    params: trial.params()?,
-                    steps: steps.stable + steps.cooldown,
-                });
-                if from == 0 {
-                    trial.set_user_attr("structure", to_json(&structure)?)?;
-                    trial.set_user_attr("hyper", to_json(&hyper)?)?;
-                }
-                let t0 = Instant::now();
-                let checkpoint = this.run.trial_checkpoint(number);
-                let top = to == plan.max_budget();
-                let opts = RungOptions {
-                    seed: s.seed.wrapping_add(number),
-                    threads: s.threads,
-                    deadline,
-                    checkpoint: &checkpoint,
-                    top,
-                    decoding: &s.decoding,
-                };
-                let result = rung(&data, &structure, &hyper, steps, opts, |p| {
-                    step_event(&mut on, number, p)
-                });
-                let end = |on: &mut dyn FnMut(&Event), state, value| {
-                    on(&Event::End {
-                        number,
-                        state,
-                        value,
-                        seconds: t0.elapsed().as_secs_f64(),
-                    });
-                };
-                let r = match result {
-                    Ok(Some(r)) => r,
-                    Ok(None) => {
-                        end(&mut on, TrialEnd::Pruned, None);
-                        return Err(TrialError::Pruned);
-                    }
-                    Err(e) => {
-                        let error = e.to_string();
-                        end(
-                            &mut on,
-                            TrialEnd::Failed {
-                                error: error.clone(),
-                            },
-                            None,
-                        );
-                        return Err(TrialError::Failed(error));
-                    }
-                };
-                let value = match &r.trained {
-                    Some(trained) => {
-                        let o = &trained.outcome;
-                        let mut o = o.clone();
-                        // The dev-loss curve: minus each rung's score, by steps.
-                        let mut curve: Vec<(u64, f64)> = trial
-                            .intermediate()?
-                            .iter()
-                            .map(|(&b, &v)| {
-                                let st = steps_of(b);
-                                (st + cooldown_steps(hb.cooldown, st), -v)
-                            })
-                            .collect();
-                        curve.extend(o.curve.iter().copied());
-                        o.curve = curve;
-                        trial.set_user_attr("outcome", to_json(&o)?)?;
-                        let constraints = s.constraints.values(&o);
-                        let feasible = constraints
-                            .as_ref()
-                            .is_none_or(|c| c.iter().all(|&x| x <= 0.0));
-                        if let Some(c) = constraints {
-                            trial.set_constraints(c)?;
-                        }
-                        let v = s.metric.of(&o.dev.expect("a top rung is scored"));
-                        if feasible && best.as_ref().is_none_or(|b| v > b.1) {
-                            this.save_best(trained, number)
-                                .map_err(|e| TrialError::Failed(e.to_string()))?;
-                            best = Some((number, v));
-                        }
-                        end(&mut on, TrialEnd::Complete { eligible: feasible }, Some(v));
-                        Some(v)
-                    }
-                    None => None,
-                };
-                on(&Event::Rung {
-                    number,
-                    epochs: (steps.stable * hyper.batch_size as u64) as f64 / n_train as f64,
-                    steps: steps.stable + steps.cooldown,
-                    dev_loss: r.dev_loss,
-                    value,
-                });
-                timing.insert(number, (r.seconds_per_step, r.score_seconds));
-                Ok(value.unwrap_or(-r.dev_loss))
+        let mut runner = RungRunner {
+            shared: RungShared {
+                at: &*self,
+                hb,
+                plan: &plan,
+                data: self.data_all_dev(),
+                deadline,
             },
-        )?;
+            state: RungState {
+                best,
+                timing: BTreeMap::new(),
+                on: &mut on,
+            },
+        };
+        let report = mf.with_workers(workers).optimize(&mut study, &mut runner)?;
+        let RungState {
+            mut best, timing, ..
+        } = runner.state;
         let mut extended = None;
         if let (StopReason::TimeBudget, Some(d)) = (report.stop, deadline) {
             on(&Event::Extend {
@@ -816,8 +1051,9 @@ impl AutoTrainer {
     /// The time a multi-fidelity search has left when no further rung fits goes to
     /// its incumbent (the best complete trial; without one, the best trial at the
     /// highest rung reached): its constant-rate phase continues from its checkpoint
-    /// for as many steps as fit (cooldown and scoring included), then cools down and
-    /// is scored on all of dev like a top rung. Without a complete trial this always
+    /// by the clock — until the cooldown (a share of its steps) and the scoring, at
+    /// the rate measured as it runs, would end at the deadline less a margin — then
+    /// cools down and is scored on all of dev like a top rung. Without a complete trial this always
     /// runs (with no extra steps if none fit), so a time budget too short for any
     /// full-length trial still ends with a model. The longer model replaces the chosen
     /// one if it scores higher (or if there was none); `OUTPUT/extension.json` records
@@ -859,11 +1095,12 @@ impl AutoTrainer {
         let cost = self.cost(ext.hb, &structure);
         let from = rung_steps(reached, n_train, hyper.batch_size, cost);
         // Scoring: the dev loss as measured at the trial's last rung, and generation
-        // (measured there if that was the top rung, else estimated as one training
-        // step per batch of beam rows, twice).
+        // (measured there if that was the top rung, else estimated: half a training
+        // step per batch of beam rows; measured on the gate's E2E subset, generating
+        // all of dev with 5 beams took 0.3 of that).
         let beams = first_beams(&self.task.search.decoding);
         let generation =
-            self.data.dev.len() as f64 * beams / hyper.batch_size.max(1) as f64 * per_step * 2.0;
+            self.data.dev.len() as f64 * beams / hyper.batch_size.max(1) as f64 * per_step * 0.5;
         let scoring = if reached >= ext.plan.max_budget() {
             score_seconds
         } else {
@@ -886,15 +1123,17 @@ impl AutoTrainer {
         if complete && more < 0.1 * from as f64 {
             return Ok(None);
         }
-        let stable = from + more as u64;
+        // Planned to what fits at the rate measured before; the constant-rate phase
+        // then runs by the clock (its own rate) and may go up to twice as far.
+        let planned = from + more as u64;
         let warmup = hyper.warmup
             * rung_steps(ext.plan.min_budget(), n_train, hyper.batch_size, cost) as f64;
-        let steps = RungSteps::new(from, stable, c, warmup.round() as u64);
+        let steps = RungSteps::new(from, from + 2 * more as u64, c, warmup.round() as u64);
         let number = t.number;
         on(&Event::Start {
             number,
             params: t.params.clone(),
-            steps: steps.stable + steps.cooldown,
+            steps: planned + cooldown_steps(c, planned),
         });
         let t0 = Instant::now();
         let s = &self.task.search;
@@ -906,6 +1145,11 @@ impl AutoTrainer {
             checkpoint: &checkpoint,
             top: true,
             decoding: &s.decoding,
+            until: (more > 0.0).then(|| Until {
+                end: ext.deadline - std::time::Duration::from_secs_f64(EXTENSION_MARGIN_S),
+                cooldown: c,
+                scoring: 1.2 * scoring,
+            }),
         };
         let r = rung(&data, &structure, &hyper, steps, opts, |p| {
             step_event(&mut *on, number, p)
@@ -913,6 +1157,8 @@ impl AutoTrainer {
         let Some(Rung {
             dev_loss,
             trained: Some(trained),
+            stable,
+            cooldown,
             ..
         }) = r
         else {
@@ -929,7 +1175,7 @@ impl AutoTrainer {
         on(&Event::Rung {
             number,
             epochs: (stable * hyper.batch_size as u64) as f64 / n_train as f64,
-            steps: steps.stable + steps.cooldown,
+            steps: stable + cooldown,
             dev_loss,
             value: Some(v),
         });
@@ -942,8 +1188,9 @@ impl AutoTrainer {
         write_json(
             &self.run.extension(),
             &serde_json::json!({
-                "number": number, "from_steps": from, "stable_steps": stable,
-                "cooldown_steps": steps.cooldown, "value_before": before, "value": v,
+                "number": number, "from_steps": from, "planned_stable_steps": planned,
+                "stable_steps": stable, "cooldown_steps": cooldown,
+                "value_before": before, "value": v,
                 "dev_loss": dev_loss, "chosen": chosen,
             }),
         )?;

@@ -316,9 +316,16 @@ pub struct SearchConfig {
     /// Seed of the sampler, initial weights and data order.
     #[serde(default)]
     pub seed: u64,
-    /// Kernel threads.
+    /// Kernel threads in all (trials trained side by side split them: each of a
+    /// batch of `n` rungs gets `threads / n`, at least one).
     #[serde(default = "d_threads")]
     pub threads: usize,
+    /// Trials trained side by side (with `hyperband`: the rungs of a bracket run in
+    /// batches of `workers`, each proposal made with the ones before it running —
+    /// TPE's constant liar, the GP's believer). The journal keeps the number a search
+    /// started with, and a resumed search uses it. Default 1.
+    #[serde(default = "d_workers")]
+    pub workers: usize,
     /// Generation settings for dev and test (lists of beams and length penalties are
     /// chosen from on dev after the search).
     #[serde(default)]
@@ -348,6 +355,10 @@ pub struct SearchConfig {
     /// with this task's, whose scale may differ).
     #[serde(default = "d_warm")]
     pub warm_start_trials: usize,
+}
+
+fn d_workers() -> usize {
+    1
 }
 
 fn d_warm() -> usize {
@@ -565,6 +576,7 @@ impl Default for SearchConfig {
             dev_inputs: None,
             seed: 0,
             threads: d_threads(),
+            workers: d_workers(),
             decoding: Decoding::default(),
             max_len: d_max_len(),
             constraints: Constraints::default(),
@@ -640,10 +652,17 @@ pub fn check(model: &ModelSpace, hyper: &HyperSpace, search: &SearchConfig) -> R
             }
         }
     }
-    if search.trials == 0 || search.evaluations == 0 || search.threads == 0 {
+    if search.trials == 0 || search.evaluations == 0 || search.threads == 0 || search.workers == 0 {
         return Err(Error::Task(
-            "search: trials, evaluations and threads must be at least 1".into(),
+            "search: trials, evaluations, threads and workers must be at least 1".into(),
         ));
+    }
+    if search.workers > 1 && search.hyperband.is_none() {
+        return Err(Error::Task(format!(
+            "search.workers: {} trials side by side need search.hyperband (the multi-fidelity \
+             search runs its rungs in batches); drop workers or add hyperband",
+            search.workers
+        )));
     }
     if search.minutes.is_some_and(|m| m.is_nan() || m <= 0.0) {
         return Err(Error::Task("search.minutes must be positive".into()));

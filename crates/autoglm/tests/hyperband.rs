@@ -212,3 +212,64 @@ fn warm_start_enqueues_the_best_earlier_configurations() {
         "{e}"
     );
 }
+
+/// `search.workers: 3` runs a bracket's rungs three at a time: Hyperband's shape is
+/// kept, two runs with the same seed propose and score the same trials, the journal
+/// keeps the number and a resumed search uses it whatever the task now says.
+#[test]
+fn workers_run_rungs_side_by_side_and_the_journal_keeps_their_number() {
+    let hb = "workers: 3, hyperband: {min_epochs: 0.8, eta: 3, brackets: 1}";
+    let run = || {
+        let dir = tempfile::tempdir().unwrap();
+        let mut events = Vec::new();
+        let summary = search(&write_task(dir.path(), hb), &mut events).unwrap();
+        (dir, events, summary)
+    };
+    let (a, events, summary) = run();
+    assert!(events.contains(&Event::Workers {
+        workers: 3,
+        threads: 1,
+        resumed: false
+    }));
+    assert_eq!((summary.complete, summary.pruned), (1, 8), "{summary:?}");
+    // Three trials start before the first of them ends.
+    let first_end = events
+        .iter()
+        .position(|e| matches!(e, Event::Rung { .. }))
+        .unwrap();
+    let starts = events[..first_end]
+        .iter()
+        .filter(|e| matches!(e, Event::Start { .. }))
+        .count();
+    assert_eq!(starts, 3, "{events:?}");
+    let (b, _, again) = run();
+    let (ta, tb) = (trials(a.path()), trials(b.path()));
+    assert_eq!(ta.len(), 9);
+    for (x, y) in ta.iter().zip(&tb) {
+        assert_eq!(x.params, y.params, "trial {}", x.number);
+        assert_eq!(x.intermediate, y.intermediate, "trial {}", x.number);
+        assert_eq!(x.state, y.state, "trial {}", x.number);
+    }
+    assert_eq!(summary.best, again.best);
+    let journal = Storage::journal(&a.path().join("runs/hb/study.jsonl")).unwrap();
+    assert_eq!(journal.study_user_attrs()["workers"], serde_json::json!(3));
+    // Resumed with another number in the task: the journal's is used.
+    let path = write_task(
+        a.path(),
+        "workers: 1, hyperband: {min_epochs: 0.8, eta: 3, brackets: 1}",
+    );
+    let mut events = Vec::new();
+    search(&path, &mut events).unwrap();
+    assert!(events.contains(&Event::Workers {
+        workers: 3,
+        threads: 1,
+        resumed: true
+    }));
+    // Side by side needs the multi-fidelity search.
+    let path = write_task(a.path(), "workers: 2");
+    let e = search(&path, &mut Vec::new()).unwrap_err().to_string();
+    assert!(
+        e.contains("search.workers: 2 trials side by side need search.hyperband"),
+        "{e}"
+    );
+}
