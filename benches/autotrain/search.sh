@@ -7,6 +7,8 @@
 #                                                 # (seeds 1 2 3 4 5 unless given)
 #   benches/autotrain/search.sh warm [SEED ...]   # point 3: warm start on a second task
 #                                                 # (seeds 1 2 3; needs the gate's (a) runs)
+#   benches/autotrain/search.sh headroom [SEED]   # (d)'s protocol at other points of the
+#                                                 # space: is there anything to find?
 #   benches/autotrain/search.sh workers           # search.workers: 2 trials × 1 thread
 #                                                 # against 1 trial × 2 threads, by size
 #   benches/autotrain/search.sh tables            # rewrite the tables from the runs
@@ -110,6 +112,32 @@ case ${1:-} in
     printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c \
       'WARM="$OUT/gate/a-s$1/run/study.jsonl" run_one "$0" "$1" "$2"'
     python3 "$ROOT/benches/autotrain/tables.py" --warm "$OUT/warm" ;;
+  headroom)
+    # Is there anything to find? (d)'s protocol (one configuration for the whole
+    # budget) with other points of the gate's space; runs in target/autotrain/headroom.
+    shift
+    seed=${1:-1}
+    cargo build --release -p autoglm-cli --manifest-path "$ROOT/Cargo.toml"
+    python3 "$ROOT/benches/autotrain/make_e2e_subset.py" "$OUT/e2e10k/train.jsonl" >/dev/null
+    mid='{layers: 3, hidden: 192, heads: 4, kv_heads: 2, mlp_ratio: 2.5, rotary: 0.5}'
+    tr() { echo "{lr: $1, batch_size: 32, epochs: 100.0, weight_decay: 0.01}"; }
+    jobs=("lr15|$mid|$(tr 1.5e-3)" "lr45|$mid|$(tr 4.5e-3)" "lr60|$mid|$(tr 6.0e-3)"
+      "l2h256|{layers: 2, hidden: 256, heads: 4, kv_heads: 2, mlp_ratio: 2.5, rotary: 0.5}|$(tr 3.5e-3)"
+      "l4h256|{layers: 4, hidden: 256, heads: 4, kv_heads: 2, mlp_ratio: 2.5, rotary: 0.5}|$(tr 3.0e-3)"
+      "l2h128|{layers: 2, hidden: 128, heads: 4, kv_heads: 2, mlp_ratio: 2.7, rotary: 0.5}|$(tr 3.0e-3)")
+    headroom_one() { # NAME|MODEL|TRAINING SEED
+      local name=${1%%|*} rest=${1#*|}
+      local dir="$OUT/headroom/$name-s$2"
+      [ -f "$dir/run/scores.json" ] && return
+      rm -rf "$dir" && mkdir -p "$dir"
+      task d "$2" | sed -e "s/^name: .*/name: headroom-$name-s$2/" -e "s/^model: .*/model: ${rest%%|*}/" \
+        -e "s/^training: .*/training: ${rest#*|}/" > "$dir/task.yaml"
+      "$ROOT/target/release/autoglm" run "$dir/task.yaml" --output "$dir/run" \
+        | while IFS= read -r line; do printf '%s %s\n' "$(date +%s.%N)" "$line"; done > "$dir/log.txt"
+    }
+    export -f headroom_one
+    printf '%s\n' "${jobs[@]}" | xargs -P 2 -I{} bash -c "headroom_one '{}' $seed"
+    grep -H "best model" "$OUT"/headroom/*-s"$seed"/log.txt ;;
   workers)
     # search.workers: two trials side by side on one kernel thread each against one
     # trial at a time on two threads, per model size (the structure fixed, the
@@ -136,5 +164,5 @@ case ${1:-} in
     python3 "$ROOT/benches/autotrain/tables.py" --workers "$OUT/workers" ;;
   tables)
     python3 "$ROOT/benches/autotrain/tables.py" "$OUT/gate" ;;
-  *) sed -n '2,24p' "$0"; exit 2 ;;
+  *) sed -n '2,26p' "$0"; exit 2 ;;
 esac

@@ -116,7 +116,7 @@ pub(crate) fn rung(
     let ck = opts.checkpoint;
     let from_stable = steps.from;
     let mut trainer = if ck.join("trainer_state.json").exists() {
-        let t = Trainer::resume(ck)?;
+        let t = Trainer::resume_with(ck, |c| c.threads = opts.threads)?;
         if t.steps_done() < from_stable || t.steps_done() > steps.stable {
             return Err(Error::Input(format!(
                 "{}: the checkpoint is at step {}, the rung runs from step {from_stable} to {}",
