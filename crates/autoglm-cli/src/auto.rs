@@ -19,6 +19,29 @@ pub struct RunArgs {
     pub output: Option<PathBuf>,
 }
 
+/// `autoglm report`.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run directory (`autoglm run`'s output).
+    pub dir: PathBuf,
+}
+
+/// Redraws `DIR/report.html` and says what it left out.
+///
+/// # Errors
+/// A directory that does not exist; I/O errors writing the report.
+pub fn report(args: ReportArgs, out: &mut dyn Write) -> Result<()> {
+    if !args.dir.is_dir() {
+        anyhow::bail!("{}: no such run directory", args.dir.display());
+    }
+    let (path, missing) = autoglm::write_report(&autoglm::RunDir::new(&args.dir))?;
+    for m in &missing {
+        writeln!(out, "left out: {m}")?;
+    }
+    writeln!(out, "report: {}", path.display())?;
+    Ok(())
+}
+
 /// Runs the task.
 ///
 /// # Errors

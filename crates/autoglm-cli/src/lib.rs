@@ -56,6 +56,9 @@ pub enum Command {
     Train(train::TrainArgs),
     /// Run a YAML task end to end: clean, tokenize, search, evaluate, export.
     Run(auto::RunArgs),
+    /// Redraw a run directory's `report.html` (also for a run still going or cut
+    /// short: what cannot be read is listed, the rest drawn).
+    Report(auto::ReportArgs),
     /// Serve exported models over HTTP (REST, OpenAI-compatible completions with
     /// streaming, metrics) with continuous batching.
     Serve(serve::ServeArgs),
@@ -77,6 +80,7 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Command::Forward(args) => model::forward(args, out),
         Command::Train(args) => train::run(args, out),
         Command::Run(args) => auto::run(args, out),
+        Command::Report(args) => auto::report(args, out),
         Command::Serve(args) => serve::serve(args, out),
         Command::BenchServe(args) => serve::bench_serve(args, out),
     }

@@ -138,6 +138,48 @@ impl Storage {
         Ok(s)
     }
 
+    /// The trials of a journal as far as they can be read, for reports on a run that
+    /// may be going on or damaged: the file is only read (never created, locked or
+    /// truncated); a torn last line is skipped, and reading stops at the first line
+    /// that is not a valid event, with a warning that names it and says how many
+    /// lines after it were left out ([`Storage::warnings`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] when the file cannot be read.
+    pub fn read_lenient(path: &Path) -> Result<Self> {
+        let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let mut s = Storage::in_memory();
+        let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
+        let lines: Vec<&[u8]> = bytes[..complete].split(|&b| b == b'\n').collect();
+        for (i, line) in lines.iter().enumerate() {
+            if line.is_empty() {
+                continue;
+            }
+            let applied = std::str::from_utf8(line)
+                .map_err(|e| e.to_string())
+                .and_then(|l| serde_json::from_str::<Event>(l).map_err(|e| e.to_string()))
+                .and_then(|ev| apply(&mut s.trials, &mut s.study_attrs, &ev, true));
+            if let Err(reason) = applied {
+                let after = lines[i + 1..].iter().filter(|l| !l.is_empty()).count();
+                s.warnings.push(format!(
+                    "{}:{}: {reason}; this line and the {after} after it are left out",
+                    path.display(),
+                    i + 1
+                ));
+                return Ok(s);
+            }
+        }
+        if complete < bytes.len() {
+            s.warnings.push(format!(
+                "{}:{}: a torn last line of {} bytes is left out (a writer was killed mid-write, or is writing)",
+                path.display(),
+                lines.len(),
+                bytes.len() - complete
+            ));
+        }
+        Ok(s)
+    }
+
     /// Warnings so far (e.g. a torn last journal line that was skipped).
     pub fn warnings(&self) -> &[String] {
         &self.warnings

@@ -549,6 +549,42 @@ fn study_attributes_are_journaled() {
 }
 
 #[test]
+fn a_damaged_journal_is_read_as_far_as_it_goes() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("study.jsonl");
+    run(&mut journal_study(&path, 1), 4);
+    let text = std::fs::read_to_string(&path).unwrap();
+    let lines: Vec<&str> = text.lines().collect();
+    // A torn tail: everything before it is read, nothing is written.
+    std::fs::write(&path, format!("{}\n{{\"op\":\"cre", lines.join("\n"))).unwrap();
+    let before = std::fs::read(&path).unwrap();
+    let s = Storage::read_lenient(&path).unwrap();
+    assert_eq!(s.trials().len(), 4);
+    assert!(
+        s.warnings()[0].contains(&format!(
+            "study.jsonl:{}: a torn last line",
+            lines.len() + 1
+        )),
+        "{:?}",
+        s.warnings()
+    );
+    assert_eq!(std::fs::read(&path).unwrap(), before);
+    // A bad line in the middle: read up to it, and say what was left out.
+    let mut bad = lines.clone();
+    bad[5] = "not json";
+    std::fs::write(&path, bad.join("\n") + "\n").unwrap();
+    let s = Storage::read_lenient(&path).unwrap();
+    let w = &s.warnings()[0];
+    assert!(
+        w.contains("study.jsonl:6:")
+            && w.contains(&format!("the {} after it are left out", lines.len() - 6)),
+        "{w}"
+    );
+    assert!(Storage::read_lenient(&dir.path().join("none.jsonl")).is_err());
+    assert!(!dir.path().join("none.jsonl").exists());
+}
+
+#[test]
 fn torn_last_line_is_skipped_then_truncated() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("study.jsonl");

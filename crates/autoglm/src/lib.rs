@@ -17,6 +17,7 @@ pub mod tokenizer;
 pub mod trial;
 
 pub use error::{Error, Result};
+pub use report::{write_report, Report};
 pub use rundir::{DataDir, RunDir};
 pub use search::{AutoTrainer, Evaluation, Event, Summary, TrialEnd};
 pub use task::{DataConfig, Format, OnMalformed, Split, Task, TestSource};

@@ -22,7 +22,7 @@ use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
 
 use crate::data::{prepare, Item, Prepared};
-use crate::error::{write, write_json, write_lines, Error, Result};
+use crate::error::{write_json, write_lines, Error, Result};
 use crate::fidelity::{cooldown_steps, rung, Rung, RungOptions, RungSteps, Until};
 use crate::rundir::{
     RunDir, BEST_DEV_OUTPUTS, BEST_TRIAL, MODEL_AUTOGLM, MODEL_CONFIG, MODEL_GENERATION_CONFIG,
@@ -270,7 +270,7 @@ struct Extension<'a> {
 }
 
 /// Names of the parameters a trial may suggest.
-const PARAMS: [&str; 11] = [
+pub(crate) const PARAMS: [&str; 11] = [
     "layers",
     "hidden",
     "heads",
@@ -1647,23 +1647,15 @@ impl AutoTrainer {
             .and_then(|t| serde_json::from_str(&t).ok())
     }
 
-    /// Writes `OUTPUT/report.html`: optimisation history, parameter importances,
-    /// learning curves, trials, cleaning counts and (after [`AutoTrainer::evaluate`])
-    /// the scores. Returns its path.
+    /// Writes `OUTPUT/report.html` from the run directory ([`crate::Report`]): the
+    /// scores (after [`AutoTrainer::evaluate`]), the optimisation history, learning
+    /// curves, parallel coordinates, importances, the trials, sample outputs and the
+    /// data report. Returns its path.
     ///
     /// # Errors
-    /// Journal and I/O errors.
+    /// I/O errors.
     pub fn write_report(&self) -> Result<PathBuf> {
-        let storage = Storage::journal(&self.run.journal())?;
-        let html = crate::report::html(
-            &self.task.name,
-            storage.trials(),
-            &self.data.report,
-            self.evaluation(),
-        );
-        let p = self.run.report();
-        write(&p, html)?;
-        Ok(p)
+        crate::report::write_report(&self.run).map(|(p, _)| p)
     }
 
     /// Writes the best model to `dir` in the Hugging Face layout (`config.json`,

@@ -1,0 +1,502 @@
+//! The report's plots, drawn as inline SVG with `plotters` (text as SVG text, so
+//! the browser renders it; no fonts are needed here). Each function returns the
+//! SVG, or a short paragraph when there is nothing to draw or the drawing failed.
+
+use plotters::coord::Shift;
+use plotters::prelude::*;
+use plotters::style::text_anchor::{HPos, Pos, VPos};
+
+use autoglm_tune::{Distribution, FrozenTrial, ParamValue, TrialState};
+
+use super::esc;
+
+/// Width and height of a plot, px (the page is 980 px wide).
+const SIZE: (u32, u32) = (940, 340);
+const FONT: &str = "sans-serif";
+const COMPLETE: RGBColor = RGBColor(31, 119, 180);
+const PRUNED: RGBColor = RGBColor(150, 150, 150);
+const CHOSEN: RGBColor = RGBColor(214, 39, 40);
+
+type Area<'a> = DrawingArea<SVGBackend<'a>, Shift>;
+type Drawn = Result<(), String>;
+
+/// Runs `draw` on a fresh SVG drawing area of `size`.
+fn svg(size: (u32, u32), draw: impl FnOnce(&Area<'_>) -> Drawn) -> String {
+    let mut out = String::new();
+    let result = {
+        let root = SVGBackend::with_string(&mut out, size).into_drawing_area();
+        root.fill(&WHITE)
+            .map_err(|e| e.to_string())
+            .and_then(|()| draw(&root))
+            .and_then(|()| root.present().map_err(|e| e.to_string()))
+    };
+    match result {
+        Ok(()) => out,
+        Err(e) => format!("<p>This plot could not be drawn: {}</p>", esc(&e)),
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> String {
+    e.to_string()
+}
+
+/// The range of `values` with a margin (a unit range around a single value).
+fn span(values: impl Iterator<Item = f64>) -> Option<(f64, f64)> {
+    let (lo, hi) = values
+        .filter(|v| v.is_finite())
+        .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+            (a.min(v), b.max(v))
+        });
+    if !lo.is_finite() {
+        return None;
+    }
+    let pad = if hi > lo {
+        (hi - lo) * 0.06
+    } else {
+        lo.abs().max(1.0) * 0.05
+    };
+    Some((lo - pad, hi + pad))
+}
+
+/// The legend of a chart, bottom right, on a white box.
+fn legend<'a, DB: DrawingBackend + 'a, C: plotters::coord::CoordTranslate>(
+    chart: &mut ChartContext<'a, DB, C>,
+    position: SeriesLabelPosition,
+) -> Drawn {
+    chart
+        .configure_series_labels()
+        .position(position)
+        .background_style(WHITE.mix(0.85))
+        .border_style(BLACK.mix(0.4))
+        .label_font((FONT, 13))
+        .draw()
+        .map_err(err)
+}
+
+/// Integer tick labels only (a fractional key point gets none).
+fn integer_label(x: &f64) -> String {
+    if (x - x.round()).abs() < 1e-9 {
+        format!("{}", x.round() as i64)
+    } else {
+        String::new()
+    }
+}
+
+/// The dev metric of every complete trial by trial number, the best so far, the
+/// trial extended after a multi-fidelity search's brackets (`extended`: its number
+/// and score), and the trials without a metric (pruned or failed) on the axis.
+pub(super) fn history(
+    trials: &[FrozenTrial],
+    metric: &str,
+    extended: Option<(u64, f64)>,
+) -> String {
+    let mut done: Vec<(f64, f64)> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(|t| Some((t.number as f64, t.value()?)))
+        .collect();
+    let ext = extended.map(|(n, v)| (n as f64, v));
+    done.extend(ext);
+    done.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let Some(last) = trials.iter().map(|t| t.number).max() else {
+        return "<p>No trials yet.</p>".into();
+    };
+    let (y0, y1) = span(done.iter().map(|p| p.1)).unwrap_or((0.0, 1.0));
+    let n = last as f64;
+    svg(SIZE, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .build_cartesian_2d(-0.5..n + 0.5, y0..y1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_x_mesh()
+            .x_desc("trial number")
+            .y_desc(format!("dev {metric}"))
+            .x_labels((last as usize + 1).min(25))
+            .x_label_formatter(&integer_label)
+            .max_light_lines(0)
+            .axis_desc_style((FONT, 14))
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        let mut best = f64::NEG_INFINITY;
+        let steps: Vec<(f64, f64)> = done
+            .iter()
+            .map(|&(x, y)| {
+                best = best.max(y);
+                (x, best)
+            })
+            .collect();
+        chart
+            .draw_series(LineSeries::new(steps, CHOSEN.stroke_width(2)))
+            .map_err(err)?
+            .label("best so far")
+            .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], CHOSEN.stroke_width(2)));
+        chart
+            .draw_series(
+                done.iter()
+                    .filter(|&&p| Some(p) != ext)
+                    .map(|&p| Circle::new(p, 4, COMPLETE.filled())),
+            )
+            .map_err(err)?
+            .label("complete trial")
+            .legend(|(x, y)| Circle::new((x + 9, y), 4, COMPLETE.filled()));
+        if let Some(p) = ext {
+            chart
+                .draw_series(std::iter::once(TriangleMarker::new(p, 7, CHOSEN.filled())))
+                .map_err(err)?
+                .label("trial extended after the brackets")
+                .legend(|(x, y)| TriangleMarker::new((x + 9, y), 6, CHOSEN.filled()));
+        }
+        let other: Vec<f64> = trials
+            .iter()
+            .filter(|t| matches!(t.state, TrialState::Pruned | TrialState::Failed))
+            .filter(|t| Some(t.number) != extended.map(|e| e.0))
+            .map(|t| t.number as f64)
+            .collect();
+        if !other.is_empty() {
+            chart
+                .draw_series(
+                    other
+                        .iter()
+                        .map(|&x| Cross::new((x, y0), 4, PRUNED.stroke_width(2))),
+                )
+                .map_err(err)?
+                .label("pruned or failed (no dev metric)")
+                .legend(|(x, y)| Cross::new((x + 9, y), 4, PRUNED.stroke_width(2)));
+        }
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
+    })
+}
+
+/// One trial's curve: its number, whether it was pruned, and its points.
+struct Curve {
+    number: u64,
+    pruned: bool,
+    points: Vec<(f64, f64)>,
+}
+
+/// The dev loss of every trial at each of its rungs (multi-fidelity: by budget, on
+/// a log axis) or evaluations, each curve named by its trial number at its end;
+/// complete trials solid, pruned ones dashed, the chosen trial red.
+pub(super) fn curves(trials: &[FrozenTrial], chosen: Option<u64>, multi_fidelity: bool) -> String {
+    let curves: Vec<Curve> = trials
+        .iter()
+        .map(|t| Curve {
+            number: t.number,
+            pruned: t.state != TrialState::Complete,
+            // The journal holds minus the dev loss (the study maximises); a top
+            // rung's score is the dev metric instead, which is left out here.
+            points: t
+                .intermediate
+                .iter()
+                .filter(|(_, &v)| v < 0.0 || !multi_fidelity)
+                .map(|(&k, &v)| {
+                    let x = if multi_fidelity {
+                        k as f64 / 1000.0
+                    } else {
+                        k as f64
+                    };
+                    (x, -v)
+                })
+                .collect(),
+        })
+        .filter(|c| !c.points.is_empty())
+        .collect();
+    let all = || curves.iter().flat_map(|c| c.points.iter().copied());
+    let (Some((y0, y1)), Some((x0, x1))) = (span(all().map(|p| p.1)), span(all().map(|p| p.0)))
+    else {
+        return "<p>No dev loss reported yet.</p>".into();
+    };
+    let x_desc = if multi_fidelity {
+        "training budget (budget units)"
+    } else {
+        "evaluation"
+    };
+    let draw_curves = |chart: &mut dyn FnMut(&Curve, ShapeStyle, Option<&str>) -> Drawn| -> Drawn {
+        let mut labelled = [false; 3];
+        for c in &curves {
+            let (style, group) = if Some(c.number) == chosen {
+                (CHOSEN.stroke_width(3), 2)
+            } else if c.pruned {
+                (PRUNED.stroke_width(1), 1)
+            } else {
+                (COMPLETE.stroke_width(2), 0)
+            };
+            let label = (!labelled[group])
+                .then_some(["complete trial", "pruned trial", "chosen trial"][group]);
+            labelled[group] = true;
+            chart(c, style, label)?;
+        }
+        Ok(())
+    };
+    svg(SIZE, |root| {
+        let builder = &mut ChartBuilder::on(root);
+        builder
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64);
+        macro_rules! body {
+            ($chart:expr, $fmt:expr) => {{
+                let mut chart = $chart;
+                chart
+                    .configure_mesh()
+                    .x_desc(x_desc)
+                    .y_desc("dev loss (lower is better)")
+                    .x_label_formatter($fmt)
+                    .max_light_lines(0)
+                    .axis_desc_style((FONT, 14))
+                    .label_style((FONT, 12))
+                    .draw()
+                    .map_err(err)?;
+                draw_curves(&mut |c: &Curve, style: ShapeStyle, label: Option<&str>| {
+                    let series = if c.pruned && Some(c.number) != chosen {
+                        chart
+                            .draw_series(DashedLineSeries::new(
+                                c.points.iter().copied(),
+                                5,
+                                4,
+                                style,
+                            ))
+                            .map_err(err)?
+                    } else {
+                        chart
+                            .draw_series(LineSeries::new(c.points.iter().copied(), style))
+                            .map_err(err)?
+                    };
+                    if let Some(l) = label {
+                        series.label(l).legend(move |(x, y)| {
+                            PathElement::new(vec![(x, y), (x + 18, y)], style)
+                        });
+                    }
+                    chart
+                        .draw_series(
+                            c.points
+                                .iter()
+                                .map(|&p| Circle::new(p, 3, style.color.filled())),
+                        )
+                        .map_err(err)?;
+                    let &(x, y) = c.points.last().expect("non-empty");
+                    chart
+                        .draw_series(std::iter::once(Text::new(
+                            c.number.to_string(),
+                            (x, y),
+                            TextStyle::from((FONT, 11).into_font())
+                                .color(&BLACK.mix(0.7))
+                                .pos(Pos::new(HPos::Left, VPos::Center)),
+                        )))
+                        .map_err(err)?;
+                    Ok(())
+                })?;
+                legend(&mut chart, SeriesLabelPosition::UpperRight)
+            }};
+        }
+        if multi_fidelity {
+            let chart = builder
+                .build_cartesian_2d(0.0..x1 * 1.08, y0..y1)
+                .map_err(err)?;
+            body!(chart, &|x: &f64| super::number(*x))
+        } else {
+            let chart = builder
+                .build_cartesian_2d(x0.min(0.0)..x1 + 0.6, y0..y1)
+                .map_err(err)?;
+            body!(chart, &integer_label)
+        }
+    })
+}
+
+/// Where `value` lies in `d`, from 0 to 1 (a log scale when the distribution has
+/// one; a categorical choice by its index).
+fn position(d: &Distribution, value: &ParamValue) -> Option<f64> {
+    let lin = |v: f64, lo: f64, hi: f64, log: bool| {
+        if hi <= lo {
+            return 0.5;
+        }
+        if log && lo > 0.0 && v > 0.0 {
+            (v.ln() - lo.ln()) / (hi.ln() - lo.ln())
+        } else {
+            (v - lo) / (hi - lo)
+        }
+    };
+    match d {
+        Distribution::Float { low, high, log, .. } => Some(lin(value.as_f64()?, *low, *high, *log)),
+        Distribution::Int { low, high, log, .. } => {
+            Some(lin(value.as_f64()?, *low as f64, *high as f64, *log))
+        }
+        Distribution::Categorical { choices } => {
+            let i = choices.iter().position(|c| c == value)?;
+            Some(if choices.len() > 1 {
+                i as f64 / (choices.len() - 1) as f64
+            } else {
+                0.5
+            })
+        }
+        _ => None,
+    }
+}
+
+/// The ends of an axis of `d`, as labels.
+fn ends(d: &Distribution) -> (String, String) {
+    let f = |v: f64| super::number(v);
+    match d {
+        Distribution::Float { low, high, .. } => (f(*low), f(*high)),
+        Distribution::Int { low, high, .. } => (low.to_string(), high.to_string()),
+        Distribution::Categorical { choices } => (
+            choices.first().map(super::value).unwrap_or_default(),
+            choices.last().map(super::value).unwrap_or_default(),
+        ),
+        _ => (String::new(), String::new()),
+    }
+}
+
+/// Parallel coordinates: one vertical axis per searched parameter (its range, log
+/// scales marked), one line per trial; complete trials coloured by their dev metric
+/// (dark: low, yellow: high), pruned ones grey.
+pub(super) fn parallel(trials: &[FrozenTrial], params: &[(String, Distribution)]) -> String {
+    if params.len() < 2 {
+        return "<p>Fewer than two searched parameters.</p>".into();
+    }
+    let k = params.len();
+    let line_of = |t: &FrozenTrial| -> Option<Vec<(f64, f64)>> {
+        params
+            .iter()
+            .enumerate()
+            .map(|(i, (name, d))| Some((i as f64, position(d, t.params.get(name)?)?)))
+            .collect()
+    };
+    let values: Vec<f64> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .filter_map(FrozenTrial::value)
+        .collect();
+    let (v0, v1) = span(values.iter().copied()).unwrap_or((0.0, 1.0));
+    svg((SIZE.0, 380), |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(16)
+            .margin_top(34)
+            .margin_bottom(30)
+            .build_cartesian_2d(-0.25..(k - 1) as f64 + 0.25, -0.24..1.02)
+            .map_err(err)?;
+        let mut labelled = [false; 2];
+        for t in trials.iter().filter(|t| t.state != TrialState::Complete) {
+            let Some(line) = line_of(t) else { continue };
+            let s = chart
+                .draw_series(LineSeries::new(line, PRUNED.mix(0.7).stroke_width(1)))
+                .map_err(err)?;
+            if !labelled[0] {
+                s.label("pruned or failed trial").legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], PRUNED.stroke_width(2))
+                });
+                labelled[0] = true;
+            }
+        }
+        for t in trials.iter().filter(|t| t.state == TrialState::Complete) {
+            let (Some(line), Some(v)) = (line_of(t), t.value()) else {
+                continue;
+            };
+            let c = ViridisRGB::get_color_normalized(v, v0, v1);
+            let s = chart
+                .draw_series(LineSeries::new(line, c.stroke_width(2)))
+                .map_err(err)?;
+            if !labelled[1] {
+                s.label("complete trial (colour: dev metric, yellow highest)")
+                    .legend(|(x, y)| {
+                        PathElement::new(
+                            vec![(x, y), (x + 18, y)],
+                            ViridisRGB::get_color(0.8).stroke_width(2),
+                        )
+                    });
+                labelled[1] = true;
+            }
+        }
+        let style = |h: HPos, v: VPos, size: u32| {
+            TextStyle::from((FONT, size).into_font()).pos(Pos::new(h, v))
+        };
+        for (i, (name, d)) in params.iter().enumerate() {
+            let x = i as f64;
+            chart
+                .draw_series(std::iter::once(PathElement::new(
+                    vec![(x, 0.0), (x, 1.0)],
+                    BLACK.stroke_width(1),
+                )))
+                .map_err(err)?;
+            let log = matches!(
+                d,
+                Distribution::Float { log: true, .. } | Distribution::Int { log: true, .. }
+            );
+            let (lo, hi) = ends(d);
+            let title = if log {
+                format!("{name} (log)")
+            } else {
+                name.clone()
+            };
+            chart
+                .draw_series([
+                    Text::new(title, (x, 1.02), style(HPos::Center, VPos::Bottom, 13)),
+                    Text::new(hi, (x, 1.0), style(HPos::Left, VPos::Top, 11)),
+                    Text::new(lo, (x, 0.0), style(HPos::Left, VPos::Bottom, 11)),
+                ])
+                .map_err(err)?;
+        }
+        legend(&mut chart, SeriesLabelPosition::LowerRight)
+    })
+}
+
+/// Horizontal bars of the parameter importances.
+pub(super) fn importances(imp: &[(String, f64)]) -> String {
+    if imp.is_empty() {
+        return "<p>Not enough complete trials to estimate importances.</p>".into();
+    }
+    let n = imp.len();
+    let height = (60 + 30 * n as u32).max(140);
+    svg((SIZE.0, height), |root| {
+        // The names sit left of the bars, inside the chart (x < 0).
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(4)
+            .build_cartesian_2d(-0.42..1.0, -0.6..n as f64 - 0.4)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .disable_y_mesh()
+            .y_labels(0)
+            .x_desc("importance (share of the metric's variance)")
+            .x_label_formatter(&|x: &f64| {
+                if *x < -1e-9 {
+                    String::new()
+                } else {
+                    format!("{x:.1}")
+                }
+            })
+            .max_light_lines(0)
+            .axis_desc_style((FONT, 14))
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        let rows = || {
+            imp.iter()
+                .rev()
+                .enumerate()
+                .map(|(i, (k, v))| (i as f64, k, v.clamp(0.0, 1.0)))
+        };
+        chart
+            .draw_series(rows().map(|(y, _, v)| {
+                Rectangle::new([(0.0, y - 0.32), (v, y + 0.32)], COMPLETE.filled())
+            }))
+            .map_err(err)?;
+        let font = |h| TextStyle::from((FONT, 12).into_font()).pos(Pos::new(h, VPos::Center));
+        chart
+            .draw_series(rows().flat_map(|(y, k, v)| {
+                [
+                    Text::new(format!("{v:.3}"), (v + 0.01, y), font(HPos::Left)),
+                    Text::new(k.clone(), (-0.02, y), font(HPos::Right)),
+                ]
+            }))
+            .map_err(err)?;
+        Ok(())
+    })
+}
