@@ -76,6 +76,19 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         ProgressStyle::with_template("trial {prefix} {bar:30} {pos}/{len} steps  {msg}")
             .expect("valid template"),
     );
+    // The best trials so far (on screen: a line under the bars).
+    let best_bar = bars.add(ProgressBar::new(0));
+    best_bar.set_style(ProgressStyle::with_template("best: {msg}").expect("valid template"));
+    let mut best: Vec<(u64, f64)> = Vec::new();
+    let minutes = at.task().search.minutes;
+    let started = std::time::Instant::now();
+    // "M:SS of the time budget left", when the task has one.
+    let time_left = move || {
+        minutes.map_or(String::new(), |m| {
+            let left = (m * 60.0 - started.elapsed().as_secs_f64()).max(0.0) as u64;
+            format!("  {}:{:02} of the time budget left", left / 60, left % 60)
+        })
+    };
     let on_screen = !trials.is_hidden();
     let summary = at.search(|e| {
         let line = match e {
@@ -83,10 +96,14 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
                 number,
                 params,
                 steps: n,
+                rung,
             } => {
                 steps.reset();
                 steps.set_length(*n);
-                steps.set_prefix(number.to_string());
+                steps.set_prefix(match rung {
+                    Some(r) => format!("{number}, rung of {r} budget units,"),
+                    None => number.to_string(),
+                });
                 format!(
                     "trial {number}: {n} steps, {}",
                     serde_json::to_string(params).unwrap_or_default()
@@ -94,7 +111,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
             }
             Event::Step { step, loss, .. } => {
                 steps.set_position(*step);
-                steps.set_message(format!("loss {loss:.4}"));
+                steps.set_message(format!("loss {loss:.4}{}", time_left()));
                 return;
             }
             Event::Eval {
@@ -141,6 +158,15 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
                 }
                 if let Some(v) = value {
                     trials.set_message(format!("last dev {v:.3}"));
+                    best.push((*number, *v));
+                    best.sort_by(|a, b| b.1.total_cmp(&a.1));
+                    best.truncate(3);
+                    best_bar.set_message(
+                        best.iter()
+                            .map(|(n, v)| format!("trial {n} dev {v:.3}"))
+                            .collect::<Vec<_>>()
+                            .join(", "),
+                    );
                 }
                 format!(
                     "trial {number}: {state}{} in {seconds:.0} s",
@@ -157,6 +183,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     })?;
     steps.finish_and_clear();
     trials.finish_and_clear();
+    best_bar.finish_and_clear();
     writeln!(
         out,
         "search: {} complete, {} pruned, {} failed in {:.0} s; best {}; stopped: {}",

@@ -183,6 +183,14 @@ impl Trial<'_> {
         Ok(self.study.storage.trial(self.number)?.params)
     }
 
+    /// The user attributes set so far.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn user_attrs(&mut self) -> Result<std::collections::BTreeMap<String, serde_json::Value>> {
+        Ok(self.study.storage.trial(self.number)?.user_attrs)
+    }
+
     /// The intermediate values reported so far, by step (a multi-fidelity trial's
     /// rung scores, by budget).
     ///

@@ -47,6 +47,9 @@ pub enum Event {
         params: Params,
         /// Its optimizer steps.
         steps: u64,
+        /// The rung's training budget, in budget units (a multi-fidelity trial; the
+        /// extension after the brackets has none).
+        rung: Option<f64>,
     },
     /// An optimizer step.
     Step {
@@ -253,6 +256,18 @@ fn step_event(on: &mut impl FnMut(&Event), number: u64, p: Progress) {
     }
 }
 
+/// The wall clock as Unix seconds (the `clock` trial attribute: when a trial
+/// started, each rung and the trial ended, for the report's anytime curve).
+fn unix_now() -> f64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// The trial attribute with a trial's times ([`unix_now`]): `start`, `rungs` (by
+/// budget) and `end`.
+pub(crate) const CLOCK_ATTR: &str = "clock";
+
 /// Seconds kept in hand when the incumbent is extended to the deadline.
 const EXTENSION_MARGIN_S: f64 = 15.0;
 
@@ -337,6 +352,8 @@ struct RungPlan {
     /// Budget units of the structure's epoch.
     cost: f64,
     steps: RungSteps,
+    /// The rung's budget.
+    budget: u64,
     top: bool,
     checkpoint: PathBuf,
     started: Instant,
@@ -379,12 +396,18 @@ impl RungShared<'_> {
             number,
             params: trial.params()?,
             steps: steps.stable + steps.cooldown,
+            rung: Some(to as f64 / 1000.0),
         });
         if from == 0 {
             trial.set_user_attr("structure", to_json(&structure)?)?;
             trial.set_user_attr("hyper", to_json(&hyper)?)?;
+            trial.set_user_attr(
+                CLOCK_ATTR,
+                serde_json::json!({"start": unix_now(), "rungs": {}}),
+            )?;
         }
         Ok(RungPlan {
+            budget: to,
             number,
             structure,
             hyper,
@@ -454,6 +477,14 @@ impl<F: FnMut(&Event)> RungState<'_, F> {
                 return Err(TrialError::Failed(error));
             }
         };
+        let mut clock = trial
+            .user_attrs()?
+            .remove(CLOCK_ATTR)
+            .unwrap_or_else(|| serde_json::json!({"rungs": {}}));
+        if let Some(rungs) = clock.get_mut("rungs").and_then(|r| r.as_object_mut()) {
+            rungs.insert(p.budget.to_string(), serde_json::json!(unix_now()));
+        }
+        trial.set_user_attr(CLOCK_ATTR, clock)?;
         let s = &shared.at.task.search;
         let cooldown = shared.hb.cooldown;
         let value = match &r.trained {
@@ -837,11 +868,13 @@ impl AutoTrainer {
                 let (structure, hyper) = self.suggest(&mut trial)?;
                 (number, structure, hyper)
             };
+            let clock_start = unix_now();
             let params = study.trial(number)?.params()?;
             on(&Event::Start {
                 number,
                 params,
                 steps: hyper.steps,
+                rung: None,
             });
             let data = TrialData {
                 tok: &self.tok,
@@ -902,6 +935,10 @@ impl AutoTrainer {
                 }
             });
             let seconds = t0.elapsed().as_secs_f64();
+            study.trial(number)?.set_user_attr(
+                CLOCK_ATTR,
+                serde_json::json!({"start": clock_start, "end": unix_now()}),
+            )?;
             let (state, value) = match result {
                 Ok(trained) => {
                     let o = &trained.outcome;
@@ -1134,6 +1171,7 @@ impl AutoTrainer {
             number,
             params: t.params.clone(),
             steps: planned + cooldown_steps(c, planned),
+            rung: None,
         });
         let t0 = Instant::now();
         let s = &self.task.search;
@@ -1190,7 +1228,7 @@ impl AutoTrainer {
             &serde_json::json!({
                 "number": number, "from_steps": from, "planned_stable_steps": planned,
                 "stable_steps": stable, "cooldown_steps": cooldown,
-                "value_before": before, "value": v,
+                "value_before": before, "value": v, "ended_unix": unix_now(),
                 "dev_loss": dev_loss, "chosen": chosen,
             }),
         )?;

@@ -106,6 +106,23 @@ fn the_report_names_what_it_shows_and_hides_internal_values() {
             .all(|x| !(x.ends_with(".5") && x.parse::<f64>().is_ok_and(|v| v >= 1.0))),
         "{hist:?}"
     );
+    // The anytime curve, from the trials' clocks: the full-length model and the
+    // incumbent against time, then every rung against time.
+    let start = html.find("<h2>Anytime curve</h2>").unwrap();
+    let any = &html[start..html.find("<h2>Optimisation history</h2>").unwrap()];
+    assert_eq!(any.matches("<svg").count(), 2, "{any}");
+    let any = texts(any);
+    for t in [
+        "seconds since the search started",
+        "dev ROUGE-L",
+        "incumbent (best so far)",
+        "full-length trial",
+        "dev loss at the rung (lower is better)",
+        "rungs of a promoted trial",
+        "rung of a trial stopped there",
+    ] {
+        assert!(any.iter().any(|x| x == t), "{t}: {any:?}");
+    }
     let curves = texts(plot(&html, "Learning curves"));
     for t in [
         "training budget (budget units)",

@@ -258,6 +258,12 @@ impl Report {
         Some((e.get("number")?.as_u64()?, e.get("value")?.as_f64()?))
     }
 
+    /// When the extended trial was scored (Unix seconds) and its score.
+    fn extended_at(&self) -> Option<(f64, f64)> {
+        let e = self.extension.as_ref()?;
+        Some((e.get("ended_unix")?.as_f64()?, e.get("value")?.as_f64()?))
+    }
+
     /// What could not be read (so the report leaves it out).
     pub fn missing(&self) -> &[String] {
         &self.missing
@@ -546,6 +552,7 @@ svg{{max-width:100%;height:auto}}
 <body><h1>autoglm run: {name}</h1>
 {missing}
 <h2>Scores of the chosen model</h2>{scores}{extension}
+<h2>Anytime curve</h2><p>The dev {metric} of every full-length model when it was scored, and of the incumbent, against time since the search started{rung_note}.</p>{any}
 <h2>Optimisation history</h2><p>Dev {metric} of each complete trial and the best so far, by trial number; trials without a dev {metric} (pruned or failed) on the axis.</p>{hist}
 <h2>Learning curves</h2><p>{curves_note}</p>{curv}
 <h2>Parallel coordinates</h2><p>Each line is a trial through the value of every searched parameter (each axis spans the searched range; log scales marked).</p>{par}
@@ -559,6 +566,12 @@ svg{{max-width:100%;height:auto}}
             metric = self.metric,
             scores = self.scores_section(),
             hist = plots::history(&self.trials, &self.metric, self.extended()),
+            any = plots::anytime(&self.trials, &self.metric, self.extended_at(), self.chosen),
+            rung_note = if mf {
+                "; below it, every rung's dev loss against time, the rungs of a promoted trial joined"
+            } else {
+                ""
+            },
             curv = plots::curves(&self.trials, self.chosen, mf),
             par = plots::parallel(&self.trials, &params),
             imps = plots::importances(&imp),

@@ -500,3 +500,199 @@ pub(super) fn importances(imp: &[(String, f64)]) -> String {
         Ok(())
     })
 }
+
+/// A trial's times (Unix seconds) from its `clock` attribute.
+struct Clock {
+    start: f64,
+    /// When each rung ended, by budget.
+    rungs: Vec<(u64, f64)>,
+    end: Option<f64>,
+}
+
+/// A trial's [`Clock`], when it recorded one.
+fn clock(t: &FrozenTrial) -> Option<Clock> {
+    let c = t.user_attrs.get("clock")?;
+    let start = c.get("start")?.as_f64()?;
+    let mut rungs: Vec<(u64, f64)> = c
+        .get("rungs")
+        .and_then(|r| r.as_object())
+        .map(|r| {
+            r.iter()
+                .filter_map(|(b, v)| Some((b.parse().ok()?, v.as_f64()?)))
+                .collect()
+        })
+        .unwrap_or_default();
+    rungs.sort_unstable_by_key(|r| r.0);
+    Some(Clock {
+        start,
+        rungs,
+        end: c.get("end").and_then(serde_json::Value::as_f64),
+    })
+}
+
+/// The anytime curve: the dev metric of every full-length model (a complete trial,
+/// the trial extended after the brackets: `extended` = its end as Unix seconds and
+/// its score) at the time it was scored, and the incumbent's score against time
+/// since the search started; with rungs (multi-fidelity), a second panel of every
+/// rung's dev loss against time, a trial's rungs joined (promoted paths), the
+/// chosen trial red.
+pub(super) fn anytime(
+    trials: &[FrozenTrial],
+    metric: &str,
+    extended: Option<(f64, f64)>,
+    chosen: Option<u64>,
+) -> String {
+    let clocks: Vec<(&FrozenTrial, Clock)> =
+        trials.iter().filter_map(|t| Some((t, clock(t)?))).collect();
+    let Some(t0) = clocks.iter().map(|(_, c)| c.start).reduce(f64::min) else {
+        return "<p>No timings in this journal (it was written before trials recorded them).</p>"
+            .into();
+    };
+    // Full-length models: (seconds, score, extended?).
+    let mut full: Vec<(f64, f64, bool)> = clocks
+        .iter()
+        .filter(|(t, _)| t.state == TrialState::Complete)
+        .filter_map(|(t, c)| {
+            let at = c.end.or(c.rungs.last().map(|r| r.1))?;
+            Some((at - t0, t.value()?, false))
+        })
+        .collect();
+    full.extend(extended.map(|(at, v)| (at - t0, v, true)));
+    full.sort_by(|a, b| a.0.total_cmp(&b.0));
+    let rung_points: Vec<(u64, Vec<(f64, f64)>)> = clocks
+        .iter()
+        .map(|(t, c)| {
+            let pts = c
+                .rungs
+                .iter()
+                .filter_map(|(b, at)| {
+                    let v = *t.intermediate.get(b)?;
+                    (v < 0.0).then_some((at - t0, -v))
+                })
+                .collect();
+            (t.number, pts)
+        })
+        .filter(|(_, p): &(u64, Vec<(f64, f64)>)| !p.is_empty())
+        .collect();
+    let end = full
+        .iter()
+        .map(|p| p.0)
+        .chain(rung_points.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)))
+        .fold(1.0, f64::max);
+    let mut out = String::new();
+    if full.is_empty() {
+        out += "<p>No full-length model scored yet.</p>";
+    } else {
+        let (y0, y1) = span(full.iter().map(|p| p.1)).unwrap_or((0.0, 1.0));
+        out += &svg(SIZE, |root| {
+            let mut chart = ChartBuilder::on(root)
+                .margin(12)
+                .x_label_area_size(42)
+                .y_label_area_size(64)
+                .build_cartesian_2d(0.0..end * 1.04, y0..y1)
+                .map_err(err)?;
+            chart
+                .configure_mesh()
+                .x_desc("seconds since the search started")
+                .x_label_formatter(&|x: &f64| super::number(*x))
+                .y_desc(format!("dev {metric}"))
+                .max_light_lines(0)
+                .axis_desc_style((FONT, 14))
+                .label_style((FONT, 12))
+                .draw()
+                .map_err(err)?;
+            let mut best = f64::NEG_INFINITY;
+            let mut steps: Vec<(f64, f64)> = Vec::new();
+            for &(x, y, _) in &full {
+                if y > best {
+                    if best.is_finite() {
+                        steps.push((x, best));
+                    }
+                    best = y;
+                    steps.push((x, y));
+                }
+            }
+            steps.push((end * 1.04, best));
+            chart
+                .draw_series(LineSeries::new(steps, CHOSEN.stroke_width(2)))
+                .map_err(err)?
+                .label("incumbent (best so far)")
+                .legend(|(x, y)| {
+                    PathElement::new(vec![(x, y), (x + 18, y)], CHOSEN.stroke_width(2))
+                });
+            chart
+                .draw_series(
+                    full.iter()
+                        .filter(|p| !p.2)
+                        .map(|p| Circle::new((p.0, p.1), 4, COMPLETE.filled())),
+                )
+                .map_err(err)?
+                .label("full-length trial")
+                .legend(|(x, y)| Circle::new((x + 9, y), 4, COMPLETE.filled()));
+            if full.iter().any(|p| p.2) {
+                chart
+                    .draw_series(
+                        full.iter()
+                            .filter(|p| p.2)
+                            .map(|p| TriangleMarker::new((p.0, p.1), 7, CHOSEN.filled())),
+                    )
+                    .map_err(err)?
+                    .label("trial extended after the brackets")
+                    .legend(|(x, y)| TriangleMarker::new((x + 9, y), 6, CHOSEN.filled()));
+            }
+            legend(&mut chart, SeriesLabelPosition::LowerRight)
+        });
+    }
+    if rung_points.is_empty() {
+        return out;
+    }
+    let (y0, y1) =
+        span(rung_points.iter().flat_map(|(_, p)| p.iter().map(|q| q.1))).unwrap_or((0.0, 1.0));
+    out += &svg(SIZE, |root| {
+        let mut chart = ChartBuilder::on(root)
+            .margin(12)
+            .x_label_area_size(42)
+            .y_label_area_size(64)
+            .build_cartesian_2d(0.0..end * 1.04, y0..y1)
+            .map_err(err)?;
+        chart
+            .configure_mesh()
+            .x_desc("seconds since the search started")
+            .x_label_formatter(&|x: &f64| super::number(*x))
+            .y_desc("dev loss at the rung (lower is better)")
+            .max_light_lines(0)
+            .axis_desc_style((FONT, 14))
+            .label_style((FONT, 12))
+            .draw()
+            .map_err(err)?;
+        let mut labelled = [false; 3];
+        for (number, pts) in &rung_points {
+            let promoted = pts.len() > 1;
+            let (style, group) = if Some(*number) == chosen {
+                (CHOSEN.stroke_width(3), 2)
+            } else if promoted {
+                (COMPLETE.stroke_width(2), 1)
+            } else {
+                (PRUNED.stroke_width(1), 0)
+            };
+            chart
+                .draw_series(pts.iter().map(|&p| Circle::new(p, 3, style.color.filled())))
+                .map_err(err)?;
+            let s = chart
+                .draw_series(LineSeries::new(pts.iter().copied(), style))
+                .map_err(err)?;
+            if !labelled[group] {
+                let label = [
+                    "rung of a trial stopped there",
+                    "rungs of a promoted trial",
+                    "chosen trial",
+                ][group];
+                s.label(label)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+                labelled[group] = true;
+            }
+        }
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
+    });
+    out
+}
