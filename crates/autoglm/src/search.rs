@@ -188,6 +188,11 @@ pub struct Evaluation {
     pub retrieval_dev: Scores,
     /// The same on test.
     pub retrieval_test: Scores,
+    /// 95 % bootstrap intervals of the model's test scores, and its paired bootstrap
+    /// test against the retrieval baseline on test BLEU (absent in runs evaluated
+    /// before they were computed).
+    #[serde(default)]
+    pub test_intervals: Option<crate::trial::Intervals>,
 }
 
 /// The end-to-end trainer of a task.
@@ -1666,13 +1671,19 @@ impl AutoTrainer {
         let guess = |inputs: &[String]| -> Vec<String> {
             inputs.iter().map(|i| nn.predict(i).to_owned()).collect()
         };
+        let test_guess = guess(&self.data.test_inputs);
         let ev = Evaluation {
             decoding: dec.clone(),
             decodings,
             dev,
             test,
             retrieval_dev: score(&guess(&dev_inputs), &dev_refs)?,
-            retrieval_test: score(&guess(&self.data.test_inputs), &test_refs)?,
+            retrieval_test: score(&test_guess, &test_refs)?,
+            test_intervals: Some(crate::trial::intervals(
+                &test_outs,
+                &test_guess,
+                &test_refs,
+            )?),
         };
         write_json(&self.run.scores(), &ev)?;
         Ok(ev)

@@ -6,7 +6,10 @@
 
 use std::time::Instant;
 
-use autoglm_eval::{corpus_bleu, BleuConfig, RougeConfig, RougeScorer, RougeType};
+use autoglm_eval::{
+    bootstrap_aggregate, corpus_bleu, paired_bootstrap, Bleu, BleuConfig, Corpus, RougeConfig,
+    RougeScorer, RougeType, Seed,
+};
 use autoglm_models::{init_weights, GenerationOptions, LoadOptions, Model, ModelConfig};
 use autoglm_train::{Control, Dataset, Example, Schedule, TrainConfig, Trainer};
 use serde::{Deserialize, Serialize};
@@ -259,6 +262,63 @@ pub fn score(hyps: &[String], refs: &[Vec<String>]) -> Result<Scores> {
     Ok(Scores {
         bleu,
         rouge_l: total / hyps.len().max(1) as f64,
+    })
+}
+
+/// Bootstrap intervals of a system's test scores and its paired test against a
+/// baseline's outputs.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct Intervals {
+    /// BLEU by sacrebleu's paired bootstrap against the baseline (1000 resamples,
+    /// seed 12345): the system's mean over the resamples…
+    pub bleu_mean: f64,
+    /// …the half-width of its 95 % interval…
+    pub bleu_ci: f64,
+    /// …and the two-sided p-value of the difference to the baseline.
+    pub bleu_p: f64,
+    /// ROUGE-L F-measure by rouge-score's `BootstrapAggregator` (1000 resamples,
+    /// seed 12345): the 2.5th percentile of the resampled means…
+    pub rouge_l_low: f64,
+    /// …and the 97.5th.
+    pub rouge_l_high: f64,
+}
+
+/// Resamples used for [`intervals`].
+const BOOTSTRAP: usize = 1000;
+
+/// The 95 % bootstrap intervals of `hyps`' BLEU and ROUGE-L against `refs`, and the
+/// paired bootstrap test of `hyps` against `baseline` on BLEU.
+///
+/// # Errors
+/// Metric errors (no lines, a line without references).
+pub fn intervals(hyps: &[String], baseline: &[String], refs: &[Vec<String>]) -> Result<Intervals> {
+    let bleu = Bleu::new(BleuConfig::default())?;
+    let (mut sys, mut bl) = (Corpus::new(&bleu), Corpus::new(&bleu));
+    for ((h, b), r) in hyps.iter().zip(baseline).zip(refs) {
+        let r: Vec<&str> = r.iter().map(String::as_str).collect();
+        sys.add(h, &r)?;
+        bl.add(b, &r)?;
+    }
+    let paired = paired_bootstrap(
+        &bleu,
+        bl.line_stats(),
+        sys.line_stats(),
+        BOOTSTRAP,
+        Seed::default(),
+    )?;
+    let rouge = RougeScorer::new(&[RougeType::L], RougeConfig::default())?;
+    let mut lines = Vec::with_capacity(hyps.len());
+    for (h, r) in hyps.iter().zip(refs) {
+        let r: Vec<&str> = r.iter().map(String::as_str).collect();
+        lines.push(rouge.score_multi(&r, h)?[0]);
+    }
+    let agg = bootstrap_aggregate(&[&lines], BOOTSTRAP, 0.95, Seed::default().0)?;
+    Ok(Intervals {
+        bleu_mean: paired.system_mean.unwrap_or(paired.system_score),
+        bleu_ci: paired.system_ci.unwrap_or(0.0),
+        bleu_p: paired.p_value,
+        rouge_l_low: agg[0].low.fmeasure,
+        rouge_l_high: agg[0].high.fmeasure,
     })
 }
 

@@ -466,8 +466,14 @@ impl Report {
                 *x,
             );
         }
+        let intervals = e.test_intervals.map_or(String::new(), |i| {
+            format!(
+                "<tr><td>chosen model, test: 95 % bootstrap interval</td><td>{:.2} ± {:.2}</td><td>{:.4} – {:.4}</td></tr><tr><td>chosen model against retrieval, test: paired bootstrap p-value</td><td>{:.4}</td><td></td></tr>",
+                i.bleu_mean, i.bleu_ci, i.rouge_l_low, i.rouge_l_high, i.bleu_p
+            )
+        });
         format!(
-            "<table><tr><th></th><th>BLEU</th><th>ROUGE-L</th></tr>{}{}{tried}{}{}</table>",
+            "<table><tr><th></th><th>BLEU</th><th>ROUGE-L</th></tr>{}{intervals}{}{tried}{}{}</table><p>Intervals: sacrebleu's paired bootstrap (1000 resamples, seed 12345) for BLEU; rouge-score's bootstrap aggregator (1000 resamples, the 2.5th and 97.5th percentiles) for ROUGE-L.</p>",
             row("chosen model, test", e.test),
             row("chosen model, dev (all inputs)", e.dev),
             row("nearest-neighbour retrieval, test", e.retrieval_test),
