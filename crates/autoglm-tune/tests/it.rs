@@ -76,6 +76,37 @@ fn study_with(kind: usize, seed: u64) -> Study {
 }
 
 #[test]
+fn the_gp_does_not_propose_a_pruned_region_again() {
+    // A 1-D objective; every proposal is pruned from the sixth trial on. The GP fits
+    // complete trials only: without the pruned ones in its model it proposed (nearly)
+    // the same point again and again; with each pruned point observed at the worst
+    // value seen, the proposals move away.
+    for seed in 0..3 {
+        let mut c = autoglm_tune::GpConfig::default();
+        c.n_startup_trials = 3;
+        let mut study =
+            Study::minimize(Seed(seed)).with_sampler(GpSampler::with_config(Seed(seed), c));
+        let mut pruned: Vec<f64> = Vec::new();
+        for i in 0..12 {
+            let mut t = study.ask().unwrap();
+            let x = t.suggest_float("x", 0.0, 10.0, false).unwrap();
+            let n = t.number();
+            if i < 5 {
+                study.tell(n, (x - 3.0).powi(2)).unwrap();
+            } else {
+                // (Before: seven proposals within 1e-7 of each other, e.g. 2.9954784…)
+                assert!(
+                    pruned.iter().all(|p| (x - p).abs() > 0.05),
+                    "seed {seed}: trial {n} at {x} next to a pruned one: {pruned:?}"
+                );
+                pruned.push(x);
+                study.tell(n, Outcome::Pruned).unwrap();
+            }
+        }
+    }
+}
+
+#[test]
 fn gp_and_auto_beat_random_on_a_mixed_quadratic() {
     let run_with = |study: Study| -> f64 {
         let mut study = study;

@@ -1002,13 +1002,31 @@ impl Sampler for GpSampler {
             .filter(|t| t.state == TrialState::Running && t.number != ctx.number)
             .filter(|t| super::covers(t, space))
             .collect();
+        // Pruned trials (stopped by a pruner, so worse than their peers where they
+        // stopped): observed at the worst complete value (a pessimistic constant liar),
+        // so the model does not propose their region again and again — the GP is fitted
+        // on complete trials only, and would otherwise not know they were tried.
+        let pruned: Vec<&FrozenTrial> = ctx
+            .trials
+            .iter()
+            .filter(|t| t.state == TrialState::Pruned)
+            .filter(|t| super::covers(t, space))
+            .collect();
         let mut believed_best = f64::NEG_INFINITY;
-        if !running.is_empty() {
+        if !running.is_empty() || !pruned.is_empty() {
             let (_, pending) = design(space, &running);
             let (believed, _) = gp.posterior_batch(&pending);
             believed_best = believed.iter().copied().fold(f64::NEG_INFINITY, f64::max);
-            let xa: Vec<Vec<f64>> = x.iter().cloned().chain(pending).collect();
-            let ya = DVector::from_iterator(xa.len(), y.iter().copied().chain(believed));
+            let worst = y.iter().copied().fold(f64::INFINITY, f64::min);
+            let (_, stopped) = design(space, &pruned);
+            let xa: Vec<Vec<f64>> = x.iter().cloned().chain(pending).chain(stopped).collect();
+            let ya = DVector::from_iterator(
+                xa.len(),
+                y.iter()
+                    .copied()
+                    .chain(believed)
+                    .chain(std::iter::repeat_n(worst, pruned.len())),
+            );
             if let Some((g, _)) = factorize(&dims, &xa, &ya, raw, min_noise) {
                 gp = g;
             }

@@ -472,8 +472,13 @@ impl Report {
                 i.bleu_mean, i.bleu_ci, i.rouge_l_low, i.rouge_l_high, i.bleu_p
             )
         });
+        let how = if e.test_intervals.is_some() {
+            "<p>Intervals: sacrebleu's paired bootstrap (1000 resamples, seed 12345) for BLEU; rouge-score's bootstrap aggregator (1000 resamples, the 2.5th and 97.5th percentiles) for ROUGE-L.</p>"
+        } else {
+            ""
+        };
         format!(
-            "<table><tr><th></th><th>BLEU</th><th>ROUGE-L</th></tr>{}{intervals}{}{tried}{}{}</table><p>Intervals: sacrebleu's paired bootstrap (1000 resamples, seed 12345) for BLEU; rouge-score's bootstrap aggregator (1000 resamples, the 2.5th and 97.5th percentiles) for ROUGE-L.</p>",
+            "<table><tr><th></th><th>BLEU</th><th>ROUGE-L</th></tr>{}{intervals}{}{tried}{}{}</table>{how}",
             row("chosen model, test", e.test),
             row("chosen model, dev (all inputs)", e.dev),
             row("nearest-neighbour retrieval, test", e.retrieval_test),
