@@ -457,7 +457,7 @@ pub(super) fn importances(imp: &[(String, f64)]) -> String {
         let mut chart = ChartBuilder::on(root)
             .margin(12)
             .x_label_area_size(42)
-            .y_label_area_size(4)
+            .y_label_area_size(28)
             .build_cartesian_2d(-0.42..1.0, -0.6..n as f64 - 0.4)
             .map_err(err)?;
         chart
@@ -465,6 +465,7 @@ pub(super) fn importances(imp: &[(String, f64)]) -> String {
             .disable_y_mesh()
             .y_labels(0)
             .x_desc("importance (share of the metric's variance)")
+            .y_desc("searched parameter")
             .x_label_formatter(&|x: &f64| {
                 if *x < -1e-9 {
                     String::new()
@@ -695,4 +696,37 @@ pub(super) fn anytime(
         legend(&mut chart, SeriesLabelPosition::UpperRight)
     });
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn importance_bars_are_named_and_labelled() {
+        let svg = importances(&[("lr".into(), 0.7), ("layers".into(), 0.3)]);
+        let texts: Vec<&str> = svg
+            .split("<text")
+            .skip(1)
+            .map(|t| t[t.find('>').unwrap() + 1..t.find("</text>").unwrap()].trim())
+            .collect();
+        for t in [
+            "lr",
+            "layers",
+            "0.700",
+            "importance (share of the metric&apos;s variance)",
+            "searched parameter",
+        ] {
+            assert!(texts.contains(&t), "{t}: {texts:?}");
+        }
+        assert!(importances(&[]).starts_with("<p>"));
+    }
+
+    #[test]
+    fn trial_axes_label_integers_only() {
+        assert_eq!(integer_label(&3.0), "3");
+        assert_eq!(integer_label(&2.5), "");
+        assert_eq!(span([1.0, 1.0].into_iter()), Some((0.95, 1.05)));
+        assert_eq!(span(std::iter::empty()), None);
+    }
 }
