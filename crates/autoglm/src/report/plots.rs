@@ -2,6 +2,7 @@
 //! the browser renders it; no fonts are needed here). Each function returns the
 //! SVG, or a short paragraph when there is nothing to draw or the drawing failed.
 
+use plotters::coord::types::RangedCoordf64;
 use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
@@ -82,6 +83,44 @@ fn integer_label(x: &f64) -> String {
     }
 }
 
+/// A chart of the report: numbers on both axes, drawn into an SVG string.
+type Chart<'a, 'b> = ChartContext<'a, SVGBackend<'b>, Cartesian2d<RangedCoordf64, RangedCoordf64>>;
+
+/// A chart over `x` × `y` on `root` with the report's margins, its axes titled
+/// `x_desc` and `y_desc`, x ticks written by `x_fmt` (at most `x_ticks`), no minor
+/// grid lines.
+fn chart<'a, 'b>(
+    root: &'a Area<'b>,
+    (x, y): (std::ops::Range<f64>, std::ops::Range<f64>),
+    (x_desc, y_desc): (&str, &str),
+    x_fmt: &dyn Fn(&f64) -> String,
+    x_ticks: usize,
+) -> Result<Chart<'a, 'b>, String> {
+    let mut chart = ChartBuilder::on(root)
+        .margin(12)
+        .x_label_area_size(42)
+        .y_label_area_size(64)
+        .build_cartesian_2d(x, y)
+        .map_err(err)?;
+    chart
+        .configure_mesh()
+        .x_desc(x_desc)
+        .y_desc(y_desc)
+        .x_labels(x_ticks)
+        .x_label_formatter(x_fmt)
+        .max_light_lines(0)
+        .axis_desc_style((FONT, 14))
+        .label_style((FONT, 12))
+        .draw()
+        .map_err(err)?;
+    Ok(chart)
+}
+
+/// Decimal tick labels as [`super::number`] writes them.
+fn decimal_label(x: &f64) -> String {
+    super::number(*x)
+}
+
 /// The dev metric of every complete trial by trial number, the best so far, the
 /// trial extended after a multi-fidelity search's brackets (`extended`: its number
 /// and score), and the trials without a metric (pruned or failed) on the axis.
@@ -103,25 +142,15 @@ pub(super) fn history(
     };
     let (y0, y1) = span(done.iter().map(|p| p.1)).unwrap_or((0.0, 1.0));
     let n = last as f64;
+    let y_desc = format!("dev {metric}");
     svg(SIZE, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(64)
-            .build_cartesian_2d(-0.5..n + 0.5, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .disable_x_mesh()
-            .x_desc("trial number")
-            .y_desc(format!("dev {metric}"))
-            .x_labels((last as usize + 1).min(25))
-            .x_label_formatter(&integer_label)
-            .max_light_lines(0)
-            .axis_desc_style((FONT, 14))
-            .label_style((FONT, 12))
-            .draw()
-            .map_err(err)?;
+        let mut chart = chart(
+            root,
+            (-0.5..n + 0.5, y0..y1),
+            ("trial number", &y_desc),
+            &integer_label,
+            (last as usize + 1).min(25),
+        )?;
         let mut best = f64::NEG_INFINITY;
         let steps: Vec<(f64, f64)> = done
             .iter()
@@ -233,78 +262,54 @@ pub(super) fn curves(trials: &[FrozenTrial], chosen: Option<u64>, multi_fidelity
         }
         Ok(())
     };
+    let (x_range, x_fmt): (_, &dyn Fn(&f64) -> String) = if multi_fidelity {
+        (0.0..x1 * 1.08, &decimal_label)
+    } else {
+        (x0.min(0.0)..x1 + 0.6, &integer_label)
+    };
     svg(SIZE, |root| {
-        let builder = &mut ChartBuilder::on(root);
-        builder
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(64);
-        macro_rules! body {
-            ($chart:expr, $fmt:expr) => {{
-                let mut chart = $chart;
+        let mut chart = chart(
+            root,
+            (x_range, y0..y1),
+            (x_desc, "dev loss (lower is better)"),
+            x_fmt,
+            10,
+        )?;
+        draw_curves(&mut |c: &Curve, style: ShapeStyle, label: Option<&str>| {
+            let series = if c.pruned && Some(c.number) != chosen {
                 chart
-                    .configure_mesh()
-                    .x_desc(x_desc)
-                    .y_desc("dev loss (lower is better)")
-                    .x_label_formatter($fmt)
-                    .max_light_lines(0)
-                    .axis_desc_style((FONT, 14))
-                    .label_style((FONT, 12))
-                    .draw()
-                    .map_err(err)?;
-                draw_curves(&mut |c: &Curve, style: ShapeStyle, label: Option<&str>| {
-                    let series = if c.pruned && Some(c.number) != chosen {
-                        chart
-                            .draw_series(DashedLineSeries::new(
-                                c.points.iter().copied(),
-                                5,
-                                4,
-                                style,
-                            ))
-                            .map_err(err)?
-                    } else {
-                        chart
-                            .draw_series(LineSeries::new(c.points.iter().copied(), style))
-                            .map_err(err)?
-                    };
-                    if let Some(l) = label {
-                        series.label(l).legend(move |(x, y)| {
-                            PathElement::new(vec![(x, y), (x + 18, y)], style)
-                        });
-                    }
-                    chart
-                        .draw_series(
-                            c.points
-                                .iter()
-                                .map(|&p| Circle::new(p, 3, style.color.filled())),
-                        )
-                        .map_err(err)?;
-                    let &(x, y) = c.points.last().expect("non-empty");
-                    chart
-                        .draw_series(std::iter::once(Text::new(
-                            c.number.to_string(),
-                            (x, y),
-                            TextStyle::from((FONT, 11).into_font())
-                                .color(&BLACK.mix(0.7))
-                                .pos(Pos::new(HPos::Left, VPos::Center)),
-                        )))
-                        .map_err(err)?;
-                    Ok(())
-                })?;
-                legend(&mut chart, SeriesLabelPosition::UpperRight)
-            }};
-        }
-        if multi_fidelity {
-            let chart = builder
-                .build_cartesian_2d(0.0..x1 * 1.08, y0..y1)
+                    .draw_series(DashedLineSeries::new(c.points.iter().copied(), 5, 4, style))
+                    .map_err(err)?
+            } else {
+                chart
+                    .draw_series(LineSeries::new(c.points.iter().copied(), style))
+                    .map_err(err)?
+            };
+            if let Some(l) = label {
+                series
+                    .label(l)
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
+            }
+            chart
+                .draw_series(
+                    c.points
+                        .iter()
+                        .map(|&p| Circle::new(p, 3, style.color.filled())),
+                )
                 .map_err(err)?;
-            body!(chart, &|x: &f64| super::number(*x))
-        } else {
-            let chart = builder
-                .build_cartesian_2d(x0.min(0.0)..x1 + 0.6, y0..y1)
+            let &(x, y) = c.points.last().expect("non-empty");
+            chart
+                .draw_series(std::iter::once(Text::new(
+                    c.number.to_string(),
+                    (x, y),
+                    TextStyle::from((FONT, 11).into_font())
+                        .color(&BLACK.mix(0.7))
+                        .pos(Pos::new(HPos::Left, VPos::Center)),
+                )))
                 .map_err(err)?;
-            body!(chart, &integer_label)
-        }
+            Ok(())
+        })?;
+        legend(&mut chart, SeriesLabelPosition::UpperRight)
     })
 }
 
@@ -585,23 +590,15 @@ pub(super) fn anytime(
         out += "<p>No full-length model scored yet.</p>";
     } else {
         let (y0, y1) = span(full.iter().map(|p| p.1)).unwrap_or((0.0, 1.0));
+        let y_desc = format!("dev {metric}");
         out += &svg(SIZE, |root| {
-            let mut chart = ChartBuilder::on(root)
-                .margin(12)
-                .x_label_area_size(42)
-                .y_label_area_size(64)
-                .build_cartesian_2d(0.0..end * 1.04, y0..y1)
-                .map_err(err)?;
-            chart
-                .configure_mesh()
-                .x_desc("seconds since the search started")
-                .x_label_formatter(&|x: &f64| super::number(*x))
-                .y_desc(format!("dev {metric}"))
-                .max_light_lines(0)
-                .axis_desc_style((FONT, 14))
-                .label_style((FONT, 12))
-                .draw()
-                .map_err(err)?;
+            let mut chart = chart(
+                root,
+                (0.0..end * 1.04, y0..y1),
+                ("seconds since the search started", &y_desc),
+                &decimal_label,
+                10,
+            )?;
             let mut best = f64::NEG_INFINITY;
             let mut steps: Vec<(f64, f64)> = Vec::new();
             for &(x, y, _) in &full {
@@ -650,22 +647,16 @@ pub(super) fn anytime(
     let (y0, y1) =
         span(rung_points.iter().flat_map(|(_, p)| p.iter().map(|q| q.1))).unwrap_or((0.0, 1.0));
     out += &svg(SIZE, |root| {
-        let mut chart = ChartBuilder::on(root)
-            .margin(12)
-            .x_label_area_size(42)
-            .y_label_area_size(64)
-            .build_cartesian_2d(0.0..end * 1.04, y0..y1)
-            .map_err(err)?;
-        chart
-            .configure_mesh()
-            .x_desc("seconds since the search started")
-            .x_label_formatter(&|x: &f64| super::number(*x))
-            .y_desc("dev loss at the rung (lower is better)")
-            .max_light_lines(0)
-            .axis_desc_style((FONT, 14))
-            .label_style((FONT, 12))
-            .draw()
-            .map_err(err)?;
+        let mut chart = chart(
+            root,
+            (0.0..end * 1.04, y0..y1),
+            (
+                "seconds since the search started",
+                "dev loss at the rung (lower is better)",
+            ),
+            &decimal_label,
+            10,
+        )?;
         let mut labelled = [false; 3];
         for (number, pts) in &rung_points {
             let promoted = pts.len() > 1;
