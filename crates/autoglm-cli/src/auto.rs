@@ -24,6 +24,10 @@ pub struct RunArgs {
 pub struct ReportArgs {
     /// The run directory (`autoglm run`'s output).
     pub dir: PathBuf,
+    /// Another run directory (random search on the same task, say) whose incumbent
+    /// is drawn beside this run's anytime curve.
+    #[arg(long)]
+    pub baseline: Option<PathBuf>,
 }
 
 /// Redraws `DIR/report.html` and says what it left out.
@@ -34,7 +38,15 @@ pub fn report(args: ReportArgs, out: &mut dyn Write) -> Result<()> {
     if !args.dir.is_dir() {
         anyhow::bail!("{}: no such run directory", args.dir.display());
     }
-    let (path, missing) = autoglm::write_report(&autoglm::RunDir::new(&args.dir))?;
+    let run = autoglm::RunDir::new(&args.dir);
+    let mut report = autoglm::Report::from_dir(&run);
+    if let Some(b) = &args.baseline {
+        if !b.is_dir() {
+            anyhow::bail!("--baseline {}: no such run directory", b.display());
+        }
+        report = report.with_baseline(&autoglm::RunDir::new(b));
+    }
+    let (path, missing) = report.write(&run)?;
     for m in &missing {
         writeln!(out, "left out: {m}")?;
     }

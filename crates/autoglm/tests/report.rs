@@ -184,6 +184,32 @@ fn the_report_names_what_it_shows_and_hides_internal_values() {
     }
 }
 
+/// Another run's incumbent (random search on the same task, say) drawn beside the
+/// anytime curve; a baseline without timings is named as left out.
+#[test]
+fn a_baseline_run_is_drawn_beside_the_anytime_curve() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (run, base) = (run(a.path()), run(b.path()));
+    let html = autoglm::Report::from_dir(&run).with_baseline(&base).html();
+    let start = html.find("<h2>Anytime curve</h2>").unwrap();
+    let any = texts(&html[start..html.find("<h2>Optimisation history</h2>").unwrap()]);
+    let name = format!(
+        "incumbent of {}",
+        base.root().file_name().unwrap().to_string_lossy()
+    );
+    assert!(any.contains(&name), "{name}: {any:?}");
+    std::fs::remove_file(base.journal()).unwrap();
+    let report = autoglm::Report::from_dir(&run).with_baseline(&base);
+    assert!(
+        report
+            .missing()
+            .iter()
+            .any(|m| m.contains("the baseline has no timed full-length model")),
+        "{:?}",
+        report.missing()
+    );
+}
+
 #[test]
 fn a_damaged_journal_still_gives_a_report_that_says_what_it_left_out() {
     let dir = tempfile::tempdir().unwrap();

@@ -111,6 +111,8 @@ pub struct Report {
     scores: Option<Evaluation>,
     samples: Vec<(Item, String)>,
     extension: Option<serde_json::Value>,
+    /// Another run's name and full-length models, drawn beside the anytime curve.
+    baseline: Option<(String, Vec<plots::Timed>)>,
     missing: Vec<String>,
 }
 
@@ -248,8 +250,27 @@ impl Report {
             scores,
             samples,
             extension,
+            baseline: None,
             missing,
         }
+    }
+
+    /// Draws the incumbent of another run `base` (random search, say) beside this
+    /// run's anytime curve, both against time since their own search started.
+    pub fn with_baseline(mut self, base: &RunDir) -> Report {
+        let other = Report::from_dir(base);
+        let name = base
+            .root()
+            .file_name()
+            .map_or_else(|| other.name.clone(), |n| n.to_string_lossy().into_owned());
+        match plots::full_length(&other.trials, other.extended_at()) {
+            Some((_, full)) if !full.is_empty() => self.baseline = Some((name, full)),
+            _ => self.missing.push(format!(
+                "{}: the baseline has no timed full-length model",
+                base.root().display()
+            )),
+        }
+        self
     }
 
     /// The trial extended after a multi-fidelity search's brackets and its score.
@@ -262,6 +283,16 @@ impl Report {
     fn extended_at(&self) -> Option<(f64, f64)> {
         let e = self.extension.as_ref()?;
         Some((e.get("ended_unix")?.as_f64()?, e.get("value")?.as_f64()?))
+    }
+
+    /// Writes the page to `run/report.html`; returns its path and what was left out.
+    ///
+    /// # Errors
+    /// I/O errors writing the file.
+    pub fn write(self, run: &RunDir) -> Result<(PathBuf, Vec<String>)> {
+        let p = run.report();
+        write(&p, self.html())?;
+        Ok((p, self.missing))
     }
 
     /// What could not be read (so the report leaves it out).
@@ -577,7 +608,15 @@ svg{{max-width:100%;height:auto}}
             metric = self.metric,
             scores = self.scores_section(),
             hist = plots::history(&self.trials, &self.metric, self.extended()),
-            any = plots::anytime(&self.trials, &self.metric, self.extended_at(), self.chosen),
+            any = plots::anytime(
+                &self.trials,
+                &self.metric,
+                self.extended_at(),
+                self.chosen,
+                self.baseline
+                    .as_ref()
+                    .map(|(n, f)| (n.as_str(), f.as_slice())),
+            ),
             rung_note = if mf {
                 "; below it, every rung's dev loss against time, the rungs of a promoted trial joined"
             } else {
@@ -599,10 +638,7 @@ svg{{max-width:100%;height:auto}}
 /// # Errors
 /// I/O errors writing the file.
 pub fn write_report(run: &RunDir) -> Result<(PathBuf, Vec<String>)> {
-    let report = Report::from_dir(run);
-    let p = run.report();
-    write(&p, report.html())?;
-    Ok((p, report.missing))
+    Report::from_dir(run).write(run)
 }
 
 #[cfg(test)]

@@ -542,20 +542,22 @@ fn clock(t: &FrozenTrial) -> Option<Clock> {
 /// since the search started; with rungs (multi-fidelity), a second panel of every
 /// rung's dev loss against time, a trial's rungs joined (promoted paths), the
 /// chosen trial red.
-pub(super) fn anytime(
+/// A full-length model on the anytime curve: seconds since its search started, its
+/// dev metric, whether it is the trial extended after the brackets.
+pub(super) type Timed = (f64, f64, bool);
+
+/// The full-length models of a search — each complete trial when it was scored, and
+/// the trial extended after the brackets (`extended`: Unix seconds, score) — as
+/// (seconds since the search's first trial started, score, extended?), in time
+/// order, with that start; `None` without timings.
+pub(super) fn full_length(
     trials: &[FrozenTrial],
-    metric: &str,
     extended: Option<(f64, f64)>,
-    chosen: Option<u64>,
-) -> String {
+) -> Option<(f64, Vec<Timed>)> {
     let clocks: Vec<(&FrozenTrial, Clock)> =
         trials.iter().filter_map(|t| Some((t, clock(t)?))).collect();
-    let Some(t0) = clocks.iter().map(|(_, c)| c.start).reduce(f64::min) else {
-        return "<p>No timings in this journal (it was written before trials recorded them).</p>"
-            .into();
-    };
-    // Full-length models: (seconds, score, extended?).
-    let mut full: Vec<(f64, f64, bool)> = clocks
+    let t0 = clocks.iter().map(|(_, c)| c.start).reduce(f64::min)?;
+    let mut full: Vec<Timed> = clocks
         .iter()
         .filter(|(t, _)| t.state == TrialState::Complete)
         .filter_map(|(t, c)| {
@@ -565,6 +567,47 @@ pub(super) fn anytime(
         .collect();
     full.extend(extended.map(|(at, v)| (at - t0, v, true)));
     full.sort_by(|a, b| a.0.total_cmp(&b.0));
+    Some((t0, full))
+}
+
+/// The incumbent's score over time as a step line up to `end`, from full-length
+/// models in time order.
+fn incumbent(full: &[Timed], end: f64) -> Vec<(f64, f64)> {
+    let mut best = f64::NEG_INFINITY;
+    let mut steps: Vec<(f64, f64)> = Vec::new();
+    for &(x, y, _) in full {
+        if y > best {
+            if best.is_finite() {
+                steps.push((x, best));
+            }
+            best = y;
+            steps.push((x, y));
+        }
+    }
+    if best.is_finite() {
+        steps.push((end, best));
+    }
+    steps
+}
+
+/// The anytime curve: the dev metric of every full-length model ([`full_length`]) at
+/// the time it was scored and the incumbent's against time since the search started,
+/// with a `baseline` run's incumbent (its name and full-length models) beside it;
+/// with rungs (multi-fidelity), a second panel of every rung's dev loss against
+/// time, a trial's rungs joined (promoted paths), the chosen trial red.
+pub(super) fn anytime(
+    trials: &[FrozenTrial],
+    metric: &str,
+    extended: Option<(f64, f64)>,
+    chosen: Option<u64>,
+    baseline: Option<(&str, &[Timed])>,
+) -> String {
+    let Some((t0, full)) = full_length(trials, extended) else {
+        return "<p>No timings in this journal (it was written before trials recorded them).</p>"
+            .into();
+    };
+    let clocks: Vec<(&FrozenTrial, Clock)> =
+        trials.iter().filter_map(|t| Some((t, clock(t)?))).collect();
     let rung_points: Vec<(u64, Vec<(f64, f64)>)> = clocks
         .iter()
         .map(|(t, c)| {
@@ -580,8 +623,10 @@ pub(super) fn anytime(
         })
         .filter(|(_, p): &(u64, Vec<(f64, f64)>)| !p.is_empty())
         .collect();
+    let base = baseline.map_or(&[][..], |b| b.1);
     let end = full
         .iter()
+        .chain(base)
         .map(|p| p.0)
         .chain(rung_points.iter().flat_map(|(_, p)| p.iter().map(|q| q.0)))
         .fold(1.0, f64::max);
@@ -589,7 +634,7 @@ pub(super) fn anytime(
     if full.is_empty() {
         out += "<p>No full-length model scored yet.</p>";
     } else {
-        let (y0, y1) = span(full.iter().map(|p| p.1)).unwrap_or((0.0, 1.0));
+        let (y0, y1) = span(full.iter().chain(base).map(|p| p.1)).unwrap_or((0.0, 1.0));
         let y_desc = format!("dev {metric}");
         out += &svg(SIZE, |root| {
             let mut chart = chart(
@@ -599,20 +644,19 @@ pub(super) fn anytime(
                 &decimal_label,
                 10,
             )?;
-            let mut best = f64::NEG_INFINITY;
-            let mut steps: Vec<(f64, f64)> = Vec::new();
-            for &(x, y, _) in &full {
-                if y > best {
-                    if best.is_finite() {
-                        steps.push((x, best));
-                    }
-                    best = y;
-                    steps.push((x, y));
-                }
+            if let Some((name, b)) = baseline.filter(|b| !b.1.is_empty()) {
+                let style = PRUNED.stroke_width(2);
+                chart
+                    .draw_series(DashedLineSeries::new(incumbent(b, end * 1.04), 6, 4, style))
+                    .map_err(err)?
+                    .label(format!("incumbent of {name}"))
+                    .legend(move |(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], style));
             }
-            steps.push((end * 1.04, best));
             chart
-                .draw_series(LineSeries::new(steps, CHOSEN.stroke_width(2)))
+                .draw_series(LineSeries::new(
+                    incumbent(&full, end * 1.04),
+                    CHOSEN.stroke_width(2),
+                ))
                 .map_err(err)?
                 .label("incumbent (best so far)")
                 .legend(|(x, y)| {
