@@ -728,6 +728,28 @@ search: {trials: 3, evaluations: 8, threads: 1, pruner: none, decoding: {max_new
         "{text}"
     );
     assert!(out.join("model/model.safetensors").exists() && out.join("report.html").exists());
+    // `autoglm report` redraws it, with a baseline run beside it (here itself);
+    // directories that do not exist are errors naming them.
+    std::fs::remove_file(out.join("report.html")).unwrap();
+    let o = out.to_str().unwrap();
+    let said = autoglm(&["report", o, "--baseline", o]).unwrap();
+    assert!(
+        said.contains("report:") && out.join("report.html").exists(),
+        "{said}"
+    );
+    let html = std::fs::read_to_string(out.join("report.html")).unwrap();
+    assert!(html.contains("Anytime curve") && html.contains("incumbent of"));
+    let e = autoglm(&["report", "/no/such/run"])
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("/no/such/run: no such run directory"), "{e}");
+    let e = autoglm(&["report", o, "--baseline", "/no/such/run"])
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("--baseline /no/such/run: no such run directory"),
+        "{e}"
+    );
     // A typo in the task names its line.
     std::fs::write(
         &task,
