@@ -62,22 +62,6 @@ pub(crate) struct RungOptions<'a> {
     pub top: bool,
     /// How the top rung generates dev outputs.
     pub decoding: &'a Decoding,
-    /// Train the constant-rate phase by the clock instead of to `stable` steps: it
-    /// ends once the cooldown (this share of the constant-rate steps so far) and
-    /// the given seconds of scoring, at the rate measured so far, would end at the
-    /// given instant (or at `stable` steps, whichever comes first).
-    pub until: Option<Until>,
-}
-
-/// The end of a constant-rate phase run by the clock ([`RungOptions::until`]).
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Until {
-    /// When the rung should be scored.
-    pub end: Instant,
-    /// The cooldown's share of the constant-rate steps.
-    pub cooldown: f64,
-    /// Seconds the scoring after the cooldown is expected to take.
-    pub scoring: f64,
 }
 
 /// What a rung measured.
@@ -159,25 +143,12 @@ pub(crate) fn rung(
             stopped = true;
             return Ok(Control::Stop);
         }
-        if let Some(u) = opts.until {
-            let per_step = fit0.elapsed().as_secs_f64() / (r.step - step0).max(1) as f64;
-            let rest = u.cooldown * r.step as f64 * per_step + u.scoring;
-            if Instant::now() + std::time::Duration::from_secs_f64(rest) >= u.end {
-                return Ok(Control::Stop);
-            }
-        }
         Ok(Control::Continue)
     })?;
     if stopped {
         return Ok(None);
     }
-    // Run by the clock, the constant-rate phase may have ended early.
-    let stable = trainer.steps_done();
-    let decay = match opts.until {
-        Some(u) if stable < steps.stable => cooldown_steps(u.cooldown, stable),
-        _ => steps.cooldown,
-    };
-    let total = stable + decay;
+    let (stable, decay) = (steps.stable, steps.cooldown);
     if let Some(parent) = ck.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }

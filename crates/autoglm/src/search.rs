@@ -23,7 +23,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::data::{prepare, Item, Prepared};
 use crate::error::{write_json, write_lines, Error, Result};
-use crate::fidelity::{cooldown_steps, rung, Rung, RungOptions, RungSteps, Until};
+use crate::fidelity::{cooldown_steps, rung, Rung, RungOptions, RungSteps};
 use crate::rundir::{
     RunDir, BEST_DEV_OUTPUTS, BEST_TRIAL, MODEL_AUTOGLM, MODEL_CONFIG, MODEL_GENERATION_CONFIG,
     MODEL_TOKENIZER, MODEL_WEIGHTS,
@@ -439,7 +439,6 @@ impl RungShared<'_> {
             checkpoint: &p.checkpoint,
             top: p.top,
             decoding: &s.decoding,
-            until: None,
         };
         rung(&self.data, &p.structure, &p.hyper, p.steps, opts, on)
     }
@@ -1093,9 +1092,8 @@ impl AutoTrainer {
     /// The time a multi-fidelity search has left when no further rung fits goes to
     /// its incumbent (the best complete trial; without one, the best trial at the
     /// highest rung reached): its constant-rate phase continues from its checkpoint
-    /// by the clock — until the cooldown (a share of its steps) and the scoring, at
-    /// the rate measured as it runs, would end at the deadline less a margin — then
-    /// cools down and is scored on all of dev like a top rung. Without a complete trial this always
+    /// for as many steps as fit (cooldown and scoring included), then cools down and
+    /// is scored on all of dev like a top rung. Without a complete trial this always
     /// runs (with no extra steps if none fit), so a time budget too short for any
     /// full-length trial still ends with a model. The longer model replaces the chosen
     /// one if it scores higher (or if there was none); `OUTPUT/extension.json` records
@@ -1137,12 +1135,13 @@ impl AutoTrainer {
         let cost = self.cost(ext.hb, &structure);
         let from = rung_steps(reached, n_train, hyper.batch_size, cost);
         // Scoring: the dev loss as measured at the trial's last rung, and generation
-        // (measured there if that was the top rung, else estimated: half a training
-        // step per batch of beam rows; measured on the gate's E2E subset, generating
-        // all of dev with 5 beams took 0.3 of that).
+        // (measured there if that was the top rung, else estimated as two training
+        // steps per batch of beam rows: about 7 times what generating all of E2E dev
+        // with 5 beams takes, a reserve kept because spending it on more training
+        // made the gate's small incumbents over-fit (BENCHMARKS, 2026-12-07)).
         let beams = first_beams(&self.task.search.decoding);
         let generation =
-            self.data.dev.len() as f64 * beams / hyper.batch_size.max(1) as f64 * per_step * 0.5;
+            self.data.dev.len() as f64 * beams / hyper.batch_size.max(1) as f64 * per_step * 2.0;
         let scoring = if reached >= ext.plan.max_budget() {
             score_seconds
         } else {
@@ -1165,12 +1164,10 @@ impl AutoTrainer {
         if complete && more < 0.1 * from as f64 {
             return Ok(None);
         }
-        // Planned to what fits at the rate measured before; the constant-rate phase
-        // then runs by the clock (its own rate) and may go up to twice as far.
         let planned = from + more as u64;
         let warmup = hyper.warmup
             * rung_steps(ext.plan.min_budget(), n_train, hyper.batch_size, cost) as f64;
-        let steps = RungSteps::new(from, from + 2 * more as u64, c, warmup.round() as u64);
+        let steps = RungSteps::new(from, planned, c, warmup.round() as u64);
         let number = t.number;
         on(&Event::Start {
             number,
@@ -1188,11 +1185,6 @@ impl AutoTrainer {
             checkpoint: &checkpoint,
             top: true,
             decoding: &s.decoding,
-            until: (more > 0.0).then(|| Until {
-                end: ext.deadline - std::time::Duration::from_secs_f64(EXTENSION_MARGIN_S),
-                cooldown: c,
-                scoring: 1.2 * scoring,
-            }),
         };
         let r = rung(&data, &structure, &hyper, steps, opts, |p| {
             step_event(&mut *on, number, p)
@@ -1231,7 +1223,7 @@ impl AutoTrainer {
         write_json(
             &self.run.extension(),
             &serde_json::json!({
-                "number": number, "from_steps": from, "planned_stable_steps": planned,
+                "number": number, "from_steps": from,
                 "stable_steps": stable, "cooldown_steps": cooldown,
                 "value_before": before, "value": v, "ended_unix": unix_now(),
                 "dev_loss": dev_loss, "chosen": chosen,
