@@ -67,10 +67,6 @@ pub(crate) struct RungOptions<'a> {
 /// What a rung measured.
 #[derive(Debug)]
 pub(crate) struct Rung {
-    /// Constant-rate steps at its end (fewer than planned when run by the clock).
-    pub stable: u64,
-    /// Steps of its cooldown branch.
-    pub cooldown: u64,
     /// Dev loss after the cooldown.
     pub dev_loss: f64,
     /// The cooled-down model, scored on dev (top rung only).
@@ -148,7 +144,6 @@ pub(crate) fn rung(
     if stopped {
         return Ok(None);
     }
-    let (stable, decay) = (steps.stable, steps.cooldown);
     if let Some(parent) = ck.parent() {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
@@ -156,7 +151,7 @@ pub(crate) fn rung(
     let top = opts.top;
     let mut trained_at = Instant::now();
     let (dev_loss, train_loss, cooled) =
-        trainer.cooldown_branch(decay, data.train, |t, reports| {
+        trainer.cooldown_branch(steps.cooldown, data.train, |t, reports| {
             trained_at = Instant::now();
             let loss = t.eval_loss(data.dev_loss)?;
             let last = reports.last().map_or(f64::NAN, |r| r.loss);
@@ -192,10 +187,8 @@ pub(crate) fn rung(
         }
         None => None,
     };
-    let trained_steps = (stable - step0 + decay).max(1);
+    let trained_steps = (steps.stable - step0 + steps.cooldown).max(1);
     Ok(Some(Rung {
-        stable,
-        cooldown: decay,
         dev_loss,
         trained,
         seconds_per_step: (trained_at - fit0).as_secs_f64() / trained_steps as f64,

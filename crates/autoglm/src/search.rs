@@ -1164,15 +1164,15 @@ impl AutoTrainer {
         if complete && more < 0.1 * from as f64 {
             return Ok(None);
         }
-        let planned = from + more as u64;
+        let stable = from + more as u64;
         let warmup = hyper.warmup
             * rung_steps(ext.plan.min_budget(), n_train, hyper.batch_size, cost) as f64;
-        let steps = RungSteps::new(from, planned, c, warmup.round() as u64);
+        let steps = RungSteps::new(from, stable, c, warmup.round() as u64);
         let number = t.number;
         on(&Event::Start {
             number,
             params: t.params.clone(),
-            steps: planned + cooldown_steps(c, planned),
+            steps: steps.stable + steps.cooldown,
             rung: None,
         });
         let t0 = Instant::now();
@@ -1192,8 +1192,6 @@ impl AutoTrainer {
         let Some(Rung {
             dev_loss,
             trained: Some(trained),
-            stable,
-            cooldown,
             ..
         }) = r
         else {
@@ -1209,8 +1207,8 @@ impl AutoTrainer {
         let chosen = feasible && before.is_none_or(|b| v > b);
         on(&Event::Rung {
             number,
-            epochs: (stable * hyper.batch_size as u64) as f64 / n_train as f64,
-            steps: stable + cooldown,
+            epochs: (steps.stable * hyper.batch_size as u64) as f64 / n_train as f64,
+            steps: steps.stable + steps.cooldown,
             dev_loss,
             value: Some(v),
         });
@@ -1224,7 +1222,7 @@ impl AutoTrainer {
             &self.run.extension(),
             &serde_json::json!({
                 "number": number, "from_steps": from,
-                "stable_steps": stable, "cooldown_steps": cooldown,
+                "stable_steps": steps.stable, "cooldown_steps": steps.cooldown,
                 "value_before": before, "value": v, "ended_unix": unix_now(),
                 "dev_loss": dev_loss, "chosen": chosen,
             }),

@@ -517,7 +517,7 @@ struct Clock {
 
 /// A trial's [`Clock`], when it recorded one.
 fn clock(t: &FrozenTrial) -> Option<Clock> {
-    let c = t.user_attrs.get("clock")?;
+    let c = t.user_attrs.get(crate::search::CLOCK_ATTR)?;
     let start = c.get("start")?.as_f64()?;
     let mut rungs: Vec<(u64, f64)> = c
         .get("rungs")
