@@ -6,9 +6,10 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use autoglm_eval::{
-    bootstrap_aggregate, paired_approximate_randomization, paired_bootstrap, Bleu, BleuConfig,
-    BleuScore, Chrf, ChrfConfig, ChrfScore, Corpus, Metric, PairedTest, RougeConfig, RougeScore,
-    RougeScorer, RougeTokenizer, RougeType, Seed, Smooth, Ter, TerConfig, TerScore, Tokenizer,
+    bootstrap_aggregate, paired_approximate_randomization, paired_approximate_randomization_mean,
+    paired_bootstrap, paired_bootstrap_mean, Bleu, BleuConfig, BleuScore, Chrf, ChrfConfig,
+    ChrfScore, Corpus, Metric, PairedResult, PairedTest, RougeConfig, RougeScore, RougeScorer,
+    RougeTokenizer, RougeType, Seed, Smooth, Ter, TerConfig, TerScore, Tokenizer,
     AUTOGLM_EVAL_VERSION, ROUGE_SCORE_VERSION,
 };
 use clap::{Args, Subcommand, ValueEnum};
@@ -85,6 +86,42 @@ pub struct Paired {
     /// Random seed of the paired test.
     #[arg(long, default_value_t = 12345)]
     pub paired_seed: u32,
+}
+
+impl Paired {
+    /// The test, its samples and its seed.
+    fn test(&self) -> (PairedTest, usize, Seed) {
+        let seed = Seed(self.paired_seed);
+        if self.paired_ar {
+            (PairedTest::ApproximateRandomization, self.paired_ar_n, seed)
+        } else {
+            (PairedTest::Bootstrap, self.paired_bs_n, seed)
+        }
+    }
+}
+
+/// The JSON of a paired test's outcome.
+fn paired_json(baseline: &Path, r: &PairedResult) -> Value {
+    json!({
+        "baseline": baseline.display().to_string(),
+        "baseline_score": r.baseline_score,
+        "p_value": r.p_value,
+        "system_mean": r.system_mean,
+        "system_ci": r.system_ci,
+    })
+}
+
+/// The text line of a paired test's outcome.
+fn paired_text(baseline: &Path, r: &PairedResult, w: usize) -> String {
+    format!(
+        "baseline {}: {} | system: {} (μ = {} ± {}) | p = {:.4}",
+        baseline.display(),
+        fmt_score(r.baseline_score, w),
+        fmt_score(r.system_score, w),
+        r.system_mean.map_or("-".into(), |x| fmt_score(x, w)),
+        r.system_ci.map_or("-".into(), |x| fmt_score(x, w)),
+        r.p_value
+    )
 }
 
 /// `autoglm eval bleu`.
@@ -173,6 +210,10 @@ pub enum Multi {
 pub struct RougeArgs {
     #[command(flatten)]
     inputs: Inputs,
+    /// A paired test of every type's mean F against the baseline's (sacrebleu's
+    /// procedure on the line scores).
+    #[command(flatten)]
+    paired: Paired,
     /// Comma-separated types: rouge1..rouge9, rougeL, rougeLsum.
     #[arg(long, default_value = "rouge1,rouge2,rougeL,rougeLsum")]
     types: String,
@@ -312,12 +353,7 @@ fn run_sacrebleu<M: Metric>(
         let bl_hyps = read_lines(bl)?;
         check_aligned(bl, bl_hyps.len(), &inputs.hyp, hyps.len())?;
         let bl_corpus = score_all(m, &bl_hyps, &refs, inputs.jobs)?;
-        let (test, n) = if paired.paired_ar {
-            (PairedTest::ApproximateRandomization, paired.paired_ar_n)
-        } else {
-            (PairedTest::Bootstrap, paired.paired_bs_n)
-        };
-        let seed = Seed(paired.paired_seed);
+        let (test, n, seed) = paired.test();
         let r = match test {
             PairedTest::Bootstrap => {
                 paired_bootstrap(m, bl_corpus.line_stats(), corpus.line_stats(), n, seed)?
@@ -351,16 +387,7 @@ fn run_sacrebleu<M: Metric>(
         obj.insert("autoglm_eval_version".into(), json!(AUTOGLM_EVAL_VERSION));
         obj.extend(to_json(&score));
         if let Some((bl, r)) = &paired_result {
-            obj.insert(
-                "paired".into(),
-                json!({
-                    "baseline": bl.display().to_string(),
-                    "baseline_score": r.baseline_score,
-                    "p_value": r.p_value,
-                    "system_mean": r.system_mean,
-                    "system_ci": r.system_ci,
-                }),
-            );
+            obj.insert("paired".into(), paired_json(bl, r));
         }
         if let Some(s) = &sentences {
             let lines: Vec<Value> = s
@@ -391,16 +418,7 @@ fn run_sacrebleu<M: Metric>(
             fmt_score(M::value(&score), w)
         )?;
         if let Some((bl, r)) = &paired_result {
-            writeln!(
-                out,
-                "baseline {}: {} | system: {} (μ = {} ± {}) | p = {:.4}",
-                bl.display(),
-                fmt_score(r.baseline_score, w),
-                fmt_score(r.system_score, w),
-                r.system_mean.map_or("-".into(), |x| fmt_score(x, w)),
-                r.system_ci.map_or("-".into(), |x| fmt_score(x, w)),
-                r.p_value
-            )?;
+            writeln!(out, "{}", paired_text(bl, r, w))?;
         }
     }
     Ok(())
@@ -494,24 +512,49 @@ fn run_rouge(a: &RougeArgs, out: &mut dyn Write) -> Result<()> {
             .map(|(s, _)| s)
             .collect()
     };
-    let lines: Vec<Vec<RougeScore>> = if a.inputs.jobs > 1 {
-        use rayon::prelude::*;
-        let pool = rayon::ThreadPoolBuilder::new()
-            .num_threads(a.inputs.jobs)
-            .build()?;
-        pool.install(|| {
-            hyps.par_iter()
-                .zip(refs.par_iter())
-                .map(score_line)
-                .collect()
+    let score_all = |hyps: &[String]| -> Result<Vec<Vec<RougeScore>>> {
+        Ok(if a.inputs.jobs > 1 {
+            use rayon::prelude::*;
+            let pool = rayon::ThreadPoolBuilder::new()
+                .num_threads(a.inputs.jobs)
+                .build()?;
+            pool.install(|| {
+                hyps.par_iter()
+                    .zip(refs.par_iter())
+                    .map(score_line)
+                    .collect()
+            })
+        } else {
+            hyps.iter().zip(&refs).map(score_line).collect()
         })
-    } else {
-        hyps.iter().zip(&refs).map(score_line).collect()
     };
+    let lines = score_all(&hyps)?;
     let n = lines.len() as f64;
-    let columns: Vec<Vec<RougeScore>> = (0..types.len())
-        .map(|k| lines.iter().map(|l| l[k]).collect())
-        .collect();
+    let column = |lines: &[Vec<RougeScore>], k: usize| -> Vec<RougeScore> {
+        lines.iter().map(|l| l[k]).collect()
+    };
+    let columns: Vec<Vec<RougeScore>> = (0..types.len()).map(|k| column(&lines, k)).collect();
+    // The paired test of each type's F against the baseline's.
+    let paired: Option<(&Path, Vec<PairedResult>)> = match &a.paired.baseline {
+        Some(bl) => {
+            let bl_hyps = read_lines(bl)?;
+            check_aligned(bl, bl_hyps.len(), &a.inputs.hyp, hyps.len())?;
+            let bl_lines = score_all(&bl_hyps)?;
+            let (test, samples, seed) = a.paired.test();
+            let f = |c: &[RougeScore]| c.iter().map(|s| s.fmeasure).collect::<Vec<f64>>();
+            let results = (0..types.len())
+                .map(|k| {
+                    let (b, s) = (f(&column(&bl_lines, k)), f(&columns[k]));
+                    match test {
+                        PairedTest::Bootstrap => paired_bootstrap_mean(&b, &s, samples, seed),
+                        _ => paired_approximate_randomization_mean(&b, &s, samples, seed),
+                    }
+                })
+                .collect::<Result<Vec<_>, _>>()?;
+            Some((bl.as_path(), results))
+        }
+        None => None,
+    };
     let means: Vec<RougeScore> = columns
         .iter()
         .map(|c| RougeScore {
@@ -535,6 +578,9 @@ fn run_rouge(a: &RougeArgs, out: &mut dyn Write) -> Result<()> {
                 v["bootstrap"] =
                     json!({"low": prf(&b[k].low), "mid": prf(&b[k].mid), "high": prf(&b[k].high)});
             }
+            if let Some((bl, r)) = &paired {
+                v["paired"] = paired_json(bl, &r[k]);
+            }
             obj.insert(t.to_string(), v);
         }
         obj.insert(
@@ -547,6 +593,11 @@ fn run_rouge(a: &RougeArgs, out: &mut dyn Write) -> Result<()> {
                 "tokenizer": a.rouge_tokenizer,
                 "bootstrap": a.bootstrap,
                 "seed": a.bootstrap.map(|_| a.seed),
+                "paired_test": paired.as_ref().map(|_| {
+                    let (test, n, seed) = a.paired.test();
+                    json!({"test": if test == PairedTest::Bootstrap { "bs" } else { "ar" },
+                           "n": n, "seed": seed.0, "on": "fmeasure"})
+                }),
             }),
         );
         if a.inputs.sentence {
@@ -595,6 +646,9 @@ fn run_rouge(a: &RougeArgs, out: &mut dyn Write) -> Result<()> {
                 )?;
             }
             writeln!(out)?;
+            if let Some((bl, r)) = &paired {
+                writeln!(out, "{t} F {}", paired_text(bl, &r[k], w))?;
+            }
         }
     }
     Ok(())

@@ -244,6 +244,47 @@ fn paired_test_against_a_baseline() {
 }
 
 #[test]
+fn rouge_paired_test_against_a_baseline() {
+    let tgen = data("tgen.txt");
+    let v = e2e_json(
+        "rouge",
+        "slug.txt",
+        &["--baseline", tgen.to_str().unwrap(), "--paired-bs-n", "300"],
+    );
+    let bl = e2e_json("rouge", "tgen.txt", &[]);
+    for t in ["rouge1", "rouge2", "rougeL", "rougeLsum"] {
+        let p = &v[t]["paired"];
+        assert_eq!(p["baseline_score"], bl[t]["fmeasure"], "{t}");
+        let pv = p["p_value"].as_f64().unwrap();
+        assert!(pv > 0.0 && pv <= 1.0, "{t}: {pv}");
+        let (mean, ci) = (
+            p["system_mean"].as_f64().unwrap(),
+            p["system_ci"].as_f64().unwrap(),
+        );
+        let f = v[t]["fmeasure"].as_f64().unwrap();
+        assert!(
+            (mean - f).abs() < ci && ci > 0.0,
+            "{t}: {mean} ± {ci} vs {f}"
+        );
+    }
+    assert_eq!(v["meta"]["paired_test"]["n"], 300);
+    assert_eq!(v["meta"]["paired_test"]["test"], "bs");
+    let v = e2e_json(
+        "rouge",
+        "slug.txt",
+        &[
+            "--baseline",
+            tgen.to_str().unwrap(),
+            "--paired-ar",
+            "--paired-ar-n",
+            "200",
+        ],
+    );
+    assert!(v["rougeL"]["paired"]["system_ci"].is_null());
+    assert_eq!(v["meta"]["paired_test"]["test"], "ar");
+}
+
+#[test]
 fn parallel_jobs_give_identical_results() {
     for m in ["bleu", "chrf", "ter", "rouge"] {
         let a = e2e_json(m, "tgen.txt", &["--sentence"]);

@@ -33,7 +33,8 @@ pub use signature::{
     NumRefs, Signature, AUTOGLM_EVAL_VERSION, ROUGE_SCORE_VERSION, SACREBLEU_VERSION,
 };
 pub use significance::{
-    paired_approximate_randomization, paired_bootstrap, PairedResult, PairedTest, Seed,
+    paired_approximate_randomization, paired_approximate_randomization_mean, paired_bootstrap,
+    paired_bootstrap_mean, PairedResult, PairedTest, Seed,
 };
 pub use ter::{corpus_ter, sentence_ter, Ter, TerConfig, TerRefs, TerScore, TerStats};
 pub use tokenize::Tokenizer;

@@ -89,55 +89,93 @@ fn check<S>(baseline: &[S], system: &[S], n_samples: usize) -> Result<()> {
     Ok(())
 }
 
-fn sum_of<M: Metric>(metric: &M, lines: &[M::Stats]) -> M::Stats {
-    let mut acc = metric.zero_stats();
-    for s in lines {
-        metric.add_stats(&mut acc, s);
+/// What the two tests need of a score: line statistics that add up, and the corpus
+/// score of a sum. A sacrebleu [`Metric`] is one ([`BySum`]); a score that is the mean
+/// of its line scores, as rouge-score reports ROUGE, is another ([`ByMean`]).
+trait Summed {
+    type Stats;
+    fn zero(&self) -> Self::Stats;
+    fn add(&self, acc: &mut Self::Stats, line: &Self::Stats);
+    fn score(&self, acc: &Self::Stats) -> f64;
+}
+
+/// A sacrebleu metric: its own statistics and corpus score.
+struct BySum<'m, M>(&'m M);
+
+impl<M: Metric> Summed for BySum<'_, M> {
+    type Stats = M::Stats;
+    fn zero(&self) -> M::Stats {
+        self.0.zero_stats()
     }
-    acc
+    fn add(&self, acc: &mut M::Stats, line: &M::Stats) {
+        self.0.add_stats(acc, line);
+    }
+    fn score(&self, acc: &M::Stats) -> f64 {
+        M::value(&self.0.corpus_score_from(acc))
+    }
+}
+
+/// The mean of line scores: statistics are (sum, lines).
+struct ByMean;
+
+impl Summed for ByMean {
+    type Stats = (f64, usize);
+    fn zero(&self) -> (f64, usize) {
+        (0.0, 0)
+    }
+    fn add(&self, acc: &mut (f64, usize), line: &(f64, usize)) {
+        acc.0 += line.0;
+        acc.1 += line.1;
+    }
+    fn score(&self, acc: &(f64, usize)) -> f64 {
+        acc.0 / acc.1 as f64
+    }
+}
+
+fn means(lines: &[f64]) -> Vec<(f64, usize)> {
+    lines.iter().map(|&x| (x, 1)).collect()
 }
 
 /// Checks the inputs; returns both corpus scores and their absolute difference.
-fn prologue<M: Metric>(
-    metric: &M,
-    baseline: &[M::Stats],
-    system: &[M::Stats],
+fn prologue<S: Summed>(
+    m: &S,
+    baseline: &[S::Stats],
+    system: &[S::Stats],
     n_samples: usize,
 ) -> Result<(f64, f64, f64)> {
     check(baseline, system, n_samples)?;
-    let bl = M::value(&metric.corpus_score_from(&sum_of(metric, baseline)));
-    let sys = M::value(&metric.corpus_score_from(&sum_of(metric, system)));
+    let sum = |lines: &[S::Stats]| {
+        let mut acc = m.zero();
+        for s in lines {
+            m.add(&mut acc, s);
+        }
+        m.score(&acc)
+    };
+    let (bl, sys) = (sum(baseline), sum(system));
     Ok((bl, sys, (bl - sys).abs()))
 }
 
-/// Paired bootstrap resampling (sacrebleu `--paired-bs`, default 1000 samples).
-///
-/// `baseline` and `system` are the per-line statistics of the two systems on the same
-/// lines and references (e.g. [`crate::Corpus::line_stats`]).
-///
-/// # Errors
-/// Different numbers of lines, no lines, or zero samples.
-pub fn paired_bootstrap<M: Metric>(
-    metric: &M,
-    baseline: &[M::Stats],
-    system: &[M::Stats],
+fn bootstrap<S: Summed>(
+    m: &S,
+    baseline: &[S::Stats],
+    system: &[S::Stats],
     n_samples: usize,
     seed: Seed,
 ) -> Result<PairedResult> {
-    let (bl_score, sys_score, diff) = prologue(metric, baseline, system, n_samples)?;
+    let (bl_score, sys_score, diff) = prologue(m, baseline, system, n_samples)?;
     let n = baseline.len();
     let mut rng = rand_mt::Mt::new(seed.0);
     let mut scores_bl = Vec::with_capacity(n_samples);
     let mut scores_sys = Vec::with_capacity(n_samples);
     for _ in 0..n_samples {
-        let (mut a, mut b) = (metric.zero_stats(), metric.zero_stats());
+        let (mut a, mut b) = (m.zero(), m.zero());
         for _ in 0..n {
             let i = bounded(&mut rng, n);
-            metric.add_stats(&mut a, &baseline[i]);
-            metric.add_stats(&mut b, &system[i]);
+            m.add(&mut a, &baseline[i]);
+            m.add(&mut b, &system[i]);
         }
-        scores_bl.push(M::value(&metric.corpus_score_from(&a)));
-        scores_sys.push(M::value(&metric.corpus_score_from(&b)));
+        scores_bl.push(m.score(&a));
+        scores_sys.push(m.score(&b));
     }
     let diffs: Vec<f64> = scores_sys
         .iter()
@@ -156,6 +194,63 @@ pub fn paired_bootstrap<M: Metric>(
     })
 }
 
+fn randomization<S: Summed>(
+    m: &S,
+    baseline: &[S::Stats],
+    system: &[S::Stats],
+    n_samples: usize,
+    seed: Seed,
+) -> Result<PairedResult> {
+    let (bl_score, sys_score, diff) = prologue(m, baseline, system, n_samples)?;
+    let mut rng = rand_mt::Mt::new(seed.0);
+    let mut c = 0usize;
+    for _ in 0..n_samples {
+        let (mut a, mut b) = (m.zero(), m.zero());
+        let mut bits = 0u32;
+        for (k, (x, y)) in baseline.iter().zip(system).enumerate() {
+            if k % 32 == 0 {
+                bits = rng.next_u32();
+            }
+            let swap = bits & 1 == 1;
+            bits >>= 1;
+            if swap {
+                m.add(&mut a, x);
+                m.add(&mut b, y);
+            } else {
+                m.add(&mut a, y);
+                m.add(&mut b, x);
+            }
+        }
+        if (m.score(&a) - m.score(&b)).abs() > diff {
+            c += 1;
+        }
+    }
+    Ok(PairedResult {
+        baseline_score: bl_score,
+        system_score: sys_score,
+        p_value: (c + 1) as f64 / (n_samples + 1) as f64,
+        system_mean: None,
+        system_ci: None,
+    })
+}
+
+/// Paired bootstrap resampling (sacrebleu `--paired-bs`, default 1000 samples).
+///
+/// `baseline` and `system` are the per-line statistics of the two systems on the same
+/// lines and references (e.g. [`crate::Corpus::line_stats`]).
+///
+/// # Errors
+/// Different numbers of lines, no lines, or zero samples.
+pub fn paired_bootstrap<M: Metric>(
+    metric: &M,
+    baseline: &[M::Stats],
+    system: &[M::Stats],
+    n_samples: usize,
+    seed: Seed,
+) -> Result<PairedResult> {
+    bootstrap(&BySum(metric), baseline, system, n_samples, seed)
+}
+
 /// Paired approximate randomization (sacrebleu `--paired-ar`, default 10000 trials):
 /// each trial swaps the two systems' outputs on a random half of the lines.
 ///
@@ -168,39 +263,36 @@ pub fn paired_approximate_randomization<M: Metric>(
     n_samples: usize,
     seed: Seed,
 ) -> Result<PairedResult> {
-    let (bl_score, sys_score, diff) = prologue(metric, baseline, system, n_samples)?;
-    let mut rng = rand_mt::Mt::new(seed.0);
-    let mut c = 0usize;
-    for _ in 0..n_samples {
-        let (mut a, mut b) = (metric.zero_stats(), metric.zero_stats());
-        let mut bits = 0u32;
-        for (k, (x, y)) in baseline.iter().zip(system).enumerate() {
-            if k % 32 == 0 {
-                bits = rng.next_u32();
-            }
-            let swap = bits & 1 == 1;
-            bits >>= 1;
-            if swap {
-                metric.add_stats(&mut a, x);
-                metric.add_stats(&mut b, y);
-            } else {
-                metric.add_stats(&mut a, y);
-                metric.add_stats(&mut b, x);
-            }
-        }
-        let sa = M::value(&metric.corpus_score_from(&a));
-        let sb = M::value(&metric.corpus_score_from(&b));
-        if (sa - sb).abs() > diff {
-            c += 1;
-        }
-    }
-    Ok(PairedResult {
-        baseline_score: bl_score,
-        system_score: sys_score,
-        p_value: (c + 1) as f64 / (n_samples + 1) as f64,
-        system_mean: None,
-        system_ci: None,
-    })
+    randomization(&BySum(metric), baseline, system, n_samples, seed)
+}
+
+/// [`paired_bootstrap`] for a score that is the mean of its line scores: ROUGE as
+/// rouge-score reports it (e.g. each line's ROUGE-L F). The procedure, seed and
+/// p-value are sacrebleu's; scores keep the lines' scale (0–1 for ROUGE).
+///
+/// # Errors
+/// Different numbers of lines, no lines, or zero samples.
+pub fn paired_bootstrap_mean(
+    baseline: &[f64],
+    system: &[f64],
+    n_samples: usize,
+    seed: Seed,
+) -> Result<PairedResult> {
+    bootstrap(&ByMean, &means(baseline), &means(system), n_samples, seed)
+}
+
+/// [`paired_approximate_randomization`] for a score that is the mean of its line
+/// scores (see [`paired_bootstrap_mean`]).
+///
+/// # Errors
+/// Different numbers of lines, no lines, or zero trials.
+pub fn paired_approximate_randomization_mean(
+    baseline: &[f64],
+    system: &[f64],
+    n_samples: usize,
+    seed: Seed,
+) -> Result<PairedResult> {
+    randomization(&ByMean, &means(baseline), &means(system), n_samples, seed)
 }
 
 #[cfg(test)]
@@ -239,6 +331,33 @@ mod tests {
         )
         .unwrap();
         assert!(r.p_value > 0.05, "{r:?}");
+    }
+
+    #[test]
+    fn mean_scores_test_like_a_metric_of_the_same_lines() {
+        // Lines of a mean-aggregated score (ROUGE-L F, say): the system is better by
+        // 0.1 on every line, then by nothing on average.
+        let base: Vec<f64> = (0..80).map(|i| 0.3 + 0.005 * f64::from(i % 40)).collect();
+        let better: Vec<f64> = base.iter().map(|x| x + 0.1).collect();
+        let r = paired_bootstrap_mean(&base, &better, 500, Seed::default()).unwrap();
+        assert!(r.p_value < 0.01, "{r:?}");
+        assert!(
+            (r.system_score - r.baseline_score - 0.1).abs() < 1e-12,
+            "{r:?}"
+        );
+        let (lo, hi) = (
+            r.system_mean.unwrap() - r.system_ci.unwrap(),
+            r.system_mean.unwrap() + r.system_ci.unwrap(),
+        );
+        assert!(lo < r.system_score && r.system_score < hi, "{r:?}");
+        let r =
+            paired_approximate_randomization_mean(&base, &better, 500, Seed::default()).unwrap();
+        assert!(r.p_value < 0.01, "{r:?}");
+        let shuffled: Vec<f64> = base.iter().rev().copied().collect();
+        let r = paired_bootstrap_mean(&base, &shuffled, 500, Seed::default()).unwrap();
+        assert!(r.p_value > 0.05, "{r:?}");
+        assert!(paired_bootstrap_mean(&base, &base[1..], 10, Seed::default()).is_err());
+        assert!(paired_bootstrap_mean(&[], &[], 10, Seed::default()).is_err());
     }
 
     #[test]
