@@ -11,6 +11,8 @@
 #                                                 # space: is there anything to find?
 #   benches/autotrain/search.sh workers           # search.workers: 2 trials × 1 thread
 #                                                 # against 1 trial × 2 threads, by size
+#   benches/autotrain/search.sh full              # point 2: all of E2E, 55 minutes,
+#                                                 # (a) beside (d), then (b) beside (e)
 #   benches/autotrain/search.sh tables            # rewrite the tables from the runs
 #
 # Runs go to target/autotrain/gate/METHOD-sSEED/ (task.yaml, log.txt with a Unix
@@ -162,7 +164,18 @@ case ${1:-} in
       done
     done
     python3 "$ROOT/benches/autotrain/tables.py" --workers "$OUT/workers" ;;
+  full)
+    # Point 2: all of E2E (examples/e2e-nlg.yaml's data and spaces), 55 minutes, seed 1,
+    # one kernel thread per run, two runs side by side: FULL_METHODS pairs in order
+    # (default "a d b e": (a) beside (d), then (b) beside (e)). Runs in target/autotrain/full.
+    shift
+    cargo build --release -p autoglm-cli --manifest-path "$ROOT/Cargo.toml"
+    export MINUTES=${MINUTES_FULL:-55} TRAIN="$SHARED/data/e2e/train.jsonl"
+    jobs=()
+    for m in ${FULL_METHODS:-a d b e}; do jobs+=("$m 1 $OUT/full/$m-s1"); done
+    printf '%s\n' "${jobs[@]}" | xargs -P 2 -L 1 bash -c 'run_one "$0" "$1" "$2"'
+    python3 "$ROOT/benches/autotrain/tables.py" --full "$OUT/full" ;;
   tables)
     python3 "$ROOT/benches/autotrain/tables.py" "$OUT/gate" ;;
-  *) sed -n '2,26p' "$0"; exit 2 ;;
+  *) sed -n '2,29p' "$0"; exit 2 ;;
 esac

@@ -4,20 +4,27 @@
     python3 benches/autotrain/tables.py target/autotrain/gate
     python3 benches/autotrain/tables.py --warm target/autotrain/warm
     python3 benches/autotrain/tables.py --workers target/autotrain/workers
+    python3 benches/autotrain/tables.py --full target/autotrain/full
 
 For every run METHOD-sSEED: the final scores (run/scores.json: the chosen model on
 all of dev with the decoding chosen there, and on test) and the anytime curve — the
 search metric on all of dev of the incumbent full-length model (a trial that
 completed: "trial N: complete, dev V" in log.txt) against seconds since the search
 started (the log's first line, written once the data are ready). Writes gate.md and
-gate.json beside the run folders' parent and prints the table.
+gate.json beside the run folders' parent and prints the table (full.md and full.json
+for --full, with paired tests of (a)'s test outputs against each other method's:
+`autoglm eval bleu|rouge --baseline … --paired-bs`).
 """
 
 import json
 import pathlib
 import re
 import statistics
+import subprocess
 import sys
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+TEST_REFS = ROOT.parent / "shared/data/e2e/derived/refs.jsonl"
 
 METHODS = {
     "a": "(a) multi-fidelity search (hyperband, BOHB TPE)",
@@ -129,11 +136,43 @@ def workers(root: pathlib.Path) -> int:
     return 0
 
 
+def paired(root: pathlib.Path, methods) -> list[str]:
+    """Test BLEU and ROUGE-L of (a) against each other method, paired bootstrap
+    (1000 resamples, seed 12345) with the release binary."""
+    exe = ROOT / "target/release/autoglm"
+    out, res = [], {}
+    a = root / "a-s1/run/predictions/test.txt"
+    for m in methods:
+        bl = root / f"{m}-s1/run/predictions/test.txt"
+        if m == "a" or not a.exists() or not bl.exists():
+            continue
+        cells = {}
+        for metric, extra, key in [("bleu", [], None), ("rouge", ["--types", "rougeL"], "rougeL")]:
+            cmd = [str(exe), "eval", metric, "--hyp", str(a), "--refs-jsonl", str(TEST_REFS),
+                   "--baseline", str(bl), "--paired-bs", "--json", *extra]
+            v = json.loads(subprocess.run(cmd, check=True, capture_output=True, text=True).stdout)
+            if key:
+                v = v[key] | {"score": v[key]["fmeasure"]}
+            cells[metric] = {"a": v["score"], "baseline": v["paired"]["baseline_score"],
+                             "p": v["paired"]["p_value"], "a_mean": v["paired"]["system_mean"],
+                             "a_ci": v["paired"]["system_ci"]}
+        res[m] = cells
+        b, r = cells["bleu"], cells["rouge"]
+        out.append(f"- (a) against ({m}): test BLEU {b['a']:.2f} vs {b['baseline']:.2f} "
+                   f"(μ {b['a_mean']:.2f} ± {b['a_ci']:.2f}, p = {b['p']:.4f}); test ROUGE-L "
+                   f"{r['a']:.4f} vs {r['baseline']:.4f} (μ {r['a_mean']:.4f} ± {r['a_ci']:.4f}, p = {r['p']:.4f})")
+    (root.parent / f"{root.name}-paired.json").write_text(json.dumps(res, indent=1))
+    return out
+
+
 def main() -> int:
     if len(sys.argv) > 2 and sys.argv[1] == "--warm":
         return warm(pathlib.Path(sys.argv[2]))
     if len(sys.argv) > 2 and sys.argv[1] == "--workers":
         return workers(pathlib.Path(sys.argv[2]))
+    full = len(sys.argv) > 2 and sys.argv[1] == "--full"
+    if full:
+        del sys.argv[1]
     root = pathlib.Path(sys.argv[1] if len(sys.argv) > 1 else "target/autotrain/gate")
     runs: dict[str, dict[int, dict]] = {m: {} for m in METHODS}
     for d in sorted(root.iterdir()):
@@ -192,9 +231,12 @@ def main() -> int:
             + (f"{T_new:.0f} s" if T_new is not None and T_new != float('inf') else "not reached")
             + f" (per seed: {t_new}); target T_new ≤ 0.6 · T_rand = {0.6 * T_rand:.0f} s"
         )
+    if full:
+        out += ["", "Paired bootstrap on test, (a) against each method (`autoglm eval … --baseline … --paired-bs`):", ""]
+        out += paired(root, METHODS)
     text = "\n".join(out) + "\n"
-    (root.parent / "gate.md").write_text(text)
-    (root.parent / "gate.json").write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))
+    (root.parent / f"{root.name}.md").write_text(text)
+    (root.parent / f"{root.name}.json").write_text(json.dumps({"runs": runs, "summary": summary}, indent=1))
     print(text)
     return 0
 
