@@ -15,6 +15,8 @@
 //!   scores.json      dev/test scores of the chosen model and of the baseline
 //!   report.html
 //!   model/           the export (Hugging Face layout)
+//!   baseline/        optional: another run of the same task (random search, say;
+//!                    a link or a copy), drawn beside the report's anytime curve
 //! ```
 //!
 //! ```
@@ -73,6 +75,13 @@ impl RunDir {
     /// `extension.json`.
     pub fn extension(&self) -> PathBuf {
         self.root.join("extension.json")
+    }
+
+    /// Another run of the same task to compare with, when one is put there (a link
+    /// or a copy): `baseline/`. The report draws its incumbent beside the anytime
+    /// curve.
+    pub fn baseline(&self) -> RunDir {
+        RunDir::new(self.root.join("baseline"))
     }
 
     /// The best trial's model: `best/` (a Hugging Face directory with `trial.json`

@@ -137,8 +137,22 @@ fn read_json<T: serde::de::DeserializeOwned>(
 }
 
 impl Report {
-    /// Reads what a report shows from the run directory `run`.
+    /// Reads what a report shows from the run directory `run`, with the incumbent of
+    /// its `baseline/` run beside the anytime curve when it has one
+    /// ([`RunDir::baseline`]).
     pub fn from_dir(run: &RunDir) -> Report {
+        let report = Report::read(run);
+        let base = run.baseline();
+        if base.journal().exists() {
+            // Named by its task: the directory is always called `baseline`.
+            report.add_baseline(&base, true)
+        } else {
+            report
+        }
+    }
+
+    /// [`Report::from_dir`] without a baseline.
+    fn read(run: &RunDir) -> Report {
         let mut missing = Vec::new();
         let trials = match Storage::read_lenient(&run.journal()) {
             Ok(s) => {
@@ -256,13 +270,20 @@ impl Report {
     }
 
     /// Draws the incumbent of another run `base` (random search, say) beside this
-    /// run's anytime curve, both against time since their own search started.
-    pub fn with_baseline(mut self, base: &RunDir) -> Report {
-        let other = Report::from_dir(base);
-        let name = base
-            .root()
-            .file_name()
-            .map_or_else(|| other.name.clone(), |n| n.to_string_lossy().into_owned());
+    /// run's anytime curve, both against time since their own search started; it
+    /// replaces the run directory's own baseline.
+    pub fn with_baseline(self, base: &RunDir) -> Report {
+        self.add_baseline(base, false)
+    }
+
+    /// The baseline named by its directory, or by its task (`by_task`).
+    fn add_baseline(mut self, base: &RunDir, by_task: bool) -> Report {
+        let other = Report::read(base);
+        self.baseline = None;
+        let name = match base.root().file_name() {
+            Some(n) if !by_task => n.to_string_lossy().into_owned(),
+            _ => other.name.clone(),
+        };
         match plots::full_length(&other.trials, other.extended_at()) {
             Some((_, full)) if !full.is_empty() => self.baseline = Some((name, full)),
             _ => self.missing.push(format!(
