@@ -6,14 +6,18 @@ use std::path::Path;
 use crate::checkpoint::Checkpoint;
 use crate::config::ModelConfig;
 
-/// The first byte picks the reader: even, a safetensors file (every tensor read with
-/// its stored shape and with a wrong one); odd, a `config.json` (and, if it parses,
-/// its `to_json` must parse back to the same configuration).
+/// The first byte picks the reader: 0 mod 3, a safetensors file (every tensor read
+/// with its stored shape and with a wrong one); 1, a `config.json` (and, if it parses,
+/// its `to_json` must parse back to the same configuration); 2, a GGUF file (if it
+/// parses, every tensor's bytes slice, and the file written again from what was read
+/// parses back to the same metadata and tensors).
 pub fn check_readers(data: &[u8]) {
     let Some((&first, rest)) = data.split_first() else {
         return;
     };
-    if first % 2 == 0 {
+    if first % 3 == 2 {
+        check_gguf(rest);
+    } else if first % 3 == 0 {
         let Ok(ck) = Checkpoint::from_bytes(Path::new("fuzz.safetensors"), rest.to_vec()) else {
             return;
         };
@@ -32,6 +36,32 @@ pub fn check_readers(data: &[u8]) {
             assert_eq!(back, cfg);
         }
     }
+}
+
+fn check_gguf(bytes: &[u8]) {
+    use crate::gguf::{Gguf, GgufWriter, Value};
+    let Ok(g) = Gguf::parse(bytes, Path::new("fuzz.gguf")) else {
+        return;
+    };
+    let arch = match g.metadata.first() {
+        Some((k, Value::String(a))) if k == "general.architecture" => a,
+        _ => return, // the writer puts the architecture first
+    };
+    let mut w = GgufWriter::new(arch);
+    for (k, v) in &g.metadata[1..] {
+        if w.add(k, v.clone()).is_err() {
+            return; // an architecture key twice, or typed as the writer refuses
+        }
+    }
+    for t in &g.tensors {
+        let data = g.data(bytes, t).to_vec();
+        w.add_tensor(&t.name, &t.dims, t.ty, data)
+            .expect("a parsed tensor is a valid tensor");
+    }
+    let again = w.to_bytes();
+    let back = Gguf::parse(&again, Path::new("again.gguf")).expect("written files parse");
+    assert_eq!(back.metadata, g.metadata);
+    assert_eq!(back.tensors, g.tensors);
 }
 
 #[cfg(test)]
@@ -56,6 +86,14 @@ mod tests {
         // A header length beyond the file.
         check_readers(&[0, 255, 255, 255, 255, 0, 0, 0, 0, b'{']);
         check_readers(b"\x01{\"model_type\":\"glm\",\"hidden_size\":-1}");
+        let mut w = crate::gguf::GgufWriter::new("glm4");
+        w.add_tensor("t", &[2], crate::gguf::GgmlType::F32, vec![0; 8])
+            .unwrap();
+        let mut g = vec![2u8];
+        g.extend(w.to_bytes());
+        check_readers(&g);
+        g.truncate(g.len() - 20);
+        check_readers(&g);
         check_readers(b"\x01{\"model_type\":\"gpt_neox\",\"vocab_size\":9,\"hidden_size\":8,\"num_hidden_layers\":1,\"num_attention_heads\":2,\"intermediate_size\":4}");
     }
 }

@@ -8,6 +8,7 @@ mod error;
 mod export;
 pub mod fuzz;
 mod generate;
+pub mod gguf;
 mod init;
 mod model;
 mod paged;

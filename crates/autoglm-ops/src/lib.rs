@@ -8,6 +8,7 @@ mod exec;
 pub mod gpu;
 mod io;
 mod linear;
+pub mod quant;
 mod registry;
 pub mod rows;
 mod tensor;

@@ -1,0 +1,295 @@
+//! Block-quantized weight formats: ggml's `Q8_0`, `Q4_0` and `Q4_1`, byte for byte.
+//!
+//! A row of weights is cut into blocks of [`BLOCK`] (32) consecutive values; each block
+//! stores an f16 scale (and for `Q4_1` an f16 minimum) beside its 32 codes:
+//!
+//! | format | block layout (little-endian) | bytes | bits per weight | value |
+//! |---|---|---|---|---|
+//! | [`BlockFormat::Q8_0`] | `d: f16, qs: [i8; 32]` | 34 | 8.5 | `d · qs[j]` |
+//! | [`BlockFormat::Q4_0`] | `d: f16, qs: [u8; 16]` | 18 | 4.5 | `d · (nibble − 8)` |
+//! | [`BlockFormat::Q4_1`] | `d: f16, m: f16, qs: [u8; 16]` | 20 | 5.0 | `d · nibble + m` |
+//!
+//! In the 4-bit formats value `j` of a block is the low nibble of `qs[j]` and value
+//! `j + 16` its high nibble. The quantizers are ggml's reference ones
+//! (`quantize_row_*_ref`), which llama.cpp's `llama-quantize` runs without an
+//! importance matrix, with their rounding exactly: `Q8_0` rounds half away from zero,
+//! `Q4_0` and `Q4_1` truncate `x·id + 8.5` and `(x − min)·id + 0.5`, codes are computed
+//! with the f32 scale before it is rounded to f16, and no multiply-add is fused (as in
+//! the `gguf` 0.19.0 Python package, which the golden test compares against).
+//!
+//! ```
+//! use autoglm_ops::quant::{BlockFormat, BLOCK};
+//! let x: Vec<f32> = (0..2 * BLOCK).map(|i| (i as f32 - 20.0) / 7.0).collect();
+//! let q = BlockFormat::Q8_0.quantize(&x).unwrap();
+//! assert_eq!(q.len(), 2 * 34);
+//! let mut y = vec![0.0; x.len()];
+//! BlockFormat::Q8_0.dequantize(&q, &mut y).unwrap();
+//! // Each value is within half a quantization step (amax / 127 / 2) of the original,
+//! // plus what rounding the scale to f16 moves it (at most 127 · 2⁻¹¹ of a step).
+//! let amax = 43.0 / 7.0;
+//! assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() <= amax * (1.0 / 254.0 + 1e-3)));
+//! ```
+
+use half::f16;
+
+use crate::error::{Error, Result};
+
+/// Values per block.
+pub const BLOCK: usize = 32;
+
+/// A block-quantized format.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum BlockFormat {
+    /// 8-bit codes and an f16 scale per block (ggml type 8).
+    Q8_0,
+    /// 4-bit codes around 8 and an f16 scale per block (ggml type 2).
+    Q4_0,
+    /// 4-bit codes, an f16 scale and an f16 minimum per block (ggml type 3).
+    Q4_1,
+}
+
+impl BlockFormat {
+    /// Every format.
+    pub const ALL: [BlockFormat; 3] = [BlockFormat::Q8_0, BlockFormat::Q4_0, BlockFormat::Q4_1];
+
+    /// Bytes of one block.
+    pub fn block_bytes(self) -> usize {
+        match self {
+            BlockFormat::Q8_0 => 34,
+            BlockFormat::Q4_0 => 18,
+            BlockFormat::Q4_1 => 20,
+        }
+    }
+
+    /// Stored bits per weight, scales included.
+    pub fn bits_per_weight(self) -> f64 {
+        (self.block_bytes() * 8) as f64 / BLOCK as f64
+    }
+
+    /// ggml's type id (`GGMLQuantizationType`).
+    pub fn ggml_type(self) -> u32 {
+        match self {
+            BlockFormat::Q8_0 => 8,
+            BlockFormat::Q4_0 => 2,
+            BlockFormat::Q4_1 => 3,
+        }
+    }
+
+    /// The format's name as ggml writes it (`q8_0`, …).
+    pub fn name(self) -> &'static str {
+        match self {
+            BlockFormat::Q8_0 => "q8_0",
+            BlockFormat::Q4_0 => "q4_0",
+            BlockFormat::Q4_1 => "q4_1",
+        }
+    }
+
+    /// Bytes that `n` values take (`n` a multiple of [`BLOCK`]).
+    pub fn bytes_for(self, n: usize) -> usize {
+        n / BLOCK * self.block_bytes()
+    }
+
+    /// Quantizes `x` (a whole number of blocks) into the format's blocks.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `x.len()` is not a multiple of [`BLOCK`].
+    pub fn quantize(self, x: &[f32]) -> Result<Vec<u8>> {
+        let mut out = vec![0u8; self.bytes_for(blocks(x.len(), "values")?)];
+        for (b, o) in x
+            .chunks_exact(BLOCK)
+            .zip(out.chunks_exact_mut(self.block_bytes()))
+        {
+            let b: &[f32; BLOCK] = b.try_into().expect("a whole block");
+            match self {
+                BlockFormat::Q8_0 => q8_0(b, o),
+                BlockFormat::Q4_0 => q4_0(b, o),
+                BlockFormat::Q4_1 => q4_1(b, o),
+            }
+        }
+        Ok(out)
+    }
+
+    /// Expands blocks back to f32 values into `out` (as long as the blocks hold).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `data` is not a whole number of blocks or `out` is not as
+    /// long as they hold.
+    pub fn dequantize(self, data: &[u8], out: &mut [f32]) -> Result<()> {
+        let bb = self.block_bytes();
+        if !data.len().is_multiple_of(bb) || data.len() / bb * BLOCK != out.len() {
+            return Err(Error::Shape(format!(
+                "{}: {} bytes are not {} values' blocks of {bb} bytes",
+                self.name(),
+                data.len(),
+                out.len()
+            )));
+        }
+        for (b, o) in data.chunks_exact(bb).zip(out.chunks_exact_mut(BLOCK)) {
+            let d = half(b, 0);
+            match self {
+                BlockFormat::Q8_0 => {
+                    for (o, &q) in o.iter_mut().zip(&b[2..]) {
+                        *o = d * f32::from(q as i8);
+                    }
+                }
+                BlockFormat::Q4_0 => nibbles(&b[2..], o, |q| d * (q as f32 - 8.0)),
+                BlockFormat::Q4_1 => {
+                    let m = half(b, 2);
+                    nibbles(&b[4..], o, |q| d * q as f32 + m);
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+impl std::fmt::Display for BlockFormat {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// The number of blocks in `n` values.
+fn blocks(n: usize, what: &str) -> Result<usize> {
+    if !n.is_multiple_of(BLOCK) {
+        return Err(Error::Shape(format!(
+            "{n} {what} are not a whole number of {BLOCK}-value blocks"
+        )));
+    }
+    Ok(n)
+}
+
+fn half(b: &[u8], at: usize) -> f32 {
+    f16::from_bits(u16::from_le_bytes([b[at], b[at + 1]])).to_f32()
+}
+
+fn put_half(o: &mut [u8], at: usize, x: f32) {
+    o[at..at + 2].copy_from_slice(&f16::from_f32(x).to_bits().to_le_bytes());
+}
+
+/// The inverse of a scale, 0 for a zero scale.
+fn inverse(d: f32) -> f32 {
+    if d == 0.0 {
+        0.0
+    } else {
+        1.0 / d
+    }
+}
+
+/// Unpacks 16 bytes of nibbles (value `j` low, `j + 16` high) through `f`.
+fn nibbles(qs: &[u8], out: &mut [f32], f: impl Fn(u8) -> f32) {
+    let (lo, hi) = out.split_at_mut(BLOCK / 2);
+    for ((&q, l), h) in qs.iter().zip(lo).zip(hi) {
+        *l = f(q & 0x0F);
+        *h = f(q >> 4);
+    }
+}
+
+/// Packs 32 codes of 0..=15 into 16 bytes (value `j` low, `j + 16` high).
+fn pack(codes: &[u8; BLOCK], qs: &mut [u8]) {
+    for (j, q) in qs.iter_mut().enumerate().take(BLOCK / 2) {
+        *q = codes[j] | (codes[j + BLOCK / 2] << 4);
+    }
+}
+
+/// `quantize_row_q8_0_ref`.
+fn q8_0(x: &[f32; BLOCK], o: &mut [u8]) {
+    let amax = x.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+    let d = amax / 127.0;
+    let id = inverse(d);
+    put_half(o, 0, d);
+    for (q, &v) in o[2..].iter_mut().zip(x) {
+        *q = (v * id).round() as i8 as u8;
+    }
+}
+
+/// The signed value of largest magnitude (the first of equals), as ggml picks it.
+fn signed_max(x: &[f32; BLOCK]) -> f32 {
+    let (mut amax, mut max) = (0.0f32, 0.0f32);
+    for &v in x {
+        if amax < v.abs() {
+            amax = v.abs();
+            max = v;
+        }
+    }
+    max
+}
+
+/// `quantize_row_q4_0_ref`.
+fn q4_0(x: &[f32; BLOCK], o: &mut [u8]) {
+    let d = signed_max(x) / -8.0;
+    let id = inverse(d);
+    put_half(o, 0, d);
+    let mut codes = [0u8; BLOCK];
+    for (c, &v) in codes.iter_mut().zip(x) {
+        // (int8_t)(x*id + 8.5f), at most 15: truncation, then the clamp.
+        *c = ((v * id + 8.5) as i8).min(15) as u8;
+    }
+    pack(&codes, &mut o[2..]);
+}
+
+/// `quantize_row_q4_1_ref`.
+fn q4_1(x: &[f32; BLOCK], o: &mut [u8]) {
+    let (min, max) = x
+        .iter()
+        .fold((f32::MAX, f32::MIN), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+    let d = (max - min) / 15.0;
+    let id = inverse(d);
+    put_half(o, 0, d);
+    put_half(o, 2, min);
+    let mut codes = [0u8; BLOCK];
+    for (c, &v) in codes.iter_mut().zip(x) {
+        *c = (((v - min) * id + 0.5) as i8).min(15) as u8;
+    }
+    pack(&codes, &mut o[4..]);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_are_ggml_s() {
+        assert_eq!(BlockFormat::Q8_0.bits_per_weight(), 8.5);
+        assert_eq!(BlockFormat::Q4_0.bits_per_weight(), 4.5);
+        assert_eq!(BlockFormat::Q4_1.bits_per_weight(), 5.0);
+        assert_eq!(BlockFormat::Q4_0.bytes_for(64), 36);
+    }
+
+    #[test]
+    fn a_partial_block_is_an_error() {
+        for f in BlockFormat::ALL {
+            let e = f.quantize(&[1.0; 33]).unwrap_err();
+            assert!(e.to_string().contains("33 values"), "{e}");
+            let mut out = [0.0; 32];
+            assert!(f.dequantize(&[0; 7], &mut out).is_err());
+        }
+    }
+
+    #[test]
+    fn zero_blocks_stay_zero() {
+        for f in BlockFormat::ALL {
+            let q = f.quantize(&[0.0; BLOCK]).unwrap();
+            let mut y = [1.0; BLOCK];
+            f.dequantize(&q, &mut y).unwrap();
+            assert!(y.iter().all(|&v| v == 0.0), "{f}: {y:?}");
+        }
+    }
+
+    #[test]
+    fn the_extremes_are_exact_up_to_the_f16_scale() {
+        // Q4_0 maps the signed maximum to code 0 (−8 · d), Q4_1 the minimum to 0 and
+        // the maximum to 15, Q8_0 the largest magnitude to ±127.
+        let mut x = [0.0f32; BLOCK];
+        x[3] = -2.0;
+        x[7] = 1.5;
+        for f in BlockFormat::ALL {
+            let q = f.quantize(&x).unwrap();
+            let mut y = [0.0; BLOCK];
+            f.dequantize(&q, &mut y).unwrap();
+            assert!((y[3] + 2.0).abs() < 2e-3, "{f}: {}", y[3]);
+        }
+        let q = BlockFormat::Q4_0.quantize(&x).unwrap();
+        assert_eq!(q[2 + 3] & 0x0F, 0);
+    }
+}
