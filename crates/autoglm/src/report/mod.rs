@@ -300,6 +300,16 @@ impl Report {
         Some((e.get("number")?.as_u64()?, e.get("value")?.as_f64()?))
     }
 
+    /// The extended trial, when it was scored (Unix seconds) and its dev loss.
+    fn extension_loss(&self) -> Option<(u64, f64, f64)> {
+        let e = self.extension.as_ref()?;
+        Some((
+            e.get("number")?.as_u64()?,
+            e.get("ended_unix")?.as_f64()?,
+            e.get("dev_loss")?.as_f64()?,
+        ))
+    }
+
     /// When the extended trial was scored (Unix seconds) and its score.
     fn extended_at(&self) -> Option<(f64, f64)> {
         let e = self.extension.as_ref()?;
@@ -633,13 +643,14 @@ svg{{max-width:100%;height:auto}}
                 &self.trials,
                 &self.metric,
                 self.extended_at(),
+                self.extension_loss(),
                 self.chosen,
                 self.baseline
                     .as_ref()
                     .map(|(n, f)| (n.as_str(), f.as_slice())),
             ),
             rung_note = if mf {
-                "; below it, every rung's dev loss against time, the rungs of a promoted trial joined"
+                "; below it, every rung's dev loss against time, the rungs of a promoted trial joined (and the extension after the brackets, if any, at the end of its trial's path)"
             } else {
                 ""
             },

@@ -74,6 +74,71 @@ fn legend<'a, DB: DrawingBackend + 'a, C: plotters::coord::CoordTranslate>(
         .map_err(err)
 }
 
+/// The corner of a chart over `x` × `y` where a legend hides the fewest of
+/// `points`: each candidate box takes 45 % of the width and 35 % of the height; ties
+/// go to the first of lower right, upper right, upper left, lower left.
+fn corner(
+    points: impl Iterator<Item = (f64, f64)> + Clone,
+    x: &std::ops::Range<f64>,
+    y: &std::ops::Range<f64>,
+) -> SeriesLabelPosition {
+    let (w, h) = ((x.end - x.start) * 0.45, (y.end - y.start) * 0.35);
+    let corners = [
+        (
+            SeriesLabelPosition::LowerRight,
+            x.end - w..x.end,
+            y.start..y.start + h,
+        ),
+        (
+            SeriesLabelPosition::UpperRight,
+            x.end - w..x.end,
+            y.end - h..y.end,
+        ),
+        (
+            SeriesLabelPosition::UpperLeft,
+            x.start..x.start + w,
+            y.end - h..y.end,
+        ),
+        (
+            SeriesLabelPosition::LowerLeft,
+            x.start..x.start + w,
+            y.start..y.start + h,
+        ),
+    ];
+    let hidden = |xr: &std::ops::Range<f64>, yr: &std::ops::Range<f64>| {
+        let inside = |v: f64, r: &std::ops::Range<f64>| r.start <= v && v <= r.end;
+        points
+            .clone()
+            .filter(|&(px, py)| inside(px, xr) && inside(py, yr))
+            .count()
+    };
+    let mut best = (usize::MAX, SeriesLabelPosition::LowerRight);
+    for (pos, xr, yr) in corners {
+        let n = hidden(&xr, &yr);
+        if n < best.0 {
+            best = (n, pos);
+        }
+    }
+    best.1
+}
+
+/// Points along a polyline (16 per segment and its ends), so that [`corner`] sees
+/// lines as well as markers.
+fn along(line: &[(f64, f64)]) -> Vec<(f64, f64)> {
+    let mut out: Vec<(f64, f64)> = line
+        .windows(2)
+        .flat_map(|w| {
+            let ((x0, y0), (x1, y1)) = (w[0], w[1]);
+            (0..16).map(move |i| {
+                let t = f64::from(i) / 16.0;
+                (x0 + t * (x1 - x0), y0 + t * (y1 - y0))
+            })
+        })
+        .collect();
+    out.extend(line.last());
+    out
+}
+
 /// Integer tick labels only (a fractional key point gets none).
 fn integer_label(x: &f64) -> String {
     if (x - x.round()).abs() < 1e-9 {
@@ -142,6 +207,17 @@ pub(super) fn history(
     };
     let (y0, y1) = span(done.iter().map(|p| p.1)).unwrap_or((0.0, 1.0));
     let n = last as f64;
+    let failed: Vec<(f64, f64)> = trials
+        .iter()
+        .filter(|t| matches!(t.state, TrialState::Pruned | TrialState::Failed))
+        .filter(|t| Some(t.number) != extended.map(|e| e.0))
+        .map(|t| (t.number as f64, y0))
+        .collect();
+    let place = corner(
+        done.iter().chain(&failed).copied(),
+        &(-0.5..n + 0.5),
+        &(y0..y1),
+    );
     let y_desc = format!("dev {metric}");
     svg(SIZE, |root| {
         let mut chart = chart(
@@ -180,25 +256,50 @@ pub(super) fn history(
                 .label("trial extended after the brackets")
                 .legend(|(x, y)| TriangleMarker::new((x + 9, y), 6, CHOSEN.filled()));
         }
-        let other: Vec<f64> = trials
-            .iter()
-            .filter(|t| matches!(t.state, TrialState::Pruned | TrialState::Failed))
-            .filter(|t| Some(t.number) != extended.map(|e| e.0))
-            .map(|t| t.number as f64)
-            .collect();
-        if !other.is_empty() {
+        if !failed.is_empty() {
             chart
                 .draw_series(
-                    other
+                    failed
                         .iter()
-                        .map(|&x| Cross::new((x, y0), 4, PRUNED.stroke_width(2))),
+                        .map(|&p| Cross::new(p, 4, PRUNED.stroke_width(2))),
                 )
                 .map_err(err)?
                 .label("pruned or failed (no dev metric)")
                 .legend(|(x, y)| Cross::new((x + 9, y), 4, PRUNED.stroke_width(2)));
         }
-        legend(&mut chart, SeriesLabelPosition::LowerRight)
+        legend(&mut chart, place)
     })
+}
+
+/// A multi-fidelity trial's dev loss at each rung, by the rung's budget key (the
+/// intermediate value's step). The journal holds minus the dev loss (the study
+/// maximises) for every rung but the top one, whose value is the dev metric; its dev
+/// loss is the last point of the trial's `outcome.curve` (one point per rung).
+fn rung_losses(t: &FrozenTrial) -> Vec<(u64, f64)> {
+    let curve: Vec<f64> = t
+        .user_attrs
+        .get("outcome")
+        .and_then(|o| o.get("curve"))
+        .and_then(serde_json::Value::as_array)
+        .map(|c| {
+            c.iter()
+                .filter_map(|p| p.get(1).and_then(serde_json::Value::as_f64))
+                .collect()
+        })
+        .unwrap_or_default();
+    let n = t.intermediate.len();
+    t.intermediate
+        .iter()
+        .enumerate()
+        .filter_map(|(i, (&k, &v))| {
+            if v < 0.0 {
+                Some((k, -v))
+            } else {
+                // The top rung: the curve's point of the same rung.
+                (curve.len() == n).then(|| (k, curve[i]))
+            }
+        })
+        .collect()
 }
 
 /// One trial's curve: its number, whether it was pruned, and its points.
@@ -217,21 +318,19 @@ pub(super) fn curves(trials: &[FrozenTrial], chosen: Option<u64>, multi_fidelity
         .map(|t| Curve {
             number: t.number,
             pruned: t.state != TrialState::Complete,
-            // The journal holds minus the dev loss (the study maximises); a top
-            // rung's score is the dev metric instead, which is left out here.
-            points: t
-                .intermediate
-                .iter()
-                .filter(|(_, &v)| v < 0.0 || !multi_fidelity)
-                .map(|(&k, &v)| {
-                    let x = if multi_fidelity {
-                        k as f64 / 1000.0
-                    } else {
-                        k as f64
-                    };
-                    (x, -v)
-                })
-                .collect(),
+            // Rungs by budget (their dev loss, [`rung_losses`]), or the minus dev
+            // loss the journal holds at each evaluation.
+            points: if multi_fidelity {
+                rung_losses(t)
+                    .into_iter()
+                    .map(|(k, loss)| (k as f64 / 1000.0, loss))
+                    .collect()
+            } else {
+                t.intermediate
+                    .iter()
+                    .map(|(&k, &v)| (k as f64, -v))
+                    .collect()
+            },
         })
         .filter(|c| !c.points.is_empty())
         .collect();
@@ -267,6 +366,8 @@ pub(super) fn curves(trials: &[FrozenTrial], chosen: Option<u64>, multi_fidelity
     } else {
         (x0.min(0.0)..x1 + 0.6, &integer_label)
     };
+    let lines: Vec<(f64, f64)> = curves.iter().flat_map(|c| along(&c.points)).collect();
+    let place = corner(lines.iter().copied(), &x_range, &(y0..y1));
     svg(SIZE, |root| {
         let mut chart = chart(
             root,
@@ -309,7 +410,7 @@ pub(super) fn curves(trials: &[FrozenTrial], chosen: Option<u64>, multi_fidelity
                 .map_err(err)?;
             Ok(())
         })?;
-        legend(&mut chart, SeriesLabelPosition::UpperRight)
+        legend(&mut chart, place)
     })
 }
 
@@ -599,6 +700,7 @@ pub(super) fn anytime(
     trials: &[FrozenTrial],
     metric: &str,
     extended: Option<(f64, f64)>,
+    extension_loss: Option<(u64, f64, f64)>,
     chosen: Option<u64>,
     baseline: Option<(&str, &[Timed])>,
 ) -> String {
@@ -611,14 +713,19 @@ pub(super) fn anytime(
     let rung_points: Vec<(u64, Vec<(f64, f64)>)> = clocks
         .iter()
         .map(|(t, c)| {
-            let pts = c
+            let losses = rung_losses(t);
+            let mut pts: Vec<(f64, f64)> = c
                 .rungs
                 .iter()
                 .filter_map(|(b, at)| {
-                    let v = *t.intermediate.get(b)?;
-                    (v < 0.0).then_some((at - t0, -v))
+                    let (_, loss) = losses.iter().find(|(k, _)| k == b)?;
+                    Some((at - t0, *loss))
                 })
                 .collect();
+            // The extension after the brackets continues its trial's path.
+            if let Some((_, at, loss)) = extension_loss.filter(|e| e.0 == t.number) {
+                pts.push((at - t0, loss));
+            }
             (t.number, pts)
         })
         .filter(|(_, p): &(u64, Vec<(f64, f64)>)| !p.is_empty())
@@ -636,6 +743,19 @@ pub(super) fn anytime(
     } else {
         let (y0, y1) = span(full.iter().chain(base).map(|p| p.1)).unwrap_or((0.0, 1.0));
         let y_desc = format!("dev {metric}");
+        let steps = incumbent(&full, end * 1.04);
+        let mut lines = along(&steps);
+        if let Some((_, b)) = baseline {
+            lines.extend(along(&incumbent(b, end * 1.04)));
+        }
+        let place = corner(
+            full.iter()
+                .chain(base)
+                .map(|p| (p.0, p.1))
+                .chain(lines.iter().copied()),
+            &(0.0..end * 1.04),
+            &(y0..y1),
+        );
         out += &svg(SIZE, |root| {
             let mut chart = chart(
                 root,
@@ -654,7 +774,7 @@ pub(super) fn anytime(
             }
             chart
                 .draw_series(LineSeries::new(
-                    incumbent(&full, end * 1.04),
+                    steps.iter().copied(),
                     CHOSEN.stroke_width(2),
                 ))
                 .map_err(err)?
@@ -682,7 +802,7 @@ pub(super) fn anytime(
                     .label("trial extended after the brackets")
                     .legend(|(x, y)| TriangleMarker::new((x + 9, y), 6, CHOSEN.filled()));
             }
-            legend(&mut chart, SeriesLabelPosition::LowerRight)
+            legend(&mut chart, place)
         });
     }
     if rung_points.is_empty() {
@@ -690,6 +810,8 @@ pub(super) fn anytime(
     }
     let (y0, y1) =
         span(rung_points.iter().flat_map(|(_, p)| p.iter().map(|q| q.1))).unwrap_or((0.0, 1.0));
+    let lines: Vec<(f64, f64)> = rung_points.iter().flat_map(|(_, p)| along(p)).collect();
+    let place = corner(lines.iter().copied(), &(0.0..end * 1.04), &(y0..y1));
     out += &svg(SIZE, |root| {
         let mut chart = chart(
             root,
@@ -728,7 +850,7 @@ pub(super) fn anytime(
                 labelled[group] = true;
             }
         }
-        legend(&mut chart, SeriesLabelPosition::UpperRight)
+        legend(&mut chart, place)
     });
     out
 }
@@ -755,6 +877,52 @@ mod tests {
             assert!(texts.contains(&t), "{t}: {texts:?}");
         }
         assert!(importances(&[]).starts_with("<p>"));
+    }
+
+    #[test]
+    fn a_top_rung_keeps_its_dev_loss() {
+        // The top rung's intermediate value is the dev metric; its dev loss is the
+        // outcome curve's point of that rung. Without a curve it is left out.
+        let mut t = FrozenTrial {
+            number: 8,
+            state: TrialState::Complete,
+            params: Default::default(),
+            distributions: Default::default(),
+            values: Some(vec![0.74]),
+            intermediate: [(170, -1.46), (510, -1.24), (1530, 0.74)].into(),
+            user_attrs: Default::default(),
+            constraints: None,
+        };
+        assert_eq!(rung_losses(&t), vec![(170, 1.46), (510, 1.24)]);
+        t.user_attrs.insert(
+            "outcome".into(),
+            serde_json::json!({"curve": [[787, 1.46], [2359, 1.24], [7076, 1.15]]}),
+        );
+        assert_eq!(
+            rung_losses(&t),
+            vec![(170, 1.46), (510, 1.24), (1530, 1.15)]
+        );
+    }
+
+    #[test]
+    fn the_legend_goes_where_it_hides_least() {
+        let (x, y) = (0.0..10.0, 0.0..1.0);
+        // Points low on the right: the legend goes up.
+        let low_right = [(9.0, 0.1), (8.0, 0.2), (9.5, 0.05)];
+        assert!(matches!(
+            corner(low_right.iter().copied(), &x, &y),
+            SeriesLabelPosition::UpperRight
+        ));
+        // Both right corners taken: the upper left.
+        let right = [(9.0, 0.1), (9.0, 0.9)];
+        assert!(matches!(
+            corner(right.iter().copied(), &x, &y),
+            SeriesLabelPosition::UpperLeft
+        ));
+        assert!(matches!(
+            corner(std::iter::empty(), &x, &y),
+            SeriesLabelPosition::LowerRight
+        ));
     }
 
     #[test]
