@@ -54,6 +54,46 @@ pub fn report(args: ReportArgs, out: &mut dyn Write) -> Result<()> {
     Ok(())
 }
 
+/// Rows of the best-trials table under the progress bars.
+const BEST_ROWS: usize = 3;
+
+/// A trial's parameters in a few characters each (`layers 2, hidden 128, lr 2.58e-3`).
+fn short_params(params: &impl serde::Serialize) -> String {
+    let v = serde_json::to_value(params).unwrap_or_default();
+    let Some(map) = v.as_object() else {
+        return String::new();
+    };
+    map.iter()
+        .map(|(k, v)| {
+            let s = match v.as_f64() {
+                Some(x) if x.fract() == 0.0 && x.abs() < 1e6 => format!("{}", x as i64),
+                Some(x) if x.abs() < 0.01 => format!("{x:.2e}"),
+                Some(x) => format!("{x:.3}")
+                    .trim_end_matches('0')
+                    .trim_end_matches('.')
+                    .to_string(),
+                None => v.to_string(),
+            };
+            format!("{k} {s}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// The best-trials table: a header, then one row per trial of `best` (number and
+/// dev metric, best first) with its parameters.
+fn best_table(best: &[(u64, f64)], params: &std::collections::HashMap<u64, String>) -> Vec<String> {
+    let mut rows = vec!["best trials so far:".to_string()];
+    rows.extend(best.iter().enumerate().map(|(i, (n, v))| {
+        format!(
+            "  {}. trial {n:<4} dev {v:.3}  {}",
+            i + 1,
+            params.get(n).map_or("", String::as_str)
+        )
+    }));
+    rows
+}
+
 /// Runs the task.
 ///
 /// # Errors
@@ -88,10 +128,17 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         ProgressStyle::with_template("trial {prefix} {bar:30} {pos}/{len} steps  {msg}")
             .expect("valid template"),
     );
-    // The best trials so far (on screen: a line under the bars).
-    let best_bar = bars.add(ProgressBar::new(0));
-    best_bar.set_style(ProgressStyle::with_template("best: {msg}").expect("valid template"));
+    // The best trials so far (on screen: a small table under the bars, a header and
+    // one row per trial).
+    let best_rows: Vec<ProgressBar> = (0..=BEST_ROWS)
+        .map(|_| {
+            let b = bars.add(ProgressBar::new(0));
+            b.set_style(ProgressStyle::with_template("{msg}").expect("valid template"));
+            b
+        })
+        .collect();
     let mut best: Vec<(u64, f64)> = Vec::new();
+    let mut trial_params: std::collections::HashMap<u64, String> = Default::default();
     let minutes = at.task().search.minutes;
     let started = std::time::Instant::now();
     // "M:SS of the time budget left", when the task has one.
@@ -112,6 +159,7 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
             } => {
                 steps.reset();
                 steps.set_length(*n);
+                trial_params.insert(*number, short_params(params));
                 steps.set_prefix(match rung {
                     Some(r) => format!("{number}, rung of {r} budget units,"),
                     None => number.to_string(),
@@ -170,15 +218,13 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
                 }
                 if let Some(v) = value {
                     trials.set_message(format!("last dev {v:.3}"));
+                    best.retain(|b| b.0 != *number);
                     best.push((*number, *v));
                     best.sort_by(|a, b| b.1.total_cmp(&a.1));
-                    best.truncate(3);
-                    best_bar.set_message(
-                        best.iter()
-                            .map(|(n, v)| format!("trial {n} dev {v:.3}"))
-                            .collect::<Vec<_>>()
-                            .join(", "),
-                    );
+                    best.truncate(BEST_ROWS);
+                    for (bar, row) in best_rows.iter().zip(best_table(&best, &trial_params)) {
+                        bar.set_message(row);
+                    }
                 }
                 format!(
                     "trial {number}: {state}{} in {seconds:.0} s",
@@ -195,7 +241,9 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     })?;
     steps.finish_and_clear();
     trials.finish_and_clear();
-    best_bar.finish_and_clear();
+    for b in &best_rows {
+        b.finish_and_clear();
+    }
     writeln!(
         out,
         "search: {} complete, {} pruned, {} failed in {:.0} s; best {}; stopped: {}",
@@ -237,4 +285,28 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         report.display()
     )?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_best_trials_table_names_each_trial_with_its_parameters() {
+        let params =
+            serde_json::json!({"layers": 2, "hidden": 128.0, "lr": 0.0025779, "mlp_ratio": 2.1783});
+        assert_eq!(
+            short_params(&params),
+            "layers 2, hidden 128, lr 2.58e-3, mlp_ratio 2.178"
+        );
+        let mut by_trial = std::collections::HashMap::new();
+        by_trial.insert(8, short_params(&params));
+        let rows = best_table(&[(8, 0.7405), (3, 0.7)], &by_trial);
+        assert_eq!(rows[0], "best trials so far:");
+        assert_eq!(
+            rows[1],
+            "  1. trial 8    dev 0.741  layers 2, hidden 128, lr 2.58e-3, mlp_ratio 2.178"
+        );
+        assert_eq!(rows[2], "  2. trial 3    dev 0.700  ");
+    }
 }

@@ -74,14 +74,16 @@ fn legend<'a, DB: DrawingBackend + 'a, C: plotters::coord::CoordTranslate>(
         .map_err(err)
 }
 
-/// The corner of a chart over `x` × `y` where a legend hides the fewest of
-/// `points`: each candidate box takes 45 % of the width and 35 % of the height; ties
-/// go to the first of lower right, upper right, upper left, lower left.
+/// Where a chart over `x` × `y` puts its legend so that it hides none of `points`:
+/// the first empty corner of lower right, upper right, upper left, lower left (each
+/// candidate box 45 % of the width and 35 % of the height); when every corner holds
+/// some, the upper right of a y range raised by 45 % (an empty band above the data).
+/// Returns the position and the y range to draw.
 fn corner(
     points: impl Iterator<Item = (f64, f64)> + Clone,
     x: &std::ops::Range<f64>,
     y: &std::ops::Range<f64>,
-) -> SeriesLabelPosition {
+) -> (SeriesLabelPosition, std::ops::Range<f64>) {
     let (w, h) = ((x.end - x.start) * 0.45, (y.end - y.start) * 0.35);
     let corners = [
         (
@@ -112,14 +114,15 @@ fn corner(
             .filter(|&(px, py)| inside(px, xr) && inside(py, yr))
             .count()
     };
-    let mut best = (usize::MAX, SeriesLabelPosition::LowerRight);
     for (pos, xr, yr) in corners {
-        let n = hidden(&xr, &yr);
-        if n < best.0 {
-            best = (n, pos);
+        if hidden(&xr, &yr) == 0 {
+            return (pos, y.clone());
         }
     }
-    best.1
+    (
+        SeriesLabelPosition::UpperRight,
+        y.start..y.end + 0.45 * (y.end - y.start),
+    )
 }
 
 /// Points along a polyline (16 per segment and its ends), so that [`corner`] sees
@@ -213,8 +216,16 @@ pub(super) fn history(
         .filter(|t| Some(t.number) != extended.map(|e| e.0))
         .map(|t| (t.number as f64, y0))
         .collect();
-    let place = corner(
-        done.iter().chain(&failed).copied(),
+    let mut best = f64::NEG_INFINITY;
+    let steps: Vec<(f64, f64)> = done
+        .iter()
+        .map(|&(x, y)| {
+            best = best.max(y);
+            (x, best)
+        })
+        .collect();
+    let (place, y_range) = corner(
+        done.iter().chain(&failed).copied().chain(along(&steps)),
         &(-0.5..n + 0.5),
         &(y0..y1),
     );
@@ -222,21 +233,16 @@ pub(super) fn history(
     svg(SIZE, |root| {
         let mut chart = chart(
             root,
-            (-0.5..n + 0.5, y0..y1),
+            (-0.5..n + 0.5, y_range),
             ("trial number", &y_desc),
             &integer_label,
             (last as usize + 1).min(25),
         )?;
-        let mut best = f64::NEG_INFINITY;
-        let steps: Vec<(f64, f64)> = done
-            .iter()
-            .map(|&(x, y)| {
-                best = best.max(y);
-                (x, best)
-            })
-            .collect();
         chart
-            .draw_series(LineSeries::new(steps, CHOSEN.stroke_width(2)))
+            .draw_series(LineSeries::new(
+                steps.iter().copied(),
+                CHOSEN.stroke_width(2),
+            ))
             .map_err(err)?
             .label("best so far")
             .legend(|(x, y)| PathElement::new(vec![(x, y), (x + 18, y)], CHOSEN.stroke_width(2)));
@@ -367,11 +373,11 @@ pub(super) fn curves(trials: &[FrozenTrial], chosen: Option<u64>, multi_fidelity
         (x0.min(0.0)..x1 + 0.6, &integer_label)
     };
     let lines: Vec<(f64, f64)> = curves.iter().flat_map(|c| along(&c.points)).collect();
-    let place = corner(lines.iter().copied(), &x_range, &(y0..y1));
+    let (place, y_range) = corner(lines.iter().copied(), &x_range, &(y0..y1));
     svg(SIZE, |root| {
         let mut chart = chart(
             root,
-            (x_range, y0..y1),
+            (x_range, y_range),
             (x_desc, "dev loss (lower is better)"),
             x_fmt,
             10,
@@ -748,7 +754,7 @@ pub(super) fn anytime(
         if let Some((_, b)) = baseline {
             lines.extend(along(&incumbent(b, end * 1.04)));
         }
-        let place = corner(
+        let (place, y_range) = corner(
             full.iter()
                 .chain(base)
                 .map(|p| (p.0, p.1))
@@ -759,7 +765,7 @@ pub(super) fn anytime(
         out += &svg(SIZE, |root| {
             let mut chart = chart(
                 root,
-                (0.0..end * 1.04, y0..y1),
+                (0.0..end * 1.04, y_range),
                 ("seconds since the search started", &y_desc),
                 &decimal_label,
                 10,
@@ -811,11 +817,11 @@ pub(super) fn anytime(
     let (y0, y1) =
         span(rung_points.iter().flat_map(|(_, p)| p.iter().map(|q| q.1))).unwrap_or((0.0, 1.0));
     let lines: Vec<(f64, f64)> = rung_points.iter().flat_map(|(_, p)| along(p)).collect();
-    let place = corner(lines.iter().copied(), &(0.0..end * 1.04), &(y0..y1));
+    let (place, y_range) = corner(lines.iter().copied(), &(0.0..end * 1.04), &(y0..y1));
     out += &svg(SIZE, |root| {
         let mut chart = chart(
             root,
-            (0.0..end * 1.04, y0..y1),
+            (0.0..end * 1.04, y_range),
             (
                 "seconds since the search started",
                 "dev loss at the rung (lower is better)",
@@ -911,18 +917,23 @@ mod tests {
         let low_right = [(9.0, 0.1), (8.0, 0.2), (9.5, 0.05)];
         assert!(matches!(
             corner(low_right.iter().copied(), &x, &y),
-            SeriesLabelPosition::UpperRight
+            (SeriesLabelPosition::UpperRight, ref r) if *r == y
         ));
         // Both right corners taken: the upper left.
         let right = [(9.0, 0.1), (9.0, 0.9)];
         assert!(matches!(
             corner(right.iter().copied(), &x, &y),
-            SeriesLabelPosition::UpperLeft
+            (SeriesLabelPosition::UpperLeft, _)
         ));
         assert!(matches!(
             corner(std::iter::empty(), &x, &y),
-            SeriesLabelPosition::LowerRight
+            (SeriesLabelPosition::LowerRight, _)
         ));
+        // Every corner taken: an empty band above the data.
+        let all = [(0.0, 0.0), (10.0, 0.0), (0.0, 1.0), (10.0, 1.0)];
+        let (pos, r) = corner(all.iter().copied(), &x, &y);
+        assert!(matches!(pos, SeriesLabelPosition::UpperRight));
+        assert!((r.end - 1.45).abs() < 1e-12 && r.start == 0.0);
     }
 
     #[test]
