@@ -109,6 +109,12 @@ fn check_report(run: &RunDir, metric: &str) -> String {
     for t in ["dev loss (lower is better)", "chosen trial"] {
         assert!(curves.iter().any(|x| x == t), "{t}: {curves:?}");
     }
+    assert!(
+        curves
+            .iter()
+            .any(|x| x == "evaluation" || x == "training budget (budget units)"),
+        "no x-axis title: {curves:?}"
+    );
     let par = texts(plot(&html, "Parallel coordinates"));
     for t in ["lr (log)", "layers"] {
         assert!(par.iter().any(|x| x == t), "{t}: {par:?}");
