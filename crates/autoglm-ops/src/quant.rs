@@ -244,6 +244,214 @@ fn q4_1(x: &[f32; BLOCK], o: &mut [u8]) {
     pack(&codes, &mut o[4..]);
 }
 
+/// The instruction sets the quantized dot products are written for, best first.
+/// [`Isa::detect`] picks the best this CPU has; the environment variable
+/// `AUTOGLM_ISA` (`vnni`, `avx2` or `scalar`) caps it, so that every path can be
+/// forced and tested on a machine that has the best one.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum Isa {
+    /// Portable Rust.
+    Scalar,
+    /// AVX2: `vpmaddubsw` + `vpmaddwd`.
+    Avx2,
+    /// AVX-512 VNNI with VL: `vpdpbusd` on 256-bit vectors.
+    Vnni,
+}
+
+impl Isa {
+    /// Every level, lowest first.
+    pub const ALL: [Isa; 3] = [Isa::Scalar, Isa::Avx2, Isa::Vnni];
+
+    /// Whether this CPU runs `self`.
+    pub fn available(self) -> bool {
+        match self {
+            Isa::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            #[cfg(target_arch = "x86_64")]
+            Isa::Vnni => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("avx512vnni")
+                    && std::arch::is_x86_feature_detected!("avx512vl")
+            }
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+
+    /// The best level this CPU runs, at most `AUTOGLM_ISA`'s when that is set.
+    pub fn detect() -> Isa {
+        let cap = match std::env::var("AUTOGLM_ISA").as_deref() {
+            Ok("scalar") => Isa::Scalar,
+            Ok("avx2") => Isa::Avx2,
+            _ => Isa::Vnni,
+        };
+        Isa::ALL
+            .into_iter()
+            .rev()
+            .find(|i| *i <= cap && i.available())
+            .unwrap_or(Isa::Scalar)
+    }
+}
+
+/// Quantizes activations to `Q8_0` blocks for [`dot`]: ggml's run-time quantizer
+/// (`quantize_row_q8_0`: `id = 127 / amax`, round half to even), which differs from
+/// the reference one that files are written with.
+///
+/// # Errors
+/// [`Error::Shape`] when `x.len()` is not a multiple of [`BLOCK`].
+pub fn quantize_activations(x: &[f32]) -> Result<Vec<u8>> {
+    let mut out = vec![0u8; BlockFormat::Q8_0.bytes_for(blocks(x.len(), "activations")?)];
+    for (b, o) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(34)) {
+        let amax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let d = amax / 127.0;
+        let id = if amax == 0.0 { 0.0 } else { 127.0 / amax };
+        put_half(o, 0, d);
+        for (q, &v) in o[2..].iter_mut().zip(b) {
+            *q = (v * id).round_ties_even() as i8 as u8;
+        }
+    }
+    Ok(out)
+}
+
+/// The dot product of a row of weight blocks `w` (`Q8_0` or `Q4_0`) with activations
+/// in `Q8_0` blocks `x` (from [`quantize_activations`]), on instruction set `isa`:
+/// each block's integer sum times the product of the two f16 scales, summed in block
+/// order, so every `isa` gives the same bits.
+///
+/// # Errors
+/// [`Error::Shape`] when the rows hold different numbers of blocks, or `Q4_1`
+/// (which pairs with activations carrying their sums); [`Error::Unsupported`] when
+/// this CPU lacks `isa`.
+pub fn dot(format: BlockFormat, w: &[u8], x: &[u8], isa: Isa) -> Result<f32> {
+    let (wb, n) = (format.block_bytes(), x.len() / 34);
+    if format == BlockFormat::Q4_1 || !x.len().is_multiple_of(34) || w.len() != n * wb {
+        return Err(Error::Shape(format!(
+            "{format} · q8_0: {} weight bytes against {} activation bytes",
+            w.len(),
+            x.len()
+        )));
+    }
+    if !isa.available() {
+        return Err(Error::Unsupported(format!("{isa:?} on this CPU")));
+    }
+    let mut acc = 0.0f32;
+    for (wb, xb) in w.chunks_exact(wb).zip(x.chunks_exact(34)) {
+        let xq: &[u8; BLOCK] = xb[2..].try_into().expect("a block");
+        let isum = match format {
+            BlockFormat::Q8_0 => {
+                let wq: &[u8; BLOCK] = wb[2..].try_into().expect("a block");
+                block_dot_i8(wq, xq, isa)
+            }
+            _ => {
+                let mut codes = [0u8; BLOCK];
+                let (lo, hi) = codes.split_at_mut(BLOCK / 2);
+                for ((&q, l), h) in wb[2..].iter().zip(lo).zip(hi) {
+                    *l = q & 0x0F;
+                    *h = q >> 4;
+                }
+                // Σ (c − 8)·x = Σ c·x − 8·Σ x, with c unsigned.
+                block_dot_u8(&codes, xq, isa) - 8 * block_sum_i8(xq)
+            }
+        };
+        acc += half(wb, 0) * half(xb, 0) * isum as f32;
+    }
+    Ok(acc)
+}
+
+fn block_sum_i8(x: &[u8; BLOCK]) -> i32 {
+    x.iter().map(|&v| i32::from(v as i8)).sum()
+}
+
+/// Σ w·x over a block of signed bytes.
+fn block_dot_i8(w: &[u8; BLOCK], x: &[u8; BLOCK], isa: Isa) -> i32 {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `dot` checked that this CPU has `isa`.
+        Isa::Vnni => unsafe { x86::dot_i8_vnni(w, x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::dot_i8_avx2(w, x) },
+        _ => w
+            .iter()
+            .zip(x)
+            .map(|(&a, &b)| i32::from(a as i8) * i32::from(b as i8))
+            .sum(),
+    }
+}
+
+/// Σ w·x over a block of unsigned `w` (at most 127) and signed `x`.
+fn block_dot_u8(w: &[u8; BLOCK], x: &[u8; BLOCK], isa: Isa) -> i32 {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: `dot` checked that this CPU has `isa`.
+        Isa::Vnni => unsafe { x86::dot_u8_vnni(w, x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::dot_u8_avx2(w, x) },
+        _ => w
+            .iter()
+            .zip(x)
+            .map(|(&a, &b)| i32::from(a) * i32::from(b as i8))
+            .sum(),
+    }
+}
+
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::BLOCK;
+
+    #[target_feature(enable = "avx2")]
+    fn hsum(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
+        _mm_cvtsi128_si32(s)
+    }
+
+    #[target_feature(enable = "avx2")]
+    fn load(b: &[u8; BLOCK]) -> __m256i {
+        // SAFETY: `b` is 32 readable bytes; the load is unaligned.
+        unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+    }
+
+    /// Signed × signed with `vpmaddubsw`: |w| (unsigned) times x with w's sign;
+    /// pairs stay within i16 because neither side holds −128 (|q| ≤ 127).
+    #[target_feature(enable = "avx2")]
+    pub(super) fn dot_i8_avx2(w: &[u8; BLOCK], x: &[u8; BLOCK]) -> i32 {
+        let (w, x) = (load(w), load(x));
+        let aw = _mm256_sign_epi8(w, w);
+        let sx = _mm256_sign_epi8(x, w);
+        let pairs = _mm256_maddubs_epi16(aw, sx);
+        hsum(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+    pub(super) fn dot_i8_vnni(w: &[u8; BLOCK], x: &[u8; BLOCK]) -> i32 {
+        let (w, x) = (load(w), load(x));
+        let aw = _mm256_sign_epi8(w, w);
+        let sx = _mm256_sign_epi8(x, w);
+        hsum(_mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx))
+    }
+
+    #[target_feature(enable = "avx2")]
+    pub(super) fn dot_u8_avx2(w: &[u8; BLOCK], x: &[u8; BLOCK]) -> i32 {
+        let pairs = _mm256_maddubs_epi16(load(w), load(x));
+        hsum(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    }
+
+    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
+    pub(super) fn dot_u8_vnni(w: &[u8; BLOCK], x: &[u8; BLOCK]) -> i32 {
+        hsum(_mm256_dpbusd_epi32(
+            _mm256_setzero_si256(),
+            load(w),
+            load(x),
+        ))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -2,7 +2,7 @@
 //! `gguf` Python package (`scripts/quant_golden.py`, gguf 0.19.0; CI regenerates them
 //! from PyPI and checks that they still match), and round-trip properties.
 
-use autoglm_ops::quant::{BlockFormat, BLOCK};
+use autoglm_ops::quant::{dot, quantize_activations, BlockFormat, Isa, BLOCK};
 use proptest::prelude::*;
 
 fn golden() -> serde_json::Value {
@@ -82,4 +82,58 @@ proptest! {
             }
         }
     }
+}
+
+proptest! {
+    /// Every instruction set this CPU has gives the scalar path's bits, and the
+    /// product is close to the f32 dot product of what the blocks hold.
+    #[test]
+    fn dot_products_agree_on_every_isa(
+        w in prop::collection::vec(-2.0f32..2.0, 4 * BLOCK),
+        x in prop::collection::vec(-3.0f32..3.0, 4 * BLOCK),
+    ) {
+        let xq = quantize_activations(&x).unwrap();
+        let mut xd = vec![0.0f32; x.len()];
+        BlockFormat::Q8_0.dequantize(&xq, &mut xd).unwrap();
+        for f in [BlockFormat::Q8_0, BlockFormat::Q4_0] {
+            let wq = f.quantize(&w).unwrap();
+            let scalar = dot(f, &wq, &xq, Isa::Scalar).unwrap();
+            for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+                prop_assert_eq!(dot(f, &wq, &xq, isa).unwrap().to_bits(), scalar.to_bits(), "{:?} {}", isa, f);
+            }
+            let mut wd = vec![0.0f32; w.len()];
+            f.dequantize(&wq, &mut wd).unwrap();
+            let exact: f64 = wd.iter().zip(&xd).map(|(a, b)| f64::from(*a) * f64::from(*b)).sum();
+            let scale: f64 = wd.iter().zip(&xd).map(|(a, b)| f64::from((a * b).abs())).sum::<f64>() + 1e-6;
+            prop_assert!((f64::from(scalar) - exact).abs() <= 1e-5 * scale + 1e-6, "{} {} vs {}", f, scalar, exact);
+        }
+    }
+}
+
+#[test]
+fn activations_quantize_as_ggml_runs_them_and_bad_rows_are_errors() {
+    // ggml's run-time quantizer rounds half to even: with amax 127, id = 1.
+    let mut x = [0.0f32; BLOCK];
+    x[0] = 127.0;
+    x[1] = 2.5;
+    x[2] = -3.5;
+    let q = quantize_activations(&x).unwrap();
+    assert_eq!((q[2] as i8, q[3] as i8, q[4] as i8), (127, 2, -4));
+    assert!(quantize_activations(&[1.0; 31]).is_err());
+    let w = BlockFormat::Q8_0.quantize(&x).unwrap();
+    assert!(dot(BlockFormat::Q8_0, &w, &q[..30], Isa::Scalar).is_err());
+    assert!(dot(
+        BlockFormat::Q4_1,
+        &BlockFormat::Q4_1.quantize(&x).unwrap(),
+        &q,
+        Isa::Scalar
+    )
+    .is_err());
+    // The detected level runs here and never exceeds the cap.
+    assert!(Isa::detect().available());
+    std::env::set_var("AUTOGLM_ISA", "scalar");
+    assert_eq!(Isa::detect(), Isa::Scalar);
+    std::env::set_var("AUTOGLM_ISA", "avx2");
+    assert!(Isa::detect() <= Isa::Avx2);
+    std::env::remove_var("AUTOGLM_ISA");
 }
