@@ -252,7 +252,7 @@ fn q4_1(x: &[f32; BLOCK], o: &mut [u8]) {
 pub enum Isa {
     /// Portable Rust.
     Scalar,
-    /// AVX2: `vpmaddubsw` + `vpmaddwd`.
+    /// AVX2, FMA and F16C: `vpmaddubsw` + `vpmaddwd`.
     Avx2,
     /// AVX-512 VNNI with VL: `vpdpbusd` on 256-bit vectors.
     Vnni,
@@ -267,10 +267,14 @@ impl Isa {
         match self {
             Isa::Scalar => true,
             #[cfg(target_arch = "x86_64")]
-            Isa::Avx2 => std::arch::is_x86_feature_detected!("avx2"),
+            Isa::Avx2 => {
+                std::arch::is_x86_feature_detected!("avx2")
+                    && std::arch::is_x86_feature_detected!("fma")
+                    && std::arch::is_x86_feature_detected!("f16c")
+            }
             #[cfg(target_arch = "x86_64")]
             Isa::Vnni => {
-                std::arch::is_x86_feature_detected!("avx2")
+                Isa::Avx2.available()
                     && std::arch::is_x86_feature_detected!("avx512vnni")
                     && std::arch::is_x86_feature_detected!("avx512vl")
             }
@@ -315,9 +319,11 @@ pub fn quantize_activations(x: &[f32]) -> Result<Vec<u8>> {
 }
 
 /// The dot product of a row of weight blocks `w` (`Q8_0` or `Q4_0`) with activations
-/// in `Q8_0` blocks `x` (from [`quantize_activations`]), on instruction set `isa`:
-/// each block's integer sum times the product of the two f16 scales, summed in block
-/// order, so every `isa` gives the same bits.
+/// in `Q8_0` blocks `x` (from [`quantize_activations`]), on instruction set `isa`.
+/// Each block's integer products are summed in eight lanes of four; each lane's sum
+/// times the product of the two f16 scales is added to that lane's f32 accumulator
+/// (one fused multiply-add per block), and the lanes are summed in a fixed tree at
+/// the end, so every `isa` gives the same bits.
 ///
 /// # Errors
 /// [`Error::Shape`] when the rows hold different numbers of blocks, or `Q4_1`
@@ -335,65 +341,186 @@ pub fn dot(format: BlockFormat, w: &[u8], x: &[u8], isa: Isa) -> Result<f32> {
     if !isa.available() {
         return Err(Error::Unsupported(format!("{isa:?} on this CPU")));
     }
-    let mut acc = 0.0f32;
-    for (wb, xb) in w.chunks_exact(wb).zip(x.chunks_exact(34)) {
-        let xq: &[u8; BLOCK] = xb[2..].try_into().expect("a block");
-        let isum = match format {
-            BlockFormat::Q8_0 => {
-                let wq: &[u8; BLOCK] = wb[2..].try_into().expect("a block");
-                block_dot_i8(wq, xq, isa)
-            }
+    Ok(match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: this CPU has `isa` (checked above).
+        Isa::Vnni => unsafe { x86::row_vnni(format, w, x) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::row_avx2(format, w, x) },
+        _ => row_scalar(format, w, x),
+    })
+}
+
+/// The lanes' sums in the order the vector paths add them.
+fn hsum8(a: [f32; 8]) -> f32 {
+    let s = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
+    (s[0] + s[2]) + (s[1] + s[3])
+}
+
+/// [`dot`] in portable Rust, lane for lane as the vector paths.
+fn row_scalar(format: BlockFormat, w: &[u8], x: &[u8]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    for (wb, xb) in w.chunks_exact(format.block_bytes()).zip(x.chunks_exact(34)) {
+        let scale = half(wb, 0) * half(xb, 0);
+        let xq = |i: usize| i32::from(xb[2 + i] as i8);
+        let wq = |i: usize| match format {
+            BlockFormat::Q8_0 => i32::from(wb[2 + i] as i8),
             _ => {
-                let mut codes = [0u8; BLOCK];
-                let (lo, hi) = codes.split_at_mut(BLOCK / 2);
-                for ((&q, l), h) in wb[2..].iter().zip(lo).zip(hi) {
-                    *l = q & 0x0F;
-                    *h = q >> 4;
-                }
-                // Σ (c − 8)·x = Σ c·x − 8·Σ x, with c unsigned.
-                block_dot_u8(&codes, xq, isa) - 8 * block_sum_i8(xq)
+                let q = wb[2 + i % 16];
+                i32::from(if i < 16 { q & 0x0F } else { q >> 4 }) - 8
             }
         };
-        acc += half(wb, 0) * half(xb, 0) * isum as f32;
+        for (l, a) in acc.iter_mut().enumerate() {
+            let lane: i32 = (4 * l..4 * l + 4).map(|i| wq(i) * xq(i)).sum();
+            *a = (lane as f32).mul_add(scale, *a);
+        }
     }
-    Ok(acc)
+    hsum8(acc)
 }
 
-fn block_sum_i8(x: &[u8; BLOCK]) -> i32 {
-    x.iter().map(|&v| i32::from(v as i8)).sum()
+/// A weight matrix stored as block-quantized rows, ggml's layout: `n` output rows of
+/// `k` inputs each (`[out, in]`), every row `k / 32` blocks of `format`. Products
+/// quantize their input rows to `Q8_0` and take [`dot`] per output.
+///
+/// ```
+/// use autoglm_ops::quant::{BlockFormat, QuantMatrix};
+/// // 64 inputs × 2 outputs, in the graph's `[in, out]` layout.
+/// let w: Vec<f32> = (0..128).map(|i| if i % 2 == 0 { 1.0 } else { -0.5 }).collect();
+/// let m = QuantMatrix::from_f32(&w, 64, 2, BlockFormat::Q8_0).unwrap();
+/// let mut out = [0.0f32; 2];
+/// m.matmul(&[1.0; 64], &mut out).unwrap();
+/// assert!((out[0] - 64.0).abs() < 0.5 && (out[1] + 32.0).abs() < 0.5);
+/// ```
+#[derive(Debug, Clone)]
+pub struct QuantMatrix {
+    format: BlockFormat,
+    k: usize,
+    n: usize,
+    data: Vec<u8>,
+    isa: Isa,
 }
 
-/// Σ w·x over a block of signed bytes.
-fn block_dot_i8(w: &[u8; BLOCK], x: &[u8; BLOCK], isa: Isa) -> i32 {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `dot` checked that this CPU has `isa`.
-        Isa::Vnni => unsafe { x86::dot_i8_vnni(w, x) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::dot_i8_avx2(w, x) },
-        _ => w
-            .iter()
-            .zip(x)
-            .map(|(&a, &b)| i32::from(a as i8) * i32::from(b as i8))
-            .sum(),
+impl QuantMatrix {
+    /// Quantizes `w`, row-major `k × n` (`[in, out]`, the graph's linear layout,
+    /// as [`crate::PackedMatrix::new`] takes it), into rows of its columns.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `w` does not hold `k · n` values or `k` is not a
+    /// multiple of [`BLOCK`]; [`Error::Unsupported`] for `Q4_1` (no kernel yet).
+    pub fn from_f32(w: &[f32], k: usize, n: usize, format: BlockFormat) -> Result<QuantMatrix> {
+        if w.len() != k * n || n == 0 {
+            return Err(Error::Shape(format!(
+                "a {k} × {n} matrix needs {} values, got {}",
+                k * n,
+                w.len()
+            )));
+        }
+        blocks(k, "inputs per row")?;
+        let mut data = Vec::with_capacity(n * format.bytes_for(k));
+        let mut row = vec![0.0f32; k];
+        for j in 0..n {
+            for (i, r) in row.iter_mut().enumerate() {
+                *r = w[i * n + j];
+            }
+            data.extend(format.quantize(&row)?);
+        }
+        QuantMatrix::from_blocks(format, k, n, data)
     }
-}
 
-/// Σ w·x over a block of unsigned `w` (at most 127) and signed `x`.
-fn block_dot_u8(w: &[u8; BLOCK], x: &[u8; BLOCK], isa: Isa) -> i32 {
-    match isa {
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: `dot` checked that this CPU has `isa`.
-        Isa::Vnni => unsafe { x86::dot_u8_vnni(w, x) },
-        #[cfg(target_arch = "x86_64")]
-        // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::dot_u8_avx2(w, x) },
-        _ => w
-            .iter()
-            .zip(x)
-            .map(|(&a, &b)| i32::from(a) * i32::from(b as i8))
-            .sum(),
+    /// Takes rows already in `format` (`n` rows of `k / 32` blocks: a GGUF tensor's
+    /// bytes, say).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the sizes disagree; [`Error::Unsupported`] for `Q4_1`.
+    pub fn from_blocks(
+        format: BlockFormat,
+        k: usize,
+        n: usize,
+        data: Vec<u8>,
+    ) -> Result<QuantMatrix> {
+        if format == BlockFormat::Q4_1 {
+            return Err(Error::Unsupported(
+                "q4_1 rows have no product kernel yet (they pair with activations carrying their sums)".into(),
+            ));
+        }
+        blocks(k, "inputs per row")?;
+        if data.len() != n * format.bytes_for(k) {
+            return Err(Error::Shape(format!(
+                "{format}: {} bytes for {n} rows of {k}, which take {}",
+                data.len(),
+                n * format.bytes_for(k)
+            )));
+        }
+        Ok(QuantMatrix {
+            format,
+            k,
+            n,
+            data,
+            isa: Isa::detect(),
+        })
+    }
+
+    /// Inputs per row.
+    pub fn k(&self) -> usize {
+        self.k
+    }
+
+    /// Output rows.
+    pub fn n(&self) -> usize {
+        self.n
+    }
+
+    /// The rows' format.
+    pub fn format(&self) -> BlockFormat {
+        self.format
+    }
+
+    /// The stored bytes.
+    pub fn bytes(&self) -> usize {
+        self.data.len()
+    }
+
+    /// Runs its products on `isa` from now on (tests and benchmarks compare paths).
+    ///
+    /// # Errors
+    /// [`Error::Unsupported`] when this CPU lacks `isa`.
+    pub fn with_isa(mut self, isa: Isa) -> Result<QuantMatrix> {
+        if !isa.available() {
+            return Err(Error::Unsupported(format!("{isa:?} on this CPU")));
+        }
+        self.isa = isa;
+        Ok(self)
+    }
+
+    /// `out = x · W` for row-major `x` (`m × k`) and `out` (`m × n`), the outputs
+    /// split over the current rayon pool.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when the sizes disagree.
+    pub fn matmul(&self, x: &[f32], out: &mut [f32]) -> Result<()> {
+        use rayon::prelude::*;
+        let (k, n) = (self.k, self.n);
+        let m = x.len() / k;
+        if x.len() != m * k || out.len() != m * n {
+            return Err(Error::Shape(format!(
+                "quantized product: {} inputs, {} outputs against [{k}, {n}]",
+                x.len(),
+                out.len()
+            )));
+        }
+        let row = self.format.bytes_for(k);
+        for (xr, or) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+            let xq = quantize_activations(xr)?;
+            or.par_iter_mut()
+                .zip(self.data.par_chunks_exact(row))
+                .with_min_len(64)
+                .try_for_each(|(o, w)| -> Result<()> {
+                    *o = dot(self.format, w, &xq, self.isa)?;
+                    Ok(())
+                })?;
+        }
+        Ok(())
     }
 }
 
@@ -401,55 +528,88 @@ fn block_dot_u8(w: &[u8; BLOCK], x: &[u8; BLOCK], isa: Isa) -> i32 {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::BLOCK;
+    use super::BlockFormat;
 
     #[target_feature(enable = "avx2")]
-    fn hsum(v: __m256i) -> i32 {
-        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
-        let s = _mm_add_epi32(s, _mm_shuffle_epi32::<0b10_11_00_01>(s));
-        _mm_cvtsi128_si32(s)
-    }
-
-    #[target_feature(enable = "avx2")]
-    fn load(b: &[u8; BLOCK]) -> __m256i {
+    fn load(b: &[u8]) -> __m256i {
+        let b: &[u8; 32] = b[..32].try_into().expect("32 bytes");
         // SAFETY: `b` is 32 readable bytes; the load is unaligned.
         unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
     }
 
-    /// Signed × signed with `vpmaddubsw`: |w| (unsigned) times x with w's sign;
-    /// pairs stay within i16 because neither side holds −128 (|q| ≤ 127).
+    /// A `Q4_0` block's 16 bytes as 32 codes 0..=15 (value `j` low, `j + 16` high).
     #[target_feature(enable = "avx2")]
-    pub(super) fn dot_i8_avx2(w: &[u8; BLOCK], x: &[u8; BLOCK]) -> i32 {
-        let (w, x) = (load(w), load(x));
-        let aw = _mm256_sign_epi8(w, w);
-        let sx = _mm256_sign_epi8(x, w);
-        let pairs = _mm256_maddubs_epi16(aw, sx);
-        hsum(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    fn codes(qs: &[u8]) -> __m256i {
+        let qs: &[u8; 16] = qs[..16].try_into().expect("16 bytes");
+        // SAFETY: `qs` is 16 readable bytes; the load is unaligned.
+        let q = unsafe { _mm_loadu_si128(qs.as_ptr().cast()) };
+        let m = _mm_set1_epi8(0x0F);
+        _mm256_set_m128i(
+            _mm_and_si128(_mm_srli_epi16::<4>(q), m),
+            _mm_and_si128(q, m),
+        )
+    }
+
+    /// A block's leading f16 scale (exactly as `half` converts it).
+    #[target_feature(enable = "f16c")]
+    fn f16c(b: &[u8]) -> f32 {
+        let bits = i32::from(u16::from_le_bytes([b[0], b[1]]));
+        _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
+    }
+
+    /// The eight lanes summed as `super::hsum8` sums them.
+    #[target_feature(enable = "avx2")]
+    fn hsum(v: __m256) -> f32 {
+        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
+        let t = _mm_add_ps(s, _mm_movehl_ps(s, s));
+        _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps::<0b01>(t, t)))
+    }
+
+    /// Eight lanes of Σ w·x over four bytes each: `vpmaddubsw` (pairs stay within
+    /// i16: |q| ≤ 127 on both sides, codes ≤ 15) then `vpmaddwd` by ones. Signed
+    /// weights go through the sign trick: |w| unsigned times x with w's sign.
+    #[target_feature(enable = "avx2")]
+    fn lanes_avx2(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
     }
 
     #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-    pub(super) fn dot_i8_vnni(w: &[u8; BLOCK], x: &[u8; BLOCK]) -> i32 {
-        let (w, x) = (load(w), load(x));
-        let aw = _mm256_sign_epi8(w, w);
-        let sx = _mm256_sign_epi8(x, w);
-        hsum(_mm256_dpbusd_epi32(_mm256_setzero_si256(), aw, sx))
+    fn lanes_vnni(u: __m256i, s: __m256i) -> __m256i {
+        _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
     }
 
-    #[target_feature(enable = "avx2")]
-    pub(super) fn dot_u8_avx2(w: &[u8; BLOCK], x: &[u8; BLOCK]) -> i32 {
-        let pairs = _mm256_maddubs_epi16(load(w), load(x));
-        hsum(_mm256_madd_epi16(pairs, _mm256_set1_epi16(1)))
+    /// The row product over eight i32 lanes from `$lanes` (unsigned × signed), as a
+    /// function compiled for `$features` (a macro, so that every intrinsic inlines
+    /// into it).
+    macro_rules! row_fn {
+        ($name:ident, $features:literal, $lanes:ident) => {
+            #[target_feature(enable = $features)]
+            pub(super) fn $name(format: BlockFormat, w: &[u8], x: &[u8]) -> f32 {
+                let mut acc = _mm256_setzero_ps();
+                for (wb, xb) in w.chunks_exact(format.block_bytes()).zip(x.chunks_exact(34)) {
+                    let scale = f16c(wb) * f16c(xb);
+                    let xv = load(&xb[2..]);
+                    let isum = match format {
+                        BlockFormat::Q8_0 => {
+                            let wv = load(&wb[2..]);
+                            $lanes(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv))
+                        }
+                        _ => {
+                            // Σ (c − 8)·x = Σ c·x − 8·Σ x, lane by lane.
+                            let cx = $lanes(codes(&wb[2..]), xv);
+                            let sx = $lanes(_mm256_set1_epi8(1), xv);
+                            _mm256_sub_epi32(cx, _mm256_slli_epi32::<3>(sx))
+                        }
+                    };
+                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc);
+                }
+                hsum(acc)
+            }
+        };
     }
 
-    #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
-    pub(super) fn dot_u8_vnni(w: &[u8; BLOCK], x: &[u8; BLOCK]) -> i32 {
-        hsum(_mm256_dpbusd_epi32(
-            _mm256_setzero_si256(),
-            load(w),
-            load(x),
-        ))
-    }
+    row_fn!(row_avx2, "avx2,fma,f16c", lanes_avx2);
+    row_fn!(row_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", lanes_vnni);
 }
 
 #[cfg(test)]

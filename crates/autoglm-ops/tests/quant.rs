@@ -2,7 +2,7 @@
 //! `gguf` Python package (`scripts/quant_golden.py`, gguf 0.19.0; CI regenerates them
 //! from PyPI and checks that they still match), and round-trip properties.
 
-use autoglm_ops::quant::{dot, quantize_activations, BlockFormat, Isa, BLOCK};
+use autoglm_ops::quant::{dot, quantize_activations, BlockFormat, Isa, QuantMatrix, BLOCK};
 use proptest::prelude::*;
 
 fn golden() -> serde_json::Value {
@@ -136,4 +136,46 @@ fn activations_quantize_as_ggml_runs_them_and_bad_rows_are_errors() {
     std::env::set_var("AUTOGLM_ISA", "avx2");
     assert!(Isa::detect() <= Isa::Avx2);
     std::env::remove_var("AUTOGLM_ISA");
+}
+
+#[test]
+fn a_quantized_matrix_multiplies_like_the_f32_one() {
+    let (k, n, m) = (96, 40, 3);
+    let w: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 37 % 101) as f32 - 50.0) / 60.0)
+        .collect();
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 13 % 29) as f32 - 14.0) / 9.0)
+        .collect();
+    let f = autoglm_ops::PackedMatrix::new(&w, k, n).unwrap();
+    let mut want = vec![0.0f32; m * n];
+    f.matmul(&x, None, &mut want).unwrap();
+    for (format, tol) in [(BlockFormat::Q8_0, 0.02), (BlockFormat::Q4_0, 0.25)] {
+        let q = QuantMatrix::from_f32(&w, k, n, format).unwrap();
+        assert_eq!(q.bytes(), n * k / BLOCK * format.block_bytes());
+        let mut got = vec![0.0f32; m * n];
+        q.matmul(&x, &mut got).unwrap();
+        let norm = want.iter().fold(0.0f32, |a, v| a.max(v.abs()));
+        for (a, b) in got.iter().zip(&want) {
+            assert!(
+                (a - b).abs() <= tol * norm,
+                "{format}: {a} vs {b} (max {norm})"
+            );
+        }
+        // Every path gives the same bits.
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            let mut again = vec![0.0f32; m * n];
+            q.clone()
+                .with_isa(isa)
+                .unwrap()
+                .matmul(&x, &mut again)
+                .unwrap();
+            assert_eq!(again, got, "{isa:?}");
+        }
+    }
+    assert!(QuantMatrix::from_f32(&w, k, n, BlockFormat::Q4_1).is_err());
+    assert!(QuantMatrix::from_f32(&w[..k * n - 1], k, n, BlockFormat::Q8_0).is_err());
+    assert!(QuantMatrix::from_f32(&w[..(k - 1) * n], k - 1, n, BlockFormat::Q8_0).is_err());
+    let q = QuantMatrix::from_f32(&w, k, n, BlockFormat::Q8_0).unwrap();
+    assert!(q.matmul(&x[..k + 1], &mut [0.0; 40]).is_err());
 }
