@@ -341,15 +341,21 @@ pub fn dot(format: BlockFormat, w: &[u8], x: &[u8], isa: Isa) -> Result<f32> {
     if !isa.available() {
         return Err(Error::Unsupported(format!("{isa:?} on this CPU")));
     }
-    Ok(match isa {
+    Ok(dot_rows(format, [w], x, isa)[0])
+}
+
+/// [`dot`] of `R` weight rows against one activation row, sizes already checked and
+/// `isa` available; each row's result has [`dot`]'s bits.
+fn dot_rows<const R: usize>(format: BlockFormat, ws: [&[u8]; R], x: &[u8], isa: Isa) -> [f32; R] {
+    match isa {
         #[cfg(target_arch = "x86_64")]
-        // SAFETY: this CPU has `isa` (checked above).
-        Isa::Vnni => unsafe { x86::row_vnni(format, w, x) },
+        // SAFETY: the callers checked that this CPU has `isa`.
+        Isa::Vnni => unsafe { x86::row_vnni(format, ws, x) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::row_avx2(format, w, x) },
-        _ => row_scalar(format, w, x),
-    })
+        Isa::Avx2 => unsafe { x86::row_avx2(format, ws, x) },
+        _ => ws.map(|w| row_scalar(format, w, x)),
+    }
 }
 
 /// The lanes' sums in the order the vector paths add them.
@@ -510,15 +516,24 @@ impl QuantMatrix {
             )));
         }
         let row = self.format.bytes_for(k);
+        // Four outputs per pass over the activations (`isa` was checked when it was
+        // set, and every row holds `k / 32` blocks).
+        let (f, isa) = (self.format, self.isa);
         for (xr, or) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
             let xq = quantize_activations(xr)?;
-            or.par_iter_mut()
-                .zip(self.data.par_chunks_exact(row))
-                .with_min_len(64)
-                .try_for_each(|(o, w)| -> Result<()> {
-                    *o = dot(self.format, w, &xq, self.isa)?;
-                    Ok(())
-                })?;
+            or.par_chunks_mut(4)
+                .zip(self.data.par_chunks(4 * row))
+                .with_min_len(16)
+                .for_each(|(o, w)| {
+                    if let Ok(o4) = <&mut [f32; 4]>::try_from(&mut *o) {
+                        let r = |i: usize| &w[i * row..(i + 1) * row];
+                        *o4 = dot_rows(f, [r(0), r(1), r(2), r(3)], &xq, isa);
+                    } else {
+                        for (o, w) in o.iter_mut().zip(w.chunks_exact(row)) {
+                            *o = dot_rows(f, [w], &xq, isa)[0];
+                        }
+                    }
+                });
         }
         Ok(())
     }
@@ -583,27 +598,39 @@ mod x86 {
     /// into it).
     macro_rules! row_fn {
         ($name:ident, $features:literal, $lanes:ident) => {
+            /// `R` weight rows against one activation row: the activation block is
+            /// loaded (and for Q4_0 summed) once for all of them, and the rows'
+            /// accumulator chains run side by side.
             #[target_feature(enable = $features)]
-            pub(super) fn $name(format: BlockFormat, w: &[u8], x: &[u8]) -> f32 {
-                let mut acc = _mm256_setzero_ps();
-                for (wb, xb) in w.chunks_exact(format.block_bytes()).zip(x.chunks_exact(34)) {
-                    let scale = f16c(wb) * f16c(xb);
+            pub(super) fn $name<const R: usize>(
+                format: BlockFormat,
+                ws: [&[u8]; R],
+                x: &[u8],
+            ) -> [f32; R] {
+                let bb = format.block_bytes();
+                let mut acc = [_mm256_setzero_ps(); R];
+                for (b, xb) in x.chunks_exact(34).enumerate() {
+                    let xs = f16c(xb);
                     let xv = load(&xb[2..]);
-                    let isum = match format {
-                        BlockFormat::Q8_0 => {
-                            let wv = load(&wb[2..]);
-                            $lanes(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv))
-                        }
-                        _ => {
-                            // Σ (c − 8)·x = Σ c·x − 8·Σ x, lane by lane.
-                            let cx = $lanes(codes(&wb[2..]), xv);
-                            let sx = $lanes(_mm256_set1_epi8(1), xv);
-                            _mm256_sub_epi32(cx, _mm256_slli_epi32::<3>(sx))
-                        }
+                    let sx = match format {
+                        BlockFormat::Q8_0 => _mm256_setzero_si256(),
+                        _ => _mm256_slli_epi32::<3>($lanes(_mm256_set1_epi8(1), xv)),
                     };
-                    acc = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), acc);
+                    for (a, w) in acc.iter_mut().zip(ws) {
+                        let wb = &w[b * bb..(b + 1) * bb];
+                        let scale = f16c(wb) * xs;
+                        let isum = match format {
+                            BlockFormat::Q8_0 => {
+                                let wv = load(&wb[2..]);
+                                $lanes(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv))
+                            }
+                            // Σ (c − 8)·x = Σ c·x − 8·Σ x, lane by lane.
+                            _ => _mm256_sub_epi32($lanes(codes(&wb[2..]), xv), sx),
+                        };
+                        *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), *a);
+                    }
                 }
-                hsum(acc)
+                acc.map(|a| hsum(a))
             }
         };
     }

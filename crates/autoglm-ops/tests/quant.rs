@@ -140,7 +140,8 @@ fn activations_quantize_as_ggml_runs_them_and_bad_rows_are_errors() {
 
 #[test]
 fn a_quantized_matrix_multiplies_like_the_f32_one() {
-    let (k, n, m) = (96, 40, 3);
+    // 42 outputs: ten passes of four rows and two rows on their own.
+    let (k, n, m) = (96, 42, 3);
     let w: Vec<f32> = (0..k * n)
         .map(|i| ((i * 37 % 101) as f32 - 50.0) / 60.0)
         .collect();
@@ -177,5 +178,26 @@ fn a_quantized_matrix_multiplies_like_the_f32_one() {
     assert!(QuantMatrix::from_f32(&w[..k * n - 1], k, n, BlockFormat::Q8_0).is_err());
     assert!(QuantMatrix::from_f32(&w[..(k - 1) * n], k - 1, n, BlockFormat::Q8_0).is_err());
     let q = QuantMatrix::from_f32(&w, k, n, BlockFormat::Q8_0).unwrap();
-    assert!(q.matmul(&x[..k + 1], &mut [0.0; 40]).is_err());
+    assert!(q.matmul(&x[..k + 1], &mut [0.0; 42]).is_err());
+    // Each output has the bits of its row's `dot`.
+    let mut got = vec![0.0f32; n];
+    q.matmul(&x[..k], &mut got).unwrap();
+    let xq = quantize_activations(&x[..k]).unwrap();
+    let row = BlockFormat::Q8_0.bytes_for(k);
+    let wq: Vec<u8> = (0..n)
+        .flat_map(|j| {
+            let col: Vec<f32> = (0..k).map(|i| w[i * n + j]).collect();
+            BlockFormat::Q8_0.quantize(&col).unwrap()
+        })
+        .collect();
+    for (j, g) in got.iter().enumerate() {
+        let d = dot(
+            BlockFormat::Q8_0,
+            &wq[j * row..(j + 1) * row],
+            &xq,
+            Isa::detect(),
+        )
+        .unwrap();
+        assert_eq!(g.to_bits(), d.to_bits(), "output {j}");
+    }
 }
