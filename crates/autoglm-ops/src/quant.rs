@@ -37,6 +37,9 @@ use crate::error::{Error, Result};
 /// Values per block.
 pub const BLOCK: usize = 32;
 
+/// Bytes of a `Q8_0` block (an f16 scale and 32 codes): the activations' blocks.
+const Q8_0_BYTES: usize = 2 + BLOCK;
+
 /// A block-quantized format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum BlockFormat {
@@ -55,7 +58,7 @@ impl BlockFormat {
     /// Bytes of one block.
     pub fn block_bytes(self) -> usize {
         match self {
-            BlockFormat::Q8_0 => 34,
+            BlockFormat::Q8_0 => Q8_0_BYTES,
             BlockFormat::Q4_0 => 18,
             BlockFormat::Q4_1 => 20,
         }
@@ -306,7 +309,7 @@ impl Isa {
 /// [`Error::Shape`] when `x.len()` is not a multiple of [`BLOCK`].
 pub fn quantize_activations(x: &[f32]) -> Result<Vec<u8>> {
     let mut out = vec![0u8; BlockFormat::Q8_0.bytes_for(blocks(x.len(), "activations")?)];
-    for (b, o) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(34)) {
+    for (b, o) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(Q8_0_BYTES)) {
         let amax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
         let id = if amax == 0.0 { 0.0 } else { 127.0 / amax };
@@ -330,8 +333,8 @@ pub fn quantize_activations(x: &[f32]) -> Result<Vec<u8>> {
 /// (which pairs with activations carrying their sums); [`Error::Unsupported`] when
 /// this CPU lacks `isa`.
 pub fn dot(format: BlockFormat, w: &[u8], x: &[u8], isa: Isa) -> Result<f32> {
-    let (wb, n) = (format.block_bytes(), x.len() / 34);
-    if format == BlockFormat::Q4_1 || !x.len().is_multiple_of(34) || w.len() != n * wb {
+    let (wb, n) = (format.block_bytes(), x.len() / Q8_0_BYTES);
+    if format == BlockFormat::Q4_1 || !x.len().is_multiple_of(Q8_0_BYTES) || w.len() != n * wb {
         return Err(Error::Shape(format!(
             "{format} · q8_0: {} weight bytes against {} activation bytes",
             w.len(),
@@ -367,7 +370,10 @@ fn hsum8(a: [f32; 8]) -> f32 {
 /// [`dot`] in portable Rust, lane for lane as the vector paths.
 fn row_scalar(format: BlockFormat, w: &[u8], x: &[u8]) -> f32 {
     let mut acc = [0.0f32; 8];
-    for (wb, xb) in w.chunks_exact(format.block_bytes()).zip(x.chunks_exact(34)) {
+    for (wb, xb) in w
+        .chunks_exact(format.block_bytes())
+        .zip(x.chunks_exact(Q8_0_BYTES))
+    {
         let scale = half(wb, 0) * half(xb, 0);
         let xq = |i: usize| i32::from(xb[2 + i] as i8);
         let wq = |i: usize| match format {
@@ -609,7 +615,7 @@ mod x86 {
             ) -> [f32; R] {
                 let bb = format.block_bytes();
                 let mut acc = [_mm256_setzero_ps(); R];
-                for (b, xb) in x.chunks_exact(34).enumerate() {
+                for (b, xb) in x.chunks_exact(super::Q8_0_BYTES).enumerate() {
                     let xs = f16c(xb);
                     let xv = load(&xb[2..]);
                     let sx = match format {
