@@ -15,6 +15,7 @@ mod paged;
 #[cfg(feature = "tokenizer")]
 mod tokenizer;
 
+pub use autoglm_ops::{Storage, StoragePlan};
 pub use beam::{EarlyStopping, Hypothesis};
 pub use checkpoint::Checkpoint;
 pub use config::{Activation, ModelConfig, ModelType};
@@ -25,7 +26,8 @@ pub use error::{Error, Result};
 pub use export::save_pretrained;
 pub use init::init_weights;
 pub use model::{
-    build_graph, build_training_graph, load_weights, rope_tables, LoadOptions, Model, IGNORE_INDEX,
+    build_graph, build_training_graph, load_weights, rope_tables, storage_plan, LoadOptions, Model,
+    IGNORE_INDEX,
 };
 pub use paged::{Chunk, PagedCache, PagedModel, Sampler};
 #[cfg(feature = "tokenizer")]

@@ -15,7 +15,9 @@ use std::path::Path;
 
 use autoglm_graph::zoo::rope_halves;
 use autoglm_graph::{BinaryOp, DType, Dim, Graph, NodeId, OpKind, TensorType, UnaryOp};
-use autoglm_ops::{optimize, Device, Executor, Optimized, Options, Registry, Tensor};
+use autoglm_ops::{
+    optimize, Device, Executor, Optimized, Options, Registry, Storage, StoragePlan, Tensor,
+};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{Activation, ModelConfig, ModelType};
@@ -28,6 +30,22 @@ pub struct LoadOptions {
     pub threads: usize,
     /// Apply the fusion rules (on by default; off runs the graph as built).
     pub optimize: bool,
+    /// How the linear weights are stored for the products ([`storage_plan`]: the
+    /// output head one step above the rest); f32 by default.
+    pub storage: Storage,
+}
+
+/// The storage of a model's linear weights when the body is stored as `body`: the
+/// output head (`head.w`) one step higher, since its errors go straight into the
+/// logits (llama.cpp keeps it at 6 bits in its 4-bit types): `q4_0` → `q8_0`,
+/// `q8_0` → `f16`; the half types and f32 keep the head as the body.
+pub fn storage_plan(body: Storage) -> StoragePlan {
+    let head = match body {
+        Storage::Q4_0 => Storage::Q8_0,
+        Storage::Q8_0 => Storage::F16,
+        other => other,
+    };
+    StoragePlan::uniform(body).with("head.w", head)
 }
 
 impl Default for LoadOptions {
@@ -35,6 +53,7 @@ impl Default for LoadOptions {
         LoadOptions {
             threads: 1,
             optimize: true,
+            storage: Storage::F32,
         }
     }
 }
@@ -655,6 +674,7 @@ impl Model {
                 ..Options::default()
             },
         )?;
+        exec.set_storage_plan(storage_plan(options.storage));
         for (name, t) in params {
             exec.set_parameter(&name, t)?;
         }
@@ -672,6 +692,12 @@ impl Model {
     /// The structure.
     pub fn config(&self) -> &ModelConfig {
         &self.config
+    }
+
+    /// Each linear weight's storage and bytes as the products read it (the f32
+    /// parameters stay bound beside them).
+    pub fn stored_weights(&self) -> Vec<(String, Storage, usize)> {
+        self.exec.stored_weights()
     }
 
     /// What the optimiser did (rules fired, nodes before and after), if it ran.

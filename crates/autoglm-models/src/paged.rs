@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use autoglm_ops::{rows, PackedMatrix, Tensor};
+use autoglm_ops::{rows, PackedMatrix, Storage, StoragePlan, Tensor};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
 use rayon::prelude::*;
@@ -221,10 +221,19 @@ impl PagedModel {
     /// # Errors
     /// As [`crate::Model::load`].
     pub fn load(dir: &Path, threads: usize) -> Result<PagedModel> {
+        PagedModel::load_as(dir, threads, Storage::F32)
+    }
+
+    /// [`PagedModel::load`] with the linear weights stored as
+    /// [`crate::storage_plan`]`(storage)` says.
+    ///
+    /// # Errors
+    /// As [`crate::Model::load`].
+    pub fn load_as(dir: &Path, threads: usize, storage: Storage) -> Result<PagedModel> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let ck = Checkpoint::open(dir)?;
         let params = load_weights(&config, &ck)?;
-        PagedModel::from_weights(config, params, threads)
+        PagedModel::from_weights_as(config, params, threads, &crate::storage_plan(storage))
     }
 
     /// Builds the model from weights in the graph's layout ([`load_weights`]).
@@ -236,15 +245,32 @@ impl PagedModel {
         params: BTreeMap<String, Tensor>,
         threads: usize,
     ) -> Result<PagedModel> {
+        PagedModel::from_weights_as(config, params, threads, &StoragePlan::default())
+    }
+
+    /// [`PagedModel::from_weights`] with each linear weight stored as `plan` says for
+    /// its graph name (a fused product, such as q, k and v side by side, as its first
+    /// part says: `l0.q.w`), in the fallback format where a block format does not fit
+    /// ([`Storage::or_fallback`]).
+    ///
+    /// # Errors
+    /// As [`PagedModel::from_weights`].
+    pub fn from_weights_as(
+        config: ModelConfig,
+        params: BTreeMap<String, Tensor>,
+        threads: usize,
+        plan: &StoragePlan,
+    ) -> Result<PagedModel> {
         let get = |name: &str| -> Result<&Tensor> {
             params
                 .get(name)
                 .ok_or_else(|| Error::Input(format!("no weight '{name}'")))
         };
         let opt = |name: &str| params.get(name).map(|t| f32s(t).to_vec());
-        let packed = |parts: &[&Tensor]| -> Result<PackedMatrix> {
+        let packed = |name: &str, parts: &[&Tensor]| -> Result<PackedMatrix> {
             let (w, k, n) = hcat(parts);
-            PackedMatrix::new(&w, k, n).map_err(Error::from)
+            let storage = plan.storage_of(name).or_fallback(k);
+            PackedMatrix::with_storage(&w, k, n, storage).map_err(Error::from)
         };
         let cat_bias = |names: &[String], widths: &[usize]| -> Option<Vec<f32>> {
             if names.iter().all(|n| !params.contains_key(n)) {
@@ -274,19 +300,22 @@ impl PagedModel {
         let mut layers = Vec::with_capacity(config.num_layers);
         for l in 0..config.num_layers {
             let p = |n: &str| format!("l{l}.{n}");
-            let qkv = packed(&[get(&p("q.w"))?, get(&p("k.w"))?, get(&p("v.w"))?])?;
+            let qkv = packed(
+                &p("q.w"),
+                &[get(&p("q.w"))?, get(&p("k.w"))?, get(&p("v.w"))?],
+            )?;
             let qkv_b = cat_bias(&[p("q.b"), p("k.b"), p("v.b")], &[nh * d, nkv * d, nkv * d]);
             let (up, up_b, down, down_b) = match config.activation {
                 Activation::Silu => (
-                    packed(&[get(&p("gate.w"))?, get(&p("up.w"))?])?,
+                    packed(&p("gate.w"), &[get(&p("gate.w"))?, get(&p("up.w"))?])?,
                     cat_bias(&[p("gate.b"), p("up.b")], &[inter, inter]),
-                    packed(&[get(&p("down.w"))?])?,
+                    packed(&p("down.w"), &[get(&p("down.w"))?])?,
                     opt(&p("down.b")),
                 ),
                 Activation::Gelu | Activation::GeluTanh => (
-                    packed(&[get(&p("fc1.w"))?])?,
+                    packed(&p("fc1.w"), &[get(&p("fc1.w"))?])?,
                     opt(&p("fc1.b")),
-                    packed(&[get(&p("fc2.w"))?])?,
+                    packed(&p("fc2.w"), &[get(&p("fc2.w"))?])?,
                     opt(&p("fc2.b")),
                 ),
             };
@@ -306,7 +335,7 @@ impl PagedModel {
                 },
                 qkv,
                 qkv_b,
-                o: packed(&[get(&p("o.w"))?])?,
+                o: packed(&p("o.w"), &[get(&p("o.w"))?])?,
                 o_b: opt(&p("o.b")),
                 up,
                 up_b,
@@ -316,8 +345,8 @@ impl PagedModel {
         }
         let embed_t = get("embed")?;
         let head = match params.get("head.w") {
-            Some(t) => packed(&[t])?,
-            None if config.tie_word_embeddings => packed(&[&transpose(embed_t)])?,
+            Some(t) => packed("head.w", &[t])?,
+            None if config.tie_word_embeddings => packed("head.w", &[&transpose(embed_t)])?,
             None => return Err(Error::Input("no weight 'head.w'".into())),
         };
         if embed_t.shape() != [config.vocab_size, h] {
@@ -327,7 +356,20 @@ impl PagedModel {
                 config.vocab_size
             )));
         }
-        let weight_bytes = params.values().map(|t| t.len() * 4).sum();
+        // What is held: the matrices as stored, the rest (embedding, norms, biases) f32.
+        let in_matrices: usize = params
+            .iter()
+            .filter(|(n, t)| n.ends_with(".w") && t.shape().len() == 2)
+            .map(|(_, t)| t.len() * 4)
+            .sum();
+        let matrices: usize = layers
+            .iter()
+            .flat_map(|l| [&l.qkv, &l.o, &l.up, &l.down])
+            .chain([&head])
+            .map(PackedMatrix::bytes)
+            .sum();
+        let weight_bytes =
+            params.values().map(|t| t.len() * 4).sum::<usize>() - in_matrices + matrices;
         let positions: Vec<usize> = (0..config.max_position_embeddings.max(1)).collect();
         let (cos, sin) = rope_tables(&positions, config.rotary_dim, config.rope_theta);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -353,7 +395,8 @@ impl PagedModel {
         &self.config
     }
 
-    /// Bytes of the weights as loaded (f32).
+    /// Bytes of the weights as held: the linear weights in their storage, the
+    /// embedding, norms and biases in f32.
     pub fn weight_bytes(&self) -> usize {
         self.weight_bytes
     }

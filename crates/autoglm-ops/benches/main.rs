@@ -7,7 +7,7 @@ use std::hint::black_box;
 use autoglm_graph::zoo::{glm_block, BlockConfig};
 use autoglm_graph::{DType, Dim, Graph, OpKind, TensorType, UnaryOp};
 use autoglm_ops::quant::{BlockFormat, QuantMatrix};
-use autoglm_ops::{optimize, Device, Executor, Options, PackedMatrix, Registry, Tensor};
+use autoglm_ops::{optimize, Device, Executor, Options, PackedMatrix, Registry, Storage, Tensor};
 use criterion::{criterion_group, criterion_main, Criterion};
 
 fn ln_gelu(cols: u64) -> Graph {
@@ -110,10 +110,12 @@ fn benches(c: &mut Criterion) {
         .build()
         .expect("pool");
     let mut out = vec![0.0f32; n];
-    let f = PackedMatrix::new(w, k, n).expect("packed");
-    c.bench_function("matvec/2048/f32", |b| {
-        b.iter(|| pool.install(|| f.matmul(black_box(x), None, &mut out).expect("runs")))
-    });
+    for storage in [Storage::F32, Storage::F16, Storage::Bf16] {
+        let f = PackedMatrix::with_storage(w, k, n, storage).expect("packed");
+        c.bench_function(&format!("matvec/2048/{storage}"), |b| {
+            b.iter(|| pool.install(|| f.matmul(black_box(x), None, &mut out).expect("runs")))
+        });
+    }
     for format in [BlockFormat::Q8_0, BlockFormat::Q4_0] {
         let q = QuantMatrix::from_f32(w, k, n, format).expect("quantized");
         c.bench_function(&format!("matvec/2048/{format}"), |b| {

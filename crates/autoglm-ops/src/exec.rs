@@ -107,6 +107,8 @@ pub struct Executor {
     profile: Option<Vec<f64>>,
     /// Whether kernels may prepack bound parameters.
     prepack: bool,
+    /// The storage of the weights kernels prepack.
+    plan: crate::StoragePlan,
 }
 
 impl std::fmt::Debug for Executor {
@@ -203,6 +205,7 @@ impl Executor {
             stats: RunStats::default(),
             profile: None,
             prepack: options.prepack,
+            plan: crate::StoragePlan::default(),
         })
     }
 
@@ -232,17 +235,50 @@ impl Executor {
         };
         check_type(name, ty, &value, &mut HashMap::new())?;
         // Kernels that read this parameter may lay it out for themselves now, once.
+        let storage = self.plan.storage_of(name);
         for s in self.steps.iter_mut().filter(|_| self.prepack) {
             if let Some((pack, _)) = &s.kernel.prepack {
                 for (j, &x) in s.inputs.iter().enumerate() {
                     if x == i {
-                        s.packed[j] = pack(&s.op, j, &value);
+                        s.packed[j] = pack(&s.op, j, &value, storage);
                     }
                 }
             }
         }
         self.params[i] = Some(value);
         Ok(())
+    }
+
+    /// Stores the weights bound from now on as `plan` says, where their kernels can
+    /// (the CPU matrix product: [`crate::PackedMatrix`]). The parameter tensors stay
+    /// bound as they are (f32), so that gradients and [`Executor::parameter`] read
+    /// them; the products read the stored form. Needs prepacking on
+    /// ([`Options::prepack`]).
+    pub fn set_storage_plan(&mut self, plan: crate::StoragePlan) {
+        self.plan = plan;
+    }
+
+    /// Each bound weight a kernel holds as a [`crate::PackedMatrix`]: its name, storage
+    /// and bytes, in parameter order.
+    pub fn stored_weights(&self) -> Vec<(String, crate::Storage, usize)> {
+        let mut seen = vec![false; self.sources.len()];
+        let mut out = Vec::new();
+        for s in &self.steps {
+            for (j, &x) in s.inputs.iter().enumerate() {
+                let Some(m) = s.packed[j]
+                    .as_ref()
+                    .and_then(|p| p.downcast_ref::<crate::PackedMatrix>())
+                else {
+                    continue;
+                };
+                if let (Some(Source::Parameter(name, _)), false) = (self.sources.get(x), seen[x]) {
+                    seen[x] = true;
+                    out.push((x, name.clone(), m.storage(), m.bytes()));
+                }
+            }
+        }
+        out.sort_by_key(|e| e.0);
+        out.into_iter().map(|(_, n, s, b)| (n, s, b)).collect()
     }
 
     /// A bound parameter's value.
@@ -337,6 +373,7 @@ impl Executor {
             stats,
             profile,
             prepack: _,
+            plan: _,
         } = self;
         // Bind symbols from the inputs.
         let mut syms = HashMap::new();

@@ -17,7 +17,7 @@ mod verify;
 pub use error::{Error, KernelError, Result};
 pub use exec::{Executor, Options, RunStats};
 pub use io::{load_safetensors, save_safetensors};
-pub use linear::PackedMatrix;
+pub use linear::{PackedMatrix, Storage, StoragePlan};
 pub use registry::{
     backend_compiled, Cost, Device, DeviceSupport, InplaceFn, Kernel, KernelFn, Operator,
     PackedKernelFn, PrepackFn, Prepacked, Registry,

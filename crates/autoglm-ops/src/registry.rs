@@ -69,9 +69,12 @@ pub type InplaceFn =
 /// inner loop reads, for example. The kernel downcasts it back.
 pub type Prepacked = Arc<dyn std::any::Any + Send + Sync>;
 
-/// Derives a [`Prepacked`] form of input number `index` (the value given), or declines
-/// with `None` (this shape, type or machine gains nothing).
-pub type PrepackFn = Arc<dyn Fn(&OpKind, usize, &Tensor) -> Option<Prepacked> + Send + Sync>;
+/// Derives a [`Prepacked`] form of input number `index` (the value given), stored as
+/// the [`Storage`](crate::Storage) the executor's plan asks for where the kernel can
+/// (kernels that have one form only ignore it), or declines with `None` (this shape,
+/// type or machine gains nothing).
+pub type PrepackFn =
+    Arc<dyn Fn(&OpKind, usize, &Tensor, crate::Storage) -> Option<Prepacked> + Send + Sync>;
 
 /// A kernel given, besides its inputs, the prepacked form of each input that has one.
 /// The tensors are passed as well, unchanged.
@@ -122,7 +125,10 @@ impl Kernel {
     #[must_use]
     pub fn with_prepack(
         mut self,
-        pack: impl Fn(&OpKind, usize, &Tensor) -> Option<Prepacked> + Send + Sync + 'static,
+        pack: impl Fn(&OpKind, usize, &Tensor, crate::Storage) -> Option<Prepacked>
+            + Send
+            + Sync
+            + 'static,
         run: impl Fn(&OpKind, &[&Tensor], &[Option<&Prepacked>], &mut Tensor) -> Result<(), KernelError>
             + Send
             + Sync

@@ -40,21 +40,63 @@ const WIDE_ROWS: usize = 4;
 /// development VM), which is what bounds a matrix–vector product.
 const WIDE_PANELS: usize = 8;
 
+/// What a packed panel stores: f32, or f16 / bf16 widened to f32 in registers as
+/// the kernel loads them (exactly, so a half panel's product has the same bits as
+/// the f32 panel of the widened values).
+pub(crate) trait PanelElem:
+    Copy + Default + Send + Sync + std::fmt::Debug + 'static
+{
+    /// How the kernels widen it.
+    const KIND: ElemKind;
+    /// The element nearest `x` (round to nearest even).
+    fn from_f32(x: f32) -> Self;
+}
+
+/// The panel element types.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ElemKind {
+    F32,
+    F16,
+    Bf16,
+}
+
+impl PanelElem for f32 {
+    const KIND: ElemKind = ElemKind::F32;
+    fn from_f32(x: f32) -> f32 {
+        x
+    }
+}
+
+impl PanelElem for half::f16 {
+    const KIND: ElemKind = ElemKind::F16;
+    fn from_f32(x: f32) -> half::f16 {
+        half::f16::from_f32(x)
+    }
+}
+
+impl PanelElem for half::bf16 {
+    const KIND: ElemKind = ElemKind::Bf16;
+    fn from_f32(x: f32) -> half::bf16 {
+        half::bf16::from_f32(x)
+    }
+}
+
 /// A `k × n` row-major matrix in panels of [`NR`] columns (zero-padded), each
-/// panel `k × NR` contiguous, 64-byte aligned.
-pub(crate) struct PackedB {
+/// panel `k × NR` contiguous, 64-byte aligned, of f32 or (`E`) a half type.
+pub(crate) struct PackedB<E: PanelElem = f32> {
     k: usize,
     n: usize,
-    buf: Vec<f32>,
+    buf: Vec<E>,
     /// Index of the first panel element in `buf` (for alignment).
     start: usize,
 }
 
-impl std::fmt::Debug for PackedB {
+impl<E: PanelElem> std::fmt::Debug for PackedB<E> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PackedB")
             .field("k", &self.k)
             .field("n", &self.n)
+            .field("elem", &E::KIND)
             .finish_non_exhaustive()
     }
 }
@@ -71,15 +113,59 @@ pub(crate) fn available() -> bool {
     }
 }
 
-impl PackedB {
-    /// Packs row-major `b` (`k × n`), or `None` where the kernel cannot run.
-    pub(crate) fn new(b: &[f32], k: usize, n: usize) -> Option<PackedB> {
+impl<E: PanelElem> PackedB<E> {
+    /// Packs row-major `b` (`k × n`), rounded to `E`, or `None` where the kernel
+    /// cannot run.
+    pub(crate) fn from_f32(b: &[f32], k: usize, n: usize) -> Option<PackedB<E>> {
         if b.len() != k * n {
             return None;
         }
-        PackedB::pack(k, n, |row, j0, dst| {
-            dst.copy_from_slice(&b[row * n + j0..row * n + j0 + dst.len()]);
+        PackedB::pack_into(Vec::new(), k, n, |row, j0, dst| {
+            let src = &b[row * n + j0..row * n + j0 + dst.len()];
+            for (d, &s) in dst.iter_mut().zip(src) {
+                *d = E::from_f32(s);
+            }
         })
+    }
+
+    /// Bytes held (the panels with their zero padding).
+    pub(crate) fn bytes(&self) -> usize {
+        self.buf.len() * std::mem::size_of::<E>()
+    }
+
+    fn pack_into(
+        mut buf: Vec<E>,
+        k: usize,
+        n: usize,
+        fill: impl Fn(usize, usize, &mut [E]),
+    ) -> Option<PackedB<E>> {
+        if !available() || k == 0 || n == 0 {
+            return None;
+        }
+        let panels = n.div_ceil(NR);
+        let len = panels * k * NR;
+        // Room to start the panels on a 64-byte boundary.
+        let pad = 64 / std::mem::size_of::<E>();
+        buf.clear();
+        buf.resize(len + pad, E::default());
+        let start = buf.as_ptr().align_offset(64).min(pad);
+        let data = &mut buf[start..start + len];
+        for p in 0..panels {
+            let j0 = p * NR;
+            let w = NR.min(n - j0);
+            let panel = &mut data[p * k * NR..(p + 1) * k * NR];
+            for (row, dst) in panel.chunks_exact_mut(NR).enumerate() {
+                fill(row, j0, &mut dst[..w]);
+            }
+        }
+        Some(PackedB { k, n, buf, start })
+    }
+}
+
+impl PackedB<f32> {
+    /// Packs row-major `b` (`k × n`), or `None` where the kernel cannot run.
+    pub(crate) fn new(b: &[f32], k: usize, n: usize) -> Option<PackedB> {
+        PackedB::from_f32(b, k, n)
     }
 
     /// Packs the transpose of row-major `bt` (`n × k`): the `k × n` matrix whose
@@ -88,23 +174,22 @@ impl PackedB {
         if bt.len() != k * n {
             return None;
         }
-        PackedB::pack(k, n, |row, j0, dst| {
+        PackedB::pack_into(Vec::new(), k, n, |row, j0, dst| {
             for (c, x) in dst.iter_mut().enumerate() {
                 *x = bt[(j0 + c) * k + row];
             }
         })
     }
 
-    /// A `k × n` packed matrix whose row `row`, columns `j0..j0 + dst.len()`, `fill`
-    /// writes into `dst`.
-    fn pack(k: usize, n: usize, fill: impl Fn(usize, usize, &mut [f32])) -> Option<PackedB> {
-        PackedB::pack_into(Vec::new(), k, n, fill)
-    }
-
     /// [`PackedB::new`] into `buf`'s memory (grown if needed): products that pack
     /// their right operand on every call reuse one buffer instead of faulting in
     /// fresh pages each time. [`PackedB::into_buffer`] gives the memory back.
-    pub(crate) fn new_reusing(b: &[f32], k: usize, n: usize, buf: Vec<f32>) -> Option<PackedB> {
+    pub(crate) fn new_reusing(
+        b: &[f32],
+        k: usize,
+        n: usize,
+        buf: Vec<f32>,
+    ) -> Option<PackedB<f32>> {
         if b.len() != k * n {
             return None;
         }
@@ -117,33 +202,9 @@ impl PackedB {
     pub(crate) fn into_buffer(self) -> Vec<f32> {
         self.buf
     }
+}
 
-    fn pack_into(
-        mut buf: Vec<f32>,
-        k: usize,
-        n: usize,
-        fill: impl Fn(usize, usize, &mut [f32]),
-    ) -> Option<PackedB> {
-        if !available() || k == 0 || n == 0 {
-            return None;
-        }
-        let panels = n.div_ceil(NR);
-        let len = panels * k * NR;
-        buf.clear();
-        buf.resize(len + 16, 0.0);
-        let start = buf.as_ptr().align_offset(64).min(16);
-        let data = &mut buf[start..start + len];
-        for p in 0..panels {
-            let j0 = p * NR;
-            let w = NR.min(n - j0);
-            let panel = &mut data[p * k * NR..(p + 1) * k * NR];
-            for (row, dst) in panel.chunks_exact_mut(NR).enumerate() {
-                fill(row, j0, &mut dst[..w]);
-            }
-        }
-        Some(PackedB { k, n, buf, start })
-    }
-
+impl<E: PanelElem> PackedB<E> {
     /// Rows (the inner dimension of the product).
     pub(crate) fn k(&self) -> usize {
         self.k
@@ -154,7 +215,7 @@ impl PackedB {
         self.n
     }
 
-    fn panel(&self, p: usize) -> &[f32] {
+    fn panel(&self, p: usize) -> &[E] {
         let len = self.k * NR;
         &self.buf[self.start + p * len..self.start + (p + 1) * len]
     }
@@ -436,12 +497,12 @@ pub(crate) struct Operand<'a> {
 
 /// One micro-kernel call: `rows × cols` of `c` (rows ≤ MR, cols ≤ NR) over `kc`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-struct Tile<'a> {
+struct Tile<'a, E> {
     kc: usize,
     a: &'a [f32],
     /// Row stride of `a`; 0: `a` is a packed block, rows `KC` apart ([`pack_a`]).
     lda: usize,
-    b: &'a [f32],
+    b: &'a [E],
     c: &'a mut [f32],
     ldc: usize,
     cols: usize,
@@ -453,12 +514,12 @@ struct Tile<'a> {
 /// One wide micro-kernel call: `rows × cols` of `c` (rows ≤ [`WIDE_ROWS`], `cols`
 /// spanning up to [`WIDE_PANELS`] panels) over the whole depth `k`.
 #[cfg_attr(not(target_arch = "x86_64"), allow(dead_code))]
-struct Wide<'a> {
+struct Wide<'a, E> {
     k: usize,
     a: &'a [f32],
     lda: usize,
     /// From the first panel's start; panel `i` starts at `i * stride`.
-    b: &'a [f32],
+    b: &'a [E],
     stride: usize,
     c: &'a mut [f32],
     ldc: usize,
@@ -468,14 +529,33 @@ struct Wide<'a> {
 
 #[cfg(target_arch = "x86_64")]
 mod x86 {
-    use super::{Tile, Wide, KC, MR, NR, WIDE_PANELS};
+    use super::{ElemKind, PanelElem, Tile, Wide, KC, MR, NR, WIDE_PANELS};
     use std::arch::x86_64::*;
+
+    /// Sixteen panel elements from `p` as f32 (widened exactly).
+    ///
+    /// # Safety
+    /// AVX-512F; 16 elements readable at `p`, which for f32 is 64-byte aligned.
+    #[target_feature(enable = "avx512f")]
+    #[inline]
+    unsafe fn load16<E: PanelElem>(p: *const E) -> __m512 {
+        // SAFETY: as the caller promises.
+        unsafe {
+            match E::KIND {
+                ElemKind::F32 => _mm512_load_ps(p.cast()),
+                ElemKind::F16 => _mm512_cvtph_ps(_mm256_loadu_si256(p.cast())),
+                ElemKind::Bf16 => _mm512_castsi512_ps(_mm512_slli_epi32::<16>(
+                    _mm512_cvtepu16_epi32(_mm256_loadu_si256(p.cast())),
+                )),
+            }
+        }
+    }
 
     /// Calls the micro-kernel for `rows` rows.
     ///
     /// # Safety
     /// The CPU has AVX-512F.
-    pub(super) unsafe fn tile_dispatch(rows: usize, mut t: Tile<'_>) {
+    pub(super) unsafe fn tile_dispatch<E: PanelElem>(rows: usize, mut t: Tile<'_, E>) {
         assert!((1..=MR).contains(&rows) && (1..=NR).contains(&t.cols));
         if t.lda == 0 {
             assert!(t.kc <= KC && t.a.len() >= (rows - 1) * KC + t.kc);
@@ -488,9 +568,9 @@ mod x86 {
         // SAFETY: bounds asserted above; AVX-512F by the caller.
         unsafe {
             if t.lda == 0 {
-                tile_rows::<true>(rows, &mut t);
+                tile_rows::<E, true>(rows, &mut t);
             } else {
-                tile_rows::<false>(rows, &mut t);
+                tile_rows::<E, false>(rows, &mut t);
             }
         }
     }
@@ -500,22 +580,22 @@ mod x86 {
     /// # Safety
     /// As [`tile`].
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile_rows<const PACKED: bool>(rows: usize, t: &mut Tile<'_>) {
+    unsafe fn tile_rows<E: PanelElem, const PACKED: bool>(rows: usize, t: &mut Tile<'_, E>) {
         // SAFETY: forwarded.
         unsafe {
             match rows {
-                12 => tile::<12, PACKED>(t),
-                11 => tile::<11, PACKED>(t),
-                10 => tile::<10, PACKED>(t),
-                9 => tile::<9, PACKED>(t),
-                8 => tile::<8, PACKED>(t),
-                7 => tile::<7, PACKED>(t),
-                6 => tile::<6, PACKED>(t),
-                5 => tile::<5, PACKED>(t),
-                4 => tile::<4, PACKED>(t),
-                3 => tile::<3, PACKED>(t),
-                2 => tile::<2, PACKED>(t),
-                _ => tile::<1, PACKED>(t),
+                12 => tile::<E, 12, PACKED>(t),
+                11 => tile::<E, 11, PACKED>(t),
+                10 => tile::<E, 10, PACKED>(t),
+                9 => tile::<E, 9, PACKED>(t),
+                8 => tile::<E, 8, PACKED>(t),
+                7 => tile::<E, 7, PACKED>(t),
+                6 => tile::<E, 6, PACKED>(t),
+                5 => tile::<E, 5, PACKED>(t),
+                4 => tile::<E, 4, PACKED>(t),
+                3 => tile::<E, 3, PACKED>(t),
+                2 => tile::<E, 2, PACKED>(t),
+                _ => tile::<E, 1, PACKED>(t),
             }
         }
     }
@@ -524,7 +604,11 @@ mod x86 {
     ///
     /// # Safety
     /// The CPU has AVX-512F.
-    pub(super) unsafe fn wide_dispatch(rows: usize, panels: usize, mut t: Wide<'_>) {
+    pub(super) unsafe fn wide_dispatch<E: PanelElem>(
+        rows: usize,
+        panels: usize,
+        mut t: Wide<'_, E>,
+    ) {
         assert!((1..=4).contains(&rows) && rows * panels <= WIDE_PANELS.max(rows));
         assert!(t.cols > (panels - 1) * NR && t.cols <= panels * NR);
         assert!(t.k >= 1 && t.k * NR <= t.stride);
@@ -535,14 +619,14 @@ mod x86 {
         // SAFETY: bounds asserted above; AVX-512F by the caller.
         unsafe {
             match (rows, panels) {
-                (1, 8) => wide::<1, 8>(&mut t),
-                (1, 7) => wide::<1, 7>(&mut t),
-                (1, 6) => wide::<1, 6>(&mut t),
-                (1, 5) => wide::<1, 5>(&mut t),
-                (_, 4) => wide_rows::<4>(rows, &mut t),
-                (_, 3) => wide_rows::<3>(rows, &mut t),
-                (_, 2) => wide_rows::<2>(rows, &mut t),
-                _ => wide_rows::<1>(rows, &mut t),
+                (1, 8) => wide::<E, 1, 8>(&mut t),
+                (1, 7) => wide::<E, 1, 7>(&mut t),
+                (1, 6) => wide::<E, 1, 6>(&mut t),
+                (1, 5) => wide::<E, 1, 5>(&mut t),
+                (_, 4) => wide_rows::<E, 4>(rows, &mut t),
+                (_, 3) => wide_rows::<E, 3>(rows, &mut t),
+                (_, 2) => wide_rows::<E, 2>(rows, &mut t),
+                _ => wide_rows::<E, 1>(rows, &mut t),
             }
         }
     }
@@ -552,14 +636,14 @@ mod x86 {
     /// # Safety
     /// As [`wide`].
     #[target_feature(enable = "avx512f")]
-    unsafe fn wide_rows<const P: usize>(rows: usize, t: &mut Wide<'_>) {
+    unsafe fn wide_rows<E: PanelElem, const P: usize>(rows: usize, t: &mut Wide<'_, E>) {
         // SAFETY: forwarded.
         unsafe {
             match rows {
-                1 => wide::<1, P>(t),
-                2 => wide::<2, P>(t),
-                3 => wide::<3, P>(t),
-                _ => wide::<4, P>(t),
+                1 => wide::<E, 1, P>(t),
+                2 => wide::<E, 2, P>(t),
+                3 => wide::<E, 3, P>(t),
+                _ => wide::<E, 4, P>(t),
             }
         }
     }
@@ -570,7 +654,7 @@ mod x86 {
     /// # Safety
     /// AVX-512F; the bounds `wide_dispatch` asserts.
     #[target_feature(enable = "avx512f")]
-    unsafe fn wide<const R: usize, const P: usize>(t: &mut Wide<'_>) {
+    unsafe fn wide<E: PanelElem, const R: usize, const P: usize>(t: &mut Wide<'_, E>) {
         let a = t.a.as_ptr();
         let b = t.b.as_ptr();
         let c = t.c.as_mut_ptr();
@@ -597,7 +681,7 @@ mod x86 {
                 let mut bv = [[_mm512_setzero_ps(); 2]; P];
                 for (j, v) in bv.iter_mut().enumerate() {
                     let q = b.add(j * t.stride + p * NR);
-                    *v = [_mm512_load_ps(q), _mm512_load_ps(q.add(16))];
+                    *v = [load16(q), load16(q.add(16))];
                 }
                 for (i, row) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(*a.add(i * t.lda + p));
@@ -634,7 +718,7 @@ mod x86 {
     /// # Safety
     /// AVX-512F; the bounds `tile_dispatch` asserts.
     #[target_feature(enable = "avx512f")]
-    unsafe fn tile<const R: usize, const PACKED: bool>(t: &mut Tile<'_>) {
+    unsafe fn tile<E: PanelElem, const R: usize, const PACKED: bool>(t: &mut Tile<'_, E>) {
         let (m0, m1) = masks(t.cols);
         let a = t.a.as_ptr();
         let b = t.b.as_ptr();
@@ -660,8 +744,8 @@ mod x86 {
                 }
             }
             for p in 0..t.kc {
-                let b0 = _mm512_load_ps(b.add(p * NR));
-                let b1 = _mm512_load_ps(b.add(p * NR + 16));
+                let b0 = load16(b.add(p * NR));
+                let b1 = load16(b.add(p * NR + 16));
                 for (i, row) in acc.iter_mut().enumerate() {
                     let av = _mm512_set1_ps(if PACKED {
                         *a.add(i * KC + p)

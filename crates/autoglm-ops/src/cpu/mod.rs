@@ -456,9 +456,9 @@ fn packed_matmul_into(
 
 /// `o = xa · w (+ bias)` for row-major slices, split over the current pool's threads:
 /// by rows, or for a few rows by columns.
-pub(crate) fn packed_matmul_slices(
+pub(crate) fn packed_matmul_slices<E: gemm::PanelElem>(
     xa: &[f32],
-    w: &gemm::PackedB,
+    w: &gemm::PackedB<E>,
     bias: Option<&[f32]>,
     o: &mut [f32],
 ) -> KResult {
@@ -511,27 +511,42 @@ fn matmul_kernel() -> Kernel {
         other => Err(wrong_op("matmul", other)),
     })
     .with_prepack(
-        // A rank-2 f32 right operand (a weight) is packed; nothing else is.
-        |op, index, t| {
+        // A rank-2 f32 right operand (a weight) is laid out in the storage asked for
+        // (f16 panels where a block format does not fit its rows); nothing else is.
+        |op, index, t, storage| {
             let ok = matches!(op, OpKind::MatMul | OpKind::Linear) && index == 1;
             let (shape, data) = (t.shape(), t.as_f32()?);
             if !ok || shape.len() != 2 {
                 return None;
             }
-            gemm::PackedB::new(data, shape[0], shape[1]).map(|p| Arc::new(p) as Prepacked)
+            let (k, n) = (shape[0], shape[1]);
+            if storage == crate::Storage::F32 && !gemm::available() {
+                return None;
+            }
+            crate::PackedMatrix::with_storage(data, k, n, storage.or_fallback(k))
+                .ok()
+                .map(|p| Arc::new(p) as Prepacked)
         },
         |op, ins, packed, out| {
             let w = packed
                 .get(1)
                 .copied()
                 .flatten()
-                .and_then(|p| p.downcast_ref::<gemm::PackedB>())
+                .and_then(|p| p.downcast_ref::<crate::PackedMatrix>())
                 .ok_or("the packed kernel was called without a packed weight")?;
             let bias = match op {
                 OpKind::Linear => Some(f32s(ins[2])?),
                 _ => None,
             };
-            packed_matmul_into(ins[0], w, bias, out)
+            let (k, n) = (w.k(), w.n());
+            if ins[0].shape().last() != Some(&k) || out.shape().last() != Some(&n) {
+                return Err(KernelError::Shape(format!(
+                    "{:?} · packed [{k}, {n}] → {:?}",
+                    ins[0].shape(),
+                    out.shape()
+                )));
+            }
+            w.matmul_slices(f32s(ins[0])?, bias, f32s_mut(out)?)
         },
     )
 }
