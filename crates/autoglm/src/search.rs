@@ -36,6 +36,14 @@ use crate::trial::{
     Structure, TrialData,
 };
 
+/// The MLP width for `hidden` and a width ratio: the nearest multiple of 32
+/// ([`autoglm_ops::quant::BLOCK`]), at least 32, so that the down projection's rows
+/// hold whole 32-element blocks and every weight can be stored in a block format.
+pub(crate) fn mlp_width(hidden: usize, ratio: f64) -> usize {
+    let block = autoglm_ops::quant::BLOCK;
+    ((hidden as f64 * ratio / block as f64).round() as usize).max(1) * block
+}
+
 /// Progress of a search, for a display.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Event {
@@ -1355,9 +1363,7 @@ impl AutoTrainer {
                     hidden,
                     heads: pick(&m.heads).round() as usize,
                     kv_heads: pick(&m.kv_heads).round() as usize,
-                    intermediate: (((hidden as f64 * pick(&m.mlp_ratio)) / 8.0).round() as usize)
-                        .max(1)
-                        * 8,
+                    intermediate: mlp_width(hidden, pick(&m.mlp_ratio)),
                     rotary: pick(&m.rotary),
                     tie_embeddings: m.tie_embeddings,
                 }
@@ -1570,7 +1576,7 @@ impl AutoTrainer {
                     hidden,
                     heads: get("heads", &m.heads, true)? as usize,
                     kv_heads: get("kv_heads", &m.kv_heads, true)? as usize,
-                    intermediate: (((hidden as f64 * ratio) / 8.0).round() as usize).max(1) * 8,
+                    intermediate: mlp_width(hidden, ratio),
                     rotary: get("rotary", &m.rotary, false)?,
                     tie_embeddings: m.tie_embeddings,
                 }
@@ -1747,6 +1753,20 @@ impl AutoTrainer {
 
 #[cfg(test)]
 mod tests {
+
+    #[test]
+    fn mlp_widths_are_whole_blocks() {
+        for hidden in [16, 64, 96, 128, 192, 256] {
+            for ratio in [1.0, 2.0, 2.6, 3.1, 4.0] {
+                let w = mlp_width(hidden, ratio);
+                assert!(w >= 32 && w % 32 == 0, "{hidden} × {ratio} → {w}");
+                assert!((w as f64 - hidden as f64 * ratio).abs() <= 16.0 || w == 32);
+            }
+        }
+        assert_eq!(mlp_width(128, 2.2), 288);
+        assert_eq!(mlp_width(192, 2.625), 512);
+    }
+
     use super::*;
 
     /// A space of two points (the hidden size; everything else fixed) and a budget
