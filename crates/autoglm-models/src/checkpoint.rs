@@ -5,7 +5,8 @@ use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 
-use autoglm_ops::{Data, Tensor};
+use autoglm_ops::quant::{BlockFormat, BLOCK};
+use autoglm_ops::{Data, Storage, Tensor};
 use half::{bf16, f16};
 use memmap2::Mmap;
 use safetensors::tensor::{Dtype, Metadata};
@@ -198,6 +199,60 @@ impl Checkpoint {
         self.index.contains_key(name)
     }
 
+    /// The value of a key in the first file's `__metadata__`.
+    fn metadata(&self, key: &str) -> Option<&str> {
+        self.shards
+            .first()?
+            .meta
+            .metadata()
+            .as_ref()?
+            .get(key)
+            .map(String::as_str)
+    }
+
+    /// How the checkpoint stores its linear weights: the body storage a quantized
+    /// checkpoint names ([`crate::save_pretrained_as`]), else f16 or bf16 where every
+    /// 2-D tensor has that type, else f32.
+    ///
+    /// # Errors
+    /// [`Error::Checkpoint`] for a storage name this version does not know.
+    pub fn storage(&self) -> Result<Storage> {
+        if let Some(s) = self.metadata(STORAGE_KEY) {
+            return s
+                .parse()
+                .map_err(|e| ckpt_err(&self.dir, format!("'{STORAGE_KEY}': {e}")));
+        }
+        let types: std::collections::BTreeSet<String> = self
+            .names()
+            .filter(|n| self.shape(n).is_some_and(|s| s.len() == 2))
+            .filter_map(|n| self.dtype(n))
+            .collect();
+        Ok(
+            match types.iter().map(String::as_str).collect::<Vec<_>>()[..] {
+                ["F16"] => Storage::F16,
+                ["BF16"] => Storage::Bf16,
+                _ => Storage::F32,
+            },
+        )
+    }
+
+    /// The block format a tensor is stored in, from the file's `__metadata__`.
+    fn block_format(&self, shard: &Shard, name: &str) -> Result<Option<BlockFormat>> {
+        let key = format!("{STORAGE_KEY}.{name}");
+        let Some(s) = shard.meta.metadata().as_ref().and_then(|m| m.get(&key)) else {
+            return Ok(None);
+        };
+        let storage: Storage = s
+            .parse()
+            .map_err(|e| ckpt_err(&shard.path, format!("'{key}': {e}")))?;
+        storage.block_format().map(Some).ok_or_else(|| {
+            ckpt_err(
+                &shard.path,
+                format!("'{key}' = '{s}' is not a block format (q8_0 or q4_0)"),
+            )
+        })
+    }
+
     /// The element type of a tensor (`"F32"`, `"BF16"`…).
     pub fn dtype(&self, name: &str) -> Option<String> {
         let s = &self.shards[*self.index.get(name)?];
@@ -219,6 +274,10 @@ impl Checkpoint {
             .meta
             .info(name)
             .ok_or_else(|| ckpt_err(&s.path, format!("tensor '{name}' is missing")))?;
+        let format = self.block_format(s, name)?;
+        if let Some(format) = format {
+            return self.block_tensor(s, name, shape, format);
+        }
         if info.shape != shape {
             return Err(ckpt_err(
                 &s.path,
@@ -256,4 +315,46 @@ impl Checkpoint {
         Tensor::new(shape, Data::F32(data))
             .map_err(|e| ckpt_err(&s.path, format!("tensor '{name}': {e}")))
     }
+
+    /// A block-quantized tensor (`u8`, one row of blocks per row of `shape`) as the
+    /// f32 values its blocks hold.
+    fn block_tensor(
+        &self,
+        s: &Shard,
+        name: &str,
+        shape: &[usize],
+        format: BlockFormat,
+    ) -> Result<Tensor> {
+        let info = s.meta.info(name).expect("the caller found it");
+        let [rows, cols] = shape[..] else {
+            return Err(ckpt_err(
+                &s.path,
+                format!("tensor '{name}' is stored as {format} blocks, but the config implies a {}-dimensional tensor", shape.len()),
+            ));
+        };
+        let want = [rows, format.bytes_for(cols)];
+        if info.dtype != Dtype::U8 || info.shape != want || !cols.is_multiple_of(BLOCK) {
+            return Err(ckpt_err(
+                &s.path,
+                format!(
+                    "tensor '{name}' ({format} blocks of {shape:?}) should be u8 {want:?} with {cols} a multiple of {BLOCK}, but it is {:?} {:?}",
+                    info.dtype, info.shape
+                ),
+            ));
+        }
+        let (a, b) = info.data_offsets;
+        let raw = &s.map[s.data_start + a..s.data_start + b];
+        let mut data = vec![0.0f32; rows * cols];
+        for (src, dst) in raw.chunks_exact(want[1]).zip(data.chunks_exact_mut(cols)) {
+            format
+                .dequantize(src, dst)
+                .map_err(|e| ckpt_err(&s.path, format!("tensor '{name}': {e}")))?;
+        }
+        Tensor::new(shape, Data::F32(data))
+            .map_err(|e| ckpt_err(&s.path, format!("tensor '{name}': {e}")))
+    }
 }
+
+/// The `__metadata__` key naming a checkpoint's storage; `autoglm.storage.NAME` names
+/// the block format of tensor `NAME`.
+pub(crate) const STORAGE_KEY: &str = "autoglm.storage";

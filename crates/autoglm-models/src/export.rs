@@ -1,11 +1,23 @@
 //! Writing a model back in the Hugging Face layout (`config.json` +
 //! `model.safetensors`), so transformers' `from_pretrained` opens it: the inverse of
-//! [`crate::load_weights`].
+//! [`crate::load_weights`]. [`save_pretrained_as`] stores the weights in another
+//! [`Storage`]:
+//!
+//! | storage | what `model.safetensors` holds | who reads it |
+//! |---|---|---|
+//! | `f32`, `f16`, `bf16` | every 2-D weight in that type (norms and biases f32) | transformers, and us |
+//! | `q8_0`, `q4_0` | each 2-D weight whose rows are whole 32-blocks as `u8 [rows, bytes per row]`: ggml's blocks of that row ([`autoglm_ops::quant`]), named in `__metadata__` (`autoglm.storage.NAME`); the rest f16 | us (transformers refuses the unknown `quantization_config`); GGUF readers once converted |
+//!
+//! The output head (and a tied or untied embedding) is stored one step higher than the
+//! body ([`crate::storage_plan`]); `__metadata__`'s `autoglm.storage` names the body's
+//! storage, so a loader stores the weights as they were written.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
-use autoglm_ops::Tensor;
+use autoglm_ops::{Storage, Tensor};
+use half::{bf16, f16};
+use safetensors::tensor::{Dtype, TensorView};
 
 use crate::config::{ModelConfig, ModelType};
 use crate::error::{Error, Result};
@@ -39,6 +51,127 @@ pub fn save_pretrained(
     config: &ModelConfig,
     weights: &BTreeMap<String, Tensor>,
 ) -> Result<()> {
+    save_pretrained_as(dir, config, weights, Storage::F32).map(|_| ())
+}
+
+/// [`save_pretrained`] with the weights stored as `storage` (the module's table):
+/// the 2-D weights rounded or quantized with ggml's reference quantizers, the head
+/// and embedding one step higher, a tensor whose rows are not whole 32-blocks in
+/// f16. Returns the bytes written per storage, to report what fell back.
+///
+/// # Errors
+/// As [`save_pretrained`].
+pub fn save_pretrained_as(
+    dir: &Path,
+    config: &ModelConfig,
+    weights: &BTreeMap<String, Tensor>,
+    storage: Storage,
+) -> Result<BTreeMap<Storage, usize>> {
+    let out = hf_tensors(config, weights)?;
+    let head = crate::storage_plan(storage).storage_of("head.w");
+    let mut meta = HashMap::from([
+        ("format".to_string(), "pt".to_string()),
+        (
+            crate::checkpoint::STORAGE_KEY.to_string(),
+            storage.to_string(),
+        ),
+    ]);
+    let mut bytes_by = BTreeMap::new();
+    let mut encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+    for (name, t) in &out {
+        let v = f32s(t);
+        let shape = t.shape().to_vec();
+        let s = match shape[..] {
+            [_, cols] => {
+                let embed_or_head = name.contains("embed") || name.starts_with("lm_head");
+                if embed_or_head { head } else { storage }.or_fallback(cols)
+            }
+            _ => Storage::F32,
+        };
+        let (dtype, shape, data) = match s {
+            Storage::F16 => (
+                Dtype::F16,
+                shape,
+                v.iter()
+                    .flat_map(|&x| f16::from_f32(x).to_bits().to_le_bytes())
+                    .collect(),
+            ),
+            Storage::Bf16 => (
+                Dtype::BF16,
+                shape,
+                v.iter()
+                    .flat_map(|&x| bf16::from_f32(x).to_bits().to_le_bytes())
+                    .collect(),
+            ),
+            Storage::Q8_0 | Storage::Q4_0 => {
+                let format = s.block_format().expect("a block storage");
+                let cols = shape[1];
+                let mut data = Vec::with_capacity(shape[0] * format.bytes_for(cols));
+                for row in v.chunks_exact(cols) {
+                    data.extend(format.quantize(row)?);
+                }
+                meta.insert(
+                    format!("{}.{name}", crate::checkpoint::STORAGE_KEY),
+                    s.to_string(),
+                );
+                (Dtype::U8, vec![shape[0], format.bytes_for(cols)], data)
+            }
+            _ => (
+                Dtype::F32,
+                shape,
+                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+            ),
+        };
+        *bytes_by.entry(s).or_insert(0) += data.len();
+        encoded.push((name.clone(), dtype, shape, data));
+    }
+    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+        path: dir.to_path_buf(),
+        source,
+    })?;
+    let cfg_path = dir.join("config.json");
+    let mut json = config.to_json();
+    json["dtype"] = match storage {
+        Storage::F16 => "float16",
+        Storage::Bf16 => "bfloat16",
+        _ => "float32",
+    }
+    .into();
+    if storage.block_format().is_some() {
+        json["quantization_config"] = serde_json::json!({
+            "quant_method": "autoglm",
+            "format": storage.to_string(),
+            "head": head.to_string(),
+            "layout": "ggml blocks, one u8 row of blocks per weight row",
+        });
+    }
+    let text = serde_json::to_string_pretty(&json).expect("JSON");
+    std::fs::write(&cfg_path, text).map_err(|source| Error::Io {
+        path: cfg_path,
+        source,
+    })?;
+    let st = dir.join("model.safetensors");
+    let ckpt = |reason: String| Error::Checkpoint {
+        path: st.clone(),
+        reason,
+    };
+    let views = encoded
+        .iter()
+        .map(|(n, d, s, b)| {
+            TensorView::new(*d, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| ckpt(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    safetensors::serialize_to_file(views, Some(meta), &st).map_err(|e| ckpt(e.to_string()))?;
+    Ok(bytes_by)
+}
+
+/// The weights in the Hugging Face layout, by tensor name (f32).
+fn hf_tensors(
+    config: &ModelConfig,
+    weights: &BTreeMap<String, Tensor>,
+) -> Result<BTreeMap<String, Tensor>> {
     let w = |name: &str| -> Result<&Tensor> {
         weights
             .get(name)
@@ -173,19 +306,5 @@ pub fn save_pretrained(
             }
         }
     }
-    std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
-    let cfg_path = dir.join("config.json");
-    let text = serde_json::to_string_pretty(&config.to_json()).expect("JSON");
-    std::fs::write(&cfg_path, text).map_err(|source| Error::Io {
-        path: cfg_path,
-        source,
-    })?;
-    let st = dir.join("model.safetensors");
-    autoglm_ops::save_safetensors(&st, &out).map_err(|e| Error::Checkpoint {
-        path: st,
-        reason: e.to_string(),
-    })
+    Ok(out)
 }

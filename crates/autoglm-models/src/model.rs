@@ -31,8 +31,9 @@ pub struct LoadOptions {
     /// Apply the fusion rules (on by default; off runs the graph as built).
     pub optimize: bool,
     /// How the linear weights are stored for the products ([`storage_plan`]: the
-    /// output head one step above the rest); f32 by default.
-    pub storage: Storage,
+    /// output head one step above the rest); `None` (the default): as the checkpoint
+    /// stores them ([`Checkpoint::storage`]), f32 for weights given in memory.
+    pub storage: Option<Storage>,
 }
 
 /// The storage of a model's linear weights when the body is stored as `body`: the
@@ -53,7 +54,7 @@ impl Default for LoadOptions {
         LoadOptions {
             threads: 1,
             optimize: true,
-            storage: Storage::F32,
+            storage: None,
         }
     }
 }
@@ -639,7 +640,11 @@ impl Model {
         options: &LoadOptions,
     ) -> Result<Model> {
         let params = load_weights(&config, ck)?;
-        Model::from_weights(config, params, options)
+        let options = LoadOptions {
+            storage: Some(options.storage.map_or_else(|| ck.storage(), Ok)?),
+            ..options.clone()
+        };
+        Model::from_weights(config, params, &options)
     }
 
     /// Builds the model for `config` from weights in the graph's layout (see
@@ -674,7 +679,7 @@ impl Model {
                 ..Options::default()
             },
         )?;
-        exec.set_storage_plan(storage_plan(options.storage));
+        exec.set_storage_plan(storage_plan(options.storage.unwrap_or_default()));
         for (name, t) in params {
             exec.set_parameter(&name, t)?;
         }

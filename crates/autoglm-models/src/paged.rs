@@ -221,17 +221,19 @@ impl PagedModel {
     /// # Errors
     /// As [`crate::Model::load`].
     pub fn load(dir: &Path, threads: usize) -> Result<PagedModel> {
-        PagedModel::load_as(dir, threads, Storage::F32)
+        PagedModel::load_as(dir, threads, None)
     }
 
     /// [`PagedModel::load`] with the linear weights stored as
-    /// [`crate::storage_plan`]`(storage)` says.
+    /// [`crate::storage_plan`]`(storage)` says; `None`: as the checkpoint stores them
+    /// ([`Checkpoint::storage`]).
     ///
     /// # Errors
     /// As [`crate::Model::load`].
-    pub fn load_as(dir: &Path, threads: usize, storage: Storage) -> Result<PagedModel> {
+    pub fn load_as(dir: &Path, threads: usize, storage: Option<Storage>) -> Result<PagedModel> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let ck = Checkpoint::open(dir)?;
+        let storage = storage.map_or_else(|| ck.storage(), Ok)?;
         let params = load_weights(&config, &ck)?;
         PagedModel::from_weights_as(config, params, threads, &crate::storage_plan(storage))
     }

@@ -95,7 +95,7 @@ fn half_storage_gives_the_bits_of_weights_widened_at_load() {
             );
 
             let opts = LoadOptions {
-                storage,
+                storage: Some(storage),
                 ..LoadOptions::default()
             };
             let ids = vec![(0..6)
@@ -128,7 +128,7 @@ fn block_storage_stays_close_and_falls_back_where_rows_do_not_fit() {
         let scale = want.iter().fold(0.0f32, |m, x| m.max(x.abs()));
         for (storage, tol) in [(Storage::Q8_0, 0.05), (Storage::Q4_0, 0.5)] {
             let opts = LoadOptions {
-                storage,
+                storage: Some(storage),
                 ..LoadOptions::default()
             };
             let g = Model::from_weights(cfg.clone(), p.clone(), &opts).unwrap();
@@ -165,5 +165,125 @@ fn block_storage_stays_close_and_falls_back_where_rows_do_not_fit() {
             );
             assert!(got != want, "{} {storage} quantizes", dir.display());
         }
+    }
+}
+
+/// `rows` (row-major, `cols` wide) as `storage` holds them.
+fn through(storage: Storage, rows: &[f32], cols: usize) -> Vec<f32> {
+    match storage.or_fallback(cols) {
+        Storage::F32 => rows.to_vec(),
+        Storage::F16 => rows.iter().map(|&x| f16::from_f32(x).to_f32()).collect(),
+        Storage::Bf16 => rows.iter().map(|&x| bf16::from_f32(x).to_f32()).collect(),
+        s => {
+            let f = s.block_format().unwrap();
+            let mut out = vec![0.0; rows.len()];
+            for (r, o) in rows.chunks_exact(cols).zip(out.chunks_exact_mut(cols)) {
+                f.dequantize(&f.quantize(r).unwrap(), o).unwrap();
+            }
+            out
+        }
+    }
+}
+
+/// A model written in each storage loads back as stored and computes what the same
+/// storage computes from the f32 weights (the embedding, stored at the head's
+/// precision, rounded alike): quantizing a file and quantizing at load agree bit for
+/// bit, because ggml's quantizers give back the blocks they dequantize.
+#[test]
+fn a_model_saved_in_each_storage_loads_back_as_stored() {
+    let tmp = tempfile::tempdir().unwrap();
+    for dir in fixtures() {
+        let (cfg, p) = weights(&dir);
+        for storage in Storage::ALL {
+            let out = tmp.path().join(format!(
+                "{}-{storage}",
+                dir.file_name().unwrap().to_string_lossy()
+            ));
+            let bytes = autoglm_models::save_pretrained_as(&out, &cfg, &p, storage).unwrap();
+            let ck = Checkpoint::open(&out).unwrap();
+            assert_eq!(ck.storage().unwrap(), storage, "{}", out.display());
+            assert!(bytes.contains_key(&storage.or_fallback(cfg.hidden_size)));
+            let mut loaded = PagedModel::load(&out, 1).unwrap();
+
+            let plan = autoglm_models::storage_plan(storage);
+            let head = plan.storage_of("head.w");
+            let mut want = p.clone();
+            let e = &p["embed"];
+            let h = e.shape()[1];
+            let rounded = through(head, e.as_f32().unwrap(), h);
+            want.insert(
+                "embed".into(),
+                Tensor::from_f32(e.shape(), rounded).unwrap(),
+            );
+            if cfg.tie_word_embeddings {
+                let t = &want["embed"];
+                let (v, hh) = (t.shape()[0], t.shape()[1]);
+                let x = t.as_f32().unwrap();
+                let tr: Vec<f32> = (0..hh * v).map(|i| x[(i % v) * hh + i / v]).collect();
+                want.insert("head.w".into(), Tensor::from_f32(&[hh, v], tr).unwrap());
+            }
+            let mut direct = PagedModel::from_weights_as(cfg.clone(), want, 1, &plan).unwrap();
+            let (a, b) = (paged_logits(&mut loaded), paged_logits(&mut direct));
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{} saved as {storage}",
+                dir.display()
+            );
+            assert_eq!(loaded.weight_bytes(), direct.weight_bytes());
+        }
+    }
+}
+
+/// Block tensors that lie about their size or format are errors naming the tensor.
+#[test]
+fn lying_block_tensors_are_errors_naming_the_tensor() {
+    use safetensors::tensor::{Dtype, TensorView};
+    let bytes = [0u8; 2 * 34];
+    let file = |shape: Vec<usize>, dtype: Dtype, format: &str| -> Vec<u8> {
+        let meta = std::collections::HashMap::from([(
+            "autoglm.storage.w".to_string(),
+            format.to_string(),
+        )]);
+        let n: usize = shape.iter().product::<usize>() * dtype.bitsize() / 8;
+        let view = TensorView::new(dtype, shape, &bytes[..n]).unwrap();
+        safetensors::serialize([("w", view)], Some(meta)).unwrap()
+    };
+    let read = |data: Vec<u8>, shape: &[usize]| {
+        Checkpoint::from_bytes(Path::new("m.safetensors"), data)
+            .unwrap()
+            .tensor("w", shape)
+    };
+    // Well formed: two rows of one Q8_0 block.
+    assert!(read(file(vec![2, 34], Dtype::U8, "q8_0"), &[2, 32]).is_ok());
+    for (data, shape, needle) in [
+        (
+            file(vec![2, 34], Dtype::U8, "q8_0"),
+            vec![2, 64],
+            "should be u8 [2, 68]",
+        ),
+        (
+            file(vec![1, 34], Dtype::U8, "q8_0"),
+            vec![2, 32],
+            "should be u8 [2, 34]",
+        ),
+        (file(vec![2, 17], Dtype::U16, "q8_0"), vec![2, 32], "U16"),
+        (file(vec![2, 34], Dtype::U8, "q5_k"), vec![2, 32], "q5_k"),
+        (
+            file(vec![2, 34], Dtype::U8, "f16"),
+            vec![2, 32],
+            "not a block format",
+        ),
+        (
+            file(vec![2, 34], Dtype::U8, "q8_0"),
+            vec![68],
+            "1-dimensional",
+        ),
+    ] {
+        let err = read(data, &shape).unwrap_err().to_string();
+        assert!(
+            err.contains("'w'") || err.contains("autoglm.storage.w"),
+            "{err}"
+        );
+        assert!(err.contains(needle), "{needle}: {err}");
     }
 }
