@@ -12,6 +12,7 @@ pub mod gguf;
 mod init;
 mod model;
 mod paged;
+pub mod quantize;
 #[cfg(feature = "tokenizer")]
 mod tokenizer;
 
@@ -29,6 +30,6 @@ pub use model::{
     build_graph, build_training_graph, load_weights, rope_tables, storage_plan, LoadOptions, Model,
     IGNORE_INDEX,
 };
-pub use paged::{Chunk, PagedCache, PagedModel, Sampler};
+pub use paged::{Chunk, Observer, PagedCache, PagedModel, Sampler, Site};
 #[cfg(feature = "tokenizer")]
 pub use tokenizer::TextTokenizer;

@@ -163,6 +163,23 @@ struct Layer {
     down_b: Option<Vec<f32>>,
 }
 
+/// The inputs of a layer's linear products, as [`PagedModel::step_observed`] shows
+/// them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Site {
+    /// The attention block's normed input: q, k and v read it.
+    Qkv,
+    /// The attention's output over all heads: the output projection reads it.
+    O,
+    /// The MLP's normed input: gate and up (or fc1) read it.
+    Up,
+    /// The activation's output: down (or fc2) reads it.
+    Down,
+}
+
+/// What [`PagedModel::step_observed`] calls with each layer's product inputs.
+pub type Observer<'a> = dyn FnMut(usize, Site, &[f32]) + Send + 'a;
+
 /// Scratch buffers of one step, kept between steps.
 #[derive(Default)]
 struct Scratch {
@@ -408,14 +425,8 @@ impl PagedModel {
         self.pool.current_num_threads()
     }
 
-    /// Runs one step: every chunk's tokens at their positions, writing their keys and
-    /// values into `cache`, and returns the logits `[n, vocab]` of the last token of
-    /// each chunk that asks for them (`n` of them, in chunk order).
-    ///
-    /// # Errors
-    /// [`Error::Input`] for an empty chunk, ids outside the vocabulary, positions
-    /// beyond the model's, or a block table too short for the chunk.
-    pub fn step(&mut self, cache: &mut PagedCache, chunks: &[Chunk<'_>]) -> Result<Vec<f32>> {
+    /// The checks every step makes before it runs.
+    fn check_chunks(&self, cache: &PagedCache, chunks: &[Chunk<'_>]) -> Result<()> {
         let cfg = &self.config;
         let bs = cache.block_size;
         for (i, c) in chunks.iter().enumerate() {
@@ -447,11 +458,45 @@ impl PagedModel {
                 )));
             }
         }
-        let pool = std::sync::Arc::clone(&self.pool);
-        pool.install(|| self.step_in_pool(cache, chunks))
+        Ok(())
     }
 
-    fn step_in_pool(&mut self, cache: &mut PagedCache, chunks: &[Chunk<'_>]) -> Result<Vec<f32>> {
+    /// Runs one step: every chunk's tokens at their positions, writing their keys and
+    /// values into `cache`, and returns the logits `[n, vocab]` of the last token of
+    /// each chunk that asks for them (`n` of them, in chunk order).
+    ///
+    /// # Errors
+    /// [`Error::Input`] for an empty chunk, ids outside the vocabulary, positions
+    /// beyond the model's, or a block table too short for the chunk.
+    pub fn step(&mut self, cache: &mut PagedCache, chunks: &[Chunk<'_>]) -> Result<Vec<f32>> {
+        self.check_chunks(cache, chunks)?;
+        let pool = std::sync::Arc::clone(&self.pool);
+        pool.install(|| self.step_in_pool(cache, chunks, None))
+    }
+
+    /// [`PagedModel::step`], showing `observe` the input rows of every layer's linear
+    /// products as they are computed (`[tokens, width]`, row-major): what a
+    /// calibrating quantizer measures.
+    ///
+    /// # Errors
+    /// As [`PagedModel::step`].
+    pub fn step_observed(
+        &mut self,
+        cache: &mut PagedCache,
+        chunks: &[Chunk<'_>],
+        observe: &mut Observer<'_>,
+    ) -> Result<Vec<f32>> {
+        self.check_chunks(cache, chunks)?;
+        let pool = std::sync::Arc::clone(&self.pool);
+        pool.install(|| self.step_in_pool(cache, chunks, Some(observe)))
+    }
+
+    fn step_in_pool(
+        &mut self,
+        cache: &mut PagedCache,
+        chunks: &[Chunk<'_>],
+        mut observe: Option<&mut Observer<'_>>,
+    ) -> Result<Vec<f32>> {
         let cfg = &self.config;
         let (h, d, nh, nkv) = (
             cfg.hidden_size,
@@ -500,6 +545,9 @@ impl PagedModel {
         let scale = 1.0 / (d as f32).sqrt();
         for (li, layer) in self.layers.iter().enumerate() {
             norm(&s.x, &layer.ln1, &mut s.h);
+            if let Some(f) = observe.as_mut() {
+                f(li, Site::Qkv, &s.h);
+            }
             layer.qkv.matmul(&s.h, layer.qkv_b.as_deref(), &mut s.qkv)?;
             // Rotary on the first `rot` dims of every query and key head (halves).
             if rot > 0 {
@@ -582,6 +630,9 @@ impl PagedModel {
             } else {
                 s.att.chunks_mut(nh * d).enumerate().for_each(attend);
             }
+            if let Some(f) = observe.as_mut() {
+                f(li, Site::O, &s.att);
+            }
             layer.o.matmul(&s.att, layer.o_b.as_deref(), &mut s.o)?;
             if let Some(w) = &layer.post_attn {
                 rows::rms_norm(&s.o, w, eps, &mut s.h);
@@ -592,6 +643,9 @@ impl PagedModel {
                 add_into(&mut s.x, &s.o);
             }
             norm(&s.x, &layer.ln2, &mut s.h);
+            if let Some(f) = observe.as_mut() {
+                f(li, Site::Up, &s.h);
+            }
             layer.up.matmul(&s.h, layer.up_b.as_deref(), &mut s.up)?;
             match cfg.activation {
                 Activation::Silu => {
@@ -615,6 +669,9 @@ impl PagedModel {
                     s.act.copy_from_slice(&s.up);
                     rows::gelu_tanh(&mut s.act);
                 }
+            }
+            if let Some(f) = observe.as_mut() {
+                f(li, Site::Down, &s.act);
             }
             layer
                 .down

@@ -1753,6 +1753,7 @@ impl AutoTrainer {
 
 #[cfg(test)]
 mod tests {
+    use super::*;
 
     #[test]
     fn mlp_widths_are_whole_blocks() {
@@ -1766,8 +1767,6 @@ mod tests {
         assert_eq!(mlp_width(128, 2.2), 288);
         assert_eq!(mlp_width(192, 2.625), 512);
     }
-
-    use super::*;
 
     /// A space of two points (the hidden size; everything else fixed) and a budget
     /// of five trials: two trials run, then the search ends as exhausted, not failed;
