@@ -276,6 +276,30 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     )?;
     let model_dir = at.run_dir().model();
     at.export(&model_dir)?;
+    let export = &at.task().export;
+    let (method, rows) = (export.method()?, export.calibration_rows.unwrap_or(256));
+    for storage in export.storages()? {
+        let dir = model_dir.with_file_name(format!("model-{storage}"));
+        let q = at.quantize_model(&model_dir, &dir, storage, method, &e.decoding, rows)?;
+        let bytes: usize = q.bytes.values().sum();
+        writeln!(
+            out,
+            "{storage} ({}, head {}): dev BLEU {:.2} ROUGE-L {:.4}; test BLEU {:.2} ROUGE-L {:.4}; \
+             dev perplexity ×{:.4}, mean KL {:.2e}, top-1 agreement {:.2} %; {:.2} MiB (f32 {:.2}) in {}",
+            q.method,
+            q.head,
+            q.dev.bleu,
+            q.dev.rouge_l,
+            q.test.bleu,
+            q.test.rouge_l,
+            q.perplexity_ratio,
+            q.mean_kl,
+            100.0 * q.top1_agreement,
+            bytes as f64 / (1 << 20) as f64,
+            q.f32_bytes as f64 / (1 << 20) as f64,
+            dir.display()
+        )?;
+    }
     let report = at.write_report()?;
     writeln!(
         out,

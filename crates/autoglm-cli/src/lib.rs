@@ -11,7 +11,8 @@
 //! autoglm eval rouge --hyp out.txt --refs-jsonl refs.jsonl --types rouge1,rougeL --stem --json
 //! autoglm graph verify-rules my_rules.txt --dtype f32 --dtype bf16 [--builtin] [--json]
 //! autoglm train --model DIR --data train.jsonl --steps 100 --batch-size 8 --lr 1e-4 --schedule cosine --warmup-steps 10 --output OUT
-//! autoglm serve --model runs/quickstart/model [--policy feedback:5000] [--port 8080]
+//! autoglm serve --model runs/quickstart/model [--policy feedback:5000] [--port 8080] [--weights q8_0]
+//! autoglm quantize --model runs/quickstart/model --to q4 [--method awq|rtn] --out runs/quickstart/model-q4_0
 //! autoglm bench-serve --url http://127.0.0.1:8080 --mode poisson --rates 1,2,4 --gen-tokens 64
 //! autoglm schedule --dag dag.json --platform platform.json --algo heft|cpop|heft-dup [--history runs.jsonl] [--out schedule.json]
 //! ```
@@ -23,6 +24,7 @@ pub mod eval;
 pub mod graph;
 pub mod io;
 pub mod model;
+pub mod quantize;
 pub mod schedule;
 pub mod serve;
 pub mod train;
@@ -62,6 +64,9 @@ pub enum Command {
     /// Serve exported models over HTTP (REST, OpenAI-compatible completions with
     /// streaming, metrics) with continuous batching.
     Serve(serve::ServeArgs),
+    /// Store a model's weights as f16, bf16, q8_0 or q4_0 (calibrated on the task's
+    /// training rows, scored against the original), in the Hugging Face layout.
+    Quantize(quantize::QuantizeArgs),
     /// Load-test a completion server (ours or llama.cpp's): sequential, Poisson or
     /// closed-loop; JSON lines of throughput and latency.
     BenchServe(serve::BenchServeArgs),
@@ -83,5 +88,6 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Command::Report(args) => auto::report(args, out),
         Command::Serve(args) => serve::serve(args, out),
         Command::BenchServe(args) => serve::bench_serve(args, out),
+        Command::Quantize(args) => quantize::run(args, out),
     }
 }

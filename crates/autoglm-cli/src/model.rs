@@ -17,12 +17,17 @@ pub struct ModelArgs {
     /// Kernel threads.
     #[arg(long, default_value_t = 1)]
     pub threads: usize,
+    /// Store the linear weights as `f32`, `f16`, `bf16`, `q8_0` or `q4_0` (the output
+    /// head one step higher) instead of as the checkpoint stores them.
+    #[arg(long)]
+    pub weights: Option<autoglm_models::Storage>,
 }
 
 impl ModelArgs {
     fn load(&self) -> Result<Model> {
         let opts = LoadOptions {
             threads: self.threads,
+            storage: self.weights,
             ..LoadOptions::default()
         };
         Model::load(&self.model, &opts).with_context(|| format!("loading {}", self.model.display()))

@@ -48,6 +48,10 @@ pub struct ServeArgs {
     /// Memory budget of all loaded models, MiB.
     #[arg(long)]
     pub memory_budget_mib: Option<usize>,
+    /// Store every model's linear weights as `f32`, `f16`, `bf16`, `q8_0` or `q4_0`
+    /// (the output head one step higher) instead of as its checkpoint stores them.
+    #[arg(long)]
+    pub weights: Option<autoglm_models::Storage>,
     /// Response cache, MiB (0 disables it).
     #[arg(long)]
     pub response_cache_mib: Option<usize>,
@@ -123,6 +127,7 @@ pub fn server_config(args: &ServeArgs) -> Result<(ServerConfig, Vec<ModelSpec>)>
     if let Some(m) = args.memory_budget_mib.or(file.memory_budget_mib) {
         cfg.repo.memory_budget = m << 20;
     }
+    cfg.repo.weights = args.weights;
     if let Some(m) = args.kv_cache_mib.or(file.kv_cache_mib) {
         cfg.repo.engine.kv_cache_bytes = m << 20;
     }

@@ -937,3 +937,53 @@ fn serve_reads_its_yaml() {
         .to_string();
     assert!(e.contains("threds"), "{e}");
 }
+
+/// `autoglm quantize` on a checkpoint without a task: round to nearest only, the
+/// down projection's 48-wide rows fall back to f16 and are named; the copy loads as
+/// stored and `generate --weights` runs any storage.
+#[test]
+fn quantize_a_plain_checkpoint_and_generate_with_any_storage() {
+    let root = tempfile::tempdir().unwrap();
+    let model = copy_fixture(&root.path().join("glm"));
+    let m = model.to_str().unwrap();
+    let q = root.path().join("glm-q8");
+    let q_s = q.to_str().unwrap();
+    let err = autoglm(&["quantize", "--model", m, "--to", "q8", "--out", q_s]).unwrap_err();
+    assert!(err.to_string().contains("--method rtn"), "{err}");
+    let said = autoglm(&[
+        "quantize", "--model", m, "--to", "q8", "--method", "rtn", "--out", q_s,
+    ])
+    .unwrap();
+    assert!(
+        said.contains("as q8_0") && said.contains("down_proj"),
+        "{said}"
+    );
+    let ck = autoglm_models::Checkpoint::open(&q).unwrap();
+    assert_eq!(ck.storage().unwrap(), autoglm_models::Storage::Q8_0);
+    for (dir, weights) in [(q_s, None), (m, Some("bf16")), (m, Some("q4_0"))] {
+        let mut args = vec![
+            "generate",
+            "--model",
+            dir,
+            "--prompt-ids",
+            "1,2,3",
+            "--max-new-tokens",
+            "4",
+        ];
+        if let Some(w) = weights {
+            args.extend(["--weights", w]);
+        }
+        let out = autoglm(&args).unwrap();
+        assert!(!out.trim().is_empty(), "{args:?}");
+    }
+    let bad = autoglm(&[
+        "generate",
+        "--model",
+        m,
+        "--prompt-ids",
+        "1",
+        "--weights",
+        "q3_k",
+    ]);
+    assert!(bad.unwrap_err().to_string().contains("q3_k"));
+}

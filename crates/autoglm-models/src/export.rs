@@ -57,7 +57,7 @@ pub fn save_pretrained(
 /// [`save_pretrained`] with the weights stored as `storage` (the module's table):
 /// the 2-D weights rounded or quantized with ggml's reference quantizers, the head
 /// and embedding one step higher, a tensor whose rows are not whole 32-blocks in
-/// f16. Returns the bytes written per storage, to report what fell back.
+/// f16. Returns what each tensor was stored as, to report what fell back.
 ///
 /// # Errors
 /// As [`save_pretrained`].
@@ -66,7 +66,7 @@ pub fn save_pretrained_as(
     config: &ModelConfig,
     weights: &BTreeMap<String, Tensor>,
     storage: Storage,
-) -> Result<BTreeMap<Storage, usize>> {
+) -> Result<Vec<Stored>> {
     let out = hf_tensors(config, weights)?;
     let head = crate::storage_plan(storage).storage_of("head.w");
     let mut meta = HashMap::from([
@@ -76,17 +76,18 @@ pub fn save_pretrained_as(
             storage.to_string(),
         ),
     ]);
-    let mut bytes_by = BTreeMap::new();
+    let mut stored = Vec::new();
     let mut encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, t) in &out {
         let v = f32s(t);
         let shape = t.shape().to_vec();
-        let s = match shape[..] {
+        let (asked, s) = match shape[..] {
             [_, cols] => {
                 let embed_or_head = name.contains("embed") || name.starts_with("lm_head");
-                if embed_or_head { head } else { storage }.or_fallback(cols)
+                let asked = if embed_or_head { head } else { storage };
+                (asked, asked.or_fallback(cols))
             }
-            _ => Storage::F32,
+            _ => (Storage::F32, Storage::F32),
         };
         let (dtype, shape, data) = match s {
             Storage::F16 => (
@@ -122,7 +123,13 @@ pub fn save_pretrained_as(
                 v.iter().flat_map(|x| x.to_le_bytes()).collect(),
             ),
         };
-        *bytes_by.entry(s).or_insert(0) += data.len();
+        stored.push(Stored {
+            name: name.clone(),
+            matrix: t.shape().len() == 2,
+            asked,
+            storage: s,
+            bytes: data.len(),
+        });
         encoded.push((name.clone(), dtype, shape, data));
     }
     std::fs::create_dir_all(dir).map_err(|source| Error::Io {
@@ -164,7 +171,22 @@ pub fn save_pretrained_as(
         })
         .collect::<Result<Vec<_>>>()?;
     safetensors::serialize_to_file(views, Some(meta), &st).map_err(|e| ckpt(e.to_string()))?;
-    Ok(bytes_by)
+    Ok(stored)
+}
+
+/// How [`save_pretrained_as`] stored one tensor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Stored {
+    /// The tensor's name in the file.
+    pub name: String,
+    /// Whether it is a 2-D weight (the rest, norms and biases, stays f32).
+    pub matrix: bool,
+    /// The storage asked for it.
+    pub asked: Storage,
+    /// The storage it got (the fallback where its rows are not whole 32-blocks).
+    pub storage: Storage,
+    /// Bytes written.
+    pub bytes: usize,
 }
 
 /// The weights in the Hugging Face layout, by tensor name (f32).

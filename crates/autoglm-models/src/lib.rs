@@ -24,7 +24,7 @@ pub use config::{Activation, ModelConfig, ModelType};
 pub use decode::StreamDecoder;
 pub use decode::{Delta, GenerationOptions};
 pub use error::{Error, Result};
-pub use export::{save_pretrained, save_pretrained_as};
+pub use export::{save_pretrained, save_pretrained_as, Stored};
 pub use init::init_weights;
 pub use model::{
     build_graph, build_training_graph, load_weights, rope_tables, storage_plan, LoadOptions, Model,

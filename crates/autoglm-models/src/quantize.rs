@@ -266,6 +266,96 @@ pub fn calibrate(
     Ok((w, choices))
 }
 
+/// Which calibrated weights [`calibrate_checked`] kept.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Variant {
+    /// The scales without clipping.
+    Scaled,
+    /// The scales and the clipping.
+    ScaledClipped,
+    /// Neither: round to nearest was closest to the f32 model on the calibration
+    /// sequences.
+    Rtn,
+}
+
+impl std::fmt::Display for Variant {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Variant::Scaled => "awq",
+            Variant::ScaledClipped => "awq+clip",
+            Variant::Rtn => "rtn",
+        })
+    }
+}
+
+/// [`calibrate`] with and without clipping, then the candidate (or plain round to
+/// nearest) whose quantized model is closest to the f32 model on the calibration
+/// sequences themselves, by mean KL divergence of the next-token distributions at
+/// the positions `scored` gives (each sequence's first scored token: the target
+/// after a prompt, say; the prompt's activations are calibrated on all the same).
+/// The per-group objectives are proxies (each product's output error); this check
+/// keeps a calibration only where it helps the whole model on the data it was fitted
+/// on.
+///
+/// # Errors
+/// As [`calibrate`].
+pub fn calibrate_checked(
+    config: &ModelConfig,
+    weights: &BTreeMap<String, Tensor>,
+    sequences: &[Vec<u32>],
+    scored_from: &[usize],
+    storage: Storage,
+    threads: usize,
+) -> Result<Checked> {
+    let (scaled, choices) = calibrate(config, weights, sequences, storage, threads, false)?;
+    let (clipped, clip_choices) = calibrate(config, weights, sequences, storage, threads, true)?;
+    let load = |w: &BTreeMap<String, Tensor>, s: Storage| {
+        let opts = crate::LoadOptions {
+            threads,
+            storage: Some(s),
+            ..crate::LoadOptions::default()
+        };
+        Model::from_weights(config.clone(), w.clone(), &opts)
+    };
+    let scored: Vec<(Vec<u32>, usize)> = sequences
+        .iter()
+        .zip(scored_from)
+        .filter(|(s, &from)| from >= 1 && from < s.len())
+        .map(|(s, &from)| (s.clone(), from))
+        .collect();
+    let mut reference = load(weights, Storage::F32)?;
+    let mut kl = [0.0; 3];
+    for (i, w) in [weights, &scaled, &clipped].into_iter().enumerate() {
+        kl[i] = compare(&mut reference, &mut load(w, storage)?, &scored)?.mean_kl;
+    }
+    let best = (0..3).fold(0, |b, i| if kl[i] < kl[b] { i } else { b });
+    let (weights, choices, variant) = match best {
+        1 => (scaled, choices, Variant::Scaled),
+        2 => (clipped, clip_choices, Variant::ScaledClipped),
+        _ => (weights.clone(), Vec::new(), Variant::Rtn),
+    };
+    Ok(Checked {
+        weights,
+        choices,
+        variant,
+        calibration_kl: kl,
+    })
+}
+
+/// What [`calibrate_checked`] kept.
+#[derive(Debug, Clone)]
+pub struct Checked {
+    /// The weights to store (round to nearest applies the calibration).
+    pub weights: BTreeMap<String, Tensor>,
+    /// Each group's choice in the kept calibration (none for [`Variant::Rtn`]).
+    pub choices: Vec<GroupChoice>,
+    /// Which candidate was kept.
+    pub variant: Variant,
+    /// Mean KL on the calibration sequences of round to nearest, the scales, and the
+    /// scales with clipping.
+    pub calibration_kl: [f64; 3],
+}
+
 /// Where a group's inverse scales go.
 enum Fold {
     /// Into a norm's weight and bias (`ln1`, `ln2`).

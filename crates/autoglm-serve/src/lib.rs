@@ -53,6 +53,7 @@ impl ServerConfig {
                 root,
                 memory_budget: 8 << 30,
                 threads: 1,
+                weights: None,
                 engine: EngineConfig::default(),
                 default_policy: PolicyConfig::default(),
             },

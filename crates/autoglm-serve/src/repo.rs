@@ -8,7 +8,9 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use autoglm_models::{Checkpoint, ModelConfig, PagedCache, PagedModel, TextTokenizer};
+use autoglm_models::{
+    storage_plan, Checkpoint, ModelConfig, PagedCache, PagedModel, Storage, TextTokenizer,
+};
 use serde::{Deserialize, Serialize};
 
 use crate::engine::{Engine, EngineConfig};
@@ -41,6 +43,9 @@ pub struct RepoConfig {
     pub memory_budget: usize,
     /// Kernel threads per model.
     pub threads: usize,
+    /// How models store their linear weights (`None`: as each checkpoint stores
+    /// them; the output head one step higher, [`autoglm_models::storage_plan`]).
+    pub weights: Option<Storage>,
     /// Engine settings of every model.
     pub engine: EngineConfig,
     /// The batching policy of models registered without one.
@@ -349,23 +354,41 @@ impl Repository {
 
     /// Bytes a version would take loaded: its weights as f32 (the output head twice
     /// when tied, once packed) and the key/value cache.
+    /// The bytes a model will hold before it is loaded: its weights in the storage
+    /// they will have (the embedding f32, the linear weights as stored or as
+    /// `weights` asks, the head one step higher) and its key/value cache.
     fn estimate(&self, dir: &Path, cfg: &ModelConfig) -> Result<usize, ServeError> {
         let ck = Checkpoint::open(dir)?;
-        let params: usize = ck
-            .names()
-            .filter_map(|n| ck.shape(n))
-            .map(|s| s.iter().product::<usize>())
-            .sum();
-        let head = if cfg.tie_word_embeddings {
-            cfg.vocab_size * cfg.hidden_size
-        } else {
-            0
-        };
-        let kv = PagedCache::bytes_per_block(cfg, self.cfg.engine.block_size)
-            * (self.cfg.engine.kv_cache_bytes
-                / PagedCache::bytes_per_block(cfg, self.cfg.engine.block_size).max(1))
-            .max(1);
-        Ok((params + head) * 4 + kv)
+        let storage = self.cfg.weights.map_or_else(|| ck.storage(), Ok)?;
+        let head = storage_plan(storage).storage_of("head.w");
+        let mut weights = 0;
+        for name in ck.names() {
+            let Some(shape) = ck.shape(name) else {
+                continue;
+            };
+            let n: usize = shape.iter().product();
+            let is_head = name.starts_with("lm_head") || name.starts_with("embed_out");
+            weights += match shape[..] {
+                _ if name.contains("embed_tokens") || name.contains("embed_in") => {
+                    4 * n
+                        + if cfg.tie_word_embeddings {
+                            head.or_fallback(cfg.hidden_size).bytes_for(n)
+                        } else {
+                            0
+                        }
+                }
+                [_, cols] if is_head => head.or_fallback(cols).bytes_for(n),
+                [_, cols] => storage.or_fallback(cols).bytes_for(n),
+                _ => 4 * n,
+            };
+        }
+        Ok(weights + self.kv_bytes(cfg))
+    }
+
+    /// The key/value cache a model gets.
+    fn kv_bytes(&self, cfg: &ModelConfig) -> usize {
+        let block = PagedCache::bytes_per_block(cfg, self.cfg.engine.block_size);
+        block * (self.cfg.engine.kv_cache_bytes / block.max(1)).max(1)
     }
 
     /// Loads a registered version (no-op if loaded).
@@ -399,10 +422,14 @@ impl Repository {
             )));
         }
         let model =
-            PagedModel::load(&path, self.cfg.threads).map_err(|source| ServeError::Load {
-                path: path.clone(),
-                source,
+            PagedModel::load_as(&path, self.cfg.threads, self.cfg.weights).map_err(|source| {
+                ServeError::Load {
+                    path: path.clone(),
+                    source,
+                }
             })?;
+        // What it holds, now that it is known.
+        let bytes = model.weight_bytes() + self.kv_bytes(&config);
         let tokenizer = TextTokenizer::from_dir(&path)?;
         let template = tokenizer
             .as_ref()

@@ -19,5 +19,5 @@ pub mod trial;
 pub use error::{Error, Result};
 pub use report::{write_report, Report};
 pub use rundir::{DataDir, RunDir};
-pub use search::{AutoTrainer, Evaluation, Event, Summary, TrialEnd};
-pub use task::{DataConfig, Format, OnMalformed, Split, Task, TestSource};
+pub use search::{AutoTrainer, Evaluation, Event, QuantizedEval, Summary, TrialEnd};
+pub use task::{DataConfig, ExportConfig, Format, OnMalformed, Split, Task, TestSource};

@@ -36,6 +36,10 @@ use crate::trial::{
     Structure, TrialData,
 };
 
+#[path = "quantize.rs"]
+mod quantize;
+pub use quantize::QuantizedEval;
+
 /// The MLP width for `hidden` and a width ratio: the nearest multiple of 32
 /// ([`autoglm_ops::quant::BLOCK`]), at least 32, so that the down projection's rows
 /// hold whole 32-element blocks and every weight can be stored in a block format.
@@ -1760,7 +1764,7 @@ mod tests {
         for hidden in [16, 64, 96, 128, 192, 256] {
             for ratio in [1.0, 2.0, 2.6, 3.1, 4.0] {
                 let w = mlp_width(hidden, ratio);
-                assert!(w >= 32 && w % 32 == 0, "{hidden} × {ratio} → {w}");
+                assert!(w >= 32 && w.is_multiple_of(32), "{hidden} × {ratio} → {w}");
                 assert!((w as f64 - hidden as f64 * ratio).abs() <= 16.0 || w == 32);
             }
         }

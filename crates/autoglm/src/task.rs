@@ -58,6 +58,55 @@ pub struct Task {
     /// Where the results go (default `runs/NAME` beside the YAML file).
     #[serde(default)]
     pub output: Option<PathBuf>,
+    /// What the run exports beside the f32 model.
+    #[serde(default)]
+    pub export: ExportConfig,
+}
+
+/// What `autoglm run` exports beside the f32 model (`model/`).
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExportConfig {
+    /// Storage types of quantized copies (`f16`, `bf16`, `q8_0`, `q4_0`; `q8`, `q4`
+    /// accepted), each written to `model-STORAGE/` and scored on dev and test.
+    #[serde(default)]
+    pub quantize: Vec<String>,
+    /// `awq` (the default: calibrated on training rows) or `rtn` (round to nearest),
+    /// for the block formats.
+    #[serde(default)]
+    pub method: Option<String>,
+    /// Training rows the calibration runs on (default 256).
+    #[serde(default)]
+    pub calibration_rows: Option<usize>,
+}
+
+impl ExportConfig {
+    /// The storage types asked for.
+    ///
+    /// # Errors
+    /// [`Error::Task`] naming the entry that is not a storage type.
+    pub fn storages(&self) -> Result<Vec<autoglm_ops::Storage>> {
+        self.quantize
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                s.parse()
+                    .map_err(|e| Error::Task(format!("export.quantize[{i}]: {e}")))
+            })
+            .collect()
+    }
+
+    /// The quantization method.
+    ///
+    /// # Errors
+    /// [`Error::Task`] for a method other than `rtn` or `awq`.
+    pub fn method(&self) -> Result<autoglm_models::quantize::Method> {
+        self.method
+            .as_deref()
+            .unwrap_or("awq")
+            .parse()
+            .map_err(|e| Error::Task(format!("export.method: {e}")))
+    }
 }
 
 fn default_name() -> String {
@@ -244,6 +293,13 @@ impl Task {
     }
 
     fn check(&self) -> Result<()> {
+        self.export.storages()?;
+        self.export.method()?;
+        if self.export.calibration_rows == Some(0) {
+            return Err(Error::Task(
+                "export.calibration_rows: 0 rows cannot calibrate".into(),
+            ));
+        }
         let d = &self.data;
         let share = |s: f64, what: &str| {
             if (0.0..1.0).contains(&s) {

@@ -86,6 +86,38 @@ search: {{trials: {trials}, evaluations: 2, threads: 2, pruner: none, decoding: 
         .unwrap();
     assert!(!outs[0].is_empty());
 
+    // Quantized copies: written in the storage asked (MLP widths are whole blocks,
+    // so nothing falls back), smaller, close to the original, and scored.
+    use autoglm_models::quantize::Method;
+    use autoglm_models::Storage;
+    for (storage, method, ppl) in [
+        (Storage::Q8_0, Method::Rtn, 1.02),
+        (Storage::Q4_0, Method::Awq, 1.2),
+    ] {
+        let q_dir = dir.path().join(format!("model-{storage}"));
+        let q = at
+            .quantize_model(&out, &q_dir, storage, method, &e.decoding, 64)
+            .unwrap();
+        assert_eq!(q.storage, storage.to_string());
+        assert_eq!(q.fallback_share, 0.0, "{q:?}");
+        assert!(q.bytes.values().sum::<usize>() < q.f32_bytes / 2, "{q:?}");
+        assert!(q.perplexity_ratio < ppl && q.top1_agreement > 0.8, "{q:?}");
+        assert!(q.mean_kl > 0.0 && q.test.bleu > 0.0, "{q:?}");
+        if method == Method::Awq {
+            assert_eq!(q.calibration_kl.len(), 3, "{q:?}");
+            assert!(["awq", "awq+clip", "rtn"].contains(&q.kept.as_str()));
+        }
+        let written: autoglm::QuantizedEval = serde_json::from_str(
+            &std::fs::read_to_string(q_dir.join("quantization.json")).unwrap(),
+        )
+        .unwrap();
+        assert_eq!(written, q);
+        let m =
+            autoglm_models::Model::load(&q_dir, &autoglm_models::LoadOptions::default()).unwrap();
+        assert!(m.stored_weights().iter().any(|w| w.1 == storage));
+        assert!(q_dir.join("tokenizer.json").exists() && q_dir.join("autoglm.json").exists());
+    }
+
     // Fine-tuning the export: the checkpoint's structure and tokenizer are kept, only
     // training is searched, and it starts where the export left off (its first dev
     // loss is below the export's last one and far below a scratch model's).
