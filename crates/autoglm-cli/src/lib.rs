@@ -67,6 +67,8 @@ pub enum Command {
     /// Store a model's weights as f16, bf16, q8_0 or q4_0 (calibrated on the task's
     /// training rows, scored against the original), in the Hugging Face layout.
     Quantize(quantize::QuantizeArgs),
+    /// Write a model as one GGUF file that llama.cpp runs (glm as `chatglm`, glm4).
+    Gguf(quantize::GgufArgs),
     /// Load-test a completion server (ours or llama.cpp's): sequential, Poisson or
     /// closed-loop; JSON lines of throughput and latency.
     BenchServe(serve::BenchServeArgs),
@@ -89,5 +91,6 @@ pub fn run(cli: Cli, out: &mut dyn std::io::Write) -> anyhow::Result<()> {
         Command::Serve(args) => serve::serve(args, out),
         Command::BenchServe(args) => serve::bench_serve(args, out),
         Command::Quantize(args) => quantize::run(args, out),
+        Command::Gguf(args) => quantize::gguf(args, out),
     }
 }

@@ -126,3 +126,43 @@ fn copy_side_files(from: &Path, to: &Path) -> Result<()> {
     }
     Ok(())
 }
+
+/// `autoglm gguf`.
+#[derive(Debug, Args)]
+pub struct GgufArgs {
+    /// The model directory (`config.json`, the weights, `tokenizer.json`).
+    #[arg(long)]
+    pub model: PathBuf,
+    /// The linear weights' type: `f32`, `f16`, `bf16`, `q8` (`q8_0`) or `q4` (`q4_0`).
+    #[arg(long, default_value = "f16")]
+    pub to: Storage,
+    /// The GGUF file to write.
+    #[arg(long)]
+    pub out: PathBuf,
+}
+
+/// Runs `autoglm gguf`: the model as one GGUF file for llama.cpp.
+///
+/// # Errors
+/// Unreadable models, architectures llama.cpp's loader would refuse, I/O errors.
+pub fn gguf(a: GgufArgs, out: &mut dyn Write) -> Result<()> {
+    let e = autoglm_models::export_gguf(&a.model, &a.out, a.to)?;
+    let mut types = std::collections::BTreeMap::new();
+    for (_, t) in &e.tensors {
+        *types.entry(t.name()).or_insert(0usize) += 1;
+    }
+    writeln!(
+        out,
+        "{}: {} tensors ({}), arch {}, {:.2} MiB",
+        a.out.display(),
+        e.tensors.len(),
+        types
+            .iter()
+            .map(|(t, n)| format!("{n} {t}"))
+            .collect::<Vec<_>>()
+            .join(", "),
+        e.arch,
+        e.bytes as f64 / (1 << 20) as f64
+    )?;
+    Ok(())
+}

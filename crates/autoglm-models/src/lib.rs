@@ -9,6 +9,8 @@ mod export;
 pub mod fuzz;
 mod generate;
 pub mod gguf;
+mod gguf_export;
+mod gguf_import;
 mod init;
 mod model;
 mod paged;
@@ -25,6 +27,8 @@ pub use decode::StreamDecoder;
 pub use decode::{Delta, GenerationOptions};
 pub use error::{Error, Result};
 pub use export::{save_pretrained, save_pretrained_as, Stored};
+pub use gguf_export::{export_gguf, GgufExport};
+pub use gguf_import::import_gguf;
 pub use init::init_weights;
 pub use model::{
     build_graph, build_training_graph, load_weights, rope_tables, storage_plan, LoadOptions, Model,

@@ -34,6 +34,17 @@ pub struct LoadOptions {
     /// output head one step above the rest); `None` (the default): as the checkpoint
     /// stores them ([`Checkpoint::storage`]), f32 for weights given in memory.
     pub storage: Option<Storage>,
+    /// Each weight's storage by name, overriding `storage` (what a GGUF file stores,
+    /// [`crate::import_gguf`]).
+    pub plan: Option<StoragePlan>,
+}
+
+/// Whether `path` is a GGUF file (a file named `*.gguf`) rather than a model directory.
+pub(crate) fn is_gguf(path: &Path) -> bool {
+    path.is_file()
+        && path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case("gguf"))
 }
 
 /// The storage of a model's linear weights when the body is stored as `body`: the
@@ -55,6 +66,7 @@ impl Default for LoadOptions {
             threads: 1,
             optimize: true,
             storage: None,
+            plan: None,
         }
     }
 }
@@ -625,6 +637,17 @@ impl Model {
     /// [`Error::Config`], [`Error::Checkpoint`] or [`Error::Io`] naming the file,
     /// field or tensor.
     pub fn load(dir: &Path, options: &LoadOptions) -> Result<Model> {
+        if is_gguf(dir) {
+            let (config, weights, plan) = crate::import_gguf(dir)?;
+            let options = LoadOptions {
+                plan: options
+                    .plan
+                    .clone()
+                    .or_else(|| options.storage.is_none().then_some(plan)),
+                ..options.clone()
+            };
+            return Model::from_weights(config, weights, &options);
+        }
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let ck = Checkpoint::open(dir)?;
         Model::from_checkpoint(config, &ck, options)
@@ -679,7 +702,12 @@ impl Model {
                 ..Options::default()
             },
         )?;
-        exec.set_storage_plan(storage_plan(options.storage.unwrap_or_default()));
+        exec.set_storage_plan(
+            options
+                .plan
+                .clone()
+                .unwrap_or_else(|| storage_plan(options.storage.unwrap_or_default())),
+        );
         for (name, t) in params {
             exec.set_parameter(&name, t)?;
         }

@@ -248,6 +248,11 @@ impl PagedModel {
     /// # Errors
     /// As [`crate::Model::load`].
     pub fn load_as(dir: &Path, threads: usize, storage: Option<Storage>) -> Result<PagedModel> {
+        if crate::model::is_gguf(dir) {
+            let (config, weights, plan) = crate::import_gguf(dir)?;
+            let plan = storage.map_or(plan, crate::storage_plan);
+            return PagedModel::from_weights_as(config, weights, threads, &plan);
+        }
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let ck = Checkpoint::open(dir)?;
         let storage = storage.map_or_else(|| ck.storage(), Ok)?;

@@ -294,3 +294,67 @@ fn lying_block_tensors_are_errors_naming_the_tensor() {
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }
+
+/// Our GGUF export read back: the configuration, weights and storage plan give the
+/// logits of the model stored the same way from its own weights (glm and glm4, with
+/// and without tied embeddings, biases, every storage); gpt_neox is refused by name.
+#[test]
+fn a_gguf_export_reads_back_as_the_same_model() {
+    let tmp = tempfile::tempdir().unwrap();
+    let mut seen = 0;
+    for dir in fixtures() {
+        let (cfg, p) = weights(&dir);
+        let file = tmp.path().join("m.gguf");
+        for storage in [Storage::F32, Storage::F16, Storage::Q8_0, Storage::Q4_0] {
+            let exported = autoglm_models::export_gguf(&dir, &file, storage);
+            if cfg.model_type == autoglm_models::ModelType::GptNeox {
+                let err = exported.unwrap_err().to_string();
+                assert!(err.contains("gpt_neox"), "{err}");
+                continue;
+            }
+            let e = exported.unwrap();
+            assert!(e.tensors.iter().all(|(n, _)| !n.contains("embed_tokens")));
+            let (gcfg, gw, plan) = autoglm_models::import_gguf(&file).unwrap();
+            assert_eq!(gcfg.hidden_size, cfg.hidden_size);
+            assert_eq!(gcfg.rotary_dim, cfg.rotary_dim);
+            assert_eq!(gcfg.tie_word_embeddings, cfg.tie_word_embeddings);
+            assert_eq!(gcfg.qkv_bias, cfg.qkv_bias);
+            assert_eq!((gcfg.norm_eps as f32), (cfg.norm_eps as f32));
+            let want_plan = autoglm_models::storage_plan(storage);
+            for name in ["l0.q.w", "l0.o.w", "head.w"] {
+                let k = p[name].shape()[0];
+                assert_eq!(
+                    plan.storage_of(name).or_fallback(k),
+                    want_plan.storage_of(name).or_fallback(k),
+                    "{} {storage} {name}",
+                    dir.display()
+                );
+            }
+            let mut from_file = PagedModel::from_weights_as(gcfg, gw, 1, &plan).unwrap();
+            let mut want = p.clone();
+            let head = want_plan.storage_of("head.w");
+            let e = &p["embed"];
+            let rounded = through(head, e.as_f32().unwrap(), e.shape()[1]);
+            want.insert(
+                "embed".into(),
+                Tensor::from_f32(e.shape(), rounded).unwrap(),
+            );
+            if cfg.tie_word_embeddings {
+                let t = &want["embed"];
+                let (v, hh) = (t.shape()[0], t.shape()[1]);
+                let x = t.as_f32().unwrap();
+                let tr: Vec<f32> = (0..hh * v).map(|i| x[(i % v) * hh + i / v]).collect();
+                want.insert("head.w".into(), Tensor::from_f32(&[hh, v], tr).unwrap());
+            }
+            let mut direct = PagedModel::from_weights_as(cfg.clone(), want, 1, &want_plan).unwrap();
+            let (a, b) = (paged_logits(&mut from_file), paged_logits(&mut direct));
+            assert!(
+                a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
+                "{} through GGUF as {storage}",
+                dir.display()
+            );
+            seen += 1;
+        }
+    }
+    assert!(seen >= 12, "{seen}");
+}

@@ -1,0 +1,339 @@
+//! A model directory (Hugging Face layout, any storage) written as one GGUF file that
+//! llama.cpp runs: `glm` as llama.cpp's `chatglm` architecture, `glm4` as `glm4`
+//! (both rotate adjacent pairs, llama.cpp's "normal" rope, so the interleaved q/k
+//! rows go in unpermuted), with the byte-level BPE vocabulary of `tokenizer.json`.
+//! Tensor names, metadata keys and their types follow llama.cpp's loader
+//! (`docs/notes/issue-27-gguf-glm.md`); unlike its converter for `glm`, the context
+//! length, RMS epsilon, rotary width and base are the model's own.
+//!
+//! Norms are f32; the other tensors take the type asked for, except that the
+//! embedding and output head follow [`crate::storage_plan`] (one step higher under
+//! the block formats, as `llama-quantize` keeps them higher) and a matrix whose
+//! rows are not whole 32-blocks is f16 (as `llama-quantize` does).
+
+use std::path::Path;
+
+use autoglm_ops::Storage;
+use half::{bf16, f16};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::{ModelConfig, ModelType};
+use crate::error::{Error, Result};
+use crate::gguf::{GgmlType, GgufWriter, Value};
+use crate::model::f32s;
+
+/// What [`export_gguf`] wrote.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GgufExport {
+    /// llama.cpp's architecture name.
+    pub arch: String,
+    /// Tensors written, with their types.
+    pub tensors: Vec<(String, GgmlType)>,
+    /// Bytes of the file.
+    pub bytes: usize,
+}
+
+fn ggml_type(s: Storage) -> GgmlType {
+    match s {
+        Storage::F16 => GgmlType::F16,
+        Storage::Bf16 => GgmlType::BF16,
+        Storage::Q8_0 => GgmlType::Q8_0,
+        Storage::Q4_0 => GgmlType::Q4_0,
+        _ => GgmlType::F32,
+    }
+}
+
+/// llama.cpp's `general.file_type` (`llama_ftype`) for a body storage.
+fn file_type(s: Storage) -> u32 {
+    match s {
+        Storage::F16 => 1,
+        Storage::Q4_0 => 2,
+        Storage::Q8_0 => 7,
+        Storage::Bf16 => 32,
+        _ => 0,
+    }
+}
+
+/// Writes the model in `dir` (`config.json`, the weights, and `tokenizer.json` if
+/// there is one: without it the file has no vocabulary, which `llama-bench` accepts
+/// and `llama-server` does not) to `path` as GGUF with its linear weights in
+/// `storage`.
+///
+/// # Errors
+/// [`Error::Input`] for an architecture or shape llama.cpp's loader would refuse
+/// (`gpt_neox` is not written yet; `glm` needs heads × head_dim = hidden), a missing
+/// or non-BPE `tokenizer.json`; checkpoint and I/O errors naming the file.
+pub fn export_gguf(dir: &Path, path: &Path, storage: Storage) -> Result<GgufExport> {
+    let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
+    let ck = Checkpoint::open(dir)?;
+    let arch = match cfg.model_type {
+        ModelType::Glm if cfg.num_heads * cfg.head_dim == cfg.hidden_size => "chatglm",
+        ModelType::Glm => {
+            return Err(Error::Input(format!(
+                "llama.cpp's chatglm architecture needs heads × head_dim = hidden ({} × {} ≠ {})",
+                cfg.num_heads, cfg.head_dim, cfg.hidden_size
+            )))
+        }
+        ModelType::Glm4 => "glm4",
+        ModelType::GptNeox => {
+            return Err(Error::Input(
+                "GGUF export of gpt_neox models is not written yet (glm and glm4 are)".into(),
+            ))
+        }
+    };
+    if cfg.out_bias {
+        return Err(Error::Input(
+            "llama.cpp's chatglm/glm4 have no output-projection bias".into(),
+        ));
+    }
+    let mut w = GgufWriter::new(arch);
+    let u32v = |x: usize| Value::U32(x as u32);
+    let key = |k: &str| format!("{arch}.{k}");
+    w.add("general.type", Value::String("model".into()))?;
+    w.add("general.quantization_version", Value::U32(2))?;
+    w.add("general.file_type", Value::U32(file_type(storage)))?;
+    w.add(&key("context_length"), u32v(cfg.max_position_embeddings))?;
+    w.add(&key("embedding_length"), u32v(cfg.hidden_size))?;
+    w.add(&key("feed_forward_length"), u32v(cfg.intermediate_size))?;
+    w.add(&key("block_count"), u32v(cfg.num_layers))?;
+    w.add(&key("attention.head_count"), u32v(cfg.num_heads))?;
+    w.add(&key("attention.head_count_kv"), u32v(cfg.num_kv_heads))?;
+    w.add(&key("attention.key_length"), u32v(cfg.head_dim))?;
+    w.add(&key("attention.value_length"), u32v(cfg.head_dim))?;
+    w.add(
+        &key("attention.layer_norm_rms_epsilon"),
+        Value::F32(cfg.norm_eps as f32),
+    )?;
+    w.add(&key("rope.dimension_count"), u32v(cfg.rotary_dim))?;
+    w.add(&key("rope.freq_base"), Value::F32(cfg.rope_theta as f32))?;
+    if dir.join("tokenizer.json").exists() {
+        vocabulary(&mut w, dir, &cfg)?;
+    } else {
+        // No vocabulary: llama-bench and llama-perplexity run it, llama-server (which
+        // detokenizes) does not.
+        w.add("tokenizer.ggml.model", Value::String("none".into()))?;
+        w.add(&key("vocab_size"), u32v(cfg.vocab_size))?;
+    }
+
+    let plan = crate::storage_plan(storage);
+    let head = plan.storage_of("head.w");
+    let mut tensors = Vec::new();
+    let mut put = |w: &mut GgufWriter, hf: &str, gguf: &str, asked: Storage| -> Result<()> {
+        let shape = ck
+            .shape(hf)
+            .ok_or_else(|| Error::Input(format!("tensor '{hf}' is missing")))?;
+        let t = ck.tensor(hf, &shape)?;
+        let v = f32s(&t);
+        let (s, dims): (Storage, Vec<u64>) = match shape[..] {
+            [rows, cols] => (asked.or_fallback(cols), vec![cols as u64, rows as u64]),
+            [n] => (Storage::F32, vec![n as u64]),
+            _ => return Err(Error::Input(format!("tensor '{hf}' has shape {shape:?}"))),
+        };
+        let data: Vec<u8> = match s {
+            Storage::F16 => v
+                .iter()
+                .flat_map(|&x| f16::from_f32(x).to_bits().to_le_bytes())
+                .collect(),
+            Storage::Bf16 => v
+                .iter()
+                .flat_map(|&x| bf16::from_f32(x).to_bits().to_le_bytes())
+                .collect(),
+            Storage::Q8_0 | Storage::Q4_0 => {
+                let f = s.block_format().expect("a block storage");
+                let mut out = Vec::new();
+                for row in v.chunks_exact(shape[1]) {
+                    out.extend(f.quantize(row)?);
+                }
+                out
+            }
+            _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        };
+        let ty = ggml_type(s);
+        w.add_tensor(gguf, &dims, ty, data)?;
+        tensors.push((gguf.to_string(), ty));
+        Ok(())
+    };
+    put(
+        &mut w,
+        "model.embed_tokens.weight",
+        "token_embd.weight",
+        head,
+    )?;
+    for l in 0..cfg.num_layers {
+        let (hf, g) = (format!("model.layers.{l}"), format!("blk.{l}"));
+        put(
+            &mut w,
+            &format!("{hf}.input_layernorm.weight"),
+            &format!("{g}.attn_norm.weight"),
+            Storage::F32,
+        )?;
+        for (ours, theirs) in [
+            ("q_proj", "attn_q"),
+            ("k_proj", "attn_k"),
+            ("v_proj", "attn_v"),
+        ] {
+            put(
+                &mut w,
+                &format!("{hf}.self_attn.{ours}.weight"),
+                &format!("{g}.{theirs}.weight"),
+                storage,
+            )?;
+            if cfg.qkv_bias {
+                put(
+                    &mut w,
+                    &format!("{hf}.self_attn.{ours}.bias"),
+                    &format!("{g}.{theirs}.bias"),
+                    Storage::F32,
+                )?;
+            }
+        }
+        put(
+            &mut w,
+            &format!("{hf}.self_attn.o_proj.weight"),
+            &format!("{g}.attn_output.weight"),
+            storage,
+        )?;
+        if cfg.model_type == ModelType::Glm4 {
+            put(
+                &mut w,
+                &format!("{hf}.post_self_attn_layernorm.weight"),
+                &format!("{g}.post_attention_norm.weight"),
+                Storage::F32,
+            )?;
+        }
+        put(
+            &mut w,
+            &format!("{hf}.post_attention_layernorm.weight"),
+            &format!("{g}.ffn_norm.weight"),
+            Storage::F32,
+        )?;
+        put(
+            &mut w,
+            &format!("{hf}.mlp.gate_up_proj.weight"),
+            &format!("{g}.ffn_up.weight"),
+            storage,
+        )?;
+        put(
+            &mut w,
+            &format!("{hf}.mlp.down_proj.weight"),
+            &format!("{g}.ffn_down.weight"),
+            storage,
+        )?;
+        if cfg.model_type == ModelType::Glm4 {
+            put(
+                &mut w,
+                &format!("{hf}.post_mlp_layernorm.weight"),
+                &format!("{g}.post_ffw_norm.weight"),
+                Storage::F32,
+            )?;
+        }
+    }
+    put(
+        &mut w,
+        "model.norm.weight",
+        "output_norm.weight",
+        Storage::F32,
+    )?;
+    if !cfg.tie_word_embeddings {
+        put(&mut w, "lm_head.weight", "output.weight", head)?;
+    }
+    let bytes = w.to_bytes();
+    std::fs::write(path, &bytes).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(GgufExport {
+        arch: arch.into(),
+        tensors,
+        bytes: bytes.len(),
+    })
+}
+
+/// The `tokenizer.ggml.*` keys of a byte-level BPE `tokenizer.json`: every id below
+/// the model's vocabulary size (absent ones as unused `[PADn]`), added special tokens
+/// as control tokens, the merges, and the special ids from `config.json`.
+fn vocabulary(w: &mut GgufWriter, dir: &Path, cfg: &ModelConfig) -> Result<()> {
+    let path = dir.join("tokenizer.json");
+    let text = std::fs::read_to_string(&path).map_err(|source| Error::Io {
+        path: path.clone(),
+        source,
+    })?;
+    let bad = |reason: String| Error::Checkpoint {
+        path: path.clone(),
+        reason,
+    };
+    let t: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| bad(format!("not JSON: {e}")))?;
+    let model = &t["model"];
+    if model["type"] != "BPE" {
+        return Err(bad(format!(
+            "model.type is {}, llama.cpp's gpt2 vocabulary needs BPE",
+            model["type"]
+        )));
+    }
+    let n = cfg.vocab_size;
+    let mut tokens: Vec<Option<(String, i32)>> = vec![None; n];
+    let vocab = model["vocab"]
+        .as_object()
+        .ok_or_else(|| bad("model.vocab is not an object".into()))?;
+    for (s, id) in vocab {
+        if let Some(slot) = id.as_u64().and_then(|i| tokens.get_mut(i as usize)) {
+            *slot = Some((s.clone(), 1));
+        }
+    }
+    for a in t["added_tokens"].as_array().into_iter().flatten() {
+        let (Some(id), Some(s)) = (a["id"].as_u64(), a["content"].as_str()) else {
+            continue;
+        };
+        let kind = if a["special"].as_bool() == Some(true) {
+            3
+        } else {
+            4
+        };
+        if let Some(slot) = tokens.get_mut(id as usize) {
+            *slot = Some((s.to_string(), kind));
+        }
+    }
+    let (names, kinds): (Vec<String>, Vec<Value>) = tokens
+        .into_iter()
+        .enumerate()
+        .map(|(i, t)| {
+            let (s, k) = t.unwrap_or_else(|| (format!("[PAD{i}]"), 5));
+            (s, Value::I32(k))
+        })
+        .unzip();
+    let merges: Vec<String> = model["merges"]
+        .as_array()
+        .ok_or_else(|| bad("model.merges is not a list".into()))?
+        .iter()
+        .map(|m| match m {
+            serde_json::Value::String(s) => Ok(s.clone()),
+            serde_json::Value::Array(p) if p.len() == 2 => {
+                let part = |v: &serde_json::Value| {
+                    v.as_str()
+                        .map(|s| s.replace(' ', "\u{120}"))
+                        .unwrap_or_default()
+                };
+                Ok(format!("{} {}", part(&p[0]), part(&p[1])))
+            }
+            other => Err(bad(format!("merge {other} is neither \"a b\" nor [a, b]"))),
+        })
+        .collect::<Result<_>>()?;
+    w.add("tokenizer.ggml.model", Value::String("gpt2".into()))?;
+    w.add("tokenizer.ggml.pre", Value::String("gpt-2".into()))?;
+    w.add("tokenizer.ggml.tokens", Value::strings(names))?;
+    w.add("tokenizer.ggml.token_type", Value::Array(5, kinds))?;
+    w.add("tokenizer.ggml.merges", Value::strings(merges))?;
+    let eos = cfg.eos_token_ids.first().copied();
+    if let Some(b) = cfg.bos_token_id.or(eos) {
+        w.add("tokenizer.ggml.bos_token_id", Value::U32(b))?;
+    }
+    if let Some(e) = eos {
+        w.add("tokenizer.ggml.eos_token_id", Value::U32(e))?;
+    }
+    if let Some(p) = cfg.pad_token_id {
+        w.add("tokenizer.ggml.padding_token_id", Value::U32(p))?;
+    }
+    w.add("tokenizer.ggml.add_bos_token", Value::Bool(false))?;
+    Ok(())
+}

@@ -1,0 +1,253 @@
+//! A llama.cpp GGUF file of the architectures [`crate::export_gguf`] writes
+//! (`chatglm` → our `glm`, `glm4`), read as our model: the configuration from the
+//! file's metadata, the weights expanded to their values and laid out as
+//! [`crate::load_weights`] lays out a checkpoint, and the [`StoragePlan`] that stores
+//! each weight as the file does (ggml's reference quantizers give back the blocks
+//! they expand, so a Q8_0 or Q4_0 file made by `llama-quantize` runs on its own
+//! blocks). Types: F32, F16, BF16, Q8_0, Q4_0, Q4_1 (Q4_1 runs as f16); Q6_K, which
+//! `llama-quantize` gives the output head of 4-bit models whose width is a multiple
+//! of 256, is not read yet (an error naming the tensor).
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+
+use autoglm_ops::quant::BlockFormat;
+use autoglm_ops::{Storage, StoragePlan, Tensor};
+use half::{bf16, f16};
+use safetensors::tensor::{Dtype, TensorView};
+
+use crate::checkpoint::Checkpoint;
+use crate::config::ModelConfig;
+use crate::error::{Error, Result};
+use crate::gguf::{GgmlType, Gguf, Value};
+
+/// The model in a GGUF file: configuration, weights in the graph's layout, and the
+/// storage of each weight as the file stores it.
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming the file and the key or tensor: an architecture other
+/// than `chatglm`/`glm4`, a missing key or tensor, a type this crate does not expand.
+pub fn import_gguf(path: &Path) -> Result<(ModelConfig, BTreeMap<String, Tensor>, StoragePlan)> {
+    let (g, bytes) = Gguf::read(path)?;
+    let bad = |reason: String| Error::Checkpoint {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let arch = g
+        .get("general.architecture")
+        .and_then(Value::as_str)
+        .ok_or_else(|| bad("no general.architecture".into()))?
+        .to_string();
+    let model_type = match arch.as_str() {
+        "chatglm" => "glm",
+        "glm4" => "glm4",
+        other => {
+            return Err(bad(format!(
+                "architecture '{other}': this crate reads chatglm and glm4"
+            )))
+        }
+    };
+    let num = |k: &str| -> Result<u64> {
+        g.get(&format!("{arch}.{k}"))
+            .and_then(Value::as_u64)
+            .ok_or_else(|| bad(format!("no '{arch}.{k}'")))
+    };
+    let float = |k: &str| g.get(&format!("{arch}.{k}")).and_then(Value::as_f64);
+    let embd = g
+        .tensor("token_embd.weight")
+        .ok_or_else(|| bad("tensor 'token_embd.weight' is missing".into()))?;
+    let (hidden, heads) = (num("embedding_length")?, num("attention.head_count")?);
+    let head_dim = num("attention.key_length").unwrap_or(hidden / heads.max(1));
+    let rot = num("rope.dimension_count").unwrap_or(head_dim);
+    let token = |k: &str| {
+        g.get(&format!("tokenizer.ggml.{k}"))
+            .and_then(Value::as_u64)
+    };
+    let config = serde_json::json!({
+        "model_type": model_type,
+        "vocab_size": embd.dims.get(1).copied().unwrap_or(0),
+        "hidden_size": hidden,
+        "num_hidden_layers": num("block_count")?,
+        "num_attention_heads": heads,
+        "num_key_value_heads": num("attention.head_count_kv").unwrap_or(heads),
+        "head_dim": head_dim,
+        "intermediate_size": num("feed_forward_length")?,
+        "max_position_embeddings": num("context_length")?,
+        "rms_norm_eps": float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
+        "rope_theta": float("rope.freq_base").unwrap_or(10000.0),
+        "partial_rotary_factor": rot as f64 / head_dim.max(1) as f64,
+        "tie_word_embeddings": g.tensor("output.weight").is_none(),
+        "attention_bias": g.tensor("blk.0.attn_q.bias").is_some(),
+        "bos_token_id": token("bos_token_id"),
+        "eos_token_id": token("eos_token_id"),
+        "pad_token_id": token("padding_token_id"),
+    });
+    let config = ModelConfig::from_json(&config.to_string(), path)?;
+
+    // GGUF name → Hugging Face name, and the graph weight(s) it becomes.
+    let mut names: HashMap<String, (String, Vec<String>)> = HashMap::new();
+    let mut name = |gguf: String, hf: String, graph: Vec<String>| {
+        names.insert(gguf, (hf, graph));
+    };
+    name(
+        "token_embd.weight".into(),
+        "model.embed_tokens.weight".into(),
+        if config.tie_word_embeddings {
+            vec!["head.w".into()]
+        } else {
+            vec![]
+        },
+    );
+    name(
+        "output_norm.weight".into(),
+        "model.norm.weight".into(),
+        vec![],
+    );
+    name(
+        "output.weight".into(),
+        "lm_head.weight".into(),
+        vec!["head.w".into()],
+    );
+    for l in 0..config.num_layers {
+        let (b, h) = (format!("blk.{l}"), format!("model.layers.{l}"));
+        let pairs: [(&str, &str, Vec<String>); 14] = [
+            ("attn_norm.weight", "input_layernorm.weight", vec![]),
+            (
+                "attn_q.weight",
+                "self_attn.q_proj.weight",
+                vec![format!("l{l}.q.w")],
+            ),
+            (
+                "attn_k.weight",
+                "self_attn.k_proj.weight",
+                vec![format!("l{l}.k.w")],
+            ),
+            (
+                "attn_v.weight",
+                "self_attn.v_proj.weight",
+                vec![format!("l{l}.v.w")],
+            ),
+            ("attn_q.bias", "self_attn.q_proj.bias", vec![]),
+            ("attn_k.bias", "self_attn.k_proj.bias", vec![]),
+            ("attn_v.bias", "self_attn.v_proj.bias", vec![]),
+            (
+                "attn_output.weight",
+                "self_attn.o_proj.weight",
+                vec![format!("l{l}.o.w")],
+            ),
+            (
+                "post_attention_norm.weight",
+                "post_self_attn_layernorm.weight",
+                vec![],
+            ),
+            ("ffn_norm.weight", "post_attention_layernorm.weight", vec![]),
+            (
+                "ffn_up.weight",
+                "mlp.gate_up_proj.weight",
+                vec![format!("l{l}.gate.w"), format!("l{l}.up.w")],
+            ),
+            (
+                "ffn_down.weight",
+                "mlp.down_proj.weight",
+                vec![format!("l{l}.down.w")],
+            ),
+            ("post_ffw_norm.weight", "post_mlp_layernorm.weight", vec![]),
+            ("attn_output.bias", "self_attn.o_proj.bias", vec![]),
+        ];
+        for (ours, theirs, graph) in pairs {
+            name(format!("{b}.{ours}"), format!("{h}.{theirs}"), graph);
+        }
+    }
+
+    let mut encoded: Vec<(String, Vec<usize>, Vec<u8>)> = Vec::new();
+    let mut stored: Vec<(Vec<String>, Storage, usize)> = Vec::new();
+    for t in &g.tensors {
+        let (hf, graph) = names
+            .get(&t.name)
+            .ok_or_else(|| bad(format!("tensor '{}' is not part of a {arch} model", t.name)))?;
+        let shape: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
+        let n = t.elements() as usize;
+        let raw = g.data(&bytes, t);
+        let mut v = vec![0.0f32; n];
+        let storage = match t.ty {
+            GgmlType::F32 => {
+                for (x, c) in v.iter_mut().zip(raw.chunks_exact(4)) {
+                    *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+                }
+                Storage::F32
+            }
+            GgmlType::F16 | GgmlType::BF16 => {
+                for (x, c) in v.iter_mut().zip(raw.chunks_exact(2)) {
+                    let bits = u16::from_le_bytes([c[0], c[1]]);
+                    *x = if t.ty == GgmlType::F16 {
+                        f16::from_bits(bits).to_f32()
+                    } else {
+                        bf16::from_bits(bits).to_f32()
+                    };
+                }
+                if t.ty == GgmlType::F16 {
+                    Storage::F16
+                } else {
+                    Storage::Bf16
+                }
+            }
+            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => {
+                let f = match t.ty {
+                    GgmlType::Q8_0 => BlockFormat::Q8_0,
+                    GgmlType::Q4_0 => BlockFormat::Q4_0,
+                    _ => BlockFormat::Q4_1,
+                };
+                let cols = t.dims[0] as usize;
+                let row = f.bytes_for(cols);
+                for (src, dst) in raw.chunks_exact(row).zip(v.chunks_exact_mut(cols)) {
+                    f.dequantize(src, dst)
+                        .map_err(|e| bad(format!("tensor '{}': {e}", t.name)))?;
+                }
+                match t.ty {
+                    GgmlType::Q8_0 => Storage::Q8_0,
+                    GgmlType::Q4_0 => Storage::Q4_0,
+                    _ => Storage::F16,
+                }
+            }
+            other => {
+                return Err(bad(format!(
+                    "tensor '{}' is {other}, which this crate does not expand yet",
+                    t.name
+                )))
+            }
+        };
+        if shape.len() == 2 && !graph.is_empty() {
+            stored.push((graph.clone(), storage, shape[1]));
+        }
+        encoded.push((
+            hf.clone(),
+            shape,
+            v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+        ));
+    }
+    let views = encoded
+        .iter()
+        .map(|(n, s, b)| {
+            TensorView::new(Dtype::F32, s.clone(), b)
+                .map(|v| (n.clone(), v))
+                .map_err(|e| bad(e.to_string()))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let st = safetensors::serialize(views, None).map_err(|e| bad(e.to_string()))?;
+    let ck = Checkpoint::from_bytes(path, st)?;
+    let weights = crate::load_weights(&config, &ck)?;
+    // The body's storage is the q projections'; each weight stored otherwise is named.
+    let body = stored
+        .iter()
+        .find(|(g, _, _)| g.first().is_some_and(|n| n.ends_with(".q.w")))
+        .map_or(Storage::F32, |e| e.1);
+    let mut plan = StoragePlan::uniform(body);
+    for (graph, s, cols) in stored {
+        if s != body.or_fallback(cols) {
+            for name in graph {
+                plan.by_name.insert(name, s);
+            }
+        }
+    }
+    Ok((config, weights, plan))
+}
