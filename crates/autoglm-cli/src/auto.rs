@@ -277,7 +277,12 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     let model_dir = at.run_dir().model();
     at.export(&model_dir)?;
     let export = &at.task().export;
-    let (method, rows) = (export.method()?, export.calibration_rows.unwrap_or(256));
+    let (method, rows) = (
+        export.method()?,
+        export
+            .calibration_rows
+            .unwrap_or(autoglm::DEFAULT_CALIBRATION_ROWS),
+    );
     for storage in export.storages()? {
         let dir = model_dir.with_file_name(format!("model-{storage}"));
         let q = at.quantize_model(&model_dir, &dir, storage, method, &e.decoding, rows)?;

@@ -28,7 +28,7 @@ pub struct QuantizeArgs {
     #[arg(long, default_value = "awq")]
     pub method: Method,
     /// Training rows to calibrate on.
-    #[arg(long, default_value_t = 256)]
+    #[arg(long, default_value_t = autoglm::DEFAULT_CALIBRATION_ROWS)]
     pub calibration_rows: usize,
     /// Where the quantized model goes (replaced if it exists).
     #[arg(long)]

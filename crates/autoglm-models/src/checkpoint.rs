@@ -236,19 +236,54 @@ impl Checkpoint {
         )
     }
 
-    /// The block format a tensor is stored in, from the file's `__metadata__`.
-    fn block_format(&self, shard: &Shard, name: &str) -> Result<Option<BlockFormat>> {
-        let key = format!("{STORAGE_KEY}.{name}");
-        let Some(s) = shard.meta.metadata().as_ref().and_then(|m| m.get(&key)) else {
+    /// The block format of a `u8` tensor of a file whose `__metadata__` names a block
+    /// storage: the one whose bytes per row its second dimension is (`Q8_0` takes 34
+    /// per 32 values, `Q4_0` 18, so the two never agree); `None` for other tensors.
+    fn block_format(
+        &self,
+        shard: &Shard,
+        name: &str,
+        info: &safetensors::tensor::TensorInfo,
+        shape: &[usize],
+    ) -> Result<Option<BlockFormat>> {
+        if info.dtype != Dtype::U8 {
             return Ok(None);
+        }
+        let key = shard
+            .meta
+            .metadata()
+            .as_ref()
+            .and_then(|m| m.get(STORAGE_KEY));
+        let storage: Option<Storage> = key.and_then(|s| s.parse().ok());
+        if storage.and_then(Storage::block_format).is_none() {
+            return Err(ckpt_err(
+                &shard.path,
+                format!(
+                    "tensor '{name}' is u8, which only a block-quantized file holds ('{STORAGE_KEY}' is {key:?})"
+                ),
+            ));
+        }
+        let [rows, cols] = shape[..] else {
+            return Err(ckpt_err(
+                &shard.path,
+                format!(
+                    "tensor '{name}' is stored as blocks, but the config implies a {}-dimensional tensor",
+                    shape.len()
+                ),
+            ));
         };
-        let storage: Storage = s
-            .parse()
-            .map_err(|e| ckpt_err(&shard.path, format!("'{key}': {e}")))?;
-        storage.block_format().map(Some).ok_or_else(|| {
+        let format = [BlockFormat::Q8_0, BlockFormat::Q4_0]
+            .into_iter()
+            .find(|f| info.shape == [rows, f.bytes_for(cols)] && cols.is_multiple_of(BLOCK));
+        format.map(Some).ok_or_else(|| {
             ckpt_err(
                 &shard.path,
-                format!("'{key}' = '{s}' is not a block format (q8_0 or q4_0)"),
+                format!(
+                    "tensor '{name}' ({shape:?} as blocks) should be u8 [{rows}, {}] (q8_0) or [{rows}, {}] (q4_0) with {cols} a multiple of {BLOCK}, but it is {:?}",
+                    BlockFormat::Q8_0.bytes_for(cols),
+                    BlockFormat::Q4_0.bytes_for(cols),
+                    info.shape
+                ),
             )
         })
     }
@@ -274,8 +309,7 @@ impl Checkpoint {
             .meta
             .info(name)
             .ok_or_else(|| ckpt_err(&s.path, format!("tensor '{name}' is missing")))?;
-        let format = self.block_format(s, name)?;
-        if let Some(format) = format {
+        if let Some(format) = self.block_format(s, name, info, shape)? {
             return self.block_tensor(s, name, shape, format);
         }
         if info.shape != shape {
@@ -325,23 +359,10 @@ impl Checkpoint {
         shape: &[usize],
         format: BlockFormat,
     ) -> Result<Tensor> {
+        // `block_format` checked the type and sizes.
         let info = s.meta.info(name).expect("the caller found it");
-        let [rows, cols] = shape[..] else {
-            return Err(ckpt_err(
-                &s.path,
-                format!("tensor '{name}' is stored as {format} blocks, but the config implies a {}-dimensional tensor", shape.len()),
-            ));
-        };
+        let (rows, cols) = (shape[0], shape[1]);
         let want = [rows, format.bytes_for(cols)];
-        if info.dtype != Dtype::U8 || info.shape != want || !cols.is_multiple_of(BLOCK) {
-            return Err(ckpt_err(
-                &s.path,
-                format!(
-                    "tensor '{name}' ({format} blocks of {shape:?}) should be u8 {want:?} with {cols} a multiple of {BLOCK}, but it is {:?} {:?}",
-                    info.dtype, info.shape
-                ),
-            ));
-        }
         let (a, b) = info.data_offsets;
         let raw = &s.map[s.data_start + a..s.data_start + b];
         let mut data = vec![0.0f32; rows * cols];
@@ -355,6 +376,6 @@ impl Checkpoint {
     }
 }
 
-/// The `__metadata__` key naming a checkpoint's storage; `autoglm.storage.NAME` names
-/// the block format of tensor `NAME`.
+/// The `__metadata__` key naming a block-quantized checkpoint's body storage (its
+/// only key, so the header's bytes do not depend on a hash map's order).
 pub(crate) const STORAGE_KEY: &str = "autoglm.storage";

@@ -6,7 +6,7 @@
 //! | storage | what `model.safetensors` holds | who reads it |
 //! |---|---|---|
 //! | `f32`, `f16`, `bf16` | every 2-D weight in that type (norms and biases f32) | transformers, and us |
-//! | `q8_0`, `q4_0` | each 2-D weight whose rows are whole 32-blocks as `u8 [rows, bytes per row]`: ggml's blocks of that row ([`autoglm_ops::quant`]), named in `__metadata__` (`autoglm.storage.NAME`); the rest f16 | us (transformers refuses the unknown `quantization_config`); GGUF readers once converted |
+//! | `q8_0`, `q4_0` | each 2-D weight whose rows are whole 32-blocks as `u8 [rows, bytes per row]`: ggml's blocks of that row ([`autoglm_ops::quant`]; the bytes per row tell `Q8_0` from `Q4_0`); the rest f16 | us (transformers refuses the unknown `quantization_config`); GGUF readers once converted |
 //!
 //! The output head (and a tied or untied embedding) is stored one step higher than the
 //! body ([`crate::storage_plan`]); `__metadata__`'s `autoglm.storage` names the body's
@@ -69,13 +69,14 @@ pub fn save_pretrained_as(
 ) -> Result<Vec<Stored>> {
     let out = hf_tensors(config, weights)?;
     let head = crate::storage_plan(storage).storage_of("head.w");
-    let mut meta = HashMap::from([
-        ("format".to_string(), "pt".to_string()),
-        (
+    // One key at most: safetensors writes `__metadata__` in a hash map's order, and a
+    // file's bytes must not depend on it. Files transformers loads carry none.
+    let meta = storage.block_format().map(|_| {
+        HashMap::from([(
             crate::checkpoint::STORAGE_KEY.to_string(),
             storage.to_string(),
-        ),
-    ]);
+        )])
+    });
     let mut stored = Vec::new();
     let mut encoded: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
     for (name, t) in &out {
@@ -111,10 +112,6 @@ pub fn save_pretrained_as(
                 for row in v.chunks_exact(cols) {
                     data.extend(format.quantize(row)?);
                 }
-                meta.insert(
-                    format!("{}.{name}", crate::checkpoint::STORAGE_KEY),
-                    s.to_string(),
-                );
                 (Dtype::U8, vec![shape[0], format.bytes_for(cols)], data)
             }
             _ => (
@@ -170,7 +167,7 @@ pub fn save_pretrained_as(
                 .map_err(|e| ckpt(e.to_string()))
         })
         .collect::<Result<Vec<_>>>()?;
-    safetensors::serialize_to_file(views, Some(meta), &st).map_err(|e| ckpt(e.to_string()))?;
+    safetensors::serialize_to_file(views, meta, &st).map_err(|e| ckpt(e.to_string()))?;
     Ok(stored)
 }
 

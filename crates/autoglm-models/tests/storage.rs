@@ -203,7 +203,9 @@ fn a_model_saved_in_each_storage_loads_back_as_stored() {
             for s in &stored {
                 let fits = s.storage == s.asked;
                 assert!(fits || s.storage == Storage::F16, "{s:?}");
-                assert_eq!(s.matrix, s.asked != Storage::F32 || storage == Storage::F32);
+                if storage != Storage::F32 {
+                    assert_eq!(s.matrix, s.asked != Storage::F32, "{s:?}");
+                }
             }
             let ck = Checkpoint::open(&out).unwrap();
             assert_eq!(ck.storage().unwrap(), storage, "{}", out.display());
@@ -241,56 +243,57 @@ fn a_model_saved_in_each_storage_loads_back_as_stored() {
     }
 }
 
-/// Block tensors that lie about their size or format are errors naming the tensor.
+/// Block tensors that lie about their size or type are errors naming the tensor.
 #[test]
 fn lying_block_tensors_are_errors_naming_the_tensor() {
     use safetensors::tensor::{Dtype, TensorView};
-    let bytes = [0u8; 2 * 34];
-    let file = |shape: Vec<usize>, dtype: Dtype, format: &str| -> Vec<u8> {
-        let meta = std::collections::HashMap::from([(
-            "autoglm.storage.w".to_string(),
-            format.to_string(),
-        )]);
+    let bytes = [0u8; 2 * 36];
+    let file = |shape: Vec<usize>, dtype: Dtype, storage: Option<&str>| -> Vec<u8> {
+        let meta = storage.map(|s| {
+            std::collections::HashMap::from([("autoglm.storage".to_string(), s.to_string())])
+        });
         let n: usize = shape.iter().product::<usize>() * dtype.bitsize() / 8;
         let view = TensorView::new(dtype, shape, &bytes[..n]).unwrap();
-        safetensors::serialize([("w", view)], Some(meta)).unwrap()
+        safetensors::serialize([("w", view)], meta).unwrap()
     };
     let read = |data: Vec<u8>, shape: &[usize]| {
         Checkpoint::from_bytes(Path::new("m.safetensors"), data)
             .unwrap()
             .tensor("w", shape)
     };
-    // Well formed: two rows of one Q8_0 block.
-    assert!(read(file(vec![2, 34], Dtype::U8, "q8_0"), &[2, 32]).is_ok());
+    // Well formed: two rows of one Q8_0 block, or of two Q4_0 blocks.
+    assert!(read(file(vec![2, 34], Dtype::U8, Some("q8_0")), &[2, 32]).is_ok());
+    assert!(read(file(vec![2, 36], Dtype::U8, Some("q4_0")), &[2, 64]).is_ok());
     for (data, shape, needle) in [
         (
-            file(vec![2, 34], Dtype::U8, "q8_0"),
-            vec![2, 64],
-            "should be u8 [2, 68]",
+            file(vec![2, 34], Dtype::U8, Some("q8_0")),
+            vec![2, 96],
+            "[2, 102] (q8_0) or [2, 54] (q4_0)",
         ),
         (
-            file(vec![1, 34], Dtype::U8, "q8_0"),
+            file(vec![1, 34], Dtype::U8, Some("q8_0")),
             vec![2, 32],
-            "should be u8 [2, 34]",
+            "but it is [1, 34]",
         ),
-        (file(vec![2, 17], Dtype::U16, "q8_0"), vec![2, 32], "U16"),
-        (file(vec![2, 34], Dtype::U8, "q5_k"), vec![2, 32], "q5_k"),
         (
-            file(vec![2, 34], Dtype::U8, "f16"),
+            file(vec![2, 34], Dtype::U8, Some("q5_k")),
             vec![2, 32],
-            "not a block format",
+            "q5_k",
         ),
+        (file(vec![2, 34], Dtype::U8, None), vec![2, 32], "None"),
         (
-            file(vec![2, 34], Dtype::U8, "q8_0"),
+            file(vec![2, 34], Dtype::U8, Some("q8_0")),
             vec![68],
             "1-dimensional",
         ),
+        (
+            file(vec![2, 17], Dtype::U16, Some("q8_0")),
+            vec![2, 32],
+            "[2, 17]",
+        ),
     ] {
         let err = read(data, &shape).unwrap_err().to_string();
-        assert!(
-            err.contains("'w'") || err.contains("autoglm.storage.w"),
-            "{err}"
-        );
+        assert!(err.contains("'w'"), "{err}");
         assert!(err.contains(needle), "{needle}: {err}");
     }
 }

@@ -75,7 +75,8 @@ pub struct ExportConfig {
     /// for the block formats.
     #[serde(default)]
     pub method: Option<String>,
-    /// Training rows the calibration runs on (default 256).
+    /// Training rows the calibration runs on (default
+    /// [`crate::DEFAULT_CALIBRATION_ROWS`]).
     #[serde(default)]
     pub calibration_rows: Option<usize>,
 }
