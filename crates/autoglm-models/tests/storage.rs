@@ -185,6 +185,32 @@ fn through(storage: Storage, rows: &[f32], cols: usize) -> Vec<f32> {
     }
 }
 
+/// The paged model of `p` stored as `storage_plan(storage)` says, with the embedding
+/// rounded through the head's storage as a file written that way stores it (and,
+/// tied, the head its transpose): what loading such a file must compute.
+fn stored_directly(
+    cfg: &ModelConfig,
+    p: &BTreeMap<String, Tensor>,
+    storage: Storage,
+) -> PagedModel {
+    let plan = autoglm_models::storage_plan(storage);
+    let mut want = p.clone();
+    let e = &p["embed"];
+    let rounded = through(plan.storage_of("head.w"), e.as_f32().unwrap(), e.shape()[1]);
+    want.insert(
+        "embed".into(),
+        Tensor::from_f32(e.shape(), rounded).unwrap(),
+    );
+    if cfg.tie_word_embeddings {
+        let t = &want["embed"];
+        let (v, h) = (t.shape()[0], t.shape()[1]);
+        let x = t.as_f32().unwrap();
+        let tr: Vec<f32> = (0..h * v).map(|i| x[(i % v) * h + i / v]).collect();
+        want.insert("head.w".into(), Tensor::from_f32(&[h, v], tr).unwrap());
+    }
+    PagedModel::from_weights_as(cfg.clone(), want, 1, &plan).unwrap()
+}
+
 /// A model written in each storage loads back as stored and computes what the same
 /// storage computes from the f32 weights (the embedding, stored at the head's
 /// precision, rounded alike): quantizing a file and quantizing at load agree bit for
@@ -214,24 +240,7 @@ fn a_model_saved_in_each_storage_loads_back_as_stored() {
                 .any(|s| s.storage == storage.or_fallback(cfg.hidden_size)));
             let mut loaded = PagedModel::load(&out, 1).unwrap();
 
-            let plan = autoglm_models::storage_plan(storage);
-            let head = plan.storage_of("head.w");
-            let mut want = p.clone();
-            let e = &p["embed"];
-            let h = e.shape()[1];
-            let rounded = through(head, e.as_f32().unwrap(), h);
-            want.insert(
-                "embed".into(),
-                Tensor::from_f32(e.shape(), rounded).unwrap(),
-            );
-            if cfg.tie_word_embeddings {
-                let t = &want["embed"];
-                let (v, hh) = (t.shape()[0], t.shape()[1]);
-                let x = t.as_f32().unwrap();
-                let tr: Vec<f32> = (0..hh * v).map(|i| x[(i % v) * hh + i / v]).collect();
-                want.insert("head.w".into(), Tensor::from_f32(&[hh, v], tr).unwrap());
-            }
-            let mut direct = PagedModel::from_weights_as(cfg.clone(), want, 1, &plan).unwrap();
+            let mut direct = stored_directly(&cfg, &p, storage);
             let (a, b) = (paged_logits(&mut loaded), paged_logits(&mut direct));
             assert!(
                 a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),
@@ -334,22 +343,7 @@ fn a_gguf_export_reads_back_as_the_same_model() {
                 );
             }
             let mut from_file = PagedModel::from_weights_as(gcfg, gw, 1, &plan).unwrap();
-            let mut want = p.clone();
-            let head = want_plan.storage_of("head.w");
-            let e = &p["embed"];
-            let rounded = through(head, e.as_f32().unwrap(), e.shape()[1]);
-            want.insert(
-                "embed".into(),
-                Tensor::from_f32(e.shape(), rounded).unwrap(),
-            );
-            if cfg.tie_word_embeddings {
-                let t = &want["embed"];
-                let (v, hh) = (t.shape()[0], t.shape()[1]);
-                let x = t.as_f32().unwrap();
-                let tr: Vec<f32> = (0..hh * v).map(|i| x[(i % v) * hh + i / v]).collect();
-                want.insert("head.w".into(), Tensor::from_f32(&[hh, v], tr).unwrap());
-            }
-            let mut direct = PagedModel::from_weights_as(cfg.clone(), want, 1, &want_plan).unwrap();
+            let mut direct = stored_directly(&cfg, &p, storage);
             let (a, b) = (paged_logits(&mut from_file), paged_logits(&mut direct));
             assert!(
                 a.iter().zip(&b).all(|(x, y)| x.to_bits() == y.to_bits()),

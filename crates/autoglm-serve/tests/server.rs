@@ -434,18 +434,24 @@ async fn shutdown_drains_in_flight_requests() {
             )
         })
         .collect();
-    // Stop the server while they run.
+    // Stop the server while they run, once all four have arrived (a connection the
+    // server has not accepted yet when it stops accepting is reset, not drained).
     let mut running = false;
     for _ in 0..1000 {
         let m = call(addr, "GET", "/metrics", None, None).await.body;
-        running = m
+        let arrived: f64 = m
             .lines()
-            .any(|l| l.starts_with("autoglm_running_sequences{") && !l.ends_with(" 0"));
+            .filter(|l| l.starts_with("autoglm_requests_arrived"))
+            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+            .sum();
+        running = arrived >= 4.0
+            && m.lines()
+                .any(|l| l.starts_with("autoglm_running_sequences{") && !l.ends_with(" 0"));
         if running {
             break;
         }
     }
-    assert!(running, "no request was running");
+    assert!(running, "the four requests did not arrive and run");
     s.stop().await;
     for t in tasks {
         let r = t.await.unwrap();
