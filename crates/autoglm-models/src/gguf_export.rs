@@ -1,7 +1,10 @@
 //! A model directory (Hugging Face layout, any storage) written as one GGUF file that
 //! llama.cpp runs: `glm` as llama.cpp's `chatglm` architecture, `glm4` as `glm4`
 //! (both rotate adjacent pairs, llama.cpp's "normal" rope, so the interleaved q/k
-//! rows go in unpermuted), with the byte-level BPE vocabulary of `tokenizer.json`.
+//! rows go in unpermuted), `gpt_neox` as `gptneox` (rotating halves, as ours; the
+//! fused q/k/v rows regrouped), with the byte-level BPE vocabulary of
+//! `tokenizer.json`. llama.cpp's gptneox computes GELU with its tanh approximation
+//! whatever the model's activation (`autoglm.hidden_act` records the model's own).
 //! Tensor names, metadata keys and their types follow llama.cpp's loader
 //! (`docs/notes/issue-27-gguf-glm.md`); unlike its converter for `glm`, the context
 //! length, RMS epsilon, rotary width and base are the model's own.
@@ -61,8 +64,8 @@ fn file_type(s: Storage) -> u32 {
 ///
 /// # Errors
 /// [`Error::Input`] for an architecture or shape llama.cpp's loader would refuse
-/// (`gpt_neox` is not written yet; `glm` needs heads × head_dim = hidden), a missing
-/// or non-BPE `tokenizer.json`; checkpoint and I/O errors naming the file.
+/// (`glm` needs heads × head_dim = hidden), a non-BPE `tokenizer.json`; checkpoint
+/// and I/O errors naming the file.
 pub fn export_gguf(dir: &Path, path: &Path, storage: Storage) -> Result<GgufExport> {
     let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
     let ck = Checkpoint::open(dir)?;
@@ -75,13 +78,10 @@ pub fn export_gguf(dir: &Path, path: &Path, storage: Storage) -> Result<GgufExpo
             )))
         }
         ModelType::Glm4 => "glm4",
-        ModelType::GptNeox => {
-            return Err(Error::Input(
-                "GGUF export of gpt_neox models is not written yet (glm and glm4 are)".into(),
-            ))
-        }
+        ModelType::GptNeox => "gptneox",
     };
-    if cfg.out_bias {
+    let neox = cfg.model_type == ModelType::GptNeox;
+    if cfg.out_bias && !neox {
         return Err(Error::Input(
             "llama.cpp's chatglm/glm4 have no output-projection bias".into(),
         ));
@@ -100,10 +100,28 @@ pub fn export_gguf(dir: &Path, path: &Path, storage: Storage) -> Result<GgufExpo
     w.add(&key("attention.head_count_kv"), u32v(cfg.num_kv_heads))?;
     w.add(&key("attention.key_length"), u32v(cfg.head_dim))?;
     w.add(&key("attention.value_length"), u32v(cfg.head_dim))?;
-    w.add(
-        &key("attention.layer_norm_rms_epsilon"),
-        Value::F32(cfg.norm_eps as f32),
-    )?;
+    if neox {
+        w.add(
+            &key("attention.layer_norm_epsilon"),
+            Value::F32(cfg.norm_eps as f32),
+        )?;
+        w.add(
+            &key("use_parallel_residual"),
+            Value::Bool(cfg.parallel_residual),
+        )?;
+        // llama.cpp's gptneox applies its (tanh) GELU whatever the model's; the name
+        // lets our reader run the model's own.
+        let act = cfg.to_json()["hidden_act"]
+            .as_str()
+            .unwrap_or("gelu")
+            .to_string();
+        w.add("autoglm.hidden_act", Value::String(act))?;
+    } else {
+        w.add(
+            &key("attention.layer_norm_rms_epsilon"),
+            Value::F32(cfg.norm_eps as f32),
+        )?;
+    }
     w.add(&key("rope.dimension_count"), u32v(cfg.rotary_dim))?;
     w.add(&key("rope.freq_base"), Value::F32(cfg.rope_theta as f32))?;
     if dir.join("tokenizer.json").exists() {
@@ -117,17 +135,119 @@ pub fn export_gguf(dir: &Path, path: &Path, storage: Storage) -> Result<GgufExpo
 
     let plan = crate::storage_plan(storage);
     let head = plan.storage_of("head.w");
-    let mut tensors = Vec::new();
-    let mut put = |w: &mut GgufWriter, hf: &str, gguf: &str, asked: Storage| -> Result<()> {
+    let mut out = Out {
+        w,
+        tensors: Vec::new(),
+    };
+    let read = |hf: &str| -> Result<(Vec<usize>, Vec<f32>)> {
         let shape = ck
             .shape(hf)
             .ok_or_else(|| Error::Input(format!("tensor '{hf}' is missing")))?;
         let t = ck.tensor(hf, &shape)?;
-        let v = f32s(&t);
+        Ok((shape, f32s(&t).to_vec()))
+    };
+    let put = |out: &mut Out, hf: &str, gguf: &str, asked: Storage| -> Result<()> {
+        let (shape, v) = read(hf)?;
+        out.put(gguf, &shape, &v, asked)
+    };
+    if cfg.model_type == ModelType::GptNeox {
+        neox_tensors(&mut out, &cfg, &read, storage, head)?;
+    } else {
+        put(
+            &mut out,
+            "model.embed_tokens.weight",
+            "token_embd.weight",
+            head,
+        )?;
+        for l in 0..cfg.num_layers {
+            let (hf, g) = (format!("model.layers.{l}"), format!("blk.{l}"));
+            let mut layer = |ours: &str, theirs: &str, s: Storage| {
+                put(
+                    &mut out,
+                    &format!("{hf}.{ours}"),
+                    &format!("{g}.{theirs}"),
+                    s,
+                )
+            };
+            layer("input_layernorm.weight", "attn_norm.weight", Storage::F32)?;
+            for (ours, theirs) in [
+                ("q_proj", "attn_q"),
+                ("k_proj", "attn_k"),
+                ("v_proj", "attn_v"),
+            ] {
+                layer(
+                    &format!("self_attn.{ours}.weight"),
+                    &format!("{theirs}.weight"),
+                    storage,
+                )?;
+                if cfg.qkv_bias {
+                    layer(
+                        &format!("self_attn.{ours}.bias"),
+                        &format!("{theirs}.bias"),
+                        Storage::F32,
+                    )?;
+                }
+            }
+            layer("self_attn.o_proj.weight", "attn_output.weight", storage)?;
+            if cfg.model_type == ModelType::Glm4 {
+                layer(
+                    "post_self_attn_layernorm.weight",
+                    "post_attention_norm.weight",
+                    Storage::F32,
+                )?;
+            }
+            layer(
+                "post_attention_layernorm.weight",
+                "ffn_norm.weight",
+                Storage::F32,
+            )?;
+            layer("mlp.gate_up_proj.weight", "ffn_up.weight", storage)?;
+            layer("mlp.down_proj.weight", "ffn_down.weight", storage)?;
+            if cfg.model_type == ModelType::Glm4 {
+                layer(
+                    "post_mlp_layernorm.weight",
+                    "post_ffw_norm.weight",
+                    Storage::F32,
+                )?;
+            }
+        }
+        put(
+            &mut out,
+            "model.norm.weight",
+            "output_norm.weight",
+            Storage::F32,
+        )?;
+        if !cfg.tie_word_embeddings {
+            put(&mut out, "lm_head.weight", "output.weight", head)?;
+        }
+    }
+    let Out { w, tensors } = out;
+    let bytes = w.to_bytes();
+    std::fs::write(path, &bytes).map_err(|source| Error::Io {
+        path: path.to_path_buf(),
+        source,
+    })?;
+    Ok(GgufExport {
+        arch: arch.into(),
+        tensors,
+        bytes: bytes.len(),
+    })
+}
+
+/// The file being written and what went into it.
+struct Out {
+    w: GgufWriter,
+    tensors: Vec<(String, GgmlType)>,
+}
+
+impl Out {
+    /// Adds `v` (row-major `shape`) as `gguf`: 1-D in f32, a matrix in `asked` or its
+    /// fallback.
+    fn put(&mut self, gguf: &str, shape: &[usize], v: &[f32], asked: Storage) -> Result<()> {
         let (s, dims): (Storage, Vec<u64>) = match shape[..] {
             [rows, cols] => (asked.or_fallback(cols), vec![cols as u64, rows as u64]),
             [n] => (Storage::F32, vec![n as u64]),
-            _ => return Err(Error::Input(format!("tensor '{hf}' has shape {shape:?}"))),
+            _ => return Err(Error::Input(format!("tensor '{gguf}' has shape {shape:?}"))),
         };
         let data: Vec<u8> = match s {
             Storage::F16 => v
@@ -149,104 +269,83 @@ pub fn export_gguf(dir: &Path, path: &Path, storage: Storage) -> Result<GgufExpo
             _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
         };
         let ty = ggml_type(s);
-        w.add_tensor(gguf, &dims, ty, data)?;
-        tensors.push((gguf.to_string(), ty));
+        self.w.add_tensor(gguf, &dims, ty, data)?;
+        self.tensors.push((gguf.to_string(), ty));
         Ok(())
+    }
+}
+
+/// A checkpoint's tensor by name: its shape and values.
+type Read<'a> = dyn Fn(&str) -> Result<(Vec<usize>, Vec<f32>)> + 'a;
+
+/// gpt_neox as llama.cpp's `gptneox`: the fused q/k/v rows regrouped from per head
+/// `[q, k, v]` to all q, all k, all v (biases alike); every bias written (zeros where
+/// the model has none, since llama.cpp requires them), and the output head written
+/// even when tied (llama.cpp's gptneox has no tied fallback).
+fn neox_tensors(
+    out: &mut Out,
+    cfg: &ModelConfig,
+    read: &Read<'_>,
+    storage: Storage,
+    head: Storage,
+) -> Result<()> {
+    let (h, nh, d) = (cfg.hidden_size, cfg.num_heads, cfg.head_dim);
+    let (eshape, embed) = read("gpt_neox.embed_in.weight")?;
+    out.put("token_embd.weight", &eshape, &embed, head)?;
+    let bias_or_zero = |name: &str, n: usize| -> Result<Vec<f32>> {
+        match read(name) {
+            Ok((_, v)) => Ok(v),
+            Err(_) => Ok(vec![0.0; n]),
+        }
     };
-    put(
-        &mut w,
-        "model.embed_tokens.weight",
-        "token_embd.weight",
-        head,
-    )?;
+    // Row `r` of the regrouped matrix comes from HF row `order[r]`.
+    let order: Vec<usize> = (0..3)
+        .flat_map(|which| {
+            (0..nh).flat_map(move |hh| (0..d).map(move |j| hh * 3 * d + which * d + j))
+        })
+        .collect();
     for l in 0..cfg.num_layers {
-        let (hf, g) = (format!("model.layers.{l}"), format!("blk.{l}"));
-        put(
-            &mut w,
-            &format!("{hf}.input_layernorm.weight"),
-            &format!("{g}.attn_norm.weight"),
-            Storage::F32,
-        )?;
+        let (hf, g) = (format!("gpt_neox.layers.{l}"), format!("blk.{l}"));
         for (ours, theirs) in [
-            ("q_proj", "attn_q"),
-            ("k_proj", "attn_k"),
-            ("v_proj", "attn_v"),
+            ("input_layernorm", "attn_norm"),
+            ("post_attention_layernorm", "ffn_norm"),
         ] {
-            put(
-                &mut w,
-                &format!("{hf}.self_attn.{ours}.weight"),
-                &format!("{g}.{theirs}.weight"),
-                storage,
-            )?;
-            if cfg.qkv_bias {
-                put(
-                    &mut w,
-                    &format!("{hf}.self_attn.{ours}.bias"),
-                    &format!("{g}.{theirs}.bias"),
-                    Storage::F32,
-                )?;
+            for part in ["weight", "bias"] {
+                let (shape, v) = read(&format!("{hf}.{ours}.{part}"))?;
+                out.put(&format!("{g}.{theirs}.{part}"), &shape, &v, Storage::F32)?;
             }
         }
-        put(
-            &mut w,
-            &format!("{hf}.self_attn.o_proj.weight"),
-            &format!("{g}.attn_output.weight"),
-            storage,
-        )?;
-        if cfg.model_type == ModelType::Glm4 {
-            put(
-                &mut w,
-                &format!("{hf}.post_self_attn_layernorm.weight"),
-                &format!("{g}.post_attention_norm.weight"),
-                Storage::F32,
-            )?;
-        }
-        put(
-            &mut w,
-            &format!("{hf}.post_attention_layernorm.weight"),
-            &format!("{g}.ffn_norm.weight"),
-            Storage::F32,
-        )?;
-        put(
-            &mut w,
-            &format!("{hf}.mlp.gate_up_proj.weight"),
-            &format!("{g}.ffn_up.weight"),
-            storage,
-        )?;
-        put(
-            &mut w,
-            &format!("{hf}.mlp.down_proj.weight"),
-            &format!("{g}.ffn_down.weight"),
-            storage,
-        )?;
-        if cfg.model_type == ModelType::Glm4 {
-            put(
-                &mut w,
-                &format!("{hf}.post_mlp_layernorm.weight"),
-                &format!("{g}.post_ffw_norm.weight"),
-                Storage::F32,
-            )?;
+        let (shape, qkv) = read(&format!("{hf}.attention.query_key_value.weight"))?;
+        let cols = shape[1];
+        let regrouped: Vec<f32> = order
+            .iter()
+            .flat_map(|&r| qkv[r * cols..(r + 1) * cols].iter().copied())
+            .collect();
+        out.put(&format!("{g}.attn_qkv.weight"), &shape, &regrouped, storage)?;
+        let b = bias_or_zero(&format!("{hf}.attention.query_key_value.bias"), 3 * h)?;
+        let b: Vec<f32> = order.iter().map(|&r| b[r]).collect();
+        out.put(&format!("{g}.attn_qkv.bias"), &[3 * h], &b, Storage::F32)?;
+        for (ours, theirs, n) in [
+            ("attention.dense", "attn_output", h),
+            ("mlp.dense_h_to_4h", "ffn_up", cfg.intermediate_size),
+            ("mlp.dense_4h_to_h", "ffn_down", h),
+        ] {
+            let (shape, v) = read(&format!("{hf}.{ours}.weight"))?;
+            out.put(&format!("{g}.{theirs}.weight"), &shape, &v, storage)?;
+            let b = bias_or_zero(&format!("{hf}.{ours}.bias"), n)?;
+            out.put(&format!("{g}.{theirs}.bias"), &[n], &b, Storage::F32)?;
         }
     }
-    put(
-        &mut w,
-        "model.norm.weight",
-        "output_norm.weight",
-        Storage::F32,
-    )?;
-    if !cfg.tie_word_embeddings {
-        put(&mut w, "lm_head.weight", "output.weight", head)?;
+    for part in ["weight", "bias"] {
+        let (shape, v) = read(&format!("gpt_neox.final_layer_norm.{part}"))?;
+        out.put(&format!("output_norm.{part}"), &shape, &v, Storage::F32)?;
     }
-    let bytes = w.to_bytes();
-    std::fs::write(path, &bytes).map_err(|source| Error::Io {
-        path: path.to_path_buf(),
-        source,
-    })?;
-    Ok(GgufExport {
-        arch: arch.into(),
-        tensors,
-        bytes: bytes.len(),
-    })
+    let (shape, v) = if cfg.tie_word_embeddings {
+        (eshape, embed)
+    } else {
+        read("embed_out.weight")?
+    };
+    out.put("output.weight", &shape, &v, head)
 }
 
 /// The `tokenizer.ggml.*` keys of a byte-level BPE `tokenizer.json`: every id below

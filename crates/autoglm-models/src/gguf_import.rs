@@ -41,12 +41,14 @@ pub fn import_gguf(path: &Path) -> Result<(ModelConfig, BTreeMap<String, Tensor>
     let model_type = match arch.as_str() {
         "chatglm" => "glm",
         "glm4" => "glm4",
+        "gptneox" => "gpt_neox",
         other => {
             return Err(bad(format!(
-                "architecture '{other}': this crate reads chatglm and glm4"
+                "architecture '{other}': this crate reads chatglm, glm4 and gptneox"
             )))
         }
     };
+    let neox = model_type == "gpt_neox";
     let num = |k: &str| -> Result<u64> {
         g.get(&format!("{arch}.{k}"))
             .and_then(Value::as_u64)
@@ -63,7 +65,7 @@ pub fn import_gguf(path: &Path) -> Result<(ModelConfig, BTreeMap<String, Tensor>
         g.get(&format!("tokenizer.ggml.{k}"))
             .and_then(Value::as_u64)
     };
-    let config = serde_json::json!({
+    let mut config = serde_json::json!({
         "model_type": model_type,
         "vocab_size": embd.dims.get(1).copied().unwrap_or(0),
         "hidden_size": hidden,
@@ -76,12 +78,36 @@ pub fn import_gguf(path: &Path) -> Result<(ModelConfig, BTreeMap<String, Tensor>
         "rms_norm_eps": float("attention.layer_norm_rms_epsilon").unwrap_or(1e-5),
         "rope_theta": float("rope.freq_base").unwrap_or(10000.0),
         "partial_rotary_factor": rot as f64 / head_dim.max(1) as f64,
-        "tie_word_embeddings": g.tensor("output.weight").is_none(),
+        "tie_word_embeddings": g.tensor("output.weight").is_none() && !neox,
         "attention_bias": g.tensor("blk.0.attn_q.bias").is_some(),
         "bos_token_id": token("bos_token_id"),
         "eos_token_id": token("eos_token_id"),
         "pad_token_id": token("padding_token_id"),
     });
+    if neox {
+        let o = config.as_object_mut().expect("an object");
+        o.insert(
+            "layer_norm_eps".into(),
+            float("attention.layer_norm_epsilon").unwrap_or(1e-5).into(),
+        );
+        o.insert(
+            "use_parallel_residual".into(),
+            matches!(
+                g.get(&format!("{arch}.use_parallel_residual")),
+                Some(Value::Bool(true))
+            )
+            .into(),
+        );
+        let act = g
+            .get("autoglm.hidden_act")
+            .and_then(Value::as_str)
+            .unwrap_or("gelu");
+        o.insert("hidden_act".into(), act.into());
+        o.insert("attention_bias".into(), true.into());
+        o.insert("rotary_pct".into(), o["partial_rotary_factor"].clone());
+        o.remove("partial_rotary_factor");
+        o.remove("rms_norm_eps");
+    }
     let config = ModelConfig::from_json(&config.to_string(), path)?;
 
     // GGUF name → Hugging Face name, and the graph weight(s) it becomes.
@@ -89,73 +115,121 @@ pub fn import_gguf(path: &Path) -> Result<(ModelConfig, BTreeMap<String, Tensor>
     let mut name = |gguf: String, hf: String, graph: Vec<String>| {
         names.insert(gguf, (hf, graph));
     };
-    name(
-        "token_embd.weight".into(),
-        "model.embed_tokens.weight".into(),
-        if config.tie_word_embeddings {
-            vec!["head.w".into()]
-        } else {
-            vec![]
-        },
-    );
-    name(
-        "output_norm.weight".into(),
-        "model.norm.weight".into(),
-        vec![],
-    );
-    name(
-        "output.weight".into(),
-        "lm_head.weight".into(),
-        vec!["head.w".into()],
-    );
-    for l in 0..config.num_layers {
-        let (b, h) = (format!("blk.{l}"), format!("model.layers.{l}"));
-        let pairs: [(&str, &str, Vec<String>); 14] = [
-            ("attn_norm.weight", "input_layernorm.weight", vec![]),
-            (
-                "attn_q.weight",
-                "self_attn.q_proj.weight",
-                vec![format!("l{l}.q.w")],
-            ),
-            (
-                "attn_k.weight",
-                "self_attn.k_proj.weight",
-                vec![format!("l{l}.k.w")],
-            ),
-            (
-                "attn_v.weight",
-                "self_attn.v_proj.weight",
-                vec![format!("l{l}.v.w")],
-            ),
-            ("attn_q.bias", "self_attn.q_proj.bias", vec![]),
-            ("attn_k.bias", "self_attn.k_proj.bias", vec![]),
-            ("attn_v.bias", "self_attn.v_proj.bias", vec![]),
-            (
-                "attn_output.weight",
-                "self_attn.o_proj.weight",
-                vec![format!("l{l}.o.w")],
-            ),
-            (
-                "post_attention_norm.weight",
-                "post_self_attn_layernorm.weight",
+    if neox {
+        name(
+            "token_embd.weight".into(),
+            "gpt_neox.embed_in.weight".into(),
+            vec![],
+        );
+        name(
+            "output.weight".into(),
+            "embed_out.weight".into(),
+            vec!["head.w".into()],
+        );
+        for part in ["weight", "bias"] {
+            name(
+                format!("output_norm.{part}"),
+                format!("gpt_neox.final_layer_norm.{part}"),
                 vec![],
-            ),
-            ("ffn_norm.weight", "post_attention_layernorm.weight", vec![]),
-            (
-                "ffn_up.weight",
-                "mlp.gate_up_proj.weight",
-                vec![format!("l{l}.gate.w"), format!("l{l}.up.w")],
-            ),
-            (
-                "ffn_down.weight",
-                "mlp.down_proj.weight",
-                vec![format!("l{l}.down.w")],
-            ),
-            ("post_ffw_norm.weight", "post_mlp_layernorm.weight", vec![]),
-            ("attn_output.bias", "self_attn.o_proj.bias", vec![]),
-        ];
-        for (ours, theirs, graph) in pairs {
-            name(format!("{b}.{ours}"), format!("{h}.{theirs}"), graph);
+            );
+        }
+        for l in 0..config.num_layers {
+            let (b, h) = (format!("blk.{l}"), format!("gpt_neox.layers.{l}"));
+            let lin = |n: &str| vec![format!("l{l}.{n}.w")];
+            for (ours, theirs, graph) in [
+                ("attn_norm", "input_layernorm", vec![]),
+                ("ffn_norm", "post_attention_layernorm", vec![]),
+                (
+                    "attn_qkv",
+                    "attention.query_key_value",
+                    [lin("q"), lin("k"), lin("v")].concat(),
+                ),
+                ("attn_output", "attention.dense", lin("o")),
+                ("ffn_up", "mlp.dense_h_to_4h", lin("fc1")),
+                ("ffn_down", "mlp.dense_4h_to_h", lin("fc2")),
+            ] {
+                name(
+                    format!("{b}.{ours}.weight"),
+                    format!("{h}.{theirs}.weight"),
+                    graph,
+                );
+                name(
+                    format!("{b}.{ours}.bias"),
+                    format!("{h}.{theirs}.bias"),
+                    vec![],
+                );
+            }
+        }
+    }
+    if !neox {
+        name(
+            "token_embd.weight".into(),
+            "model.embed_tokens.weight".into(),
+            if config.tie_word_embeddings {
+                vec!["head.w".into()]
+            } else {
+                vec![]
+            },
+        );
+        name(
+            "output_norm.weight".into(),
+            "model.norm.weight".into(),
+            vec![],
+        );
+        name(
+            "output.weight".into(),
+            "lm_head.weight".into(),
+            vec!["head.w".into()],
+        );
+        for l in 0..config.num_layers {
+            let (b, h) = (format!("blk.{l}"), format!("model.layers.{l}"));
+            let pairs: [(&str, &str, Vec<String>); 14] = [
+                ("attn_norm.weight", "input_layernorm.weight", vec![]),
+                (
+                    "attn_q.weight",
+                    "self_attn.q_proj.weight",
+                    vec![format!("l{l}.q.w")],
+                ),
+                (
+                    "attn_k.weight",
+                    "self_attn.k_proj.weight",
+                    vec![format!("l{l}.k.w")],
+                ),
+                (
+                    "attn_v.weight",
+                    "self_attn.v_proj.weight",
+                    vec![format!("l{l}.v.w")],
+                ),
+                ("attn_q.bias", "self_attn.q_proj.bias", vec![]),
+                ("attn_k.bias", "self_attn.k_proj.bias", vec![]),
+                ("attn_v.bias", "self_attn.v_proj.bias", vec![]),
+                (
+                    "attn_output.weight",
+                    "self_attn.o_proj.weight",
+                    vec![format!("l{l}.o.w")],
+                ),
+                (
+                    "post_attention_norm.weight",
+                    "post_self_attn_layernorm.weight",
+                    vec![],
+                ),
+                ("ffn_norm.weight", "post_attention_layernorm.weight", vec![]),
+                (
+                    "ffn_up.weight",
+                    "mlp.gate_up_proj.weight",
+                    vec![format!("l{l}.gate.w"), format!("l{l}.up.w")],
+                ),
+                (
+                    "ffn_down.weight",
+                    "mlp.down_proj.weight",
+                    vec![format!("l{l}.down.w")],
+                ),
+                ("post_ffw_norm.weight", "post_mlp_layernorm.weight", vec![]),
+                ("attn_output.bias", "self_attn.o_proj.bias", vec![]),
+            ];
+            for (ours, theirs, graph) in pairs {
+                name(format!("{b}.{ours}"), format!("{h}.{theirs}"), graph);
+            }
         }
     }
 
@@ -216,6 +290,19 @@ pub fn import_gguf(path: &Path) -> Result<(ModelConfig, BTreeMap<String, Tensor>
                 )))
             }
         };
+        if neox && t.name.contains(".attn_qkv.") {
+            // All q, all k, all v back to per head [q, k, v] (HF's row order).
+            let (nh, d) = (config.num_heads, config.head_dim);
+            let cols = if shape.len() == 2 { shape[1] } else { 1 };
+            let mut back = vec![0.0f32; v.len()];
+            for (r, row) in v.chunks_exact(cols).enumerate() {
+                let (which, rest) = (r / (nh * d), r % (nh * d));
+                let (hh, j) = (rest / d, rest % d);
+                let to = hh * 3 * d + which * d + j;
+                back[to * cols..(to + 1) * cols].copy_from_slice(row);
+            }
+            v = back;
+        }
         if shape.len() == 2 && !graph.is_empty() {
             stored.push((graph.clone(), storage, shape[1]));
         }
