@@ -2,7 +2,7 @@
 
 mod common;
 
-use autoglm_models::{GenerationOptions, LoadOptions, Model};
+use autoglm_models::{GenerationOptions, LoadOptions, Model, PagedModel};
 use common::{call, call_raw, post, repo_root, spec, sse_events, start};
 use serde_json::{json, Value};
 
@@ -465,4 +465,54 @@ async fn shutdown_drains_in_flight_requests() {
             .sum();
         assert_eq!(n, 250);
     }
+}
+
+/// The memory budget counts the weights as they are stored: the same model takes
+/// fewer bytes in f16 than in f32 and fewer again in q8_0, by what its matrices save,
+/// and a budget that f32 overflows holds the quantized copy.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_memory_budget_counts_the_stored_bytes() {
+    use autoglm_models::Storage;
+    let root = repo_root();
+    let mut used = Vec::new();
+    for weights in [Storage::F32, Storage::F16, Storage::Q8_0] {
+        let s = start(root.path(), &[spec("glm", "a")], |c| {
+            c.repo.weights = Some(weights)
+        })
+        .await;
+        let r = call(s.addr, "GET", "/v1/models", None, None).await;
+        used.push(r.json()["memory_used_bytes"].as_u64().unwrap());
+        // It still generates.
+        let body = json!({"prompt": [1, 2, 3], "max_tokens": 4, "temperature": 0}).to_string();
+        assert_eq!(post(s.addr, "/v1/completions", &body).await.status, 200);
+        s.stop().await;
+    }
+    assert!(used[0] > used[1] && used[1] > used[2], "{used:?}");
+    // Exactly what the loaded models hold: the f32 and f16 weight bytes differ by the
+    // matrices' halves (the cache is the same).
+    let model = |s| PagedModel::load_as(&root.path().join("a"), 1, Some(s)).unwrap();
+    let (w32, w16) = (
+        model(Storage::F32).weight_bytes(),
+        model(Storage::F16).weight_bytes(),
+    );
+    assert_eq!(used[0] - used[1], (w32 - w16) as u64);
+    // A budget between the two: f32 is refused, q8_0 loads.
+    let budget = (used[0] + used[2]) as usize / 2;
+    let tight = |w: Storage| {
+        move |c: &mut autoglm_serve::ServerConfig| {
+            c.repo.memory_budget = budget;
+            c.repo.weights = Some(w);
+        }
+    };
+    // (Fresh repositories: a registry remembers what it loaded.)
+    let (fresh32, fresh8) = (repo_root(), repo_root());
+    let s = start(fresh32.path(), &[], tight(Storage::F32)).await;
+    let body = json!({"name": "glm", "path": "a"}).to_string();
+    let r = call(s.addr, "POST", "/v1/models", Some(&body), None).await;
+    assert_eq!(r.status, 409, "{}", r.body);
+    s.stop().await;
+    let s = start(fresh8.path(), &[], tight(Storage::Q8_0)).await;
+    let r = call(s.addr, "POST", "/v1/models", Some(&body), None).await;
+    assert_eq!(r.status, 201, "{}", r.body);
+    s.stop().await;
 }
