@@ -350,14 +350,25 @@ pub fn dot(format: BlockFormat, w: &[u8], x: &[u8], isa: Isa) -> Result<f32> {
 /// [`dot`] of `R` weight rows against one activation row, sizes already checked and
 /// `isa` available; each row's result has [`dot`]'s bits.
 fn dot_rows<const R: usize>(format: BlockFormat, ws: [&[u8]; R], x: &[u8], isa: Isa) -> [f32; R] {
+    dot_tile(format, ws, [x], isa)[0]
+}
+
+/// [`dot`] of `R` weight rows against each of `C` activation rows (`[c][r]`), sizes
+/// already checked and `isa` available; each product has [`dot`]'s bits.
+fn dot_tile<const R: usize, const C: usize>(
+    format: BlockFormat,
+    ws: [&[u8]; R],
+    xs: [&[u8]; C],
+    isa: Isa,
+) -> [[f32; R]; C] {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the callers checked that this CPU has `isa`.
-        Isa::Vnni => unsafe { x86::row_vnni(format, ws, x) },
+        Isa::Vnni => unsafe { x86::row_vnni(format, ws, xs) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::row_avx2(format, ws, x) },
-        _ => ws.map(|w| row_scalar(format, w, x)),
+        Isa::Avx2 => unsafe { x86::row_avx2(format, ws, xs) },
+        _ => xs.map(|x| ws.map(|w| row_scalar(format, w, x))),
     }
 }
 
@@ -525,7 +536,47 @@ impl QuantMatrix {
         // Four outputs per pass over the activations (`isa` was checked when it was
         // set, and every row holds `k / 32` blocks).
         let (f, isa) = (self.format, self.isa);
-        for (xr, or) in x.chunks_exact(k).zip(out.chunks_exact_mut(n)) {
+        // Whole groups of four input rows: 4 × 4 tiles, each weight block read once
+        // for four rows (prompt processing); the rest one row at a time.
+        let tiled = m / 4 * 4;
+        for (xg, og) in x[..tiled * k]
+            .chunks_exact(4 * k)
+            .zip(out[..tiled * n].chunks_exact_mut(4 * n))
+        {
+            let xq = xg
+                .chunks_exact(k)
+                .map(quantize_activations)
+                .collect::<Result<Vec<_>>>()?;
+            let xs = [&xq[0][..], &xq[1], &xq[2], &xq[3]];
+            let tiles: Vec<[[f32; 4]; 4]> = self
+                .data
+                .par_chunks(4 * row)
+                .with_min_len(16)
+                .map(|w| {
+                    if w.len() == 4 * row {
+                        let r = |i: usize| &w[i * row..(i + 1) * row];
+                        dot_tile(f, [r(0), r(1), r(2), r(3)], xs, isa)
+                    } else {
+                        let mut t = [[0.0f32; 4]; 4];
+                        for (i, w) in w.chunks_exact(row).enumerate() {
+                            for (c, v) in dot_tile(f, [w], xs, isa).iter().enumerate() {
+                                t[c][i] = v[0];
+                            }
+                        }
+                        t
+                    }
+                })
+                .collect();
+            for (c, orow) in og.chunks_exact_mut(n).enumerate() {
+                for (o, t) in orow.chunks_mut(4).zip(&tiles) {
+                    o.copy_from_slice(&t[c][..o.len()]);
+                }
+            }
+        }
+        for (xr, or) in x[tiled * k..]
+            .chunks_exact(k)
+            .zip(out[tiled * n..].chunks_exact_mut(n))
+        {
             let xq = quantize_activations(xr)?;
             or.par_chunks_mut(4)
                 .zip(self.data.par_chunks(4 * row))
@@ -604,39 +655,61 @@ mod x86 {
     /// into it).
     macro_rules! row_fn {
         ($name:ident, $features:literal, $lanes:ident) => {
-            /// `R` weight rows against one activation row: the activation block is
-            /// loaded (and for Q4_0 summed) once for all of them, and the rows'
-            /// accumulator chains run side by side.
+            /// `R` weight rows against `C` activation rows: each weight block is
+            /// loaded (and for Q8_0 its magnitudes taken) once for all `C` rows, each
+            /// activation block (and for Q4_0 its sum) once for all `R` rows, and the
+            /// `R·C` accumulator chains run side by side; every product has the bits
+            /// of `dot` on its two rows.
             #[target_feature(enable = $features)]
-            pub(super) fn $name<const R: usize>(
+            pub(super) fn $name<const R: usize, const C: usize>(
                 format: BlockFormat,
                 ws: [&[u8]; R],
-                x: &[u8],
-            ) -> [f32; R] {
+                xs: [&[u8]; C],
+            ) -> [[f32; R]; C] {
                 let bb = format.block_bytes();
-                let mut acc = [_mm256_setzero_ps(); R];
-                for (b, xb) in x.chunks_exact(super::Q8_0_BYTES).enumerate() {
-                    let xs = f16c(xb);
-                    let xv = load(&xb[2..]);
-                    let sx = match format {
-                        BlockFormat::Q8_0 => _mm256_setzero_si256(),
-                        _ => _mm256_slli_epi32::<3>($lanes(_mm256_set1_epi8(1), xv)),
-                    };
-                    for (a, w) in acc.iter_mut().zip(ws) {
-                        let wb = &w[b * bb..(b + 1) * bb];
-                        let scale = f16c(wb) * xs;
-                        let isum = match format {
+                let xb_len = super::Q8_0_BYTES;
+                let blocks = xs[0].len() / xb_len;
+                let mut acc = [[_mm256_setzero_ps(); R]; C];
+                for b in 0..blocks {
+                    let mut xsc = [0.0f32; C];
+                    let mut xv = [_mm256_setzero_si256(); C];
+                    let mut sx = [_mm256_setzero_si256(); C];
+                    for c in 0..C {
+                        let xb = &xs[c][b * xb_len..(b + 1) * xb_len];
+                        xsc[c] = f16c(xb);
+                        xv[c] = load(&xb[2..]);
+                        if format != BlockFormat::Q8_0 {
+                            sx[c] = _mm256_slli_epi32::<3>($lanes(_mm256_set1_epi8(1), xv[c]));
+                        }
+                    }
+                    for r in 0..R {
+                        let wb = &ws[r][b * bb..(b + 1) * bb];
+                        let wsc = f16c(wb);
+                        match format {
                             BlockFormat::Q8_0 => {
                                 let wv = load(&wb[2..]);
-                                $lanes(_mm256_sign_epi8(wv, wv), _mm256_sign_epi8(xv, wv))
+                                let aw = _mm256_sign_epi8(wv, wv);
+                                for c in 0..C {
+                                    let isum = $lanes(aw, _mm256_sign_epi8(xv[c], wv));
+                                    let scale = _mm256_set1_ps(wsc * xsc[c]);
+                                    acc[c][r] =
+                                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[c][r]);
+                                }
                             }
                             // Σ (c − 8)·x = Σ c·x − 8·Σ x, lane by lane.
-                            _ => _mm256_sub_epi32($lanes(codes(&wb[2..]), xv), sx),
-                        };
-                        *a = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), _mm256_set1_ps(scale), *a);
+                            _ => {
+                                let cw = codes(&wb[2..]);
+                                for c in 0..C {
+                                    let isum = _mm256_sub_epi32($lanes(cw, xv[c]), sx[c]);
+                                    let scale = _mm256_set1_ps(wsc * xsc[c]);
+                                    acc[c][r] =
+                                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[c][r]);
+                                }
+                            }
+                        }
                     }
                 }
-                acc.map(|a| hsum(a))
+                acc.map(|row| row.map(|a| hsum(a)))
             }
         };
     }

@@ -201,3 +201,45 @@ fn a_quantized_matrix_multiplies_like_the_f32_one() {
         assert_eq!(g.to_bits(), d.to_bits(), "output {j}");
     }
 }
+
+/// Several input rows run as 4 × 4 tiles (two groups of four, then a row on its own;
+/// 42 outputs, so the last output group is partial): every output still has the bits
+/// of `dot` on its weight row and input row, on every path.
+#[test]
+fn tiled_rows_keep_the_bits_of_dot() {
+    let (k, n, m) = (128, 42, 9);
+    let w: Vec<f32> = (0..k * n)
+        .map(|i| ((i * 53 % 97) as f32 - 48.0) / 50.0)
+        .collect();
+    let x: Vec<f32> = (0..m * k)
+        .map(|i| ((i * 17 % 31) as f32 - 15.0) / 7.0)
+        .collect();
+    for format in [BlockFormat::Q8_0, BlockFormat::Q4_0] {
+        let row = format.bytes_for(k);
+        let wq: Vec<u8> = (0..n)
+            .flat_map(|j| {
+                let col: Vec<f32> = (0..k).map(|i| w[i * n + j]).collect();
+                format.quantize(&col).unwrap()
+            })
+            .collect();
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            let q = QuantMatrix::from_f32(&w, k, n, format)
+                .unwrap()
+                .with_isa(isa)
+                .unwrap();
+            let mut got = vec![0.0f32; m * n];
+            q.matmul(&x, &mut got).unwrap();
+            for i in 0..m {
+                let xq = quantize_activations(&x[i * k..(i + 1) * k]).unwrap();
+                for j in 0..n {
+                    let d = dot(format, &wq[j * row..(j + 1) * row], &xq, isa).unwrap();
+                    assert_eq!(
+                        got[i * n + j].to_bits(),
+                        d.to_bits(),
+                        "{format} {isa:?} ({i}, {j})"
+                    );
+                }
+            }
+        }
+    }
+}
