@@ -43,6 +43,8 @@ fn check_gguf(bytes: &[u8]) {
     let Ok(g) = Gguf::parse(bytes, Path::new("fuzz.gguf")) else {
         return;
     };
+    // A model read from it is an error or a model, never a panic.
+    let _ = crate::gguf_import::import_parsed(&g, bytes, Path::new("fuzz.gguf"));
     let arch = match g.metadata.first() {
         Some((k, Value::String(a))) if k == "general.architecture" => a,
         _ => return, // the writer puts the architecture first

@@ -29,6 +29,15 @@ use crate::gguf::{GgmlType, Gguf, Value};
 /// than `chatglm`/`glm4`, a missing key or tensor, a type this crate does not expand.
 pub fn import_gguf(path: &Path) -> Result<(ModelConfig, BTreeMap<String, Tensor>, StoragePlan)> {
     let (g, bytes) = Gguf::read(path)?;
+    import_parsed(&g, &bytes, path)
+}
+
+/// [`import_gguf`] of a parsed file and its bytes (`path` names it in errors).
+pub(crate) fn import_parsed(
+    g: &Gguf,
+    bytes: &[u8],
+    path: &Path,
+) -> Result<(ModelConfig, BTreeMap<String, Tensor>, StoragePlan)> {
     let bad = |reason: String| Error::Checkpoint {
         path: path.to_path_buf(),
         reason,
@@ -241,7 +250,7 @@ pub fn import_gguf(path: &Path) -> Result<(ModelConfig, BTreeMap<String, Tensor>
             .ok_or_else(|| bad(format!("tensor '{}' is not part of a {arch} model", t.name)))?;
         let shape: Vec<usize> = t.dims.iter().rev().map(|&d| d as usize).collect();
         let n = t.elements() as usize;
-        let raw = g.data(&bytes, t);
+        let raw = g.data(bytes, t);
         let mut v = vec![0.0f32; n];
         let storage = match t.ty {
             GgmlType::F32 => {
@@ -294,6 +303,13 @@ pub fn import_gguf(path: &Path) -> Result<(ModelConfig, BTreeMap<String, Tensor>
             // All q, all k, all v back to per head [q, k, v] (HF's row order).
             let (nh, d) = (config.num_heads, config.head_dim);
             let cols = if shape.len() == 2 { shape[1] } else { 1 };
+            if shape.first() != Some(&(3 * nh * d)) || shape.len() > 2 {
+                return Err(bad(format!(
+                    "tensor '{}' has shape {shape:?}; {nh} heads of {d} need {} rows",
+                    t.name,
+                    3 * nh * d
+                )));
+            }
             let mut back = vec![0.0f32; v.len()];
             for (r, row) in v.chunks_exact(cols).enumerate() {
                 let (which, rest) = (r / (nh * d), r % (nh * d));

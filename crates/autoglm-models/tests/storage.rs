@@ -360,3 +360,46 @@ fn a_gguf_export_reads_back_as_the_same_model() {
     }
     assert!(seen >= 28, "{seen}");
 }
+
+/// A GGUF whose metadata lies about the model (head counts, widths, the architecture)
+/// is an error naming the file, never a panic; the fuzz target reads files through
+/// the same import.
+#[test]
+fn a_lying_gguf_is_an_error() {
+    use autoglm_models::gguf::{Gguf, GgufWriter, Value};
+    let tmp = tempfile::tempdir().unwrap();
+    for fx in ["gpt_neox_parallel", "glm_gqa_bias", "glm4_mqa"] {
+        let dir = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("tests/fixtures")
+            .join(fx);
+        let file = tmp.path().join(format!("{fx}.gguf"));
+        autoglm_models::export_gguf(&dir, &file, Storage::Q8_0).unwrap();
+        let bytes = std::fs::read(&file).unwrap();
+        let mut fuzz_input = vec![2u8];
+        fuzz_input.extend(&bytes);
+        autoglm_models::fuzz::check_readers(&fuzz_input);
+        let g = Gguf::parse(&bytes, &file).unwrap();
+        let arch = g.metadata[0].1.as_str().unwrap().to_string();
+        for (key, value) in [
+            (format!("{arch}.attention.head_count"), Value::U32(3)),
+            (format!("{arch}.embedding_length"), Value::U32(48)),
+            (format!("{arch}.block_count"), Value::U32(9)),
+            (format!("{arch}.rope.dimension_count"), Value::U32(7)),
+            (format!("{arch}.attention.key_length"), Value::U32(5)),
+        ] {
+            let mut w = GgufWriter::new(&arch);
+            for (k, v) in &g.metadata[1..] {
+                w.add(k, if *k == key { value.clone() } else { v.clone() })
+                    .unwrap();
+            }
+            for t in &g.tensors {
+                w.add_tensor(&t.name, &t.dims, t.ty, g.data(&bytes, t).to_vec())
+                    .unwrap();
+            }
+            let bad = tmp.path().join("bad.gguf");
+            w.write(&bad).unwrap();
+            let err = autoglm_models::import_gguf(&bad).unwrap_err().to_string();
+            assert!(err.contains("bad.gguf"), "{fx} {key}: {err}");
+        }
+    }
+}
