@@ -90,35 +90,13 @@ pub fn save_pretrained_as(
             }
             _ => (Storage::F32, Storage::F32),
         };
-        let (dtype, shape, data) = match s {
-            Storage::F16 => (
-                Dtype::F16,
-                shape,
-                v.iter()
-                    .flat_map(|&x| f16::from_f32(x).to_bits().to_le_bytes())
-                    .collect(),
-            ),
-            Storage::Bf16 => (
-                Dtype::BF16,
-                shape,
-                v.iter()
-                    .flat_map(|&x| bf16::from_f32(x).to_bits().to_le_bytes())
-                    .collect(),
-            ),
-            Storage::Q8_0 | Storage::Q4_0 => {
-                let format = s.block_format().expect("a block storage");
-                let cols = shape[1];
-                let mut data = Vec::with_capacity(shape[0] * format.bytes_for(cols));
-                for row in v.chunks_exact(cols) {
-                    data.extend(format.quantize(row)?);
-                }
-                (Dtype::U8, vec![shape[0], format.bytes_for(cols)], data)
-            }
-            _ => (
-                Dtype::F32,
-                shape,
-                v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-            ),
+        let cols = shape.last().copied().unwrap_or(1);
+        let data = encode(v, cols, s)?;
+        let (dtype, shape) = match s {
+            Storage::F16 => (Dtype::F16, shape),
+            Storage::Bf16 => (Dtype::BF16, shape),
+            Storage::Q8_0 | Storage::Q4_0 => (Dtype::U8, vec![shape[0], data.len() / shape[0]]),
+            _ => (Dtype::F32, shape),
         };
         stored.push(Stored {
             name: name.clone(),
@@ -169,6 +147,33 @@ pub fn save_pretrained_as(
         .collect::<Result<Vec<_>>>()?;
     safetensors::serialize_to_file(views, meta, &st).map_err(|e| ckpt(e.to_string()))?;
     Ok(stored)
+}
+
+/// `v` (rows of `cols` values) as `storage` holds it: little-endian f32, f16 or bf16
+/// (rounded to nearest even), or each row's ggml blocks (reference quantizers).
+///
+/// # Errors
+/// A block format for rows that are not whole 32-blocks.
+pub(crate) fn encode(v: &[f32], cols: usize, storage: Storage) -> Result<Vec<u8>> {
+    Ok(match storage {
+        Storage::F16 => v
+            .iter()
+            .flat_map(|&x| f16::from_f32(x).to_bits().to_le_bytes())
+            .collect(),
+        Storage::Bf16 => v
+            .iter()
+            .flat_map(|&x| bf16::from_f32(x).to_bits().to_le_bytes())
+            .collect(),
+        Storage::Q8_0 | Storage::Q4_0 => {
+            let format = storage.block_format().expect("a block storage");
+            let mut data = Vec::with_capacity(v.len() / cols.max(1) * format.bytes_for(cols));
+            for row in v.chunks_exact(cols) {
+                data.extend(format.quantize(row)?);
+            }
+            data
+        }
+        _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+    })
 }
 
 /// How [`save_pretrained_as`] stored one tensor.

@@ -17,7 +17,6 @@
 use std::path::Path;
 
 use autoglm_ops::Storage;
-use half::{bf16, f16};
 
 use crate::checkpoint::Checkpoint;
 use crate::config::{ModelConfig, ModelType};
@@ -249,25 +248,7 @@ impl Out {
             [n] => (Storage::F32, vec![n as u64]),
             _ => return Err(Error::Input(format!("tensor '{gguf}' has shape {shape:?}"))),
         };
-        let data: Vec<u8> = match s {
-            Storage::F16 => v
-                .iter()
-                .flat_map(|&x| f16::from_f32(x).to_bits().to_le_bytes())
-                .collect(),
-            Storage::Bf16 => v
-                .iter()
-                .flat_map(|&x| bf16::from_f32(x).to_bits().to_le_bytes())
-                .collect(),
-            Storage::Q8_0 | Storage::Q4_0 => {
-                let f = s.block_format().expect("a block storage");
-                let mut out = Vec::new();
-                for row in v.chunks_exact(shape[1]) {
-                    out.extend(f.quantize(row)?);
-                }
-                out
-            }
-            _ => v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-        };
+        let data = crate::export::encode(v, *shape.last().unwrap_or(&1), s)?;
         let ty = ggml_type(s);
         self.w.add_tensor(gguf, &dims, ty, data)?;
         self.tensors.push((gguf.to_string(), ty));
