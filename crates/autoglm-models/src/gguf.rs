@@ -119,7 +119,9 @@ impl GgmlType {
             return None;
         }
         rest.iter()
-            .try_fold(row / per * bytes, |acc, &d| acc.checked_mul(d))
+            .try_fold((row / per).checked_mul(bytes)?, |acc, &d| {
+                acc.checked_mul(d)
+            })
     }
 }
 
@@ -728,6 +730,24 @@ impl GgufWriter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Found by the fuzzer: a row length near `u64::MAX` overflowed the block count
+    /// times the block size before the checked product.
+    #[test]
+    fn huge_rows_are_none_not_an_overflow() {
+        for ty in GgmlType::ALL {
+            let (per, bytes) = ty.block();
+            let want = (u64::MAX / per).checked_mul(bytes);
+            assert_eq!(ty.bytes_for(&[u64::MAX / per * per]), want, "{ty}");
+            assert_eq!(
+                ty.bytes_for(&[per, u64::MAX]),
+                bytes.checked_mul(u64::MAX),
+                "{ty}"
+            );
+        }
+        assert_eq!(GgmlType::F32.bytes_for(&[u64::MAX]), None);
+        assert_eq!(GgmlType::Q8_0.bytes_for(&[64, 3]), Some(2 * 34 * 3));
+    }
 
     fn sample() -> GgufWriter {
         let mut w = GgufWriter::new("glm4");
