@@ -118,6 +118,15 @@ pub(crate) fn import_parsed(
         o.remove("rms_norm_eps");
     }
     let config = ModelConfig::from_json(&config.to_string(), path)?;
+    // Every layer has tensors: a block count beyond them is a lie (and would make the
+    // name map below as large as it says).
+    if config.num_layers > g.tensors.len() {
+        return Err(bad(format!(
+            "{arch}.block_count is {}, but the file holds {} tensors",
+            config.num_layers,
+            g.tensors.len()
+        )));
+    }
 
     // GGUF name → Hugging Face name, and the graph weight(s) it becomes.
     let mut names: HashMap<String, (String, Vec<String>)> = HashMap::new();

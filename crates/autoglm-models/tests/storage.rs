@@ -384,6 +384,7 @@ fn a_lying_gguf_is_an_error() {
             (format!("{arch}.attention.head_count"), Value::U32(3)),
             (format!("{arch}.embedding_length"), Value::U32(48)),
             (format!("{arch}.block_count"), Value::U32(9)),
+            (format!("{arch}.block_count"), Value::U32(u32::MAX)),
             (format!("{arch}.rope.dimension_count"), Value::U32(7)),
             (format!("{arch}.attention.key_length"), Value::U32(5)),
         ] {
