@@ -1,22 +1,11 @@
 //! The serving decoder (ragged batches over a paged cache) against the graph model.
 
-use std::path::{Path, PathBuf};
-
 use autoglm_models::{
     Chunk, GenerationOptions, LoadOptions, Model, ModelConfig, PagedCache, PagedModel, Sampler,
 };
 
-fn fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("fixtures directory")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.join("config.json").exists())
-        .collect();
-    v.sort();
-    assert!(v.len() >= 7);
-    v
-}
+mod common;
+use common::fixtures;
 
 fn close(a: &[f32], b: &[f32]) -> f32 {
     let scale = b.iter().fold(0.0f32, |m, x| m.max(x.abs())).max(1e-6);

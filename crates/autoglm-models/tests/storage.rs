@@ -2,7 +2,7 @@
 //! widened at load, block formats stay close to f32, and what is stored is reported.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use autoglm_models::{
     load_weights, Checkpoint, LoadOptions, Model, ModelConfig, PagedCache, PagedModel, Storage,
@@ -11,16 +11,8 @@ use autoglm_models::{
 use autoglm_ops::Tensor;
 use half::{bf16, f16};
 
-fn fixtures() -> Vec<PathBuf> {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures");
-    let mut v: Vec<PathBuf> = std::fs::read_dir(&root)
-        .expect("fixtures directory")
-        .map(|e| e.expect("entry").path())
-        .filter(|p| p.join("config.json").exists())
-        .collect();
-    v.sort();
-    v
-}
+mod common;
+use common::fixtures;
 
 fn weights(dir: &Path) -> (ModelConfig, BTreeMap<String, Tensor>) {
     let cfg = ModelConfig::from_file(&dir.join("config.json")).unwrap();
