@@ -158,56 +158,15 @@ pub fn export_gguf(dir: &Path, path: &Path, storage: Storage) -> Result<GgufExpo
             "token_embd.weight",
             head,
         )?;
+        let glm4 = cfg.model_type == ModelType::Glm4;
         for l in 0..cfg.num_layers {
-            let (hf, g) = (format!("model.layers.{l}"), format!("blk.{l}"));
-            let mut layer = |ours: &str, theirs: &str, s: Storage| {
-                put(
-                    &mut out,
-                    &format!("{hf}.{ours}"),
-                    &format!("{g}.{theirs}"),
-                    s,
-                )
-            };
-            layer("input_layernorm.weight", "attn_norm.weight", Storage::F32)?;
-            for (ours, theirs) in [
-                ("q_proj", "attn_q"),
-                ("k_proj", "attn_k"),
-                ("v_proj", "attn_v"),
-            ] {
-                layer(
-                    &format!("self_attn.{ours}.weight"),
-                    &format!("{theirs}.weight"),
-                    storage,
-                )?;
-                if cfg.qkv_bias {
-                    layer(
-                        &format!("self_attn.{ours}.bias"),
-                        &format!("{theirs}.bias"),
-                        Storage::F32,
-                    )?;
+            for (gguf, hf, _) in crate::gguf_import::glm_layer(l) {
+                let optional_absent = (hf.ends_with(".bias") && !cfg.qkv_bias)
+                    || (hf.contains("post_self_attn") || hf.contains("post_mlp")) && !glm4;
+                if !optional_absent {
+                    // Norms and biases are 1-D, which `put` keeps in f32.
+                    put(&mut out, &hf, &gguf, storage)?;
                 }
-            }
-            layer("self_attn.o_proj.weight", "attn_output.weight", storage)?;
-            if cfg.model_type == ModelType::Glm4 {
-                layer(
-                    "post_self_attn_layernorm.weight",
-                    "post_attention_norm.weight",
-                    Storage::F32,
-                )?;
-            }
-            layer(
-                "post_attention_layernorm.weight",
-                "ffn_norm.weight",
-                Storage::F32,
-            )?;
-            layer("mlp.gate_up_proj.weight", "ffn_up.weight", storage)?;
-            layer("mlp.down_proj.weight", "ffn_down.weight", storage)?;
-            if cfg.model_type == ModelType::Glm4 {
-                layer(
-                    "post_mlp_layernorm.weight",
-                    "post_ffw_norm.weight",
-                    Storage::F32,
-                )?;
             }
         }
         put(

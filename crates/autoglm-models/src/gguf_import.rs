@@ -32,6 +32,40 @@ pub fn import_gguf(path: &Path) -> Result<(ModelConfig, BTreeMap<String, Tensor>
     import_parsed(&g, &bytes, path)
 }
 
+/// Layer `l`'s tensors in a `chatglm`/`glm4` file: GGUF name, Hugging Face name, and
+/// the graph weights it becomes (none for norms and biases). The writer and the
+/// reader both name tensors from this table; which of the optional ones a model has
+/// (q/k/v biases, glm4's two extra norms) its configuration says.
+pub(crate) fn glm_layer(l: usize) -> Vec<(String, String, Vec<String>)> {
+    let graph = |n: &str| vec![format!("l{l}.{n}.w")];
+    [
+        ("attn_norm.weight", "input_layernorm.weight", vec![]),
+        ("attn_q.weight", "self_attn.q_proj.weight", graph("q")),
+        ("attn_k.weight", "self_attn.k_proj.weight", graph("k")),
+        ("attn_v.weight", "self_attn.v_proj.weight", graph("v")),
+        ("attn_q.bias", "self_attn.q_proj.bias", vec![]),
+        ("attn_k.bias", "self_attn.k_proj.bias", vec![]),
+        ("attn_v.bias", "self_attn.v_proj.bias", vec![]),
+        ("attn_output.weight", "self_attn.o_proj.weight", graph("o")),
+        (
+            "post_attention_norm.weight",
+            "post_self_attn_layernorm.weight",
+            vec![],
+        ),
+        ("ffn_norm.weight", "post_attention_layernorm.weight", vec![]),
+        (
+            "ffn_up.weight",
+            "mlp.gate_up_proj.weight",
+            [graph("gate"), graph("up")].concat(),
+        ),
+        ("ffn_down.weight", "mlp.down_proj.weight", graph("down")),
+        ("post_ffw_norm.weight", "post_mlp_layernorm.weight", vec![]),
+    ]
+    .into_iter()
+    .map(|(g, h, w)| (format!("blk.{l}.{g}"), format!("model.layers.{l}.{h}"), w))
+    .collect()
+}
+
 /// [`import_gguf`] of a parsed file and its bytes (`path` names it in errors).
 pub(crate) fn import_parsed(
     g: &Gguf,
@@ -200,53 +234,8 @@ pub(crate) fn import_parsed(
             vec!["head.w".into()],
         );
         for l in 0..config.num_layers {
-            let (b, h) = (format!("blk.{l}"), format!("model.layers.{l}"));
-            let pairs: [(&str, &str, Vec<String>); 14] = [
-                ("attn_norm.weight", "input_layernorm.weight", vec![]),
-                (
-                    "attn_q.weight",
-                    "self_attn.q_proj.weight",
-                    vec![format!("l{l}.q.w")],
-                ),
-                (
-                    "attn_k.weight",
-                    "self_attn.k_proj.weight",
-                    vec![format!("l{l}.k.w")],
-                ),
-                (
-                    "attn_v.weight",
-                    "self_attn.v_proj.weight",
-                    vec![format!("l{l}.v.w")],
-                ),
-                ("attn_q.bias", "self_attn.q_proj.bias", vec![]),
-                ("attn_k.bias", "self_attn.k_proj.bias", vec![]),
-                ("attn_v.bias", "self_attn.v_proj.bias", vec![]),
-                (
-                    "attn_output.weight",
-                    "self_attn.o_proj.weight",
-                    vec![format!("l{l}.o.w")],
-                ),
-                (
-                    "post_attention_norm.weight",
-                    "post_self_attn_layernorm.weight",
-                    vec![],
-                ),
-                ("ffn_norm.weight", "post_attention_layernorm.weight", vec![]),
-                (
-                    "ffn_up.weight",
-                    "mlp.gate_up_proj.weight",
-                    vec![format!("l{l}.gate.w"), format!("l{l}.up.w")],
-                ),
-                (
-                    "ffn_down.weight",
-                    "mlp.down_proj.weight",
-                    vec![format!("l{l}.down.w")],
-                ),
-                ("post_ffw_norm.weight", "post_mlp_layernorm.weight", vec![]),
-                ("attn_output.bias", "self_attn.o_proj.bias", vec![]),
-            ];
-            for (ours, theirs, graph) in pairs {
-                name(format!("{b}.{ours}"), format!("{h}.{theirs}"), graph);
+            for (gguf, hf, graph) in glm_layer(l) {
+                name(gguf, hf, graph);
             }
         }
     }
