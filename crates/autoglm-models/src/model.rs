@@ -88,24 +88,6 @@ impl std::fmt::Debug for Model {
     }
 }
 
-/// A linear layer's weights in the graph's layout.
-struct Lin {
-    w: Tensor,
-    b: Option<Tensor>,
-}
-
-/// Reads `name.weight` (`[out, in]`) and, if `bias`, `name.bias`, transposed to `[in, out]`.
-fn linear(ck: &Checkpoint, name: &str, out: usize, inp: usize, bias: bool) -> Result<Lin> {
-    let w = ck.tensor(&format!("{name}.weight"), &[out, inp])?;
-    let b = bias
-        .then(|| ck.tensor(&format!("{name}.bias"), &[out]))
-        .transpose()?;
-    Ok(Lin {
-        w: transpose(&w),
-        b,
-    })
-}
-
 pub(crate) fn f32s(t: &Tensor) -> &[f32] {
     t.as_f32().expect("checkpoint tensors are read as f32")
 }
@@ -156,13 +138,26 @@ pub(crate) fn interleaved_to_halves(heads: usize, d: usize, rot: usize) -> Vec<u
         .collect()
 }
 
-/// The graph's parameters, by name (`embed`, `l0.q.w`, `l0.q.b`, …, `norm.w`,
-/// `head.w`; linear weights `[in, out]`), from a checkpoint: what [`build_graph`]
-/// and [`Model::from_weights`] take and [`crate::save_pretrained`] writes back.
-///
-/// # Errors
-/// [`Error::Checkpoint`] naming a missing tensor or one of the wrong shape.
-pub fn load_weights(cfg: &ModelConfig, ck: &Checkpoint) -> Result<BTreeMap<String, Tensor>> {
+/// Where one graph weight comes from in a Hugging Face checkpoint: rows of a tensor,
+/// transposed to the graph's `[in, out]` when it is a linear weight. The one table of
+/// the checkpoint layouts: [`load_weights`] reads through it, and
+/// [`crate::PagedModel::map`] reads the linear weights in place through it.
+#[derive(Debug, Clone)]
+pub(crate) struct Source {
+    /// The graph weight (`l0.q.w`).
+    pub(crate) graph: String,
+    /// The checkpoint tensor (`model.layers.0.self_attn.q_proj.weight`).
+    pub(crate) hf: String,
+    /// Its shape in the checkpoint.
+    pub(crate) shape: Vec<usize>,
+    /// The rows (outputs) taken, in this order; `None`: all, as stored.
+    pub(crate) rows: Option<Vec<usize>>,
+    /// A linear weight: `[out, in]` in the checkpoint, transposed in the graph.
+    pub(crate) linear: bool,
+}
+
+/// Every graph weight of `cfg`'s model and where it comes from.
+pub(crate) fn sources(cfg: &ModelConfig) -> Vec<Source> {
     let (h, nh, nkv, d, inter, v) = (
         cfg.hidden_size,
         cfg.num_heads,
@@ -171,168 +166,185 @@ pub fn load_weights(cfg: &ModelConfig, ck: &Checkpoint) -> Result<BTreeMap<Strin
         cfg.intermediate_size,
         cfg.vocab_size,
     );
-    let mut p = BTreeMap::new();
-    let put_lin = |p: &mut BTreeMap<String, Tensor>, name: String, l: Lin| {
-        p.insert(format!("{name}.w"), l.w);
-        if let Some(b) = l.b {
-            p.insert(format!("{name}.b"), b);
-        }
+    let mut out = Vec::new();
+    let mut add = |graph: String, hf: String, shape: &[usize], rows: Option<Vec<usize>>| {
+        let linear = graph.ends_with(".w") && shape.len() == 2;
+        out.push(Source {
+            graph,
+            hf,
+            shape: shape.to_vec(),
+            rows,
+            linear,
+        });
     };
-    match cfg.model_type {
-        ModelType::Glm | ModelType::Glm4 => {
-            let embed = ck.tensor("model.embed_tokens.weight", &[v, h])?;
-            for l in 0..cfg.num_layers {
-                let pre = format!("model.layers.{l}");
-                let at = |n: &str| format!("{pre}.self_attn.{n}");
+    // A linear layer `name.weight` (and `name.bias`), rows taken in `rows`' order.
+    let lin = |add: &mut dyn FnMut(String, String, &[usize], Option<Vec<usize>>),
+               ours: String,
+               hf: &str,
+               shape: [usize; 2],
+               rows: Option<Vec<usize>>,
+               bias: bool| {
+        if bias {
+            add(
+                format!("{ours}.b"),
+                format!("{hf}.bias"),
+                &[shape[0]],
+                rows.clone(),
+            );
+        }
+        add(format!("{ours}.w"), format!("{hf}.weight"), &shape, rows);
+    };
+    let (embed, head, norm, pre) = match cfg.model_type {
+        ModelType::Glm | ModelType::Glm4 => (
+            "model.embed_tokens.weight",
+            "lm_head.weight",
+            "model.norm",
+            "model.layers",
+        ),
+        ModelType::GptNeox => (
+            "gpt_neox.embed_in.weight",
+            "embed_out.weight",
+            "gpt_neox.final_layer_norm",
+            "gpt_neox.layers",
+        ),
+    };
+    add("embed".into(), embed.into(), &[v, h], None);
+    for l in 0..cfg.num_layers {
+        let ours = |n: &str| format!("l{l}.{n}");
+        let theirs = |n: &str| format!("{pre}.{l}.{n}");
+        let mut norms = vec![
+            ("ln1", "input_layernorm"),
+            ("ln2", "post_attention_layernorm"),
+        ];
+        match cfg.model_type {
+            ModelType::Glm | ModelType::Glm4 => {
+                let at = |n: &str| theirs(&format!("self_attn.{n}"));
+                // Rotary pairs from interleaved to halves: a reorder of q's and k's
+                // output rows.
                 let qo = interleaved_to_halves(nh, d, cfg.rotary_dim);
                 let ko = interleaved_to_halves(nkv, d, cfg.rotary_dim);
-                // Reorder output features (rows of the HF weight) before transposing.
-                let qw = take_rows(
-                    &ck.tensor(&format!("{}.weight", at("q_proj")), &[nh * d, h])?,
-                    &qo,
+                let b = cfg.qkv_bias;
+                lin(&mut add, ours("q"), &at("q_proj"), [nh * d, h], Some(qo), b);
+                lin(
+                    &mut add,
+                    ours("k"),
+                    &at("k_proj"),
+                    [nkv * d, h],
+                    Some(ko),
+                    b,
                 );
-                let kw = take_rows(
-                    &ck.tensor(&format!("{}.weight", at("k_proj")), &[nkv * d, h])?,
-                    &ko,
+                lin(&mut add, ours("v"), &at("v_proj"), [nkv * d, h], None, b);
+                lin(&mut add, ours("o"), &at("o_proj"), [h, nh * d], None, false);
+                let gu = theirs("mlp.gate_up_proj.weight");
+                add(
+                    ours("gate.w"),
+                    gu.clone(),
+                    &[2 * inter, h],
+                    Some((0..inter).collect()),
                 );
-                let bias = |n: &str, rows: usize, order: &[usize]| -> Result<Option<Tensor>> {
-                    cfg.qkv_bias
-                        .then(|| {
-                            ck.tensor(&format!("{}.bias", at(n)), &[rows])
-                                .map(|b| take_rows(&b, order))
-                        })
-                        .transpose()
-                };
-                put_lin(
-                    &mut p,
-                    format!("l{l}.q"),
-                    Lin {
-                        w: transpose(&qw),
-                        b: bias("q_proj", nh * d, &qo)?,
-                    },
+                add(
+                    ours("up.w"),
+                    gu,
+                    &[2 * inter, h],
+                    Some((inter..2 * inter).collect()),
                 );
-                put_lin(
-                    &mut p,
-                    format!("l{l}.k"),
-                    Lin {
-                        w: transpose(&kw),
-                        b: bias("k_proj", nkv * d, &ko)?,
-                    },
+                lin(
+                    &mut add,
+                    ours("down"),
+                    &theirs("mlp.down_proj"),
+                    [h, inter],
+                    None,
+                    false,
                 );
-                put_lin(
-                    &mut p,
-                    format!("l{l}.v"),
-                    linear(ck, &at("v_proj"), nkv * d, h, cfg.qkv_bias)?,
-                );
-                put_lin(
-                    &mut p,
-                    format!("l{l}.o"),
-                    linear(ck, &at("o_proj"), h, nh * d, false)?,
-                );
-                let gu = ck.tensor(&format!("{pre}.mlp.gate_up_proj.weight"), &[2 * inter, h])?;
-                let gate: Vec<usize> = (0..inter).collect();
-                let up: Vec<usize> = (inter..2 * inter).collect();
-                p.insert(format!("l{l}.gate.w"), transpose(&take_rows(&gu, &gate)));
-                p.insert(format!("l{l}.up.w"), transpose(&take_rows(&gu, &up)));
-                put_lin(
-                    &mut p,
-                    format!("l{l}.down"),
-                    linear(ck, &format!("{pre}.mlp.down_proj"), h, inter, false)?,
-                );
-                let mut norms = vec![
-                    ("ln1", "input_layernorm"),
-                    ("ln2", "post_attention_layernorm"),
-                ];
                 if cfg.model_type == ModelType::Glm4 {
                     norms.push(("post_attn", "post_self_attn_layernorm"));
                     norms.push(("post_mlp", "post_mlp_layernorm"));
                 }
-                for (ours, theirs) in norms {
-                    p.insert(
-                        format!("l{l}.{ours}.w"),
-                        ck.tensor(&format!("{pre}.{theirs}.weight"), &[h])?,
-                    );
-                }
             }
-            p.insert("norm.w".into(), ck.tensor("model.norm.weight", &[h])?);
-            let head = if cfg.tie_word_embeddings {
-                transpose(&embed)
-            } else {
-                transpose(&ck.tensor("lm_head.weight", &[v, h])?)
-            };
-            p.insert("head.w".into(), head);
-            p.insert("embed".into(), embed);
-        }
-        ModelType::GptNeox => {
-            let embed = ck.tensor("gpt_neox.embed_in.weight", &[v, h])?;
-            for l in 0..cfg.num_layers {
-                let pre = format!("gpt_neox.layers.{l}");
-                let qkv_w = ck.tensor(
-                    &format!("{pre}.attention.query_key_value.weight"),
-                    &[3 * h, h],
-                )?;
-                let qkv_b = cfg
-                    .qkv_bias
-                    .then(|| ck.tensor(&format!("{pre}.attention.query_key_value.bias"), &[3 * h]))
-                    .transpose()?;
+            ModelType::GptNeox => {
                 // Rows per head: [q (d), k (d), v (d)].
+                let qkv = theirs("attention.query_key_value");
                 for (which, name) in ["q", "k", "v"].into_iter().enumerate() {
                     let rows: Vec<usize> = (0..nh)
                         .flat_map(|hh| (0..d).map(move |j| hh * 3 * d + which * d + j))
                         .collect();
-                    let lin = Lin {
-                        w: transpose(&take_rows(&qkv_w, &rows)),
-                        b: qkv_b.as_ref().map(|b| take_rows(b, &rows)),
-                    };
-                    put_lin(&mut p, format!("l{l}.{name}"), lin);
-                }
-                put_lin(
-                    &mut p,
-                    format!("l{l}.o"),
-                    linear(ck, &format!("{pre}.attention.dense"), h, h, cfg.out_bias)?,
-                );
-                put_lin(
-                    &mut p,
-                    format!("l{l}.fc1"),
-                    linear(ck, &format!("{pre}.mlp.dense_h_to_4h"), inter, h, true)?,
-                );
-                put_lin(
-                    &mut p,
-                    format!("l{l}.fc2"),
-                    linear(ck, &format!("{pre}.mlp.dense_4h_to_h"), h, inter, true)?,
-                );
-                for (ours, theirs) in [
-                    ("ln1", "input_layernorm"),
-                    ("ln2", "post_attention_layernorm"),
-                ] {
-                    p.insert(
-                        format!("l{l}.{ours}.w"),
-                        ck.tensor(&format!("{pre}.{theirs}.weight"), &[h])?,
-                    );
-                    p.insert(
-                        format!("l{l}.{ours}.b"),
-                        ck.tensor(&format!("{pre}.{theirs}.bias"), &[h])?,
+                    lin(
+                        &mut add,
+                        ours(name),
+                        &qkv,
+                        [3 * h, h],
+                        Some(rows),
+                        cfg.qkv_bias,
                     );
                 }
+                let (o, b) = (theirs("attention.dense"), cfg.out_bias);
+                lin(&mut add, ours("o"), &o, [h, h], None, b);
+                lin(
+                    &mut add,
+                    ours("fc1"),
+                    &theirs("mlp.dense_h_to_4h"),
+                    [inter, h],
+                    None,
+                    true,
+                );
+                lin(
+                    &mut add,
+                    ours("fc2"),
+                    &theirs("mlp.dense_4h_to_h"),
+                    [h, inter],
+                    None,
+                    true,
+                );
             }
-            p.insert(
-                "norm.w".into(),
-                ck.tensor("gpt_neox.final_layer_norm.weight", &[h])?,
+        }
+        let bias = cfg.model_type == ModelType::GptNeox;
+        for (o, t) in norms {
+            add(
+                ours(&format!("{o}.w")),
+                theirs(&format!("{t}.weight")),
+                &[h],
+                None,
             );
-            p.insert(
-                "norm.b".into(),
-                ck.tensor("gpt_neox.final_layer_norm.bias", &[h])?,
-            );
-            let head = if cfg.tie_word_embeddings {
-                transpose(&embed)
-            } else {
-                transpose(&ck.tensor("embed_out.weight", &[v, h])?)
-            };
-            p.insert("head.w".into(), head);
-            p.insert("embed".into(), embed);
+            if bias {
+                add(
+                    ours(&format!("{o}.b")),
+                    theirs(&format!("{t}.bias")),
+                    &[h],
+                    None,
+                );
+            }
         }
     }
-    Ok(p)
+    add("norm.w".into(), format!("{norm}.weight"), &[h], None);
+    if cfg.model_type == ModelType::GptNeox {
+        add("norm.b".into(), format!("{norm}.bias"), &[h], None);
+    }
+    let head = if cfg.tie_word_embeddings { embed } else { head };
+    add("head.w".into(), head.into(), &[v, h], None);
+    out
+}
+
+/// The graph's parameters, by name (`embed`, `l0.q.w`, `l0.q.b`, …, `norm.w`,
+/// `head.w`; linear weights `[in, out]`), from a checkpoint: what [`build_graph`]
+/// and [`Model::from_weights`] take and [`crate::save_pretrained`] writes back.
+///
+/// # Errors
+/// [`Error::Checkpoint`] naming a missing tensor or one of the wrong shape.
+pub fn load_weights(cfg: &ModelConfig, ck: &Checkpoint) -> Result<BTreeMap<String, Tensor>> {
+    sources(cfg)
+        .into_iter()
+        .map(|s| Ok((s.graph.clone(), read_source(ck, &s)?)))
+        .collect()
+}
+
+/// One graph weight read from a checkpoint as f32.
+pub(crate) fn read_source(ck: &Checkpoint, s: &Source) -> Result<Tensor> {
+    let t = ck.tensor(&s.hf, &s.shape)?;
+    let t = match &s.rows {
+        Some(rows) => take_rows(&t, rows),
+        None => t,
+    };
+    Ok(if s.linear { transpose(&t) } else { t })
 }
 
 /// Builds the decoder graph. Inputs: `ids [b, t]` (i64), `cos`/`sin [t, rot]` (the

@@ -30,6 +30,9 @@
 //! assert!(x.iter().zip(&y).all(|(a, b)| (a - b).abs() <= amax * (1.0 / 254.0 + 1e-3)));
 //! ```
 
+use std::ops::Range;
+use std::sync::Arc;
+
 use half::f16;
 
 use crate::error::{Error, Result};
@@ -402,9 +405,71 @@ fn row_scalar(format: BlockFormat, w: &[u8], x: &[u8]) -> f32 {
     hsum8(acc)
 }
 
+/// Bytes that rows are read from: a buffer of their own, or a range of one they
+/// share (a memory-mapped file, say), which lives as long as any reader of it.
+#[derive(Clone)]
+pub struct SharedBytes {
+    owner: Arc<dyn AsRef<[u8]> + Send + Sync>,
+    range: Range<usize>,
+}
+
+impl SharedBytes {
+    /// `owner`'s bytes in `range`.
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when `range` does not lie inside `owner`.
+    pub fn new(owner: Arc<dyn AsRef<[u8]> + Send + Sync>, range: Range<usize>) -> Result<Self> {
+        let len = (*owner).as_ref().len();
+        if range.start > range.end || range.end > len {
+            return Err(Error::Shape(format!(
+                "bytes {}..{} of a buffer of {len}",
+                range.start, range.end
+            )));
+        }
+        Ok(SharedBytes { owner, range })
+    }
+
+    /// A buffer of its own.
+    pub fn owned(bytes: Vec<u8>) -> Self {
+        let range = 0..bytes.len();
+        SharedBytes {
+            owner: Arc::new(bytes),
+            range,
+        }
+    }
+}
+
+impl std::ops::Deref for SharedBytes {
+    type Target = [u8];
+    fn deref(&self) -> &[u8] {
+        &(*self.owner).as_ref()[self.range.clone()]
+    }
+}
+
+impl std::fmt::Debug for SharedBytes {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SharedBytes({}..{})", self.range.start, self.range.end)
+    }
+}
+
+/// Consecutive output rows of a [`QuantMatrix`]: stored rows of some bytes, in their
+/// order or in a given one.
+#[derive(Debug, Clone)]
+struct Segment {
+    bytes: SharedBytes,
+    /// Output row `i` of the segment is stored row `order[i]`.
+    order: Option<Arc<[u32]>>,
+    rows: usize,
+}
+
 /// A weight matrix stored as block-quantized rows, ggml's layout: `n` output rows of
 /// `k` inputs each (`[out, in]`), every row `k / 32` blocks of `format`. Products
 /// quantize their input rows to `Q8_0` and take [`dot`] per output.
+///
+/// The rows need not be one buffer of its own: [`QuantMatrix::from_segments`] reads
+/// them in place from shared bytes (a mapped file), several tensors side by side and
+/// each in any row order (a fused q‖k‖v product whose rows a loader permutes),
+/// without copying a block.
 ///
 /// ```
 /// use autoglm_ops::quant::{BlockFormat, QuantMatrix};
@@ -420,7 +485,7 @@ pub struct QuantMatrix {
     format: BlockFormat,
     k: usize,
     n: usize,
-    data: Vec<u8>,
+    segments: Vec<Segment>,
     isa: Isa,
 }
 
@@ -462,24 +527,70 @@ impl QuantMatrix {
         n: usize,
         data: Vec<u8>,
     ) -> Result<QuantMatrix> {
+        blocks(k, "inputs per row")?;
+        let row = format.bytes_for(k);
+        if data.len() != n * row {
+            return Err(Error::Shape(format!(
+                "{format}: {} bytes for {n} rows of {k}, which take {}",
+                data.len(),
+                n * row
+            )));
+        }
+        QuantMatrix::from_segments(format, k, vec![(SharedBytes::owned(data), None)])
+    }
+
+    /// Output rows read in place from `parts`, one after the other: each part's
+    /// bytes hold whole rows of `k / 32` blocks of `format`, read in their stored
+    /// order, or where an order is given, output row `i` of the part is stored row
+    /// `order[i]` (a subset or a permutation).
+    ///
+    /// # Errors
+    /// [`Error::Shape`] when a part's bytes are not whole rows, an order names a row
+    /// past them, or there are no rows; [`Error::Unsupported`] for `Q4_1`.
+    pub fn from_segments(
+        format: BlockFormat,
+        k: usize,
+        parts: Vec<(SharedBytes, Option<Vec<u32>>)>,
+    ) -> Result<QuantMatrix> {
         if format == BlockFormat::Q4_1 {
             return Err(Error::Unsupported(
                 "q4_1 rows have no product kernel yet (they pair with activations carrying their sums)".into(),
             ));
         }
-        blocks(k, "inputs per row")?;
-        if data.len() != n * format.bytes_for(k) {
-            return Err(Error::Shape(format!(
-                "{format}: {} bytes for {n} rows of {k}, which take {}",
-                data.len(),
-                n * format.bytes_for(k)
-            )));
+        if blocks(k, "inputs per row")? == 0 {
+            return Err(Error::Shape("a row of no inputs".into()));
+        }
+        let row = format.bytes_for(k);
+        let mut segments = Vec::with_capacity(parts.len());
+        for (i, (bytes, order)) in parts.into_iter().enumerate() {
+            if !bytes.len().is_multiple_of(row) {
+                return Err(Error::Shape(format!(
+                    "{format} part {i}: {} bytes are not whole rows of {k} ({row} bytes each)",
+                    bytes.len()
+                )));
+            }
+            let stored = bytes.len() / row;
+            if let Some(bad) = order.iter().flatten().find(|&&r| r as usize >= stored) {
+                return Err(Error::Shape(format!(
+                    "{format} part {i}: row {bad} of {stored}"
+                )));
+            }
+            let rows = order.as_ref().map_or(stored, Vec::len);
+            segments.push(Segment {
+                bytes,
+                order: order.map(Arc::from),
+                rows,
+            });
+        }
+        let n = segments.iter().map(|s| s.rows).sum();
+        if n == 0 {
+            return Err(Error::Shape(format!("a {format} matrix of no rows")));
         }
         Ok(QuantMatrix {
             format,
             k,
             n,
-            data,
+            segments,
             isa: Isa::detect(),
         })
     }
@@ -499,9 +610,22 @@ impl QuantMatrix {
         self.format
     }
 
-    /// The stored bytes.
+    /// The bytes of the rows it reads.
     pub fn bytes(&self) -> usize {
-        self.data.len()
+        self.n * self.format.bytes_for(self.k)
+    }
+
+    /// Output row `j`'s blocks (`j < n`).
+    fn row(&self, mut j: usize) -> &[u8] {
+        let len = self.format.bytes_for(self.k);
+        for s in &self.segments {
+            if j < s.rows {
+                let r = s.order.as_ref().map_or(j, |o| o[j] as usize);
+                return &s.bytes[r * len..(r + 1) * len];
+            }
+            j -= s.rows;
+        }
+        unreachable!("row {j} past the matrix's {} rows", self.n)
     }
 
     /// Runs its products on `isa` from now on (tests and benchmarks compare paths).
@@ -532,10 +656,11 @@ impl QuantMatrix {
                 out.len()
             )));
         }
-        let row = self.format.bytes_for(k);
         // Four outputs per pass over the activations (`isa` was checked when it was
         // set, and every row holds `k / 32` blocks).
         let (f, isa) = (self.format, self.isa);
+        let four = |g: usize| [0, 1, 2, 3].map(|i| self.row(4 * g + i));
+        let groups = n.div_ceil(4);
         // Whole groups of four input rows: 4 × 4 tiles, each weight block read once
         // for four rows (prompt processing); the rest one row at a time.
         let tiled = m / 4 * 4;
@@ -548,18 +673,16 @@ impl QuantMatrix {
                 .map(quantize_activations)
                 .collect::<Result<Vec<_>>>()?;
             let xs = [&xq[0][..], &xq[1], &xq[2], &xq[3]];
-            let tiles: Vec<[[f32; 4]; 4]> = self
-                .data
-                .par_chunks(4 * row)
+            let tiles: Vec<[[f32; 4]; 4]> = (0..groups)
+                .into_par_iter()
                 .with_min_len(16)
-                .map(|w| {
-                    if w.len() == 4 * row {
-                        let r = |i: usize| &w[i * row..(i + 1) * row];
-                        dot_tile(f, [r(0), r(1), r(2), r(3)], xs, isa)
+                .map(|g| {
+                    if 4 * g + 4 <= n {
+                        dot_tile(f, four(g), xs, isa)
                     } else {
                         let mut t = [[0.0f32; 4]; 4];
-                        for (i, w) in w.chunks_exact(row).enumerate() {
-                            for (c, v) in dot_tile(f, [w], xs, isa).iter().enumerate() {
+                        for (i, j) in (4 * g..n).enumerate() {
+                            for (c, v) in dot_tile(f, [self.row(j)], xs, isa).iter().enumerate() {
                                 t[c][i] = v[0];
                             }
                         }
@@ -579,15 +702,14 @@ impl QuantMatrix {
         {
             let xq = quantize_activations(xr)?;
             or.par_chunks_mut(4)
-                .zip(self.data.par_chunks(4 * row))
+                .enumerate()
                 .with_min_len(16)
-                .for_each(|(o, w)| {
+                .for_each(|(g, o)| {
                     if let Ok(o4) = <&mut [f32; 4]>::try_from(&mut *o) {
-                        let r = |i: usize| &w[i * row..(i + 1) * row];
-                        *o4 = dot_rows(f, [r(0), r(1), r(2), r(3)], &xq, isa);
+                        *o4 = dot_rows(f, four(g), &xq, isa);
                     } else {
-                        for (o, w) in o.iter_mut().zip(w.chunks_exact(row)) {
-                            *o = dot_rows(f, [w], &xq, isa)[0];
+                        for (o, j) in o.iter_mut().zip(4 * g..) {
+                            *o = dot_rows(f, [self.row(j)], &xq, isa)[0];
                         }
                     }
                 });

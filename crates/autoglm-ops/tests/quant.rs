@@ -243,3 +243,76 @@ fn tiled_rows_keep_the_bits_of_dot() {
         }
     }
 }
+
+/// Rows read in place from shared bytes — two tensors side by side in one buffer (a
+/// mapped file), the first read in a permuted order, the second as stored — multiply
+/// bit for bit like one matrix that owns the same rows in the same order; malformed
+/// parts are errors.
+#[test]
+fn rows_read_in_place_in_any_order_multiply_like_owned_rows() {
+    use autoglm_ops::quant::SharedBytes;
+    use std::sync::Arc;
+    let (k, m) = (64, 5);
+    let (n1, n2) = (10, 7);
+    for format in [BlockFormat::Q8_0, BlockFormat::Q4_0] {
+        let row = format.bytes_for(k);
+        let rows: Vec<Vec<u8>> = (0..n1 + n2)
+            .map(|j| {
+                let v: Vec<f32> = (0..k)
+                    .map(|i| (((i + 3 * j) * 29 % 83) as f32 - 41.0) / 30.0)
+                    .collect();
+                format.quantize(&v).unwrap()
+            })
+            .collect();
+        // A "file": a header of 13 bytes, then the two tensors.
+        let mut file = vec![7u8; 13];
+        file.extend(rows.concat());
+        let file: Arc<dyn AsRef<[u8]> + Send + Sync> = Arc::new(file);
+        let order: Vec<u32> = (0..n1 as u32).rev().collect();
+        let first = SharedBytes::new(file.clone(), 13..13 + n1 * row).unwrap();
+        let second = SharedBytes::new(file.clone(), 13 + n1 * row..13 + (n1 + n2) * row).unwrap();
+        let mapped = QuantMatrix::from_segments(
+            format,
+            k,
+            vec![(first.clone(), Some(order.clone())), (second, None)],
+        )
+        .unwrap();
+        assert_eq!((mapped.n(), mapped.bytes()), (n1 + n2, (n1 + n2) * row));
+        let owned_rows: Vec<u8> = order
+            .iter()
+            .map(|&r| rows[r as usize].clone())
+            .chain(rows[n1..].iter().cloned())
+            .flatten()
+            .collect();
+        let owned = QuantMatrix::from_blocks(format, k, n1 + n2, owned_rows).unwrap();
+        let x: Vec<f32> = (0..m * k)
+            .map(|i| ((i * 7 % 19) as f32 - 9.0) / 4.0)
+            .collect();
+        for isa in Isa::ALL.into_iter().filter(|i| i.available()) {
+            let (mut a, mut b) = (vec![0.0f32; m * (n1 + n2)], vec![0.0f32; m * (n1 + n2)]);
+            mapped
+                .clone()
+                .with_isa(isa)
+                .unwrap()
+                .matmul(&x, &mut a)
+                .unwrap();
+            owned
+                .clone()
+                .with_isa(isa)
+                .unwrap()
+                .matmul(&x, &mut b)
+                .unwrap();
+            assert_eq!(
+                a.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                b.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+                "{format} {isa:?}"
+            );
+        }
+        assert!(SharedBytes::new(file.clone(), 13..10_000).is_err());
+        let ragged = SharedBytes::new(file.clone(), 13..13 + row + 1).unwrap();
+        assert!(QuantMatrix::from_segments(format, k, vec![(ragged, None)]).is_err());
+        let past = QuantMatrix::from_segments(format, k, vec![(first, Some(vec![n1 as u32]))]);
+        assert!(past.unwrap_err().to_string().contains("row 10 of 10"));
+        assert!(QuantMatrix::from_segments(format, k, vec![]).is_err());
+    }
+}
