@@ -177,23 +177,6 @@ pub(crate) fn sources(cfg: &ModelConfig) -> Vec<Source> {
             linear,
         });
     };
-    // A linear layer `name.weight` (and `name.bias`), rows taken in `rows`' order.
-    let lin = |add: &mut dyn FnMut(String, String, &[usize], Option<Vec<usize>>),
-               ours: String,
-               hf: &str,
-               shape: [usize; 2],
-               rows: Option<Vec<usize>>,
-               bias: bool| {
-        if bias {
-            add(
-                format!("{ours}.b"),
-                format!("{hf}.bias"),
-                &[shape[0]],
-                rows.clone(),
-            );
-        }
-        add(format!("{ours}.w"), format!("{hf}.weight"), &shape, rows);
-    };
     let (embed, head, norm, pre) = match cfg.model_type {
         ModelType::Glm | ModelType::Glm4 => (
             "model.embed_tokens.weight",
@@ -209,6 +192,22 @@ pub(crate) fn sources(cfg: &ModelConfig) -> Vec<Source> {
         ),
     };
     add("embed".into(), embed.into(), &[v, h], None);
+    // A linear layer `hf.weight` (and `hf.bias`), rows taken in `rows`' order.
+    macro_rules! lin {
+        ($ours:expr, $hf:expr, $shape:expr, $rows:expr, $bias:expr $(,)?) => {{
+            let (ours, hf, shape, rows): (String, &str, [usize; 2], Option<Vec<usize>>) =
+                ($ours, $hf, $shape, $rows);
+            if $bias {
+                add(
+                    format!("{ours}.b"),
+                    format!("{hf}.bias"),
+                    &[shape[0]],
+                    rows.clone(),
+                );
+            }
+            add(format!("{ours}.w"), format!("{hf}.weight"), &shape, rows);
+        }};
+    }
     for l in 0..cfg.num_layers {
         let ours = |n: &str| format!("l{l}.{n}");
         let theirs = |n: &str| format!("{pre}.{l}.{n}");
@@ -224,17 +223,10 @@ pub(crate) fn sources(cfg: &ModelConfig) -> Vec<Source> {
                 let qo = interleaved_to_halves(nh, d, cfg.rotary_dim);
                 let ko = interleaved_to_halves(nkv, d, cfg.rotary_dim);
                 let b = cfg.qkv_bias;
-                lin(&mut add, ours("q"), &at("q_proj"), [nh * d, h], Some(qo), b);
-                lin(
-                    &mut add,
-                    ours("k"),
-                    &at("k_proj"),
-                    [nkv * d, h],
-                    Some(ko),
-                    b,
-                );
-                lin(&mut add, ours("v"), &at("v_proj"), [nkv * d, h], None, b);
-                lin(&mut add, ours("o"), &at("o_proj"), [h, nh * d], None, false);
+                lin!(ours("q"), &at("q_proj"), [nh * d, h], Some(qo), b);
+                lin!(ours("k"), &at("k_proj"), [nkv * d, h], Some(ko), b,);
+                lin!(ours("v"), &at("v_proj"), [nkv * d, h], None, b);
+                lin!(ours("o"), &at("o_proj"), [h, nh * d], None, false);
                 let gu = theirs("mlp.gate_up_proj.weight");
                 add(
                     ours("gate.w"),
@@ -248,8 +240,7 @@ pub(crate) fn sources(cfg: &ModelConfig) -> Vec<Source> {
                     &[2 * inter, h],
                     Some((inter..2 * inter).collect()),
                 );
-                lin(
-                    &mut add,
+                lin!(
                     ours("down"),
                     &theirs("mlp.down_proj"),
                     [h, inter],
@@ -268,27 +259,18 @@ pub(crate) fn sources(cfg: &ModelConfig) -> Vec<Source> {
                     let rows: Vec<usize> = (0..nh)
                         .flat_map(|hh| (0..d).map(move |j| hh * 3 * d + which * d + j))
                         .collect();
-                    lin(
-                        &mut add,
-                        ours(name),
-                        &qkv,
-                        [3 * h, h],
-                        Some(rows),
-                        cfg.qkv_bias,
-                    );
+                    lin!(ours(name), &qkv, [3 * h, h], Some(rows), cfg.qkv_bias,);
                 }
                 let (o, b) = (theirs("attention.dense"), cfg.out_bias);
-                lin(&mut add, ours("o"), &o, [h, h], None, b);
-                lin(
-                    &mut add,
+                lin!(ours("o"), &o, [h, h], None, b);
+                lin!(
                     ours("fc1"),
                     &theirs("mlp.dense_h_to_4h"),
                     [inter, h],
                     None,
                     true,
                 );
-                lin(
-                    &mut add,
+                lin!(
                     ours("fc2"),
                     &theirs("mlp.dense_4h_to_h"),
                     [h, inter],
