@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, HashMap};
 use std::fs::File;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use autoglm_ops::quant::{BlockFormat, BLOCK};
+use autoglm_ops::quant::{BlockFormat, SharedBytes, BLOCK};
 use autoglm_ops::{Data, Storage, Tensor};
 use half::{bf16, f16};
 use memmap2::Mmap;
@@ -18,6 +19,12 @@ use crate::error::{Error, Result};
 enum Bytes {
     Map(Mmap),
     Owned(Vec<u8>),
+}
+
+impl AsRef<[u8]> for Bytes {
+    fn as_ref(&self) -> &[u8] {
+        self
+    }
 }
 
 impl std::ops::Deref for Bytes {
@@ -33,7 +40,8 @@ impl std::ops::Deref for Bytes {
 /// One safetensors file with its parsed header.
 struct Shard {
     path: PathBuf,
-    map: Bytes,
+    /// Shared with the matrices that read their rows in place.
+    map: Arc<Bytes>,
     /// Bytes before the data (8 + header length).
     data_start: usize,
     meta: Metadata,
@@ -84,7 +92,7 @@ impl Shard {
             .map_err(|e| ckpt_err(path, format!("not a valid safetensors file: {e}")))?;
         Ok(Shard {
             path: path.to_path_buf(),
-            map,
+            map: Arc::new(map),
             data_start: 8 + n,
             meta,
         })
@@ -294,12 +302,29 @@ impl Checkpoint {
         s.meta.info(name).map(|i| format!("{:?}", i.dtype))
     }
 
-    /// Reads a tensor as f32 (f16 and bf16 widened exactly), checking its shape.
+    /// Reads a tensor as f32 (f16 and bf16 widened exactly, blocks expanded), checking
+    /// its shape.
     ///
     /// # Errors
     /// [`Error::Checkpoint`] naming the file and tensor: missing, of another shape
-    /// than `shape`, or of an element type other than f32/f16/bf16.
+    /// than `shape`, or of an element type other than f32/f16/bf16 (or `u8` blocks
+    /// in a block-quantized file).
     pub fn tensor(&self, name: &str, shape: &[usize]) -> Result<Tensor> {
+        let (raw, storage) = self.raw(name, shape)?;
+        let n: usize = shape.iter().product();
+        let mut data = vec![0.0f32; n];
+        decode(&raw, storage, &mut data)
+            .map_err(|e| ckpt_err(&self.dir, format!("tensor '{name}': {e}")))?;
+        Tensor::new(shape, Data::F32(data))
+            .map_err(|e| ckpt_err(&self.dir, format!("tensor '{name}': {e}")))
+    }
+
+    /// A tensor's bytes as stored, read in place (shared with the file's mapping), and
+    /// how they store its values: f32, f16, bf16, or rows of q8_0/q4_0 blocks.
+    ///
+    /// # Errors
+    /// As [`Checkpoint::tensor`].
+    pub(crate) fn raw(&self, name: &str, shape: &[usize]) -> Result<(SharedBytes, Storage)> {
         let &i = self
             .index
             .get(name)
@@ -309,71 +334,73 @@ impl Checkpoint {
             .meta
             .info(name)
             .ok_or_else(|| ckpt_err(&s.path, format!("tensor '{name}' is missing")))?;
-        if let Some(format) = self.block_format(s, name, info, shape)? {
-            return self.block_tensor(s, name, shape, format);
-        }
-        if info.shape != shape {
-            return Err(ckpt_err(
-                &s.path,
-                format!(
-                    "tensor '{name}' has shape {:?}, the config implies {shape:?}",
-                    info.shape
-                ),
-            ));
-        }
-        let (a, b) = info.data_offsets;
-        // `read_metadata` checked that the offsets lie inside the file.
-        let raw = &s.map[s.data_start + a..s.data_start + b];
-        let data: Vec<f32> = match info.dtype {
-            Dtype::F32 => raw
-                .chunks_exact(4)
-                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
-                .collect(),
-            Dtype::BF16 => raw
-                .chunks_exact(2)
-                .map(|c| bf16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                .collect(),
-            Dtype::F16 => raw
-                .chunks_exact(2)
-                .map(|c| f16::from_bits(u16::from_le_bytes([c[0], c[1]])).to_f32())
-                .collect(),
-            other => {
+        let storage = match self.block_format(s, name, info, shape)? {
+            Some(BlockFormat::Q8_0) => Storage::Q8_0,
+            Some(_) => Storage::Q4_0,
+            None if info.shape != shape => {
                 return Err(ckpt_err(
+                    &s.path,
+                    format!(
+                        "tensor '{name}' has shape {:?}, the config implies {shape:?}",
+                        info.shape
+                    ),
+                ))
+            }
+            None => match info.dtype {
+                Dtype::F32 => Storage::F32,
+                Dtype::F16 => Storage::F16,
+                Dtype::BF16 => Storage::Bf16,
+                other => return Err(ckpt_err(
                     &s.path,
                     format!(
                         "tensor '{name}' has element type {other:?} (f32, f16 or bf16 expected)"
                     ),
-                ))
-            }
+                )),
+            },
         };
-        Tensor::new(shape, Data::F32(data))
-            .map_err(|e| ckpt_err(&s.path, format!("tensor '{name}': {e}")))
-    }
-
-    /// A block-quantized tensor (`u8`, one row of blocks per row of `shape`) as the
-    /// f32 values its blocks hold.
-    fn block_tensor(
-        &self,
-        s: &Shard,
-        name: &str,
-        shape: &[usize],
-        format: BlockFormat,
-    ) -> Result<Tensor> {
-        // `block_format` checked the type and sizes.
-        let info = s.meta.info(name).expect("the caller found it");
-        let (rows, cols) = (shape[0], shape[1]);
-        let want = [rows, format.bytes_for(cols)];
         let (a, b) = info.data_offsets;
-        let raw = &s.map[s.data_start + a..s.data_start + b];
-        let mut data = vec![0.0f32; rows * cols];
-        for (src, dst) in raw.chunks_exact(want[1]).zip(data.chunks_exact_mut(cols)) {
-            format
-                .dequantize(src, dst)
-                .map_err(|e| ckpt_err(&s.path, format!("tensor '{name}': {e}")))?;
-        }
-        Tensor::new(shape, Data::F32(data))
-            .map_err(|e| ckpt_err(&s.path, format!("tensor '{name}': {e}")))
+        let owner: Arc<dyn AsRef<[u8]> + Send + Sync> = s.map.clone();
+        let bytes = SharedBytes::new(owner, s.data_start + a..s.data_start + b)
+            .map_err(|e| ckpt_err(&s.path, format!("tensor '{name}': {e}")))?;
+        Ok((bytes, storage))
     }
+}
+
+/// Values stored as `storage` in `raw` (whole rows of `out.len() / rows` values for the
+/// block formats), widened or expanded into `out`.
+///
+/// # Errors
+/// [`autoglm_ops::Error::Shape`] when the sizes disagree.
+pub(crate) fn decode(raw: &[u8], storage: Storage, out: &mut [f32]) -> autoglm_ops::Result<()> {
+    let half = |c: &[u8]| u16::from_le_bytes([c[0], c[1]]);
+    if let Some(f) = storage.block_format() {
+        return f.dequantize(raw, out);
+    }
+    if raw.len() != storage.bytes_for(out.len()) {
+        return Err(autoglm_ops::Error::Shape(format!(
+            "{} bytes of {storage} for {} values",
+            raw.len(),
+            out.len()
+        )));
+    }
+    match storage {
+        Storage::F32 => {
+            for (x, c) in out.iter_mut().zip(raw.chunks_exact(4)) {
+                *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
+            }
+        }
+        Storage::F16 => {
+            for (x, c) in out.iter_mut().zip(raw.chunks_exact(2)) {
+                *x = f16::from_bits(half(c)).to_f32();
+            }
+        }
+        _ => {
+            for (x, c) in out.iter_mut().zip(raw.chunks_exact(2)) {
+                *x = bf16::from_bits(half(c)).to_f32();
+            }
+        }
+    }
+    Ok(())
 }
 
 /// The `__metadata__` key naming a block-quantized checkpoint's body storage (its
