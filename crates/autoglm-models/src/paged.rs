@@ -21,6 +21,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
+use autoglm_ops::quant::SharedBytes;
 use autoglm_ops::{rows, PackedMatrix, Storage, StoragePlan, Tensor};
 use rand::SeedableRng;
 use rand_pcg::Pcg64Mcg;
@@ -31,7 +32,7 @@ use crate::config::{Activation, ModelConfig, ModelType};
 use crate::decode::GenerationOptions;
 use crate::error::{Error, Result};
 use crate::generate::pick;
-use crate::model::{f32s, load_weights, rope_tables, transpose};
+use crate::model::{f32s, load_weights, read_source, rope_tables, sources, transpose, Source};
 
 /// A pool of key/value blocks for every layer of one model.
 #[derive(Debug)]
@@ -197,7 +198,7 @@ struct Scratch {
 /// A decoder for ragged batches over a [`PagedCache`].
 pub struct PagedModel {
     config: ModelConfig,
-    embed: Vec<f32>,
+    embed: Table,
     layers: Vec<Layer>,
     norm: (Vec<f32>, Option<Vec<f32>>),
     head: PackedMatrix,
@@ -232,6 +233,172 @@ fn hcat(parts: &[&Tensor]) -> (Vec<f32>, usize, usize) {
     (out, k, n)
 }
 
+/// The embedding table's rows as stored (in place in a mapped file).
+struct Table {
+    bytes: SharedBytes,
+    storage: Storage,
+    cols: usize,
+}
+
+impl Table {
+    /// `rows × cols` values stored as `storage` in `bytes`.
+    fn new(bytes: SharedBytes, storage: Storage, rows: usize, cols: usize) -> Result<Table> {
+        if !storage.fits(cols) || bytes.len() != rows * storage.bytes_for(cols) {
+            return Err(Error::Input(format!(
+                "an embedding of {rows} × {cols} in {storage} cannot be {} bytes",
+                bytes.len()
+            )));
+        }
+        Ok(Table {
+            bytes,
+            storage,
+            cols,
+        })
+    }
+
+    /// Row `t` (checked against the vocabulary before) into `out`.
+    fn row(&self, t: usize, out: &mut [f32]) {
+        let len = self.storage.bytes_for(self.cols);
+        crate::checkpoint::decode(&self.bytes[t * len..(t + 1) * len], self.storage, out)
+            .expect("the table's sizes were checked when it was built");
+    }
+}
+
+/// Where [`PagedModel::assemble`] gets its weights.
+trait Weights {
+    /// The graph weights `names` (`[k, n_i]` each) side by side: one product.
+    fn matrix(&self, names: &[String]) -> Result<PackedMatrix>;
+    /// A vector (norm, bias), if the model has it.
+    fn vector(&self, name: &str) -> Result<Option<Vec<f32>>>;
+    /// The embedding table.
+    fn embed(&self) -> Result<Table>;
+}
+
+/// Weights in the graph's layout, stored as a plan says.
+struct Params<'a> {
+    config: &'a ModelConfig,
+    params: &'a BTreeMap<String, Tensor>,
+    plan: &'a StoragePlan,
+}
+
+impl Params<'_> {
+    fn get(&self, name: &str) -> Result<&Tensor> {
+        self.params
+            .get(name)
+            .ok_or_else(|| Error::Input(format!("no weight '{name}'")))
+    }
+}
+
+impl Weights for Params<'_> {
+    fn matrix(&self, names: &[String]) -> Result<PackedMatrix> {
+        let tied;
+        let parts: Vec<&Tensor> = if names == ["head.w"]
+            && !self.params.contains_key("head.w")
+            && self.config.tie_word_embeddings
+        {
+            tied = transpose(self.get("embed")?);
+            vec![&tied]
+        } else {
+            names.iter().map(|n| self.get(n)).collect::<Result<_>>()?
+        };
+        let (w, k, n) = hcat(&parts);
+        let storage = self.plan.storage_of(&names[0]).or_fallback(k);
+        PackedMatrix::with_storage(&w, k, n, storage).map_err(Error::from)
+    }
+
+    fn vector(&self, name: &str) -> Result<Option<Vec<f32>>> {
+        Ok(self.params.get(name).map(|t| f32s(t).to_vec()))
+    }
+
+    fn embed(&self) -> Result<Table> {
+        let t = self.get("embed")?;
+        let (v, h) = (self.config.vocab_size, self.config.hidden_size);
+        if t.shape() != [v, h] {
+            return Err(Error::Input(format!(
+                "weight 'embed' is {:?}, not [{v}, {h}]",
+                t.shape()
+            )));
+        }
+        let bytes: Vec<u8> = f32s(t).iter().flat_map(|x| x.to_le_bytes()).collect();
+        Table::new(SharedBytes::owned(bytes), Storage::F32, v, h)
+    }
+}
+
+/// A checkpoint read in place.
+struct Mapped {
+    ck: Checkpoint,
+    sources: BTreeMap<String, Source>,
+}
+
+impl Mapped {
+    fn open(dir: &Path, config: &ModelConfig) -> Result<Mapped> {
+        let ck = Checkpoint::open(dir)?;
+        let sources = sources(config)
+            .into_iter()
+            .map(|s| (s.graph.clone(), s))
+            .collect();
+        Ok(Mapped { ck, sources })
+    }
+
+    fn source(&self, name: &str) -> Result<&Source> {
+        self.sources
+            .get(name)
+            .ok_or_else(|| Error::Input(format!("no weight '{name}'")))
+    }
+}
+
+impl Weights for Mapped {
+    fn matrix(&self, names: &[String]) -> Result<PackedMatrix> {
+        let sources = names
+            .iter()
+            .map(|n| self.source(n))
+            .collect::<Result<Vec<_>>>()?;
+        let raws = sources
+            .iter()
+            .map(|s| self.ck.raw(&s.hf, &s.shape))
+            .collect::<Result<Vec<_>>>()?;
+        let storage = raws[0].1;
+        let k = sources[0].shape[1];
+        let same = raws.iter().all(|r| r.1 == storage) && sources.iter().all(|s| s.shape[1] == k);
+        if let (Some(format), true) = (storage.block_format(), same) {
+            let parts = raws
+                .into_iter()
+                .zip(&sources)
+                .map(|((bytes, _), s)| {
+                    let order = s
+                        .rows
+                        .as_ref()
+                        .map(|r| r.iter().map(|&i| i as u32).collect());
+                    (bytes, order)
+                })
+                .collect();
+            return autoglm_ops::quant::QuantMatrix::from_segments(format, k, parts)
+                .map(PackedMatrix::from_quant)
+                .map_err(Error::from);
+        }
+        // Panels are laid out in memory: read as f32, stored as the file stores them.
+        let parts = sources
+            .iter()
+            .map(|s| read_source(&self.ck, s))
+            .collect::<Result<Vec<_>>>()?;
+        let (w, k, n) = hcat(&parts.iter().collect::<Vec<_>>());
+        PackedMatrix::with_storage(&w, k, n, storage.or_fallback(k)).map_err(Error::from)
+    }
+
+    fn vector(&self, name: &str) -> Result<Option<Vec<f32>>> {
+        match self.sources.get(name) {
+            Some(s) => Ok(Some(f32s(&read_source(&self.ck, s)?).to_vec())),
+            None => Ok(None),
+        }
+    }
+
+    fn embed(&self) -> Result<Table> {
+        let s = self.source("embed")?;
+        let (bytes, storage) = self.ck.raw(&s.hf, &s.shape)?;
+        Table::new(bytes, storage, s.shape[0], s.shape[1])
+    }
+}
+
 impl PagedModel {
     /// Loads `dir/config.json` and the checkpoint, with `threads` kernel threads.
     ///
@@ -242,8 +409,8 @@ impl PagedModel {
     }
 
     /// [`PagedModel::load`] with the linear weights stored as
-    /// [`crate::storage_plan`]`(storage)` says; `None`: as the checkpoint stores them
-    /// ([`Checkpoint::storage`]).
+    /// [`crate::storage_plan`]`(storage)` says; `None`: as the checkpoint stores them,
+    /// read in place ([`PagedModel::map`]; a GGUF file is read into memory).
     ///
     /// # Errors
     /// As [`crate::Model::load`].
@@ -252,6 +419,9 @@ impl PagedModel {
             let (config, weights, plan) = crate::import_gguf(dir)?;
             let plan = storage.map_or(plan, crate::storage_plan);
             return PagedModel::from_weights_as(config, weights, threads, &plan);
+        }
+        if storage.is_none() {
+            return PagedModel::map(dir, threads);
         }
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let ck = Checkpoint::open(dir)?;
@@ -285,62 +455,84 @@ impl PagedModel {
         threads: usize,
         plan: &StoragePlan,
     ) -> Result<PagedModel> {
-        let get = |name: &str| -> Result<&Tensor> {
-            params
-                .get(name)
-                .ok_or_else(|| Error::Input(format!("no weight '{name}'")))
+        let weights = Params {
+            config: &config,
+            params: &params,
+            plan,
         };
-        let opt = |name: &str| params.get(name).map(|t| f32s(t).to_vec());
-        let packed = |name: &str, parts: &[&Tensor]| -> Result<PackedMatrix> {
-            let (w, k, n) = hcat(parts);
-            let storage = plan.storage_of(name).or_fallback(k);
-            PackedMatrix::with_storage(&w, k, n, storage).map_err(Error::from)
-        };
-        let cat_bias = |names: &[String], widths: &[usize]| -> Option<Vec<f32>> {
-            if names.iter().all(|n| !params.contains_key(n)) {
-                return None;
+        PagedModel::assemble(&weights, config.clone(), threads)
+    }
+
+    /// Opens `dir` (`config.json` and a safetensors checkpoint) and reads its weights
+    /// in place: matrices stored as q8_0/q4_0 blocks run on the file's mapped bytes
+    /// (several tensors side by side and rows in any order, without a copy), the
+    /// embedding's rows are read from the file as tokens need them, and only the
+    /// rest (norms, biases, matrices stored as f32/f16/bf16, which are laid out as
+    /// panels) is copied into memory. Each weight keeps the storage its file gives
+    /// it. What this takes is [`PagedModel::memory_need`].
+    ///
+    /// # Errors
+    /// As [`crate::Model::load`].
+    pub fn map(dir: &Path, threads: usize) -> Result<PagedModel> {
+        let config = ModelConfig::from_file(&dir.join("config.json"))?;
+        let weights = Mapped::open(dir, &config)?;
+        PagedModel::assemble(&weights, config, threads)
+    }
+
+    /// Builds the model from `weights`.
+    fn assemble(weights: &dyn Weights, config: ModelConfig, threads: usize) -> Result<PagedModel> {
+        let names = |parts: &[String]| weights.matrix(parts);
+        let cat_bias = |names: &[String], widths: &[usize]| -> Result<Option<Vec<f32>>> {
+            let parts = names
+                .iter()
+                .map(|n| weights.vector(n))
+                .collect::<Result<Vec<_>>>()?;
+            if parts.iter().all(Option::is_none) {
+                return Ok(None);
             }
             let mut b = Vec::new();
-            for (n, &w) in names.iter().zip(widths) {
-                match params.get(n) {
-                    Some(t) => b.extend_from_slice(f32s(t)),
+            for (p, &w) in parts.into_iter().zip(widths) {
+                match p {
+                    Some(v) => b.extend(v),
                     None => b.extend(std::iter::repeat_n(0.0, w)),
                 }
             }
-            Some(b)
+            Ok(Some(b))
         };
-        let (h, d) = (config.hidden_size, config.head_dim);
-        let (nh, nkv, inter) = (
+        let (d, nh, nkv, inter) = (
+            config.head_dim,
             config.num_heads,
             config.num_kv_heads,
             config.intermediate_size,
         );
+        let need = |name: &str| -> Result<Vec<f32>> {
+            weights
+                .vector(name)?
+                .ok_or_else(|| Error::Input(format!("no weight '{name}'")))
+        };
         let norm = |name: &str| -> Result<(Vec<f32>, Option<Vec<f32>>)> {
             Ok((
-                f32s(get(&format!("{name}.w"))?).to_vec(),
-                opt(&format!("{name}.b")),
+                need(&format!("{name}.w"))?,
+                weights.vector(&format!("{name}.b"))?,
             ))
         };
         let mut layers = Vec::with_capacity(config.num_layers);
         for l in 0..config.num_layers {
             let p = |n: &str| format!("l{l}.{n}");
-            let qkv = packed(
-                &p("q.w"),
-                &[get(&p("q.w"))?, get(&p("k.w"))?, get(&p("v.w"))?],
-            )?;
-            let qkv_b = cat_bias(&[p("q.b"), p("k.b"), p("v.b")], &[nh * d, nkv * d, nkv * d]);
+            let qkv = names(&[p("q.w"), p("k.w"), p("v.w")])?;
+            let qkv_b = cat_bias(&[p("q.b"), p("k.b"), p("v.b")], &[nh * d, nkv * d, nkv * d])?;
             let (up, up_b, down, down_b) = match config.activation {
                 Activation::Silu => (
-                    packed(&p("gate.w"), &[get(&p("gate.w"))?, get(&p("up.w"))?])?,
-                    cat_bias(&[p("gate.b"), p("up.b")], &[inter, inter]),
-                    packed(&p("down.w"), &[get(&p("down.w"))?])?,
-                    opt(&p("down.b")),
+                    names(&[p("gate.w"), p("up.w")])?,
+                    cat_bias(&[p("gate.b"), p("up.b")], &[inter, inter])?,
+                    names(&[p("down.w")])?,
+                    weights.vector(&p("down.b"))?,
                 ),
                 Activation::Gelu | Activation::GeluTanh => (
-                    packed(&p("fc1.w"), &[get(&p("fc1.w"))?])?,
-                    opt(&p("fc1.b")),
-                    packed(&p("fc2.w"), &[get(&p("fc2.w"))?])?,
-                    opt(&p("fc2.b")),
+                    names(&[p("fc1.w")])?,
+                    weights.vector(&p("fc1.b"))?,
+                    names(&[p("fc2.w")])?,
+                    weights.vector(&p("fc2.b"))?,
                 ),
             };
             let glm4 = config.model_type == ModelType::Glm4;
@@ -348,52 +540,54 @@ impl PagedModel {
                 ln1: norm(&p("ln1"))?,
                 ln2: norm(&p("ln2"))?,
                 post_attn: if glm4 {
-                    Some(norm(&p("post_attn"))?.0)
+                    Some(need(&p("post_attn.w"))?)
                 } else {
                     None
                 },
                 post_mlp: if glm4 {
-                    Some(norm(&p("post_mlp"))?.0)
+                    Some(need(&p("post_mlp.w"))?)
                 } else {
                     None
                 },
                 qkv,
                 qkv_b,
-                o: packed(&p("o.w"), &[get(&p("o.w"))?])?,
-                o_b: opt(&p("o.b")),
+                o: names(&[p("o.w")])?,
+                o_b: weights.vector(&p("o.b"))?,
                 up,
                 up_b,
                 down,
                 down_b,
             });
         }
-        let embed_t = get("embed")?;
-        let head = match params.get("head.w") {
-            Some(t) => packed("head.w", &[t])?,
-            None if config.tie_word_embeddings => packed("head.w", &[&transpose(embed_t)])?,
-            None => return Err(Error::Input("no weight 'head.w'".into())),
-        };
-        if embed_t.shape() != [config.vocab_size, h] {
-            return Err(Error::Input(format!(
-                "weight 'embed' is {:?}, not [{}, {h}]",
-                embed_t.shape(),
-                config.vocab_size
-            )));
-        }
-        // What is held: the matrices as stored, the rest (embedding, norms, biases) f32.
-        let in_matrices: usize = params
+        let head = names(&["head.w".to_string()])?;
+        let embed = weights.embed()?;
+        let norm = norm("norm")?;
+        // What is held: the matrices as stored, the embedding as stored, the rest f32.
+        let vectors = |v: &Option<Vec<f32>>| v.as_ref().map_or(0, Vec::len);
+        let floats: usize = layers
             .iter()
-            .filter(|(n, t)| n.ends_with(".w") && t.shape().len() == 2)
-            .map(|(_, t)| t.len() * 4)
-            .sum();
+            .map(|l| {
+                l.ln1.0.len()
+                    + vectors(&l.ln1.1)
+                    + l.ln2.0.len()
+                    + vectors(&l.ln2.1)
+                    + vectors(&l.post_attn)
+                    + vectors(&l.post_mlp)
+                    + vectors(&l.qkv_b)
+                    + vectors(&l.o_b)
+                    + vectors(&l.up_b)
+                    + vectors(&l.down_b)
+            })
+            .sum::<usize>()
+            + norm.0.len()
+            + vectors(&norm.1);
         let matrices: usize = layers
             .iter()
             .flat_map(|l| [&l.qkv, &l.o, &l.up, &l.down])
             .chain([&head])
             .map(PackedMatrix::bytes)
             .sum();
-        let weight_bytes =
-            params.values().map(|t| t.len() * 4).sum::<usize>() - in_matrices + matrices;
+        let weight_bytes = 4 * floats + matrices + embed.bytes.len();
         let positions: Vec<usize> = (0..config.max_position_embeddings.max(1)).collect();
         let (cos, sin) = rope_tables(&positions, config.rotary_dim, config.rope_theta);
         let pool = rayon::ThreadPoolBuilder::new()
@@ -401,8 +595,8 @@ impl PagedModel {
             .build()
             .map_err(|e| Error::Input(format!("kernel threads: {e}")))?;
         Ok(PagedModel {
-            embed: f32s(embed_t).to_vec(),
-            norm: norm("norm")?,
+            embed,
+            norm,
             layers,
             head,
             cos: f32s(&cos).to_vec(),
@@ -540,8 +734,7 @@ impl PagedModel {
             s.x.chunks_exact_mut(h)
                 .zip(chunks.iter().flat_map(|c| c.tokens))
         {
-            let t = *tok as usize;
-            row.copy_from_slice(&self.embed[t * h..(t + 1) * h]);
+            self.embed.row(*tok as usize, row);
         }
         let norm = |x: &[f32], w: &(Vec<f32>, Option<Vec<f32>>), out: &mut [f32]| match &w.1 {
             Some(b) => rows::layer_norm(x, &w.0, b, eps, out),
