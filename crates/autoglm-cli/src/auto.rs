@@ -285,7 +285,14 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     );
     for storage in export.storages()? {
         let dir = model_dir.with_file_name(format!("model-{storage}"));
-        let q = at.quantize_model(&model_dir, &dir, storage, method, &e.decoding, rows)?;
+        let q = at.quantize_model(
+            &model_dir,
+            &dir,
+            &autoglm_models::storage_plan(storage),
+            method,
+            &e.decoding,
+            rows,
+        )?;
         let bytes: usize = q.bytes.values().sum();
         writeln!(
             out,

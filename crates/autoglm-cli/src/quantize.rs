@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use anyhow::{bail, Context, Result};
 use autoglm::{AutoTrainer, Task};
 use autoglm_models::quantize::Method;
-use autoglm_models::{load_weights, save_pretrained_as, Checkpoint, ModelConfig, Storage};
+use autoglm_models::{
+    load_weights, save_pretrained_with, Checkpoint, ModelConfig, Storage, StoragePlan,
+};
 use clap::Args;
 
 /// `autoglm quantize`.
@@ -23,6 +25,10 @@ pub struct QuantizeArgs {
     /// The storage: `f16`, `bf16`, `q8` (`q8_0`) or `q4` (`q4_0`).
     #[arg(long)]
     pub to: Storage,
+    /// The output head's and the embedding's storage (default: one step above the
+    /// body's: q8_0 for q4_0, f16 for q8_0; a block format needs a block body).
+    #[arg(long)]
+    pub head: Option<Storage>,
     /// `awq` (calibrated on training rows; needs a model `autoglm run` exported) or
     /// `rtn` (round to nearest).
     #[arg(long, default_value = "awq")]
@@ -74,7 +80,7 @@ pub fn run(a: QuantizeArgs, out: &mut dyn Write) -> Result<()> {
     let res = at.quantize_model(
         &a.model,
         &a.out,
-        a.to,
+        &plan(&a),
         a.method,
         &decoding,
         a.calibration_rows,
@@ -83,6 +89,15 @@ pub fn run(a: QuantizeArgs, out: &mut dyn Write) -> Result<()> {
     let e = res?;
     writeln!(out, "{}", serde_json::to_string_pretty(&e)?)?;
     Ok(())
+}
+
+/// The body as asked, the head as `--head` says or one step above.
+fn plan(a: &QuantizeArgs) -> StoragePlan {
+    let plan = autoglm_models::storage_plan(a.to);
+    match a.head {
+        Some(h) => plan.with("head.w", h),
+        None => plan,
+    }
 }
 
 /// Round to nearest for a checkpoint without a task.
@@ -94,7 +109,8 @@ fn plain(a: &QuantizeArgs, out: &mut dyn Write) -> Result<()> {
         std::fs::remove_dir_all(&a.out)
             .with_context(|| format!("replacing {}", a.out.display()))?;
     }
-    let stored = save_pretrained_as(&a.out, &config, &weights, a.to)?;
+    let plan = plan(a);
+    let stored = save_pretrained_with(&a.out, &config, &weights, a.to, plan.storage_of("head.w"))?;
     copy_side_files(&a.model, &a.out)?;
     let bytes: usize = stored.iter().map(|s| s.bytes).sum();
     let fallback: Vec<&str> = stored

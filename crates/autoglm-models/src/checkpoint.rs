@@ -350,12 +350,14 @@ impl Checkpoint {
                 Dtype::F32 => Storage::F32,
                 Dtype::F16 => Storage::F16,
                 Dtype::BF16 => Storage::Bf16,
-                other => return Err(ckpt_err(
-                    &s.path,
-                    format!(
+                other => {
+                    return Err(ckpt_err(
+                        &s.path,
+                        format!(
                         "tensor '{name}' has element type {other:?} (f32, f16 or bf16 expected)"
                     ),
-                )),
+                    ))
+                }
             },
         };
         let (a, b) = info.data_offsets;
@@ -363,6 +365,17 @@ impl Checkpoint {
         let bytes = SharedBytes::new(owner, s.data_start + a..s.data_start + b)
             .map_err(|e| ckpt_err(&s.path, format!("tensor '{name}': {e}")))?;
         Ok((bytes, storage))
+    }
+
+    /// The file a tensor is in and its bytes' offset there (`None` for a checkpoint
+    /// held in memory).
+    pub(crate) fn location(&self, name: &str) -> Option<(&Path, u64)> {
+        let s = &self.shards[*self.index.get(name)?];
+        if !matches!(*s.map, Bytes::Map(_)) {
+            return None;
+        }
+        let info = s.meta.info(name)?;
+        Some((&s.path, (s.data_start + info.data_offsets.0) as u64))
     }
 }
 

@@ -67,8 +67,28 @@ pub fn save_pretrained_as(
     weights: &BTreeMap<String, Tensor>,
     storage: Storage,
 ) -> Result<Vec<Stored>> {
-    let out = hf_tensors(config, weights)?;
     let head = crate::storage_plan(storage).storage_of("head.w");
+    save_pretrained_with(dir, config, weights, storage, head)
+}
+
+/// [`save_pretrained_as`] with the output head and the embedding stored as `head`
+/// (say q4_0 throughout, for a device whose memory the q8_0 head does not fit).
+///
+/// # Errors
+/// As [`save_pretrained`].
+pub fn save_pretrained_with(
+    dir: &Path,
+    config: &ModelConfig,
+    weights: &BTreeMap<String, Tensor>,
+    storage: Storage,
+    head: Storage,
+) -> Result<Vec<Stored>> {
+    if head.block_format().is_some() && storage.block_format().is_none() {
+        return Err(Error::Input(format!(
+            "a {head} head needs a block-quantized body, not {storage}"
+        )));
+    }
+    let out = hf_tensors(config, weights)?;
     // One key at most: safetensors writes `__metadata__` in a hash map's order, and a
     // file's bytes must not depend on it. Files transformers loads carry none.
     let meta = storage.block_format().map(|_| {

@@ -26,7 +26,7 @@ pub use config::{Activation, ModelConfig, ModelType};
 pub use decode::StreamDecoder;
 pub use decode::{Delta, GenerationOptions};
 pub use error::{Error, Result};
-pub use export::{save_pretrained, save_pretrained_as, Stored};
+pub use export::{save_pretrained, save_pretrained_as, save_pretrained_with, Stored};
 pub use gguf_export::{export_gguf, GgufExport};
 pub use gguf_import::import_gguf;
 pub use init::init_weights;
@@ -34,6 +34,6 @@ pub use model::{
     build_graph, build_training_graph, load_weights, rope_tables, storage_plan, LoadOptions, Model,
     IGNORE_INDEX,
 };
-pub use paged::{Chunk, Observer, PagedCache, PagedModel, Sampler, Site};
+pub use paged::{Chunk, MemoryNeed, Observer, PagedCache, PagedModel, Sampler, Site};
 #[cfg(feature = "tokenizer")]
 pub use tokenizer::TextTokenizer;

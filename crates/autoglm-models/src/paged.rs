@@ -233,11 +233,43 @@ fn hcat(parts: &[&Tensor]) -> (Vec<f32>, usize, usize) {
     (out, k, n)
 }
 
+/// What a model read in place takes, in bytes ([`PagedModel::memory_need`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct MemoryNeed {
+    /// Matrices read from the mapped file at every step (q8_0/q4_0 blocks):
+    /// resident once touched, which the first step does.
+    pub mapped: usize,
+    /// The embedding rows' share: a row's buffer where rows are read from the file
+    /// (unix), else the mapped pages the sequence's tokens touch, at most.
+    pub embedding: usize,
+    /// Weights copied into memory: norms, biases, rotary tables and matrices stored
+    /// as f32/f16/bf16 (laid out as panels), with the largest such matrix's copies
+    /// while it is laid out.
+    pub heap: usize,
+    /// The key/value cache.
+    pub cache: usize,
+    /// One step's buffers and the logits.
+    pub scratch: usize,
+}
+
+impl MemoryNeed {
+    /// The sum.
+    pub fn total(&self) -> usize {
+        self.mapped + self.embedding + self.heap + self.cache + self.scratch
+    }
+}
+
 /// The embedding table's rows as stored (in place in a mapped file).
 struct Table {
     bytes: SharedBytes,
     storage: Storage,
     cols: usize,
+    /// The file the table is in and its offset there: rows are read with `pread`
+    /// rather than through the mapping, so that a sequence's few rows do not bring
+    /// the pages around them into the resident set (a fault on a mapped file maps
+    /// up to 64 KiB of cached pages around it).
+    #[cfg(unix)]
+    file: Option<(std::fs::File, u64)>,
 }
 
 impl Table {
@@ -253,14 +285,33 @@ impl Table {
             bytes,
             storage,
             cols,
+            #[cfg(unix)]
+            file: None,
         })
     }
 
     /// Row `t` (checked against the vocabulary before) into `out`.
-    fn row(&self, t: usize, out: &mut [f32]) {
+    ///
+    /// # Errors
+    /// [`Error::Io`] if reading the file fails.
+    fn row(&self, t: usize, out: &mut [f32]) -> Result<()> {
         let len = self.storage.bytes_for(self.cols);
+        let sizes = "the table's sizes were checked when it was built";
+        #[cfg(unix)]
+        if let Some((file, at)) = &self.file {
+            use std::os::unix::fs::FileExt;
+            let mut buf = vec![0u8; len];
+            file.read_exact_at(&mut buf, at + (t * len) as u64)
+                .map_err(|source| Error::Io {
+                    path: "(embedding rows)".into(),
+                    source,
+                })?;
+            crate::checkpoint::decode(&buf, self.storage, out).expect(sizes);
+            return Ok(());
+        }
         crate::checkpoint::decode(&self.bytes[t * len..(t + 1) * len], self.storage, out)
-            .expect("the table's sizes were checked when it was built");
+            .expect(sizes);
+        Ok(())
     }
 }
 
@@ -395,7 +446,17 @@ impl Weights for Mapped {
     fn embed(&self) -> Result<Table> {
         let s = self.source("embed")?;
         let (bytes, storage) = self.ck.raw(&s.hf, &s.shape)?;
-        Table::new(bytes, storage, s.shape[0], s.shape[1])
+        #[allow(unused_mut)]
+        let mut table = Table::new(bytes, storage, s.shape[0], s.shape[1])?;
+        #[cfg(unix)]
+        if let Some((path, at)) = self.ck.location(&s.hf) {
+            let file = std::fs::File::open(path).map_err(|source| Error::Io {
+                path: path.to_path_buf(),
+                source,
+            })?;
+            table.file = Some((file, at));
+        }
+        Ok(table)
     }
 }
 
@@ -477,6 +538,75 @@ impl PagedModel {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let weights = Mapped::open(dir, &config)?;
         PagedModel::assemble(&weights, config, threads)
+    }
+
+    /// What running `dir`'s model read in place ([`PagedModel::map`]) for one
+    /// sequence of `positions` positions takes, computed from its configuration and
+    /// the checkpoint's header before a weight is read; steps of at most `chunk`
+    /// tokens, a cache of `block_size`-position blocks.
+    ///
+    /// # Errors
+    /// As [`PagedModel::map`].
+    pub fn memory_need(
+        dir: &Path,
+        positions: usize,
+        chunk: usize,
+        block_size: usize,
+    ) -> Result<MemoryNeed> {
+        const PAGE: usize = 4096;
+        let cfg = ModelConfig::from_file(&dir.join("config.json"))?;
+        let ck = Checkpoint::open(dir)?;
+        let all = sources(&cfg);
+        let embed = all
+            .iter()
+            .find(|s| s.graph == "embed")
+            .expect("every model has one");
+        let mut need = MemoryNeed::default();
+        let mut largest = 0;
+        for s in &all {
+            let (_, storage) = ck.raw(&s.hf, &s.shape)?;
+            let values = s.rows.as_ref().map_or(s.shape[0], Vec::len)
+                * s.shape[1..].iter().product::<usize>();
+            if s.graph == "embed" {
+                // Rows are read into a buffer (unix), or else through the mapping,
+                // where each touched row maps up to 64 KiB of cached pages around it.
+                let row = storage.bytes_for(s.shape[1]);
+                let table = (row * s.shape[0]).next_multiple_of(PAGE);
+                need.embedding = if cfg!(unix) {
+                    row
+                } else {
+                    (positions.min(s.shape[0]) * 16 * PAGE).min(table)
+                };
+            } else if s.linear && storage.block_format().is_some() {
+                need.mapped += storage.bytes_for(values);
+                if s.hf == embed.hf {
+                    // A tied head reads the whole table: no rows on top.
+                    need.embedding = 0;
+                }
+            } else if s.linear {
+                // Laid out as panels (columns padded to 16), after f32 copies at load.
+                let (k, n) = (s.shape[1], values / s.shape[1]);
+                need.heap += storage.or_fallback(k).bytes_for(k * n.next_multiple_of(16));
+                largest = largest.max(3 * 4 * k * n);
+            } else {
+                need.heap += 4 * values;
+            }
+        }
+        need.heap += largest;
+        // The rotary tables.
+        need.heap += 2 * 4 * cfg.max_position_embeddings.max(1) * cfg.rotary_dim;
+        need.cache = PagedCache::bytes_per_block(&cfg, block_size) * positions.div_ceil(block_size);
+        let (h, d) = (cfg.hidden_size, cfg.head_dim);
+        let qkv = (cfg.num_heads + 2 * cfg.num_kv_heads) * d;
+        let up = match cfg.activation {
+            Activation::Silu => 2 * cfg.intermediate_size,
+            _ => cfg.intermediate_size,
+        };
+        // A step's buffers (x, h, qkv, attention, o, up, activation, mlp), the
+        // attention's scores per thread, and the logits with a copy for sampling.
+        let row = 5 * h + qkv + cfg.num_heads * d + up + cfg.intermediate_size;
+        need.scratch = 4 * (chunk.max(1) * row + 2 * (positions + d) + 2 * cfg.vocab_size + 2 * h);
+        Ok(need)
     }
 
     /// Builds the model from `weights`.
@@ -734,7 +864,7 @@ impl PagedModel {
             s.x.chunks_exact_mut(h)
                 .zip(chunks.iter().flat_map(|c| c.tokens))
         {
-            self.embed.row(*tok as usize, row);
+            self.embed.row(*tok as usize, row)?;
         }
         let norm = |x: &[f32], w: &(Vec<f32>, Option<Vec<f32>>), out: &mut [f32]| match &w.1 {
             Some(b) => rows::layer_norm(x, &w.0, b, eps, out),

@@ -500,3 +500,47 @@ fn stream_decoder_holds_back_partial_characters() {
     assert_eq!((d.tokens, d.text), (vec![7], String::new()));
     assert!(s.finish(None).unwrap().tokens.is_empty());
 }
+
+/// A decoding-only copy of a tokenizer decodes every id, and sequences mixing
+/// special, ordinary and out-of-vocabulary ids and characters cut in two, exactly as
+/// the whole tokenizer does; it refuses to encode and keeps no special tokens.
+#[test]
+fn a_decoding_only_tokenizer_decodes_as_the_whole_one() {
+    use autoglm_models::TextTokenizer;
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fixtures/glm_gqa_bias");
+    let tok = TextTokenizer::from_dir(&dir).unwrap().unwrap();
+    let dec = tok.decoding_only();
+    for id in 0..400u32 {
+        assert_eq!(
+            dec.decode(&[id]).unwrap(),
+            tok.decode(&[id]).unwrap(),
+            "id {id}"
+        );
+    }
+    let text = tok.encode("café über 日本 ok, <eos> too").unwrap();
+    let mut seqs = vec![text.clone(), text[..text.len() - 3].to_vec(), vec![]];
+    let mut x = 12345u64;
+    for len in [1, 5, 40, 200] {
+        seqs.push(
+            (0..len)
+                .map(|_| {
+                    x = x
+                        .wrapping_mul(6364136223846793005)
+                        .wrapping_add(1442695040888963407);
+                    (x >> 33) as u32 % 330
+                })
+                .collect(),
+        );
+    }
+    for s in &seqs {
+        assert_eq!(dec.decode(s).unwrap(), tok.decode(s).unwrap(), "{s:?}");
+    }
+    assert!(dec.encode("ok").is_err());
+    assert_eq!(tok.token_id("<eos>"), Some(2));
+    assert_eq!(dec.token_id("<eos>"), None);
+    assert_eq!(dec.token_id("ok"), tok.token_id("ok"));
+    assert_eq!(
+        dec.decoding_only().decode(&text).unwrap(),
+        tok.decode(&text).unwrap()
+    );
+}

@@ -1,6 +1,6 @@
 //! Quantized copies of a run's model ([`AutoTrainer::quantize_model`]): calibrated on
 //! the task's own training rows, written in the Hugging Face layout with the chosen
-//! storage ([`autoglm_models::save_pretrained_as`]), and measured against the f32
+//! storage ([`autoglm_models::save_pretrained_with`]), and measured against the f32
 //! model: perplexity ratio, mean KL divergence and top-1 agreement on every dev
 //! reference (teacher forcing), and dev/test BLEU and ROUGE-L with the run's decoding.
 
@@ -10,9 +10,9 @@ use std::time::Instant;
 
 use autoglm_models::quantize::{calibrate_checked, compare, Method};
 use autoglm_models::{
-    load_weights, save_pretrained_as, Checkpoint, LoadOptions, Model, ModelConfig,
+    load_weights, save_pretrained_with, Checkpoint, LoadOptions, Model, ModelConfig,
 };
-use autoglm_ops::Storage;
+use autoglm_ops::{Storage, StoragePlan};
 use serde::{Deserialize, Serialize};
 
 use super::AutoTrainer;
@@ -73,7 +73,9 @@ pub struct QuantizedEval {
 
 impl AutoTrainer {
     /// Writes `out`: the model in `model` (an f32 export, the graph's weights in the
-    /// Hugging Face layout) stored as `storage`, calibrated with `method` on
+    /// Hugging Face layout) stored as `plan` says (its default for the body, its
+    /// `head.w` entry for the head and the embedding: [`autoglm_models::storage_plan`]
+    /// gives the usual one), calibrated with `method` on
     /// `calibration_rows` training rows spread evenly over the training set, with the
     /// model's tokenizer and configuration files. Then scores it against `model` on
     /// dev and test with `decoding`, and writes the figures to `out/quantization.json`.
@@ -85,12 +87,13 @@ impl AutoTrainer {
         &self,
         model: &Path,
         out: &Path,
-        storage: Storage,
+        plan: &StoragePlan,
         method: Method,
         decoding: &Decoding,
         calibration_rows: usize,
     ) -> Result<QuantizedEval> {
         let started = Instant::now();
+        let (storage, head) = (plan.default, plan.storage_of("head.w"));
         let threads = self.task.search.threads;
         let config = ModelConfig::from_file(&model.join("config.json"))?;
         let ck = Checkpoint::open(model)?;
@@ -120,7 +123,7 @@ impl AutoTrainer {
         if out.exists() {
             std::fs::remove_dir_all(out).map_err(|e| Error::io(out, e))?;
         }
-        let written = save_pretrained_as(out, &config, &weights, storage)?;
+        let written = save_pretrained_with(out, &config, &weights, storage, head)?;
         for f in COPIED {
             let from = model.join(f);
             if from.exists() {
@@ -149,7 +152,6 @@ impl AutoTrainer {
         let (dev_outs, _) = generate(&mut quantized, &self.tok, &dev_inputs, decoding)?;
         let (test_outs, _) = generate(&mut quantized, &self.tok, &self.data.test_inputs, decoding)?;
         let test_refs = self.data.test_references()?;
-        let head = autoglm_models::storage_plan(storage).storage_of("head.w");
         let mut bytes = BTreeMap::new();
         for w in &written {
             *bytes.entry(w.storage.to_string()).or_insert(0) += w.bytes;

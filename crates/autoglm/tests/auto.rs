@@ -96,7 +96,14 @@ search: {{trials: {trials}, evaluations: 2, threads: 2, pruner: none, decoding: 
     ] {
         let q_dir = dir.path().join(format!("model-{storage}"));
         let q = at
-            .quantize_model(&out, &q_dir, storage, method, &e.decoding, 64)
+            .quantize_model(
+                &out,
+                &q_dir,
+                &autoglm_models::storage_plan(storage),
+                method,
+                &e.decoding,
+                64,
+            )
             .unwrap();
         assert_eq!(q.storage, storage.to_string());
         assert_eq!(q.fallback_share, 0.0, "{q:?}");
