@@ -119,8 +119,29 @@ fn deps() -> Result<()> {
             }
         }
     }
+    // The edge runtime is a slim binary: no HTTP, gRPC or async stack, nothing of
+    // training or the AutoTrainer.
+    if crates.iter().any(|c| c == "autoglm-edge") {
+        for d in normal_deps("autoglm-edge")? {
+            let heavy = [
+                "autoglm-serve",
+                "autoglm-train",
+                "autoglm",
+                "autoglm-cli",
+                "tokio",
+                "axum",
+                "hyper",
+                "tonic",
+                "reqwest",
+            ];
+            if heavy.contains(&d.as_str()) {
+                problems.push(format!("autoglm-edge must not depend on {d}"));
+            }
+        }
+    }
     for c in &crates {
-        if c == "autoglm-cli" {
+        // The binaries' crates parse their command lines with clap.
+        if c == "autoglm-cli" || c == "autoglm-edge" {
             continue;
         }
         // Direct dependencies only: a proc-macro may use anyhow inside (prost-derive

@@ -1,21 +1,53 @@
 //! `autoglm-edge`: one sequence on a small device.
 //!
-//! The runtime maps a quantized checkpoint (`autoglm quantize --to q4`) and reads its
-//! weights in place ([`PagedModel::map`]): the q8_0/q4_0 matrices run on the file's
-//! blocks, embedding rows are read as tokens need them, and only norms, biases and
-//! the key/value cache live on the heap. Before it reads a weight it computes what
-//! the run needs (weights that every step touches, embedding pages, cache, buffers,
-//! and what the process already holds) and refuses, naming each part, when that
-//! exceeds the memory budget. It has no HTTP, gRPC or async stack.
+//! The runtime maps a quantized checkpoint (`autoglm quantize --to q4 --head q4`) and
+//! reads its weights in place ([`PagedModel::map`]): the q8_0/q4_0 matrices run on the
+//! file's blocks, embedding rows are read from the file as tokens need them, and only
+//! norms, biases, the key/value cache and a step's buffers live on the heap. The
+//! prompt is encoded with the whole tokenizer, which is then swapped for a copy that
+//! only decodes ([`TextTokenizer::decoding_only`]). Before it reads a weight the
+//! runtime computes what the run needs ([`Need`]: the weights every step touches,
+//! cache, buffers, what the process already holds, and the tokenizer's build) and
+//! refuses, naming each part, when that exceeds the memory budget. It has no HTTP,
+//! gRPC or async stack (`cargo xtask deps` checks).
 //!
-//! ```no_run
+//! ```
+//! # fn main() -> Result<(), Box<dyn std::error::Error + Send + Sync>> {
 //! use autoglm_edge::{run, EdgeOptions};
+//! use autoglm_models::{init_weights, save_pretrained_with, ModelConfig, Storage};
+//! use tokenizers::models::bpe::BPE;
+//! use tokenizers::pre_tokenizers::byte_level::ByteLevel;
+//!
+//! // A small random GLM stored as q4_0 throughout, with a byte-level tokenizer.
+//! let dir = tempfile::tempdir()?;
+//! let cfg = ModelConfig::from_json(
+//!     r#"{"model_type": "glm", "vocab_size": 288, "hidden_size": 64,
+//!         "intermediate_size": 128, "num_hidden_layers": 2, "num_attention_heads": 4,
+//!         "num_key_value_heads": 2, "head_dim": 16, "max_position_embeddings": 128}"#,
+//!     dir.path(),
+//! )?;
+//! let weights = init_weights(&cfg, 0.02, 0)?;
+//! save_pretrained_with(dir.path(), &cfg, &weights, Storage::Q4_0, Storage::Q4_0)?;
+//! let mut bytes: Vec<char> = ByteLevel::alphabet().into_iter().collect();
+//! bytes.sort();
+//! let vocab: tokenizers::models::bpe::Vocab =
+//!     bytes.iter().enumerate().map(|(i, c)| (c.to_string(), i as u32)).collect();
+//! let mut tok = tokenizers::Tokenizer::new(BPE::builder().vocab_and_merges(vocab, vec![]).build()?);
+//! tok.with_pre_tokenizer(Some(ByteLevel::default()));
+//! tok.with_decoder(Some(ByteLevel::default()));
+//! tok.save(dir.path().join("tokenizer.json"), false)?;
+//!
 //! let opts = EdgeOptions {
-//!     memory_budget: Some(32 << 20), // limit to 32 MiB
-//!     ..EdgeOptions::new("model-q4".into(), "The Eagle is a pub".into(), 64)
+//!     memory_budget: Some(64 << 20), // limit to 64 MiB
+//!     ..EdgeOptions::new(dir.path().into(), "The Eagle is a pub".into(), 8)
 //! };
-//! let report = run(&opts, &mut |text| print!("{text}")).unwrap();
-//! eprintln!("{:.1} tokens/s", report.decode_tokens_per_s);
+//! let report = run(&opts, &mut |text| print!("{text}"))?;
+//! // One token per byte, with the space the pre-tokenizer puts in front.
+//! assert_eq!(report.prompt_tokens, 19);
+//! assert_eq!(report.generated_tokens, 8);
+//! assert!(report.need.total() <= 64 << 20);
+//! # Ok(())
+//! # }
 //! ```
 
 mod alloc;
