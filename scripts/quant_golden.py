@@ -9,7 +9,8 @@ Python side of llama.cpp) at a pinned version.
 Inputs: seeded random blocks at several scales, and blocks built to hit the rounding
 rules' edges (exact ties for Q8_0's half-away rounding and Q4_0/Q4_1's truncation,
 constant blocks, a negative extreme, equal magnitudes of both signs, tiny and large
-values). For each format, gguf's quantize_blocks bytes and dequantize_blocks values.
+values). For each format, gguf's quantize_blocks bytes and dequantize_blocks values;
+for Q6_K (which we only read) random super-blocks and their values.
 --check regenerates and fails if the file differs (CI runs it with gguf from PyPI).
 """
 
@@ -62,6 +63,17 @@ def golden() -> dict:
             "blocks": [bytes(row).hex() for row in q],
             "dequantized": [[int(v) for v in row.view(np.uint32)] for row in y.reshape(len(x), 32)],
         }
+    # Q6_K super-blocks (read only: llama-quantize's head format): random codes and
+    # scales, and super-block scales of several magnitudes.
+    rng = np.random.default_rng(6)
+    raw = rng.integers(0, 256, size=(8, 210), dtype=np.uint8)
+    d = np.array([1e-3, 0.02, 1.0, -0.5, 3e-5, 7.0, 0.0, 65504.0], dtype=np.float16)
+    raw[:, 208:210] = d.view(np.uint8).reshape(8, 2)
+    y = dequantize(raw, T.Q6_K).astype(np.float32)
+    out["q6_k"] = {
+        "blocks": [bytes(row).hex() for row in raw],
+        "dequantized": [[int(v) for v in row.view(np.uint32)] for row in y.reshape(8, 256)],
+    }
     return out
 
 

@@ -4,9 +4,9 @@
 //! [`crate::load_weights`] lays out a checkpoint, and the [`StoragePlan`] that stores
 //! each weight as the file does (ggml's reference quantizers give back the blocks
 //! they expand, so a Q8_0 or Q4_0 file made by `llama-quantize` runs on its own
-//! blocks). Types: F32, F16, BF16, Q8_0, Q4_0, Q4_1 (Q4_1 runs as f16); Q6_K, which
+//! blocks). Types: F32, F16, BF16, Q8_0, Q4_0, and Q4_1 and Q6_K (which
 //! `llama-quantize` gives the output head of 4-bit models whose width is a multiple
-//! of 256, is not read yet (an error naming the tensor).
+//! of 256), which are expanded and run as f16.
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
@@ -289,6 +289,14 @@ pub(crate) fn import_parsed(
                     GgmlType::Q4_0 => Storage::Q4_0,
                     _ => Storage::F16,
                 }
+            }
+            // llama-quantize's head format for its 4- and 5-bit types: expanded, and
+            // run as f16 (no 6-bit product kernel; f16 holds every Q6_K value to
+            // 2⁻¹¹ relative).
+            GgmlType::Q6_K => {
+                autoglm_ops::quant::dequantize_q6_k(raw, &mut v)
+                    .map_err(|e| bad(format!("tensor '{}': {e}", t.name)))?;
+                Storage::F16
             }
             other => {
                 return Err(bad(format!(

@@ -414,3 +414,72 @@ fn a_lying_gguf_is_an_error() {
         }
     }
 }
+
+/// A head in `Q6_K` (llama-quantize's choice for 4-bit files whose width is a
+/// multiple of 256) reads back as ggml expands it, transposed into the graph's
+/// layout, and runs as f16.
+#[test]
+fn a_q6_k_head_reads_back_expanded() {
+    use autoglm_models::gguf::{GgmlType, Gguf, GgufWriter};
+    let tmp = tempfile::tempdir().unwrap();
+    let cfg = ModelConfig::from_json(
+        r#"{"model_type": "glm", "vocab_size": 40, "hidden_size": 256, "intermediate_size": 256,
+            "num_hidden_layers": 1, "num_attention_heads": 4, "num_key_value_heads": 2,
+            "head_dim": 64, "max_position_embeddings": 64, "tie_word_embeddings": false}"#,
+        tmp.path(),
+    )
+    .unwrap();
+    let w = autoglm_models::init_weights(&cfg, 0.02, 3).unwrap();
+    let dir = tmp.path().join("m");
+    autoglm_models::save_pretrained(&dir, &cfg, &w).unwrap();
+    let q4 = tmp.path().join("q4.gguf");
+    autoglm_models::export_gguf(&dir, &q4, Storage::Q4_0).unwrap();
+    let (g, bytes) = Gguf::read(&q4).unwrap();
+    let mut out = GgufWriter::new("chatglm");
+    for (k, v) in g
+        .metadata
+        .iter()
+        .filter(|(k, _)| k != "general.architecture")
+    {
+        out.add(k, v.clone()).unwrap();
+    }
+    // Random codes and scales under a small super-block scale (f16 0.0001 ≈ 0x068e).
+    let mut x = 99u64;
+    let mut q6 = vec![0u8; 40 * 210];
+    for (i, b) in q6.iter_mut().enumerate() {
+        x = x
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        *b = match i % 210 {
+            208 => 0x8e,
+            209 => 0x06,
+            _ => (x >> 56) as u8,
+        };
+    }
+    for t in &g.tensors {
+        if t.name == "output.weight" {
+            out.add_tensor(&t.name, &t.dims, GgmlType::Q6_K, q6.clone())
+                .unwrap();
+        } else {
+            out.add_tensor(&t.name, &t.dims, t.ty, g.data(&bytes, t).to_vec())
+                .unwrap();
+        }
+    }
+    let file = tmp.path().join("q6.gguf");
+    out.write(&file).unwrap();
+    let (_, gw, plan) = autoglm_models::import_gguf(&file).unwrap();
+    assert_eq!(plan.storage_of("head.w"), Storage::F16);
+    assert_eq!(plan.storage_of("l0.q.w"), Storage::Q4_0);
+    let mut rows = vec![0.0f32; 40 * 256];
+    autoglm_ops::quant::dequantize_q6_k(&q6, &mut rows).unwrap();
+    let head = gw["head.w"].as_f32().unwrap();
+    assert_eq!(gw["head.w"].shape(), [256, 40]);
+    for j in 0..40 {
+        for i in 0..256 {
+            assert_eq!(head[i * 40 + j].to_bits(), rows[j * 256 + i].to_bits());
+        }
+    }
+    // And it runs.
+    let mut m = PagedModel::from_weights_as(cfg, gw, 1, &plan).unwrap();
+    assert!(paged_logits(&mut m).iter().all(|v| v.is_finite()));
+}

@@ -304,6 +304,52 @@ impl Isa {
     }
 }
 
+/// Values per `Q6_K` super-block (ggml's `QK_K`).
+pub const Q6_K_VALUES: usize = 256;
+
+/// Bytes of a `Q6_K` super-block: 128 bytes of low nibbles, 64 of high bit pairs, 16
+/// signed 8-bit scales (one per 16 values) and an f16 super-block scale (6.5625 bits
+/// per weight).
+pub const Q6_K_BYTES: usize = 210;
+
+/// Expands ggml's `Q6_K` super-blocks (what `llama-quantize` gives the output head of
+/// its 4- and 5-bit types) into values, as ggml's `dequantize_row_q6_K`: value `v` of
+/// a super-block is `d · scales[v / 16] · (q − 32)`, its 6-bit code `q` the low or
+/// high nibble of a byte of the first 128 (by which quarter of its 128-value half
+/// it is in) with two bits of the next 64 above it; `d · scale` is rounded to f32
+/// before the code multiplies it.
+///
+/// # Errors
+/// [`Error::Shape`] when `data` does not hold `out.len() / 256` whole super-blocks.
+pub fn dequantize_q6_k(data: &[u8], out: &mut [f32]) -> Result<()> {
+    if !out.len().is_multiple_of(Q6_K_VALUES) || data.len() != out.len() / Q6_K_VALUES * Q6_K_BYTES
+    {
+        return Err(Error::Shape(format!(
+            "q6_K: {} bytes are not {} values' super-blocks of {Q6_K_BYTES} bytes",
+            data.len(),
+            out.len()
+        )));
+    }
+    for (b, y) in data
+        .chunks_exact(Q6_K_BYTES)
+        .zip(out.chunks_exact_mut(Q6_K_VALUES))
+    {
+        let (ql, rest) = b.split_at(128);
+        let (qh, rest) = rest.split_at(64);
+        let (scales, d) = rest.split_at(16);
+        let d = half(d, 0);
+        for (v, y) in y.iter_mut().enumerate() {
+            // Half `h` (128 values), quarter `j` within it, position `l` in the quarter.
+            let (h, j, l) = (v / 128, v % 128 / 32, v % 32);
+            let low = ql[64 * h + 32 * (j % 2) + l] >> (4 * (j / 2)) & 0x0F;
+            let high = qh[32 * h + l] >> (2 * j) & 0x03;
+            let q = i32::from(low | high << 4) - 32;
+            *y = d * f32::from(scales[v / 16] as i8) * q as f32;
+        }
+    }
+    Ok(())
+}
+
 /// Quantizes activations to `Q8_0` blocks for [`dot`]: ggml's run-time quantizer
 /// (`quantize_row_q8_0`: `id = 127 / amax`, round half to even), which differs from
 /// the reference one that files are written with.

@@ -316,3 +316,30 @@ fn rows_read_in_place_in_any_order_multiply_like_owned_rows() {
         assert!(QuantMatrix::from_segments(format, k, vec![]).is_err());
     }
 }
+
+/// `Q6_K` super-blocks (llama-quantize's head format, read only) expand to gguf's
+/// values bit for bit; a partial super-block is an error.
+#[test]
+fn q6_k_expands_as_ggml_does() {
+    use autoglm_ops::quant::{dequantize_q6_k, Q6_K_BYTES, Q6_K_VALUES};
+    let g = golden();
+    let q = &g["q6_k"];
+    let blocks = q["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 8);
+    for (b, want) in blocks.iter().zip(q["dequantized"].as_array().unwrap()) {
+        let hex = b.as_str().unwrap();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        let mut y = vec![0.0f32; Q6_K_VALUES];
+        dequantize_q6_k(&bytes, &mut y).unwrap();
+        let want = floats(want);
+        for (i, (a, b)) in y.iter().zip(&want).enumerate() {
+            assert_eq!(a.to_bits(), b.to_bits(), "value {i}: {a} vs {b}");
+        }
+    }
+    let mut y = vec![0.0f32; Q6_K_VALUES];
+    assert!(dequantize_q6_k(&[0; Q6_K_BYTES - 1], &mut y).is_err());
+    assert!(dequantize_q6_k(&[0; Q6_K_BYTES], &mut y[..255]).is_err());
+}
