@@ -298,12 +298,6 @@ pub(crate) fn import_parsed(
                     .map_err(|e| bad(format!("tensor '{}': {e}", t.name)))?;
                 Storage::F16
             }
-            other => {
-                return Err(bad(format!(
-                    "tensor '{}' is {other}, which this crate does not expand yet",
-                    t.name
-                )))
-            }
         };
         if neox && t.name.contains(".attn_qkv.") {
             // All q, all k, all v back to per head [q, k, v] (HF's row order).
