@@ -370,12 +370,14 @@ pub fn quantize_activations(x: &[f32]) -> Result<Vec<u8>> {
     Ok(out)
 }
 
+/// Output rows a vector kernel computes at once.
+const ROWS: usize = 8;
+
 /// The dot product of a row of weight blocks `w` (`Q8_0` or `Q4_0`) with activations
 /// in `Q8_0` blocks `x` (from [`quantize_activations`]), on instruction set `isa`.
-/// Each block's integer products are summed in eight lanes of four; each lane's sum
-/// times the product of the two f16 scales is added to that lane's f32 accumulator
-/// (one fused multiply-add per block), and the lanes are summed in a fixed tree at
-/// the end, so every `isa` gives the same bits.
+/// Each block's integer product Σ w·x is exact; it is converted to f32 and added to
+/// the accumulator with one fused multiply-add by the product of the two f16 scales
+/// (rounded to f32), block after block, so every `isa` gives the same bits.
 ///
 /// # Errors
 /// [`Error::Shape`] when the rows hold different numbers of blocks, or `Q4_1`
@@ -393,43 +395,45 @@ pub fn dot(format: BlockFormat, w: &[u8], x: &[u8], isa: Isa) -> Result<f32> {
     if !isa.available() {
         return Err(Error::Unsupported(format!("{isa:?} on this CPU")));
     }
-    Ok(dot_rows(format, [w], x, isa)[0])
+    Ok(dot_one(format, w, [x], isa)[0])
 }
 
-/// [`dot`] of `R` weight rows against one activation row, sizes already checked and
-/// `isa` available; each row's result has [`dot`]'s bits.
-fn dot_rows<const R: usize>(format: BlockFormat, ws: [&[u8]; R], x: &[u8], isa: Isa) -> [f32; R] {
-    dot_tile(format, ws, [x], isa)[0]
-}
-
-/// [`dot`] of `R` weight rows against each of `C` activation rows (`[c][r]`), sizes
-/// already checked and `isa` available; each product has [`dot`]'s bits.
-fn dot_tile<const R: usize, const C: usize>(
-    format: BlockFormat,
-    ws: [&[u8]; R],
-    xs: [&[u8]; C],
-    isa: Isa,
-) -> [[f32; R]; C] {
+/// [`dot`] of one weight row against each of `C` activation rows, sizes already
+/// checked and `isa` available.
+fn dot_one<const C: usize>(format: BlockFormat, w: &[u8], xs: [&[u8]; C], isa: Isa) -> [f32; C] {
     match isa {
         #[cfg(target_arch = "x86_64")]
         // SAFETY: the callers checked that this CPU has `isa`.
-        Isa::Vnni => unsafe { x86::row_vnni(format, ws, xs) },
+        Isa::Vnni => unsafe { x86::one_vnni(format, w, xs) },
         #[cfg(target_arch = "x86_64")]
         // SAFETY: as above.
-        Isa::Avx2 => unsafe { x86::row_avx2(format, ws, xs) },
+        Isa::Avx2 => unsafe { x86::one_avx2(format, w, xs) },
+        _ => xs.map(|x| row_scalar(format, w, x)),
+    }
+}
+
+/// [`dot`] of [`ROWS`] weight rows against each of `C` activation rows (`[c][r]`),
+/// sizes already checked and `isa` available; each product has [`dot`]'s bits.
+fn dot_rows<const C: usize>(
+    format: BlockFormat,
+    ws: [&[u8]; ROWS],
+    xs: [&[u8]; C],
+    isa: Isa,
+) -> [[f32; ROWS]; C] {
+    match isa {
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: the callers checked that this CPU has `isa`.
+        Isa::Vnni => unsafe { x86::rows_vnni(format, ws, xs) },
+        #[cfg(target_arch = "x86_64")]
+        // SAFETY: as above.
+        Isa::Avx2 => unsafe { x86::rows_avx2(format, ws, xs) },
         _ => xs.map(|x| ws.map(|w| row_scalar(format, w, x))),
     }
 }
 
-/// The lanes' sums in the order the vector paths add them.
-fn hsum8(a: [f32; 8]) -> f32 {
-    let s = [a[0] + a[4], a[1] + a[5], a[2] + a[6], a[3] + a[7]];
-    (s[0] + s[2]) + (s[1] + s[3])
-}
-
-/// [`dot`] in portable Rust, lane for lane as the vector paths.
+/// [`dot`] in portable Rust.
 fn row_scalar(format: BlockFormat, w: &[u8], x: &[u8]) -> f32 {
-    let mut acc = [0.0f32; 8];
+    let mut acc = 0.0f32;
     for (wb, xb) in w
         .chunks_exact(format.block_bytes())
         .zip(x.chunks_exact(Q8_0_BYTES))
@@ -443,12 +447,10 @@ fn row_scalar(format: BlockFormat, w: &[u8], x: &[u8]) -> f32 {
                 i32::from(if i < 16 { q & 0x0F } else { q >> 4 }) - 8
             }
         };
-        for (l, a) in acc.iter_mut().enumerate() {
-            let lane: i32 = (4 * l..4 * l + 4).map(|i| wq(i) * xq(i)).sum();
-            *a = (lane as f32).mul_add(scale, *a);
-        }
+        let isum: i32 = (0..BLOCK).map(|i| wq(i) * xq(i)).sum();
+        acc = (isum as f32).mul_add(scale, acc);
     }
-    hsum8(acc)
+    acc
 }
 
 /// Bytes that rows are read from: a buffer of their own, or a range of one they
@@ -702,12 +704,34 @@ impl QuantMatrix {
                 out.len()
             )));
         }
-        // Four outputs per pass over the activations (`isa` was checked when it was
+        // Eight outputs per pass over the activations (`isa` was checked when it was
         // set, and every row holds `k / 32` blocks).
         let (f, isa) = (self.format, self.isa);
-        let four = |g: usize| [0, 1, 2, 3].map(|i| self.row(4 * g + i));
-        let groups = n.div_ceil(4);
-        // Whole groups of four input rows: 4 × 4 tiles, each weight block read once
+        let eight = |g: usize| std::array::from_fn(|i| self.row(ROWS * g + i));
+        let groups = n.div_ceil(ROWS);
+        // A group of rows against activation rows `xs`: the full kernel, or one row
+        // at a time for the last, partial group.
+        let group = |g: usize, xs: &[&[u8]], out: &mut dyn FnMut(usize, usize, f32)| {
+            if ROWS * g + ROWS <= n {
+                if let Ok(xs4) = <[&[u8]; 4]>::try_from(xs) {
+                    for (c, row) in dot_rows(f, eight(g), xs4, isa).iter().enumerate() {
+                        row.iter().enumerate().for_each(|(i, &v)| out(c, i, v));
+                    }
+                } else {
+                    for (c, &x) in xs.iter().enumerate() {
+                        let row = dot_rows(f, eight(g), [x], isa)[0];
+                        row.iter().enumerate().for_each(|(i, &v)| out(c, i, v));
+                    }
+                }
+            } else {
+                for (i, j) in (ROWS * g..n).enumerate() {
+                    for (c, &x) in xs.iter().enumerate() {
+                        out(c, i, dot_one(f, self.row(j), [x], isa)[0]);
+                    }
+                }
+            }
+        };
+        // Whole groups of four input rows: 4 × 8 tiles, each weight block read once
         // for four rows (prompt processing); the rest one row at a time.
         let tiled = m / 4 * 4;
         for (xg, og) in x[..tiled * k]
@@ -719,25 +743,17 @@ impl QuantMatrix {
                 .map(quantize_activations)
                 .collect::<Result<Vec<_>>>()?;
             let xs = [&xq[0][..], &xq[1], &xq[2], &xq[3]];
-            let tiles: Vec<[[f32; 4]; 4]> = (0..groups)
+            let tiles: Vec<[[f32; ROWS]; 4]> = (0..groups)
                 .into_par_iter()
-                .with_min_len(16)
+                .with_min_len(8)
                 .map(|g| {
-                    if 4 * g + 4 <= n {
-                        dot_tile(f, four(g), xs, isa)
-                    } else {
-                        let mut t = [[0.0f32; 4]; 4];
-                        for (i, j) in (4 * g..n).enumerate() {
-                            for (c, v) in dot_tile(f, [self.row(j)], xs, isa).iter().enumerate() {
-                                t[c][i] = v[0];
-                            }
-                        }
-                        t
-                    }
+                    let mut t = [[0.0f32; ROWS]; 4];
+                    group(g, &xs, &mut |c, i, v| t[c][i] = v);
+                    t
                 })
                 .collect();
             for (c, orow) in og.chunks_exact_mut(n).enumerate() {
-                for (o, t) in orow.chunks_mut(4).zip(&tiles) {
+                for (o, t) in orow.chunks_mut(ROWS).zip(&tiles) {
                     o.copy_from_slice(&t[c][..o.len()]);
                 }
             }
@@ -747,18 +763,10 @@ impl QuantMatrix {
             .zip(out[tiled * n..].chunks_exact_mut(n))
         {
             let xq = quantize_activations(xr)?;
-            or.par_chunks_mut(4)
+            or.par_chunks_mut(ROWS)
                 .enumerate()
-                .with_min_len(16)
-                .for_each(|(g, o)| {
-                    if let Ok(o4) = <&mut [f32; 4]>::try_from(&mut *o) {
-                        *o4 = dot_rows(f, four(g), &xq, isa);
-                    } else {
-                        for (o, j) in o.iter_mut().zip(4 * g..) {
-                            *o = dot_rows(f, [self.row(j)], &xq, isa)[0];
-                        }
-                    }
-                });
+                .with_min_len(8)
+                .for_each(|(g, o)| group(g, &[&xq], &mut |_, i, v| o[i] = v));
         }
         Ok(())
     }
@@ -797,12 +805,40 @@ mod x86 {
         _mm_cvtss_f32(_mm_cvtph_ps(_mm_cvtsi32_si128(bits)))
     }
 
-    /// The eight lanes summed as `super::hsum8` sums them.
+    /// The eight i32 lanes' sum (exact).
     #[target_feature(enable = "avx2")]
-    fn hsum(v: __m256) -> f32 {
-        let s = _mm_add_ps(_mm256_castps256_ps128(v), _mm256_extractf128_ps::<1>(v));
-        let t = _mm_add_ps(s, _mm_movehl_ps(s, s));
-        _mm_cvtss_f32(_mm_add_ss(t, _mm_shuffle_ps::<0b01>(t, t)))
+    fn hsum(v: __m256i) -> i32 {
+        let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
+        let t = _mm_add_epi32(s, _mm_shuffle_epi32::<0b01_00_11_10>(s));
+        _mm_cvtsi128_si32(_mm_add_epi32(t, _mm_shuffle_epi32::<0b10_11_00_01>(t)))
+    }
+
+    /// Eight vectors' lane sums as one vector: lane `r` holds the (exact) sum of
+    /// `p[r]`'s lanes.
+    #[target_feature(enable = "avx2")]
+    fn reduce8(p: [__m256i; 8]) -> __m256i {
+        let a = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
+        let b = _mm256_hadd_epi32(_mm256_hadd_epi32(p[4], p[5]), _mm256_hadd_epi32(p[6], p[7]));
+        _mm256_add_epi32(
+            _mm256_permute2x128_si256::<0x20>(a, b),
+            _mm256_permute2x128_si256::<0x31>(a, b),
+        )
+    }
+
+    /// The f16 scales at byte `at` of eight rows, as f32.
+    #[target_feature(enable = "avx2,f16c")]
+    fn scales8(ws: [&[u8]; 8], at: usize) -> __m256 {
+        let h = |r: usize| i16::from_le_bytes([ws[r][at], ws[r][at + 1]]);
+        _mm256_cvtph_ps(_mm_setr_epi16(
+            h(0),
+            h(1),
+            h(2),
+            h(3),
+            h(4),
+            h(5),
+            h(6),
+            h(7),
+        ))
     }
 
     /// Eight lanes of Σ w·x over four bytes each: `vpmaddubsw` (pairs stay within
@@ -818,72 +854,137 @@ mod x86 {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
     }
 
-    /// The row product over eight i32 lanes from `$lanes` (unsigned × signed), as a
-    /// function compiled for `$features` (a macro, so that every intrinsic inlines
-    /// into it).
-    macro_rules! row_fn {
+    /// The block products of one weight block `wb` with activation vectors `xv`
+    /// (unsigned × signed through `$lanes`), eight i32 lanes each; `sx` holds each
+    /// activation block's sum for `Q4_0` (Σ (c − 8)·x = Σ c·x − 8·Σ x).
+    macro_rules! block_fn {
         ($name:ident, $features:literal, $lanes:ident) => {
-            /// `R` weight rows against `C` activation rows: each weight block is
-            /// loaded (and for Q8_0 its magnitudes taken) once for all `C` rows, each
-            /// activation block (and for Q4_0 its sum) once for all `R` rows, and the
-            /// `R·C` accumulator chains run side by side; every product has the bits
-            /// of `dot` on its two rows.
             #[target_feature(enable = $features)]
-            pub(super) fn $name<const R: usize, const C: usize>(
+            fn $name<const C: usize>(
                 format: BlockFormat,
-                ws: [&[u8]; R],
-                xs: [&[u8]; C],
-            ) -> [[f32; R]; C] {
-                let bb = format.block_bytes();
-                let xb_len = super::Q8_0_BYTES;
-                let blocks = xs[0].len() / xb_len;
-                let mut acc = [[_mm256_setzero_ps(); R]; C];
-                for b in 0..blocks {
-                    let mut xsc = [0.0f32; C];
-                    let mut xv = [_mm256_setzero_si256(); C];
-                    let mut sx = [_mm256_setzero_si256(); C];
-                    for c in 0..C {
-                        let xb = &xs[c][b * xb_len..(b + 1) * xb_len];
-                        xsc[c] = f16c(xb);
-                        xv[c] = load(&xb[2..]);
-                        if format != BlockFormat::Q8_0 {
-                            sx[c] = _mm256_slli_epi32::<3>($lanes(_mm256_set1_epi8(1), xv[c]));
-                        }
+                wb: &[u8],
+                xv: &[__m256i; C],
+            ) -> [__m256i; C] {
+                match format {
+                    BlockFormat::Q8_0 => {
+                        let wv = load(&wb[2..]);
+                        let aw = _mm256_sign_epi8(wv, wv);
+                        std::array::from_fn(|c| $lanes(aw, _mm256_sign_epi8(xv[c], wv)))
                     }
-                    for r in 0..R {
-                        let wb = &ws[r][b * bb..(b + 1) * bb];
-                        let wsc = f16c(wb);
-                        match format {
-                            BlockFormat::Q8_0 => {
-                                let wv = load(&wb[2..]);
-                                let aw = _mm256_sign_epi8(wv, wv);
-                                for c in 0..C {
-                                    let isum = $lanes(aw, _mm256_sign_epi8(xv[c], wv));
-                                    let scale = _mm256_set1_ps(wsc * xsc[c]);
-                                    acc[c][r] =
-                                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[c][r]);
-                                }
-                            }
-                            // Σ (c − 8)·x = Σ c·x − 8·Σ x, lane by lane.
-                            _ => {
-                                let cw = codes(&wb[2..]);
-                                for c in 0..C {
-                                    let isum = _mm256_sub_epi32($lanes(cw, xv[c]), sx[c]);
-                                    let scale = _mm256_set1_ps(wsc * xsc[c]);
-                                    acc[c][r] =
-                                        _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc[c][r]);
-                                }
-                            }
-                        }
+                    _ => {
+                        let cw = codes(&wb[2..]);
+                        std::array::from_fn(|c| $lanes(cw, xv[c]))
                     }
                 }
-                acc.map(|row| row.map(|a| hsum(a)))
             }
         };
     }
 
-    row_fn!(row_avx2, "avx2,fma,f16c", lanes_avx2);
-    row_fn!(row_vnni, "avx2,fma,f16c,avx512vnni,avx512vl", lanes_vnni);
+    /// The row products as functions compiled for `$features` (a macro, so that every
+    /// intrinsic inlines into them): `$rows`, eight weight rows against `C`
+    /// activation rows — each weight block loaded once for all `C`, each activation
+    /// block (and its sum) once for all eight, the eight block sums reduced into one
+    /// vector and scaled and accumulated with one multiply and one multiply-add per
+    /// eight rows — and `$one`, one weight row; every product has the bits of `dot`.
+    macro_rules! row_fns {
+        ($rows:ident, $one:ident, $block:ident, $features:literal, $lanes:ident) => {
+            block_fn!($block, $features, $lanes);
+
+            /// Activation block `b` of each row: scale, codes, and for `Q4_0` 8·Σx.
+            #[target_feature(enable = $features)]
+            fn activations<const C: usize>(
+                format: BlockFormat,
+                xs: [&[u8]; C],
+                b: usize,
+            ) -> ([f32; C], [__m256i; C], [i32; C]) {
+                let mut d = [0.0f32; C];
+                let mut v = [_mm256_setzero_si256(); C];
+                let mut s = [0i32; C];
+                for c in 0..C {
+                    let xb =
+                        &xs[c][b * crate::quant::Q8_0_BYTES..(b + 1) * crate::quant::Q8_0_BYTES];
+                    d[c] = f16c(xb);
+                    v[c] = load(&xb[2..]);
+                    if format != BlockFormat::Q8_0 {
+                        s[c] = 8 * hsum($lanes(_mm256_set1_epi8(1), v[c]));
+                    }
+                }
+                (d, v, s)
+            }
+
+            #[target_feature(enable = $features)]
+            pub(crate) fn $rows<const C: usize>(
+                format: BlockFormat,
+                ws: [&[u8]; 8],
+                xs: [&[u8]; C],
+            ) -> [[f32; 8]; C] {
+                let bb = format.block_bytes();
+                let blocks = xs[0].len() / crate::quant::Q8_0_BYTES;
+                let mut acc = [_mm256_setzero_ps(); C];
+                for b in 0..blocks {
+                    let (xd, xv, sx) = activations(format, xs, b);
+                    let wd = scales8(ws, b * bb);
+                    let mut p = [[_mm256_setzero_si256(); 8]; C];
+                    for r in 0..8 {
+                        let lanes = $block(format, &ws[r][b * bb..(b + 1) * bb], &xv);
+                        for c in 0..C {
+                            p[c][r] = lanes[c];
+                        }
+                    }
+                    for c in 0..C {
+                        let s = _mm256_sub_epi32(reduce8(p[c]), _mm256_set1_epi32(sx[c]));
+                        let scale = _mm256_mul_ps(wd, _mm256_set1_ps(xd[c]));
+                        acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(s), scale, acc[c]);
+                    }
+                }
+                acc.map(|a| {
+                    let mut o = [0.0f32; 8];
+                    // SAFETY: `o` is eight writable f32; the store is unaligned.
+                    unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
+                    o
+                })
+            }
+
+            #[target_feature(enable = $features)]
+            pub(crate) fn $one<const C: usize>(
+                format: BlockFormat,
+                w: &[u8],
+                xs: [&[u8]; C],
+            ) -> [f32; C] {
+                let bb = format.block_bytes();
+                let blocks = xs[0].len() / crate::quant::Q8_0_BYTES;
+                let mut acc = [0.0f32; C];
+                for b in 0..blocks {
+                    let (xd, xv, sx) = activations(format, xs, b);
+                    let wb = &w[b * bb..(b + 1) * bb];
+                    let wd = f16c(wb);
+                    let lanes = $block(format, wb, &xv);
+                    for c in 0..C {
+                        let isum = hsum(lanes[c]) - sx[c];
+                        acc[c] = (isum as f32).mul_add(wd * xd[c], acc[c]);
+                    }
+                }
+                acc
+            }
+        };
+    }
+
+    mod avx2 {
+        use super::*;
+        row_fns!(rows_avx2, one_avx2, block_avx2, "avx2,fma,f16c", lanes_avx2);
+    }
+    mod vnni {
+        use super::*;
+        row_fns!(
+            rows_vnni,
+            one_vnni,
+            block_vnni,
+            "avx2,fma,f16c,avx512vnni,avx512vl",
+            lanes_vnni
+        );
+    }
+    pub(super) use avx2::{one_avx2, rows_avx2};
+    pub(super) use vnni::{one_vnni, rows_vnni};
 }
 
 #[cfg(test)]
