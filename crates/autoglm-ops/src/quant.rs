@@ -778,6 +778,7 @@ mod x86 {
 
     use super::BlockFormat;
 
+    #[inline]
     #[target_feature(enable = "avx2")]
     fn load(b: &[u8]) -> __m256i {
         let b: &[u8; 32] = b[..32].try_into().expect("32 bytes");
@@ -786,6 +787,7 @@ mod x86 {
     }
 
     /// A `Q4_0` block's 16 bytes as 32 codes 0..=15 (value `j` low, `j + 16` high).
+    #[inline]
     #[target_feature(enable = "avx2")]
     fn codes(qs: &[u8]) -> __m256i {
         let qs: &[u8; 16] = qs[..16].try_into().expect("16 bytes");
@@ -799,6 +801,7 @@ mod x86 {
     }
 
     /// A block's leading f16 scale (exactly as `half` converts it).
+    #[inline]
     #[target_feature(enable = "f16c")]
     fn f16c(b: &[u8]) -> f32 {
         let bits = i32::from(u16::from_le_bytes([b[0], b[1]]));
@@ -806,6 +809,7 @@ mod x86 {
     }
 
     /// The eight i32 lanes' sum (exact).
+    #[inline]
     #[target_feature(enable = "avx2")]
     fn hsum(v: __m256i) -> i32 {
         let s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256::<1>(v));
@@ -815,6 +819,7 @@ mod x86 {
 
     /// Eight vectors' lane sums as one vector: lane `r` holds the (exact) sum of
     /// `p[r]`'s lanes.
+    #[inline]
     #[target_feature(enable = "avx2")]
     fn reduce8(p: [__m256i; 8]) -> __m256i {
         let a = _mm256_hadd_epi32(_mm256_hadd_epi32(p[0], p[1]), _mm256_hadd_epi32(p[2], p[3]));
@@ -825,30 +830,16 @@ mod x86 {
         )
     }
 
-    /// The f16 scales at byte `at` of eight rows, as f32.
-    #[target_feature(enable = "avx2,f16c")]
-    fn scales8(ws: [&[u8]; 8], at: usize) -> __m256 {
-        let h = |r: usize| i16::from_le_bytes([ws[r][at], ws[r][at + 1]]);
-        _mm256_cvtph_ps(_mm_setr_epi16(
-            h(0),
-            h(1),
-            h(2),
-            h(3),
-            h(4),
-            h(5),
-            h(6),
-            h(7),
-        ))
-    }
-
     /// Eight lanes of Σ w·x over four bytes each: `vpmaddubsw` (pairs stay within
     /// i16: |q| ≤ 127 on both sides, codes ≤ 15) then `vpmaddwd` by ones. Signed
     /// weights go through the sign trick: |w| unsigned times x with w's sign.
+    #[inline]
     #[target_feature(enable = "avx2")]
     fn lanes_avx2(u: __m256i, s: __m256i) -> __m256i {
         _mm256_madd_epi16(_mm256_maddubs_epi16(u, s), _mm256_set1_epi16(1))
     }
 
+    #[inline]
     #[target_feature(enable = "avx2,avx512vnni,avx512vl")]
     fn lanes_vnni(u: __m256i, s: __m256i) -> __m256i {
         _mm256_dpbusd_epi32(_mm256_setzero_si256(), u, s)
@@ -859,6 +850,7 @@ mod x86 {
     /// activation block's sum for `Q4_0` (Σ (c − 8)·x = Σ c·x − 8·Σ x).
     macro_rules! block_fn {
         ($name:ident, $features:literal, $lanes:ident) => {
+            #[inline]
             #[target_feature(enable = $features)]
             fn $name<const C: usize>(
                 format: BlockFormat,
@@ -891,6 +883,7 @@ mod x86 {
             block_fn!($block, $features, $lanes);
 
             /// Activation block `b` of each row: scale, codes, and for `Q4_0` 8·Σx.
+            #[inline]
             #[target_feature(enable = $features)]
             fn activations<const C: usize>(
                 format: BlockFormat,
@@ -923,14 +916,18 @@ mod x86 {
                 let mut acc = [_mm256_setzero_ps(); C];
                 for b in 0..blocks {
                     let (xd, xv, sx) = activations(format, xs, b);
-                    let wd = scales8(ws, b * bb);
+                    let mut scales = [0u16; 8];
                     let mut p = [[_mm256_setzero_si256(); 8]; C];
                     for r in 0..8 {
-                        let lanes = $block(format, &ws[r][b * bb..(b + 1) * bb], &xv);
+                        let wb = &ws[r][b * bb..(b + 1) * bb];
+                        scales[r] = u16::from_le_bytes([wb[0], wb[1]]);
+                        let lanes = $block(format, wb, &xv);
                         for c in 0..C {
                             p[c][r] = lanes[c];
                         }
                     }
+                    // SAFETY: `scales` is 16 readable bytes; the load is unaligned.
+                    let wd = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(scales.as_ptr().cast()) });
                     for c in 0..C {
                         let s = _mm256_sub_epi32(reduce8(p[c]), _mm256_set1_epi32(sx[c]));
                         let scale = _mm256_mul_ps(wd, _mm256_set1_ps(xd[c]));
