@@ -9,7 +9,8 @@ directory, stored the same way. Prints, per type, how many continuations are equ
 token for token and the share of equal tokens up to the first difference, as JSON.
 
 Usage: roundtrip.py AUTOGLM LLAMA_SERVER MODEL_DIR RUN_DIR OUT_DIR [--types f16,q8_0]
-        [--max-new-tokens 64] [--threads 1]
+        [--max-new-tokens 64] [--threads 1] [--llama-quantize BIN] [--converted F16.gguf]
+        [--prompt-ids FILE]
   RUN_DIR is the run directory (its `data/test_inputs.txt` are the prompts).
 Needs the `tokenizers` package (the prompts are `<s> input <sep>` as the task frames
 them).
@@ -89,6 +90,11 @@ def main() -> int:
     a.add_argument("--llama-quantize", help="also: our F16 GGUF through llama-quantize "
                    "(default settings) to each --quantize type, run by both on that file")
     a.add_argument("--quantize", default="Q8_0,Q4_0")
+    a.add_argument("--converted", help="a GGUF F16 file llama.cpp's converter made from "
+                   "MODEL_DIR (benches/gguf/convert.sh): run by both, and through "
+                   "llama-quantize (default settings) to each --quantize type")
+    a.add_argument("--prompt-ids", help="prompts as comma-separated token ids, one per line "
+                   "(instead of RUN_DIR's test inputs)")
     a.add_argument("--kv-cache", default="f16", help="llama.cpp's key/value cache type "
                    "(its default f16; f32 as ours)")
     args = a.parse_args()
@@ -96,11 +102,14 @@ def main() -> int:
     KV = args.kv_cache
     model, run, work = Path(args.model_dir), Path(args.run_dir), Path(args.out_dir)
     work.mkdir(parents=True, exist_ok=True)
-    ids = prompts(model, run)
+    if args.prompt_ids:
+        ids = [[int(x) for x in l.split(",")] for l in Path(args.prompt_ids).read_text().splitlines() if l]
+    else:
+        ids = prompts(model, run)
     eos = json.loads((model / "config.json").read_text())["eos_token_id"]
     results = {}
     runs = []
-    for ty in args.types.split(","):
+    for ty in [t for t in args.types.split(",") if t]:
         gguf = work / f"model-{ty}.gguf"
         subprocess.run([args.autoglm, "gguf", "--model", str(model), "--to", ty, "--out", str(gguf)],
                        check=True, stdout=subprocess.DEVNULL)
@@ -115,6 +124,14 @@ def main() -> int:
             subprocess.run([args.llama_quantize, str(f16), str(out), q], check=True,
                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             runs.append((f"llama-quantize {q}", out, out, None))
+    if args.converted:
+        conv = Path(args.converted)
+        runs.append(("converter F16", conv, conv, None))
+        for q in args.quantize.split(","):
+            out = work / f"converter-{q}.gguf"
+            subprocess.run([args.llama_quantize, str(conv), str(out), q], check=True,
+                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            runs.append((f"converter F16 → llama-quantize {q}", out, out, None))
     for label, gguf, ours_model, ty in runs:
         theirs = llama(args.llama_server, gguf, ids, args.max_new_tokens, args.threads)
         mine = ours(args.autoglm, ours_model, ty, ids, args.max_new_tokens, work)
