@@ -379,16 +379,23 @@ impl Weights for Params<'_> {
 struct Mapped {
     ck: Checkpoint,
     sources: BTreeMap<String, Source>,
+    /// Block matrices repacked into panels in memory for the fastest kernels
+    /// (`QuantMatrix::repacked`), instead of read in place.
+    repack: bool,
 }
 
 impl Mapped {
-    fn open(dir: &Path, config: &ModelConfig) -> Result<Mapped> {
+    fn open(dir: &Path, config: &ModelConfig, repack: bool) -> Result<Mapped> {
         let ck = Checkpoint::open(dir)?;
         let sources = sources(config)
             .into_iter()
             .map(|s| (s.graph.clone(), s))
             .collect();
-        Ok(Mapped { ck, sources })
+        Ok(Mapped {
+            ck,
+            sources,
+            repack,
+        })
     }
 
     fn source(&self, name: &str) -> Result<&Source> {
@@ -423,9 +430,9 @@ impl Weights for Mapped {
                     (bytes, order)
                 })
                 .collect();
-            return autoglm_ops::quant::QuantMatrix::from_segments(format, k, parts)
-                .map(PackedMatrix::from_quant)
-                .map_err(Error::from);
+            let q = autoglm_ops::quant::QuantMatrix::from_segments(format, k, parts)?;
+            let q = if self.repack { q.repacked() } else { q };
+            return Ok(PackedMatrix::from_quant(q));
         }
         // Panels are laid out in memory: read as f32, stored as the file stores them.
         let parts = sources
@@ -470,8 +477,9 @@ impl PagedModel {
     }
 
     /// [`PagedModel::load`] with the linear weights stored as
-    /// [`crate::storage_plan`]`(storage)` says; `None`: as the checkpoint stores them,
-    /// read in place ([`PagedModel::map`]; a GGUF file is read into memory).
+    /// [`crate::storage_plan`]`(storage)` says; `None`: as the checkpoint stores them
+    /// ([`PagedModel::map`], with block matrices repacked in memory for the fastest
+    /// kernels; a GGUF file is read into memory).
     ///
     /// # Errors
     /// As [`crate::Model::load`].
@@ -482,7 +490,9 @@ impl PagedModel {
             return PagedModel::from_weights_as(config, weights, threads, &plan);
         }
         if storage.is_none() {
-            return PagedModel::map(dir, threads);
+            let config = ModelConfig::from_file(&dir.join("config.json"))?;
+            let weights = Mapped::open(dir, &config, true)?;
+            return PagedModel::assemble(&weights, config, threads);
         }
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let ck = Checkpoint::open(dir)?;
@@ -530,13 +540,15 @@ impl PagedModel {
     /// embedding's rows are read from the file as tokens need them, and only the
     /// rest (norms, biases, matrices stored as f32/f16/bf16, which are laid out as
     /// panels) is copied into memory. Each weight keeps the storage its file gives
-    /// it. What this takes is [`PagedModel::memory_need`].
+    /// it. What this takes is [`PagedModel::memory_need`]. (The products read rows
+    /// in place with kernels a little slower than those of matrices repacked in
+    /// memory, which [`PagedModel::load`] does: the price of not copying them.)
     ///
     /// # Errors
     /// As [`crate::Model::load`].
     pub fn map(dir: &Path, threads: usize) -> Result<PagedModel> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        let weights = Mapped::open(dir, &config)?;
+        let weights = Mapped::open(dir, &config, false)?;
         PagedModel::assemble(&weights, config, threads)
     }
 

@@ -255,9 +255,12 @@ fn a_model_saved_in_each_storage_loads_back_as_stored() {
                 loaded.weight_bytes(),
                 direct.weight_bytes() - f32_bytes + file_bytes
             );
-            // Quantizing at load gives the same bits as the blocks read in place.
+            // Quantizing at load gives the same bits as the blocks repacked, and as the
+            // blocks read in place from the mapped file.
             let mut requantized = PagedModel::load_as(&out, 1, Some(storage)).unwrap();
             assert_eq!(paged_logits(&mut requantized), a, "{storage}");
+            let mut in_place = PagedModel::map(&out, 1).unwrap();
+            assert_eq!(paged_logits(&mut in_place), a, "{storage} in place");
         }
     }
 }

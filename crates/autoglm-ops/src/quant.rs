@@ -533,7 +533,12 @@ pub struct QuantMatrix {
     format: BlockFormat,
     k: usize,
     n: usize,
+    /// The rows from `tail` on (all of them unless repacked).
     segments: Vec<Segment>,
+    /// Whole groups of [`ROWS`] rows repacked for the VNNI kernel ([`panels`]); rows
+    /// before `tail` live only here.
+    panels: Option<Arc<[u8]>>,
+    tail: usize,
     isa: Isa,
 }
 
@@ -584,7 +589,10 @@ impl QuantMatrix {
                 n * row
             )));
         }
-        QuantMatrix::from_segments(format, k, vec![(SharedBytes::owned(data), None)])
+        Ok(
+            QuantMatrix::from_segments(format, k, vec![(SharedBytes::owned(data), None)])?
+                .repacked(),
+        )
     }
 
     /// Output rows read in place from `parts`, one after the other: each part's
@@ -639,8 +647,49 @@ impl QuantMatrix {
             k,
             n,
             segments,
+            panels: None,
+            tail: 0,
             isa: Isa::detect(),
         })
+    }
+
+    /// Its whole groups of eight rows repacked into interleaved panels (a copy in
+    /// memory) where this CPU runs the VNNI kernels, which read them with one
+    /// multiply-add per four bytes of eight rows and no per-block reduction; the
+    /// rows left over stay as they are. The products keep their bits.
+    /// [`QuantMatrix::from_f32`] and [`QuantMatrix::from_blocks`] repack by
+    /// themselves; [`QuantMatrix::from_segments`] reads rows in place until this is
+    /// called.
+    pub fn repacked(mut self) -> QuantMatrix {
+        if self.panels.is_some() || self.isa != Isa::Vnni || self.n < ROWS {
+            return self;
+        }
+        let groups = self.n / ROWS;
+        let mut out = Vec::with_capacity(groups * self.group_bytes());
+        for g in 0..groups {
+            let rows: [&[u8]; ROWS] = std::array::from_fn(|i| self.row(ROWS * g + i));
+            panels::pack(self.format, rows, &mut out);
+        }
+        self.keep_rows_from(groups * ROWS);
+        self.panels = Some(out.into());
+        self
+    }
+
+    /// Bytes of one group's panels.
+    fn group_bytes(&self) -> usize {
+        self.k / BLOCK * panels::block_bytes(self.format)
+    }
+
+    /// Keeps rows `from..n` as one segment of their own (the rest live in panels).
+    fn keep_rows_from(&mut self, from: usize) {
+        let rest: Vec<u8> = (from..self.n).flat_map(|j| self.row(j).to_vec()).collect();
+        let rows = self.n - from;
+        self.segments = vec![Segment {
+            bytes: SharedBytes::owned(rest),
+            order: None,
+            rows,
+        }];
+        self.tail = from;
     }
 
     /// Inputs per row.
@@ -658,13 +707,15 @@ impl QuantMatrix {
         self.format
     }
 
-    /// The bytes of the rows it reads.
+    /// The bytes it reads: its rows, or its panels and the rows left over.
     pub fn bytes(&self) -> usize {
-        self.n * self.format.bytes_for(self.k)
+        self.panels.as_ref().map_or(0, |p| p.len())
+            + (self.n - self.tail) * self.format.bytes_for(self.k)
     }
 
-    /// Output row `j`'s blocks (`j < n`).
-    fn row(&self, mut j: usize) -> &[u8] {
+    /// Output row `j`'s blocks (`tail ≤ j < n`).
+    fn row(&self, j: usize) -> &[u8] {
+        let mut j = j - self.tail;
         let len = self.format.bytes_for(self.k);
         for s in &self.segments {
             if j < s.rows {
@@ -683,6 +734,23 @@ impl QuantMatrix {
     pub fn with_isa(mut self, isa: Isa) -> Result<QuantMatrix> {
         if !isa.available() {
             return Err(Error::Unsupported(format!("{isa:?} on this CPU")));
+        }
+        if isa != Isa::Vnni {
+            if let Some(p) = self.panels.take() {
+                // Back to rows: only the VNNI kernels read panels.
+                let gb = self.group_bytes();
+                let mut rows = Vec::with_capacity(self.n * self.format.bytes_for(self.k));
+                for g in p.chunks_exact(gb) {
+                    panels::unpack(self.format, g, &mut rows);
+                }
+                rows.extend((self.tail..self.n).flat_map(|j| self.row(j).to_vec()));
+                self.segments = vec![Segment {
+                    bytes: SharedBytes::owned(rows),
+                    order: None,
+                    rows: self.n,
+                }];
+                self.tail = 0;
+            }
         }
         self.isa = isa;
         Ok(self)
@@ -709,9 +777,33 @@ impl QuantMatrix {
         let (f, isa) = (self.format, self.isa);
         let eight = |g: usize| std::array::from_fn(|i| self.row(ROWS * g + i));
         let groups = n.div_ceil(ROWS);
-        // A group of rows against activation rows `xs`: the full kernel, or one row
-        // at a time for the last, partial group.
-        let group = |g: usize, xs: &[&[u8]], out: &mut dyn FnMut(usize, usize, f32)| {
+        let gb = self.group_bytes();
+        // A group of rows against activation rows `xs`: the panel kernel or the row
+        // kernel, or one row at a time for the last, partial group.
+        let group = |g: usize,
+                     xs: &[&[u8]],
+                     acts: &[panels::Acts],
+                     out: &mut dyn FnMut(usize, usize, f32)| {
+            #[cfg(target_arch = "x86_64")]
+            if let (Some(p), true) = (&self.panels, ROWS * g < self.tail) {
+                let panel = &p[g * gb..(g + 1) * gb];
+                if let [a, b, c, d] = acts {
+                    let a4 = [a, b, c, d];
+                    // SAFETY: panels exist only where this CPU has VNNI (`repacked`,
+                    // `with_isa`).
+                    let t = unsafe { panels::x86::panel_vnni(f, panel, a4) };
+                    for (c, row) in t.iter().enumerate() {
+                        row.iter().enumerate().for_each(|(i, &v)| out(c, i, v));
+                    }
+                } else {
+                    for (c, a) in acts.iter().enumerate() {
+                        // SAFETY: as above.
+                        let row = unsafe { panels::x86::panel_vnni(f, panel, [a]) }[0];
+                        row.iter().enumerate().for_each(|(i, &v)| out(c, i, v));
+                    }
+                }
+                return;
+            }
             if ROWS * g + ROWS <= n {
                 if let Ok(xs4) = <[&[u8]; 4]>::try_from(xs) {
                     for (c, row) in dot_rows(f, eight(g), xs4, isa).iter().enumerate() {
@@ -743,12 +835,13 @@ impl QuantMatrix {
                 .map(quantize_activations)
                 .collect::<Result<Vec<_>>>()?;
             let xs = [&xq[0][..], &xq[1], &xq[2], &xq[3]];
+            let acts = panels::Acts::for_rows(self.panels.is_some(), &xs);
             let tiles: Vec<[[f32; ROWS]; 4]> = (0..groups)
                 .into_par_iter()
                 .with_min_len(8)
                 .map(|g| {
                     let mut t = [[0.0f32; ROWS]; 4];
-                    group(g, &xs, &mut |c, i, v| t[c][i] = v);
+                    group(g, &xs, &acts, &mut |c, i, v| t[c][i] = v);
                     t
                 })
                 .collect();
@@ -763,12 +856,200 @@ impl QuantMatrix {
             .zip(out[tiled * n..].chunks_exact_mut(n))
         {
             let xq = quantize_activations(xr)?;
+            let acts = panels::Acts::for_rows(self.panels.is_some(), &[&xq]);
             or.par_chunks_mut(ROWS)
                 .enumerate()
                 .with_min_len(8)
-                .for_each(|(g, o)| group(g, &[&xq], &mut |_, i, v| o[i] = v));
+                .for_each(|(g, o)| group(g, &[&xq], &acts, &mut |_, i, v| o[i] = v));
         }
         Ok(())
+    }
+}
+
+/// Eight rows interleaved for the VNNI kernels. Per group of eight rows and per
+/// block: the eight f16 scales (16 bytes); for `Q8_0` the eight rows' corrections
+/// −128·Σw (eight i32: the kernel multiplies the weights by the activations plus
+/// 128, which `vpdpbusd` takes as unsigned) and eight chunks of 32 bytes, chunk `q`
+/// holding bytes `4q..4q+4` of each row's codes side by side; for `Q4_0` four such
+/// chunks of the rows' 16 bytes of nibbles (the low nibbles of chunk `q` are values
+/// `4q..4q+4`, the high ones `16+4q..`). One lane of a multiply-add is one row: no
+/// reduction across lanes is needed.
+mod panels {
+    use super::{half, BlockFormat, Q8_0_BYTES, ROWS};
+
+    /// Bytes of one block of a group.
+    pub(super) fn block_bytes(format: BlockFormat) -> usize {
+        match format {
+            BlockFormat::Q8_0 => 16 + 32 + 256,
+            _ => 16 + 128,
+        }
+    }
+
+    /// Appends the panels of eight rows.
+    pub(super) fn pack(format: BlockFormat, rows: [&[u8]; ROWS], out: &mut Vec<u8>) {
+        let bb = format.block_bytes();
+        let code_bytes = bb - 2;
+        for b in 0..rows[0].len() / bb {
+            let blocks = rows.map(|r| &r[b * bb..(b + 1) * bb]);
+            for w in &blocks {
+                out.extend_from_slice(&w[..2]);
+            }
+            if format == BlockFormat::Q8_0 {
+                for w in &blocks {
+                    let sum: i32 = w[2..].iter().map(|&q| i32::from(q as i8)).sum();
+                    out.extend_from_slice(&(-128 * sum).to_le_bytes());
+                }
+            }
+            for q in 0..code_bytes / 4 {
+                for w in &blocks {
+                    out.extend_from_slice(&w[2 + 4 * q..2 + 4 * q + 4]);
+                }
+            }
+        }
+    }
+
+    /// Appends the eight rows of one group's panels (`pack`'s inverse).
+    pub(super) fn unpack(format: BlockFormat, group: &[u8], out: &mut Vec<u8>) {
+        let (bb, pb) = (format.block_bytes(), block_bytes(format));
+        let blocks = group.len() / pb;
+        let codes_at = if format == BlockFormat::Q8_0 { 48 } else { 16 };
+        let mut rows = vec![vec![0u8; blocks * bb]; ROWS];
+        for (b, p) in group.chunks_exact(pb).enumerate() {
+            for (r, row) in rows.iter_mut().enumerate() {
+                let w = &mut row[b * bb..(b + 1) * bb];
+                w[..2].copy_from_slice(&p[2 * r..2 * r + 2]);
+                for q in 0..(bb - 2) / 4 {
+                    let at = codes_at + 32 * q + 4 * r;
+                    w[2 + 4 * q..2 + 4 * q + 4].copy_from_slice(&p[at..at + 4]);
+                }
+            }
+        }
+        out.extend(rows.concat());
+    }
+
+    /// One activation row, prepared for the panels: each block's scale, its codes
+    /// four at a time (as `i32`, for broadcasting), the same plus 128 (unsigned, for
+    /// `Q8_0` weights), and 8·Σ codes (for `Q4_0`).
+    #[derive(Debug, Default)]
+    pub(super) struct Acts {
+        pub(super) d: Vec<f32>,
+        pub(super) q: Vec<[i32; 8]>,
+        pub(super) u: Vec<[i32; 8]>,
+        pub(super) s8: Vec<i32>,
+    }
+
+    impl Acts {
+        fn new(x: &[u8]) -> Acts {
+            let blocks: Vec<&[u8]> = x.chunks_exact(Q8_0_BYTES).collect();
+            let fours = |b: &[u8], flip: u8| -> [i32; 8] {
+                std::array::from_fn(|q| {
+                    i32::from_le_bytes(std::array::from_fn(|i| b[2 + 4 * q + i] ^ flip))
+                })
+            };
+            Acts {
+                d: blocks.iter().map(|b| half(b, 0)).collect(),
+                q: blocks.iter().map(|b| fours(b, 0)).collect(),
+                u: blocks.iter().map(|b| fours(b, 0x80)).collect(),
+                s8: blocks
+                    .iter()
+                    .map(|b| 8 * b[2..].iter().map(|&c| i32::from(c as i8)).sum::<i32>())
+                    .collect(),
+            }
+        }
+
+        /// Each row's, where there are panels to read them (else none).
+        pub(super) fn for_rows(panels: bool, xs: &[&[u8]]) -> Vec<Acts> {
+            if panels {
+                xs.iter().map(|x| Acts::new(x)).collect()
+            } else {
+                Vec::new()
+            }
+        }
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    pub(super) mod x86 {
+        use std::arch::x86_64::*;
+
+        use super::{block_bytes, Acts, BlockFormat};
+
+        #[inline]
+        #[target_feature(enable = "avx2")]
+        fn load(b: &[u8]) -> __m256i {
+            let b: &[u8; 32] = b[..32].try_into().expect("32 bytes");
+            // SAFETY: `b` is 32 readable bytes; the load is unaligned.
+            unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
+        }
+
+        /// One group's eight rows against `C` activation rows (`[c][r]`); every
+        /// product has the bits of `super::super::dot`: each block's exact integer
+        /// sum, one fused multiply-add by the rounded scale product.
+        #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
+        pub(in crate::quant) fn panel_vnni<const C: usize>(
+            format: BlockFormat,
+            panel: &[u8],
+            acts: [&Acts; C],
+        ) -> [[f32; 8]; C] {
+            let pb = block_bytes(format);
+            let mut acc = [_mm256_setzero_ps(); C];
+            for (b, p) in panel.chunks_exact(pb).enumerate() {
+                let s: &[u8; 16] = p[..16].try_into().expect("16 bytes");
+                // SAFETY: `s` is 16 readable bytes; the load is unaligned.
+                let wd = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.as_ptr().cast()) });
+                let mut i0 = [_mm256_setzero_si256(); C];
+                let mut i1 = [_mm256_setzero_si256(); C];
+                let isum: [__m256i; C] = match format {
+                    BlockFormat::Q8_0 => {
+                        let u: [&[i32; 8]; C] = std::array::from_fn(|c| &acts[c].u[b]);
+                        for q in 0..8 {
+                            let w = load(&p[48 + 32 * q..]);
+                            for c in 0..C {
+                                let x = _mm256_set1_epi32(u[c][q]);
+                                if q % 2 == 0 {
+                                    i0[c] = _mm256_dpbusd_epi32(i0[c], x, w);
+                                } else {
+                                    i1[c] = _mm256_dpbusd_epi32(i1[c], x, w);
+                                }
+                            }
+                        }
+                        let corr = load(&p[16..]);
+                        std::array::from_fn(|c| {
+                            _mm256_add_epi32(_mm256_add_epi32(i0[c], i1[c]), corr)
+                        })
+                    }
+                    _ => {
+                        let m = _mm256_set1_epi8(0x0F);
+                        let x: [&[i32; 8]; C] = std::array::from_fn(|c| &acts[c].q[b]);
+                        for q in 0..4 {
+                            let v = load(&p[16 + 32 * q..]);
+                            let lo = _mm256_and_si256(v, m);
+                            let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m);
+                            for c in 0..C {
+                                let (xl, xh) = (x[c][q], x[c][4 + q]);
+                                i0[c] = _mm256_dpbusd_epi32(i0[c], lo, _mm256_set1_epi32(xl));
+                                i1[c] = _mm256_dpbusd_epi32(i1[c], hi, _mm256_set1_epi32(xh));
+                            }
+                        }
+                        std::array::from_fn(|c| {
+                            _mm256_sub_epi32(
+                                _mm256_add_epi32(i0[c], i1[c]),
+                                _mm256_set1_epi32(acts[c].s8[b]),
+                            )
+                        })
+                    }
+                };
+                for c in 0..C {
+                    let scale = _mm256_mul_ps(wd, _mm256_set1_ps(acts[c].d[b]));
+                    acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), scale, acc[c]);
+                }
+            }
+            acc.map(|a| {
+                let mut o = [0.0f32; 8];
+                // SAFETY: `o` is eight writable f32; the store is unaligned.
+                unsafe { _mm256_storeu_ps(o.as_mut_ptr(), a) };
+                o
+            })
+        }
     }
 }
 
