@@ -358,6 +358,14 @@ pub fn dequantize_q6_k(data: &[u8], out: &mut [f32]) -> Result<()> {
 /// [`Error::Shape`] when `x.len()` is not a multiple of [`BLOCK`].
 pub fn quantize_activations(x: &[f32]) -> Result<Vec<u8>> {
     let mut out = vec![0u8; BlockFormat::Q8_0.bytes_for(blocks(x.len(), "activations")?)];
+    quantize_blocks(x, &mut out);
+    Ok(out)
+}
+
+/// [`quantize_activations`]' loop, compiled for the vector extensions too (where
+/// rounding to even is one instruction, not a call).
+#[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx512bw", "x86_64+avx2+fma"))]
+fn quantize_blocks(x: &[f32], out: &mut [u8]) {
     for (b, o) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(Q8_0_BYTES)) {
         let amax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
         let d = amax / 127.0;
@@ -367,7 +375,6 @@ pub fn quantize_activations(x: &[f32]) -> Result<Vec<u8>> {
             *q = (v * id).round_ties_even() as i8 as u8;
         }
     }
-    Ok(out)
 }
 
 /// Output rows a vector kernel computes at once.

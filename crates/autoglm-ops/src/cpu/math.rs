@@ -251,7 +251,9 @@ pub(crate) fn vec_mat(w: &[f32], m: &[f32], stride: usize, out: &mut [f32]) {
 }
 
 /// `out[j] = m[j] · x` for the rows of row-major `m` (`out.len() × x.len()`): the
-/// dot products in 16 independent lanes.
+/// dot products in 16 independent lanes (the same bits on every target: no
+/// multiply-add is fused and the lanes are summed in order).
+#[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq", "x86_64+avx2+fma"))]
 pub(crate) fn mat_vec(m: &[f32], x: &[f32], out: &mut [f32]) {
     let d = x.len();
     for (o, row) in out.iter_mut().zip(m.chunks_exact(d.max(1))) {
