@@ -6,7 +6,9 @@
 #
 # usage: benches/serving/side_by_side.sh LLAMA_SERVER MODELS_DIR OUT.jsonl
 #   MODELS_DIR holds glm-tiny/ and glm-tiny-f16/ (HF layout; make_model.py, then a .half() copy)
-#   and glm-tiny-f32.gguf / glm-tiny-f16.gguf (convert_hf_to_gguf.py), plus prompts.json.
+#   and glm-tiny-f32.gguf / glm-tiny-f16.gguf (convert_hf_to_gguf.py), plus prompts.json;
+#   for a quantized DTYPE (q8_0, q4_0) glm-tiny-DTYPE/ (`autoglm quantize --method rtn`) and
+#   glm-tiny-DTYPE.gguf (`autoglm gguf`), which hold the same blocks.
 # env: THREADS="1 2", DTYPES="f32 f16", PY (python with aiohttp), AUTOGLM (binary),
 #      LEVELS (loadgen invocations, ';'-separated), SHARED (the shared folder).
 set -u
@@ -50,7 +52,7 @@ llama() {  # THREADS DTYPE
 
 ours() {  # THREADS DTYPE
   local model="$DIR/glm-tiny"
-  [ "$2" = f16 ] && model="$DIR/glm-tiny-f16"
+  [ "$2" != f32 ] && model="$DIR/glm-tiny-$2"
   local root; root=$(mktemp -d)
   cp -r "$model" "$root/m"
   "$AUTOGLM" serve --model "$root/m" --port "$PORT" --threads "$1" --response-cache-mib 0 \
