@@ -535,7 +535,7 @@ struct Segment {
 /// m.matmul(&[1.0; 64], &mut out).unwrap();
 /// assert!((out[0] - 64.0).abs() < 0.5 && (out[1] + 32.0).abs() < 0.5);
 /// ```
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct QuantMatrix {
     format: BlockFormat,
     k: usize,
@@ -547,6 +547,19 @@ pub struct QuantMatrix {
     panels: Option<Arc<[u8]>>,
     tail: usize,
     isa: Isa,
+}
+
+impl std::fmt::Debug for QuantMatrix {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("QuantMatrix")
+            .field("format", &self.format)
+            .field("k", &self.k)
+            .field("n", &self.n)
+            .field("panels", &self.panels.as_ref().map(|p| p.len()))
+            .field("segments", &self.segments.len())
+            .field("isa", &self.isa)
+            .finish()
+    }
 }
 
 impl QuantMatrix {
