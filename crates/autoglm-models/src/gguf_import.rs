@@ -13,7 +13,6 @@ use std::path::Path;
 
 use autoglm_ops::quant::BlockFormat;
 use autoglm_ops::{Storage, StoragePlan, Tensor};
-use half::{bf16, f16};
 use safetensors::tensor::{Dtype, TensorView};
 
 use crate::checkpoint::Checkpoint;
@@ -250,52 +249,29 @@ pub(crate) fn import_parsed(
         let n = t.elements() as usize;
         let raw = g.data(bytes, t);
         let mut v = vec![0.0f32; n];
+        let expand = |e: autoglm_ops::Error| bad(format!("tensor '{}': {e}", t.name));
         let storage = match t.ty {
-            GgmlType::F32 => {
-                for (x, c) in v.iter_mut().zip(raw.chunks_exact(4)) {
-                    *x = f32::from_le_bytes([c[0], c[1], c[2], c[3]]);
-                }
-                Storage::F32
-            }
-            GgmlType::F16 | GgmlType::BF16 => {
-                for (x, c) in v.iter_mut().zip(raw.chunks_exact(2)) {
-                    let bits = u16::from_le_bytes([c[0], c[1]]);
-                    *x = if t.ty == GgmlType::F16 {
-                        f16::from_bits(bits).to_f32()
-                    } else {
-                        bf16::from_bits(bits).to_f32()
-                    };
-                }
-                if t.ty == GgmlType::F16 {
-                    Storage::F16
-                } else {
-                    Storage::Bf16
-                }
-            }
-            GgmlType::Q8_0 | GgmlType::Q4_0 | GgmlType::Q4_1 => {
-                let f = match t.ty {
-                    GgmlType::Q8_0 => BlockFormat::Q8_0,
-                    GgmlType::Q4_0 => BlockFormat::Q4_0,
-                    _ => BlockFormat::Q4_1,
-                };
-                let cols = t.dims[0] as usize;
-                let row = f.bytes_for(cols);
-                for (src, dst) in raw.chunks_exact(row).zip(v.chunks_exact_mut(cols)) {
-                    f.dequantize(src, dst)
-                        .map_err(|e| bad(format!("tensor '{}': {e}", t.name)))?;
-                }
-                match t.ty {
+            GgmlType::F32 | GgmlType::F16 | GgmlType::BF16 | GgmlType::Q8_0 | GgmlType::Q4_0 => {
+                let storage = match t.ty {
+                    GgmlType::F32 => Storage::F32,
+                    GgmlType::F16 => Storage::F16,
+                    GgmlType::BF16 => Storage::Bf16,
                     GgmlType::Q8_0 => Storage::Q8_0,
-                    GgmlType::Q4_0 => Storage::Q4_0,
-                    _ => Storage::F16,
-                }
+                    _ => Storage::Q4_0,
+                };
+                crate::checkpoint::decode(raw, storage, &mut v).map_err(expand)?;
+                storage
+            }
+            // No product kernel for Q4_1: expanded, and run as f16.
+            GgmlType::Q4_1 => {
+                BlockFormat::Q4_1.dequantize(raw, &mut v).map_err(expand)?;
+                Storage::F16
             }
             // llama-quantize's head format for its 4- and 5-bit types: expanded, and
             // run as f16 (no 6-bit product kernel; f16 holds every Q6_K value to
             // 2⁻¹¹ relative).
             GgmlType::Q6_K => {
-                autoglm_ops::quant::dequantize_q6_k(raw, &mut v)
-                    .map_err(|e| bad(format!("tensor '{}': {e}", t.name)))?;
+                autoglm_ops::quant::dequantize_q6_k(raw, &mut v).map_err(expand)?;
                 Storage::F16
             }
         };
