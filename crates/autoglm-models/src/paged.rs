@@ -490,9 +490,7 @@ impl PagedModel {
             return PagedModel::from_weights_as(config, weights, threads, &plan);
         }
         if storage.is_none() {
-            let config = ModelConfig::from_file(&dir.join("config.json"))?;
-            let weights = Mapped::open(dir, &config, true)?;
-            return PagedModel::assemble(&weights, config, threads);
+            return PagedModel::map_with(dir, threads, true);
         }
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
         let ck = Checkpoint::open(dir)?;
@@ -547,8 +545,13 @@ impl PagedModel {
     /// # Errors
     /// As [`crate::Model::load`].
     pub fn map(dir: &Path, threads: usize) -> Result<PagedModel> {
+        PagedModel::map_with(dir, threads, false)
+    }
+
+    /// [`PagedModel::map`], the block matrices repacked in memory if `repack`.
+    fn map_with(dir: &Path, threads: usize, repack: bool) -> Result<PagedModel> {
         let config = ModelConfig::from_file(&dir.join("config.json"))?;
-        let weights = Mapped::open(dir, &config, false)?;
+        let weights = Mapped::open(dir, &config, repack)?;
         PagedModel::assemble(&weights, config, threads)
     }
 
