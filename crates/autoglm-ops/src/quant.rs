@@ -690,7 +690,7 @@ impl QuantMatrix {
             let rows: [&[u8]; ROWS] = std::array::from_fn(|i| self.row(ROWS * g + i));
             panels::pack(self.format, rows, &mut out);
         }
-        self.keep_rows_from(groups * ROWS);
+        self.keep_rows_from(groups * ROWS, Vec::new());
         self.panels = Some(out.into());
         self
     }
@@ -700,16 +700,18 @@ impl QuantMatrix {
         self.k / BLOCK * panels::block_bytes(self.format)
     }
 
-    /// Keeps rows `from..n` as one segment of their own (the rest live in panels).
-    fn keep_rows_from(&mut self, from: usize) {
-        let rest: Vec<u8> = (from..self.n).flat_map(|j| self.row(j).to_vec()).collect();
-        let rows = self.n - from;
+    /// Makes the rows before `from` those in `before` (the rows out of panels, or
+    /// none where panels keep them) and keeps rows `from..n` after them, all in one
+    /// segment of their own.
+    fn keep_rows_from(&mut self, from: usize, mut before: Vec<u8>) {
+        before.extend((from..self.n).flat_map(|j| self.row(j).to_vec()));
+        let rows = before.len() / self.format.bytes_for(self.k);
         self.segments = vec![Segment {
-            bytes: SharedBytes::owned(rest),
+            bytes: SharedBytes::owned(before),
             order: None,
             rows,
         }];
-        self.tail = from;
+        self.tail = self.n - rows;
     }
 
     /// Inputs per row.
@@ -763,13 +765,7 @@ impl QuantMatrix {
                 for g in p.chunks_exact(gb) {
                     panels::unpack(self.format, g, &mut rows);
                 }
-                rows.extend((self.tail..self.n).flat_map(|j| self.row(j).to_vec()));
-                self.segments = vec![Segment {
-                    bytes: SharedBytes::owned(rows),
-                    order: None,
-                    rows: self.n,
-                }];
-                self.tail = 0;
+                self.keep_rows_from(self.tail, rows);
             }
         }
         self.isa = isa;
