@@ -41,7 +41,9 @@ pub struct PagedCache {
     num_blocks: usize,
     kv_heads: usize,
     head_dim: usize,
-    /// Per layer, keys and values: `[block, kv_head, slot, head_dim]`.
+    /// Per layer, keys and values: `[block, kv_head, …]`, each block's keys
+    /// transposed (`[head_dim, slot]`) and its values row-major (`[slot, head_dim]`),
+    /// as [`rows::attend`] reads them.
     layers: Vec<(Vec<f32>, Vec<f32>)>,
     free: Vec<u32>,
 }
@@ -916,62 +918,74 @@ impl PagedModel {
                 let block = chunks[ci].blocks[pos / bs];
                 let slot = pos % bs;
                 for g in 0..nkv {
-                    let at = (block as usize * nkv + g) * bs * d + slot * d;
-                    kc[at..at + d].copy_from_slice(&row[(nh + g) * d..(nh + g + 1) * d]);
-                    vc[at..at + d]
+                    let at = (block as usize * nkv + g) * bs * d;
+                    // Keys transposed within the block, values row-major.
+                    for (j, &k) in row[(nh + g) * d..(nh + g + 1) * d].iter().enumerate() {
+                        kc[at + j * bs + slot] = k;
+                    }
+                    vc[at + slot * d..at + (slot + 1) * d]
                         .copy_from_slice(&row[(nh + nkv + g) * d..(nh + nkv + g + 1) * d]);
                 }
             }
-            // Attention of every token against its own sequence, causal.
+            // Attention of every token against its own sequence, causal: the query
+            // heads that share a key/value head, of up to `per` consecutive tokens of
+            // one sequence, go through the cached blocks as one tile.
             let (kc, vc) = (&*kc, &*vc);
             let qkv = &s.qkv;
-            let attend = |(ti, out): (usize, &mut [f32])| {
-                let (ci, pos) = tokens[ti];
-                let table = chunks[ci].blocks;
-                let len = pos + 1;
-                let mut scores = vec![0.0f32; len];
-                let mut acc = vec![0.0f32; d];
-                for hh in 0..nh {
-                    let g = hh / group;
-                    let q = &qkv[ti * qkv_w + hh * d..ti * qkv_w + (hh + 1) * d];
-                    for (bi, &block) in table.iter().enumerate().take(len.div_ceil(bs)) {
-                        let at = offset(block, g);
-                        let used = (len - bi * bs).min(bs);
-                        rows::dot_rows(
-                            &kc[at..at + used * d],
-                            q,
-                            &mut scores[bi * bs..bi * bs + used],
-                        );
+            let per = (rows::ATTENTION_TILE / group).max(1);
+            let attend = |(u, out): (usize, &mut [f32])| {
+                let first = u * per;
+                let mut slots: Vec<&mut [f32]> = out.chunks_mut(d).collect();
+                let mut scores = Vec::new();
+                let (mut keys, mut values) = (Vec::new(), Vec::new());
+                let units = slots.len() / nh;
+                let mut t0 = 0;
+                while t0 < units {
+                    let ci = tokens[first + t0].0;
+                    let mut t1 = t0 + 1;
+                    while t1 < units && tokens[first + t1].0 == ci {
+                        t1 += 1;
                     }
-                    let mut max = f32::NEG_INFINITY;
-                    for v in scores.iter_mut() {
-                        *v *= scale;
-                        max = max.max(*v);
-                    }
-                    let total = rows::exp_shifted(&mut scores, max);
-                    let o = &mut out[hh * d..(hh + 1) * d];
-                    o.fill(0.0);
-                    for (bi, &block) in table.iter().enumerate().take(len.div_ceil(bs)) {
-                        let at = offset(block, g);
-                        let used = (len - bi * bs).min(bs);
-                        rows::weighted_rows(
-                            &scores[bi * bs..bi * bs + used],
-                            &vc[at..at + used * d],
-                            d,
-                            &mut acc,
-                        );
-                        for (x, a) in o.iter_mut().zip(&acc) {
-                            *x += a;
+                    let table = chunks[ci].blocks;
+                    let longest = tokens[first + t1 - 1].1 + 1;
+                    let blocks = &table[..longest.div_ceil(bs)];
+                    for g in 0..nkv {
+                        keys.clear();
+                        values.clear();
+                        for &block in blocks {
+                            let at = offset(block, g);
+                            keys.push(&kc[at..at + bs * d]);
+                            values.push(&vc[at..at + bs * d]);
                         }
+                        let kv = rows::KvBlocks {
+                            keys: &keys,
+                            values: &values,
+                            block: bs,
+                            head_dim: d,
+                        };
+                        let mut queries = Vec::with_capacity((t1 - t0) * group);
+                        let mut lens = Vec::with_capacity(queries.capacity());
+                        let mut outs = Vec::with_capacity(queries.capacity());
+                        for t in t0..t1 {
+                            let ti = first + t;
+                            for hh in g * group..(g + 1) * group {
+                                queries.push(&qkv[ti * qkv_w + hh * d..ti * qkv_w + (hh + 1) * d]);
+                                lens.push(tokens[ti].1 + 1);
+                                outs.push(std::mem::take(&mut slots[t * nh + hh]));
+                            }
+                        }
+                        rows::attend(&kv, &queries, &lens, scale, &mut scores, &mut outs);
                     }
-                    let inv = 1.0 / total;
-                    o.iter_mut().for_each(|x| *x *= inv);
+                    t0 = t1;
                 }
             };
-            if rayon::current_num_threads() > 1 && n > 1 {
-                s.att.par_chunks_mut(nh * d).enumerate().for_each(attend);
+            if rayon::current_num_threads() > 1 && n > per {
+                s.att
+                    .par_chunks_mut(per * nh * d)
+                    .enumerate()
+                    .for_each(attend);
             } else {
-                s.att.chunks_mut(nh * d).enumerate().for_each(attend);
+                s.att.chunks_mut(per * nh * d).enumerate().for_each(attend);
             }
             if let Some(f) = observe.as_mut() {
                 f(li, Site::O, &s.att);

@@ -49,3 +49,66 @@ pub fn exp_shifted(x: &mut [f32], max: f32) -> f32 {
     math::exp_loop(x);
     x.iter().sum()
 }
+
+/// Queries [`attend`] runs through the blocks together (a multiple of every
+/// grouped-query group of up to eight heads).
+pub const ATTENTION_TILE: usize = crate::cpu::attention::TILE;
+
+/// One key/value head of a paged cache, as [`attend`] reads it: block `b` of the
+/// keys is `keys[b]`, stored transposed (`[head_dim][block]`: element `j` of the
+/// key at slot `s` is `keys[b][j · block + s]`), and block `b` of the values is
+/// `values[b]`, row-major (`[block][head_dim]`).
+#[derive(Debug, Clone, Copy)]
+pub struct KvBlocks<'a> {
+    /// Key blocks, each `head_dim · block` long.
+    pub keys: &'a [&'a [f32]],
+    /// Value blocks, each `block · head_dim` long.
+    pub values: &'a [&'a [f32]],
+    /// Positions per block.
+    pub block: usize,
+    /// Elements per key and value.
+    pub head_dim: usize,
+}
+
+/// Softmax attention of queries that share one key/value head:
+/// `out[i] = softmax(scale · q_i · K[..lens[i]]ᵀ) · V[..lens[i]]`, where position `p`
+/// is slot `p % block` of block `p / block`. Up to eight queries at a time go through
+/// the blocks together (register tiles), and a query's result has the same bits
+/// whatever queries share its tile. `scores` is scratch, reused between calls.
+///
+/// # Panics
+/// If `queries`, `lens` and `out` differ in length, a length needs more blocks than
+/// `kv` holds, or a query or output is shorter than `head_dim`.
+pub fn attend(
+    kv: &KvBlocks<'_>,
+    queries: &[&[f32]],
+    lens: &[usize],
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [&mut [f32]],
+) {
+    assert!(
+        queries.len() == lens.len() && lens.len() == out.len(),
+        "attend: {} queries, {} lengths, {} outputs",
+        queries.len(),
+        lens.len(),
+        out.len()
+    );
+    let need = lens.iter().max().map_or(0, |l| l.div_ceil(kv.block.max(1)));
+    assert!(
+        need <= kv.keys.len() && need <= kv.values.len(),
+        "attend: a length needs {need} blocks, the head has {}",
+        kv.keys.len().min(kv.values.len())
+    );
+    crate::cpu::attention::attend(
+        kv.keys,
+        kv.values,
+        kv.block,
+        kv.head_dim,
+        queries,
+        lens,
+        scale,
+        scores,
+        out,
+    );
+}

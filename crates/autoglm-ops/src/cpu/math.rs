@@ -172,7 +172,7 @@ binary_loops! {
 
 /// Sum of a row, in eight lanes (vectorisable, and more accurate than one chain).
 #[inline(always)]
-fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
+pub(crate) fn lane_sum(x: &[f32], f: impl Fn(f32) -> f32) -> f32 {
     let mut acc = [0.0f32; 16];
     let chunks = x.chunks_exact(16);
     let rest = chunks.remainder();
@@ -285,7 +285,7 @@ pub(crate) fn softmax_rows(x: &mut [f32], n: usize) {
 
 /// The largest element of a row, in 16 independent lanes (−∞ for an empty row).
 #[inline(always)]
-fn lane_max(row: &[f32]) -> f32 {
+pub(crate) fn lane_max(row: &[f32]) -> f32 {
     let mut lanes = [f32::NEG_INFINITY; 16];
     let mut chunks = row.chunks_exact(16);
     for c in &mut chunks {

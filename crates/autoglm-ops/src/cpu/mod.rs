@@ -2,6 +2,7 @@
 //! ndarray's `matrixmultiply` GEMM), f16/bf16 computed in f32, data movement on every
 //! element type.
 
+pub(crate) mod attention;
 pub(crate) mod gemm;
 pub(crate) mod math;
 mod reference;
