@@ -367,12 +367,22 @@ pub fn quantize_activations(x: &[f32]) -> Result<Vec<u8>> {
 #[multiversion::multiversion(targets("x86_64+avx512f+avx512vl+avx512bw", "x86_64+avx2+fma"))]
 fn quantize_blocks(x: &[f32], out: &mut [u8]) {
     for (b, o) in x.chunks_exact(BLOCK).zip(out.chunks_exact_mut(Q8_0_BYTES)) {
-        let amax = b.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        // The largest magnitude, in 16 lanes (the same value as one chain: the
+        // maximum does not depend on the order).
+        let (lo, hi) = b.split_at(BLOCK / 2);
+        // (`a > b` picks, which is one vector instruction; NaN aside it is `max`.)
+        let big = |a: f32, b: f32| if a > b { a } else { b };
+        let l16: [f32; 16] = std::array::from_fn(|l| big(lo[l].abs(), hi[l].abs()));
+        let l8: [f32; 8] = std::array::from_fn(|l| big(l16[l], l16[l + 8]));
+        let l4: [f32; 4] = std::array::from_fn(|l| big(l8[l], l8[l + 4]));
+        let amax = big(big(l4[0], l4[2]), big(l4[1], l4[3]));
         let d = amax / 127.0;
         let id = if amax == 0.0 { 0.0 } else { 127.0 / amax };
         put_half(o, 0, d);
         for (q, &v) in o[2..].iter_mut().zip(b) {
-            *q = (v * id).round_ties_even() as i8 as u8;
+            // Integer-valued and within ±127 (through i32: the same value, and a
+            // conversion the compiler vectorises).
+            *q = (v * id).round_ties_even() as i32 as i8 as u8;
         }
     }
 }
@@ -788,82 +798,49 @@ impl QuantMatrix {
                 out.len()
             )));
         }
-        // Eight outputs per pass over the activations (`isa` was checked when it was
-        // set, and every row holds `k / 32` blocks).
-        let (f, isa) = (self.format, self.isa);
-        let eight = |g: usize| std::array::from_fn(|i| self.row(ROWS * g + i));
+        // Eight outputs per pass over the activations.
         let groups = n.div_ceil(ROWS);
-        let gb = self.group_bytes();
-        // A group of rows against activation rows `xs`: the panel kernel or the row
-        // kernel, or one row at a time for the last, partial group.
-        let group = |g: usize,
-                     xs: &[&[u8]],
-                     acts: &[panels::Acts],
-                     out: &mut dyn FnMut(usize, usize, f32)| {
-            #[cfg(target_arch = "x86_64")]
-            if let (Some(p), true) = (&self.panels, ROWS * g < self.tail) {
-                let panel = &p[g * gb..(g + 1) * gb];
-                if let [a, b, c, d] = acts {
-                    let a4 = [a, b, c, d];
-                    // SAFETY: panels exist only where this CPU has VNNI (`repacked`,
-                    // `with_isa`).
-                    let t = unsafe { panels::x86::panel_vnni(f, panel, a4) };
-                    for (c, row) in t.iter().enumerate() {
-                        row.iter().enumerate().for_each(|(i, &v)| out(c, i, v));
-                    }
-                } else {
-                    for (c, a) in acts.iter().enumerate() {
-                        // SAFETY: as above.
-                        let row = unsafe { panels::x86::panel_vnni(f, panel, [a]) }[0];
-                        row.iter().enumerate().for_each(|(i, &v)| out(c, i, v));
-                    }
-                }
-                return;
-            }
-            if ROWS * g + ROWS <= n {
-                if let Ok(xs4) = <[&[u8]; 4]>::try_from(xs) {
-                    for (c, row) in dot_rows(f, eight(g), xs4, isa).iter().enumerate() {
-                        row.iter().enumerate().for_each(|(i, &v)| out(c, i, v));
-                    }
-                } else {
-                    for (c, &x) in xs.iter().enumerate() {
-                        let row = dot_rows(f, eight(g), [x], isa)[0];
-                        row.iter().enumerate().for_each(|(i, &v)| out(c, i, v));
-                    }
-                }
-            } else {
-                for (i, j) in (ROWS * g..n).enumerate() {
-                    for (c, &x) in xs.iter().enumerate() {
-                        out(c, i, dot_one(f, self.row(j), [x], isa)[0]);
-                    }
-                }
-            }
-        };
         // Whole groups of four input rows: 4 × 8 tiles, each weight block read once
-        // for four rows (prompt processing); the rest one row at a time.
+        // for four rows (prompt processing); the rest one row at a time. With
+        // enough of them for every thread, the four-row groups are the parallel
+        // unit (each writes its own output rows); else the weight groups are.
         let tiled = m / 4 * 4;
-        for (xg, og) in x[..tiled * k]
-            .chunks_exact(4 * k)
-            .zip(out[..tiled * n].chunks_exact_mut(4 * n))
-        {
-            let xq = xg
-                .chunks_exact(k)
-                .map(quantize_activations)
-                .collect::<Result<Vec<_>>>()?;
-            let xs = [&xq[0][..], &xq[1], &xq[2], &xq[3]];
-            let acts = panels::Acts::for_rows(self.panels.is_some(), &xs);
-            let tiles: Vec<[[f32; ROWS]; 4]> = (0..groups)
-                .into_par_iter()
-                .with_min_len(8)
-                .map(|g| {
-                    let mut t = [[0.0f32; ROWS]; 4];
-                    group(g, &xs, &acts, &mut |c, i, v| t[c][i] = v);
-                    t
-                })
-                .collect();
-            for (c, orow) in og.chunks_exact_mut(n).enumerate() {
-                for (o, t) in orow.chunks_mut(ROWS).zip(&tiles) {
-                    o.copy_from_slice(&t[c][..o.len()]);
+        if tiled / 4 >= 4 * rayon::current_num_threads() {
+            x[..tiled * k]
+                .par_chunks_exact(4 * k)
+                .zip(out[..tiled * n].par_chunks_exact_mut(4 * n))
+                .try_for_each(|(xg, og)| -> Result<()> {
+                    let xq = quantize_activations(xg)?;
+                    let xs: [&[u8]; 4] =
+                        std::array::from_fn(|c| &xq[c * xq.len() / 4..(c + 1) * xq.len() / 4]);
+                    let acts = panels::Acts::for_rows(self.format, self.panels.is_some(), &xs);
+                    for g in 0..groups {
+                        let t = self.tile(g, xs, &acts);
+                        for (c, orow) in og.chunks_exact_mut(n).enumerate() {
+                            let o = &mut orow[ROWS * g..(ROWS * g + ROWS).min(n)];
+                            o.copy_from_slice(&t[c][..o.len()]);
+                        }
+                    }
+                    Ok(())
+                })?;
+        } else {
+            for (xg, og) in x[..tiled * k]
+                .chunks_exact(4 * k)
+                .zip(out[..tiled * n].chunks_exact_mut(4 * n))
+            {
+                let xq = quantize_activations(xg)?;
+                let xs: [&[u8]; 4] =
+                    std::array::from_fn(|c| &xq[c * xq.len() / 4..(c + 1) * xq.len() / 4]);
+                let acts = panels::Acts::for_rows(self.format, self.panels.is_some(), &xs);
+                let tiles: Vec<[[f32; ROWS]; 4]> = (0..groups)
+                    .into_par_iter()
+                    .with_min_len(8)
+                    .map(|g| self.tile(g, xs, &acts))
+                    .collect();
+                for (c, orow) in og.chunks_exact_mut(n).enumerate() {
+                    for (o, t) in orow.chunks_mut(ROWS).zip(&tiles) {
+                        o.copy_from_slice(&t[c][..o.len()]);
+                    }
                 }
             }
         }
@@ -872,13 +849,52 @@ impl QuantMatrix {
             .zip(out[tiled * n..].chunks_exact_mut(n))
         {
             let xq = quantize_activations(xr)?;
-            let acts = panels::Acts::for_rows(self.panels.is_some(), &[&xq]);
+            let acts = panels::Acts::for_rows(self.format, self.panels.is_some(), &[&xq]);
             or.par_chunks_mut(ROWS)
                 .enumerate()
                 .with_min_len(8)
-                .for_each(|(g, o)| group(g, &[&xq], &acts, &mut |_, i, v| o[i] = v));
+                .for_each(|(g, o)| {
+                    let t = self.tile(g, [&xq[..]], &acts);
+                    o.copy_from_slice(&t[0][..o.len()]);
+                });
         }
         Ok(())
+    }
+
+    /// Output group `g` (rows `8g..8g + 8`, fewer in the last, partial group: the
+    /// rest of its tile is zero) against `C` activation rows `xs` (`[c][r]`): the
+    /// panel kernel, the row kernel, or one row at a time for a partial group.
+    /// `acts` is `xs` prepared for the panels, where there are panels.
+    #[inline]
+    fn tile<const C: usize>(
+        &self,
+        g: usize,
+        xs: [&[u8]; C],
+        acts: &[panels::Acts],
+    ) -> [[f32; ROWS]; C] {
+        // `isa` was checked when it was set, and every row holds `k / 32` blocks.
+        let (f, isa, n) = (self.format, self.isa, self.n);
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(p), true) = (&self.panels, ROWS * g < self.tail) {
+            let gb = self.group_bytes();
+            let panel = &p[g * gb..(g + 1) * gb];
+            let a: [&panels::Acts; C] = std::array::from_fn(|c| &acts[c]);
+            // SAFETY: panels exist only where this CPU has VNNI (`repacked`,
+            // `with_isa`).
+            return unsafe { panels::x86::panel_vnni(f, panel, a) };
+        }
+        if ROWS * g + ROWS <= n {
+            dot_rows(f, std::array::from_fn(|i| self.row(ROWS * g + i)), xs, isa)
+        } else {
+            let mut t = [[0.0f32; ROWS]; C];
+            for (i, j) in (ROWS * g..n).enumerate() {
+                let r = dot_one(f, self.row(j), xs, isa);
+                for (tc, v) in t.iter_mut().zip(r) {
+                    tc[i] = v;
+                }
+            }
+            t
+        }
     }
 }
 
@@ -943,9 +959,9 @@ mod panels {
         out.extend(rows.concat());
     }
 
-    /// One activation row, prepared for the panels: each block's scale, its codes
-    /// four at a time (as `i32`, for broadcasting), the same plus 128 (unsigned, for
-    /// `Q8_0` weights), and 8·Σ codes (for `Q4_0`).
+    /// One activation row, prepared for the panels: each block's scale and, for
+    /// `Q4_0` weights, its codes four at a time (as `i32`, for broadcasting) and
+    /// 8·Σ codes, or for `Q8_0` weights the codes plus 128 (unsigned) four at a time.
     #[derive(Debug, Default)]
     pub(super) struct Acts {
         pub(super) d: Vec<f32>,
@@ -955,28 +971,44 @@ mod panels {
     }
 
     impl Acts {
-        fn new(x: &[u8]) -> Acts {
-            let blocks: Vec<&[u8]> = x.chunks_exact(Q8_0_BYTES).collect();
-            let fours = |b: &[u8], flip: u8| -> [i32; 8] {
-                std::array::from_fn(|q| {
-                    i32::from_le_bytes(std::array::from_fn(|i| b[2 + 4 * q + i] ^ flip))
-                })
+        fn new(format: BlockFormat, x: &[u8]) -> Acts {
+            let n = x.len() / Q8_0_BYTES;
+            let q8 = format == BlockFormat::Q8_0;
+            let mut a = Acts {
+                d: Vec::with_capacity(n),
+                ..Acts::default()
             };
-            Acts {
-                d: blocks.iter().map(|b| half(b, 0)).collect(),
-                q: blocks.iter().map(|b| fours(b, 0)).collect(),
-                u: blocks.iter().map(|b| fours(b, 0x80)).collect(),
-                s8: blocks
-                    .iter()
-                    .map(|b| 8 * b[2..].iter().map(|&c| i32::from(c as i8)).sum::<i32>())
-                    .collect(),
+            if q8 {
+                a.u.reserve(n);
+            } else {
+                a.q.reserve(n);
+                a.s8.reserve(n);
             }
+            for b in x.chunks_exact(Q8_0_BYTES) {
+                a.d.push(half(b, 0));
+                let codes: &[u8; 32] = b[2..].try_into().expect("32 codes");
+                let fours: [i32; 8] = std::array::from_fn(|q| {
+                    i32::from_le_bytes([
+                        codes[4 * q],
+                        codes[4 * q + 1],
+                        codes[4 * q + 2],
+                        codes[4 * q + 3],
+                    ])
+                });
+                if q8 {
+                    a.u.push(fours.map(|v| v ^ 0x8080_8080_u32 as i32));
+                } else {
+                    a.q.push(fours);
+                    a.s8.push(8 * codes.iter().map(|&c| i32::from(c as i8)).sum::<i32>());
+                }
+            }
+            a
         }
 
         /// Each row's, where there are panels to read them (else none).
-        pub(super) fn for_rows(panels: bool, xs: &[&[u8]]) -> Vec<Acts> {
+        pub(super) fn for_rows(format: BlockFormat, panels: bool, xs: &[&[u8]]) -> Vec<Acts> {
             if panels {
-                xs.iter().map(|x| Acts::new(x)).collect()
+                xs.iter().map(|x| Acts::new(format, x)).collect()
             } else {
                 Vec::new()
             }

@@ -211,12 +211,19 @@ fn a_quantized_matrix_multiplies_like_the_f32_one() {
     }
 }
 
-/// Several input rows run as 4 × 4 tiles (two groups of four, then a row on its own;
-/// 42 outputs, so the last output group is partial): every output still has the bits
-/// of `dot` on its weight row and input row, on every path.
+/// Several input rows run as 4 × 8 tiles (two groups of four, then a row on its own;
+/// or enough groups of four for every thread to take its own; 42 outputs, so the
+/// last output group is partial): every output still has the bits of `dot` on its
+/// weight row and input row, on every path.
 #[test]
 fn tiled_rows_keep_the_bits_of_dot() {
-    let (k, n, m) = (128, 42, 9);
+    for m in [9, 4 * 4 * rayon::current_num_threads() + 5] {
+        tiled_rows_keep_the_bits_of_dot_for(m);
+    }
+}
+
+fn tiled_rows_keep_the_bits_of_dot_for(m: usize) {
+    let (k, n) = (128, 42);
     let w: Vec<f32> = (0..k * n)
         .map(|i| ((i * 53 % 97) as f32 - 48.0) / 50.0)
         .collect();

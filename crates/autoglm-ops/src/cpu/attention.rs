@@ -34,6 +34,30 @@ pub(crate) fn attend(
     scores: &mut Vec<f32>,
     out: &mut [&mut [f32]],
 ) {
+    #[cfg(target_arch = "x86_64")]
+    let simd = avx512();
+    #[cfg(not(target_arch = "x86_64"))]
+    let simd = false;
+    attend_on(
+        simd, keys, values, block, d, queries, lens, scale, scores, out,
+    );
+}
+
+/// [`attend`] on the AVX-512 kernels (`simd`, where this CPU has them) or the
+/// portable ones.
+#[allow(clippy::too_many_arguments)]
+fn attend_on(
+    simd: bool,
+    keys: &[&[f32]],
+    values: &[&[f32]],
+    block: usize,
+    d: usize,
+    queries: &[&[f32]],
+    lens: &[usize],
+    scale: f32,
+    scores: &mut Vec<f32>,
+    out: &mut [&mut [f32]],
+) {
     for ((q, l), o) in queries
         .chunks(TILE)
         .zip(lens.chunks(TILE))
@@ -43,11 +67,46 @@ pub(crate) fn attend(
         if len == 0 {
             continue;
         }
+        let b = len.div_ceil(block);
+        #[cfg(target_arch = "x86_64")]
+        if simd && std::arch::is_x86_feature_detected!("avx512f") {
+            // SAFETY: this CPU has AVX-512F.
+            unsafe { x86::tile(&keys[..b], &values[..b], block, d, q, l, scale, scores, o) };
+            continue;
+        }
         scores.clear();
         scores.resize(q.len() * len, 0.0);
-        let b = len.div_ceil(block);
         tile(&keys[..b], &values[..b], block, d, q, l, scale, scores, o);
     }
+}
+
+/// Whether the AVX-512 kernels run here: the CPU has AVX-512F and `AUTOGLM_ISA`
+/// (read once) does not cap the kernels below VNNI's level.
+#[cfg(target_arch = "x86_64")]
+pub(crate) fn avx512() -> bool {
+    static ON: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *ON.get_or_init(|| {
+        crate::quant::Isa::detect() == crate::quant::Isa::Vnni
+            && std::arch::is_x86_feature_detected!("avx512f")
+    })
+}
+
+/// Each query's softmax over its own length, in place on its row of `scores`
+/// (rows of `len`), positions past it set to zero; returns `1 / Σ` per query.
+#[inline(always)]
+fn softmax<const M: usize>(scores: &mut [f32], len: usize, lens: &[usize]) -> [f32; M] {
+    let mut inv = [0.0f32; M];
+    for (i, row) in scores.chunks_exact_mut(len).enumerate().take(M) {
+        let (live, dead) = row.split_at_mut(lens[i]);
+        let max = lane_max(live);
+        for v in live.iter_mut() {
+            *v = exp(*v - max);
+        }
+        inv[i] = 1.0 / lane_sum(live, |v| v);
+        // Positions past this query's length weigh nothing in the shared loop.
+        dead.fill(0.0);
+    }
+    inv
 }
 
 #[multiversion(targets("x86_64+avx512f+avx512vl+avx512bw+avx512dq", "x86_64+avx2+fma"))]
@@ -103,17 +162,7 @@ impl Tile<'_> {
     ) {
         let q: [&[f32]; M] = std::array::from_fn(|i| &q[i][..self.d]);
         self.scores::<M>(&q, scale, scores);
-        let mut inv = [0.0f32; M];
-        for (i, row) in scores.chunks_exact_mut(self.len).enumerate() {
-            let (live, dead) = row.split_at_mut(lens[i]);
-            let max = lane_max(live);
-            for v in live.iter_mut() {
-                *v = exp(*v - max);
-            }
-            inv[i] = 1.0 / lane_sum(live, |v| v);
-            // Positions past this query's length weigh nothing in the shared loop.
-            dead.fill(0.0);
-        }
+        let inv = softmax::<M>(scores, self.len, lens);
         self.weighted::<M>(scores, &inv, out);
     }
 
@@ -207,6 +256,146 @@ impl Tile<'_> {
     }
 }
 
+/// The AVX-512 kernels: the portable loops' arithmetic (the same bits), with the
+/// tile's queries transposed into scratch (`[head_dim][M]`, every broadcast a fixed
+/// offset from one pointer), the accumulators held in registers, and masked loads
+/// for a block or head narrower than 16.
+#[cfg(target_arch = "x86_64")]
+mod x86 {
+    use std::arch::x86_64::*;
+
+    use super::{softmax, LANES};
+
+    #[allow(clippy::too_many_arguments)]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    pub(super) fn tile(
+        keys: &[&[f32]],
+        values: &[&[f32]],
+        block: usize,
+        d: usize,
+        q: &[&[f32]],
+        lens: &[usize],
+        scale: f32,
+        scratch: &mut Vec<f32>,
+        out: &mut [&mut [f32]],
+    ) {
+        match q.len() {
+            1 => run::<1>(keys, values, block, d, q, lens, scale, scratch, out),
+            2 => run::<2>(keys, values, block, d, q, lens, scale, scratch, out),
+            3 => run::<3>(keys, values, block, d, q, lens, scale, scratch, out),
+            4 => run::<4>(keys, values, block, d, q, lens, scale, scratch, out),
+            5 => run::<5>(keys, values, block, d, q, lens, scale, scratch, out),
+            6 => run::<6>(keys, values, block, d, q, lens, scale, scratch, out),
+            7 => run::<7>(keys, values, block, d, q, lens, scale, scratch, out),
+            _ => run::<8>(keys, values, block, d, q, lens, scale, scratch, out),
+        }
+    }
+
+    /// Lanes `0..n` of a vector.
+    #[inline(always)]
+    fn mask(n: usize) -> __mmask16 {
+        if n >= LANES {
+            0xFFFF
+        } else {
+            ((1u32 << n) - 1) as __mmask16
+        }
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    #[inline]
+    #[target_feature(enable = "avx512f,avx2,fma")]
+    fn run<const M: usize>(
+        keys: &[&[f32]],
+        values: &[&[f32]],
+        bs: usize,
+        d: usize,
+        q: &[&[f32]],
+        lens: &[usize],
+        scale: f32,
+        scratch: &mut Vec<f32>,
+        out: &mut [&mut [f32]],
+    ) {
+        let len = lens[..M].iter().copied().max().unwrap_or(0);
+        // Scratch: the queries transposed, then the scores (rows of `len`).
+        scratch.clear();
+        scratch.resize(d * M + M * len, 0.0);
+        let (qt, scores) = scratch.split_at_mut(d * M);
+        for (i, qi) in q.iter().enumerate().take(M) {
+            for (j, &x) in qi[..d].iter().enumerate() {
+                qt[j * M + i] = x;
+            }
+        }
+        let vscale = _mm512_set1_ps(scale);
+        for (b, kt) in keys.iter().enumerate() {
+            let used = (len - b * bs).min(bs);
+            assert!(kt.len() >= d * bs, "a key block is {} long", kt.len());
+            let mut s0 = 0;
+            while s0 < used {
+                let n = (used - s0).min(LANES);
+                let m = mask((bs - s0).min(LANES));
+                let mut acc = [_mm512_setzero_ps(); M];
+                let mut k = kt[s0..].as_ptr();
+                let mut qp = qt.as_ptr();
+                for _ in 0..d {
+                    // SAFETY: lanes `s0..s0 + 16` within the block row (`m`), and
+                    // row `j < d` of a block `d · bs` long; `qp` walks `qt`'s `d · M`.
+                    unsafe {
+                        let kv = _mm512_maskz_loadu_ps(m, k);
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            *a = _mm512_fmadd_ps(_mm512_set1_ps(*qp.add(i)), kv, *a);
+                        }
+                        k = k.add(bs);
+                        qp = qp.add(M);
+                    }
+                }
+                for (i, a) in acc.iter().enumerate() {
+                    let dst = &mut scores[i * len + b * bs + s0..i * len + b * bs + s0 + n];
+                    // SAFETY: `n` lanes into a slice of `n`.
+                    unsafe {
+                        _mm512_mask_storeu_ps(dst.as_mut_ptr(), mask(n), _mm512_mul_ps(*a, vscale))
+                    };
+                }
+                s0 += LANES;
+            }
+        }
+        let inv = softmax::<M>(scores, len, lens);
+        let rows: [*const f32; M] = std::array::from_fn(|i| scores[i * len..].as_ptr());
+        let mut c0 = 0;
+        while c0 < d {
+            let m = mask(d - c0);
+            let mut acc = [_mm512_setzero_ps(); M];
+            for (b, v) in values.iter().enumerate() {
+                let used = (len - b * bs).min(bs);
+                assert!(v.len() >= used * d, "a value block is {} long", v.len());
+                let mut vp = v[c0..].as_ptr();
+                for s in b * bs..b * bs + used {
+                    // SAFETY: lanes `c0..c0 + 16` of a row of `d` (`m`), rows below
+                    // `used`; position `s < len` of each row of scores.
+                    unsafe {
+                        let x = _mm512_maskz_loadu_ps(m, vp);
+                        for (i, a) in acc.iter_mut().enumerate() {
+                            *a = _mm512_fmadd_ps(_mm512_set1_ps(*rows[i].add(s)), x, *a);
+                        }
+                        vp = vp.add(d);
+                    }
+                }
+            }
+            for (i, a) in acc.iter().enumerate() {
+                let o = &mut out[i][c0..d];
+                // SAFETY: `min(16, d − c0)` lanes into a slice that long.
+                unsafe {
+                    _mm512_mask_storeu_ps(
+                        o.as_mut_ptr(),
+                        m,
+                        _mm512_mul_ps(*a, _mm512_set1_ps(inv[i])),
+                    )
+                };
+            }
+            c0 += LANES;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -292,20 +481,23 @@ mod tests {
                         "block {block} d {d} query {i}: {a} vs {b}"
                     );
                 }
-                // Alone in its tile: the same bits.
-                let mut one = vec![0.0f32; d];
-                attend(
-                    &keys,
-                    &values,
-                    block,
-                    d,
-                    &qs[i..=i],
-                    &lens[i..=i],
-                    scale,
-                    &mut scratch,
-                    &mut [one.as_mut_slice()],
-                );
-                assert_eq!(o, &one, "block {block} d {d} query {i}");
+                // Alone in its tile, and on either kernel: the same bits.
+                for simd in [false, true] {
+                    let mut one = vec![0.0f32; d];
+                    attend_on(
+                        simd,
+                        &keys,
+                        &values,
+                        block,
+                        d,
+                        &qs[i..=i],
+                        &lens[i..=i],
+                        scale,
+                        &mut scratch,
+                        &mut [one.as_mut_slice()],
+                    );
+                    assert_eq!(o, &one, "block {block} d {d} query {i} simd {simd}");
+                }
             }
         }
     }
