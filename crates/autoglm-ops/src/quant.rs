@@ -806,23 +806,17 @@ impl QuantMatrix {
         // unit (each writes its own output rows); else the weight groups are.
         let tiled = m / 4 * 4;
         if tiled / 4 >= 4 * rayon::current_num_threads() {
-            x[..tiled * k]
+            // Panels take eight rows at a time (each weight block unpacked once for
+            // eight), then four; the row kernels four.
+            let wide = if self.panels.is_some() { m / 8 * 8 } else { 0 };
+            x[..wide * k]
+                .par_chunks_exact(8 * k)
+                .zip(out[..wide * n].par_chunks_exact_mut(8 * n))
+                .try_for_each(|(xg, og)| self.rows_tile::<8>(xg, og))?;
+            x[wide * k..tiled * k]
                 .par_chunks_exact(4 * k)
-                .zip(out[..tiled * n].par_chunks_exact_mut(4 * n))
-                .try_for_each(|(xg, og)| -> Result<()> {
-                    let xq = quantize_activations(xg)?;
-                    let xs: [&[u8]; 4] =
-                        std::array::from_fn(|c| &xq[c * xq.len() / 4..(c + 1) * xq.len() / 4]);
-                    let acts = panels::Acts::for_rows(self.format, self.panels.is_some(), &xs);
-                    for g in 0..groups {
-                        let t = self.tile(g, xs, &acts);
-                        for (c, orow) in og.chunks_exact_mut(n).enumerate() {
-                            let o = &mut orow[ROWS * g..(ROWS * g + ROWS).min(n)];
-                            o.copy_from_slice(&t[c][..o.len()]);
-                        }
-                    }
-                    Ok(())
-                })?;
+                .zip(out[wide * n..tiled * n].par_chunks_exact_mut(4 * n))
+                .try_for_each(|(xg, og)| self.rows_tile::<4>(xg, og))?;
         } else {
             for (xg, og) in x[..tiled * k]
                 .chunks_exact(4 * k)
@@ -831,7 +825,7 @@ impl QuantMatrix {
                 let xq = quantize_activations(xg)?;
                 let xs: [&[u8]; 4] =
                     std::array::from_fn(|c| &xq[c * xq.len() / 4..(c + 1) * xq.len() / 4]);
-                let acts = panels::Acts::for_rows(self.format, self.panels.is_some(), &xs);
+                let acts = panels::acts(self.format, self.panels.is_some(), xs);
                 let tiles: Vec<[[f32; ROWS]; 4]> = (0..groups)
                     .into_par_iter()
                     .with_min_len(8)
@@ -849,7 +843,7 @@ impl QuantMatrix {
             .zip(out[tiled * n..].chunks_exact_mut(n))
         {
             let xq = quantize_activations(xr)?;
-            let acts = panels::Acts::for_rows(self.format, self.panels.is_some(), &[&xq]);
+            let acts = panels::acts(self.format, self.panels.is_some(), [&xq[..]]);
             or.par_chunks_mut(ROWS)
                 .enumerate()
                 .with_min_len(8)
@@ -861,27 +855,38 @@ impl QuantMatrix {
         Ok(())
     }
 
+    /// `C` activation rows `xg` against every output group, into their `C` output
+    /// rows `og`.
+    fn rows_tile<const C: usize>(&self, xg: &[f32], og: &mut [f32]) -> Result<()> {
+        let n = self.n;
+        let xq = quantize_activations(xg)?;
+        let xs: [&[u8]; C] = std::array::from_fn(|c| &xq[c * xq.len() / C..(c + 1) * xq.len() / C]);
+        let acts = panels::acts(self.format, self.panels.is_some(), xs);
+        for g in 0..n.div_ceil(ROWS) {
+            let t = self.tile(g, xs, &acts);
+            for (c, orow) in og.chunks_exact_mut(n).enumerate() {
+                let o = &mut orow[ROWS * g..(ROWS * g + ROWS).min(n)];
+                o.copy_from_slice(&t[c][..o.len()]);
+            }
+        }
+        Ok(())
+    }
+
     /// Output group `g` (rows `8g..8g + 8`, fewer in the last, partial group: the
     /// rest of its tile is zero) against `C` activation rows `xs` (`[c][r]`): the
     /// panel kernel, the row kernel, or one row at a time for a partial group.
     /// `acts` is `xs` prepared for the panels, where there are panels.
     #[inline]
-    fn tile<const C: usize>(
-        &self,
-        g: usize,
-        xs: [&[u8]; C],
-        acts: &[panels::Acts],
-    ) -> [[f32; ROWS]; C] {
+    fn tile<const C: usize>(&self, g: usize, xs: [&[u8]; C], acts: &[u32]) -> [[f32; ROWS]; C] {
         // `isa` was checked when it was set, and every row holds `k / 32` blocks.
         let (f, isa, n) = (self.format, self.isa, self.n);
         #[cfg(target_arch = "x86_64")]
         if let (Some(p), true) = (&self.panels, ROWS * g < self.tail) {
             let gb = self.group_bytes();
             let panel = &p[g * gb..(g + 1) * gb];
-            let a: [&panels::Acts; C] = std::array::from_fn(|c| &acts[c]);
             // SAFETY: panels exist only where this CPU has VNNI (`repacked`,
             // `with_isa`).
-            return unsafe { panels::x86::panel_vnni(f, panel, a) };
+            return unsafe { panels::x86::panel_vnni::<C>(f, panel, acts) };
         }
         if ROWS * g + ROWS <= n {
             dot_rows(f, std::array::from_fn(|i| self.row(ROWS * g + i)), xs, isa)
@@ -959,67 +964,63 @@ mod panels {
         out.extend(rows.concat());
     }
 
-    /// One activation row, prepared for the panels: each block's scale and, for
-    /// `Q4_0` weights, its codes four at a time (as `i32`, for broadcasting) and
-    /// 8·Σ codes, or for `Q8_0` weights the codes plus 128 (unsigned) four at a time.
-    #[derive(Debug, Default)]
-    pub(super) struct Acts {
-        pub(super) d: Vec<f32>,
-        pub(super) q: Vec<[i32; 8]>,
-        pub(super) u: Vec<[i32; 8]>,
-        pub(super) s8: Vec<i32>,
+    /// Words per block of `c` activation rows prepared by [`acts`].
+    pub(super) const fn act_words(format: BlockFormat, c: usize) -> usize {
+        match format {
+            BlockFormat::Q8_0 => 9 * c,
+            _ => 10 * c,
+        }
     }
 
-    impl Acts {
-        fn new(format: BlockFormat, x: &[u8]) -> Acts {
-            let n = x.len() / Q8_0_BYTES;
-            let q8 = format == BlockFormat::Q8_0;
-            let mut a = Acts {
-                d: Vec::with_capacity(n),
-                ..Acts::default()
-            };
-            if q8 {
-                a.u.reserve(n);
-            } else {
-                a.q.reserve(n);
-                a.s8.reserve(n);
-            }
-            for b in x.chunks_exact(Q8_0_BYTES) {
-                a.d.push(half(b, 0));
-                let codes: &[u8; 32] = b[2..].try_into().expect("32 codes");
-                let fours: [i32; 8] = std::array::from_fn(|q| {
-                    i32::from_le_bytes([
+    /// `C` activation rows prepared for the panels (none where there are no panels),
+    /// interleaved block by block so that a tile reads them through one pointer. Per
+    /// block, for `Q4_0` weights: each row's codes four at a time (`8·C` words, row
+    /// after row, as `i32` for broadcasting), each row's 8·Σ codes (`C`), each row's
+    /// scale (`C`, f32 bits); for `Q8_0` weights the codes plus 128 (unsigned) four at
+    /// a time (`8·C`) and the scales (`C`).
+    pub(super) fn acts<const C: usize>(
+        format: BlockFormat,
+        panels: bool,
+        xs: [&[u8]; C],
+    ) -> Vec<u32> {
+        if !panels {
+            return Vec::new();
+        }
+        let q8 = format == BlockFormat::Q8_0;
+        let nb = xs[0].len() / Q8_0_BYTES;
+        let mut out = Vec::with_capacity(nb * act_words(format, C));
+        for b in 0..nb {
+            let blocks: [&[u8]; C] = xs.map(|x| &x[b * Q8_0_BYTES..(b + 1) * Q8_0_BYTES]);
+            for blk in &blocks {
+                let codes: &[u8; 32] = blk[2..].try_into().expect("32 codes");
+                for q in 0..8 {
+                    let w = u32::from_le_bytes([
                         codes[4 * q],
                         codes[4 * q + 1],
                         codes[4 * q + 2],
                         codes[4 * q + 3],
-                    ])
-                });
-                if q8 {
-                    a.u.push(fours.map(|v| v ^ 0x8080_8080_u32 as i32));
-                } else {
-                    a.q.push(fours);
-                    a.s8.push(8 * codes.iter().map(|&c| i32::from(c as i8)).sum::<i32>());
+                    ]);
+                    out.push(if q8 { w ^ 0x8080_8080 } else { w });
                 }
             }
-            a
-        }
-
-        /// Each row's, where there are panels to read them (else none).
-        pub(super) fn for_rows(format: BlockFormat, panels: bool, xs: &[&[u8]]) -> Vec<Acts> {
-            if panels {
-                xs.iter().map(|x| Acts::new(format, x)).collect()
-            } else {
-                Vec::new()
+            if !q8 {
+                for blk in &blocks {
+                    let sum: i32 = blk[2..].iter().map(|&c| i32::from(c as i8)).sum();
+                    out.push((8 * sum) as u32);
+                }
+            }
+            for blk in &blocks {
+                out.push(half(blk, 0).to_bits());
             }
         }
+        out
     }
 
     #[cfg(target_arch = "x86_64")]
     pub(super) mod x86 {
         use std::arch::x86_64::*;
 
-        use super::{block_bytes, Acts, BlockFormat};
+        use super::{act_words, block_bytes, BlockFormat};
 
         #[inline]
         #[target_feature(enable = "avx2")]
@@ -1029,66 +1030,98 @@ mod panels {
             unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
         }
 
+        /// The eight rows' f16 scales of a panel block.
+        #[inline]
+        #[target_feature(enable = "avx2,f16c")]
+        fn scales(p: &[u8]) -> __m256 {
+            let s: &[u8; 16] = p[..16].try_into().expect("16 bytes");
+            // SAFETY: `s` is 16 readable bytes; the load is unaligned.
+            _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.as_ptr().cast()) })
+        }
+
+        /// `acc + f32(isum) · (wd · xd)`, one fused multiply-add.
+        #[inline]
+        #[target_feature(enable = "avx2,fma")]
+        fn block_fma(acc: __m256, isum: __m256i, wd: __m256, xd: f32) -> __m256 {
+            let scale = _mm256_mul_ps(wd, _mm256_set1_ps(xd));
+            _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum), scale, acc)
+        }
+
         /// One group's eight rows against `C` activation rows (`[c][r]`); every
         /// product has the bits of `super::super::dot`: each block's exact integer
-        /// sum, one fused multiply-add by the rounded scale product.
+        /// sum, one fused multiply-add by the rounded scale product. Up to four rows
+        /// keep two integer accumulators each (shorter chains); wider tiles one.
         #[target_feature(enable = "avx2,fma,f16c,avx512vnni,avx512vl")]
         pub(in crate::quant) fn panel_vnni<const C: usize>(
             format: BlockFormat,
             panel: &[u8],
-            acts: [&Acts; C],
+            acts: &[u32],
         ) -> [[f32; 8]; C] {
             let pb = block_bytes(format);
+            let aw = act_words(format, C);
+            let two = C <= 4;
             let mut acc = [_mm256_setzero_ps(); C];
-            for (b, p) in panel.chunks_exact(pb).enumerate() {
-                let s: &[u8; 16] = p[..16].try_into().expect("16 bytes");
-                // SAFETY: `s` is 16 readable bytes; the load is unaligned.
-                let wd = _mm256_cvtph_ps(unsafe { _mm_loadu_si128(s.as_ptr().cast()) });
-                let mut i0 = [_mm256_setzero_si256(); C];
-                let mut i1 = [_mm256_setzero_si256(); C];
-                let isum: [__m256i; C] = match format {
-                    BlockFormat::Q8_0 => {
-                        let u: [&[i32; 8]; C] = std::array::from_fn(|c| &acts[c].u[b]);
+            let blocks = panel.chunks_exact(pb).zip(acts.chunks_exact(aw));
+            match format {
+                BlockFormat::Q8_0 => {
+                    for (p, a) in blocks {
+                        let mut i0 = [_mm256_setzero_si256(); C];
+                        let mut i1 = [_mm256_setzero_si256(); C];
                         for q in 0..8 {
                             let w = load(&p[48 + 32 * q..]);
                             for c in 0..C {
-                                let x = _mm256_set1_epi32(u[c][q]);
-                                if q % 2 == 0 {
-                                    i0[c] = _mm256_dpbusd_epi32(i0[c], x, w);
-                                } else {
+                                let x = _mm256_set1_epi32(a[8 * c + q] as i32);
+                                if two && q % 2 == 1 {
                                     i1[c] = _mm256_dpbusd_epi32(i1[c], x, w);
+                                } else {
+                                    i0[c] = _mm256_dpbusd_epi32(i0[c], x, w);
                                 }
                             }
                         }
                         let corr = load(&p[16..]);
-                        std::array::from_fn(|c| {
-                            _mm256_add_epi32(_mm256_add_epi32(i0[c], i1[c]), corr)
-                        })
+                        let wd = scales(p);
+                        for c in 0..C {
+                            let isum = if two {
+                                _mm256_add_epi32(_mm256_add_epi32(i0[c], i1[c]), corr)
+                            } else {
+                                _mm256_add_epi32(i0[c], corr)
+                            };
+                            acc[c] = block_fma(acc[c], isum, wd, f32::from_bits(a[8 * C + c]));
+                        }
                     }
-                    _ => {
-                        let m = _mm256_set1_epi8(0x0F);
-                        let x: [&[i32; 8]; C] = std::array::from_fn(|c| &acts[c].q[b]);
+                }
+                _ => {
+                    let m = _mm256_set1_epi8(0x0F);
+                    for (p, a) in blocks {
+                        let mut i0 = [_mm256_setzero_si256(); C];
+                        let mut i1 = [_mm256_setzero_si256(); C];
                         for q in 0..4 {
                             let v = load(&p[16 + 32 * q..]);
                             let lo = _mm256_and_si256(v, m);
                             let hi = _mm256_and_si256(_mm256_srli_epi16::<4>(v), m);
                             for c in 0..C {
-                                let (xl, xh) = (x[c][q], x[c][4 + q]);
-                                i0[c] = _mm256_dpbusd_epi32(i0[c], lo, _mm256_set1_epi32(xl));
-                                i1[c] = _mm256_dpbusd_epi32(i1[c], hi, _mm256_set1_epi32(xh));
+                                let xl = _mm256_set1_epi32(a[8 * c + q] as i32);
+                                let xh = _mm256_set1_epi32(a[8 * c + 4 + q] as i32);
+                                i0[c] = _mm256_dpbusd_epi32(i0[c], lo, xl);
+                                if two {
+                                    i1[c] = _mm256_dpbusd_epi32(i1[c], hi, xh);
+                                } else {
+                                    i0[c] = _mm256_dpbusd_epi32(i0[c], hi, xh);
+                                }
                             }
                         }
-                        std::array::from_fn(|c| {
-                            _mm256_sub_epi32(
-                                _mm256_add_epi32(i0[c], i1[c]),
-                                _mm256_set1_epi32(acts[c].s8[b]),
-                            )
-                        })
+                        let wd = scales(p);
+                        for c in 0..C {
+                            let isum = if two {
+                                _mm256_add_epi32(i0[c], i1[c])
+                            } else {
+                                i0[c]
+                            };
+                            let s8 = _mm256_set1_epi32(a[8 * C + c] as i32);
+                            let xd = f32::from_bits(a[9 * C + c]);
+                            acc[c] = block_fma(acc[c], _mm256_sub_epi32(isum, s8), wd, xd);
+                        }
                     }
-                };
-                for c in 0..C {
-                    let scale = _mm256_mul_ps(wd, _mm256_set1_ps(acts[c].d[b]));
-                    acc[c] = _mm256_fmadd_ps(_mm256_cvtepi32_ps(isum[c]), scale, acc[c]);
                 }
             }
             acc.map(|a| {
