@@ -9,7 +9,8 @@
 #   and glm-tiny-f32.gguf / glm-tiny-f16.gguf (convert_hf_to_gguf.py), plus prompts.json;
 #   for a quantized DTYPE (q8_0, q4_0) glm-tiny-DTYPE/ (`autoglm quantize --method rtn`) and
 #   glm-tiny-DTYPE.gguf (`autoglm gguf`), which hold the same blocks.
-# env: THREADS="1 2", DTYPES="f32 f16", PY (python with aiohttp), AUTOGLM (binary),
+# env: THREADS="1 2", DTYPES="f32 f16", ROUNDS=1 (interleaved passes over every
+#      configuration), PY (python with aiohttp), AUTOGLM (binary),
 #      LEVELS (loadgen invocations, ';'-separated), SHARED (the shared folder).
 set -u
 LLAMA=$1; DIR=$2; OUT=$3
@@ -22,11 +23,16 @@ PORT=${PORT:-18080}
 LEVELS=${LEVELS:-"--mode single --n 5;--mode poisson --rates 2 --max-s 40 --max-req 200 --drain-s 90;--mode closed --concurrency 16 --max-s 30 --max-req 200"}
 LOG=$(mktemp -d)
 
-wait_up() {
-  for _ in $(seq 1 120); do
-    curl -sf "http://127.0.0.1:$PORT/health" >/dev/null && return 0
+wait_up() {  # PID LABEL: polls /health every 20 ms; the seconds from launch to the
+  # first healthy answer (load time: weights read, repacked, ready) go to OUT.load.jsonl
+  for _ in $(seq 1 6000); do
+    if curl -sf "http://127.0.0.1:$PORT/health" >/dev/null; then
+      local now; now=$(date +%s.%N)
+      echo "{\"label\": \"$2\", \"load_s\": $(awk "BEGIN{print $now - $STARTED}")}" >> "$OUT.load.jsonl"
+      return 0
+    fi
     kill -0 "$1" 2>/dev/null || { echo "server died"; tail -20 "$LOG/server.log"; return 1; }
-    sleep 1
+    sleep 0.02
   done
   return 1
 }
@@ -41,12 +47,13 @@ run_levels() {  # LABEL
 }
 
 llama() {  # THREADS DTYPE
+  STARTED=$(date +%s.%N)
   "$LLAMA" -m "$DIR/glm-tiny-$2.gguf" --host 127.0.0.1 --port "$PORT" --threads "$1" --threads-batch "$1" \
     -c 2048 -np 16 --cont-batching --no-webui \
     --override-kv chatglm.context_length=int:2048,chatglm.attention.layer_norm_rms_epsilon=float:1.5625e-07 \
     > "$LOG/server.log" 2>&1 &
   local pid=$!
-  wait_up $pid && { echo "llama-server t$1 $2 up; load avg $(cut -d' ' -f1-3 /proc/loadavg)"; run_levels "llama.cpp_$2_t$1_np16"; }
+  wait_up $pid "llama.cpp_$2_t$1_np16" && { echo "llama-server t$1 $2 up; load avg $(cut -d' ' -f1-3 /proc/loadavg)"; run_levels "llama.cpp_$2_t$1_np16"; }
   kill $pid; wait $pid 2>/dev/null
 }
 
@@ -55,19 +62,22 @@ ours() {  # THREADS DTYPE
   [ "$2" != f32 ] && model="$DIR/glm-tiny-$2"
   local root; root=$(mktemp -d)
   cp -r "$model" "$root/m"
+  STARTED=$(date +%s.%N)
   "$AUTOGLM" serve --model "$root/m" --port "$PORT" --threads "$1" --response-cache-mib 0 \
     > "$LOG/server.log" 2>&1 &
   local pid=$!
-  wait_up $pid && { echo "autoglm t$1 $2 up; load avg $(cut -d' ' -f1-3 /proc/loadavg)"; run_levels "autoglm_$2_t$1"; }
+  wait_up $pid "autoglm_$2_t$1" && { echo "autoglm t$1 $2 up; load avg $(cut -d' ' -f1-3 /proc/loadavg)"; run_levels "autoglm_$2_t$1"; }
   kill -INT $pid; wait $pid 2>/dev/null
   rm -rf "$root"
 }
 
 i=0
-for t in ${THREADS:-1 2}; do
-  for d in ${DTYPES:-f32 f16}; do
-    if [ $((i % 2)) = 0 ]; then llama "$t" "$d"; ours "$t" "$d"; else ours "$t" "$d"; llama "$t" "$d"; fi
-    i=$((i + 1))
+for r in $(seq 1 "${ROUNDS:-1}"); do
+  for t in ${THREADS:-1 2}; do
+    for d in ${DTYPES:-f32 f16}; do
+      if [ $((i % 2)) = 0 ]; then llama "$t" "$d"; ours "$t" "$d"; else ours "$t" "$d"; llama "$t" "$d"; fi
+      i=$((i + 1))
+    done
   done
 done
 "$PY" "$SHARED/bench/serving/tables.py" "$OUT"
