@@ -49,3 +49,25 @@ pub fn check_journal(data: &[u8]) {
         let _ = storage.trials().len();
     }
 }
+
+/// Reading arbitrary bytes as an Optuna journal never panics: each line either is
+/// not Python JSON, or parses to a value that is written back to text that parses to
+/// the same text again, and replaying it applies or reports an error.
+pub fn check_optuna_journal(data: &[u8]) {
+    use crate::optuna::journal::{distribution_from_json, Replay};
+    use crate::optuna::pyjson::{PyJson, Separators};
+    let mut replay = Replay::new();
+    for line in data.split(|&b| b == b'\n') {
+        let Ok(text) = std::str::from_utf8(line) else {
+            continue;
+        };
+        let _ = distribution_from_json(text);
+        let Ok(v) = PyJson::parse(text) else {
+            continue;
+        };
+        let once = v.dumps(Separators::Compact);
+        let again = PyJson::parse(&once).expect("our own output parses");
+        assert_eq!(again.dumps(Separators::Compact), once);
+        let _ = replay.apply(&v, "fuzz");
+    }
+}

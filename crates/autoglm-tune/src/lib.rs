@@ -5,6 +5,7 @@ mod error;
 pub mod fuzz;
 mod importance;
 mod multifidelity;
+pub mod optuna;
 mod pareto;
 mod pruner;
 pub mod sampler;

@@ -750,6 +750,12 @@ fn fuzz_checks_accept_samples() {
         b"{\"op\":\"create\",\"number\":0,\"state\":\"running\",\"params\":{}}\n{\"op\":",
     );
     autoglm_tune::fuzz::check_journal(b"\xff\xfe\n");
+    autoglm_tune::fuzz::check_optuna_journal(
+        b"{\"op_code\":0,\"worker_id\":\"w\",\"study_name\":\"s\",\"directions\":[1]}\n\
+          {\"op_code\":4,\"worker_id\":\"w\",\"study_id\":0,\"datetime_start\":null,\"value\":NaN}\n\
+          {\"op_code\":7,\"worker_id\":\"w\",\"trial_id\":0,\"step\":1,\"intermediate_value\":-Infinity}\n\
+          [1e999, \"\\ud83d\", {\"a\":1,\"a\":2}]\n{\"op_code\":",
+    );
 }
 
 fn space_json() -> String {

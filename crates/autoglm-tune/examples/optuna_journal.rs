@@ -1,0 +1,213 @@
+//! Reads and writes Optuna journal files with `autoglm_tune::optuna`, for the
+//! side-by-side checks against Python Optuna (`scripts/optuna_interop.py`):
+//!
+//! - `dump PATH`: every study and trial as replayed, one JSON document (the
+//!   fields `optuna.load_study` exposes);
+//! - `echo PATH`: every line parsed and written again as Optuna writes lines;
+//! - `write PATH`: a fixed set of studies and trials written through
+//!   [`OptunaJournal`];
+//! - `append PATH STUDY N`: `N` study user attributes `rs_0 … rs_{N-1}`, one line
+//!   each, under the journal's lock (for concurrent writers).
+
+use std::path::Path;
+
+use autoglm_tune::optuna::file::JournalFile;
+use autoglm_tune::optuna::journal::{distribution_to_json, state_code};
+use autoglm_tune::optuna::pyjson::{PyJson, Separators};
+use autoglm_tune::optuna::OptunaJournal;
+use autoglm_tune::{Direction, Distribution, ParamValue, TrialState};
+
+fn attrs(m: &std::collections::BTreeMap<String, PyJson>) -> PyJson {
+    PyJson::Dict(m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+}
+
+fn value(v: &ParamValue) -> PyJson {
+    match v {
+        ParamValue::Bool(b) => PyJson::Bool(*b),
+        ParamValue::Int(i) => PyJson::Int(*i),
+        ParamValue::Float(x) => PyJson::Float(*x),
+        ParamValue::Str(s) => PyJson::Str(s.clone()),
+    }
+}
+
+fn opt_str(s: &Option<String>) -> PyJson {
+    s.as_ref().map_or(PyJson::Null, |s| PyJson::Str(s.clone()))
+}
+
+fn dump(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
+    let j = OptunaJournal::open(path)?;
+    let r = j.replay();
+    let studies = r
+        .studies()
+        .map(|s| {
+            let trials = s
+                .trials
+                .iter()
+                .map(|&id| {
+                    let t = r.trial(id).expect("a study's trial");
+                    PyJson::Dict(vec![
+                        ("id".into(), PyJson::Int(t.id as i64)),
+                        ("number".into(), PyJson::Int(t.number as i64)),
+                        ("state".into(), PyJson::Int(state_code(t.state))),
+                        (
+                            "values".into(),
+                            t.values.as_ref().map_or(PyJson::Null, |v| {
+                                PyJson::List(v.iter().map(|&x| PyJson::Float(x)).collect())
+                            }),
+                        ),
+                        (
+                            "params".into(),
+                            PyJson::Dict(
+                                t.params
+                                    .iter()
+                                    .map(|(k, v)| (k.clone(), value(v)))
+                                    .collect(),
+                            ),
+                        ),
+                        (
+                            "distributions".into(),
+                            PyJson::Dict(
+                                t.distributions
+                                    .iter()
+                                    .map(|(k, d)| (k.clone(), PyJson::Str(distribution_to_json(d))))
+                                    .collect(),
+                            ),
+                        ),
+                        ("user_attrs".into(), attrs(&t.user_attrs)),
+                        ("system_attrs".into(), attrs(&t.system_attrs)),
+                        (
+                            "intermediate_values".into(),
+                            PyJson::Dict(
+                                t.intermediate
+                                    .iter()
+                                    .map(|(k, v)| (k.to_string(), PyJson::Float(*v)))
+                                    .collect(),
+                            ),
+                        ),
+                        ("datetime_start".into(), opt_str(&t.datetime_start)),
+                        ("datetime_complete".into(), opt_str(&t.datetime_complete)),
+                    ])
+                })
+                .collect();
+            PyJson::Dict(vec![
+                ("id".into(), PyJson::Int(s.id as i64)),
+                ("name".into(), PyJson::Str(s.name.clone())),
+                (
+                    "directions".into(),
+                    PyJson::List(s.directions.iter().map(|&d| PyJson::Int(d)).collect()),
+                ),
+                ("user_attrs".into(), attrs(&s.user_attrs)),
+                ("system_attrs".into(), attrs(&s.system_attrs)),
+                ("trials".into(), PyJson::List(trials)),
+            ])
+        })
+        .collect();
+    Ok(PyJson::List(studies).dumps(Separators::Default))
+}
+
+fn write(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
+    let mut j = OptunaJournal::open(path)?;
+    let s = j.create_study("rust-single", &[Direction::Minimize])?;
+    j.set_study_attr(s, "dataset", PyJson::Str("e2e — dev".into()), false)?;
+    j.set_study_attr(
+        s,
+        "study:metric_names",
+        PyJson::List(vec![PyJson::Str("loss".into())]),
+        true,
+    )?;
+    let x = Distribution::float(-5.0, 5.0);
+    let lr = Distribution::float(1e-5, 1e-1).log();
+    let n = Distribution::int(1, 9).int_step(2);
+    let c = Distribution::categorical(["adam", "sgd"]);
+    let b = Distribution::categorical([true, false]);
+    for i in 0..6u32 {
+        let t = j.create_trial(s)?;
+        j.set_param(t, "x", &x, &ParamValue::Float(-5.0 + 1.7 * f64::from(i)))?;
+        j.set_param(
+            t,
+            "lr",
+            &lr,
+            &ParamValue::Float(1e-5 * 10f64.powi(i as i32 % 4)),
+        )?;
+        j.set_param(
+            t,
+            "layers",
+            &n,
+            &ParamValue::Int(1 + 2 * (i64::from(i) % 5)),
+        )?;
+        j.set_param(
+            t,
+            "opt",
+            &c,
+            &ParamValue::Str(["adam", "sgd"][i as usize % 2].into()),
+        )?;
+        j.set_param(t, "flag", &b, &ParamValue::Bool(i % 3 == 0))?;
+        for step in 0..3 {
+            let v = if i == 2 && step == 1 {
+                f64::NAN
+            } else {
+                1.0 / f64::from(step + i + 1)
+            };
+            j.set_intermediate(t, step.into(), v)?;
+        }
+        j.set_trial_attr(t, "note", PyJson::Str(format!("trial {i} ✓")), false)?;
+        j.set_trial_attr(t, "rung", PyJson::Int(i64::from(i % 2)), true)?;
+        match i {
+            3 => {
+                j.set_state_values(t, TrialState::Pruned, Some(&[0.25]))?;
+            }
+            4 => {
+                j.set_state_values(t, TrialState::Failed, None)?;
+            }
+            _ => {
+                j.set_state_values(t, TrialState::Complete, Some(&[f64::from(i) * 0.1 + 1e-7]))?;
+            }
+        }
+    }
+    let m = j.create_study("rust-multi", &[Direction::Minimize, Direction::Maximize])?;
+    let t = j.create_trial(m)?;
+    j.set_param(t, "x", &x, &ParamValue::Float(0.5))?;
+    j.set_state_values(t, TrialState::Complete, Some(&[1.0, f64::INFINITY]))?;
+    // A trial left running.
+    j.create_trial(m)?;
+    let gone = j.create_study("rust-deleted", &[Direction::Maximize])?;
+    j.create_trial(gone)?;
+    j.delete_study(gone)?;
+    Ok(())
+}
+
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    match args
+        .iter()
+        .map(String::as_str)
+        .collect::<Vec<_>>()
+        .as_slice()
+    {
+        ["dump", path] => println!("{}", dump(Path::new(path))?),
+        ["echo", path] => {
+            let mut f = JournalFile::open(Path::new(path))?;
+            let (logs, bad) = f.read_logs(0)?;
+            if let Some(b) = bad {
+                return Err(format!("line {}: {}", b.log_number + 1, b.reason).into());
+            }
+            for l in logs {
+                println!("{}", l.dumps(Separators::Compact));
+            }
+        }
+        ["write", path] => write(Path::new(path))?,
+        ["append", path, study, n] => {
+            let mut j = OptunaJournal::open(Path::new(path))?;
+            let id = j
+                .replay()
+                .study_by_name(study)
+                .ok_or_else(|| format!("no study '{study}'"))?
+                .id;
+            for i in 0..n.parse::<u64>()? {
+                j.set_study_attr(id, &format!("rs_{i}"), PyJson::Int(i as i64), false)?;
+            }
+        }
+        _ => return Err("usage: optuna_journal dump|echo|write PATH | append PATH STUDY N".into()),
+    }
+    Ok(())
+}

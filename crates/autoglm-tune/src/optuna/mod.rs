@@ -1,0 +1,374 @@
+//! Optuna's journal storage, byte for byte: the format Optuna's `JournalStorage`
+//! writes ([`journal`]: its eleven operation codes and their replay rules;
+//! [`pyjson`]: JSON as Python writes it), its file backend with Optuna's lock
+//! protocol ([`file`]), and [`OptunaJournal`], a writer that appends operations as
+//! Optuna's storage methods do — one line each, then a read of everything new —
+//! so Python Optuna processes and ours can share one journal, and every Optuna tool
+//! (`optuna.load_study`, `optuna-dashboard`) reads what we write.
+//!
+//! ```
+//! use autoglm_tune::optuna::OptunaJournal;
+//! use autoglm_tune::{Direction, Distribution, ParamValue, TrialState};
+//!
+//! # fn main() -> Result<(), Box<dyn std::error::Error>> {
+//! let dir = tempfile::tempdir()?;
+//! let mut j = OptunaJournal::open(&dir.path().join("journal.log"))?;
+//! let study = j.create_study("demo", &[Direction::Minimize])?;
+//! let trial = j.create_trial(study)?;
+//! j.set_param(trial, "x", &Distribution::float(-5.0, 5.0), &ParamValue::Float(1.5))?;
+//! j.set_state_values(trial, TrialState::Complete, Some(&[2.25]))?;
+//! let t = j.replay().trial(trial).unwrap();
+//! assert_eq!(t.values, Some(vec![2.25]));
+//! # Ok(()) }
+//! ```
+
+pub mod file;
+pub mod journal;
+pub mod pyjson;
+
+use std::path::Path;
+use std::time::SystemTime;
+
+use crate::error::{Error, Result};
+use crate::space::{Distribution, ParamValue};
+use crate::study::Direction;
+use crate::trial::TrialState;
+use file::JournalFile;
+use journal::{op, Replay};
+use pyjson::PyJson;
+
+/// A process's handle on an Optuna journal: appends operations as this worker and
+/// keeps the replayed state of every study in it.
+#[derive(Debug)]
+pub struct OptunaJournal {
+    file: JournalFile,
+    replay: Replay,
+    worker_id: String,
+}
+
+/// The time now as Optuna 5 writes it: UTC, microseconds, `+00:00`.
+pub fn now_iso() -> String {
+    let s = humantime::format_rfc3339_micros(SystemTime::now()).to_string();
+    match s.strip_suffix('Z') {
+        Some(t) => format!("{t}+00:00"),
+        None => s,
+    }
+}
+
+/// A worker id in Optuna's shape (a UUID, a dash, a thread number), unique to this
+/// handle.
+fn worker_id() -> String {
+    let seed = file::unique();
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed.bytes() {
+        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
+    }
+    let mut next = || {
+        h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = h;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    };
+    let (a, b) = (next(), next());
+    format!(
+        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}-{}",
+        a >> 32,
+        (a >> 16) & 0xffff,
+        a & 0xfff,
+        0x8000 | (b >> 48) & 0x3fff,
+        b & 0xffff_ffff_ffff,
+        std::process::id()
+    )
+}
+
+fn dict(items: Vec<(&str, PyJson)>) -> PyJson {
+    PyJson::Dict(items.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
+}
+
+impl OptunaJournal {
+    /// The journal file at `path` (created if missing), replayed.
+    ///
+    /// # Errors
+    /// [`Error::Io`] or [`Error::Journal`] (a line that is not an operation).
+    pub fn open(path: &Path) -> Result<OptunaJournal> {
+        let file = JournalFile::open(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::with_file(file)
+    }
+
+    /// A journal through a [`JournalFile`] opened with other lock settings.
+    ///
+    /// # Errors
+    /// As [`OptunaJournal::open`].
+    pub fn with_file(file: JournalFile) -> Result<OptunaJournal> {
+        let mut j = OptunaJournal {
+            file,
+            replay: Replay::new(),
+            worker_id: worker_id(),
+        };
+        j.sync()?;
+        Ok(j)
+    }
+
+    /// This handle's worker id (what its lines carry).
+    pub fn worker_id(&self) -> &str {
+        &self.worker_id
+    }
+
+    /// The state replayed so far.
+    pub fn replay(&self) -> &Replay {
+        &self.replay
+    }
+
+    /// Reads and applies what was appended since the last read.
+    ///
+    /// # Errors
+    /// [`Error::Io`]; [`Error::Journal`] for a line that is not JSON (with lines
+    /// after it) or not an operation, or an operation of this worker's that cannot
+    /// apply (it is counted as read, as Optuna counts it).
+    pub fn sync(&mut self) -> Result<()> {
+        let (logs, bad) = self
+            .file
+            .read_logs(self.replay.log_number_read)
+            .map_err(|source| Error::Io {
+                path: self.file.path().to_owned(),
+                source,
+            })?;
+        for log in &logs {
+            let line = self.replay.log_number_read + 1;
+            self.replay
+                .apply(log, &self.worker_id)
+                .map_err(|e| Error::Journal {
+                    path: self.file.path().to_owned(),
+                    line: line as usize,
+                    reason: e.to_string(),
+                })?;
+        }
+        match bad {
+            Some(b) => Err(Error::Journal {
+                path: self.file.path().to_owned(),
+                line: b.log_number as usize + 1,
+                reason: b.reason,
+            }),
+            None => Ok(()),
+        }
+    }
+
+    /// Appends one operation (`op_code`, `worker_id`, then `fields` in order) and
+    /// reads everything new, this line included.
+    fn write(&mut self, code: i64, fields: Vec<(&str, PyJson)>) -> Result<()> {
+        let mut items = vec![
+            ("op_code", PyJson::Int(code)),
+            ("worker_id", PyJson::Str(self.worker_id.clone())),
+        ];
+        items.extend(fields);
+        self.file
+            .append_logs(&[dict(items)])
+            .map_err(|source| Error::Io {
+                path: self.file.path().to_owned(),
+                source,
+            })?;
+        self.sync()
+    }
+
+    /// Creates a study (`CREATE_STUDY`) and returns its id.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when a study of that name exists; I/O errors.
+    pub fn create_study(&mut self, name: &str, directions: &[Direction]) -> Result<u64> {
+        let dirs = directions
+            .iter()
+            .map(|d| {
+                PyJson::Int(match d {
+                    Direction::Minimize => 1,
+                    Direction::Maximize => 2,
+                })
+            })
+            .collect();
+        self.write(
+            op::CREATE_STUDY,
+            vec![
+                ("study_name", PyJson::Str(name.to_owned())),
+                ("directions", PyJson::List(dirs)),
+            ],
+        )?;
+        Ok(self
+            .replay
+            .study_by_name(name)
+            .expect("the study was just created")
+            .id)
+    }
+
+    /// Deletes a study (`DELETE_STUDY`).
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when it does not exist; I/O errors.
+    pub fn delete_study(&mut self, study: u64) -> Result<()> {
+        self.write(op::DELETE_STUDY, vec![("study_id", id(study))])
+    }
+
+    /// Sets a study's user attribute (`system`: its system attribute).
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when the study does not exist; I/O errors.
+    pub fn set_study_attr(
+        &mut self,
+        study: u64,
+        key: &str,
+        value: PyJson,
+        system: bool,
+    ) -> Result<()> {
+        let (code, field) = if system {
+            (op::SET_STUDY_SYSTEM_ATTR, "system_attr")
+        } else {
+            (op::SET_STUDY_USER_ATTR, "user_attr")
+        };
+        self.write(
+            code,
+            vec![("study_id", id(study)), (field, dict(vec![(key, value)]))],
+        )
+    }
+
+    /// Creates a running trial (`CREATE_TRIAL`, started now) and returns its id.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when the study does not exist; I/O errors.
+    pub fn create_trial(&mut self, study: u64) -> Result<u64> {
+        self.write(
+            op::CREATE_TRIAL,
+            vec![
+                ("study_id", id(study)),
+                ("datetime_start", PyJson::Str(now_iso())),
+            ],
+        )?;
+        Ok(self
+            .replay
+            .last_created_by_me()
+            .expect("the trial was just created"))
+    }
+
+    /// Sets a parameter of a running trial (`SET_TRIAL_PARAM`).
+    ///
+    /// # Errors
+    /// [`Error::OutOfDistribution`] when the value is not one of `dist`'s;
+    /// [`Error::Journal`] when the trial has finished, does not exist, or the
+    /// parameter had another kind of distribution earlier in the study; I/O errors.
+    pub fn set_param(
+        &mut self,
+        trial: u64,
+        name: &str,
+        dist: &Distribution,
+        value: &ParamValue,
+    ) -> Result<()> {
+        let internal = journal::internal(dist, value).ok_or_else(|| Error::OutOfDistribution {
+            name: name.to_owned(),
+            value: format!("{value:?}"),
+        })?;
+        self.write(
+            op::SET_TRIAL_PARAM,
+            vec![
+                ("trial_id", id(trial)),
+                ("param_name", PyJson::Str(name.to_owned())),
+                ("param_value_internal", internal),
+                (
+                    "distribution",
+                    PyJson::Str(journal::distribution_to_json(dist)),
+                ),
+            ],
+        )
+    }
+
+    /// Sets a trial's state and values (`SET_TRIAL_STATE_VALUES`). Setting RUNNING
+    /// claims a waiting trial: `Ok(false)` when another worker's claim came first in
+    /// the log (or the trial is running already), as Optuna's storage answers.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when the trial has finished or does not exist; I/O errors.
+    pub fn set_state_values(
+        &mut self,
+        trial: u64,
+        state: TrialState,
+        values: Option<&[f64]>,
+    ) -> Result<bool> {
+        self.sync()?;
+        let t = self
+            .replay
+            .trial(trial)
+            .ok_or_else(|| self.no_trial(trial))?;
+        if t.state.is_finished() {
+            return Err(Error::TrialFinished(t.number));
+        }
+        if state == TrialState::Running && t.state != TrialState::Waiting {
+            return Ok(false);
+        }
+        let mut fields = vec![
+            ("trial_id", id(trial)),
+            ("state", PyJson::Int(journal::state_code(state))),
+            (
+                "values",
+                values.map_or(PyJson::Null, |v| {
+                    PyJson::List(v.iter().map(|&x| PyJson::Float(x)).collect())
+                }),
+            ),
+        ];
+        if state == TrialState::Running {
+            fields.push(("datetime_start", PyJson::Str(now_iso())));
+        } else if state.is_finished() {
+            fields.push(("datetime_complete", PyJson::Str(now_iso())));
+        }
+        self.write(op::SET_TRIAL_STATE_VALUES, fields)?;
+        Ok(state != TrialState::Running || self.replay.owned_trial(&self.worker_id) == Some(trial))
+    }
+
+    /// Records an intermediate value (`SET_TRIAL_INTERMEDIATE_VALUE`).
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when the trial has finished or does not exist; I/O errors.
+    pub fn set_intermediate(&mut self, trial: u64, step: i64, value: f64) -> Result<()> {
+        self.write(
+            op::SET_TRIAL_INTERMEDIATE_VALUE,
+            vec![
+                ("trial_id", id(trial)),
+                ("step", PyJson::Int(step)),
+                ("intermediate_value", PyJson::Float(value)),
+            ],
+        )
+    }
+
+    /// Sets a trial's user attribute (`system`: its system attribute).
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when the trial has finished or does not exist; I/O errors.
+    pub fn set_trial_attr(
+        &mut self,
+        trial: u64,
+        key: &str,
+        value: PyJson,
+        system: bool,
+    ) -> Result<()> {
+        let (code, field) = if system {
+            (op::SET_TRIAL_SYSTEM_ATTR, "system_attr")
+        } else {
+            (op::SET_TRIAL_USER_ATTR, "user_attr")
+        };
+        self.write(
+            code,
+            vec![("trial_id", id(trial)), (field, dict(vec![(key, value)]))],
+        )
+    }
+
+    fn no_trial(&self, trial: u64) -> Error {
+        Error::Journal {
+            path: self.file.path().to_owned(),
+            line: self.replay.log_number_read as usize,
+            reason: format!("trial {trial} does not exist"),
+        }
+    }
+}
+
+fn id(x: u64) -> PyJson {
+    PyJson::Int(x as i64)
+}
