@@ -1,7 +1,7 @@
 //! Optuna's journal storage, byte for byte: the format Optuna's `JournalStorage`
 //! writes ([`journal`]: its eleven operation codes and their replay rules;
 //! [`pyjson`]: JSON as Python writes it), its file backend with Optuna's lock
-//! protocol ([`file`]), and [`OptunaJournal`], a writer that appends operations as
+//! protocol ([`mod@file`]), and [`OptunaJournal`], a writer that appends operations as
 //! Optuna's storage methods do — one line each, then a read of everything new —
 //! so Python Optuna processes and ours can share one journal, and every Optuna tool
 //! (`optuna.load_study`, `optuna-dashboard`) reads what we write.
