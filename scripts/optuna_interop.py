@@ -15,6 +15,8 @@ Checks, each failing the run with a message:
 3. A journal written by ours loads in Optuna to what ours replays.
 4. A Python writer and ours append LINES lines to one file at the same time, under
    Optuna's lock: every line intact, none lost, each writer's attributes all there.
+5. With --redis, 2-4 again through Optuna's JournalRedisBackend and ours on one
+   redis-server, each of our values byte for byte what Python's json.dumps writes.
 """
 import argparse
 import datetime
@@ -32,6 +34,9 @@ from optuna.storages import JournalStorage
 from optuna.storages.journal import JournalFileBackend
 
 optuna.logging.set_verbosity(optuna.logging.ERROR)
+import warnings  # noqa: E402
+
+warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
 
 
 def run(bin_, *args):
@@ -43,9 +48,10 @@ def to_local_naive(s):
     return None if s is None else datetime.datetime.fromisoformat(s).astimezone().replace(tzinfo=None)
 
 
-def python_view(path):
+def python_view(storage):
     """What Optuna loads, in the shape of our `dump`."""
-    storage = JournalStorage(JournalFileBackend(path))
+    if isinstance(storage, str):
+        storage = JournalStorage(JournalFileBackend(storage))
     out = []
     for fs in sorted(storage.get_all_studies(), key=lambda s: s._study_id):
         sid = fs._study_id
@@ -120,8 +126,9 @@ def check_asset(bin_, asset):
     print("ok  test_log_compatibility.py's assertions hold on our replay")
 
 
-def python_journal(path):
-    storage = JournalStorage(JournalFileBackend(path))
+def python_journal(storage):
+    if isinstance(storage, str):
+        storage = JournalStorage(JournalFileBackend(storage))
     s = optuna.create_study(study_name="py-single", storage=storage, sampler=optuna.samplers.TPESampler(seed=1))
     s.set_user_attr("note", "é ☃ \u0001")
     s.set_user_attr("inf", float("inf"))
@@ -231,18 +238,75 @@ def fetch_asset(dest):
     return path
 
 
+def check_redis(bin_, d, lines):
+    """The same through Optuna's JournalRedisBackend on a redis-server of our own."""
+    import socket
+    import redis as redis_py
+    from optuna.storages.journal import JournalRedisBackend
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    server = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                               "--appendonly", "no"], cwd=d, stdout=subprocess.DEVNULL)
+    try:
+        url = f"redis://127.0.0.1:{port}/0"
+        r = redis_py.Redis.from_url(url)
+        for _ in range(200):
+            try:
+                r.ping()
+                break
+            except redis_py.ConnectionError:
+                import time
+                time.sleep(0.05)
+        py = JournalStorage(JournalRedisBackend(url, prefix="py"))
+        python_journal(py)
+        compare(run(bin_, "dump", url + "#py"), py, "a Redis journal Optuna wrote")
+        run(bin_, "write", url + "#rs")
+        compare(run(bin_, "dump", url + "#rs"), JournalStorage(JournalRedisBackend(url, prefix="rs")),
+                "a Redis journal ours wrote, loaded by Optuna")
+        n = int(r.get("rs:log_number"))
+        for i in range(n + 1):
+            v = r.get(f"rs:log:{i}").decode()
+            if v != json.dumps(json.loads(v)):
+                sys.exit(f"FAIL redis: our line {i} is not what Python writes:\n  {v}\n  {json.dumps(json.loads(v))}")
+        print(f"ok  each of our {n + 1} Redis values has the bytes Python's json.dumps gives it")
+        # Both at once, as in the file check.
+        st = JournalStorage(JournalRedisBackend(url, prefix="sh"))
+        sid = optuna.create_study(study_name="shared", storage=st)._study_id
+        half = lines // 2
+        rust = subprocess.Popen([bin_, "append", url + "#sh", "shared", str(half)])
+        for i in range(half):
+            st.set_study_user_attr(sid, f"py_{i}", i)
+        if rust.wait() != 0:
+            sys.exit("FAIL redis concurrent: the Rust writer failed")
+        want = {f"py_{i}": i for i in range(half)} | {f"rs_{i}": i for i in range(half)}
+        fresh = JournalStorage(JournalRedisBackend(url, prefix="sh"))
+        if fresh.get_study_user_attrs(sid) != want:
+            sys.exit("FAIL redis concurrent: attributes missing")
+        if json.loads(run(bin_, "dump", url + "#sh"))[0]["user_attrs"] != want:
+            sys.exit("FAIL redis concurrent: our replay differs")
+        print(f"ok  {2 * half} Redis appends by Optuna and ours at once: none lost")
+    finally:
+        server.kill()
+        server.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--asset", help="Optuna's compatibility journal (else fetched from PyPI)")
     ap.add_argument("--fetch-to", default="target/optuna-asset")
     ap.add_argument("--lines", type=int, default=10000)
+    ap.add_argument("--redis", action="store_true",
+                    help="also through Redis (a redis-server on PATH; the binary built with the redis feature)")
     a = ap.parse_args()
     check_asset(a.bin, a.asset or fetch_asset(a.fetch_to))
     with tempfile.TemporaryDirectory() as d:
         check_python_written(a.bin, d)
         check_ours_written(a.bin, d)
         check_concurrent(a.bin, d, a.lines)
+        if a.redis:
+            check_redis(a.bin, d, a.lines)
 
 
 if __name__ == "__main__":

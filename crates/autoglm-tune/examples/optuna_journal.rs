@@ -8,6 +8,9 @@
 //!   [`OptunaJournal`];
 //! - `append PATH STUDY N`: `N` study user attributes `rs_0 … rs_{N-1}`, one line
 //!   each, under the journal's lock (for concurrent writers).
+//!
+//! With the `redis` feature, `dump`, `write` and `append` also take
+//! `redis://HOST:PORT/DB#PREFIX` for a journal on a Redis server.
 
 use std::path::Path;
 
@@ -34,8 +37,19 @@ fn opt_str(s: &Option<String>) -> PyJson {
     s.as_ref().map_or(PyJson::Null, |s| PyJson::Str(s.clone()))
 }
 
-fn dump(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
-    let j = OptunaJournal::open(path)?;
+/// A journal file, or with the `redis` feature `redis://HOST:PORT/DB#PREFIX`.
+fn open(spec: &str) -> Result<OptunaJournal, Box<dyn std::error::Error>> {
+    #[cfg(feature = "redis")]
+    if spec.starts_with("redis://") {
+        let (url, prefix) = spec.split_once('#').unwrap_or((spec, ""));
+        let backend = autoglm_tune::optuna::redis::JournalRedis::open(url, prefix)?;
+        return Ok(OptunaJournal::with_backend(Box::new(backend))?);
+    }
+    Ok(OptunaJournal::open(Path::new(spec))?)
+}
+
+fn dump(spec: &str) -> Result<String, Box<dyn std::error::Error>> {
+    let j = open(spec)?;
     let r = j.replay();
     let studies = r
         .studies()
@@ -105,8 +119,8 @@ fn dump(path: &Path) -> Result<String, Box<dyn std::error::Error>> {
     Ok(PyJson::List(studies).dumps(Separators::Default))
 }
 
-fn write(path: &Path) -> Result<(), Box<dyn std::error::Error>> {
-    let mut j = OptunaJournal::open(path)?;
+fn write(spec: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let mut j = open(spec)?;
     let s = j.create_study("rust-single", &[Direction::Minimize])?;
     j.set_study_attr(s, "dataset", PyJson::Str("e2e — dev".into()), false)?;
     j.set_study_attr(
@@ -184,7 +198,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         .collect::<Vec<_>>()
         .as_slice()
     {
-        ["dump", path] => println!("{}", dump(Path::new(path))?),
+        ["dump", spec] => println!("{}", dump(spec)?),
         ["echo", path] => {
             let mut f = JournalFile::open(Path::new(path))?;
             let (logs, bad) = f.read_logs(0)?;
@@ -195,9 +209,9 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 println!("{}", l.dumps(Separators::Compact));
             }
         }
-        ["write", path] => write(Path::new(path))?,
-        ["append", path, study, n] => {
-            let mut j = OptunaJournal::open(Path::new(path))?;
+        ["write", spec] => write(spec)?,
+        ["append", spec, study, n] => {
+            let mut j = open(spec)?;
             let id = j
                 .replay()
                 .study_by_name(study)

@@ -75,6 +75,13 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A journal's storage (a file, a Redis server) could not be read or written;
+    /// the reason names it.
+    #[error("{reason}")]
+    Storage {
+        /// What went wrong, and where.
+        reason: String,
+    },
     /// A multi-fidelity plan or loop that cannot run (its budgets, its limits, a
     /// multi-objective study); says what would fit.
     #[error("multi-fidelity search: {0}")]

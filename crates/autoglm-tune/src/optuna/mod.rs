@@ -25,6 +25,8 @@
 pub mod file;
 pub mod journal;
 pub mod pyjson;
+#[cfg(feature = "redis")]
+pub mod redis;
 
 use std::path::Path;
 use std::time::SystemTime;
@@ -33,15 +35,56 @@ use crate::error::{Error, Result};
 use crate::space::{Distribution, ParamValue};
 use crate::study::Direction;
 use crate::trial::TrialState;
+pub use file::BadLine;
 use file::JournalFile;
 use journal::{op, Replay};
 use pyjson::PyJson;
+
+/// Where a journal's lines live: Optuna's `BaseJournalBackend` (a file, Redis).
+pub trait Backend: std::fmt::Debug + Send {
+    /// The storage in words, for error messages (a path, a URL).
+    fn describe(&self) -> String;
+
+    /// The lines from number `from` on, parsed, as far as they are complete; a line
+    /// that is not JSON with lines after it stops the read with [`BadLine`], after
+    /// the lines before it.
+    ///
+    /// # Errors
+    /// The storage cannot be read (said in words).
+    fn read_logs(
+        &mut self,
+        from: u64,
+    ) -> std::result::Result<(Vec<PyJson>, Option<BadLine>), String>;
+
+    /// Appends the lines, in order, each whole or not at all.
+    ///
+    /// # Errors
+    /// The storage cannot be written (said in words).
+    fn append_logs(&mut self, logs: &[PyJson]) -> std::result::Result<(), String>;
+}
+
+impl Backend for JournalFile {
+    fn describe(&self) -> String {
+        self.path().display().to_string()
+    }
+
+    fn read_logs(
+        &mut self,
+        from: u64,
+    ) -> std::result::Result<(Vec<PyJson>, Option<BadLine>), String> {
+        JournalFile::read_logs(self, from).map_err(|e| format!("{}: {e}", self.path().display()))
+    }
+
+    fn append_logs(&mut self, logs: &[PyJson]) -> std::result::Result<(), String> {
+        JournalFile::append_logs(self, logs).map_err(|e| format!("{}: {e}", self.path().display()))
+    }
+}
 
 /// A process's handle on an Optuna journal: appends operations as this worker and
 /// keeps the replayed state of every study in it.
 #[derive(Debug)]
 pub struct OptunaJournal {
-    file: JournalFile,
+    backend: Box<dyn Backend>,
     replay: Replay,
     worker_id: String,
 }
@@ -90,22 +133,23 @@ impl OptunaJournal {
     /// The journal file at `path` (created if missing), replayed.
     ///
     /// # Errors
-    /// [`Error::Io`] or [`Error::Journal`] (a line that is not an operation).
+    /// [`Error::Io`] when the file cannot be created; as [`OptunaJournal::sync`].
     pub fn open(path: &Path) -> Result<OptunaJournal> {
         let file = JournalFile::open(path).map_err(|source| Error::Io {
             path: path.to_owned(),
             source,
         })?;
-        Self::with_file(file)
+        Self::with_backend(Box::new(file))
     }
 
-    /// A journal through a [`JournalFile`] opened with other lock settings.
+    /// A journal in any [`Backend`] (a [`JournalFile`] with other lock settings,
+    /// `redis::JournalRedis`), replayed.
     ///
     /// # Errors
-    /// As [`OptunaJournal::open`].
-    pub fn with_file(file: JournalFile) -> Result<OptunaJournal> {
+    /// As [`OptunaJournal::sync`].
+    pub fn with_backend(backend: Box<dyn Backend>) -> Result<OptunaJournal> {
         let mut j = OptunaJournal {
-            file,
+            backend,
             replay: Replay::new(),
             worker_id: worker_id(),
         };
@@ -126,34 +170,31 @@ impl OptunaJournal {
     /// Reads and applies what was appended since the last read.
     ///
     /// # Errors
-    /// [`Error::Io`]; [`Error::Journal`] for a line that is not JSON (with lines
-    /// after it) or not an operation, or an operation of this worker's that cannot
+    /// [`Error::Storage`] when the backend cannot be read; [`Error::Journal`] for a
+    /// line that is not JSON (with lines after it) or not an operation, or an operation of this worker's that cannot
     /// apply (it is counted as read, as Optuna counts it).
     pub fn sync(&mut self) -> Result<()> {
         let (logs, bad) = self
-            .file
+            .backend
             .read_logs(self.replay.log_number_read)
-            .map_err(|source| Error::Io {
-                path: self.file.path().to_owned(),
-                source,
-            })?;
+            .map_err(|reason| Error::Storage { reason })?;
         for log in &logs {
             let line = self.replay.log_number_read + 1;
             self.replay
                 .apply(log, &self.worker_id)
-                .map_err(|e| Error::Journal {
-                    path: self.file.path().to_owned(),
-                    line: line as usize,
-                    reason: e.to_string(),
-                })?;
+                .map_err(|e| self.journal_error(line, e.to_string()))?;
         }
         match bad {
-            Some(b) => Err(Error::Journal {
-                path: self.file.path().to_owned(),
-                line: b.log_number as usize + 1,
-                reason: b.reason,
-            }),
+            Some(b) => Err(self.journal_error(b.log_number + 1, b.reason)),
             None => Ok(()),
+        }
+    }
+
+    fn journal_error(&self, line: u64, reason: String) -> Error {
+        Error::Journal {
+            path: self.backend.describe().into(),
+            line: line as usize,
+            reason,
         }
     }
 
@@ -165,12 +206,9 @@ impl OptunaJournal {
             ("worker_id", PyJson::Str(self.worker_id.clone())),
         ];
         items.extend(fields);
-        self.file
+        self.backend
             .append_logs(&[dict(items)])
-            .map_err(|source| Error::Io {
-                path: self.file.path().to_owned(),
-                source,
-            })?;
+            .map_err(|reason| Error::Storage { reason })?;
         self.sync()
     }
 
@@ -361,11 +399,10 @@ impl OptunaJournal {
     }
 
     fn no_trial(&self, trial: u64) -> Error {
-        Error::Journal {
-            path: self.file.path().to_owned(),
-            line: self.replay.log_number_read as usize,
-            reason: format!("trial {trial} does not exist"),
-        }
+        self.journal_error(
+            self.replay.log_number_read,
+            format!("trial {trial} does not exist"),
+        )
     }
 }
 

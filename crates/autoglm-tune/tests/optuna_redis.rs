@@ -1,0 +1,151 @@
+//! Optuna's journal on a Redis server (feature `redis`): a `redis-server` from the
+//! system (`apt-get install redis-server`) is started on a free loopback port for
+//! the test. `cargo test -p autoglm-tune --features redis --test optuna_redis`.
+#![cfg(feature = "redis")]
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use autoglm_tune::optuna::pyjson::PyJson;
+use autoglm_tune::optuna::redis::JournalRedis;
+use autoglm_tune::optuna::{Backend, OptunaJournal};
+use autoglm_tune::{Direction, Distribution, ParamValue, TrialState};
+
+struct Server {
+    child: Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn server() -> Server {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let child = Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .current_dir(dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is needed for this test (apt-get install redis-server)");
+    let url = format!("redis://127.0.0.1:{port}/0");
+    let t = Instant::now();
+    while JournalRedis::open(&url, "probe").is_err() {
+        assert!(
+            t.elapsed() < Duration::from_secs(20),
+            "redis-server did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Server {
+        child,
+        url,
+        _dir: dir,
+    }
+}
+
+fn journal(url: &str, prefix: &str) -> OptunaJournal {
+    OptunaJournal::with_backend(Box::new(JournalRedis::open(url, prefix).unwrap())).unwrap()
+}
+
+#[test]
+fn two_workers_share_a_study_and_a_retried_append_is_written_once() {
+    let s = server();
+    let mut a = journal(&s.url, "");
+    let mut b = journal(&s.url, "");
+    let study = a.create_study("shared", &[Direction::Minimize]).unwrap();
+    let x = Distribution::float(0.0, 1.0);
+    for i in 0..5 {
+        let w = if i % 2 == 0 { &mut a } else { &mut b };
+        w.sync().unwrap();
+        let t = w.create_trial(study).unwrap();
+        w.set_param(t, "x", &x, &ParamValue::Float(f64::from(i) / 10.0))
+            .unwrap();
+        w.set_intermediate(t, 0, f64::NAN).unwrap();
+        w.set_state_values(t, TrialState::Complete, Some(&[f64::from(i)]))
+            .unwrap();
+    }
+    a.sync().unwrap();
+    b.sync().unwrap();
+    let trials = |j: &OptunaJournal| {
+        j.replay()
+            .study(study)
+            .unwrap()
+            .trials
+            .iter()
+            .map(|&t| j.replay().trial(t).unwrap().values.clone())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(trials(&a), trials(&b));
+    assert_eq!(trials(&a).len(), 5);
+    // Another prefix is another journal.
+    assert!(journal(&s.url, "other").replay().studies().next().is_none());
+    // The same operation id twice: one line.
+    let mut r = JournalRedis::open(&s.url, "").unwrap();
+    let log =
+        PyJson::parse(r#"{"op_code":2,"worker_id":"w","study_id":0,"user_attr":{"k":1}}"#).unwrap();
+    let n1 = r.append_once(&log, "op-1").unwrap();
+    let n2 = r.append_once(&log, "op-1").unwrap();
+    assert_eq!(n1, n2);
+    let (logs, bad) = r.read_logs(n1).unwrap();
+    assert_eq!((logs.len(), bad), (1, None));
+}
+
+#[test]
+fn a_server_restarted_mid_run_loses_nothing_acknowledged() {
+    let mut s = server();
+    let mut j = journal(&s.url, "");
+    let study = j.create_study("s", &[Direction::Maximize]).unwrap();
+    let t = j.create_trial(study).unwrap();
+    j.set_intermediate(t, 0, 1.0).unwrap();
+    // Killed: with appendfsync always every acknowledged write is on disk.
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    let port = s
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let dir = s._dir.path().to_owned();
+    let restart = std::thread::spawn(move || {
+        std::thread::sleep(Duration::from_millis(700));
+        Command::new("redis-server")
+            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+            .args(["--appendonly", "yes", "--appendfsync", "always"])
+            .current_dir(dir)
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap()
+    });
+    // This write waits for the server and goes through once it is back.
+    j.set_intermediate(t, 1, 2.0).unwrap();
+    s.child = restart.join().unwrap();
+    j.set_state_values(t, TrialState::Complete, Some(&[2.0]))
+        .unwrap();
+    let fresh = journal(&s.url, "");
+    let got = fresh.replay().trial(t).unwrap();
+    assert_eq!(got.intermediate.len(), 2);
+    assert_eq!(got.values, Some(vec![2.0]));
+    assert_eq!(fresh.replay().log_number_read, j.replay().log_number_read);
+}
