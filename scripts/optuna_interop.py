@@ -286,9 +286,53 @@ def check_redis(bin_, d, lines):
         if json.loads(run(bin_, "dump", url + "#sh"))[0]["user_attrs"] != want:
             sys.exit("FAIL redis concurrent: our replay differs")
         print(f"ok  {2 * half} Redis appends by Optuna and ours at once: none lost")
+        check_shared_study(bin_, JournalStorage(JournalRedisBackend(url, prefix="both")), url + "#both",
+                           "one study, two workers, Redis")
     finally:
         server.kill()
         server.wait()
+
+
+def check_shared_study(bin_, storage, spec, what, n=10):
+    """A Python Optuna worker and ours run trials of one study at once; three trials
+    enqueued by Python are claimed once each, by whichever worker came first."""
+    study = optuna.create_study(study_name="both", storage=storage, sampler=optuna.samplers.TPESampler(seed=3))
+    for x in (0.5, 1.5, 2.5):
+        study.enqueue_trial({"x": x})
+
+    def objective(t):
+        x = t.suggest_float("x", -5, 5)
+        k = t.suggest_int("n", 1, 8)
+        c = t.suggest_categorical("c", ["a", "b"])
+        return x * x + k + (c == "b")
+    rust = subprocess.Popen([bin_, "study", spec, "both", str(n), "7"])
+    study.optimize(objective, n_trials=n)
+    if rust.wait() != 0:
+        sys.exit(f"FAIL {what}: our worker failed")
+    trials = optuna.load_study(study_name="both", storage=storage).trials
+    if len(trials) != 2 * n:
+        sys.exit(f"FAIL {what}: {len(trials)} trials, not {2 * n}")
+    if [t.number for t in trials] != list(range(2 * n)):
+        sys.exit(f"FAIL {what}: trial numbers {[t.number for t in trials]}")
+    if any(t.state != optuna.trial.TrialState.COMPLETE for t in trials):
+        sys.exit(f"FAIL {what}: not every trial complete")
+    for t in trials:
+        want = t.params["x"] ** 2 + t.params["n"] + (t.params["c"] == "b")
+        if abs(t.value - want) > 1e-12:
+            sys.exit(f"FAIL {what}: trial {t.number} has value {t.value}, its params give {want}")
+    for x in (0.5, 1.5, 2.5):
+        if sum(t.params["x"] == x for t in trials[:3]) != 1:
+            sys.exit(f"FAIL {what}: the trial enqueued with x={x} was not evaluated exactly once")
+    ours = json.loads(run(bin_, "dump", spec))
+    theirs = [s for s in python_view(storage) if s["name"] == "both"]
+    mine = [s for s in ours if s["name"] == "both"]
+    for s_ in mine:
+        for t in s_["trials"]:
+            t["datetime_start"] = to_local_naive(t["datetime_start"])
+            t["datetime_complete"] = to_local_naive(t["datetime_complete"])
+    same(mine, theirs, what)
+    print(f"ok  {what}: Optuna's worker and ours ran {2 * n} trials of one study at once, "
+          "each enqueued trial evaluated once, the same study in both")
 
 
 def main():
@@ -305,6 +349,8 @@ def main():
         check_python_written(a.bin, d)
         check_ours_written(a.bin, d)
         check_concurrent(a.bin, d, a.lines)
+        both = os.path.join(d, "both.log")
+        check_shared_study(a.bin, JournalStorage(JournalFileBackend(both)), both, "one study, two workers, a file")
         if a.redis:
             check_redis(a.bin, d, a.lines)
 

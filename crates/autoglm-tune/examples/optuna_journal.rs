@@ -7,7 +7,9 @@
 //! - `write PATH`: a fixed set of studies and trials written through
 //!   [`OptunaJournal`];
 //! - `append PATH STUDY N`: `N` study user attributes `rs_0 … rs_{N-1}`, one line
-//!   each, under the journal's lock (for concurrent writers).
+//!   each, under the journal's lock (for concurrent writers);
+//! - `study PATH NAME N SEED`: `N` trials of a study (our TPE) as one worker of a
+//!   study other workers may share.
 //!
 //! With the `redis` feature, `dump`, `write` and `append` also take
 //! `redis://HOST:PORT/DB#PREFIX` for a journal on a Redis server.
@@ -210,6 +212,23 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             }
         }
         ["write", spec] => write(spec)?,
+        ["study", spec, name, n, seed] => {
+            // Our study loop (TPE) as one worker of a shared study: x in [-5, 5],
+            // n in 1..=8, c in {a, b}; objective x² + n + [c = b].
+            let seed = autoglm_tune::Seed(seed.parse()?);
+            let storage = autoglm_tune::Storage::optuna(open(spec)?, name, &[Direction::Minimize])?;
+            let mut s = autoglm_tune::Study::new(&[Direction::Minimize], seed)
+                .with_sampler(autoglm_tune::TpeSampler::new(seed))
+                .with_storage(storage);
+            s.optimize(n.parse()?, |t| {
+                let x = t.suggest_float("x", -5.0, 5.0, false)?;
+                let n = t.suggest_int("n", 1, 8, false)?;
+                let c = t.suggest_categorical("c", ["a", "b"])?;
+                Ok::<f64, autoglm_tune::TrialError>(
+                    x * x + n as f64 + f64::from(u8::from(c == ParamValue::Str("b".into()))),
+                )
+            })?;
+        }
         ["append", spec, study, n] => {
             let mut j = open(spec)?;
             let id = j

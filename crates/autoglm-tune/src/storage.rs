@@ -15,7 +15,11 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::optuna::journal::JournalTrial;
+use crate::optuna::pyjson::PyJson;
+use crate::optuna::OptunaJournal;
 use crate::space::{Distribution, ParamValue, Params};
+use crate::study::Direction;
 use crate::trial::{FrozenTrial, TrialState};
 
 /// One change to a study, as a journal line.
@@ -70,11 +74,21 @@ struct Journal {
     lines: usize,
 }
 
-/// Trial storage: in memory, or a journal file.
+/// A study in an Optuna journal, and this handle on the journal.
+struct OptunaLink {
+    journal: OptunaJournal,
+    study: u64,
+    name: String,
+}
+
+/// Trial storage: in memory, a study in an Optuna journal (a file, or Redis with
+/// the `redis` feature) that Python Optuna processes can share, or this crate's
+/// earlier JSONL journal.
 pub struct Storage {
     trials: Vec<FrozenTrial>,
     study_attrs: BTreeMap<String, serde_json::Value>,
     journal: Option<Journal>,
+    optuna: Option<OptunaLink>,
     warnings: Vec<String>,
 }
 
@@ -83,6 +97,7 @@ impl std::fmt::Debug for Storage {
         f.debug_struct("Storage")
             .field("trials", &self.trials.len())
             .field("journal", &self.journal.as_ref().map(|j| &j.path))
+            .field("optuna_study", &self.optuna.as_ref().map(|o| &o.name))
             .finish()
     }
 }
@@ -107,6 +122,7 @@ impl Storage {
             trials: Vec::new(),
             study_attrs: BTreeMap::new(),
             journal: None,
+            optuna: None,
             warnings: Vec::new(),
         }
     }
@@ -132,10 +148,202 @@ impl Storage {
                 offset: 0,
                 lines: 0,
             }),
+            optuna: None,
             warnings: Vec::new(),
         };
         s.refresh()?;
         Ok(s)
+    }
+
+    /// Study `name` in an Optuna journal — created with `directions` if the journal
+    /// has no study of that name, else checked to have them — as Optuna's
+    /// `JournalStorage` keeps it: Python Optuna reads and writes the same study
+    /// (`optuna.load_study(study_name=name, storage=JournalStorage(…))`), and
+    /// several processes of either kind can run trials of it at once.
+    ///
+    /// # Errors
+    /// [`Error::Space`] when the study exists with other directions; journal
+    /// errors.
+    pub fn optuna(journal: OptunaJournal, name: &str, directions: &[Direction]) -> Result<Self> {
+        let mut journal = journal;
+        let want: Vec<i64> = directions
+            .iter()
+            .map(|d| match d {
+                Direction::Minimize => 1,
+                Direction::Maximize => 2,
+            })
+            .collect();
+        let study = match journal.replay().study_by_name(name) {
+            Some(s) => s.id,
+            // Two processes may create it at once: the first line wins and the
+            // other's is an error, after which the study is there.
+            None => match journal.create_study(name, directions) {
+                Ok(id) => id,
+                Err(e) => {
+                    journal.sync()?;
+                    journal.replay().study_by_name(name).ok_or(e)?.id
+                }
+            },
+        };
+        let have = &journal
+            .replay()
+            .study(study)
+            .expect("found above")
+            .directions;
+        if *have != want {
+            return Err(Error::Space(format!(
+                "study '{name}' has directions {have:?} (Optuna's numbers: 1 minimize, 2 maximize), not {want:?}"
+            )));
+        }
+        let mut s = Storage::in_memory();
+        s.optuna = Some(OptunaLink {
+            journal,
+            study,
+            name: name.to_owned(),
+        });
+        s.rebuild()?;
+        Ok(s)
+    }
+
+    /// Study `name` in the Optuna journal file at `path` (created if missing): see
+    /// [`Storage::optuna`].
+    ///
+    /// # Errors
+    /// As [`Storage::optuna`].
+    pub fn optuna_file(path: &Path, name: &str, directions: &[Direction]) -> Result<Self> {
+        Storage::optuna(OptunaJournal::open(path)?, name, directions)
+    }
+
+    /// The Optuna journal behind this storage, if it is one.
+    pub fn optuna_journal(&self) -> Option<&OptunaJournal> {
+        self.optuna.as_ref().map(|o| &o.journal)
+    }
+
+    /// The trials and study attributes again from the Optuna journal's replay.
+    fn rebuild(&mut self) -> Result<()> {
+        let Some(link) = &self.optuna else {
+            return Ok(());
+        };
+        let r = link.journal.replay();
+        let study = r.study(link.study).ok_or_else(|| {
+            Error::Space(format!(
+                "study '{}' was deleted from the journal",
+                link.name
+            ))
+        })?;
+        self.study_attrs = study
+            .user_attrs
+            .iter()
+            .map(|(k, v)| (k.clone(), v.to_serde().unwrap_or(serde_json::Value::Null)))
+            .collect();
+        self.trials = study
+            .trials
+            .iter()
+            .map(|&id| frozen(r.trial(id).expect("a study's trial")))
+            .collect();
+        Ok(())
+    }
+
+    /// Writes an event to the Optuna journal as Optuna's operations; `None` when a
+    /// claim of a waiting trial was lost to another worker.
+    fn write_optuna(&mut self, ev: &Event) -> Result<Option<Event>> {
+        let link = self.optuna.as_mut().expect("an Optuna storage");
+        let study = link.study;
+        let j = &mut link.journal;
+        let id_of = |j: &OptunaJournal, number: u64| -> Result<u64> {
+            j.replay()
+                .study(study)
+                .and_then(|s| s.trials.get(number as usize).copied())
+                .ok_or(Error::UnknownTrial(number))
+        };
+        let number_of = |j: &OptunaJournal, id: u64| j.replay().trial(id).expect("created").number;
+        Ok(Some(match ev {
+            Event::Create {
+                state: TrialState::Running,
+                params,
+                ..
+            } if params.is_empty() => {
+                let id = j.create_trial(study)?;
+                Event::Create {
+                    number: number_of(j, id),
+                    state: TrialState::Running,
+                    params: Params::new(),
+                }
+            }
+            Event::Create {
+                state: TrialState::Waiting,
+                params,
+                ..
+            } => {
+                let fixed = params
+                    .iter()
+                    .map(|(k, v)| (k.clone(), py_param(v)))
+                    .collect();
+                let id = j.enqueue_trial(study, fixed)?;
+                Event::Create {
+                    number: number_of(j, id),
+                    state: TrialState::Waiting,
+                    params: params.clone(),
+                }
+            }
+            Event::Create { state, .. } => {
+                return Err(Error::Space(format!(
+                    "a trial created {state:?} cannot be written to an Optuna journal"
+                )))
+            }
+            Event::Claim { number } => {
+                let id = id_of(j, *number)?;
+                if !j.set_state_values(id, TrialState::Running, None)? {
+                    return Ok(None);
+                }
+                ev.clone()
+            }
+            Event::Param {
+                number,
+                name,
+                distribution,
+                value,
+            } => {
+                let id = id_of(j, *number)?;
+                j.set_param(id, name, distribution, value)?;
+                ev.clone()
+            }
+            Event::Report {
+                number,
+                step,
+                value,
+            } => {
+                let id = id_of(j, *number)?;
+                let step = i64::try_from(*step)
+                    .map_err(|_| Error::Space(format!("step {step} is too large")))?;
+                j.set_intermediate(id, step, *value)?;
+                ev.clone()
+            }
+            Event::Attr { number, key, value } => {
+                let id = id_of(j, *number)?;
+                j.set_trial_attr(id, key, PyJson::from_serde(value), false)?;
+                ev.clone()
+            }
+            Event::Constraints { number, values } => {
+                let id = id_of(j, *number)?;
+                let list = PyJson::List(values.iter().map(|&x| PyJson::Float(x)).collect());
+                j.set_trial_attr(id, "constraints", list, true)?;
+                ev.clone()
+            }
+            Event::Finish {
+                number,
+                state,
+                values,
+            } => {
+                let id = id_of(j, *number)?;
+                j.set_state_values(id, *state, values.as_deref())?;
+                ev.clone()
+            }
+            Event::StudyAttr { key, value } => {
+                j.set_study_attr(study, key, PyJson::from_serde(value), false)?;
+                ev.clone()
+            }
+        }))
     }
 
     /// The trials of a journal as far as they can be read, for reports on a run that
@@ -241,6 +449,10 @@ impl Storage {
     /// # Errors
     /// As [`Storage::journal`].
     pub fn refresh(&mut self) -> Result<()> {
+        if let Some(link) = self.optuna.as_mut() {
+            link.journal.sync()?;
+            return self.rebuild();
+        }
         if let Some(j) = &self.journal {
             j.file.lock_shared().map_err(io_err(&j.path))?;
         }
@@ -255,8 +467,22 @@ impl Storage {
     /// under the journal's exclusive lock.
     pub(crate) fn commit(
         &mut self,
-        make: impl FnOnce(&[FrozenTrial]) -> Result<Event>,
+        mut make: impl FnMut(&[FrozenTrial]) -> Result<Event>,
     ) -> Result<Event> {
+        if self.optuna.is_some() {
+            // Optuna's journal has no lock over read-and-write: write, then read
+            // what the log made of it (the trial number a creation got; whether a
+            // claim came first), and derive the event again after a lost claim.
+            loop {
+                self.refresh()?;
+                let ev = make(&self.trials)?;
+                apply(&mut self.trials, &mut self.study_attrs, &ev, false).map_err(Error::Space)?;
+                if let Some(done) = self.write_optuna(&ev)? {
+                    self.rebuild()?;
+                    return Ok(done);
+                }
+            }
+        }
         if let Some(j) = &self.journal {
             j.file.lock().map_err(io_err(&j.path))?;
         }
@@ -321,7 +547,7 @@ impl Storage {
             Ok(Event::Attr {
                 number,
                 key: key.to_owned(),
-                value,
+                value: value.clone(),
             })
         })
         .map(drop)
@@ -340,15 +566,20 @@ impl Storage {
         self.commit(|_| {
             Ok(Event::StudyAttr {
                 key: key.to_owned(),
-                value,
+                value: value.clone(),
             })
         })
         .map(drop)
     }
 
     pub(crate) fn set_constraints(&mut self, number: u64, values: Vec<f64>) -> Result<()> {
-        self.commit(|_| Ok(Event::Constraints { number, values }))
-            .map(drop)
+        self.commit(|_| {
+            Ok(Event::Constraints {
+                number,
+                values: values.clone(),
+            })
+        })
+        .map(drop)
     }
 }
 
@@ -482,4 +713,52 @@ pub fn intersection_space(trials: &[FrozenTrial]) -> BTreeMap<String, Distributi
         });
     }
     space.unwrap_or_default()
+}
+
+/// A parameter value as Python holds it (in `fixed_params`).
+fn py_param(v: &ParamValue) -> PyJson {
+    match v {
+        ParamValue::Bool(b) => PyJson::Bool(*b),
+        ParamValue::Int(i) => PyJson::Int(*i),
+        ParamValue::Float(x) => PyJson::Float(*x),
+        ParamValue::Str(s) => PyJson::Str(s.clone()),
+    }
+}
+
+/// An Optuna journal's trial as this crate's: the parameters an enqueued trial was
+/// given (`fixed_params`) and those it suggested, user attributes as JSON (a NaN or
+/// infinity inside one, which JSON cannot hold, reads as null here; the journal keeps
+/// it), constraints from the `constraints` system attribute.
+fn frozen(t: &JournalTrial) -> FrozenTrial {
+    let mut f = FrozenTrial::new(t.number, t.state);
+    if let Some(PyJson::Dict(fixed)) = t.system_attrs.get("fixed_params") {
+        for (k, v) in fixed {
+            let p = match v {
+                PyJson::Bool(b) => ParamValue::Bool(*b),
+                PyJson::Int(i) => ParamValue::Int(*i),
+                PyJson::Float(x) => ParamValue::Float(*x),
+                PyJson::Str(s) => ParamValue::Str(s.clone()),
+                _ => continue,
+            };
+            f.params.insert(k.clone(), p);
+        }
+    }
+    f.params
+        .extend(t.params.iter().map(|(k, v)| (k.clone(), v.clone())));
+    f.distributions.clone_from(&t.distributions);
+    f.values.clone_from(&t.values);
+    f.intermediate = t
+        .intermediate
+        .iter()
+        .filter_map(|(&k, &v)| u64::try_from(k).ok().map(|k| (k, v)))
+        .collect();
+    f.user_attrs = t
+        .user_attrs
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_serde().unwrap_or(serde_json::Value::Null)))
+        .collect();
+    if let Some(PyJson::List(c)) = t.system_attrs.get("constraints") {
+        f.constraints = c.iter().map(PyJson::as_f64).collect();
+    }
+    f
 }

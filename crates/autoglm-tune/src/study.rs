@@ -571,8 +571,8 @@ impl Study {
             Ok(Event::Param {
                 number,
                 name: name.to_owned(),
-                distribution: d,
-                value: v,
+                distribution: d.clone(),
+                value: v.clone(),
             })
         })?;
         Ok(value)
@@ -597,7 +597,7 @@ impl Study {
             Ok(Event::Create {
                 number: trials.len() as u64,
                 state: TrialState::Waiting,
-                params,
+                params: params.clone(),
             })
         })?;
         match ev {
@@ -622,7 +622,7 @@ impl Study {
             if t.state.is_finished() {
                 return Err(Error::TrialFinished(number));
             }
-            let (state, values) = match outcome {
+            let (state, values) = match outcome.clone() {
                 Outcome::Values(v) if v.len() != n_obj => {
                     return Err(Error::WrongValueCount {
                         expected: n_obj,

@@ -174,15 +174,30 @@ impl OptunaJournal {
     /// line that is not JSON (with lines after it) or not an operation, or an operation of this worker's that cannot
     /// apply (it is counted as read, as Optuna counts it).
     pub fn sync(&mut self) -> Result<()> {
+        self.sync_claiming(None)
+    }
+
+    /// [`OptunaJournal::sync`], where this worker's claim of trial `claim` that
+    /// reached the log after the trial finished (another worker claimed it first
+    /// and finished it meanwhile) is a lost claim, not an error: Optuna's
+    /// `_pop_waiting_trial_id` skips such a trial too.
+    fn sync_claiming(&mut self, claim: Option<u64>) -> Result<()> {
         let (logs, bad) = self
             .backend
             .read_logs(self.replay.log_number_read)
             .map_err(|reason| Error::Storage { reason })?;
         for log in &logs {
             let line = self.replay.log_number_read + 1;
-            self.replay
-                .apply(log, &self.worker_id)
-                .map_err(|e| self.journal_error(line, e.to_string()))?;
+            match self.replay.apply(log, &self.worker_id) {
+                Ok(()) => {}
+                Err(journal::ReplayError::Finished(_))
+                    if claim.is_some()
+                        && log.get("op_code") == Some(&PyJson::Int(op::SET_TRIAL_STATE_VALUES))
+                        && log.get("trial_id").and_then(PyJson::as_i64)
+                            == claim.map(|c| c as i64)
+                        && log.get("state") == Some(&PyJson::Int(0)) => {}
+                Err(e) => return Err(self.journal_error(line, e.to_string())),
+            }
         }
         match bad {
             Some(b) => Err(self.journal_error(b.log_number + 1, b.reason)),
@@ -201,6 +216,15 @@ impl OptunaJournal {
     /// Appends one operation (`op_code`, `worker_id`, then `fields` in order) and
     /// reads everything new, this line included.
     fn write(&mut self, code: i64, fields: Vec<(&str, PyJson)>) -> Result<()> {
+        self.write_claiming(code, fields, None)
+    }
+
+    fn write_claiming(
+        &mut self,
+        code: i64,
+        fields: Vec<(&str, PyJson)>,
+        claim: Option<u64>,
+    ) -> Result<()> {
         let mut items = vec![
             ("op_code", PyJson::Int(code)),
             ("worker_id", PyJson::Str(self.worker_id.clone())),
@@ -209,7 +233,7 @@ impl OptunaJournal {
         self.backend
             .append_logs(&[dict(items)])
             .map_err(|reason| Error::Storage { reason })?;
-        self.sync()
+        self.sync_claiming(claim)
     }
 
     /// Creates a study (`CREATE_STUDY`) and returns its id.
@@ -288,6 +312,41 @@ impl OptunaJournal {
             .expect("the trial was just created"))
     }
 
+    /// Enqueues a trial with fixed parameters (`CREATE_TRIAL` of a waiting trial
+    /// with the `fixed_params` system attribute, as Optuna's `enqueue_trial` writes
+    /// it) and returns its id.
+    ///
+    /// # Errors
+    /// [`Error::Journal`] when the study does not exist; I/O errors.
+    pub fn enqueue_trial(&mut self, study: u64, fixed: Vec<(String, PyJson)>) -> Result<u64> {
+        let empty = || PyJson::Dict(Vec::new());
+        self.write(
+            op::CREATE_TRIAL,
+            vec![
+                ("study_id", id(study)),
+                ("datetime_start", PyJson::Null),
+                (
+                    "state",
+                    PyJson::Int(journal::state_code(TrialState::Waiting)),
+                ),
+                ("value", PyJson::Null),
+                ("values", PyJson::Null),
+                ("distributions", empty()),
+                ("params", empty()),
+                ("user_attrs", empty()),
+                (
+                    "system_attrs",
+                    PyJson::Dict(vec![("fixed_params".into(), PyJson::Dict(fixed))]),
+                ),
+                ("intermediate_values", empty()),
+            ],
+        )?;
+        Ok(self
+            .replay
+            .last_created_by_me()
+            .expect("the trial was just created"))
+    }
+
     /// Sets a parameter of a running trial (`SET_TRIAL_PARAM`).
     ///
     /// # Errors
@@ -357,7 +416,8 @@ impl OptunaJournal {
         } else if state.is_finished() {
             fields.push(("datetime_complete", PyJson::Str(now_iso())));
         }
-        self.write(op::SET_TRIAL_STATE_VALUES, fields)?;
+        let claim = (state == TrialState::Running).then_some(trial);
+        self.write_claiming(op::SET_TRIAL_STATE_VALUES, fields, claim)?;
         Ok(state != TrialState::Running || self.replay.owned_trial(&self.worker_id) == Some(trial))
     }
 
