@@ -27,7 +27,7 @@ pub use sampler::{
 };
 pub use space::{Condition, Distribution, ParamSpec, ParamValue, Params, SearchSpace};
 pub use storage::{intersection_space, Storage};
-pub use study::{Direction, OptimizeReport, Outcome, StopReason, Study, TrialError};
+pub use study::{Direction, Heartbeat, OptimizeReport, Outcome, StopReason, Study, TrialError};
 pub use trial::{FrozenTrial, Trial, TrialState};
 
 /// A random seed: every sampler's suggestions are a function of the seed and the

@@ -11,13 +11,14 @@ use std::collections::BTreeMap;
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::optuna::journal::JournalTrial;
 use crate::optuna::pyjson::PyJson;
-use crate::optuna::OptunaJournal;
+use crate::optuna::{unix_now, Beater, OptunaJournal, HEARTBEAT_ATTR};
 use crate::space::{Distribution, ParamValue, Params};
 use crate::study::Direction;
 use crate::trial::{FrozenTrial, TrialState};
@@ -336,7 +337,10 @@ impl Storage {
                 values,
             } => {
                 let id = id_of(j, *number)?;
-                j.set_state_values(id, *state, values.as_deref())?;
+                if !j.set_state_values(id, *state, values.as_deref())? {
+                    // Another worker finished it first (failed it as stale, say).
+                    return Err(Error::TrialFinished(*number));
+                }
                 ev.clone()
             }
             Event::StudyAttr { key, value } => {
@@ -344,6 +348,113 @@ impl Storage {
                 ev.clone()
             }
         }))
+    }
+
+    /// Beats for running trial `number` now and then every `interval` on a thread
+    /// of its own, until the returned [`Beater`] is dropped; `None` outside an
+    /// Optuna journal.
+    pub(crate) fn start_heartbeat(
+        &mut self,
+        number: u64,
+        interval: Duration,
+    ) -> Result<Option<Beater>> {
+        let Some(link) = self.optuna.as_mut() else {
+            return Ok(None);
+        };
+        let id = link
+            .journal
+            .replay()
+            .study(link.study)
+            .and_then(|s| s.trials.get(number as usize).copied())
+            .ok_or(Error::UnknownTrial(number))?;
+        link.journal
+            .set_trial_attr(id, HEARTBEAT_ATTR, PyJson::Float(unix_now()), true)?;
+        let backend = link.journal.reopen_backend()?;
+        let worker = format!("{}-heartbeat", link.journal.worker_id());
+        Ok(Some(Beater::start(backend, worker, id, interval)))
+    }
+
+    /// Fails the running trials whose last heartbeat is older than `grace` (trials
+    /// without one are left alone) and, for each this worker failed, enqueues a
+    /// retry as Optuna's `RetryHeartbeatStaleTrialCallback` does: the same
+    /// parameters, distributions, user and system attributes, with `failed_trial`
+    /// (the first trial of the chain) and `retry_history` (every trial of it), unless
+    /// the chain already holds more than `max_retry` trials. Returns the numbers of
+    /// the trials failed here.
+    pub(crate) fn fail_stale(
+        &mut self,
+        grace: Duration,
+        max_retry: Option<usize>,
+    ) -> Result<Vec<u64>> {
+        self.refresh()?;
+        let Some(link) = self.optuna.as_mut() else {
+            return Ok(Vec::new());
+        };
+        let now = unix_now();
+        let stale: Vec<JournalTrial> = {
+            let r = link.journal.replay();
+            let Some(study) = r.study(link.study) else {
+                return Ok(Vec::new());
+            };
+            study
+                .trials
+                .iter()
+                .filter_map(|&id| r.trial(id))
+                .filter(|t| {
+                    t.state == TrialState::Running
+                        && t.system_attrs
+                            .get(HEARTBEAT_ATTR)
+                            .and_then(PyJson::as_f64)
+                            .is_some_and(|beat| now - beat > grace.as_secs_f64())
+                })
+                .cloned()
+                .collect()
+        };
+        let mut failed = Vec::new();
+        for t in stale {
+            match link
+                .journal
+                .set_state_values(t.id, TrialState::Failed, None)
+            {
+                Ok(true) => failed.push(t.number),
+                // Another worker failed or finished it first.
+                Ok(false) | Err(Error::TrialFinished(_)) => continue,
+                Err(e) => return Err(e),
+            }
+            let mut system: BTreeMap<String, PyJson> = t.system_attrs.clone();
+            system.remove(HEARTBEAT_ATTR);
+            let first = system
+                .get("failed_trial")
+                .cloned()
+                .unwrap_or(PyJson::Int(t.number as i64));
+            let mut history = match system.get("retry_history") {
+                Some(PyJson::List(h)) => h.clone(),
+                _ => Vec::new(),
+            };
+            history.push(PyJson::Int(t.number as i64));
+            if max_retry.is_some_and(|m| m < history.len()) {
+                continue;
+            }
+            system.insert("failed_trial".into(), first);
+            system.insert("retry_history".into(), PyJson::List(history));
+            let params = t
+                .params
+                .iter()
+                .filter_map(|(k, v)| {
+                    t.distributions
+                        .get(k)
+                        .map(|d| (k.clone(), (d.clone(), v.clone())))
+                })
+                .collect();
+            link.journal.create_waiting(
+                link.study,
+                &params,
+                t.user_attrs.into_iter().collect(),
+                system.into_iter().collect(),
+            )?;
+        }
+        self.rebuild()?;
+        Ok(failed)
     }
 
     /// The trials of a journal as far as they can be read, for reports on a run that

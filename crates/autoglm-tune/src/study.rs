@@ -201,6 +201,39 @@ pub struct Study {
     fallback: RandomSampler,
     /// Trials of this process claimed from the queue: exempt from de-duplication.
     enqueued: BTreeSet<u64>,
+    heartbeat: Option<Heartbeat>,
+    /// The heartbeat threads of this process's running trials.
+    beaters: BTreeMap<u64, crate::optuna::Beater>,
+}
+
+/// Heartbeats for trials in an Optuna journal shared by several workers: a worker
+/// beats for each trial it runs (a trial system attribute, every `interval`), and
+/// before each [`Study::ask`] fails the running trials whose beat is older than
+/// `grace` — their worker is gone — and enqueues a retry of each (Optuna's
+/// `RetryHeartbeatStaleTrialCallback`: same parameters and attributes,
+/// `failed_trial` and `retry_history` recorded), at most `max_retry` per first
+/// trial. Trials of workers that do not beat (Python Optuna's journal has no
+/// heartbeat) are never failed. Without an Optuna journal it does nothing.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Heartbeat {
+    /// Time between beats.
+    pub interval: std::time::Duration,
+    /// Age of the last beat past which a running trial is failed.
+    pub grace: std::time::Duration,
+    /// Retries per failed first trial (`None`: no limit).
+    pub max_retry: Option<usize>,
+}
+
+impl Heartbeat {
+    /// Beats every `interval`, with Optuna's default grace period (twice the
+    /// interval) and no retry limit.
+    pub fn new(interval: std::time::Duration) -> Self {
+        Heartbeat {
+            interval,
+            grace: interval * 2,
+            max_retry: None,
+        }
+    }
 }
 
 impl std::fmt::Debug for Study {
@@ -232,6 +265,8 @@ impl Study {
             relative: BTreeMap::new(),
             fallback: RandomSampler::new(Seed(seed.0 ^ 0xd1b5_4a32_d192_ed03)),
             enqueued: BTreeSet::new(),
+            heartbeat: None,
+            beaters: BTreeMap::new(),
         }
     }
 
@@ -254,6 +289,13 @@ impl Study {
     /// Uses `pruner`.
     pub fn with_pruner(mut self, pruner: impl Pruner + 'static) -> Self {
         self.pruner = Box::new(pruner);
+        self
+    }
+
+    /// Beats for the trials this study runs and fails (and retries) those of
+    /// workers that stopped beating: see [`Heartbeat`].
+    pub fn with_heartbeat(mut self, heartbeat: Heartbeat) -> Self {
+        self.heartbeat = Some(heartbeat);
         self
     }
 
@@ -295,6 +337,9 @@ impl Study {
     /// [`Error::SpaceExhausted`] when nothing is enqueued and every point of a finite
     /// space is seen (complete, pruned or running); storage errors.
     pub fn ask(&mut self) -> Result<Trial<'_>> {
+        if let Some(hb) = self.heartbeat {
+            self.storage.fail_stale(hb.grace, hb.max_retry)?;
+        }
         let ev = self.storage.commit(|trials| {
             if let Some(t) = trials.iter().find(|t| t.state == TrialState::Waiting) {
                 return Ok(Event::Claim { number: t.number });
@@ -313,6 +358,11 @@ impl Study {
             Event::Create { number, .. } => (number, false),
             _ => unreachable!("ask commits a claim or a create"),
         };
+        if let Some(hb) = self.heartbeat {
+            if let Some(b) = self.storage.start_heartbeat(number, hb.interval)? {
+                self.beaters.insert(number, b);
+            }
+        }
         self.propose(number, claimed);
         Ok(Trial {
             study: self,
@@ -615,6 +665,8 @@ impl Study {
     pub fn tell(&mut self, number: u64, outcome: impl Into<Outcome>) -> Result<TrialState> {
         let outcome = outcome.into();
         let n_obj = self.directions.len();
+        // No beat after the trial ends.
+        self.beaters.remove(&number);
         let ev = self.storage.commit(|trials| {
             let t = trials
                 .get(number as usize)

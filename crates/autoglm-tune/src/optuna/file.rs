@@ -76,6 +76,16 @@ impl JournalFile {
         })
     }
 
+    /// Another handle on the same file with the same lock settings.
+    pub fn reopened(&self) -> JournalFile {
+        JournalFile {
+            path: self.path.clone(),
+            lock: self.lock,
+            grace: self.grace,
+            offsets: HashMap::from([(0, 0)]),
+        }
+    }
+
     /// The journal's path.
     pub fn path(&self) -> &Path {
         &self.path

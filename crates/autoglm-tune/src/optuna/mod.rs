@@ -61,6 +61,12 @@ pub trait Backend: std::fmt::Debug + Send {
     /// # Errors
     /// The storage cannot be written (said in words).
     fn append_logs(&mut self, logs: &[PyJson]) -> std::result::Result<(), String>;
+
+    /// Another handle on the same journal (for a heartbeat thread).
+    ///
+    /// # Errors
+    /// The storage cannot be opened again (said in words).
+    fn reopen(&self) -> std::result::Result<Box<dyn Backend>, String>;
 }
 
 impl Backend for JournalFile {
@@ -77,6 +83,74 @@ impl Backend for JournalFile {
 
     fn append_logs(&mut self, logs: &[PyJson]) -> std::result::Result<(), String> {
         JournalFile::append_logs(self, logs).map_err(|e| format!("{}: {e}", self.path().display()))
+    }
+
+    fn reopen(&self) -> std::result::Result<Box<dyn Backend>, String> {
+        Ok(Box::new(self.reopened()))
+    }
+}
+
+/// The trial system attribute our workers beat in: the time of the last beat, in
+/// seconds since the Unix epoch. A running trial whose beat is older than the
+/// grace period has lost its worker; trials without it (a Python worker's) are
+/// never judged so.
+pub const HEARTBEAT_ATTR: &str = "autoglm:heartbeat";
+
+/// Seconds since the Unix epoch.
+pub fn unix_now() -> f64 {
+    SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+/// A thread that beats for one running trial every interval until it is dropped:
+/// each beat is one `SET_TRIAL_SYSTEM_ATTR` line of [`HEARTBEAT_ATTR`], written
+/// under a worker id of its own (so a beat that reaches the log after the trial
+/// finished is another worker's line, which every reader ignores).
+#[derive(Debug)]
+pub struct Beater {
+    stop: Option<std::sync::mpsc::Sender<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl Beater {
+    /// Starts beating for trial `trial` through `backend` every `interval`.
+    pub fn start(
+        mut backend: Box<dyn Backend>,
+        worker: String,
+        trial: u64,
+        interval: std::time::Duration,
+    ) -> Beater {
+        let (stop, rx) = std::sync::mpsc::channel::<()>();
+        let thread = std::thread::spawn(move || {
+            while let Err(std::sync::mpsc::RecvTimeoutError::Timeout) = rx.recv_timeout(interval) {
+                let beat = dict(vec![
+                    ("op_code", PyJson::Int(op::SET_TRIAL_SYSTEM_ATTR)),
+                    ("worker_id", PyJson::Str(worker.clone())),
+                    ("trial_id", id(trial)),
+                    (
+                        "system_attr",
+                        dict(vec![(HEARTBEAT_ATTR, PyJson::Float(unix_now()))]),
+                    ),
+                ]);
+                // Best effort: a beat that cannot be written is the next one's job
+                // (the backend retries transient failures itself).
+                let _ = backend.append_logs(&[beat]);
+            }
+        });
+        Beater {
+            stop: Some(stop),
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for Beater {
+    fn drop(&mut self) {
+        drop(self.stop.take());
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
     }
 }
 
@@ -174,14 +248,16 @@ impl OptunaJournal {
     /// line that is not JSON (with lines after it) or not an operation, or an operation of this worker's that cannot
     /// apply (it is counted as read, as Optuna counts it).
     pub fn sync(&mut self) -> Result<()> {
-        self.sync_claiming(None)
+        self.sync_claiming(None).map(drop)
     }
 
-    /// [`OptunaJournal::sync`], where this worker's claim of trial `claim` that
-    /// reached the log after the trial finished (another worker claimed it first
-    /// and finished it meanwhile) is a lost claim, not an error: Optuna's
-    /// `_pop_waiting_trial_id` skips such a trial too.
-    fn sync_claiming(&mut self, claim: Option<u64>) -> Result<()> {
+    /// [`OptunaJournal::sync`], where this worker's state change of trial `claim`
+    /// that reached the log after the trial finished (another worker claimed it
+    /// first and finished it, or failed it, meanwhile) is a lost race, not an
+    /// error: Optuna's `_pop_waiting_trial_id` skips such a trial too. Returns
+    /// whether that happened.
+    fn sync_claiming(&mut self, claim: Option<u64>) -> Result<bool> {
+        let mut lost = false;
         let (logs, bad) = self
             .backend
             .read_logs(self.replay.log_number_read)
@@ -194,14 +270,16 @@ impl OptunaJournal {
                     if claim.is_some()
                         && log.get("op_code") == Some(&PyJson::Int(op::SET_TRIAL_STATE_VALUES))
                         && log.get("trial_id").and_then(PyJson::as_i64)
-                            == claim.map(|c| c as i64)
-                        && log.get("state") == Some(&PyJson::Int(0)) => {}
+                            == claim.map(|c| c as i64) =>
+                {
+                    lost = true;
+                }
                 Err(e) => return Err(self.journal_error(line, e.to_string())),
             }
         }
         match bad {
             Some(b) => Err(self.journal_error(b.log_number + 1, b.reason)),
-            None => Ok(()),
+            None => Ok(lost),
         }
     }
 
@@ -216,7 +294,7 @@ impl OptunaJournal {
     /// Appends one operation (`op_code`, `worker_id`, then `fields` in order) and
     /// reads everything new, this line included.
     fn write(&mut self, code: i64, fields: Vec<(&str, PyJson)>) -> Result<()> {
-        self.write_claiming(code, fields, None)
+        self.write_claiming(code, fields, None).map(drop)
     }
 
     fn write_claiming(
@@ -224,7 +302,7 @@ impl OptunaJournal {
         code: i64,
         fields: Vec<(&str, PyJson)>,
         claim: Option<u64>,
-    ) -> Result<()> {
+    ) -> Result<bool> {
         let mut items = vec![
             ("op_code", PyJson::Int(code)),
             ("worker_id", PyJson::Str(self.worker_id.clone())),
@@ -319,7 +397,38 @@ impl OptunaJournal {
     /// # Errors
     /// [`Error::Journal`] when the study does not exist; I/O errors.
     pub fn enqueue_trial(&mut self, study: u64, fixed: Vec<(String, PyJson)>) -> Result<u64> {
-        let empty = || PyJson::Dict(Vec::new());
+        self.create_waiting(
+            study,
+            &std::collections::BTreeMap::new(),
+            Vec::new(),
+            vec![("fixed_params".into(), PyJson::Dict(fixed))],
+        )
+    }
+
+    /// Creates a waiting trial from a template (`CREATE_TRIAL` as Optuna's
+    /// `add_trial` of a `WAITING` trial writes it: what a retry of a failed trial
+    /// carries) and returns its id.
+    ///
+    /// # Errors
+    /// [`Error::OutOfDistribution`] for a parameter outside its distribution;
+    /// [`Error::Journal`] when the study does not exist; I/O errors.
+    pub fn create_waiting(
+        &mut self,
+        study: u64,
+        params: &std::collections::BTreeMap<String, (Distribution, ParamValue)>,
+        user_attrs: Vec<(String, PyJson)>,
+        system_attrs: Vec<(String, PyJson)>,
+    ) -> Result<u64> {
+        let mut dists = Vec::new();
+        let mut values = Vec::new();
+        for (name, (d, v)) in params {
+            let internal = journal::internal(d, v).ok_or_else(|| Error::OutOfDistribution {
+                name: name.clone(),
+                value: format!("{v:?}"),
+            })?;
+            dists.push((name.clone(), PyJson::Str(journal::distribution_to_json(d))));
+            values.push((name.clone(), internal));
+        }
         self.write(
             op::CREATE_TRIAL,
             vec![
@@ -331,20 +440,27 @@ impl OptunaJournal {
                 ),
                 ("value", PyJson::Null),
                 ("values", PyJson::Null),
-                ("distributions", empty()),
-                ("params", empty()),
-                ("user_attrs", empty()),
-                (
-                    "system_attrs",
-                    PyJson::Dict(vec![("fixed_params".into(), PyJson::Dict(fixed))]),
-                ),
-                ("intermediate_values", empty()),
+                ("distributions", PyJson::Dict(dists)),
+                ("params", PyJson::Dict(values)),
+                ("user_attrs", PyJson::Dict(user_attrs)),
+                ("system_attrs", PyJson::Dict(system_attrs)),
+                ("intermediate_values", PyJson::Dict(Vec::new())),
             ],
         )?;
         Ok(self
             .replay
             .last_created_by_me()
             .expect("the trial was just created"))
+    }
+
+    /// Another handle on this journal's storage.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] when it cannot be opened again.
+    pub fn reopen_backend(&self) -> Result<Box<dyn Backend>> {
+        self.backend
+            .reopen()
+            .map_err(|reason| Error::Storage { reason })
     }
 
     /// Sets a parameter of a running trial (`SET_TRIAL_PARAM`).
@@ -380,7 +496,9 @@ impl OptunaJournal {
 
     /// Sets a trial's state and values (`SET_TRIAL_STATE_VALUES`). Setting RUNNING
     /// claims a waiting trial: `Ok(false)` when another worker's claim came first in
-    /// the log (or the trial is running already), as Optuna's storage answers.
+    /// the log (or the trial is running already), as Optuna's storage answers; any
+    /// state: `Ok(false)` when another worker finished the trial between this
+    /// worker's check and its line.
     ///
     /// # Errors
     /// [`Error::Journal`] when the trial has finished or does not exist; I/O errors.
@@ -416,9 +534,10 @@ impl OptunaJournal {
         } else if state.is_finished() {
             fields.push(("datetime_complete", PyJson::Str(now_iso())));
         }
-        let claim = (state == TrialState::Running).then_some(trial);
-        self.write_claiming(op::SET_TRIAL_STATE_VALUES, fields, claim)?;
-        Ok(state != TrialState::Running || self.replay.owned_trial(&self.worker_id) == Some(trial))
+        let lost = self.write_claiming(op::SET_TRIAL_STATE_VALUES, fields, Some(trial))?;
+        Ok(!lost
+            && (state != TrialState::Running
+                || self.replay.owned_trial(&self.worker_id) == Some(trial)))
     }
 
     /// Records an intermediate value (`SET_TRIAL_INTERMEDIATE_VALUE`).

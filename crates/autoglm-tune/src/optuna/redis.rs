@@ -193,6 +193,12 @@ impl Backend for JournalRedis {
         Ok((logs, None))
     }
 
+    fn reopen(&self) -> Result<Box<dyn Backend>, String> {
+        let mut j = JournalRedis::open(&self.url, &self.prefix)?;
+        j.patience = self.patience;
+        Ok(Box::new(j))
+    }
+
     fn append_logs(&mut self, logs: &[PyJson]) -> Result<(), String> {
         for log in logs {
             self.append_once(log, &super::file::unique())?;
