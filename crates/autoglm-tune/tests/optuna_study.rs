@@ -81,3 +81,25 @@ fn workers_share_one_study_and_claim_each_enqueued_trial_once() {
         assert_eq!(t.params["x"], autoglm_tune::ParamValue::Float(i as f64));
     }
 }
+
+/// A journal in this crate's earlier JSONL format (the quickstart's study of
+/// 2026-12-07, as `autoglm run` wrote it) still loads.
+#[test]
+fn an_earlier_jsonl_journal_still_loads() {
+    let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/data/legacy-quickstart-study.jsonl");
+    let dir = tempfile::tempdir().unwrap();
+    let copy = dir.path().join("study.jsonl");
+    std::fs::copy(&path, &copy).unwrap();
+    let old = Storage::journal(&copy).unwrap();
+    let trials = old.trials();
+    assert_eq!(trials.len(), 7);
+    assert_eq!(
+        trials.iter().filter(|t| t.state == TrialState::Complete).count(),
+        6
+    );
+    assert_eq!(trials[0].value(), Some(49.854_993_022_857_364));
+    assert_eq!(trials[0].params.len(), 9);
+    assert!(trials.iter().all(|t| !t.intermediate.is_empty()));
+    assert_eq!(Storage::read_lenient(&copy).unwrap().trials(), trials);
+}
