@@ -101,7 +101,10 @@ fn killed_and_restarted_workers_lose_no_finished_trial_and_the_study_completes()
     // Wait until trials are running, then kill two workers mid-trial.
     let t0 = Instant::now();
     while running(&path).len() < 4 {
-        assert!(t0.elapsed() < Duration::from_secs(30), "workers did not start");
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "workers did not start"
+        );
         std::thread::sleep(Duration::from_millis(50));
     }
     std::thread::sleep(Duration::from_millis(150));

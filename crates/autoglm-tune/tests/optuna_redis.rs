@@ -149,3 +149,133 @@ fn a_server_restarted_mid_run_loses_nothing_acknowledged() {
     assert_eq!(got.values, Some(vec![2.0]));
     assert_eq!(fresh.replay().log_number_read, j.replay().log_number_read);
 }
+
+const GOAL: usize = 18;
+
+fn shared_study(url: &str, seed: u64) -> autoglm_tune::Study {
+    let storage =
+        autoglm_tune::Storage::optuna(journal(url, "faults"), "faults", &[Direction::Minimize])
+            .unwrap();
+    let mut hb = autoglm_tune::Heartbeat::new(Duration::from_millis(500));
+    hb.grace = Duration::from_secs(3);
+    autoglm_tune::Study::new(&[Direction::Minimize], autoglm_tune::Seed(seed))
+        .with_storage(storage)
+        .with_heartbeat(hb)
+}
+
+/// A worker of `workers_ride_out_a_redis_restart` (this binary run again; does
+/// nothing unless `OPTUNA_REDIS_WORKER` names a server).
+#[test]
+fn redis_worker() {
+    let Ok(url) = std::env::var("OPTUNA_REDIS_WORKER") else {
+        return;
+    };
+    let seed: u64 = std::env::var("OPTUNA_REDIS_SEED").unwrap().parse().unwrap();
+    let mut s = shared_study(&url, seed);
+    loop {
+        let done = s
+            .trials()
+            .unwrap()
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .count();
+        if done >= GOAL {
+            return;
+        }
+        let mut t = s.ask().unwrap();
+        let n = t.number();
+        let x = t.suggest_float("x", -1.0, 1.0, false).unwrap();
+        std::thread::sleep(Duration::from_millis(300));
+        if s.tell(n, x).is_ok() {
+            println!("told {n}");
+        }
+    }
+}
+
+#[test]
+fn workers_ride_out_a_redis_restart_and_nothing_acknowledged_is_lost() {
+    if std::env::var("OPTUNA_REDIS_WORKER").is_ok() {
+        return;
+    }
+    let mut s = server();
+    drop(shared_study(&s.url, 0));
+    let workers: Vec<Child> = (0..3)
+        .map(|w| {
+            Command::new(std::env::current_exe().unwrap())
+                .args([
+                    "--exact",
+                    "redis_worker",
+                    "--nocapture",
+                    "--test-threads",
+                    "1",
+                ])
+                .env("OPTUNA_REDIS_WORKER", &s.url)
+                .env("OPTUNA_REDIS_SEED", w.to_string())
+                .stdout(Stdio::piped())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    std::thread::sleep(Duration::from_millis(800));
+    let mut workers = workers;
+    assert!(
+        workers.iter_mut().all(|w| w.try_wait().unwrap().is_none()),
+        "the run ended before the server was killed"
+    );
+    // SIGKILL the server mid-run; bring it back on the same port and files.
+    s.child.kill().unwrap();
+    s.child.wait().unwrap();
+    std::thread::sleep(Duration::from_millis(1000));
+    let port = s
+        .url
+        .rsplit(':')
+        .next()
+        .unwrap()
+        .split('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    s.child = Command::new("redis-server")
+        .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
+        .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .current_dir(s._dir.path())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut told: Vec<u64> = Vec::new();
+    for w in workers {
+        let out = w.wait_with_output().unwrap();
+        assert!(out.status.success(), "a worker failed");
+        told.extend(
+            String::from_utf8(out.stdout)
+                .unwrap()
+                .lines()
+                .filter_map(|l| l.strip_prefix("told ").map(|n| n.parse::<u64>().unwrap())),
+        );
+    }
+    let j = journal(&s.url, "faults");
+    let r = j.replay();
+    let study = r.study_by_name("faults").unwrap();
+    let trials: Vec<_> = study
+        .trials
+        .iter()
+        .map(|&id| r.trial(id).unwrap())
+        .collect();
+    let complete: Vec<u64> = trials
+        .iter()
+        .filter(|t| t.state == TrialState::Complete)
+        .map(|t| t.number)
+        .collect();
+    assert!(complete.len() >= GOAL);
+    // Every acknowledged completion is in the journal, once.
+    let mut sorted = told.clone();
+    sorted.sort_unstable();
+    sorted.dedup();
+    assert_eq!(sorted.len(), told.len(), "a trial was told twice");
+    assert!(
+        told.iter().all(|n| complete.contains(n)),
+        "{told:?} vs {complete:?}"
+    );
+    assert!(trials.iter().all(|t| t.state != TrialState::Running));
+}

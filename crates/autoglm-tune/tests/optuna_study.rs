@@ -95,7 +95,10 @@ fn an_earlier_jsonl_journal_still_loads() {
     let trials = old.trials();
     assert_eq!(trials.len(), 7);
     assert_eq!(
-        trials.iter().filter(|t| t.state == TrialState::Complete).count(),
+        trials
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .count(),
         6
     );
     assert_eq!(trials[0].value(), Some(49.854_993_022_857_364));
