@@ -15,8 +15,12 @@ Checks, each failing the run with a message:
 3. A journal written by ours loads in Optuna to what ours replays.
 4. A Python writer and ours append LINES lines to one file at the same time, under
    Optuna's lock: every line intact, none lost, each writer's attributes all there.
-5. With --redis, 2-4 again through Optuna's JournalRedisBackend and ours on one
+5. A Python Optuna worker and ours run trials of one study at once (enqueued trials
+   evaluated once each).
+6. With --redis, 2-5 again through Optuna's JournalRedisBackend and ours on one
    redis-server, each of our values byte for byte what Python's json.dumps writes.
+7. With --dashboard, optuna-dashboard serves a study our study loop wrote (its API
+   returns our trials), with --screenshot a picture of it by headless Chromium.
 """
 import argparse
 import datetime
@@ -335,12 +339,62 @@ def check_shared_study(bin_, storage, spec, what, n=10):
           "each enqueued trial evaluated once, the same study in both")
 
 
+def check_dashboard(bin_, d, screenshot=None):
+    """optuna-dashboard serves a study our study loop wrote: its API returns our
+    trials (values and parameters); optionally a screenshot by headless Chromium."""
+    import socket
+    import time
+    import urllib.request
+    path = os.path.join(d, "dashboard.log")
+    run(bin_, "study", path, "tpe-demo", 25, 3)
+    ours = json.loads(run(bin_, "dump", path))[0]
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    exe = os.path.join(os.path.dirname(sys.executable), "optuna-dashboard")
+    server = subprocess.Popen([exe, path, "--host", "127.0.0.1", "--port", str(port)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        base = f"http://127.0.0.1:{port}"
+        for _ in range(300):
+            try:
+                studies = json.load(urllib.request.urlopen(f"{base}/api/studies", timeout=5))
+                break
+            except OSError:
+                time.sleep(0.1)
+        else:
+            sys.exit("FAIL dashboard: optuna-dashboard did not answer")
+        names = [s_["study_name"] for s_ in studies["study_summaries"]]
+        if names != ["tpe-demo"]:
+            sys.exit(f"FAIL dashboard: studies {names}")
+        detail = json.load(urllib.request.urlopen(f"{base}/api/studies/0?after=0", timeout=30))
+        got = [(t["number"], t["values"], {p["name"]: p["param_internal_value"] for p in t["params"]})
+               for t in detail["trials"]]
+        want = [(t["number"], t["values"], {k: (v if not isinstance(v, str) else ["a", "b"].index(v))
+                                             for k, v in t["params"].items()}) for t in ours["trials"]]
+        if got != want:
+            sys.exit(f"FAIL dashboard: its trials differ from ours:\n  {got[:2]}\n  {want[:2]}")
+        print(f"ok  optuna-dashboard {__import__('optuna_dashboard').__version__} serves our study: "
+              f"{len(got)} trials, values and parameters as ours")
+        if screenshot:
+            subprocess.run(["chromium", "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+                            "--window-size=1280,1000", "--virtual-time-budget=8000",
+                            f"--screenshot={os.path.abspath(screenshot)}", f"{base}/dashboard/studies/0"],
+                           check=True, capture_output=True)
+            print(f"    screenshot: {screenshot}")
+    finally:
+        server.kill()
+        server.wait()
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
     ap.add_argument("--asset", help="Optuna's compatibility journal (else fetched from PyPI)")
     ap.add_argument("--fetch-to", default="target/optuna-asset")
     ap.add_argument("--lines", type=int, default=10000)
+    ap.add_argument("--dashboard", action="store_true", help="also through optuna-dashboard's API")
+    ap.add_argument("--screenshot", help="with --dashboard: a headless Chromium screenshot here")
     ap.add_argument("--redis", action="store_true",
                     help="also through Redis (a redis-server on PATH; the binary built with the redis feature)")
     a = ap.parse_args()
@@ -353,6 +407,8 @@ def main():
         check_shared_study(a.bin, JournalStorage(JournalFileBackend(both)), both, "one study, two workers, a file")
         if a.redis:
             check_redis(a.bin, d, a.lines)
+        if a.dashboard:
+            check_dashboard(a.bin, d, a.screenshot)
 
 
 if __name__ == "__main__":
