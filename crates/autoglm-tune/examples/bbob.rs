@@ -5,6 +5,10 @@
 //!     --sampler tpe,random,qmc,auto --budget 100 --seeds 10 [--seed-offset 0] --out results.json
 //! ```
 //!
+//! With `--journal PATH --function NAME [--worker W] [--cost SECONDS]` it is one
+//! worker of a study shared through an Optuna journal (`benches/tune/parallel.py`
+//! runs several, beside Optuna's).
+//!
 //! The problems file (`bench_optuna.py --export-problems FILE [--shift-seed S]`) carries
 //! every problem's definition: bounds, f_opt, shift and rotation, or hpo_mixed's
 //! parameters. The optimiser sees a problem only through its objective; `x_opt` is
@@ -284,6 +288,40 @@ fn run_one(p: &Problem, kind: &str, seed: u64, budget: usize) -> Result<Value> {
     }))
 }
 
+/// One worker of a study shared through an Optuna journal (`--journal`): asks and
+/// tells trials of one problem, each objective taking `cost` seconds more (a sleep),
+/// until the study has `budget` complete trials. The sampler's seed is
+/// `seed · 1000 + worker`.
+fn worker(
+    p: &Problem,
+    kind: &str,
+    seed: u64,
+    worker: u64,
+    budget: usize,
+    journal: &str,
+    cost: f64,
+) -> Result<()> {
+    let storage = autoglm_tune::Storage::optuna_file(
+        journal.as_ref(),
+        "bbob",
+        &[autoglm_tune::Direction::Minimize],
+    )?;
+    let mut study = study(kind, seed * 1000 + worker, budget)?.with_storage(storage);
+    loop {
+        let done = study
+            .trials()?
+            .iter()
+            .filter(|t| t.state == autoglm_tune::TrialState::Complete)
+            .count();
+        if done >= budget {
+            return Ok(());
+        }
+        let (n, params) = study.ask_space(&p.space)?;
+        std::thread::sleep(std::time::Duration::from_secs_f64(cost));
+        study.tell(n, (p.eval)(&params))?;
+    }
+}
+
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let get = |flag: &str| {
@@ -309,6 +347,16 @@ fn main() -> Result<()> {
         .enumerate()
         .map(|(i, p)| problem(p).with_context(|| format!("{problems_path}: problems[{i}]")))
         .collect::<Result<_>>()?;
+    if let Some(journal) = get("--journal") {
+        let function = get("--function").context("--journal needs --function")?;
+        let p = problems
+            .iter()
+            .find(|p| p.function == function)
+            .with_context(|| format!("no problem {function}"))?;
+        let w: u64 = get("--worker").map_or(Ok(0), |s| s.parse())?;
+        let cost: f64 = get("--cost").map_or(Ok(0.0), |s| s.parse())?;
+        return worker(p, &samplers, offset, w, budget, &journal, cost);
+    }
     let t0 = Instant::now();
     let mut runs = Vec::new();
     for kind in samplers.split(',').filter(|s| !s.is_empty()) {
