@@ -395,6 +395,7 @@ def main():
     ap.add_argument("--lines", type=int, default=10000)
     ap.add_argument("--dashboard", action="store_true", help="also through optuna-dashboard's API")
     ap.add_argument("--screenshot", help="with --dashboard: a headless Chromium screenshot here")
+    ap.add_argument("--redis-lines", type=int, default=2000, help="concurrent appends through Redis")
     ap.add_argument("--redis", action="store_true",
                     help="also through Redis (a redis-server on PATH; the binary built with the redis feature)")
     a = ap.parse_args()
@@ -406,7 +407,7 @@ def main():
         both = os.path.join(d, "both.log")
         check_shared_study(a.bin, JournalStorage(JournalFileBackend(both)), both, "one study, two workers, a file")
         if a.redis:
-            check_redis(a.bin, d, a.lines)
+            check_redis(a.bin, d, a.redis_lines)
         if a.dashboard:
             check_dashboard(a.bin, d, a.screenshot)
 
