@@ -12,12 +12,12 @@ use std::time::{Duration, Instant};
 use autoglm_tune::optuna::OptunaJournal;
 use autoglm_tune::{Direction, Heartbeat, Seed, Storage, Study, TpeSampler, TrialState};
 
-const GOAL: usize = 16;
+const GOAL: usize = 30;
 
 fn study(path: &str, seed: u64) -> Study {
     let storage = Storage::optuna_file(path.as_ref(), "faults", &[Direction::Minimize]).unwrap();
-    let mut hb = Heartbeat::new(Duration::from_millis(500));
-    hb.grace = Duration::from_millis(1500);
+    // Beats every second; a trial whose last beat is 2 s old has lost its worker.
+    let hb = Heartbeat::new(Duration::from_secs(1));
     Study::new(&[Direction::Minimize], Seed(seed))
         .with_sampler(TpeSampler::new(Seed(seed)))
         .with_storage(storage)

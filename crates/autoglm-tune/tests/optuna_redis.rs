@@ -156,8 +156,8 @@ fn shared_study(url: &str, seed: u64) -> autoglm_tune::Study {
     let storage =
         autoglm_tune::Storage::optuna(journal(url, "faults"), "faults", &[Direction::Minimize])
             .unwrap();
-    let mut hb = autoglm_tune::Heartbeat::new(Duration::from_millis(500));
-    hb.grace = Duration::from_secs(3);
+    let mut hb = autoglm_tune::Heartbeat::new(Duration::from_secs(1));
+    hb.grace = Duration::from_secs(4);
     autoglm_tune::Study::new(&[Direction::Minimize], autoglm_tune::Seed(seed))
         .with_storage(storage)
         .with_heartbeat(hb)
