@@ -297,9 +297,23 @@ def check_redis(bin_, d, lines):
         server.wait()
 
 
-def check_shared_study(bin_, storage, spec, what, n=10):
-    """A Python Optuna worker and ours run trials of one study at once; three trials
-    enqueued by Python are claimed once each, by whichever worker came first."""
+RUSTUNA_WORKER = """
+import sys, rustuna
+study = rustuna.create_study(study_name="both", storage=rustuna.storages.JournalFileStorage(sys.argv[1]),
+                             load_if_exists=True, sampler=rustuna.samplers.TPESampler(seed=5))
+def objective(t):
+    x = t.suggest_float("x", -5, 5)
+    k = t.suggest_int("n", 1, 8)
+    c = t.suggest_categorical("c", ["a", "b"])
+    return x * x + k + (c == "b")
+study.optimize(objective, n_trials=int(sys.argv[2]))
+"""
+
+
+def check_shared_study(bin_, storage, spec, what, n=10, rustuna=False):
+    """A Python Optuna worker and ours (and with `rustuna`, a Rustuna worker) run
+    trials of one study at once; three trials enqueued by Python are claimed once
+    each, by whichever worker came first."""
     study = optuna.create_study(study_name="both", storage=storage, sampler=optuna.samplers.TPESampler(seed=3))
     for x in (0.5, 1.5, 2.5):
         study.enqueue_trial({"x": x})
@@ -310,13 +324,17 @@ def check_shared_study(bin_, storage, spec, what, n=10):
         c = t.suggest_categorical("c", ["a", "b"])
         return x * x + k + (c == "b")
     rust = subprocess.Popen([bin_, "study", spec, "both", str(n), "7"])
+    others = [subprocess.Popen([sys.executable, "-c", RUSTUNA_WORKER, spec, str(n)])] if rustuna else []
     study.optimize(objective, n_trials=n)
     if rust.wait() != 0:
         sys.exit(f"FAIL {what}: our worker failed")
+    if any(p.wait() != 0 for p in others):
+        sys.exit(f"FAIL {what}: the Rustuna worker failed")
+    workers = 2 + len(others)
     trials = optuna.load_study(study_name="both", storage=storage).trials
-    if len(trials) != 2 * n:
-        sys.exit(f"FAIL {what}: {len(trials)} trials, not {2 * n}")
-    if [t.number for t in trials] != list(range(2 * n)):
+    if len(trials) != workers * n:
+        sys.exit(f"FAIL {what}: {len(trials)} trials, not {workers * n}")
+    if [t.number for t in trials] != list(range(workers * n)):
         sys.exit(f"FAIL {what}: trial numbers {[t.number for t in trials]}")
     if any(t.state != optuna.trial.TrialState.COMPLETE for t in trials):
         sys.exit(f"FAIL {what}: not every trial complete")
@@ -335,8 +353,9 @@ def check_shared_study(bin_, storage, spec, what, n=10):
             t["datetime_start"] = to_local_naive(t["datetime_start"])
             t["datetime_complete"] = to_local_naive(t["datetime_complete"])
     same(mine, theirs, what)
-    print(f"ok  {what}: Optuna's worker and ours ran {2 * n} trials of one study at once, "
-          "each enqueued trial evaluated once, the same study in both")
+    names = "Optuna's, Rustuna's and ours" if others else "Optuna's worker and ours"
+    print(f"ok  {what}: {names} ran {workers * n} trials of one study at once, "
+          "each enqueued trial evaluated once, the same study in Optuna and ours")
 
 
 def check_dashboard(bin_, d, screenshot=None):
@@ -405,7 +424,14 @@ def main():
         check_ours_written(a.bin, d)
         check_concurrent(a.bin, d, a.lines)
         both = os.path.join(d, "both.log")
-        check_shared_study(a.bin, JournalStorage(JournalFileBackend(both)), both, "one study, two workers, a file")
+        try:
+            import rustuna  # noqa: F401
+            with_rustuna = True
+        except ImportError:
+            with_rustuna = False
+            print("--  Rustuna is not installed: the shared study runs without its worker")
+        check_shared_study(a.bin, JournalStorage(JournalFileBackend(both)), both,
+                           "one study, several workers, a file", rustuna=with_rustuna)
         if a.redis:
             check_redis(a.bin, d, a.redis_lines)
         if a.dashboard:
