@@ -87,6 +87,9 @@ struct OptunaLink {
 /// earlier JSONL journal.
 pub struct Storage {
     trials: Vec<FrozenTrial>,
+    /// The trials as samplers see them, where it differs: other workers' running
+    /// trials completed with their published proposals.
+    sampling: Option<Vec<FrozenTrial>>,
     study_attrs: BTreeMap<String, serde_json::Value>,
     journal: Option<Journal>,
     optuna: Option<OptunaLink>,
@@ -121,6 +124,7 @@ impl Storage {
     pub fn in_memory() -> Self {
         Storage {
             trials: Vec::new(),
+            sampling: None,
             study_attrs: BTreeMap::new(),
             journal: None,
             optuna: None,
@@ -142,6 +146,7 @@ impl Storage {
             .map_err(io_err(path))?;
         let mut s = Storage {
             trials: Vec::new(),
+            sampling: None,
             study_attrs: BTreeMap::new(),
             journal: Some(Journal {
                 path: path.to_owned(),
@@ -242,7 +247,56 @@ impl Storage {
             .iter()
             .map(|&id| frozen(r.trial(id).expect("a study's trial")))
             .collect();
+        self.sampling = with_proposals(
+            &self.trials,
+            study
+                .trials
+                .iter()
+                .map(|&id| r.trial(id).expect("a study's trial")),
+        );
         Ok(())
+    }
+
+    /// The trials as samplers should see them: running trials of other workers
+    /// carry the joint proposal their worker published at ask time (Optuna's
+    /// `tpe:relative_params` system attribute) for the parameters they have not set
+    /// yet, so that workers asking at once see each other (a constant liar needs the
+    /// running trials' points).
+    pub(crate) fn sampling_trials(&self) -> &[FrozenTrial] {
+        self.sampling.as_deref().unwrap_or(&self.trials)
+    }
+
+    /// Publishes a running trial's joint proposal (external values) for other
+    /// workers' samplers, as Optuna's TPE does: the `tpe:relative_params:{i}` system
+    /// attributes, JSON in chunks of 2,045 characters. Nothing outside an Optuna
+    /// journal.
+    pub(crate) fn publish_proposal(&mut self, number: u64, proposal: &Params) -> Result<()> {
+        let Some(link) = self.optuna.as_mut() else {
+            return Ok(());
+        };
+        let id = link
+            .journal
+            .replay()
+            .study(link.study)
+            .and_then(|s| s.trials.get(number as usize).copied())
+            .ok_or(Error::UnknownTrial(number))?;
+        let text = PyJson::Dict(
+            proposal
+                .iter()
+                .map(|(k, v)| (k.clone(), py_param(v)))
+                .collect(),
+        )
+        .dumps(crate::optuna::pyjson::Separators::Default);
+        let chars: Vec<char> = text.chars().collect();
+        for (i, chunk) in chars.chunks(2045).enumerate() {
+            link.journal.set_trial_attr(
+                id,
+                &format!("tpe:relative_params:{i}"),
+                PyJson::Str(chunk.iter().collect()),
+                true,
+            )?;
+        }
+        self.rebuild()
     }
 
     /// Writes an event to the Optuna journal as Optuna's operations; `None` when a
@@ -872,4 +926,49 @@ fn frozen(t: &JournalTrial) -> FrozenTrial {
         f.constraints = c.iter().map(PyJson::as_f64).collect();
     }
     f
+}
+
+/// `trials` with each running trial's unset parameters taken from its published
+/// proposal (`tpe:relative_params:0`, `:1`, … joined), each with the distribution the
+/// study's first trial having that parameter has; `None` when no trial has one.
+fn with_proposals<'a>(
+    trials: &[FrozenTrial],
+    journal: impl Iterator<Item = &'a JournalTrial>,
+) -> Option<Vec<FrozenTrial>> {
+    let mut out: Option<Vec<FrozenTrial>> = None;
+    let journal: Vec<&JournalTrial> = journal.collect();
+    for (i, t) in journal.iter().enumerate() {
+        if t.state != TrialState::Running {
+            continue;
+        }
+        let mut text = String::new();
+        for c in 0.. {
+            match t.system_attrs.get(&format!("tpe:relative_params:{c}")) {
+                Some(PyJson::Str(s)) => text.push_str(s),
+                _ => break,
+            }
+        }
+        let Ok(PyJson::Dict(proposal)) = PyJson::parse(&text) else {
+            continue;
+        };
+        let copy = out.get_or_insert_with(|| trials.to_vec());
+        for (name, v) in proposal {
+            if copy[i].params.contains_key(&name) {
+                continue;
+            }
+            let Some(d) = trials.iter().find_map(|u| u.distributions.get(&name)) else {
+                continue;
+            };
+            let p = match v {
+                PyJson::Bool(b) => ParamValue::Bool(b),
+                PyJson::Int(x) => ParamValue::Int(x),
+                PyJson::Float(x) => ParamValue::Float(x),
+                PyJson::Str(s) => ParamValue::Str(s),
+                _ => continue,
+            };
+            copy[i].distributions.insert(name.clone(), d.clone());
+            copy[i].params.insert(name, p);
+        }
+    }
+    out
 }

@@ -363,7 +363,10 @@ impl Study {
                 self.beaters.insert(number, b);
             }
         }
-        self.propose(number, claimed);
+        let proposal = self.propose(number, claimed);
+        if !proposal.is_empty() {
+            self.storage.publish_proposal(number, &proposal)?;
+        }
         Ok(Trial {
             study: self,
             number,
@@ -382,7 +385,7 @@ impl Study {
     pub fn reask(&mut self, number: u64) -> Result<Trial<'_>> {
         let fresh = self.running(number)?.params.is_empty();
         if fresh && !self.relative.contains_key(&number) {
-            self.propose(number, false);
+            let _ = self.propose(number, false);
         }
         Ok(Trial {
             study: self,
@@ -392,18 +395,20 @@ impl Study {
 
     /// The sampler's joint proposal for trial `number` (a claimed, enqueued trial
     /// keeps its values and is exempt from the repeat check).
-    fn propose(&mut self, number: u64, claimed: bool) {
+    fn propose(&mut self, number: u64, claimed: bool) -> Params {
         self.sampler.begin_trial(number);
         self.fallback.begin_trial(number);
+        // Other workers' running trials with the joint proposals they published
+        // (Optuna's `tpe:relative_params`), so concurrent proposals see each other.
         let ctx = SamplerContext {
-            trials: self.storage.trials(),
+            trials: self.storage.sampling_trials(),
             directions: &self.directions,
             number,
         };
         let space = self
             .sampler
             .relative_space(&ctx)
-            .unwrap_or_else(|| intersection_space(self.storage.trials()));
+            .unwrap_or_else(|| intersection_space(self.storage.sampling_trials()));
         let rel = valid(self.sampler.sample_relative(&ctx, &space), &space);
         let rel = if claimed {
             self.enqueued.insert(number);
@@ -411,7 +416,12 @@ impl Study {
         } else {
             self.unseen_relative(number, &space, rel)
         };
+        let external: Params = rel
+            .iter()
+            .filter_map(|(k, &x)| space.get(k).map(|d| (k.clone(), d.to_external(x))))
+            .collect();
         self.relative.insert(number, rel);
+        external
     }
 
     /// `rel`, the sampler's joint proposal for trial `number`, or, if it leads only to

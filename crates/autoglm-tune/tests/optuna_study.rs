@@ -106,3 +106,30 @@ fn an_earlier_jsonl_journal_still_loads() {
     assert!(trials.iter().all(|t| !t.intermediate.is_empty()));
     assert_eq!(Storage::read_lenient(&copy).unwrap().trials(), trials);
 }
+
+/// A running trial's joint proposal is published at ask time, as Optuna's TPE
+/// publishes it (`tpe:relative_params:0`, external values), so that other workers'
+/// constant liars see it before its parameters are set one by one.
+#[test]
+fn a_running_trials_proposal_is_published_for_other_workers() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("journal.log");
+    let mut a = study(&path, 1);
+    a.optimize(12, objective).unwrap();
+    let number = a.ask().unwrap().number();
+    let j = autoglm_tune::optuna::OptunaJournal::open(&path).unwrap();
+    let r = j.replay();
+    let id = r.study_by_name("shared").unwrap().trials[number as usize];
+    let t = r.trial(id).unwrap();
+    assert_eq!(t.state, TrialState::Running);
+    assert!(t.params.is_empty());
+    let text = t.system_attrs["tpe:relative_params:0"].as_str().unwrap();
+    let proposal = autoglm_tune::optuna::pyjson::PyJson::parse(text).unwrap();
+    let keys: Vec<&str> = proposal
+        .as_dict()
+        .unwrap()
+        .iter()
+        .map(|(k, _)| k.as_str())
+        .collect();
+    assert_eq!(keys, ["c", "n", "x"]);
+}
