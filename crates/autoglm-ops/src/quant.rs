@@ -1021,14 +1021,7 @@ mod panels {
         use std::arch::x86_64::*;
 
         use super::{act_words, block_bytes, BlockFormat};
-
-        #[inline]
-        #[target_feature(enable = "avx2")]
-        fn load(b: &[u8]) -> __m256i {
-            let b: &[u8; 32] = b[..32].try_into().expect("32 bytes");
-            // SAFETY: `b` is 32 readable bytes; the load is unaligned.
-            unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }
-        }
+        use crate::quant::x86::load;
 
         /// The eight rows' f16 scales of a panel block.
         #[inline]
@@ -1140,9 +1133,10 @@ mod x86 {
 
     use super::BlockFormat;
 
+    /// 32 bytes, unaligned.
     #[inline]
     #[target_feature(enable = "avx2")]
-    fn load(b: &[u8]) -> __m256i {
+    pub(in crate::quant) fn load(b: &[u8]) -> __m256i {
         let b: &[u8; 32] = b[..32].try_into().expect("32 bytes");
         // SAFETY: `b` is 32 readable bytes; the load is unaligned.
         unsafe { _mm256_loadu_si256(b.as_ptr().cast()) }

@@ -82,6 +82,22 @@ struct OptunaLink {
     name: String,
 }
 
+impl OptunaLink {
+    /// The journal's id of the study's trial `number`.
+    fn trial_id(&self, number: u64) -> Result<u64> {
+        trial_id(&self.journal, self.study, number)
+    }
+}
+
+/// The journal's id of trial `number` of study `study`.
+fn trial_id(journal: &OptunaJournal, study: u64, number: u64) -> Result<u64> {
+    journal
+        .replay()
+        .study(study)
+        .and_then(|s| s.trials.get(number as usize).copied())
+        .ok_or(Error::UnknownTrial(number))
+}
+
 /// Trial storage: in memory, a study in an Optuna journal (a file, or Redis with
 /// the `redis` feature) that Python Optuna processes can share, or this crate's
 /// earlier JSONL journal.
@@ -274,12 +290,7 @@ impl Storage {
         let Some(link) = self.optuna.as_mut() else {
             return Ok(());
         };
-        let id = link
-            .journal
-            .replay()
-            .study(link.study)
-            .and_then(|s| s.trials.get(number as usize).copied())
-            .ok_or(Error::UnknownTrial(number))?;
+        let id = link.trial_id(number)?;
         let text = PyJson::Dict(
             proposal
                 .iter()
@@ -305,12 +316,7 @@ impl Storage {
         let link = self.optuna.as_mut().expect("an Optuna storage");
         let study = link.study;
         let j = &mut link.journal;
-        let id_of = |j: &OptunaJournal, number: u64| -> Result<u64> {
-            j.replay()
-                .study(study)
-                .and_then(|s| s.trials.get(number as usize).copied())
-                .ok_or(Error::UnknownTrial(number))
-        };
+        let id_of = |j: &OptunaJournal, number: u64| trial_id(j, study, number);
         let number_of = |j: &OptunaJournal, id: u64| j.replay().trial(id).expect("created").number;
         Ok(Some(match ev {
             Event::Create {
@@ -415,12 +421,7 @@ impl Storage {
         let Some(link) = self.optuna.as_mut() else {
             return Ok(None);
         };
-        let id = link
-            .journal
-            .replay()
-            .study(link.study)
-            .and_then(|s| s.trials.get(number as usize).copied())
-            .ok_or(Error::UnknownTrial(number))?;
+        let id = link.trial_id(number)?;
         link.journal
             .set_trial_attr(id, HEARTBEAT_ATTR, PyJson::Float(unix_now()), true)?;
         let backend = link.journal.reopen_backend()?;
