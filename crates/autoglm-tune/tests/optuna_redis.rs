@@ -14,7 +14,27 @@ use autoglm_tune::{Direction, Distribution, ParamValue, TrialState};
 struct Server {
     child: Child,
     url: String,
-    _dir: tempfile::TempDir,
+    port: u16,
+    dir: tempfile::TempDir,
+}
+
+/// A redis-server on `port` keeping its append-only file in `dir`, every write
+/// fsynced before it is acknowledged.
+fn spawn_redis(port: u16, dir: &std::path::Path) -> Child {
+    Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .args(["--appendonly", "yes", "--appendfsync", "always"])
+        .current_dir(dir)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("redis-server is needed for this test (apt-get install redis-server)")
 }
 
 impl Drop for Server {
@@ -31,20 +51,7 @@ fn server() -> Server {
         .unwrap()
         .port();
     let dir = tempfile::tempdir().unwrap();
-    let child = Command::new("redis-server")
-        .args([
-            "--port",
-            &port.to_string(),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-        ])
-        .args(["--appendonly", "yes", "--appendfsync", "always"])
-        .current_dir(dir.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("redis-server is needed for this test (apt-get install redis-server)");
+    let child = spawn_redis(port, dir.path());
     let url = format!("redis://127.0.0.1:{port}/0");
     let t = Instant::now();
     while JournalRedis::open(&url, "probe").is_err() {
@@ -57,7 +64,8 @@ fn server() -> Server {
     Server {
         child,
         url,
-        _dir: dir,
+        port,
+        dir,
     }
 }
 
@@ -118,25 +126,10 @@ fn a_server_restarted_mid_run_loses_nothing_acknowledged() {
     // Killed: with appendfsync always every acknowledged write is on disk.
     s.child.kill().unwrap();
     s.child.wait().unwrap();
-    let port = s
-        .url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    let dir = s._dir.path().to_owned();
+    let (port, dir) = (s.port, s.dir.path().to_owned());
     let restart = std::thread::spawn(move || {
         std::thread::sleep(Duration::from_millis(700));
-        Command::new("redis-server")
-            .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
-            .args(["--appendonly", "yes", "--appendfsync", "always"])
-            .current_dir(dir)
-            .stdout(Stdio::null())
-            .spawn()
-            .unwrap()
+        spawn_redis(port, &dir)
     });
     // This write waits for the server and goes through once it is back.
     j.set_intermediate(t, 1, 2.0).unwrap();
@@ -227,22 +220,7 @@ fn workers_ride_out_a_redis_restart_and_nothing_acknowledged_is_lost() {
     s.child.kill().unwrap();
     s.child.wait().unwrap();
     std::thread::sleep(Duration::from_millis(1000));
-    let port = s
-        .url
-        .rsplit(':')
-        .next()
-        .unwrap()
-        .split('/')
-        .next()
-        .unwrap()
-        .to_owned();
-    s.child = Command::new("redis-server")
-        .args(["--port", &port, "--bind", "127.0.0.1", "--save", ""])
-        .args(["--appendonly", "yes", "--appendfsync", "always"])
-        .current_dir(s._dir.path())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
+    s.child = spawn_redis(s.port, s.dir.path());
     let mut told: Vec<u64> = Vec::new();
     for w in workers {
         let out = w.wait_with_output().unwrap();
