@@ -17,6 +17,47 @@ use super::math::{exp, lane_max, lane_sum};
 
 /// Queries per register tile.
 pub(crate) const TILE: usize = 8;
+
+/// `$call` with the const `$m` set to the tile's width `$n` (1 to [`TILE`]), so a
+/// kernel is instantiated once per width.
+macro_rules! by_width {
+    ($n:expr, $m:ident => $call:expr) => {
+        match $n {
+            1 => {
+                const $m: usize = 1;
+                $call
+            }
+            2 => {
+                const $m: usize = 2;
+                $call
+            }
+            3 => {
+                const $m: usize = 3;
+                $call
+            }
+            4 => {
+                const $m: usize = 4;
+                $call
+            }
+            5 => {
+                const $m: usize = 5;
+                $call
+            }
+            6 => {
+                const $m: usize = 6;
+                $call
+            }
+            7 => {
+                const $m: usize = 7;
+                $call
+            }
+            _ => {
+                const $m: usize = TILE;
+                $call
+            }
+        }
+    };
+}
 const LANES: usize = 16;
 
 /// `out[i] = softmax(scale · q_i · K[..lens[i]]ᵀ) · V[..lens[i]]` for every query;
@@ -129,16 +170,7 @@ fn tile(
         d,
         len: scores.len() / q.len(),
     };
-    match q.len() {
-        1 => t.run::<1>(q, lens, scale, scores, out),
-        2 => t.run::<2>(q, lens, scale, scores, out),
-        3 => t.run::<3>(q, lens, scale, scores, out),
-        4 => t.run::<4>(q, lens, scale, scores, out),
-        5 => t.run::<5>(q, lens, scale, scores, out),
-        6 => t.run::<6>(q, lens, scale, scores, out),
-        7 => t.run::<7>(q, lens, scale, scores, out),
-        _ => t.run::<8>(q, lens, scale, scores, out),
-    }
+    by_width!(q.len(), M => t.run::<M>(q, lens, scale, scores, out))
 }
 
 /// One head's blocks and the tile's longest length (`len`, the scores' row stride).
@@ -264,7 +296,7 @@ impl Tile<'_> {
 mod x86 {
     use std::arch::x86_64::*;
 
-    use super::{softmax, LANES};
+    use super::{softmax, LANES, TILE};
 
     #[allow(clippy::too_many_arguments)]
     #[target_feature(enable = "avx512f,avx2,fma")]
@@ -279,16 +311,7 @@ mod x86 {
         scratch: &mut Vec<f32>,
         out: &mut [&mut [f32]],
     ) {
-        match q.len() {
-            1 => run::<1>(keys, values, block, d, q, lens, scale, scratch, out),
-            2 => run::<2>(keys, values, block, d, q, lens, scale, scratch, out),
-            3 => run::<3>(keys, values, block, d, q, lens, scale, scratch, out),
-            4 => run::<4>(keys, values, block, d, q, lens, scale, scratch, out),
-            5 => run::<5>(keys, values, block, d, q, lens, scale, scratch, out),
-            6 => run::<6>(keys, values, block, d, q, lens, scale, scratch, out),
-            7 => run::<7>(keys, values, block, d, q, lens, scale, scratch, out),
-            _ => run::<8>(keys, values, block, d, q, lens, scale, scratch, out),
-        }
+        by_width!(q.len(), M => run::<M>(keys, values, block, d, q, lens, scale, scratch, out))
     }
 
     /// Lanes `0..n` of a vector.
