@@ -19,7 +19,11 @@ Checks, each failing the run with a message:
    evaluated once each).
 6. With --redis, 2-5 again through Optuna's JournalRedisBackend and ours on one
    redis-server, each of our values byte for byte what Python's json.dumps writes.
-7. With --dashboard, optuna-dashboard serves a study our study loop wrote (its API
+7. A study written alone to a new journal by ours (Storage::snapshot) loads in
+   Optuna as the original.
+8. Artifacts: ours uploads to a FileSystemArtifactStore and Optuna lists and
+   downloads it; Optuna uploads and ours lists and downloads it.
+9. With --dashboard, optuna-dashboard serves a study our study loop wrote (its API
    returns our trials), with --screenshot a picture of it by headless Chromium.
 """
 import argparse
@@ -406,6 +410,70 @@ def check_dashboard(bin_, d, screenshot=None):
         server.wait()
 
 
+def check_snapshot(bin_, d, path):
+    """Ours writes a study alone to a new journal (what a finished shared
+    `autoglm run` keeps beside its run): Optuna loads the same study from it."""
+    snap = os.path.join(d, "snapshot.log")
+    run(bin_, "snapshot", path, "both", snap)
+
+    def view(p):
+        [s] = [s for s in python_view(p) if s["name"] == "both"]
+        s.pop("id")
+        for t in s["trials"]:
+            t.pop("id")
+        return s
+    want = view(path)
+    same(view(snap), want, "snapshot")
+    print(f"ok  snapshot: the study alone in a new journal, {len(want['trials'])} trials identical in Optuna")
+
+
+def check_artifacts(bin_, d):
+    """Artifacts both ways: ours uploads, Optuna lists and downloads; Optuna
+    uploads, ours lists and downloads; the same bytes and metadata."""
+    from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+    from optuna.artifacts import upload_artifact
+
+    path = os.path.join(d, "artifacts.log")
+    store_dir = os.path.join(d, "store")
+    os.makedirs(store_dir)
+    storage = JournalStorage(JournalFileBackend(path))
+    study = optuna.create_study(study_name="artifacts", storage=storage)
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    ours_file = os.path.join(d, "config.json")
+    with open(ours_file, "wb") as f:
+        f.write(b'{"hidden": 64}\n' + bytes(range(256)))
+    ours_id = run(bin_, "upload", path, "artifacts", trial.number, store_dir, ours_file).strip()
+    store = FileSystemArtifactStore(store_dir)
+    storage = JournalStorage(JournalFileBackend(path))
+    frozen = storage.get_all_trials(study._study_id)[trial.number]
+    metas = get_all_artifact_meta(frozen, storage=storage)
+    if [(m.artifact_id, m.filename, m.mimetype, m.encoding) for m in metas] != [
+            (ours_id, "config.json", "application/json", None)]:
+        sys.exit(f"FAIL artifacts: Optuna lists {metas} for our upload {ours_id}")
+    got = os.path.join(d, "got.bin")
+    download_artifact(artifact_store=store, artifact_id=ours_id, file_path=got)
+    if open(got, "rb").read() != open(ours_file, "rb").read():
+        sys.exit("FAIL artifacts: Optuna downloads other bytes than ours uploaded")
+    py_file = os.path.join(d, "weights.safetensors")
+    with open(py_file, "wb") as f:
+        f.write(os.urandom(4096))
+    py_id = upload_artifact(artifact_store=store, file_path=py_file, study_or_trial=trial)
+    out = os.path.join(d, "ours-got")
+    os.makedirs(out)
+    listed = json.loads(run(bin_, "artifacts", path, "artifacts", trial.number, store_dir, out))
+    want = sorted([
+        {"artifact_id": ours_id, "filename": "config.json", "mimetype": "application/json", "encoding": None},
+        {"artifact_id": py_id, "filename": "weights.safetensors",
+         "mimetype": "application/octet-stream", "encoding": None},
+    ], key=lambda m: m["artifact_id"])
+    if listed != want:
+        sys.exit(f"FAIL artifacts: ours lists {listed}, want {want}")
+    if open(os.path.join(out, py_id), "rb").read() != open(py_file, "rb").read():
+        sys.exit("FAIL artifacts: ours downloads other bytes than Optuna uploaded")
+    print("ok  artifacts: ours -> Optuna and Optuna -> ours (FileSystemArtifactStore), same bytes and metadata")
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--bin", required=True)
@@ -423,6 +491,7 @@ def main():
         check_python_written(a.bin, d)
         check_ours_written(a.bin, d)
         check_concurrent(a.bin, d, a.lines)
+        check_artifacts(a.bin, d)
         both = os.path.join(d, "both.log")
         try:
             import rustuna  # noqa: F401
@@ -432,6 +501,7 @@ def main():
             print("--  Rustuna is not installed: the shared study runs without its worker")
         check_shared_study(a.bin, JournalStorage(JournalFileBackend(both)), both,
                            "one study, several workers, a file", rustuna=with_rustuna)
+        check_snapshot(a.bin, d, both)
         if a.redis:
             check_redis(a.bin, d, a.redis_lines)
         if a.dashboard:

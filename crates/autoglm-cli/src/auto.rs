@@ -17,6 +17,20 @@ pub struct RunArgs {
     /// Output directory (default: the task's `output`, else `runs/NAME` beside it).
     #[arg(long)]
     pub output: Option<PathBuf>,
+    /// Run trials of a study shared with other `autoglm run` processes (the task's
+    /// `search.storage`): `redis://HOST:PORT/DB` or an Optuna journal file (on a
+    /// shared mount for several machines).
+    #[arg(long)]
+    pub storage: Option<String>,
+    /// The shared study's name (default: the task's `search.study_name`, else its
+    /// `name`).
+    #[arg(long, requires = "storage")]
+    pub study_name: Option<String>,
+    /// Finish the shared study from this process (dev decoding choice, test
+    /// scores, export, report) without running trials: for when the process that
+    /// claimed the finish is gone.
+    #[arg(long)]
+    pub finish: bool,
 }
 
 /// `autoglm report`.
@@ -103,6 +117,19 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     if let Some(o) = args.output {
         task.output = Some(o);
     }
+    if let Some(st) = args.storage {
+        // A file is relative to where the command runs.
+        task.search.storage = Some(match st.contains("://") {
+            true => st,
+            false => std::path::absolute(&st)
+                .with_context(|| format!("--storage {st}"))?
+                .display()
+                .to_string(),
+        });
+    }
+    if let Some(n) = args.study_name {
+        task.search.study_name = Some(n);
+    }
     let mut at = AutoTrainer::new(task).context("preparing the task")?;
     let r = &at.data().report;
     writeln!(
@@ -149,7 +176,8 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
         })
     };
     let on_screen = !trials.is_hidden();
-    let summary = at.search(|e| {
+    let finish = args.finish;
+    let mut on_event = |e: &Event| {
         let line = match e {
             Event::Start {
                 number,
@@ -204,6 +232,14 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
                     if *resumed { " (as the journal started)" } else { "" }
                 )
             }
+            Event::Waiting { trials: numbers } => {
+                let list: Vec<String> = numbers.iter().map(u64::to_string).collect();
+                format!(
+                    "waiting: other processes run trial{} {}",
+                    if numbers.len() == 1 { "" } else { "s" },
+                    list.join(", ")
+                )
+            }
             Event::Extend { seconds } => {
                 format!("brackets over: the incumbent gets the {seconds:.0} s left")
             }
@@ -238,7 +274,12 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
             let _ = writeln!(out, "{line}");
             let _ = out.flush();
         }
-    })?;
+    };
+    let summary = if finish {
+        at.finish()?
+    } else {
+        at.search(&mut on_event)?
+    };
     steps.finish_and_clear();
     trials.finish_and_clear();
     for b in &best_rows {
@@ -257,6 +298,13 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
             .map_or("none".into(), |(n, v, _)| format!("trial {n} (dev {v:.3})")),
         summary.stop
     )?;
+    if let Some(who) = &summary.finished_by {
+        writeln!(
+            out,
+            "the study is over; {who} finishes it (dev decoding, test scores, export, report); `autoglm run --finish` finishes it here instead"
+        )?;
+        return Ok(());
+    }
     let e = at.evaluate()?;
     writeln!(
         out,

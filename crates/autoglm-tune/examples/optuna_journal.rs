@@ -9,13 +9,20 @@
 //! - `append PATH STUDY N`: `N` study user attributes `rs_0 … rs_{N-1}`, one line
 //!   each, under the journal's lock (for concurrent writers);
 //! - `study PATH NAME N SEED`: `N` trials of a study (our TPE) as one worker of a
-//!   study other workers may share.
+//!   study other workers may share;
+//! - `snapshot PATH STUDY DEST`: the minimizing study `STUDY` alone written to a
+//!   new journal file `DEST` (`Storage::snapshot`);
+//! - `upload PATH STUDY TRIAL STORE FILE`: `FILE` as an artifact of trial `TRIAL`
+//!   in the `FileSystemArtifactStore` directory `STORE` (prints its id);
+//! - `artifacts PATH STUDY TRIAL STORE OUT`: the trial's artifacts downloaded into
+//!   `OUT` (named by id), their metadata printed.
 //!
 //! With the `redis` feature, `dump`, `write` and `append` also take
 //! `redis://HOST:PORT/DB#PREFIX` for a journal on a Redis server.
 
 use std::path::Path;
 
+use autoglm_tune::optuna::artifacts::FileSystemArtifactStore;
 use autoglm_tune::optuna::file::JournalFile;
 use autoglm_tune::optuna::journal::{distribution_to_json, state_code};
 use autoglm_tune::optuna::pyjson::{PyJson, Separators};
@@ -41,13 +48,7 @@ fn opt_str(s: &Option<String>) -> PyJson {
 
 /// A journal file, or with the `redis` feature `redis://HOST:PORT/DB#PREFIX`.
 fn open(spec: &str) -> Result<OptunaJournal, Box<dyn std::error::Error>> {
-    #[cfg(feature = "redis")]
-    if spec.starts_with("redis://") {
-        let (url, prefix) = spec.split_once('#').unwrap_or((spec, ""));
-        let backend = autoglm_tune::optuna::redis::JournalRedis::open(url, prefix)?;
-        return Ok(OptunaJournal::with_backend(Box::new(backend))?);
-    }
-    Ok(OptunaJournal::open(Path::new(spec))?)
+    Ok(OptunaJournal::open_spec(spec)?)
 }
 
 fn dump(spec: &str) -> Result<String, Box<dyn std::error::Error>> {
@@ -240,7 +241,34 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
                 j.set_study_attr(id, &format!("rs_{i}"), PyJson::Int(i as i64), false)?;
             }
         }
-        _ => return Err("usage: optuna_journal dump|echo|write PATH | append PATH STUDY N".into()),
+        ["snapshot", spec, study, dest] => {
+            // The (minimizing) study alone in a new journal file.
+            let storage = autoglm_tune::Storage::optuna(open(spec)?, study, &[Direction::Minimize])?;
+            storage.snapshot(Path::new(dest))?;
+        }
+        ["upload", spec, study, number, store, file] => {
+            // `optuna.artifacts.upload_artifact` of `file` to trial `number`; prints
+            // the artifact id.
+            let storage = autoglm_tune::Storage::optuna(open(spec)?, study, &[Direction::Minimize])?;
+            let mut s = autoglm_tune::Study::minimize(autoglm_tune::Seed(0)).with_storage(storage);
+            let store = FileSystemArtifactStore::new(Path::new(store))?;
+            let meta = s.upload_artifact(&store, number.parse()?, Path::new(file))?;
+            println!("{}", meta.artifact_id);
+        }
+        ["artifacts", spec, study, number, store, out] => {
+            // Every artifact of trial `number` downloaded into directory `out` as
+            // `{id}`; their metadata printed as a JSON list (Optuna's fields).
+            let storage = autoglm_tune::Storage::optuna(open(spec)?, study, &[Direction::Minimize])?;
+            let mut s = autoglm_tune::Study::minimize(autoglm_tune::Seed(0)).with_storage(storage);
+            let store = FileSystemArtifactStore::new(Path::new(store))?;
+            let mut list = Vec::new();
+            for m in s.artifacts(number.parse()?)? {
+                store.download(&m.artifact_id, &Path::new(out).join(&m.artifact_id))?;
+                list.push(PyJson::parse(m.to_attr().as_str().expect("a JSON text"))?);
+            }
+            println!("{}", PyJson::List(list).dumps(Separators::Default));
+        }
+        _ => return Err("usage: optuna_journal dump|echo|write PATH | append PATH STUDY N | study PATH NAME N SEED | snapshot PATH STUDY DEST | upload PATH STUDY TRIAL STORE FILE | artifacts PATH STUDY TRIAL STORE OUT".into()),
     }
     Ok(())
 }

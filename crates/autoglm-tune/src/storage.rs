@@ -522,6 +522,14 @@ impl Storage {
     /// [`Error::Io`] when the file cannot be read.
     pub fn read_lenient(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(io_err(path))?;
+        let first = bytes.split(|&b| b == b'\n').find(|l| !l.is_empty());
+        let optuna = first
+            .and_then(|l| std::str::from_utf8(l).ok())
+            .and_then(|l| PyJson::parse(l).ok())
+            .is_some_and(|v| v.get("op_code").is_some());
+        if optuna {
+            return Ok(Storage::read_optuna_snapshot(path));
+        }
         let mut s = Storage::in_memory();
         let complete = bytes.iter().rposition(|&b| b == b'\n').map_or(0, |p| p + 1);
         let lines: Vec<&[u8]> = bytes[..complete].split(|&b| b == b'\n').collect();
@@ -552,6 +560,95 @@ impl Storage {
             ));
         }
         Ok(s)
+    }
+
+    /// An Optuna journal holding one study (what [`Storage::snapshot`] writes) read
+    /// for display: what cannot be read is a warning, with the trials before it.
+    fn read_optuna_snapshot(path: &Path) -> Storage {
+        let mut s = Storage::in_memory();
+        let journal = match OptunaJournal::open(path) {
+            Ok(j) => j,
+            Err(e) => {
+                s.warnings.push(format!("{}: {e}", path.display()));
+                return s;
+            }
+        };
+        let studies: Vec<(u64, String)> = journal
+            .replay()
+            .studies()
+            .map(|st| (st.id, st.name.clone()))
+            .collect();
+        let Some((study, name)) = studies.last().cloned() else {
+            s.warnings
+                .push(format!("{}: the journal holds no study", path.display()));
+            return s;
+        };
+        if studies.len() > 1 {
+            s.warnings.push(format!(
+                "{}: the journal holds {} studies; study '{name}', the last, is shown",
+                path.display(),
+                studies.len()
+            ));
+        }
+        s.optuna = Some(OptunaLink {
+            journal,
+            study,
+            name,
+        });
+        if let Err(e) = s.rebuild() {
+            s.warnings.push(format!("{}: {e}", path.display()));
+        }
+        s
+    }
+
+    /// Writes this study, as of the last read, to a new Optuna journal file at
+    /// `path` (replaced whole): the study with its attributes, then each trial as
+    /// Optuna's `create_new_trial` copies one. A finished shared study is kept so
+    /// beside its run, readable without the shared storage (by
+    /// [`Storage::read_lenient`], `optuna-dashboard`, Python's `JournalStorage`).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] outside an Optuna journal; I/O and journal errors.
+    pub fn snapshot(&self, path: &Path) -> Result<()> {
+        let link = self.optuna.as_ref().ok_or_else(|| Error::Storage {
+            reason: "only a study in an Optuna journal has a snapshot".into(),
+        })?;
+        let r = link.journal.replay();
+        let study = r.study(link.study).ok_or_else(|| Error::Storage {
+            reason: format!("study '{}' is gone from the journal", link.name),
+        })?;
+        let tmp = path.with_extension(format!("{}.partial", crate::optuna::file::unique()));
+        let _ = std::fs::remove_file(&tmp);
+        let written = (|| {
+            let mut out = OptunaJournal::open(&tmp)?;
+            let directions: Vec<Direction> = study
+                .directions
+                .iter()
+                .map(|&d| {
+                    if d == 1 {
+                        Direction::Minimize
+                    } else {
+                        Direction::Maximize
+                    }
+                })
+                .collect();
+            let id = out.create_study(&study.name, &directions)?;
+            for (k, v) in &study.user_attrs {
+                out.set_study_attr(id, k, v.clone(), false)?;
+            }
+            for k in &study.system_attrs_order {
+                out.set_study_attr(id, k, study.system_attrs[k].clone(), true)?;
+            }
+            for &t in &study.trials {
+                out.add_trial(id, r.trial(t).expect("a study's trial"))?;
+            }
+            Ok(())
+        })();
+        let done = written.and_then(|()| std::fs::rename(&tmp, path).map_err(io_err(path)));
+        if done.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        done
     }
 
     /// Warnings so far (e.g. a torn last journal line that was skipped).
@@ -736,6 +833,65 @@ impl Storage {
             })
         })
         .map(drop)
+    }
+
+    fn optuna_link(&mut self, what: &str) -> Result<&mut OptunaLink> {
+        self.optuna.as_mut().ok_or_else(|| Error::Storage {
+            reason: format!("{what} are kept only in an Optuna journal"),
+        })
+    }
+
+    /// The study's system attributes in the order the log first set each (the
+    /// order of Python's `study.system_attrs`), as of the last read or write; empty
+    /// outside an Optuna journal.
+    pub fn study_system_attrs(&self) -> Vec<(String, PyJson)> {
+        let Some(link) = &self.optuna else {
+            return Vec::new();
+        };
+        let Some(study) = link.journal.replay().study(link.study) else {
+            return Vec::new();
+        };
+        study
+            .system_attrs_order
+            .iter()
+            .filter_map(|k| Some((k.clone(), study.system_attrs.get(k)?.clone())))
+            .collect()
+    }
+
+    pub(crate) fn set_study_system_attr(&mut self, key: &str, value: PyJson) -> Result<()> {
+        let link = self.optuna_link("study system attributes")?;
+        let study = link.study;
+        link.journal.set_study_attr(study, key, value, true)?;
+        self.rebuild()
+    }
+
+    /// Trial `number`'s system attributes, as of the last read or write.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] outside an Optuna journal; [`Error::UnknownTrial`].
+    pub fn trial_system_attrs(&self, number: u64) -> Result<BTreeMap<String, PyJson>> {
+        let link = self.optuna.as_ref().ok_or_else(|| Error::Storage {
+            reason: "trial system attributes are kept only in an Optuna journal".into(),
+        })?;
+        let id = link.trial_id(number)?;
+        Ok(link
+            .journal
+            .replay()
+            .trial(id)
+            .map(|t| t.system_attrs.clone())
+            .unwrap_or_default())
+    }
+
+    pub(crate) fn set_trial_system_attr(
+        &mut self,
+        number: u64,
+        key: &str,
+        value: PyJson,
+    ) -> Result<()> {
+        let link = self.optuna_link("trial system attributes")?;
+        let id = link.trial_id(number)?;
+        link.journal.set_trial_attr(id, key, value, true)?;
+        self.rebuild()
     }
 
     pub(crate) fn set_constraints(&mut self, number: u64, values: Vec<f64>) -> Result<()> {

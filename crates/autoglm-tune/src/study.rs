@@ -5,6 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::optuna::artifacts::{self, ArtifactMeta, FileSystemArtifactStore};
+use crate::optuna::pyjson::PyJson;
 use crate::pareto;
 use crate::pruner::{NopPruner, Pruner};
 use crate::sampler::seen::{self, Point, Seen};
@@ -327,6 +329,113 @@ impl Study {
     /// The study's user attributes (as of the last read or write).
     pub fn user_attrs(&self) -> &std::collections::BTreeMap<String, serde_json::Value> {
         self.storage.study_user_attrs()
+    }
+
+    /// The study's system attributes in the order the log first set each (the order
+    /// of Python's `study.system_attrs`, so that of several workers' claims the
+    /// first is known to all), as of the last read or write; empty outside an
+    /// Optuna journal.
+    pub fn system_attrs(&self) -> Vec<(String, PyJson)> {
+        self.storage.study_system_attrs()
+    }
+
+    /// Sets a system attribute of the study (Optuna's
+    /// `storage.set_study_system_attr`).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] outside an Optuna journal; storage errors.
+    pub fn set_system_attr(&mut self, key: &str, value: PyJson) -> Result<()> {
+        self.storage.set_study_system_attr(key, value)
+    }
+
+    /// Trial `number`'s system attributes, read again.
+    ///
+    /// # Errors
+    /// [`Error::Storage`] outside an Optuna journal; [`Error::UnknownTrial`].
+    pub fn trial_system_attrs(&mut self, number: u64) -> Result<BTreeMap<String, PyJson>> {
+        self.storage.refresh()?;
+        self.storage.trial_system_attrs(number)
+    }
+
+    /// Sets a system attribute of trial `number` (Optuna's
+    /// `storage.set_trial_system_attr`).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] outside an Optuna journal; [`Error::UnknownTrial`].
+    pub fn set_trial_system_attr(&mut self, number: u64, key: &str, value: PyJson) -> Result<()> {
+        self.storage.set_trial_system_attr(number, key, value)
+    }
+
+    /// What [`Study::ask`] does first with a [`Heartbeat`]: fails the running
+    /// trials whose beat is older than the grace period and enqueues their
+    /// retries. For a worker waiting on others' trials. Returns the trials it
+    /// failed; nothing without a heartbeat.
+    ///
+    /// # Errors
+    /// Storage errors.
+    pub fn check_heartbeats(&mut self) -> Result<Vec<u64>> {
+        match self.heartbeat {
+            Some(hb) => self.storage.fail_stale(hb.grace, hb.max_retry),
+            None => self.storage.refresh().map(|()| Vec::new()),
+        }
+    }
+
+    /// Uploads the file at `path` to `store` as an artifact of trial `number`, as
+    /// `optuna.artifacts.upload_artifact` does (the file under a new UUID, the
+    /// trial system attribute `artifacts:{id}` with its [`ArtifactMeta`], the MIME
+    /// type guessed from the name), the file first. Returns its metadata.
+    ///
+    /// # Errors
+    /// [`Error::Io`] reading `path` or writing the store; as
+    /// [`Study::set_trial_system_attr`].
+    pub fn upload_artifact(
+        &mut self,
+        store: &FileSystemArtifactStore,
+        number: u64,
+        path: &std::path::Path,
+    ) -> Result<ArtifactMeta> {
+        let filename = path
+            .file_name()
+            .map(|n| n.to_string_lossy().into_owned())
+            .unwrap_or_default();
+        let (mimetype, encoding) = artifacts::guess_type(&filename);
+        let meta = ArtifactMeta {
+            artifact_id: artifacts::new_artifact_id(),
+            filename,
+            mimetype,
+            encoding,
+        };
+        let mut f = std::fs::File::open(path).map_err(|source| Error::Io {
+            path: path.to_owned(),
+            source,
+        })?;
+        store.write(&meta.artifact_id, &mut f)?;
+        let key = format!("{}{}", artifacts::ARTIFACTS_ATTR_PREFIX, meta.artifact_id);
+        self.set_trial_system_attr(number, &key, meta.to_attr())?;
+        Ok(meta)
+    }
+
+    /// Trial `number`'s artifacts (Optuna's `get_all_artifact_meta`), in id order.
+    ///
+    /// # Errors
+    /// As [`Study::trial_system_attrs`]; [`Error::Storage`] for an artifact
+    /// attribute that is not Optuna's metadata.
+    pub fn artifacts(&mut self, number: u64) -> Result<Vec<ArtifactMeta>> {
+        self.trial_system_attrs(number)?
+            .iter()
+            .filter(|(k, _)| k.starts_with(artifacts::ARTIFACTS_ATTR_PREFIX))
+            .map(|(_, v)| ArtifactMeta::from_attr(v))
+            .collect()
+    }
+
+    /// Writes the study, as of the last read, to a new Optuna journal file at
+    /// `path`: see [`Storage::snapshot`].
+    ///
+    /// # Errors
+    /// As [`Storage::snapshot`].
+    pub fn snapshot(&mut self, path: &std::path::Path) -> Result<()> {
+        self.storage.refresh()?;
+        self.storage.snapshot(path)
     }
 
     /// Starts a trial: takes the oldest enqueued one if any, else a new one, and lets

@@ -114,6 +114,12 @@ pub enum Event {
         /// Seconds left.
         seconds: f64,
     },
+    /// Other processes' running trials fill a shared study's budget (or the
+    /// search is over): this process waits for them.
+    Waiting {
+        /// Their numbers.
+        trials: Vec<u64>,
+    },
     /// A trial ended.
     End {
         /// The trial.
@@ -181,6 +187,12 @@ pub struct Summary {
     /// Why it stopped: the trial budget, the time budget, or a finite space of which
     /// every point was tried (no point is tried twice).
     pub stop: StopReason,
+    /// In a shared study (`search.storage`), the process that finishes the run
+    /// (dev decoding choice, test scores, export, report) when it is not this one:
+    /// the first to claim it once the study was over. `None`: this process
+    /// finishes (always so without shared storage).
+    #[serde(default)]
+    pub finished_by: Option<String>,
 }
 
 /// Scores of the chosen model and of the retrieval baseline.
@@ -230,6 +242,15 @@ const MIN_RUNG_STEPS: u64 = 10;
 /// Steps timed by [`AutoTrainer::check_time`] (after two that warm up).
 const PROBE_STEPS: u64 = 6;
 
+/// The numbers of the running trials.
+fn running_numbers(trials: &[autoglm_tune::FrozenTrial]) -> Vec<u64> {
+    trials
+        .iter()
+        .filter(|t| t.state == TrialState::Running)
+        .map(|t| t.number)
+        .collect()
+}
+
 /// A search's summary from its journal: trials by state, the best trial (`best`
 /// when given, else the study's), the seconds since `started`, why it stopped.
 fn summarize(
@@ -253,6 +274,7 @@ fn summarize(
         best,
         seconds: started.elapsed().as_secs_f64(),
         stop,
+        finished_by: None,
     })
 }
 
@@ -777,9 +799,25 @@ impl AutoTrainer {
 
     fn study(&self) -> Result<Study> {
         let s = &self.task.search;
-        let storage = Storage::journal(&self.run.journal())?;
         let seed = Seed(s.seed);
-        let study = Study::maximize(seed).with_storage(storage);
+        let study = match &s.storage {
+            Some(spec) => {
+                let journal = autoglm_tune::optuna::OptunaJournal::open_spec(spec)
+                    .map_err(|e| Error::Task(format!("search.storage: {e}")))?;
+                let name = crate::shared::study_name(&self.task);
+                let storage =
+                    Storage::optuna(journal, &name, &[autoglm_tune::Direction::Maximize])?;
+                let hb = &s.heartbeat;
+                Study::maximize(seed).with_storage(storage).with_heartbeat(
+                    autoglm_tune::Heartbeat {
+                        interval: std::time::Duration::from_secs_f64(hb.interval),
+                        grace: std::time::Duration::from_secs_f64(hb.grace),
+                        max_retry: Some(hb.max_retry),
+                    },
+                )
+            }
+            None => Study::maximize(seed).with_storage(Storage::journal(&self.run.journal())?),
+        };
         let study = match s.sampler {
             SamplerKind::Auto => study.with_sampler(AutoSampler::with_startup_trials(
                 seed,
@@ -833,20 +871,23 @@ impl AutoTrainer {
         let started = Instant::now();
         let s = self.task.search.clone();
         let mut study = self.study()?;
-        self.warm_start(&mut study)?;
-        for t in study.trials()? {
-            if t.state == TrialState::Running {
-                study.tell(t.number, Outcome::Failed)?;
-                study.enqueue(t.params.clone())?;
+        let member = self.join(&mut study)?;
+        if member.as_ref().is_none_or(|m| m.founder) {
+            self.warm_start(&mut study)?;
+        }
+        // A trial left running by a killed run of this directory is rerun; in a
+        // shared study, running trials are other processes' (a gone one's are
+        // failed and retried once its heartbeat is stale).
+        if member.is_none() {
+            for t in study.trials()? {
+                if t.state == TrialState::Running {
+                    study.tell(t.number, Outcome::Failed)?;
+                    study.enqueue(t.params.clone())?;
+                }
             }
         }
-        let counted = |study: &mut Study| -> Result<usize> {
-            Ok(study
-                .trials()?
-                .iter()
-                .filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
-                .count())
-        };
+        let poll = std::time::Duration::from_secs_f64(s.heartbeat.interval);
+        let mut waiting_on: Vec<u64> = Vec::new();
         let over = |started: &Instant| {
             s.minutes
                 .is_some_and(|m| started.elapsed().as_secs_f64() > m * 60.0)
@@ -866,12 +907,31 @@ impl AutoTrainer {
             left < 0.5 * t[t.len() / 2]
         };
         let stop = loop {
-            if counted(&mut study)? >= s.trials {
+            let trials = study.trials()?;
+            let n = |st: TrialState| trials.iter().filter(|t| t.state == st).count();
+            let counted = n(TrialState::Complete) + n(TrialState::Pruned);
+            let (running, waiting) = (n(TrialState::Running), n(TrialState::Waiting));
+            if counted >= s.trials && (member.is_none() || running == 0) {
                 break StopReason::TrialBudget;
             }
             if over(&started) || too_late(&took, &started) {
                 break StopReason::TimeBudget;
             }
+            // Other processes' running trials fill the budget: wait for them (or for
+            // their heartbeats to go stale, when their retries are run here).
+            if member.is_some() && waiting == 0 && counted + running >= s.trials {
+                let numbers = running_numbers(&trials);
+                if numbers != waiting_on {
+                    on(&Event::Waiting {
+                        trials: numbers.clone(),
+                    });
+                    waiting_on = numbers;
+                }
+                std::thread::sleep(poll);
+                study.check_heartbeats()?;
+                continue;
+            }
+            waiting_on.clear();
             let (number, structure, hyper) = {
                 let mut trial = match study.ask() {
                     Ok(t) => t,
@@ -884,6 +944,13 @@ impl AutoTrainer {
                 let (structure, hyper) = self.suggest(&mut trial)?;
                 (number, structure, hyper)
             };
+            if let Some(m) = &member {
+                study.set_trial_system_attr(
+                    number,
+                    crate::shared::TRIAL_WORKER_ATTR,
+                    autoglm_tune::optuna::pyjson::PyJson::Str(m.worker.clone()),
+                )?;
+            }
             let clock_start = unix_now();
             let params = study.trial(number)?.params()?;
             on(&Event::Start {
@@ -975,8 +1042,22 @@ impl AutoTrainer {
                     match o.dev {
                         Some(dev) => {
                             let v = s.metric.of(&dev);
-                            if feasible && best.as_ref().is_none_or(|b| v > b.1) {
+                            // In a shared study, the best of every process's trials.
+                            let incumbent = match &member {
+                                Some(_) => study.best_trial()?.and_then(|t| t.value()),
+                                None => best.map(|b| b.1),
+                            };
+                            if feasible && incumbent.is_none_or(|b| v > b) {
                                 self.save_best(&trained, number)?;
+                                if let Some(store) = member.as_ref().and_then(|m| m.store.as_ref())
+                                {
+                                    crate::shared::upload_model(
+                                        &mut study,
+                                        store,
+                                        number,
+                                        &self.run.best(),
+                                    )?;
+                                }
                                 best = Some((number, v));
                             }
                             study.tell(number, v)?;
@@ -1007,6 +1088,111 @@ impl AutoTrainer {
                 value,
                 seconds,
             });
+        };
+        let mut summary = summarize(&mut study, None, started, stop)?;
+        if let Some(m) = &member {
+            // Wait for other processes' trials (a gone one's fail on their
+            // heartbeat), then the first claim finishes.
+            while study
+                .trials()?
+                .iter()
+                .any(|t| t.state == TrialState::Running)
+            {
+                let numbers = running_numbers(&study.trials()?);
+                if numbers != waiting_on {
+                    on(&Event::Waiting {
+                        trials: numbers.clone(),
+                    });
+                    waiting_on = numbers;
+                }
+                std::thread::sleep(poll);
+                study.check_heartbeats()?;
+            }
+            summary = summarize(&mut study, None, started, stop)?;
+            summary.finished_by = crate::shared::claim_finish(&mut study, m, &self.run)?;
+            if summary.finished_by.is_none() {
+                self.take_best(&mut study, m)?;
+            }
+        }
+        Ok(summary)
+    }
+
+    /// Joins the shared study (`search.storage`): checks the fingerprint of this
+    /// process's data, tokenizer and task against the study's; `None` without
+    /// shared storage.
+    fn join(&self, study: &mut Study) -> Result<Option<crate::shared::Member>> {
+        if self.task.search.storage.is_none() {
+            return Ok(None);
+        }
+        let fp = crate::shared::Fingerprint::of(&self.run, &self.task)?;
+        crate::shared::join(study, &self.task, &self.run, &fp).map(Some)
+    }
+
+    /// The finisher's part of a shared study: the best trial's model into `best/`
+    /// (from the artifact store unless this process ran it) and the study, as it
+    /// ended, into `study.jsonl` (an Optuna journal of it alone).
+    fn take_best(&self, study: &mut Study, member: &crate::shared::Member) -> Result<()> {
+        if let Some(b) = study.best_trial()? {
+            crate::shared::fetch_model(
+                study,
+                member,
+                b.number,
+                &self.run.best_trial(),
+                &self.run.best(),
+                &self.run.best_staging(),
+            )?;
+        }
+        study.snapshot(&self.run.journal()).map_err(Error::from)
+    }
+
+    /// Finishes a shared study from this process (`autoglm run --finish`), whoever
+    /// claimed the finish: checks the fingerprint, fails the trials whose process
+    /// is gone, and takes the best model and the study as
+    /// [`AutoTrainer::search`]'s finisher does; then [`AutoTrainer::evaluate`],
+    /// [`AutoTrainer::export`] and [`AutoTrainer::write_report`] as after a
+    /// search.
+    ///
+    /// # Errors
+    /// [`Error::Task`] without `search.storage`, or with other data; [`Error::Input`]
+    /// while trials still run (naming them) or when the best model cannot be had;
+    /// storage errors.
+    pub fn finish(&mut self) -> Result<Summary> {
+        let started = Instant::now();
+        if self.task.search.storage.is_none() {
+            return Err(Error::Task(
+                "--finish: the task has no shared study (search.storage or --storage)".into(),
+            ));
+        }
+        let mut study = self.study()?;
+        let member = self.join(&mut study)?.expect("a shared study");
+        study.check_heartbeats()?;
+        let running = running_numbers(&study.trials()?);
+        if !running.is_empty() {
+            let mut who = Vec::new();
+            for &n in &running {
+                who.push(format!(
+                    "{n} ({})",
+                    crate::shared::runner_of(&mut study, n)?
+                ));
+            }
+            return Err(Error::Input(format!(
+                "study '{}' still runs trials {}: finish once they end (a trial whose process is gone fails {} s after its last heartbeat)",
+                crate::shared::study_name(&self.task),
+                who.join(", "),
+                self.task.search.heartbeat.grace
+            )));
+        }
+        let _ = crate::shared::claim_finish(&mut study, &member, &self.run)?;
+        self.take_best(&mut study, &member)?;
+        let counted = study
+            .trials()?
+            .iter()
+            .filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
+            .count();
+        let stop = if counted >= self.task.search.trials {
+            StopReason::TrialBudget
+        } else {
+            StopReason::TimeBudget
         };
         summarize(&mut study, None, started, stop)
     }

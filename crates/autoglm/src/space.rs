@@ -355,6 +355,66 @@ pub struct SearchConfig {
     /// with this task's, whose scale may differ).
     #[serde(default = "d_warm")]
     pub warm_start_trials: usize,
+    /// A study shared by several `autoglm run` processes, on one machine or many
+    /// (`autoglm run --storage`): Optuna's journal on Redis
+    /// (`redis://HOST:PORT/DB`, optionally `#PREFIX`) or in a file (relative to the
+    /// task file; on a shared mount for several machines). Each process runs
+    /// trials until the study has `trials`, beating for its running trials;
+    /// Python Optuna and optuna-dashboard read the same study. Absent: the run
+    /// directory's own journal (`study.jsonl`). See [`crate::shared`].
+    #[serde(default)]
+    pub storage: Option<String>,
+    /// The study's name in `storage` (default: the task's `name`).
+    #[serde(default)]
+    pub study_name: Option<String>,
+    /// A directory (relative to the task file; a shared mount for several
+    /// machines) where each process uploads the models of its trials that were
+    /// the study's best when they finished, in Optuna's `FileSystemArtifactStore`
+    /// layout (listed by optuna-dashboard), so that any process can finish the run.
+    #[serde(default)]
+    pub artifacts: Option<std::path::PathBuf>,
+    /// Heartbeats of a shared study's running trials.
+    #[serde(default)]
+    pub heartbeat: HeartbeatConfig,
+}
+
+/// `search.heartbeat`: how a process of a shared study (`search.storage`) shows
+/// that its trials still run.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HeartbeatConfig {
+    /// Seconds between beats (default 10).
+    #[serde(default = "d_beat")]
+    pub interval: f64,
+    /// Seconds after its last beat that a running trial is failed (its process is
+    /// taken to be gone) and retried with its parameters (default 60).
+    #[serde(default = "d_grace")]
+    pub grace: f64,
+    /// Retries of one trial at most (default 2).
+    #[serde(default = "d_retries")]
+    pub max_retry: usize,
+}
+
+impl Default for HeartbeatConfig {
+    fn default() -> Self {
+        HeartbeatConfig {
+            interval: d_beat(),
+            grace: d_grace(),
+            max_retry: d_retries(),
+        }
+    }
+}
+
+fn d_beat() -> f64 {
+    10.0
+}
+
+fn d_grace() -> f64 {
+    60.0
+}
+
+fn d_retries() -> usize {
+    2
 }
 
 fn d_workers() -> usize {
@@ -583,6 +643,10 @@ impl Default for SearchConfig {
             hyperband: None,
             warm_start: Vec::new(),
             warm_start_trials: d_warm(),
+            storage: None,
+            study_name: None,
+            artifacts: None,
+            heartbeat: HeartbeatConfig::default(),
         }
     }
 }
@@ -594,6 +658,27 @@ impl Default for SearchConfig {
 /// # Errors
 /// [`Error::Task`] naming the field.
 pub fn check(model: &ModelSpace, hyper: &HyperSpace, search: &SearchConfig) -> Result<()> {
+    let hb = &search.heartbeat;
+    if !(hb.interval > 0.0 && hb.interval.is_finite()) {
+        return Err(Error::Task(format!(
+            "search.heartbeat.interval: {} is not a positive number of seconds",
+            hb.interval
+        )));
+    }
+    if !(hb.grace > hb.interval && hb.grace.is_finite()) {
+        return Err(Error::Task(format!(
+            "search.heartbeat.grace: {} s must exceed the interval, {} s",
+            hb.grace, hb.interval
+        )));
+    }
+    if search.storage.is_some() && search.hyperband.is_some() {
+        return Err(Error::Task(
+            "search.storage with search.hyperband: a shared study runs the plain search \
+             (trials at full length, the pruner stopping them); Hyperband's promotions \
+             across processes are not built yet"
+                .into(),
+        ));
+    }
     if model.checkpoint.is_some()
         && (ModelSpace {
             checkpoint: None,

@@ -287,6 +287,14 @@ impl Task {
         for p in &mut self.search.warm_start {
             abs(p);
         }
+        if let Some(p) = &mut self.search.artifacts {
+            abs(p);
+        }
+        if let Some(st) = &mut self.search.storage {
+            if !st.contains("://") && Path::new(st.as_str()).is_relative() {
+                *st = base.join(st.as_str()).to_string_lossy().into_owned();
+            }
+        }
         match &mut self.output {
             Some(p) => abs(p),
             None => self.output = Some(base.join("runs").join(&self.name)),

@@ -73,6 +73,9 @@ pub struct JournalStudy {
     pub user_attrs: BTreeMap<String, PyJson>,
     /// System attributes.
     pub system_attrs: BTreeMap<String, PyJson>,
+    /// The system attributes' keys in the order the log first set them (the order
+    /// of Python's `study.system_attrs`): the first of several workers' claims.
+    pub system_attrs_order: Vec<String>,
     /// Its trials' ids, by number.
     pub trials: Vec<u64>,
 }
@@ -248,6 +251,7 @@ impl Replay {
                         directions,
                         user_attrs: BTreeMap::new(),
                         system_attrs: BTreeMap::new(),
+                        system_attrs_order: Vec::new(),
                         trials: Vec::new(),
                     },
                 );
@@ -269,12 +273,14 @@ impl Replay {
                 let Some(study) = self.studies.get_mut(&id) else {
                     return own(ReplayError::NotFound(format!("study {id}")));
                 };
-                let attrs = if code == op::SET_STUDY_USER_ATTR {
-                    &mut study.user_attrs
+                if code == op::SET_STUDY_USER_ATTR {
+                    study.user_attrs.insert(k, v);
                 } else {
-                    &mut study.system_attrs
-                };
-                attrs.insert(k, v);
+                    if !study.system_attrs.contains_key(&k) {
+                        study.system_attrs_order.push(k.clone());
+                    }
+                    study.system_attrs.insert(k, v);
+                }
             }
             op::CREATE_TRIAL => return self.create_trial(log, worker, mine),
             op::SET_TRIAL_PARAM => {

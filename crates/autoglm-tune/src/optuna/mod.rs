@@ -22,6 +22,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod artifacts;
 pub mod file;
 pub mod journal;
 pub mod pyjson;
@@ -172,31 +173,10 @@ pub fn now_iso() -> String {
     }
 }
 
-/// A worker id in Optuna's shape (a UUID, a dash, a thread number), unique to this
-/// handle.
+/// A worker id in Optuna's shape (a UUID, a dash, then Optuna's thread number,
+/// here the process id), unique to this handle.
 fn worker_id() -> String {
-    let seed = file::unique();
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for b in seed.bytes() {
-        h = (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3);
-    }
-    let mut next = || {
-        h = h.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = h;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    };
-    let (a, b) = (next(), next());
-    format!(
-        "{:08x}-{:04x}-4{:03x}-{:04x}-{:012x}-{}",
-        a >> 32,
-        (a >> 16) & 0xffff,
-        a & 0xfff,
-        0x8000 | (b >> 48) & 0x3fff,
-        b & 0xffff_ffff_ffff,
-        std::process::id()
-    )
+    format!("{}-{}", uuid::Uuid::new_v4(), std::process::id())
 }
 
 fn dict(items: Vec<(&str, PyJson)>) -> PyJson {
@@ -214,6 +194,30 @@ impl OptunaJournal {
             source,
         })?;
         Self::with_backend(Box::new(file))
+    }
+
+    /// The journal `spec` names: `redis://HOST:PORT/DB` or `rediss://…`, with an
+    /// optional `#PREFIX` (Optuna's `JournalRedisBackend(url, prefix)`; needs the
+    /// `redis` feature), else a file path (Optuna's `JournalFileBackend`).
+    ///
+    /// # Errors
+    /// [`Error::Storage`] for a Redis URL without the `redis` feature or a server
+    /// that cannot be reached; as [`OptunaJournal::open`].
+    pub fn open_spec(spec: &str) -> Result<OptunaJournal> {
+        if spec.starts_with("redis://") || spec.starts_with("rediss://") {
+            #[cfg(feature = "redis")]
+            {
+                let (url, prefix) = spec.split_once('#').unwrap_or((spec, ""));
+                let backend = redis::JournalRedis::open(url, prefix)
+                    .map_err(|reason| Error::Storage { reason })?;
+                return Self::with_backend(Box::new(backend));
+            }
+            #[cfg(not(feature = "redis"))]
+            return Err(Error::Storage {
+                reason: format!("{spec}: a journal on Redis needs autoglm-tune's `redis` feature"),
+            });
+        }
+        Self::open(Path::new(spec))
     }
 
     /// A journal in any [`Backend`] (a [`JournalFile`] with other lock settings,
@@ -447,6 +451,71 @@ impl OptunaJournal {
                 ("intermediate_values", PyJson::Dict(Vec::new())),
             ],
         )?;
+        Ok(self
+            .replay
+            .last_created_by_me()
+            .expect("the trial was just created"))
+    }
+
+    /// Adds a copy of `trial` (from this or another journal) to `study` as
+    /// Optuna's `storage.create_new_trial(study_id, template_trial)` writes one:
+    /// its state, values, times, parameters, attributes and intermediate values in
+    /// one `CREATE_TRIAL`. Returns the new trial's id.
+    ///
+    /// # Errors
+    /// [`Error::OutOfDistribution`] for a parameter outside its distribution;
+    /// [`Error::Journal`] when the study does not exist; I/O errors.
+    pub fn add_trial(&mut self, study: u64, trial: &journal::JournalTrial) -> Result<u64> {
+        let mut dists = Vec::new();
+        let mut values = Vec::new();
+        for (name, d) in &trial.distributions {
+            let Some(v) = trial.params.get(name) else {
+                continue;
+            };
+            let internal = journal::internal(d, v).ok_or_else(|| Error::OutOfDistribution {
+                name: name.clone(),
+                value: format!("{v:?}"),
+            })?;
+            dists.push((name.clone(), PyJson::Str(journal::distribution_to_json(d))));
+            values.push((name.clone(), internal));
+        }
+        let floats = |v: &[f64]| PyJson::List(v.iter().map(|&x| PyJson::Float(x)).collect());
+        let (value, many) = match trial.values.as_deref() {
+            Some([v]) => (PyJson::Float(*v), PyJson::Null),
+            Some(v) => (PyJson::Null, floats(v)),
+            None => (PyJson::Null, PyJson::Null),
+        };
+        let time = |t: &Option<String>| t.clone().map_or(PyJson::Null, PyJson::Str);
+        let mut fields = vec![
+            ("study_id", id(study)),
+            ("datetime_start", time(&trial.datetime_start)),
+            ("state", PyJson::Int(journal::state_code(trial.state))),
+            ("value", value),
+            ("values", many),
+        ];
+        if trial.datetime_complete.is_some() {
+            fields.push(("datetime_complete", time(&trial.datetime_complete)));
+        }
+        let attrs = |a: &std::collections::BTreeMap<String, PyJson>| {
+            PyJson::Dict(a.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
+        };
+        fields.extend([
+            ("distributions", PyJson::Dict(dists)),
+            ("params", PyJson::Dict(values)),
+            ("user_attrs", attrs(&trial.user_attrs)),
+            ("system_attrs", attrs(&trial.system_attrs)),
+            (
+                "intermediate_values",
+                PyJson::Dict(
+                    trial
+                        .intermediate
+                        .iter()
+                        .map(|(k, &v)| (k.to_string(), PyJson::Float(v)))
+                        .collect(),
+                ),
+            ),
+        ]);
+        self.write(op::CREATE_TRIAL, fields)?;
         Ok(self
             .replay
             .last_created_by_me()
