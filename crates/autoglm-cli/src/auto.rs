@@ -24,7 +24,7 @@ pub struct RunArgs {
     pub storage: Option<String>,
     /// The shared study's name (default: the task's `search.study_name`, else its
     /// `name`).
-    #[arg(long, requires = "storage")]
+    #[arg(long)]
     pub study_name: Option<String>,
     /// Finish the shared study from this process (dev decoding choice, test
     /// scores, export, report) without running trials: for when the process that
@@ -129,6 +129,12 @@ pub fn run(args: RunArgs, out: &mut dyn Write) -> Result<()> {
     }
     if let Some(n) = args.study_name {
         task.search.study_name = Some(n);
+    }
+    if task.search.storage.is_none() && (task.search.study_name.is_some() || args.finish) {
+        anyhow::bail!(
+            "{}: --study-name and --finish are for a shared study: give --storage (or search.storage)",
+            args.task.display()
+        );
     }
     let mut at = AutoTrainer::new(task).context("preparing the task")?;
     let r = &at.data().report;

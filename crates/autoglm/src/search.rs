@@ -918,8 +918,11 @@ impl AutoTrainer {
                 break StopReason::TimeBudget;
             }
             // Other processes' running trials fill the budget: wait for them (or for
-            // their heartbeats to go stale, when their retries are run here).
-            if member.is_some() && waiting == 0 && counted + running >= s.trials {
+            // their heartbeats to go stale, when their retries are run here unless
+            // the budget is met).
+            if member.is_some()
+                && (counted >= s.trials || (waiting == 0 && counted + running >= s.trials))
+            {
                 let numbers = running_numbers(&trials);
                 if numbers != waiting_on {
                     on(&Event::Waiting {

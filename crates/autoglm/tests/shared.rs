@@ -9,7 +9,7 @@ use autoglm::{AutoTrainer, Event, Summary, Task};
 use autoglm_tune::optuna::OptunaJournal;
 use autoglm_tune::{Storage, TrialState};
 
-fn task(dir: &Path, trials: usize, output: &str) -> Task {
+fn task(dir: &Path, storage: &str, trials: usize, output: &str) -> Task {
     let yaml = format!(
         "name: shared
 data: {{input: meaning, target: text, train: data/train.jsonl, dev: data/dev.jsonl, test: {{file: data/test.jsonl}}}}
@@ -18,7 +18,7 @@ tokenizer: {{vocab_size: 400}}
 model: {{layers: 1, hidden: [32, 64], heads: 2, kv_heads: 1, mlp_ratio: 2.0}}
 training: {{lr: {{low: 2.0e-3, high: 8.0e-3, log: true}}, batch_size: 16, epochs: 1.0}}
 search: {{trials: {trials}, evaluations: 2, threads: 1, pruner: none, decoding: {{max_new_tokens: 40}},
-          storage: study.log, artifacts: artifacts, heartbeat: {{interval: 1, grace: 4}}}}
+          storage: '{storage}', artifacts: artifacts, heartbeat: {{interval: 1, grace: 4}}}}
 output: {output}
 "
     );
@@ -26,8 +26,8 @@ output: {output}
 }
 
 /// Runs a worker's search; its summary and the trials it started.
-fn worker(dir: &Path, output: &str) -> (Summary, Vec<u64>, AutoTrainer) {
-    let mut at = AutoTrainer::new(task(dir, 4, output)).unwrap();
+fn worker(dir: &Path, storage: &str, output: &str) -> (Summary, Vec<u64>, AutoTrainer) {
+    let mut at = AutoTrainer::new(task(dir, storage, 4, output)).unwrap();
     let mut started = Vec::new();
     let s = at
         .search(|e| {
@@ -40,13 +40,61 @@ fn worker(dir: &Path, output: &str) -> (Summary, Vec<u64>, AutoTrainer) {
 }
 
 #[test]
-fn two_workers_share_a_study_and_one_finishes() {
+fn two_workers_share_a_study_in_a_file_and_one_finishes() {
     let dir = tempfile::tempdir().unwrap();
-    let d = dir.path();
+    two_workers(dir.path(), "study.log");
+}
+
+/// The same through a redis-server of the test's own (with the `redis` feature,
+/// on in the workspace; skipped without `redis-server` on `PATH` unless
+/// `AUTOGLM_REQUIRE_REDIS` is set, as CI sets it).
+#[cfg(feature = "redis")]
+#[test]
+fn two_workers_share_a_study_on_redis_and_one_finishes() {
+    let found = std::process::Command::new("redis-server")
+        .arg("--version")
+        .stdout(std::process::Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success());
+    if !found {
+        assert!(
+            std::env::var_os("AUTOGLM_REQUIRE_REDIS").is_none(),
+            "redis-server is needed (apt-get install redis-server)"
+        );
+        eprintln!("SKIPPED: no redis-server on PATH");
+        return;
+    }
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = std::process::Command::new("redis-server")
+        .args([
+            "--port",
+            &port.to_string(),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+        ])
+        .current_dir(dir.path())
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let url = format!("redis://127.0.0.1:{port}/0");
+    two_workers(dir.path(), &url);
+    let _ = server.kill();
+    let _ = server.wait();
+}
+
+/// Two workers on `storage` (with an artifact store), then the checks.
+fn two_workers(d: &Path, storage: &str) {
     autoglm::quickstart::write_corpus(&d.join("data"), 400, 12, 10, 5).unwrap();
     let (a, b) = std::thread::scope(|s| {
-        let a = s.spawn(|| worker(d, "a"));
-        let b = s.spawn(|| worker(d, "b"));
+        let a = s.spawn(|| worker(d, storage, "a"));
+        let b = s.spawn(|| worker(d, storage, "b"));
         (a.join().unwrap(), b.join().unwrap())
     });
     let (mut sa, ta, at_a) = a;
@@ -88,7 +136,11 @@ fn two_workers_share_a_study_and_one_finishes() {
         .iter()
         .all(|t| t.state == TrialState::Complete && t.user_attrs.contains_key("outcome")));
     // Every trial names its process; the best has its model in the store.
-    let journal = OptunaJournal::open(&d.join("study.log")).unwrap();
+    let spec = match storage.contains("://") {
+        true => storage.to_owned(),
+        false => d.join(storage).display().to_string(),
+    };
+    let journal = OptunaJournal::open_spec(&spec).unwrap();
     let r = journal.replay();
     let study = r.study_by_name("shared").unwrap();
     let workers: std::collections::BTreeSet<String> = study
@@ -121,7 +173,7 @@ fn two_workers_share_a_study_and_one_finishes() {
     fin.export(&d.join("model")).unwrap();
     // Any process can finish (`--finish`): one that ran no trial takes the model
     // from the artifact store, the same bytes.
-    let mut again = AutoTrainer::new(task(d, 4, "fresh")).unwrap();
+    let mut again = AutoTrainer::new(task(d, storage, 4, "fresh")).unwrap();
     let s = again.finish().unwrap();
     assert_eq!(s.best.unwrap().0, best);
     for f in [
@@ -139,7 +191,7 @@ fn two_workers_share_a_study_and_one_finishes() {
     let e2 = again.evaluate().unwrap();
     assert_eq!(e2.test, e.test, "the same model scores the same");
     // A process with other settings is refused, naming the difference.
-    let mut odd = AutoTrainer::new(task(d, 5, "c")).unwrap();
+    let mut odd = AutoTrainer::new(task(d, storage, 5, "c")).unwrap();
     let err = odd.search(|_| {}).unwrap_err().to_string();
     assert!(
         err.contains("search.trials: 5 here, 4 in the study"),
