@@ -31,10 +31,18 @@ ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)
 SEARCH = re.compile(r"^search: (\d+) complete, (\d+) pruned, (\d+) failed in (\d+) s; best (?:trial (\d+) \(dev ([0-9.]+)\)|none)")
 
 
+FIXED = None  # (journal, trials): the same configurations in every run
+
+
 def task_text(seed, threads, extra=""):
     src = open(os.path.join(ROOT, "examples", "quickstart.yaml")).read()
     data = os.path.join(ROOT, "examples", "data")
     src = src.replace("data/quickstart/", data + "/quickstart/")
+    if FIXED:
+        journal, n = FIXED
+        src = src.replace("  pruner: median\n", "  pruner: none\n", 1)
+        src = re.sub(r"  trials: \d+\n", f"  trials: {n}\n", src, count=1)
+        extra += f"  warm_start: [{journal}]\n  warm_start_trials: {n}\n"
     src = src.replace("search:\n", f"search:\n  seed: {seed}\n  threads: {threads}\n{extra}", 1)
     return src
 
@@ -44,17 +52,24 @@ def start(bin_, task, out, *extra):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
 
 
+TRIAL = re.compile(r"^trial \d+: (?:complete|pruned|failed).* in (\d+) s$")
+
+
 def search_line(p, log):
     """Reads the process's output up to its search line, then stops it."""
-    for line in p.stdout:
+    busy = 0
+    for line in iter(p.stdout.readline, ""):
         log.write(line)
+        t = TRIAL.match(line.rstrip("\n"))
+        if t:
+            busy += int(t.group(1))
         m = SEARCH.match(line)
         if m:
             p.kill()
             p.wait()
             return {
                 "complete": int(m.group(1)), "pruned": int(m.group(2)), "failed": int(m.group(3)),
-                "seconds": int(m.group(4)),
+                "seconds": int(m.group(4)), "trial_seconds": busy,
                 "best_trial": None if m.group(5) is None else int(m.group(5)),
                 "best_dev": None if m.group(6) is None else float(m.group(6)),
             }
@@ -71,7 +86,13 @@ def one(bin_, config, seed, logdir):
         extra = (f"  storage: {d}/study.log\n  artifacts: {d}/artifacts\n"
                  "  heartbeat: {interval: 2, grace: 20}\n")
         open(task, "w").write(task_text(seed, 1, extra))
-        ps = [start(bin_, task, os.path.join(d, f"w{i}")) for i in range(2)]
+        ps = []
+        for i in range(2):
+            ps.append(start(bin_, task, os.path.join(d, f"w{i}")))
+            if FIXED and i == 0:
+                # The first process enqueues the configurations; the second joins
+                # after, so that it samples none of its own.
+                time.sleep(3)
         lines = [search_line(p, log) for p in ps]
     else:
         open(task, "w").write(task_text(seed, 1 if config == "1p1t" else 2))
@@ -82,7 +103,9 @@ def one(bin_, config, seed, logdir):
         "config": config, "seed": seed,
         "search_seconds": max(l["seconds"] for l in lines),
         "process_seconds": [l["seconds"] for l in lines],
-        "wall_seconds_with_preparation": round(wall, 1),
+        # Seconds of training trials, all processes: the work done.
+        "trial_seconds": sum(l["trial_seconds"] for l in lines),
+        "wall_seconds_to_search_line": round(wall, 1),
         "trials": best["complete"] + best["pruned"], "failed": best["failed"],
         "best_trial": best["best_trial"], "best_dev": best["best_dev"],
     }
@@ -94,8 +117,8 @@ def table(rows):
         by.setdefault(r["config"], []).append(r)
     base = {r["seed"]: r["search_seconds"] for r in by.get("1p1t", [])}
     two = {r["seed"]: r["search_seconds"] for r in by.get("1p2t", [])}
-    print("| configuration | search s (per seed) | median | ratio to 1p1t (per seed) | ratio to 1p2t (per seed) | best dev (per seed) |")
-    print("|---|---|---|---|---|---|")
+    print("| configuration | search s (per seed) | median | ratio to 1p1t (per seed) | ratio to 1p2t (per seed) | trial s, all processes (per seed) | best dev (per seed) |")
+    print("|---|---|---|---|---|---|---|")
     for c in ["1p1t", "1p2t", "2p1t"]:
         rs = sorted(by.get(c, []), key=lambda r: r["seed"])
         if not rs:
@@ -105,6 +128,7 @@ def table(rows):
         r2 = [r["search_seconds"] / two[r["seed"]] for r in rs if r["seed"] in two]
         print(f"| {c} | {', '.join(map(str, secs))} | {statistics.median(secs)} | "
               f"{', '.join(f'{x:.2f}' for x in r1)} | {', '.join(f'{x:.2f}' for x in r2)} | "
+              f"{', '.join(str(r.get('trial_seconds', '?')) for r in rs)} | "
               f"{', '.join(str(r['best_dev']) for r in rs)} |")
 
 
@@ -116,7 +140,13 @@ def main():
     ap.add_argument("--out")
     ap.add_argument("--logs", default="target/shared-quickstart-logs")
     ap.add_argument("--table")
+    ap.add_argument("--fixed", nargs=2, metavar=("JOURNAL", "N"),
+                    help="every run trains the N best configurations of JOURNAL (an earlier run's "
+                         "study.jsonl), enqueued, with no pruner: the same work in every configuration")
     a = ap.parse_args()
+    global FIXED
+    if a.fixed:
+        FIXED = (os.path.abspath(a.fixed[0]), int(a.fixed[1]))
     if a.table:
         table(json.load(open(a.table))["runs"])
         return
@@ -129,7 +159,7 @@ def main():
             r = one(a.autoglm, c, seed, a.logs)
             print(json.dumps(r), flush=True)
             rows.append(r)
-    doc = {"date": time.strftime("%Y-%m-%d"), "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t"),
+    doc = {"date": time.strftime("%Y-%m-%d"), "fixed": a.fixed, "cpu": open("/proc/cpuinfo").read().split("model name")[1].split("\n")[0].strip(" :\t"),
            "cores": os.cpu_count(), "runs": rows}
     if a.out:
         json.dump(doc, open(a.out, "w"), indent=1)
