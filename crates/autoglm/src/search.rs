@@ -1021,6 +1021,27 @@ impl AutoTrainer {
                 }
             });
             let seconds = t0.elapsed().as_secs_f64();
+            // In a shared study, another process may have failed the trial meanwhile
+            // (this process's heartbeat went stale: it was stopped, say), and
+            // retries it: its result is theirs to record.
+            let taken = member.is_some()
+                && study
+                    .trials()?
+                    .get(number as usize)
+                    .is_some_and(|t| t.state != TrialState::Running);
+            if taken {
+                on(&Event::End {
+                    number,
+                    state: TrialEnd::Failed {
+                        error: "failed by another process meanwhile (this process's heartbeat \
+                                went stale), which retries it"
+                            .into(),
+                    },
+                    value: None,
+                    seconds,
+                });
+                continue;
+            }
             study.trial(number)?.set_user_attr(
                 CLOCK_ATTR,
                 serde_json::json!({"start": clock_start, "end": unix_now()}),
