@@ -251,6 +251,28 @@ fn running_numbers(trials: &[autoglm_tune::FrozenTrial]) -> Vec<u64> {
         .collect()
 }
 
+/// One wait of a shared study's process for other processes' running trials:
+/// says which it waits for (when that changed), sleeps `poll`, then fails the
+/// trials whose heartbeat went stale.
+fn wait_a_beat(
+    study: &mut Study,
+    trials: &[autoglm_tune::FrozenTrial],
+    waiting_on: &mut Vec<u64>,
+    on: &mut impl FnMut(&Event),
+    poll: std::time::Duration,
+) -> Result<()> {
+    let numbers = running_numbers(trials);
+    if numbers != *waiting_on {
+        on(&Event::Waiting {
+            trials: numbers.clone(),
+        });
+        *waiting_on = numbers;
+    }
+    std::thread::sleep(poll);
+    study.check_heartbeats()?;
+    Ok(())
+}
+
 /// A search's summary from its journal: trials by state, the best trial (`best`
 /// when given, else the study's), the seconds since `started`, why it stopped.
 fn summarize(
@@ -923,15 +945,7 @@ impl AutoTrainer {
             if member.is_some()
                 && (counted >= s.trials || (waiting == 0 && counted + running >= s.trials))
             {
-                let numbers = running_numbers(&trials);
-                if numbers != waiting_on {
-                    on(&Event::Waiting {
-                        trials: numbers.clone(),
-                    });
-                    waiting_on = numbers;
-                }
-                std::thread::sleep(poll);
-                study.check_heartbeats()?;
+                wait_a_beat(&mut study, &trials, &mut waiting_on, &mut on, poll)?;
                 continue;
             }
             waiting_on.clear();
@@ -1117,20 +1131,12 @@ impl AutoTrainer {
         if let Some(m) = &member {
             // Wait for other processes' trials (a gone one's fail on their
             // heartbeat), then the first claim finishes.
-            while study
-                .trials()?
-                .iter()
-                .any(|t| t.state == TrialState::Running)
-            {
-                let numbers = running_numbers(&study.trials()?);
-                if numbers != waiting_on {
-                    on(&Event::Waiting {
-                        trials: numbers.clone(),
-                    });
-                    waiting_on = numbers;
+            loop {
+                let trials = study.trials()?;
+                if !trials.iter().any(|t| t.state == TrialState::Running) {
+                    break;
                 }
-                std::thread::sleep(poll);
-                study.check_heartbeats()?;
+                wait_a_beat(&mut study, &trials, &mut waiting_on, &mut on, poll)?;
             }
             summary = summarize(&mut study, None, started, stop)?;
             summary.finished_by = crate::shared::claim_finish(&mut study, m, &self.run)?;

@@ -179,6 +179,30 @@ fn worker_id() -> String {
     format!("{}-{}", uuid::Uuid::new_v4(), std::process::id())
 }
 
+/// A JSON object's fields, in order.
+type Fields = Vec<(String, PyJson)>;
+
+/// Parameters as a `CREATE_TRIAL` carries them: each distribution as Optuna's
+/// JSON, each value in its internal representation.
+///
+/// # Errors
+/// [`Error::OutOfDistribution`] for a value outside its distribution.
+fn encode_params<'a>(
+    params: impl Iterator<Item = (&'a String, &'a Distribution, &'a ParamValue)>,
+) -> Result<(Fields, Fields)> {
+    let mut dists = Vec::new();
+    let mut values = Vec::new();
+    for (name, d, v) in params {
+        let internal = journal::internal(d, v).ok_or_else(|| Error::OutOfDistribution {
+            name: name.clone(),
+            value: format!("{v:?}"),
+        })?;
+        dists.push((name.clone(), PyJson::Str(journal::distribution_to_json(d))));
+        values.push((name.clone(), internal));
+    }
+    Ok((dists, values))
+}
+
 fn dict(items: Vec<(&str, PyJson)>) -> PyJson {
     PyJson::Dict(items.into_iter().map(|(k, v)| (k.to_owned(), v)).collect())
 }
@@ -423,16 +447,7 @@ impl OptunaJournal {
         user_attrs: Vec<(String, PyJson)>,
         system_attrs: Vec<(String, PyJson)>,
     ) -> Result<u64> {
-        let mut dists = Vec::new();
-        let mut values = Vec::new();
-        for (name, (d, v)) in params {
-            let internal = journal::internal(d, v).ok_or_else(|| Error::OutOfDistribution {
-                name: name.clone(),
-                value: format!("{v:?}"),
-            })?;
-            dists.push((name.clone(), PyJson::Str(journal::distribution_to_json(d))));
-            values.push((name.clone(), internal));
-        }
+        let (dists, values) = encode_params(params.iter().map(|(n, (d, v))| (n, d, v)))?;
         self.write(
             op::CREATE_TRIAL,
             vec![
@@ -466,19 +481,12 @@ impl OptunaJournal {
     /// [`Error::OutOfDistribution`] for a parameter outside its distribution;
     /// [`Error::Journal`] when the study does not exist; I/O errors.
     pub fn add_trial(&mut self, study: u64, trial: &journal::JournalTrial) -> Result<u64> {
-        let mut dists = Vec::new();
-        let mut values = Vec::new();
-        for (name, d) in &trial.distributions {
-            let Some(v) = trial.params.get(name) else {
-                continue;
-            };
-            let internal = journal::internal(d, v).ok_or_else(|| Error::OutOfDistribution {
-                name: name.clone(),
-                value: format!("{v:?}"),
-            })?;
-            dists.push((name.clone(), PyJson::Str(journal::distribution_to_json(d))));
-            values.push((name.clone(), internal));
-        }
+        let (dists, values) = encode_params(
+            trial
+                .distributions
+                .iter()
+                .filter_map(|(n, d)| Some((n, d, trial.params.get(n)?))),
+        )?;
         let floats = |v: &[f64]| PyJson::List(v.iter().map(|&x| PyJson::Float(x)).collect());
         let (value, many) = match trial.values.as_deref() {
             Some([v]) => (PyJson::Float(*v), PyJson::Null),
