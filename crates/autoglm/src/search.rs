@@ -1214,17 +1214,11 @@ impl AutoTrainer {
         }
         let _ = crate::shared::claim_finish(&mut study, &member, &self.run)?;
         self.take_best(&mut study, &member)?;
-        let counted = study
-            .trials()?
-            .iter()
-            .filter(|t| matches!(t.state, TrialState::Complete | TrialState::Pruned))
-            .count();
-        let stop = if counted >= self.task.search.trials {
-            StopReason::TrialBudget
-        } else {
-            StopReason::TimeBudget
-        };
-        summarize(&mut study, None, started, stop)
+        let mut summary = summarize(&mut study, None, started, StopReason::TrialBudget)?;
+        if summary.complete + summary.pruned < self.task.search.trials {
+            summary.stop = StopReason::TimeBudget;
+        }
+        Ok(summary)
     }
 
     /// The multi-fidelity search (`search.hyperband`): Hyperband's brackets over
