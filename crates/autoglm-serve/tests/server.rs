@@ -421,50 +421,69 @@ async fn greedy_answers_come_from_the_response_cache_the_second_time() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn shutdown_drains_in_flight_requests() {
-    let root = repo_root();
-    let s = start(root.path(), &[spec("glm", "a")], |c| c.cache_bytes = 0).await;
-    let addr = s.addr;
-    let tasks: Vec<_> = (0..4u32)
-        .map(|i| {
-            let body = json!({"prompt": [i + 1, 2, 3], "max_tokens": 250, "ignore_eos": true,
-                              "stream": true, "temperature": 0})
-            .to_string();
-            tokio::spawn(
-                async move { call(addr, "POST", "/v1/completions", Some(&body), None).await },
-            )
-        })
-        .collect();
-    // Stop the server while they run, once all four have arrived (a connection the
-    // server has not accepted yet when it stops accepting is reset, not drained).
-    let mut running = false;
-    for _ in 0..1000 {
-        let m = call(addr, "GET", "/metrics", None, None).await.body;
-        let arrived: f64 = m
-            .lines()
-            .filter(|l| l.starts_with("autoglm_requests_arrived"))
-            .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-            .sum();
-        running = arrived >= 4.0
-            && m.lines()
-                .any(|l| l.starts_with("autoglm_running_sequences{") && !l.ends_with(" 0"));
+    // The fixture generates 250 tokens in milliseconds, so a poll can miss the window
+    // in which every request has arrived and some still run. An attempt that misses
+    // it (all finished before the stop) still checks every answer and tries again
+    // with more requests; one attempt must stop the server mid-generation.
+    const N: [usize; 5] = [4, 8, 16, 32, 64];
+    let mut stopped_while_running = None;
+    for (attempt, n) in N.into_iter().enumerate() {
+        let root = repo_root();
+        let s = start(root.path(), &[spec("glm", "a")], |c| c.cache_bytes = 0).await;
+        let addr = s.addr;
+        let tasks: Vec<_> = (0..n as u32)
+            .map(|i| {
+                let body = json!({"prompt": [i % 300 + 1, 2, 3], "max_tokens": 250,
+                                  "ignore_eos": true, "stream": true, "temperature": 0})
+                .to_string();
+                tokio::spawn(async move {
+                    call(addr, "POST", "/v1/completions", Some(&body), None).await
+                })
+            })
+            .collect();
+        // Stop the server while they run, once all have arrived (a connection the
+        // server has not accepted yet when it stops accepting is reset, not drained).
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+        let mut running = false;
+        while std::time::Instant::now() < deadline {
+            if tasks.iter().all(|t| t.is_finished()) {
+                break;
+            }
+            let m = call(addr, "GET", "/metrics", None, None).await.body;
+            let arrived: f64 = m
+                .lines()
+                .filter(|l| l.starts_with("autoglm_requests_arrived"))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum();
+            running = arrived >= n as f64
+                && m.lines()
+                    .any(|l| l.starts_with("autoglm_running_sequences{") && !l.ends_with(" 0"));
+            if running {
+                break;
+            }
+        }
+        s.stop().await;
+        for t in tasks {
+            let r = t.await.unwrap();
+            assert_eq!(r.status, 200, "{}", r.body);
+            let events = sse_events(&r.body);
+            assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
+            let got: usize = events[..events.len() - 1]
+                .iter()
+                .filter_map(|e| serde_json::from_str::<Value>(e).ok())
+                .filter_map(|v| v["choices"][0]["tokens"].as_array().map(Vec::len))
+                .sum();
+            assert_eq!(got, 250);
+        }
         if running {
+            stopped_while_running = Some(attempt);
             break;
         }
     }
-    assert!(running, "the four requests did not arrive and run");
-    s.stop().await;
-    for t in tasks {
-        let r = t.await.unwrap();
-        assert_eq!(r.status, 200, "{}", r.body);
-        let events = sse_events(&r.body);
-        assert_eq!(events.last().map(String::as_str), Some("[DONE]"));
-        let n: usize = events[..events.len() - 1]
-            .iter()
-            .filter_map(|e| serde_json::from_str::<Value>(e).ok())
-            .filter_map(|v| v["choices"][0]["tokens"].as_array().map(Vec::len))
-            .sum();
-        assert_eq!(n, 250);
-    }
+    assert!(
+        stopped_while_running.is_some(),
+        "no attempt stopped the server while its requests ran"
+    );
 }
 
 /// The memory budget counts the weights as they are stored: the same model takes
