@@ -265,6 +265,8 @@ pub struct MultiFidelity {
     deadline: Option<Instant>,
     trials: Option<usize>,
     workers: usize,
+    owner: Option<String>,
+    poll: std::time::Duration,
 }
 
 /// A report being filled in, and the budget of its batches (each batch of rungs
@@ -282,16 +284,28 @@ struct Member {
     state: TrialState,
     /// Rung scores by budget.
     scores: BTreeMap<u64, f64>,
+    /// Whether this worker runs it.
+    mine: bool,
 }
 
-impl Member {
-    fn of(t: &FrozenTrial) -> Member {
-        Member {
-            number: t.number,
-            state: t.state,
-            scores: t.intermediate.clone(),
-        }
-    }
+/// What a worker does next ([`MultiFidelity::optimize`]).
+enum Next {
+    /// Run these rungs: this worker's trials, one rung of one bracket.
+    Run(Vec<RungJob>),
+    /// Ask up to `want` new trials for the first rung (budget `budget`) of iteration
+    /// `k`, bracket `s`; `waiting` when one of this worker's trials waits on others'.
+    Create {
+        k: u64,
+        s: u32,
+        budget: u64,
+        want: usize,
+        waiting: bool,
+    },
+    /// Nothing to run now, but another worker's rung may still promote one of this
+    /// worker's trials.
+    Wait,
+    /// Nothing left to do.
+    Stop(StopReason),
 }
 
 impl MultiFidelity {
@@ -304,7 +318,39 @@ impl MultiFidelity {
             deadline: None,
             trials: None,
             workers: 1,
+            owner: None,
+            poll: std::time::Duration::from_secs(1),
         }
+    }
+
+    /// Shares the brackets with other processes on the same study (an Optuna
+    /// journal, with a [`Heartbeat`](crate::Heartbeat)), as worker `id`: the trials
+    /// it creates carry `id` in their bracket attribute and only it runs their rungs
+    /// (it holds their checkpoints), so a promotion is taken by the worker that owns
+    /// the trial. Every worker decides rungs from the journal alike; one with nothing
+    /// to run starts the next bracket, or, when a limit forbids that, waits (polling
+    /// every [`with_poll`](MultiFidelity::with_poll)) while a rung of others' trials
+    /// may still promote one of its own; at an iteration limit, until every bracket
+    /// has finished.
+    ///
+    /// When a worker is gone, its running trials (between rungs too) are failed once
+    /// their heartbeat is older than the grace period: a rung waiting on one is
+    /// decided without it, a promotion it held is lost to its bracket, and the
+    /// heartbeat's retry (same parameters, Optuna's `failed_trial` and
+    /// `retry_history`) is claimed by the next worker that asks and restarts from
+    /// the first rung of the bracket that worker is filling (a retry that comes after
+    /// the last bracket is full waits for the study's next run). A worker that stops
+    /// at a limit prunes its running trials at their last rung.
+    pub fn with_owner(mut self, id: impl Into<String>) -> MultiFidelity {
+        self.owner = Some(id.into());
+        self
+    }
+
+    /// How long a shared worker with nothing to run sleeps before reading the
+    /// journal again (default 1 s).
+    pub fn with_poll(mut self, every: std::time::Duration) -> MultiFidelity {
+        self.poll = every;
+        self
     }
 
     /// Runs up to `n` rungs side by side (at least 1, the default): a rung's trials
@@ -353,6 +399,14 @@ impl MultiFidelity {
     /// bracket first (after a kill: interrupted rungs rerun from the trial's previous
     /// rung, finished ones are kept).
     ///
+    /// Each step is decided from the journal alone: the oldest bracket with a rung of
+    /// this worker's trials to run comes first, then the oldest bracket with room on
+    /// its first rung, then a new bracket. A rung is decided once each of its trials
+    /// has a score there or has finished; its best go on, and this worker prunes (or,
+    /// at the top rung, completes) its own trials that do not. With
+    /// [`with_owner`](MultiFidelity::with_owner), several processes share the brackets
+    /// this way.
+    ///
     /// # Errors
     /// [`Error::MultiFidelity`] without any limit or for a multi-objective study;
     /// storage errors.
@@ -376,8 +430,9 @@ impl MultiFidelity {
             ));
         }
         let direction = study.directions()[0];
-        // Catch up once with other writers of a shared journal; from here on the
-        // study's own view is current (every rung and verdict is committed through it).
+        // Catch up once with other writers of a shared journal; alone, the study's own
+        // view stays current from here on (every rung and verdict is committed through
+        // it); shared, each step reads the journal again.
         study.storage.refresh()?;
         let mut tally = Tally {
             report: MultiFidelityReport {
@@ -389,88 +444,36 @@ impl MultiFidelity {
             },
             batch_budget: 0,
         };
-        let mut iteration = 0u64;
-        loop {
-            let members = self.members(study, iteration);
-            let bracket = self.plan.bracket(iteration);
-            let finished = members.len() >= bracket.rungs[0].trials
-                && members.iter().all(|m| m.state.is_finished());
-            if finished {
-                iteration += 1;
-                tally.report.iterations = iteration;
-                continue;
+        let stop = loop {
+            if self.owner.is_some() {
+                study.check_heartbeats()?;
             }
-            if self.iterations.is_some_and(|n| iteration >= n) {
-                tally.report.stop = StopReason::IterationBudget;
-                return Ok(tally.report);
-            }
-            if let Some(stop) =
-                self.run_bracket(study, runner, iteration, &bracket, direction, &mut tally)?
-            {
-                tally.report.stop = stop;
-                return Ok(tally.report);
-            }
-        }
-    }
-
-    /// The trials of iteration `k`, in number order.
-    fn members(&self, study: &Study, k: u64) -> Vec<Member> {
-        study
-            .storage()
-            .trials()
-            .iter()
-            .filter(|t| iteration_of(t) == Some(k))
-            .map(Member::of)
-            .collect()
-    }
-
-    /// Runs (or continues) one bracket; `Some(reason)` when a limit stopped it.
-    fn run_bracket(
-        &self,
-        study: &mut Study,
-        runner: &mut impl BatchRunner,
-        k: u64,
-        bracket: &Bracket,
-        direction: Direction,
-        tally: &mut Tally,
-    ) -> Result<Option<StopReason>> {
-        // Rung 0: the bracket's trials, created as needed.
-        let mut alive: Vec<u64> = self.members(study, k).iter().map(|m| m.number).collect();
-        // A trial a kill left between its creation and its bracket attribute joins the
-        // bracket with the proposal it was created with.
-        let orphans: Vec<u64> = study
-            .storage()
-            .trials()
-            .iter()
-            .filter(|t| {
-                t.state == TrialState::Running
-                    && iteration_of(t).is_none()
-                    && t.params.is_empty()
-                    && t.intermediate.is_empty()
-            })
-            .map(|t| t.number)
-            .collect();
-        for number in orphans {
-            if alive.len() >= bracket.rungs[0].trials {
-                break;
-            }
-            study.reask(number)?.set_user_attr(
-                HYPERBAND_ATTR,
-                serde_json::json!({"iteration": k, "bracket": bracket.s}),
-            )?;
-            alive.push(number);
-        }
-        let mut from = 0;
-        for (i, rung) in bracket.rungs.iter().enumerate() {
-            if i == 0 {
-                // A resumed run first finishes the rung its members were in (so the
-                // next trial is proposed from the history an uninterrupted run had).
-                if let Some(stop) = self.run_rung(study, runner, &alive, 0, rung.budget, tally)? {
-                    return Ok(Some(stop));
+            match self.next(study, direction, &mut tally)? {
+                Next::Stop(stop) => break stop,
+                Next::Wait => {
+                    if self.deadline.is_some_and(|d| Instant::now() >= d) {
+                        break StopReason::TimeBudget;
+                    }
+                    std::thread::sleep(self.poll);
                 }
-                while alive.len() < rung.trials {
-                    if let Some(stop) = self.limit(tally, rung.budget) {
-                        return Ok(Some(stop));
+                Next::Run(jobs) => {
+                    if let Some(stop) = self.limit(&tally, jobs[0].to - jobs[0].from) {
+                        break stop;
+                    }
+                    self.advance(study, runner, &jobs, &mut tally)?;
+                }
+                Next::Create {
+                    k,
+                    s,
+                    budget,
+                    want,
+                    waiting,
+                } => {
+                    if let Some(stop) = self.limit(&tally, budget) {
+                        break stop;
+                    }
+                    if self.owner.is_none() && self.adopt_orphans(study, k, s, want)? {
+                        continue;
                     }
                     let created = study
                         .storage()
@@ -482,12 +485,15 @@ impl MultiFidelity {
                         .trials
                         .map_or(usize::MAX, |n| n.saturating_sub(created));
                     if room == 0 {
-                        return Ok(Some(StopReason::TrialBudget));
+                        if waiting {
+                            std::thread::sleep(self.poll);
+                            continue;
+                        }
+                        break StopReason::TrialBudget;
                     }
-                    let want = self.workers.min(rung.trials - alive.len()).min(room);
-                    let mut jobs = Vec::with_capacity(want);
+                    let mut jobs = Vec::with_capacity(want.min(room));
                     let mut exhausted = false;
-                    for _ in 0..want {
+                    for _ in 0..want.min(room) {
                         let mut trial = match study.ask() {
                             Ok(t) => t,
                             Err(Error::SpaceExhausted { .. }) => {
@@ -496,90 +502,253 @@ impl MultiFidelity {
                             }
                             Err(e) => return Err(e),
                         };
-                        trial.set_user_attr(
-                            HYPERBAND_ATTR,
-                            serde_json::json!({"iteration": k, "bracket": bracket.s}),
-                        )?;
-                        let number = trial.number();
-                        alive.push(number);
+                        trial.set_user_attr(HYPERBAND_ATTR, self.label(k, s))?;
                         jobs.push(RungJob {
-                            number,
+                            number: trial.number(),
                             from: 0,
-                            to: rung.budget,
+                            to: budget,
                         });
                     }
-                    self.advance(study, runner, &jobs, tally)?;
+                    self.advance(study, runner, &jobs, &mut tally)?;
                     if exhausted {
-                        return Ok(Some(StopReason::SpaceExhausted));
+                        break StopReason::SpaceExhausted;
                     }
                 }
             }
-            // Every member without this rung's score runs it (a resumed run's
-            // interrupted rung, or a promoted trial).
-            if let Some(stop) = self.run_rung(study, runner, &alive, from, rung.budget, tally)? {
-                return Ok(Some(stop));
-            }
-            // Rank the rung and promote the best, the rest pruned here.
-            let mut scored: Vec<(f64, u64)> = Vec::new();
-            for &number in &alive {
-                let m = self.member(study, number)?;
-                if let (Some(&v), TrialState::Running) = (m.scores.get(&rung.budget), m.state) {
-                    scored.push((v, number));
-                }
-            }
-            scored.sort_by(|a, b| {
-                let c = a.0.total_cmp(&b.0);
-                let c = if direction == Direction::Maximize {
-                    c.reverse()
-                } else {
-                    c
-                };
-                c.then(a.1.cmp(&b.1))
-            });
-            let last = i + 1 == bracket.rungs.len();
-            let keep = if last {
-                0
-            } else {
-                bracket.rungs[i + 1].trials.min(scored.len())
-            };
-            for &(v, number) in &scored[keep..] {
-                if last {
-                    study.tell(number, v)?;
-                } else {
-                    study.tell(number, Outcome::Pruned)?;
-                }
-            }
-            alive = scored[..keep].iter().map(|&(_, n)| n).collect();
-            from = rung.budget;
+        };
+        if self.owner.is_some() {
+            self.leave(study)?;
         }
-        Ok(None)
+        tally.report.stop = stop;
+        Ok(tally.report)
     }
 
-    /// Runs rung `from → to` for each of `alive` that has no score there yet, in
-    /// batches of the workers; `Some(reason)` when a limit stopped it.
-    fn run_rung(
-        &self,
-        study: &mut Study,
-        runner: &mut impl BatchRunner,
-        alive: &[u64],
-        from: u64,
-        to: u64,
-        tally: &mut Tally,
-    ) -> Result<Option<StopReason>> {
-        let mut todo = Vec::new();
-        for &number in alive {
-            let m = self.member(study, number)?;
-            if !(m.scores.contains_key(&to) || m.state.is_finished()) {
-                todo.push(RungJob { number, from, to });
+    /// A trial's bracket attribute: its iteration, bracket and (shared) owner.
+    fn label(&self, k: u64, s: u32) -> serde_json::Value {
+        let mut v = serde_json::json!({"iteration": k, "bracket": s});
+        if let Some(w) = &self.owner {
+            v["worker"] = serde_json::Value::String(w.clone());
+        }
+        v
+    }
+
+    /// Whether this worker runs trial `t` (alone: every trial).
+    fn is_mine(&self, t: &FrozenTrial) -> bool {
+        match &self.owner {
+            None => true,
+            Some(w) => {
+                t.user_attrs
+                    .get(HYPERBAND_ATTR)
+                    .and_then(|a| a.get("worker"))
+                    .and_then(|v| v.as_str())
+                    == Some(w)
             }
         }
-        for jobs in todo.chunks(self.workers) {
-            if let Some(stop) = self.limit(tally, to - from) {
-                return Ok(Some(stop));
+    }
+
+    /// What this worker does next, from the journal; decided rungs are settled on
+    /// the way (this worker's trials that do not go on are pruned or completed).
+    fn next(&self, study: &mut Study, direction: Direction, tally: &mut Tally) -> Result<Next> {
+        let mut first_open: Option<(u64, u32, u64, usize)> = None;
+        // One of this worker's trials waits on a rung that waits on others' trials.
+        let mut waiting = false;
+        let mut leading = true;
+        // Some bracket is not finished yet.
+        let mut unsettled = false;
+        let mut k = 0u64;
+        loop {
+            let members = self.members(study, k);
+            if members.is_empty() {
+                break;
             }
-            self.advance(study, runner, jobs, tally)?;
+            let bracket = self.plan.bracket(k);
+            let mut alive: Vec<u64> = members.iter().map(|m| m.number).collect();
+            let mut from = 0;
+            let mut undecided = false;
+            for (i, rung) in bracket.rungs.iter().enumerate() {
+                let open = if i == 0 {
+                    rung.trials.saturating_sub(alive.len())
+                } else {
+                    0
+                };
+                let mut pending = false;
+                let mut others = false;
+                let mut mine = Vec::new();
+                for &number in &alive {
+                    let m = self.member(study, number)?;
+                    if !(m.scores.contains_key(&rung.budget) || m.state.is_finished()) {
+                        pending = true;
+                        others |= !m.mine;
+                        if m.mine {
+                            mine.push(RungJob {
+                                number,
+                                from,
+                                to: rung.budget,
+                            });
+                        }
+                    }
+                }
+                if !mine.is_empty() {
+                    mine.truncate(self.workers);
+                    return Ok(Next::Run(mine));
+                }
+                if pending || open > 0 {
+                    if open > 0 && first_open.is_none() {
+                        first_open = Some((k, bracket.s, rung.budget, open));
+                    }
+                    waiting |= others
+                        && members
+                            .iter()
+                            .any(|m| m.mine && m.state == TrialState::Running);
+                    undecided = true;
+                    break;
+                }
+                // Decided: rank every score of the rung (whatever became of the trial
+                // since, so every worker ranks alike) and promote the best.
+                let mut scored: Vec<(f64, u64)> = Vec::new();
+                for &number in &alive {
+                    if let Some(&v) = self.member(study, number)?.scores.get(&rung.budget) {
+                        scored.push((v, number));
+                    }
+                }
+                scored.sort_by(|a, b| {
+                    let c = a.0.total_cmp(&b.0);
+                    let c = if direction == Direction::Maximize {
+                        c.reverse()
+                    } else {
+                        c
+                    };
+                    c.then(a.1.cmp(&b.1))
+                });
+                let last = i + 1 == bracket.rungs.len();
+                let keep = if last {
+                    0
+                } else {
+                    bracket.rungs[i + 1].trials.min(scored.len())
+                };
+                for &(v, number) in &scored[keep..] {
+                    let m = self.member(study, number)?;
+                    if m.mine && m.state == TrialState::Running {
+                        let outcome = if last {
+                            Outcome::from(v)
+                        } else {
+                            Outcome::Pruned
+                        };
+                        match study.tell(number, outcome) {
+                            // Another worker failed it meanwhile (a stale heartbeat).
+                            Ok(_) | Err(Error::TrialFinished(_)) => {}
+                            Err(e) => return Err(e),
+                        }
+                    }
+                }
+                alive = scored[..keep].iter().map(|&(_, n)| n).collect();
+                from = rung.budget;
+            }
+            let finished =
+                !undecided && self.members(study, k).iter().all(|m| m.state.is_finished());
+            leading &= finished;
+            unsettled |= !finished;
+            if leading {
+                tally.report.iterations = k + 1;
+            }
+            k += 1;
         }
-        Ok(None)
+        // `k` is the first iteration without trials.
+        let bracket = match first_open {
+            Some((k, s, budget, open)) => {
+                return Ok(Next::Create {
+                    k,
+                    s,
+                    budget,
+                    want: self.workers.min(open),
+                    waiting,
+                })
+            }
+            None => self.plan.bracket(k),
+        };
+        if self.iterations.is_some_and(|n| k >= n) {
+            // Shared, a worker sees its brackets through: each running trial's worker
+            // runs it on, or is gone and its trials fail once their beat is stale.
+            return Ok(if waiting || (self.owner.is_some() && unsettled) {
+                Next::Wait
+            } else {
+                Next::Stop(StopReason::IterationBudget)
+            });
+        }
+        Ok(Next::Create {
+            k,
+            s: bracket.s,
+            budget: bracket.rungs[0].budget,
+            want: self.workers.min(bracket.rungs[0].trials),
+            waiting,
+        })
+    }
+
+    /// Alone, a trial a kill left between its creation and its bracket attribute
+    /// joins bracket `k` (at most `want` of them) with the proposal it was created
+    /// with; whether there was one.
+    fn adopt_orphans(&self, study: &mut Study, k: u64, s: u32, want: usize) -> Result<bool> {
+        let orphans: Vec<u64> = study
+            .storage()
+            .trials()
+            .iter()
+            .filter(|t| {
+                t.state == TrialState::Running
+                    && iteration_of(t).is_none()
+                    && t.params.is_empty()
+                    && t.intermediate.is_empty()
+            })
+            .map(|t| t.number)
+            .take(want)
+            .collect();
+        for &number in &orphans {
+            study
+                .reask(number)?
+                .set_user_attr(HYPERBAND_ATTR, self.label(k, s))?;
+        }
+        Ok(!orphans.is_empty())
+    }
+
+    /// A shared worker that stops prunes its running trials at their last rung
+    /// (their checkpoints are its own), so their brackets go on without them.
+    fn leave(&self, study: &mut Study) -> Result<()> {
+        let mine: Vec<u64> = study
+            .storage()
+            .trials()
+            .iter()
+            .filter(|t| {
+                t.state == TrialState::Running && iteration_of(t).is_some() && self.is_mine(t)
+            })
+            .map(|t| t.number)
+            .collect();
+        for number in mine {
+            match study.tell(number, Outcome::Pruned) {
+                Ok(_) | Err(Error::TrialFinished(_)) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(())
+    }
+
+    /// The trials of iteration `k` that run or ran (a waiting retry of one is not
+    /// one of them), in number order.
+    fn members(&self, study: &Study, k: u64) -> Vec<Member> {
+        study
+            .storage()
+            .trials()
+            .iter()
+            .filter(|t| iteration_of(t) == Some(k) && t.state != TrialState::Waiting)
+            .map(|t| self.member_of(t))
+            .collect()
+    }
+
+    fn member_of(&self, t: &FrozenTrial) -> Member {
+        Member {
+            number: t.number,
+            state: t.state,
+            scores: t.intermediate.clone(),
+            mine: self.is_mine(t),
+        }
     }
 
     fn member(&self, study: &Study, number: u64) -> Result<Member> {
@@ -587,7 +756,7 @@ impl MultiFidelity {
             .storage()
             .trials()
             .get(number as usize)
-            .map(Member::of)
+            .map(|t| self.member_of(t))
             .ok_or(Error::UnknownTrial(number))
     }
 
@@ -640,6 +809,20 @@ impl MultiFidelity {
 
 /// Records one rung's result: its score at step `to`, or the trial failed or pruned.
 fn record_rung(
+    study: &mut Study,
+    number: u64,
+    to: u64,
+    result: std::result::Result<f64, TrialError>,
+) -> Result<()> {
+    match record(study, number, to, result) {
+        // In a shared study, another worker failed the trial meanwhile (its beat was
+        // late): it has left its bracket.
+        Err(Error::TrialFinished(n)) if n == number => Ok(()),
+        r => r,
+    }
+}
+
+fn record(
     study: &mut Study,
     number: u64,
     to: u64,
