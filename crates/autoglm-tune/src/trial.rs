@@ -101,6 +101,12 @@ impl Trial<'_> {
         self.number
     }
 
+    /// The study the trial belongs to (its best trial, its system attributes, an
+    /// artifact upload while the trial runs).
+    pub fn study(&mut self) -> &mut Study {
+        self.study
+    }
+
     /// Suggests a value for `name` from `distribution` (the same value again if the
     /// trial already has one).
     ///

@@ -385,6 +385,8 @@ struct RungShared<'a> {
     plan: &'a Hyperband,
     data: TrialData<'a>,
     deadline: Option<Instant>,
+    /// This process in a shared study (`search.storage`).
+    member: Option<&'a crate::shared::Member>,
 }
 
 /// What the rungs of a multi-fidelity search update, on the calling thread.
@@ -460,6 +462,13 @@ impl RungShared<'_> {
             rung: Some(to as f64 / 1000.0),
         });
         if from == 0 {
+            if let Some(m) = self.member {
+                trial.study().set_trial_system_attr(
+                    number,
+                    crate::shared::TRIAL_WORKER_ATTR,
+                    autoglm_tune::optuna::pyjson::PyJson::Str(m.worker.clone()),
+                )?;
+            }
             trial.set_user_attr("structure", to_json(&structure)?)?;
             trial.set_user_attr("hyper", to_json(&hyper)?)?;
             trial.set_user_attr(
@@ -570,11 +579,24 @@ impl<F: FnMut(&Event)> RungState<'_, F> {
                     trial.set_constraints(c)?;
                 }
                 let v = s.metric.of(&o.dev.expect("a top rung is scored"));
-                if feasible && self.best.as_ref().is_none_or(|b| v > b.1) {
-                    shared
-                        .at
-                        .save_best(trained, number)
-                        .map_err(|e| TrialError::Failed(e.to_string()))?;
+                // In a shared study, the best of every process's complete trials too.
+                let theirs = match shared.member {
+                    Some(_) => trial.study().best_trial()?.and_then(|t| t.value()),
+                    None => None,
+                };
+                let incumbent = self.best.map(|b| b.1).into_iter().chain(theirs);
+                if feasible && incumbent.fold(true, |up, b| up && v > b) {
+                    let failed = |e: Error| TrialError::Failed(e.to_string());
+                    shared.at.save_best(trained, number).map_err(failed)?;
+                    if let Some(store) = shared.member.and_then(|m| m.store.as_ref()) {
+                        crate::shared::upload_model(
+                            trial.study(),
+                            store,
+                            number,
+                            &shared.at.run.best(),
+                        )
+                        .map_err(failed)?;
+                    }
                     self.best = Some((number, v));
                 }
                 end(
@@ -822,24 +844,7 @@ impl AutoTrainer {
     fn study(&self) -> Result<Study> {
         let s = &self.task.search;
         let seed = Seed(s.seed);
-        let study = match &s.storage {
-            Some(spec) => {
-                let journal = autoglm_tune::optuna::OptunaJournal::open_spec(spec)
-                    .map_err(|e| Error::Task(format!("search.storage: {e}")))?;
-                let name = crate::shared::study_name(&self.task);
-                let storage =
-                    Storage::optuna(journal, &name, &[autoglm_tune::Direction::Maximize])?;
-                let hb = &s.heartbeat;
-                Study::maximize(seed).with_storage(storage).with_heartbeat(
-                    autoglm_tune::Heartbeat {
-                        interval: std::time::Duration::from_secs_f64(hb.interval),
-                        grace: std::time::Duration::from_secs_f64(hb.grace),
-                        max_retry: Some(hb.max_retry),
-                    },
-                )
-            }
-            None => Study::maximize(seed).with_storage(Storage::journal(&self.run.journal())?),
-        };
+        let study = self.base_study()?;
         let study = match s.sampler {
             SamplerKind::Auto => study.with_sampler(AutoSampler::with_startup_trials(
                 seed,
@@ -870,6 +875,31 @@ impl AutoTrainer {
                 ..SuccessiveHalvingPruner::default()
             }),
             PrunerKind::None => study.with_pruner(NopPruner),
+        })
+    }
+
+    /// The search's study without its sampler: the shared study (`search.storage`,
+    /// an Optuna journal, with heartbeats) or this run directory's journal.
+    fn base_study(&self) -> Result<Study> {
+        let s = &self.task.search;
+        let seed = Seed(s.seed);
+        Ok(match &s.storage {
+            Some(spec) => {
+                let journal = autoglm_tune::optuna::OptunaJournal::open_spec(spec)
+                    .map_err(|e| Error::Task(format!("search.storage: {e}")))?;
+                let name = crate::shared::study_name(&self.task);
+                let storage =
+                    Storage::optuna(journal, &name, &[autoglm_tune::Direction::Maximize])?;
+                let hb = &s.heartbeat;
+                Study::maximize(seed).with_storage(storage).with_heartbeat(
+                    autoglm_tune::Heartbeat {
+                        interval: std::time::Duration::from_secs_f64(hb.interval),
+                        grace: std::time::Duration::from_secs_f64(hb.grace),
+                        max_retry: Some(hb.max_retry),
+                    },
+                )
+            }
+            None => Study::maximize(seed).with_storage(Storage::journal(&self.run.journal())?),
         })
     }
 
@@ -1127,24 +1157,10 @@ impl AutoTrainer {
                 seconds,
             });
         };
-        let mut summary = summarize(&mut study, None, started, stop)?;
-        if let Some(m) = &member {
-            // Wait for other processes' trials (a gone one's fail on their
-            // heartbeat), then the first claim finishes.
-            loop {
-                let trials = study.trials()?;
-                if !trials.iter().any(|t| t.state == TrialState::Running) {
-                    break;
-                }
-                wait_a_beat(&mut study, &trials, &mut waiting_on, &mut on, poll)?;
-            }
-            summary = summarize(&mut study, None, started, stop)?;
-            summary.finished_by = crate::shared::claim_finish(&mut study, m, &self.run)?;
-            if summary.finished_by.is_none() {
-                self.take_best(&mut study, m)?;
-            }
+        match &member {
+            Some(m) => self.end_shared(&mut study, m, started, stop, &mut on),
+            None => summarize(&mut study, None, started, stop),
         }
-        Ok(summary)
     }
 
     /// Joins the shared study (`search.storage`): checks the fingerprint of this
@@ -1239,10 +1255,13 @@ impl AutoTrainer {
             self.check_time(hb, m)?;
         }
         let mut study = self.study_hyperband()?;
+        let member = self.join(&mut study)?;
         let fresh = study.trials()?.is_empty();
-        self.warm_start(&mut study)?;
-        if fresh && hb.default_first {
-            study.enqueue(self.default_params())?;
+        if member.as_ref().is_none_or(|m| m.founder) {
+            self.warm_start(&mut study)?;
+            if fresh && hb.default_first {
+                study.enqueue(self.default_params())?;
+            }
         }
         self.remove_finished_checkpoints(&mut study)?;
         let best = self.best_trial(&mut study)?;
@@ -1270,11 +1289,20 @@ impl AutoTrainer {
         if let Some(n) = hb.brackets {
             mf = mf.with_iterations(n);
         }
+        // Alone, the brackets get their share of the time and the rest goes to the
+        // incumbent; shared, the incumbent's checkpoint may be another process's, so
+        // the brackets get it all.
+        let share = if member.is_some() {
+            1.0
+        } else {
+            hb.search_share
+        };
         if let Some(m) = s.minutes {
-            // The brackets get their share of the time; the rest goes to the incumbent.
-            mf = mf.with_deadline(
-                started + std::time::Duration::from_secs_f64(m * 60.0 * hb.search_share),
-            );
+            mf = mf.with_deadline(started + std::time::Duration::from_secs_f64(m * 60.0 * share));
+        }
+        let poll = std::time::Duration::from_secs_f64(s.heartbeat.interval);
+        if let Some(m) = &member {
+            mf = mf.with_owner(m.worker.clone()).with_poll(poll);
         }
         let mut runner = RungRunner {
             shared: RungShared {
@@ -1283,6 +1311,7 @@ impl AutoTrainer {
                 plan: &plan,
                 data: self.data_all_dev(),
                 deadline,
+                member: member.as_ref(),
             },
             state: RungState {
                 best,
@@ -1295,7 +1324,7 @@ impl AutoTrainer {
             mut best, timing, ..
         } = runner.state;
         let mut extended = None;
-        if let (StopReason::TimeBudget, Some(d)) = (report.stop, deadline) {
+        if let (StopReason::TimeBudget, Some(d), None) = (report.stop, deadline, &member) {
             on(&Event::Extend {
                 seconds: d.saturating_duration_since(Instant::now()).as_secs_f64(),
             });
@@ -1308,7 +1337,38 @@ impl AutoTrainer {
             extended = self.extend(&mut study, &ext, &mut best, &mut on)?;
         }
         self.remove_finished_checkpoints(&mut study)?;
-        summarize(&mut study, extended, started, report.stop)
+        let Some(m) = &member else {
+            return summarize(&mut study, extended, started, report.stop);
+        };
+        self.end_shared(&mut study, m, started, report.stop, &mut on)
+    }
+
+    /// The end of a shared study's search in this process: waits for other
+    /// processes' trials (a gone one's fail on their heartbeat), then the first
+    /// claim finishes ([`AutoTrainer::take_best`]).
+    fn end_shared(
+        &self,
+        study: &mut Study,
+        member: &crate::shared::Member,
+        started: Instant,
+        stop: StopReason,
+        on: &mut impl FnMut(&Event),
+    ) -> Result<Summary> {
+        let poll = std::time::Duration::from_secs_f64(self.task.search.heartbeat.interval);
+        let mut waiting_on = Vec::new();
+        loop {
+            let trials = study.trials()?;
+            if !trials.iter().any(|t| t.state == TrialState::Running) {
+                break;
+            }
+            wait_a_beat(study, &trials, &mut waiting_on, on, poll)?;
+        }
+        let mut summary = summarize(study, None, started, stop)?;
+        summary.finished_by = crate::shared::claim_finish(study, member, &self.run)?;
+        if summary.finished_by.is_none() {
+            self.take_best(study, member)?;
+        }
+        Ok(summary)
     }
 
     /// The time a multi-fidelity search has left when no further rung fits goes to
@@ -1611,9 +1671,8 @@ impl AutoTrainer {
     /// GP, fitted on the largest rung with enough scores) or random sampling.
     fn study_hyperband(&self) -> Result<Study> {
         let s = &self.task.search;
-        let storage = Storage::journal(&self.run.journal())?;
         let seed = Seed(s.seed);
-        let study = Study::maximize(seed).with_storage(storage);
+        let study = self.base_study()?;
         let mut tpe = TpeConfig::default();
         tpe.n_startup_trials = 1;
         let dims = self.default_params().len();

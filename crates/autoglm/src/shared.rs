@@ -20,6 +20,12 @@
 //!   (`search.heartbeat`); a trial whose beat is older than the grace period is
 //!   failed by whichever process notices and retried with its parameters, so a
 //!   killed process loses its running trial only.
+//! - **Multi-fidelity.** With `search.hyperband`, the processes share Hyperband's
+//!   brackets (autoglm-tune's `MultiFidelity::with_owner`): a trial's rungs all
+//!   run in the process that started it, where its checkpoint is; a gone process's
+//!   trials fail after the grace period, their rungs are decided without them and
+//!   their retries restart from the first rung. The brackets get the whole time
+//!   budget: the incumbent is not extended, its checkpoint may be elsewhere.
 //! - **Models.** A trial whose dev score is the study's best when it finishes
 //!   has its model uploaded to `search.artifacts` before it is told, as Optuna's
 //!   `upload_artifact` does (one artifact per file, listed by optuna-dashboard).

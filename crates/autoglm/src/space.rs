@@ -359,9 +359,10 @@ pub struct SearchConfig {
     /// (`autoglm run --storage`): Optuna's journal on Redis
     /// (`redis://HOST:PORT/DB`, optionally `#PREFIX`) or in a file (relative to the
     /// task file; on a shared mount for several machines). Each process runs
-    /// trials until the study has `trials`, beating for its running trials;
-    /// Python Optuna and optuna-dashboard read the same study. Absent: the run
-    /// directory's own journal (`study.jsonl`). See [`crate::shared`].
+    /// trials until the study has `trials`, beating for its running trials (with
+    /// `hyperband`, the processes share its brackets); Python Optuna and
+    /// optuna-dashboard read the same study. Absent: the run directory's own journal
+    /// (`study.jsonl`). See [`crate::shared`].
     #[serde(default)]
     pub storage: Option<String>,
     /// The study's name in `storage` (default: the task's `name`).
@@ -670,14 +671,6 @@ pub fn check(model: &ModelSpace, hyper: &HyperSpace, search: &SearchConfig) -> R
             "search.heartbeat.grace: {} s must exceed the interval, {} s",
             hb.grace, hb.interval
         )));
-    }
-    if search.storage.is_some() && search.hyperband.is_some() {
-        return Err(Error::Task(
-            "search.storage with search.hyperband: a shared study runs the plain search \
-             (trials at full length, the pruner stopping them); Hyperband's promotions \
-             across processes are not built yet"
-                .into(),
-        ));
     }
     if model.checkpoint.is_some()
         && (ModelSpace {

@@ -198,3 +198,95 @@ fn two_workers(d: &Path, storage: &str) {
         "{err}"
     );
 }
+
+/// Multi-fidelity search shared by two processes (`search.hyperband` with
+/// `search.storage`): one bracket of Hyperband over both, each trial's rungs all run
+/// by the process that started it (its checkpoint is there), every trial finished,
+/// one process finishes with the study's best model.
+#[test]
+fn two_workers_share_hyperband_brackets() {
+    let dir = tempfile::tempdir().unwrap();
+    let d = dir.path();
+    autoglm::quickstart::write_corpus(&d.join("data"), 150, 6, 4, 11).unwrap();
+    let task = |output: &str| {
+        let yaml = format!(
+            "name: shared-hb
+data: {{input: meaning, target: text, train: data/train.jsonl, dev: data/dev.jsonl, test: {{file: data/test.jsonl}}}}
+tokenizer: {{vocab_size: 300}}
+model: {{layers: {{low: 1, high: 2}}, hidden: [16, 32], heads: 2, kv_heads: 1, mlp_ratio: 2.0}}
+training: {{lr: {{low: 1.0e-3, high: 1.0e-2, log: true}}, batch_size: 4, epochs: 7.2, warmup: 0.2}}
+search: {{seed: 3, threads: 1, trials: 50, decoding: {{max_new_tokens: 8, num_beams: 1}},
+          hyperband: {{min_epochs: 0.8, eta: 3, brackets: 1}},
+          storage: study.log, artifacts: artifacts, heartbeat: {{interval: 1, grace: 4}}}}
+output: {output}
+"
+        );
+        Task::from_yaml_str(&yaml, d).unwrap()
+    };
+    let run = |output: &str| {
+        let mut at = AutoTrainer::new(task(output)).unwrap();
+        let mut rungs = Vec::new();
+        let s = at
+            .search(|e| {
+                if let Event::Start {
+                    number,
+                    rung: Some(r),
+                    ..
+                } = e
+                {
+                    rungs.push((*number, *r));
+                }
+            })
+            .unwrap();
+        (s, rungs, at)
+    };
+    let ((sa, ra, at_a), (sb, rb, at_b)) = std::thread::scope(|s| {
+        let a = s.spawn(|| run("a"));
+        let b = s.spawn(|| run("b"));
+        (a.join().unwrap(), b.join().unwrap())
+    });
+    assert!(!ra.is_empty() && !rb.is_empty(), "{ra:?} {rb:?}");
+    let of =
+        |r: &[(u64, f64)]| -> std::collections::BTreeSet<u64> { r.iter().map(|x| x.0).collect() };
+    assert!(
+        of(&ra).is_disjoint(&of(&rb)),
+        "a trial ran rungs in both processes: {ra:?} {rb:?}"
+    );
+    // One bracket of η = 3 from 0.8 to 7.2: 9 trials, 3 promoted, 1 at the top
+    // (two asks at the same moment can add a tenth).
+    let top = ra.iter().chain(&rb).filter(|r| r.1 > 7.0).count();
+    let mid = ra
+        .iter()
+        .chain(&rb)
+        .filter(|r| r.1 > 2.0 && r.1 < 3.0)
+        .count();
+    assert_eq!((mid, top), (3, 1), "{ra:?} {rb:?}");
+    let journal = OptunaJournal::open(&d.join("study.log")).unwrap();
+    let r = journal.replay();
+    let study = r.study_by_name("shared-hb").unwrap();
+    let trials: Vec<_> = study
+        .trials
+        .iter()
+        .map(|&id| r.trial(id).unwrap())
+        .collect();
+    assert!((9..=10).contains(&trials.len()), "{} trials", trials.len());
+    assert!(trials.iter().all(|t| t.state.is_finished()));
+    assert_eq!(
+        trials
+            .iter()
+            .filter(|t| t.state == TrialState::Complete)
+            .count(),
+        1
+    );
+    let (fin, best) = match (&sa.finished_by, &sb.finished_by) {
+        (None, Some(_)) => (&at_a, sa.best.unwrap().0),
+        (Some(_), None) => (&at_b, sb.best.unwrap().0),
+        x => panic!("exactly one process finishes: {x:?}"),
+    };
+    let saved: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(fin.output_dir().join("best/trial.json")).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(saved["number"], best);
+    assert_eq!(trials[best as usize].state, TrialState::Complete);
+}
