@@ -584,8 +584,13 @@ impl<F: FnMut(&Event)> RungState<'_, F> {
                     Some(_) => trial.study().best_trial()?.and_then(|t| t.value()),
                     None => None,
                 };
-                let incumbent = self.best.map(|b| b.1).into_iter().chain(theirs);
-                if feasible && incumbent.fold(true, |up, b| up && v > b) {
+                let beats = self
+                    .best
+                    .map(|b| b.1)
+                    .into_iter()
+                    .chain(theirs)
+                    .all(|b| v > b);
+                if feasible && beats {
                     let failed = |e: Error| TrialError::Failed(e.to_string());
                     shared.at.save_best(trained, number).map_err(failed)?;
                     if let Some(store) = shared.member.and_then(|m| m.store.as_ref()) {
