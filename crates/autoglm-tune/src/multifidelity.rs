@@ -169,6 +169,13 @@ pub trait FidelityRunner {
         from: u64,
         to: u64,
     ) -> std::result::Result<f64, TrialError>;
+
+    /// A shared worker ([`MultiFidelity::with_owner`]) has nothing to run and waits
+    /// for other workers' running trials `running` (their numbers) before it reads
+    /// the journal again. The default does nothing.
+    fn waiting(&mut self, running: &[u64]) {
+        let _ = running;
+    }
 }
 
 /// One rung of one trial in a batch ([`BatchRunner::advance_batch`]).
@@ -454,7 +461,7 @@ impl MultiFidelity {
                     if self.deadline.is_some_and(|d| Instant::now() >= d) {
                         break StopReason::TimeBudget;
                     }
-                    std::thread::sleep(self.poll);
+                    self.wait(study, runner);
                 }
                 Next::Run(jobs) => {
                     if let Some(stop) = self.limit(&tally, jobs[0].to - jobs[0].from) {
@@ -486,7 +493,7 @@ impl MultiFidelity {
                         .map_or(usize::MAX, |n| n.saturating_sub(created));
                     if room == 0 {
                         if waiting {
-                            std::thread::sleep(self.poll);
+                            self.wait(study, runner);
                             continue;
                         }
                         break StopReason::TrialBudget;
@@ -521,6 +528,20 @@ impl MultiFidelity {
         }
         tally.report.stop = stop;
         Ok(tally.report)
+    }
+
+    /// One wait of a shared worker: tells the runner which trials of other workers
+    /// run, then sleeps a poll.
+    fn wait(&self, study: &Study, runner: &mut impl BatchRunner) {
+        let running: Vec<u64> = study
+            .storage()
+            .trials()
+            .iter()
+            .filter(|t| t.state == TrialState::Running && !self.is_mine(t))
+            .map(|t| t.number)
+            .collect();
+        runner.waiting(&running);
+        std::thread::sleep(self.poll);
     }
 
     /// A trial's bracket attribute: its iteration, bracket and (shared) owner.

@@ -395,6 +395,8 @@ struct RungState<'f, F> {
     best: Option<(u64, f64)>,
     /// Seconds per training step and of scoring, by trial (this process's rungs).
     timing: BTreeMap<u64, (f64, f64)>,
+    /// Other processes' trials this process last said it waits for.
+    waiting_on: Vec<u64>,
     on: &'f mut F,
 }
 
@@ -640,6 +642,18 @@ impl<F: FnMut(&Event)> FidelityRunner for RungRunner<'_, '_, F> {
         let threads = shared.at.task.search.threads;
         let result = shared.train(&p, threads, |pr| step_event(&mut *state.on, number, pr));
         state.record(shared, trial, &p, result)
+    }
+
+    /// Says which other processes' trials a shared search waits for, when that
+    /// changed (as the plain search does).
+    fn waiting(&mut self, running: &[u64]) {
+        let state = &mut self.state;
+        if state.waiting_on != running {
+            (state.on)(&Event::Waiting {
+                trials: running.to_vec(),
+            });
+            state.waiting_on = running.to_vec();
+        }
     }
 }
 
@@ -1321,6 +1335,7 @@ impl AutoTrainer {
             state: RungState {
                 best,
                 timing: BTreeMap::new(),
+                waiting_on: Vec::new(),
                 on: &mut on,
             },
         };

@@ -226,21 +226,21 @@ output: {output}
     let run = |output: &str| {
         let mut at = AutoTrainer::new(task(output)).unwrap();
         let mut rungs = Vec::new();
+        let mut waited = Vec::new();
         let s = at
-            .search(|e| {
-                if let Event::Start {
+            .search(|e| match e {
+                Event::Start {
                     number,
                     rung: Some(r),
                     ..
-                } = e
-                {
-                    rungs.push((*number, *r));
-                }
+                } => rungs.push((*number, *r)),
+                Event::Waiting { trials } => waited.extend(trials.iter().copied()),
+                _ => {}
             })
             .unwrap();
-        (s, rungs, at)
+        ((s, rungs, at), waited)
     };
-    let ((sa, ra, at_a), (sb, rb, at_b)) = std::thread::scope(|s| {
+    let (((sa, ra, at_a), wa), ((sb, rb, at_b), wb)) = std::thread::scope(|s| {
         let a = s.spawn(|| run("a"));
         let b = s.spawn(|| run("b"));
         (a.join().unwrap(), b.join().unwrap())
@@ -261,6 +261,13 @@ output: {output}
         .filter(|r| r.1 > 2.0 && r.1 < 3.0)
         .count();
     assert_eq!((mid, top), (3, 1), "{ra:?} {rb:?}");
+    // The process without the top rung has nothing to run meanwhile: it waits for
+    // it, and says so.
+    let (top_trial, idle) = match ra.iter().find(|r| r.1 > 7.0) {
+        Some(r) => (r.0, &wb),
+        None => (rb.iter().find(|r| r.1 > 7.0).unwrap().0, &wa),
+    };
+    assert!(idle.contains(&top_trial), "{wa:?} {wb:?}");
     let journal = OptunaJournal::open(&d.join("study.log")).unwrap();
     let r = journal.replay();
     let study = r.study_by_name("shared-hb").unwrap();
