@@ -91,6 +91,18 @@ fn running(path: &str, study: &str) -> Vec<u64> {
     })
 }
 
+/// Waits (30 s at most) until `n` trials of `study` run.
+fn wait_running(path: &str, study: &str, n: usize) {
+    let t0 = Instant::now();
+    while running(path, study).len() < n {
+        assert!(
+            t0.elapsed() < Duration::from_secs(30),
+            "workers did not start"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn killed_and_restarted_workers_lose_no_finished_trial_and_the_study_completes() {
     if std::env::var("OPTUNA_FAULT_JOURNAL").is_ok() {
@@ -102,14 +114,7 @@ fn killed_and_restarted_workers_lose_no_finished_trial_and_the_study_completes()
     drop(study(&path, 0));
     let mut workers: Vec<Child> = (0..4).map(|w| spawn(&path, w)).collect();
     // Wait until trials are running, then kill two workers mid-trial.
-    let t0 = Instant::now();
-    while running(&path, "faults").len() < 4 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "workers did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
+    wait_running(&path, "faults", 4);
     std::thread::sleep(Duration::from_millis(150));
     let before = running(&path, "faults");
     let mut killed = workers.remove(0);
@@ -247,14 +252,7 @@ fn workers_share_hyperband_brackets_and_a_gone_workers_trials_are_retried() {
         .iter()
         .map(|id| spawn_mf(&path, id))
         .collect();
-    let t0 = Instant::now();
-    while running(&path, "brackets").len() < 3 {
-        assert!(
-            t0.elapsed() < Duration::from_secs(30),
-            "workers did not start"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_running(&path, "brackets", 3);
     std::thread::sleep(Duration::from_millis(300));
     let mut killed = workers.remove(0);
     killed.kill().unwrap();
